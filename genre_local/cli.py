@@ -1,0 +1,61 @@
+"""The Typer application: parse flags, call the library, render results. Nothing heavy here.
+
+Heavy imports (torch, transformers, vLLM) happen inside the commands that need them, so
+`genre-local --help` and the data commands start fast, and vLLM's worker processes can
+re-import this module safely.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genre_local.cli_support import AppContext, print_error
+from genre_local.commands import data as data_commands
+from genre_local.commands import demo as demo_command
+from genre_local.commands import generate as generate_command
+from genre_local.commands import models as models_commands
+from genre_local.commands import report as report_command
+from genre_local.commands import train as train_commands
+from genre_local.config import load_config
+from genre_local.errors import UserError
+from genre_local.store.connection import resolve_db_path
+
+app = typer.Typer(
+    name="genre-local",
+    help="Offline GENRE: enrich a MIND-format news dataset with a local LLM, then train "
+    "news recommenders on the original and enriched data. Everything lives in one DuckDB file.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_commands.app, name="data")
+app.add_typer(models_commands.app, name="models")
+app.command("generate")(generate_command.generate)
+app.command("train")(train_commands.train)
+app.command("predict")(train_commands.predict)
+app.command("report")(report_command.report)
+app.command("demo")(demo_command.demo)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        Optional[Path],
+        typer.Option("--db", help="DuckDB store file [env GENRE_DB; default ./genre.duckdb].", show_default=False),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", help="Config file [env GENRE_CONFIG; default ./genre.toml if present].", show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    try:
+        loaded = load_config(config)
+    except UserError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from None
+    ctx.obj = AppContext(db_path=resolve_db_path(db), config=loaded, debug=debug)

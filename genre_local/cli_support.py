@@ -1,0 +1,99 @@
+"""What every CLI command shares: the global context and the error policy.
+
+User mistakes (UserError) end as one line on stderr with exit code 2; anything else is an
+internal failure: one line with exit code 1, or the full traceback under --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from genre_local.config import GenreConfig, load_config
+from genre_local.errors import UserError
+from genre_local.store import Store, open_store
+from genre_local.store.connection import resolve_db_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class AppContext:
+    db_path: Path
+    config: GenreConfig
+    debug: bool
+
+    def open_store(self, read_only: bool = False) -> Store:
+        return open_store(self.db_path, read_only=read_only)
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    """The global options of the root callback; defaults when a command is invoked bare."""
+    root = ctx.find_root()
+    if isinstance(root.obj, AppContext):
+        return root.obj
+    built = AppContext(db_path=resolve_db_path(None), config=load_config(None), debug=False)
+    root.obj = built
+    return built
+
+
+def stdout_console() -> Console:
+    return Console(soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def print_error(message: str) -> None:
+    # Plain print, not Rich: the line must stay one line whatever the terminal width.
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """The machine-readable summary: one JSON object as the last line of stdout."""
+    sys.stdout.write(json.dumps(payload, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def command_errors(func: F) -> F:
+    """Apply the project's error policy to a Typer command function."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, typer.Context)), None)
+        debug = False
+        if ctx is not None:
+            root = ctx.find_root()
+            debug = bool(getattr(root.obj, "debug", False))
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except UserError as exc:
+            if debug:
+                raise
+            print_error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # internal failure: keep the line, hide the traceback
+            if debug:
+                raise
+            text = str(exc).strip().splitlines()
+            print_error(
+                f"internal error: {type(exc).__name__}: {text[0] if text else ''} "
+                "(rerun with --debug for the traceback)"
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,199 @@
+"""Opening the DuckDB file, applying forward migrations, and explicit transactions.
+
+Connections are meant to be short-lived: a command opens the store, reads what it needs or
+writes its results, and closes it. DuckDB allows one writing process per file, so holding a
+connection through hours of training would lock out `report` and every other command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from genre_local.errors import StoreError, UserError
+
+DEFAULT_DB = Path("genre.duckdb")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """Every `NNN_name.sql` file in store/migrations, ordered by version."""
+    found = []
+    for entry in resources.files("genre_local.store").joinpath("migrations").iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        prefix, _, rest = entry.name.partition("_")
+        found.append(Migration(int(prefix), rest.removesuffix(".sql"), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions in store/migrations: {versions}")
+    return found
+
+
+def _describe_open_failure(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "lock" in lowered:
+        return (
+            f"store {path} is locked by another genre-local process; wait for it to finish "
+            "or pass --db to use another file"
+        )
+    if "not a valid duckdb" in lowered or "corrupt" in lowered or "magic" in lowered or "serializ" in lowered:
+        return f"store {path} is not a readable DuckDB file (damaged?); move it away or pass --db"
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"cannot open store {path}: {first_line}"
+
+
+class Store:
+    """An open DuckDB store with its schema brought up to date."""
+
+    def __init__(self, path: Path, conn: duckdb.DuckDBPyConnection, read_only: bool):
+        self.path = path
+        self.conn = conn
+        self.read_only = read_only
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing: an exception inside rolls every write back."""
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- schema ----------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        row = self.conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        return int(row[0])
+
+    def _migrate(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+        current = self.schema_version()
+        migrations = load_migrations()
+        newest = migrations[-1].version if migrations else 0
+        if current > newest:
+            raise StoreError(
+                f"store {self.path} has schema version {current}, newer than this genre-local "
+                f"knows ({newest}); upgrade genre-local"
+            )
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            with self.transaction() as conn:
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)",
+                    [migration.version, migration.name, now_utc()],
+                )
+
+    # -- writes ----------------------------------------------------------------------------
+    def insert_arrow(self, table: str, rows: pa.Table) -> None:
+        """Insert a whole Arrow table in one statement (columns matched by name)."""
+        if rows.num_rows == 0:
+            return
+        view = f"_insert_{table}"
+        self.conn.register(view, rows)
+        try:
+            columns = ", ".join(f'"{c}"' for c in rows.column_names)
+            self.conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view}")
+        finally:
+            self.conn.unregister(view)
+
+    # -- datasets --------------------------------------------------------------------------
+    def dataset_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+
+    def require_dataset(self, name: str) -> None:
+        """Fail with a one-line hint when the dataset is not in the store."""
+        exists = self.conn.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]
+        if not exists:
+            known = ", ".join(self.dataset_names()) or "none"
+            raise UserError(
+                f"dataset '{name}' is not in store {self.path} (known: {known}); "
+                f"import it with `genre-local data import SRC --name {name}`"
+            )
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def resolve_db_path(flag: Path | None) -> Path:
+    """--db flag, else $GENRE_DB, else ./genre.duckdb."""
+    if flag is not None:
+        return flag
+    env = os.environ.get("GENRE_DB")
+    return Path(env) if env else DEFAULT_DB
+
+
+def open_store(path: Path, read_only: bool = False) -> Store:
+    """Open (creating if needed) and migrate the store; StoreError with one line on failure."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StoreError(f"store {path} does not exist; import a dataset first (genre-local data import)")
+    if path.parent and not path.parent.exists():
+        raise StoreError(f"folder {path.parent} for store {path} does not exist; create it or pass another --db")
+    if path.is_dir():
+        raise StoreError(f"store path {path} is a folder; pass a file path with --db")
+    try:
+        conn = duckdb.connect(str(path), read_only=read_only)
+    except (duckdb.Error, OSError) as exc:
+        raise StoreError(_describe_open_failure(path, exc)) from exc
+    store = Store(path, conn, read_only)
+    try:
+        if read_only:
+            _check_read_only_schema(store)
+        else:
+            store._migrate()
+    except duckdb.Error as exc:
+        conn.close()
+        raise StoreError(_describe_open_failure(path, exc)) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return store
+
+
+def _check_read_only_schema(store: Store) -> None:
+    has_table = store.conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    migrations = load_migrations()
+    newest = migrations[-1].version if migrations else 0
+    current = store.schema_version() if has_table else 0
+    if current != newest:
+        raise StoreError(
+            f"store {store.path} is at schema version {current}, this genre-local needs {newest}; "
+            "run any writing command (e.g. genre-local data stats) once without read-only access"
+        )

@@ -1,0 +1,1 @@
+"""recsys: the GENRE recommender zoo, usable without the genre-local CLI."""

@@ -1,0 +1,80 @@
+"""The tensors that flow between the data side (features, variants, trainer) and the models.
+
+This is the contract both sides code against; change it only together with both sides.
+
+Index conventions: row 0 of every lookup (news table, users, topics, regions, categories,
+tokens) is padding / unknown, so a zero-filled tensor is always a valid "nothing" value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class NewsInputs:
+    """Features of N news items, aligned on the first dimension.
+
+    title: [N, Lt] WordPiece ids of the embedded MiniLM tokenizer, "[CLS] title [SEP]" then 0-padding
+    title_mask: [N, Lt] bool, True on real tokens
+    category / subcategory: [N] ids into the dataset's category / subcategory vocabularies
+    abstract / abstract_mask: [N, La] like title, or None when the abstract feature is off
+    image: [N, 512] float image vectors, or None when the image feature is off
+    image_present: [N] bool, False where a news has no image vector (model uses a learned default)
+    Which of title/abstract/category/subcategory/image a model should use is in ModelConfig.features.
+    """
+
+    title: torch.Tensor
+    title_mask: torch.Tensor
+    category: torch.Tensor
+    subcategory: torch.Tensor
+    abstract: torch.Tensor | None = None
+    abstract_mask: torch.Tensor | None = None
+    image: torch.Tensor | None = None
+    image_present: torch.Tensor | None = None
+
+    def select(self, index: torch.Tensor) -> NewsInputs:
+        """Rows `index` (any shape is flattened) of every present field."""
+        flat = index.reshape(-1)
+        return NewsInputs(**{f.name: _take(getattr(self, f.name), flat) for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> NewsInputs:
+        return NewsInputs(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
+
+    def __len__(self) -> int:
+        return int(self.title.shape[0])
+
+
+@dataclass
+class UserInputs:
+    """Per-user side of a batch of B rows (one row per impression sample).
+
+    history_mask: [B, H] bool, True on real history items (histories are right-aligned, most
+        recent last; padded positions are False). The history *vectors* are passed separately.
+    user_index: [B] id into the user vocabulary (0 = unknown user, e.g. a user not seen in train)
+    topics / topics_mask: [B, T] ids of profile interest topics (0 = pad), most relevant first
+    regions / regions_mask: [B, R] ids of profile regions (0 = pad)
+    has_profile: [B] bool; users without a profile use the learned empty interest vector
+    The profile fields are None when the variant has no user profiles (no interest fusion).
+    """
+
+    history_mask: torch.Tensor
+    user_index: torch.Tensor
+    topics: torch.Tensor | None = None
+    topics_mask: torch.Tensor | None = None
+    regions: torch.Tensor | None = None
+    regions_mask: torch.Tensor | None = None
+    has_profile: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> UserInputs:
+        return UserInputs(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
+
+
+def _take(value: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if value is None else value.index_select(0, index.to(value.device))
+
+
+def _move(value: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | None:
+    return None if value is None else value.to(device)
