@@ -1,0 +1,1 @@
+"""Datasets: MIND import, the synthetic MIND generator, statistics, and the GENRE taxonomy."""
