@@ -1,0 +1,136 @@
+"""The interface every recommender in the zoo implements, its config, and the registry.
+
+GENRE §2.2: news encoder -> user encoder -> interaction. Matching models expose the three parts
+separately so the evaluator can cache news and user vectors; ranking models fuse user encoding
+and interaction into one `score` because their interaction needs the raw history (DIN, BST).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from genre_local.errors import UserError
+from recsys.inputs import NewsInputs, UserInputs
+
+NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "image")
+
+MODEL_NAMES = ("naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din")
+
+# name -> (module, class); imported lazily so `import recsys.models` stays cheap and PLMNR's
+# transformers/peft imports are only paid when PLMNR is built.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "naml": ("recsys.models.naml", "NAML"),
+    "lstur": ("recsys.models.lstur", "LSTUR"),
+    "nrms": ("recsys.models.nrms", "NRMS"),
+    "plmnr": ("recsys.models.plmnr", "PLMNR"),
+    "bst": ("recsys.models.bst", "BST"),
+    "dcn": ("recsys.models.dcn", "DCN"),
+    "pnn": ("recsys.models.pnn", "PNN"),
+    "din": ("recsys.models.din", "DIN"),
+}
+
+
+@dataclass(frozen=True)
+class FeatureSizes:
+    """Vocabulary sizes of the dataset's lookups; each count includes row 0 (padding/unknown)."""
+
+    vocab_size: int
+    num_categories: int
+    num_subcategories: int
+    num_users: int
+    num_topics: int
+    num_regions: int
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "num_categories", "num_subcategories", "num_users", "num_topics", "num_regions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FeatureSizes.{name} must be >= 1 (row 0 is padding), got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters shared by the zoo; defaults follow the GENRE paper (§4.1)."""
+
+    embed_dim: int = 64
+    num_heads: int = 4
+    transformer_layers: int = 3  # BST's transformer depth and the number of MiniLM layers PLMNR keeps
+    dropout: float = 0.2
+    history_len: int = 50
+    title_len: int = 30
+    abstract_len: int = 50
+    features: tuple[str, ...] = ("title", "category")
+    use_profile: bool = False  # GENRE interest fusion (eq. 1-2), the `up` variant
+    lora_rank: int = 8  # PLMNR's LoRA adapter rank
+    user_mask_prob: float = 0.5  # LSTUR: probability of masking the long-term user embedding in training
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in NEWS_FEATURES]
+        if unknown or not self.features:
+            raise UserError(
+                f"features: {','.join(self.features) or '(empty)'} is not valid; "
+                f"use a comma-separated subset of {','.join(NEWS_FEATURES)}"
+            )
+        if self.embed_dim < 1 or self.embed_dim % self.num_heads:
+            raise UserError(f"embed_dim {self.embed_dim} must be a positive multiple of num_heads {self.num_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout {self.dropout} must be in [0, 1)")
+        if not 0.0 <= self.user_mask_prob <= 1.0:
+            raise UserError(f"user_mask_prob {self.user_mask_prob} must be in [0, 1]")
+        if self.transformer_layers < 1 or self.history_len < 1 or self.title_len < 3 or self.lora_rank < 1:
+            raise UserError("transformer_layers, history_len, lora_rank must be >= 1 and title_len >= 3")
+
+    def uses(self, feature: str) -> bool:
+        return feature in self.features
+
+
+class NewsRecommender(nn.Module):
+    """Base of all eight models. `encode_news` never depends on the user, so it can be cached."""
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+
+    def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
+        super().__init__()
+        self.config = config
+        self.sizes = sizes
+
+    def encode_news(self, news: NewsInputs) -> torch.Tensor:  # [N, D]
+        raise NotImplementedError
+
+
+class MatchingModel(NewsRecommender):
+    """NAML, LSTUR, NRMS, PLMNR: user vector . news vector (GENRE eq. 4 trains it with CE)."""
+
+    kind: ClassVar[str] = "matching"
+
+    def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
+        """history [B, H, D] news vectors (padded positions per user.history_mask) -> [B, D]."""
+        raise NotImplementedError
+
+    def score(self, user_vectors: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """[B, D] x [B, C, D] -> logits [B, C]; a plain dot product so cached vectors give the same scores."""
+        return torch.einsum("bd,bcd->bc", user_vectors, candidates)
+
+
+class RankingModel(NewsRecommender):
+    """BST, DCN, PNN, DIN: one logit per (user, candidate) pair (GENRE eq. 3 trains it with BCE)."""
+
+    kind: ClassVar[str] = "ranking"
+
+    def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
+        """history [B, H, D], candidate [B, D] -> logits [B]."""
+        raise NotImplementedError
+
+
+def build_model(name: str, config: ModelConfig, sizes: FeatureSizes) -> NewsRecommender:
+    """A fresh model by registry name (one of MODEL_NAMES)."""
+    if name not in _REGISTRY:
+        raise UserError(f"model {name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
+    module_name, class_name = _REGISTRY[name]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(config, sizes)
