@@ -45,11 +45,11 @@ def root(
     ctx: typer.Context,
     db: Annotated[
         Optional[Path],
-        typer.Option("--db", help="DuckDB store file [env GENRE_DB; default ./genre.duckdb].", show_default=False),
+        typer.Option("--db", help="DuckDB store file (env GENRE_DB; default ./genre.duckdb).", show_default=False),
     ] = None,
     config: Annotated[
         Optional[Path],
-        typer.Option("--config", help="Config file [env GENRE_CONFIG; default ./genre.toml if present].", show_default=False),
+        typer.Option("--config", help="Config file (env GENRE_CONFIG; default ./genre.toml if present).", show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:

@@ -14,6 +14,8 @@ from rich.progress import (
 
 
 def task_progress(*extra_columns: object) -> Progress:
+    """A progress bar on stderr; silent when stderr is not a terminal (logs, CI, pipes)."""
+    console = Console(stderr=True)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -21,6 +23,6 @@ def task_progress(*extra_columns: object) -> Progress:
         *extra_columns,  # type: ignore[arg-type]
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
+        console=console,
+        disable=not console.is_terminal,
     )

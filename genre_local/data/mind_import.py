@@ -1,0 +1,313 @@
+"""Import a MIND-format folder into the store: parse and check everything, then write once.
+
+Parsing finishes before the store is touched, and the write is one transaction, so any bad
+line leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+from rich.progress import Progress
+
+from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
+from genre_local.errors import UserError
+from genre_local.store import Store
+from genre_local.store.connection import now_utc
+
+SPLITS = ("train", "dev", "test")
+NEWS_COLUMNS = (
+    "nid", "category", "subcategory", "title", "abstract", "url", "title_entities", "abstract_entities",
+)
+# MIND ships folders such as MINDsmall_train, MINDlarge_dev, MINDdemo_train.
+_MIND_FOLDER = re.compile(r"^MIND[A-Za-z0-9]*_(train|dev|test)$")
+_TIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2}) (AM|PM)$")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    news: int
+    impressions: dict[str, int]
+    truth_users: int
+    seconds: float
+
+
+@dataclass
+class _SplitRows:
+    impression_ids: list[int]
+    user_ids: list[str]
+    times: list[datetime]
+    histories: list[list[str]]
+    candidates: list[list[str]]
+    labels: list[list[int | None]]
+
+
+def find_split_folders(src: Path) -> dict[str, Path]:
+    """Map split name -> folder, accepting `train/` or MIND's own `MINDsmall_train/` names."""
+    if not src.exists():
+        raise UserError(f"{src} does not exist; pass a MIND folder holding train/ and dev/")
+    if not src.is_dir():
+        raise UserError(f"{src} is not a folder; pass a MIND folder holding train/ and dev/")
+    found: dict[str, Path] = {}
+    for child in sorted(src.iterdir()):
+        if not child.is_dir():
+            continue
+        match = _MIND_FOLDER.match(child.name)
+        split = child.name if child.name in SPLITS else (match.group(1) if match else None)
+        if split is None:
+            continue
+        if split in found:
+            raise UserError(
+                f"{src} holds two {split} folders ({found[split].name}, {child.name}); keep one"
+            )
+        found[split] = child
+    missing = [s for s in ("train", "dev") if s not in found]
+    if missing:
+        raise UserError(
+            f"{src} has no {' or '.join(missing)} folder; expected train/ and dev/ "
+            "(or MINDsmall_train/ and MINDsmall_dev/), optionally test/"
+        )
+    for split, folder in found.items():
+        for name in ("news.tsv", "behaviors.tsv"):
+            if not (folder / name).is_file():
+                raise UserError(f"{folder / name} is missing; every split folder needs news.tsv and behaviors.tsv")
+    return {s: found[s] for s in SPLITS if s in found}
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a UTF-8 file, without line terminators; a final newline is optional."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(
+            f"{path} line {line_no}: bytes that are not UTF-8 at offset {exc.start}; re-encode the file as UTF-8"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        yield number, line[:-1] if line.endswith("\r") else line
+
+
+def parse_news(path: Path) -> list[tuple[str, ...]]:
+    rows = []
+    for number, line in _lines(path):
+        fields = line.split("\t")
+        if len(fields) != len(NEWS_COLUMNS):
+            raise UserError(
+                f"{path} line {number}: expected {len(NEWS_COLUMNS)} tab-separated columns "
+                f"(nid, category, subcategory, title, abstract, url, title_entities, abstract_entities), "
+                f"found {len(fields)}"
+            )
+        if not fields[0]:
+            raise UserError(f"{path} line {number}: empty news id in column 1")
+        rows.append(tuple(fields))
+    return rows
+
+
+def parse_time(value: str) -> datetime | None:
+    match = _TIME.match(value)
+    if not match:
+        return None
+    month, day, year, hour, minute, second, half = match.groups()
+    hour_24 = int(hour) % 12 + (12 if half == "PM" else 0)
+    try:
+        return datetime(int(year), int(month), int(day), hour_24, int(minute), int(second))
+    except ValueError:
+        return None
+
+
+def parse_behaviors(path: Path, known_nids: set[str] | frozenset[str]) -> _SplitRows:
+    rows = _SplitRows([], [], [], [], [], [])
+    seen_ids: set[int] = set()
+    for number, line in _lines(path):
+        fields = line.split("\t")
+        where = f"{path} line {number}"
+        if len(fields) != 5:
+            raise UserError(
+                f"{where}: expected 5 tab-separated columns (impression_id, user_id, time, history, "
+                f"impressions), found {len(fields)}"
+            )
+        raw_id, user_id, raw_time, raw_history, raw_impressions = fields
+        try:
+            impression_id = int(raw_id)
+        except ValueError:
+            raise UserError(f"{where}: impression id '{raw_id}' is not an integer") from None
+        if impression_id in seen_ids:
+            raise UserError(f"{where}: impression id {impression_id} appears twice in this file")
+        seen_ids.add(impression_id)
+        if not user_id:
+            raise UserError(f"{where}: empty user id in column 2")
+        when = parse_time(raw_time)
+        if when is None:
+            raise UserError(f"{where}: time '{raw_time}' is not like '11/15/2019 8:55:22 AM'")
+        history = raw_history.split()
+        if not known_nids.issuperset(history):
+            unknown = next(n for n in history if n not in known_nids)
+            raise UserError(f"{where}: history names news '{unknown}' that no news.tsv holds")
+        tokens = raw_impressions.split()
+        if not tokens:
+            raise UserError(f"{where}: no impressions in column 5")
+        candidates: list[str] = []
+        labels: list[int | None] = []
+        for token in tokens:
+            nid, dash, label = token.rpartition("-")
+            if not dash:
+                nid, label_value = token, None
+            elif label == "1":
+                label_value = 1
+            elif label == "0":
+                label_value = 0
+            else:
+                raise UserError(f"{where}: impression '{token}' has label '{label}', expected 0 or 1")
+            if not nid:
+                raise UserError(f"{where}: impression '{token}' has no news id")
+            if nid not in known_nids:
+                raise UserError(f"{where}: impression names news '{nid}' that no news.tsv holds")
+            candidates.append(nid)
+            labels.append(label_value)
+        rows.impression_ids.append(impression_id)
+        rows.user_ids.append(user_id)
+        rows.times.append(when)
+        rows.histories.append(history)
+        rows.candidates.append(candidates)
+        rows.labels.append(labels)
+    return rows
+
+
+def parse_truth(path: Path) -> list[tuple[str, list[str], str]]:
+    """truth.tsv of the synthetic generator: user_id, topics joined by '|', home state."""
+    topics_known = set(PROFILE_TOPICS)
+    states_known = set(US_STATES)
+    rows = []
+    for number, line in _lines(path):
+        fields = line.split("\t")
+        where = f"{path} line {number}"
+        if number == 1 and fields == ["user_id", "topics", "region"]:
+            continue
+        if len(fields) != 3:
+            raise UserError(f"{where}: expected 3 tab-separated columns (user_id, topics, region), found {len(fields)}")
+        user_id, raw_topics, region = fields
+        topics = [t for t in raw_topics.split("|") if t]
+        bad = [t for t in topics if t not in topics_known]
+        if bad:
+            raise UserError(f"{where}: '{bad[0]}' is not one of GENRE's 19 profile topics")
+        if region and region not in states_known:
+            raise UserError(f"{where}: region '{region}' is not a US state")
+        rows.append((user_id, topics, region))
+    return rows
+
+
+def _news_table(dataset: str, news: dict[str, tuple[str, ...]]) -> pa.Table:
+    columns = list(zip(*news.values())) if news else [[] for _ in NEWS_COLUMNS]
+    arrays = {name: pa.array(col, type=pa.string()) for name, col in zip(NEWS_COLUMNS, columns)}
+    return pa.table({"dataset": pa.array([dataset] * len(news), type=pa.string()), **arrays})
+
+
+def _impressions_table(dataset: str, split: str, rows: _SplitRows) -> pa.Table:
+    n = len(rows.impression_ids)
+    return pa.table(
+        {
+            "dataset": pa.array([dataset] * n, type=pa.string()),
+            "split": pa.array([split] * n, type=pa.string()),
+            "impression_id": pa.array(rows.impression_ids, type=pa.int64()),
+            "user_id": pa.array(rows.user_ids, type=pa.string()),
+            "time": pa.array(rows.times, type=pa.timestamp("us")),
+            "history": pa.array(rows.histories, type=pa.list_(pa.string())),
+            "candidates": pa.array(rows.candidates, type=pa.list_(pa.string())),
+            "labels": pa.array(rows.labels, type=pa.list_(pa.int8())),
+        }
+    )
+
+
+def _truth_table(dataset: str, rows: list[tuple[str, list[str], str]]) -> pa.Table:
+    return pa.table(
+        {
+            "dataset": pa.array([dataset] * len(rows), type=pa.string()),
+            "user_id": pa.array([r[0] for r in rows], type=pa.string()),
+            "topics": pa.array([r[1] for r in rows], type=pa.list_(pa.string())),
+            "region": pa.array([r[2] for r in rows], type=pa.string()),
+        }
+    )
+
+
+def _tables_with_dataset_column(store: Store) -> list[str]:
+    rows = store.conn.execute(
+        "SELECT c.table_name FROM information_schema.columns c "
+        "JOIN information_schema.tables t ON t.table_name = c.table_name AND t.table_schema = c.table_schema "
+        "WHERE c.column_name = 'dataset' AND t.table_type = 'BASE TABLE' AND c.table_schema = 'main' "
+        "ORDER BY c.table_name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def drop_dataset(store: Store, name: str) -> None:
+    """Delete every row of `name` in every table with a dataset column (imports, generations, runs)."""
+    for table in _tables_with_dataset_column(store):
+        store.conn.execute(f'DELETE FROM "{table}" WHERE dataset = ?', [name])
+    store.conn.execute("DELETE FROM datasets WHERE name = ?", [name])
+
+
+def import_mind(
+    store: Store, src: Path, name: str, replace: bool = False, progress: Progress | None = None
+) -> ImportResult:
+    """Parse every file of the MIND folder, then write the dataset in one transaction."""
+    started = time.perf_counter()
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(f"dataset name '{name}' must be letters, digits, '_', '-' or '.'")
+    src = Path(src)
+    folders = find_split_folders(src)
+    exists = store.conn.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]
+    if exists and not replace:
+        raise UserError(
+            f"dataset '{name}' is already in {store.path}; pass --replace to re-import it "
+            "(its generations and runs are dropped too) or choose another --name"
+        )
+    steps = 2 * len(folders) + 2
+    task = progress.add_task(f"import {name}", total=steps) if progress else None
+
+    def advance() -> None:
+        if progress is not None and task is not None:
+            progress.advance(task)
+
+    # Same nid in several splits' news.tsv is normal in MIND: the first split's row wins.
+    news: dict[str, tuple[str, ...]] = {}
+    for folder in folders.values():
+        for row in parse_news(folder / "news.tsv"):
+            news.setdefault(row[0], row)
+        advance()
+    known = frozenset(news)
+    behaviors = {split: parse_behaviors(folder / "behaviors.tsv", known) for split, folder in folders.items()}
+    for _ in folders:
+        advance()
+    truth_path = src / "truth.tsv"
+    truth = parse_truth(truth_path) if truth_path.is_file() else []
+    advance()
+
+    impression_counts = {split: len(rows.impression_ids) for split, rows in behaviors.items()}
+    with store.transaction():
+        if exists:
+            drop_dataset(store, name)
+        store.conn.execute(
+            "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [name, str(src.resolve()), now_utc(), list(folders), len(news), sum(impression_counts.values()), bool(truth)],
+        )
+        store.insert_arrow("news", _news_table(name, news))
+        for split, rows in behaviors.items():
+            store.insert_arrow("impressions", _impressions_table(name, split, rows))
+        store.insert_arrow("user_truth", _truth_table(name, truth))
+    advance()
+    return ImportResult(
+        news=len(news),
+        impressions=impression_counts,
+        truth_users=len(truth),
+        seconds=time.perf_counter() - started,
+    )
