@@ -1,3 +1,10 @@
 """genre-local: offline LLM-powered generative news recommendation (GENRE)."""
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# Air-gapped by design: every model comes from a local folder or an embedded package, so the
+# Hugging Face libraries must never try the network (they would hang or fail at user sites).
+_os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
