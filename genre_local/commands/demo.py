@@ -1,14 +1,129 @@
-"""`genre-local demo`: every stage end to end on the embedded defaults."""
+"""`genre-local demo`: every stage end to end on the embedded defaults.
+
+Each step runs as its own `genre-local` process, exactly the command a user would type (and
+printed as such), so the demo doubles as a tutorial and every stage gets a clean process: vLLM's
+engine and accelerate's state never outlive their step.
+"""
 
 from __future__ import annotations
 
-import typer
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
 
-from genre_local.cli_support import command_errors
+import typer
+from rich.rule import Rule
+
+from genre_local.cli_support import app_context, command_errors, stdout_console
+from genre_local.config import resolve_relative
 from genre_local.errors import UserError
+
+DEMO_DATASET = "demo"
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    title: str
+    args: list[str]
+
+
+def demo_steps(
+    data_dir: Path,
+    report_dir: Path,
+    dataset_exists: bool,
+    news: int,
+    users: int,
+    seed: int,
+    models: list[str],
+    variants: list[str],
+    epochs: int,
+    llm: str,
+) -> list[DemoStep]:
+    steps = []
+    if not (data_dir / "train" / "behaviors.tsv").exists():
+        steps.append(
+            DemoStep("synthetic MIND data", ["data", "synth", str(data_dir), "--news", str(news), "--users", str(users), "--seed", str(seed)])
+        )
+    if not dataset_exists:
+        steps.append(DemoStep("import into DuckDB", ["data", "import", str(data_dir), "--name", DEMO_DATASET]))
+    steps.append(DemoStep("dataset statistics", ["data", "stats", "--name", DEMO_DATASET]))
+    steps.append(
+        DemoStep(
+            "GENRE generation: summarize, profile, news, chain",
+            ["generate", "--dataset", DEMO_DATASET, "--model", llm, "--task", "all"],
+        )
+    )
+    for model in models:
+        for variant in variants:
+            steps.append(
+                DemoStep(
+                    f"train {model} on {variant}",
+                    ["train", "--model", model, "--dataset", DEMO_DATASET, "--variant", variant, "--epochs", str(epochs)],
+                )
+            )
+    steps.append(DemoStep("report", ["report", "--dataset", DEMO_DATASET, "--out", str(report_dir)]))
+    return steps
+
+
+def _split_list(value: str, option: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UserError(f"{option} '{value}' names nothing; give a comma-separated list")
+    return items
 
 
 @command_errors
-def demo(ctx: typer.Context) -> None:
-    """Synthetic data -> import -> generation -> training -> report, on the embedded models."""
-    raise UserError("the demo is not wired up yet")
+def demo(
+    ctx: typer.Context,
+    news: Annotated[int, typer.Option(help="News items in the synthetic dataset.")] = 600,
+    users: Annotated[int, typer.Option(help="Users in the synthetic dataset.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic dataset.")] = 7,
+    models: Annotated[str, typer.Option(help="Recommenders to train, comma-separated.")] = "nrms,din",
+    variants: Annotated[str, typer.Option(help="Dataset variants to train on, comma-separated.")] = "original,ns,up,ng",
+    epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 3,
+    llm: Annotated[str, typer.Option("--llm", help="Generation model alias or local HF folder.")] = "llama",
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Where the synthetic MIND folder goes (default: demo-data next to the store).")
+    ] = None,
+) -> None:
+    """Synthetic data -> import -> all four generation tasks -> train -> report, on the embedded models.
+
+    Steps already done (data written, dataset imported, generations stored) are skipped on a rerun.
+    """
+    context = app_context(ctx)
+    store_dir = context.db_path.resolve().parent
+    store_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir or store_dir / "demo-data"
+    report_dir = resolve_relative(context.db_path, context.config.paths.reports_dir)
+    with context.open_store() as store:
+        dataset_exists = DEMO_DATASET in store.dataset_names()
+    steps = demo_steps(
+        data_dir, report_dir, dataset_exists, news, users, seed,
+        _split_list(models, "--models"), _split_list(variants, "--variants"), epochs, llm,
+    )
+    base = [sys.executable, "-m", "genre_local", "--db", str(context.db_path)]
+    if context.config.source is not None:
+        base += ["--config", str(context.config.source)]
+    shown = ["genre-local", "--db", str(context.db_path)]
+    console = stdout_console()
+    started = time.perf_counter()
+    for number, step in enumerate(steps, start=1):
+        console.print(Rule(f"[bold]{number}/{len(steps)} {step.title}"))
+        console.print(f"$ {shlex.join(shown + step.args)}", highlight=False)
+        step_started = time.perf_counter()
+        completed = subprocess.run(base + step.args, check=False)
+        if completed.returncode != 0:
+            raise UserError(
+                f"demo step {number} ({step.title}) failed with exit code {completed.returncode}; "
+                f"fix the cause above and rerun `genre-local demo` (finished steps are skipped)"
+            )
+        console.print(f"[dim]step took {time.perf_counter() - step_started:.0f}s[/dim]")
+    console.print(Rule())
+    console.print(
+        f"demo finished in {(time.perf_counter() - started) / 60:.1f} min; store: {context.db_path}; "
+        f"report: {report_dir}"
+    )

@@ -1,0 +1,28 @@
+"""The demo's step plan: skips finished data steps, runs every stage in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genre_local.commands.demo import demo_steps
+
+
+def plan(tmp_path: Path, dataset_exists: bool) -> list[list[str]]:
+    steps = demo_steps(tmp_path / "data", tmp_path / "report", dataset_exists, 600, 300, 7, ["nrms", "din"], ["original", "ns"], 2, "llama")
+    return [s.args for s in steps]
+
+
+def test_fresh_demo_runs_every_stage(tmp_path: Path) -> None:
+    args = plan(tmp_path, dataset_exists=False)
+    commands = [a[0] if a[0] not in ("data",) else " ".join(a[:2]) for a in args]
+    assert commands == ["data synth", "data import", "data stats", "generate", "train", "train", "train", "train", "report"]
+    assert ["--task", "all"] == args[3][-2:]
+    trained = {(a[a.index("--model") + 1], a[a.index("--variant") + 1]) for a in args if a[0] == "train"}
+    assert trained == {("nrms", "original"), ("nrms", "ns"), ("din", "original"), ("din", "ns")}
+
+
+def test_rerun_skips_data_already_there(tmp_path: Path) -> None:
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "behaviors.tsv").write_text("")
+    args = plan(tmp_path, dataset_exists=True)
+    assert args[0][:2] == ["data", "stats"]
