@@ -148,12 +148,12 @@ def test_failure_during_write_rolls_back(tmp_path: Path, monkeypatch: pytest.Mon
 
     original = Store.insert_arrow
 
-    def fail_on_impressions(self, table, rows):  # type: ignore[no-untyped-def]
-        if table == "impressions":
+    def fail_on_last_table(self, table, rows):  # type: ignore[no-untyped-def]
+        if table == "user_truth":  # written after news and impressions
             raise RuntimeError("disk full")
         return original(self, table, rows)
 
-    monkeypatch.setattr(Store, "insert_arrow", fail_on_impressions)
+    monkeypatch.setattr(Store, "insert_arrow", fail_on_last_table)
     with open_store(db) as store, pytest.raises(RuntimeError):
         import_mind(store, src, "keep", replace=True)
     monkeypatch.undo()

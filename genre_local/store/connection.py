@@ -118,17 +118,25 @@ class Store:
                 )
 
     # -- writes ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def registered(self, name: str, rows: pa.Table) -> Iterator[str]:
+        """Expose an Arrow table to SQL as `name` for the duration of the block."""
+        # DuckDB 2 refuses register() while an earlier execute() has unread rows (a
+        # fetchone() leaves them); finishing that result first makes callers order-independent.
+        self.conn.complete()
+        self.conn.register(name, rows)
+        try:
+            yield name
+        finally:
+            self.conn.unregister(name)
+
     def insert_arrow(self, table: str, rows: pa.Table) -> None:
         """Insert a whole Arrow table in one statement (columns matched by name)."""
         if rows.num_rows == 0:
             return
-        view = f"_insert_{table}"
-        self.conn.register(view, rows)
-        try:
+        with self.registered(f"_insert_{table}", rows) as view:
             columns = ", ".join(f'"{c}"' for c in rows.column_names)
             self.conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view}")
-        finally:
-            self.conn.unregister(view)
 
     # -- datasets --------------------------------------------------------------------------
     def dataset_names(self) -> list[str]:
