@@ -1,14 +1,92 @@
-"""`genre-local report` (owned by the recommender work; issue 4)."""
+"""`genre-local report`: GENRE's tables and figures (paper §4) from what the store holds."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from genre_local.cli_support import command_errors
+from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
 from genre_local.errors import UserError
 
 
 @command_errors
-def report(ctx: typer.Context) -> None:
-    """Render the paper's tables and plots from stored runs."""
-    raise UserError("reports are not available in this build yet")
+def report(
+    ctx: typer.Context,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option("--dataset", help="Dataset to report on (default: every dataset in the store).", show_default=False),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Report folder; one subfolder per dataset (default: paths.reports_dir next to the store).",
+                     show_default=False),
+    ] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Write tables and CSV files only.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
+) -> None:
+    """Render the paper's tables and plots from stored runs: Rich tables, CSV files and PNG plots."""
+    from rich.text import Text
+
+    from genre_local.config import resolve_relative
+    from genre_local.report.build import ReportInputs, build_report
+    from genre_local.report.load import load_fidelity, load_generation_runs, load_runs
+
+    context = app_context(ctx)
+    if not context.db_path.exists():
+        raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import) or pass --db")
+    # Read everything, then close: a report must never hold the store while it draws.
+    with context.open_store() as store:
+        if dataset is not None:
+            store.require_dataset(dataset)
+            names = [dataset]
+        else:
+            names = store.dataset_names()
+            if not names:
+                raise UserError(
+                    f"store {context.db_path} holds no dataset; import one with `genre-local data import SRC --name NAME`"
+                )
+        inputs = [
+            ReportInputs(
+                dataset=name,
+                metrics=load_runs(store, name),
+                generation_runs=load_generation_runs(store, name),
+                fidelity=load_fidelity(store, name),
+                default_features=context.config.train.features,
+                default_k=context.config.train.ng_k,
+            )
+            for name in names
+        ]
+
+    root = out if out is not None else resolve_relative(context.db_path, context.config.paths.reports_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--out {root} is a file; pass a folder")
+    console = stdout_console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped into a file, Rich would squeeze the tables into 80 columns; the report's
+        # tables need about 100.
+        console.width = 120
+    summary: dict[str, dict] = {}
+    for item in inputs:
+        folder = root / item.dataset
+        results = build_report(item, folder, with_plots=not no_plots)
+        console.rule(f"GENRE report: {item.dataset}")
+        for result in results:
+            if result.skipped:
+                console.print(Text(f"skipped {result.title}: {result.note}", style="dim"))
+                continue
+            for table in result.tables:
+                console.print(table)
+        written = any(r.files for r in results)
+        if written:
+            console.print(f"report for {item.dataset}: {folder}", highlight=False)
+        else:
+            console.print(f"report for {item.dataset}: nothing stored to report yet, no files written", highlight=False)
+        summary[item.dataset] = {
+            "dir": str(folder) if written else None,
+            "views": {r.name: r.as_json() for r in results},
+        }
+    if as_json:
+        emit_json({"out": str(root), "datasets": summary})

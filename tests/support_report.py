@@ -1,0 +1,76 @@
+"""Hand-written rows for the report tests, inserted into the real store tables."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime, timedelta
+
+from genre_local.store import Store
+
+_ids = itertools.count(1)
+BASE_TIME = datetime(2026, 1, 1, 12, 0, 0)
+
+
+def add_dataset(store: Store, name: str) -> None:
+    store.conn.execute(
+        "INSERT INTO datasets VALUES (?, 'tests', ?, ['train', 'dev'], 0, 0, false)", [name, BASE_TIME]
+    )
+
+
+def add_run(
+    store: Store,
+    dataset: str,
+    model: str,
+    variant: str,
+    seed: int,
+    metrics: dict[tuple[str, str], float | None],
+    *,
+    ng_k: int = 0,
+    features: str = "title,category",
+    eval_split: str = "dev",
+    other_split: dict[tuple[str, str], float] | None = None,
+    created_at: datetime | None = None,
+) -> str:
+    """One `runs` row and its `run_metrics`; metrics maps (user_group, metric) -> value."""
+    number = next(_ids)
+    run_id = f"run{number:04d}"
+    kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
+    store.conn.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fp', '{}', ?, 1, 1, false, [1.0], [10.0], [0.5], "
+        "100.0, 1, 'cpu', ?)",
+        [run_id, f"exp{number}", model, kind, dataset, variant, features, ng_k, seed, json.dumps({}),
+         eval_split, created_at or BASE_TIME + timedelta(seconds=number)],
+    )
+    rows = [(run_id, eval_split, g, m, v) for (g, m), v in metrics.items()]
+    other = "test" if eval_split == "dev" else "dev"
+    rows += [(run_id, other, g, m, v) for (g, m), v in (other_split or {}).items()]
+    store.conn.executemany("INSERT INTO run_metrics VALUES (?, ?, ?, ?, ?)", rows)
+    return run_id
+
+
+def all_metrics(auc: float, mrr: float = 0.3, ndcg5: float = 0.35, ndcg10: float = 0.4,
+                groups: tuple[str, ...] = ("all",)) -> dict[tuple[str, str], float]:
+    values = {"auc": auc, "mrr": mrr, "ndcg@5": ndcg5, "ndcg@10": ndcg10}
+    return {(g, m): v for g in groups for m, v in values.items()}
+
+
+def add_generation_run(
+    store: Store, dataset: str, task: str, *, run_id: str | None = None, prompt_tokens: int = 1000,
+    completion_tokens: int = 200, engine_seconds: float = 36.0, startup_seconds: float = 0.0,
+    wall_seconds: float = 40.0, price_per_hour: float | None = None, requests: int = 10,
+) -> None:
+    run_id = run_id or f"gen{next(_ids):04d}"
+    cost = None if price_per_hour is None else price_per_hour * (wall_seconds + startup_seconds) / 3600
+    store.conn.execute(
+        "INSERT INTO generation_runs VALUES (?, ?, ?, 'llama', 'vllm', 1, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [run_id, dataset, task, BASE_TIME, requests, requests, requests, requests, prompt_tokens,
+         completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost],
+    )
+
+
+def add_fidelity(store: Store, dataset: str, p3: float, recall: float, region: float, users: int = 50) -> None:
+    store.conn.execute(
+        "INSERT INTO profile_fidelity VALUES (?, ?, 'llama', 1, ?, ?, ?, ?, ?)",
+        [dataset, f"gen{next(_ids):04d}", p3, recall, region, users, BASE_TIME],
+    )

@@ -1,0 +1,371 @@
+"""`genre-local report`: every view from hand-inserted rows with hand-computed numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_local.cli import app
+from genre_local.report.build import ReportInputs, build_report
+from genre_local.report.load import load_fidelity, load_generation_runs, load_runs
+from genre_local.report.rows import GenerationRunRow, MetricRow
+from genre_local.report.views import (
+    ConfigKey,
+    Summary,
+    chain_table,
+    cost_table,
+    feature_ablation,
+    index_runs,
+    main_features,
+    main_key,
+    ng_k_curve,
+    paired_p_value,
+    user_group_table,
+    variant_tables,
+)
+from genre_local.store import open_store
+from tests.support_report import add_dataset, add_fidelity, add_generation_run, add_run, all_metrics
+
+runner = CliRunner()
+FEATURES = "title,category"
+
+
+def approx(value: float) -> object:
+    return pytest.approx(value, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------------
+# Seeds: mean, sample std, paired t-test
+# ------------------------------------------------------------------------------------------
+def test_summary_is_mean_and_sample_std_over_seeds() -> None:
+    s = Summary({1: 0.60, 2: 0.62, 3: 0.64})
+    assert s.n == 3
+    assert s.mean == approx(0.62)
+    assert s.std == approx(0.02)  # sqrt((0.02^2 + 0 + 0.02^2) / (3 - 1))
+    assert Summary({7: 0.5}).std is None  # undefined with one seed, not 0
+
+
+def test_paired_p_value_matches_hand_computed_t_test() -> None:
+    base = Summary({1: 0.60, 2: 0.62, 3: 0.64})
+    other = Summary({1: 0.61, 2: 0.64, 3: 0.66, 4: 0.99})  # seed 4 has no pair: ignored
+    # diffs .01 .02 .02: mean 1/60, sd 0.0057735, t = 5 with 2 df; p = 1 - t / sqrt(2 + t^2)
+    assert paired_p_value(base, other) == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
+    assert paired_p_value(Summary({1: 0.6}), Summary({1: 0.7})) is None  # one pair
+    assert paired_p_value(base, Summary({1: 0.61, 2: 0.63, 3: 0.65})) is None  # constant diff
+
+
+# ------------------------------------------------------------------------------------------
+# Store fixtures
+# ------------------------------------------------------------------------------------------
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "r.duckdb"
+    with open_store(path) as store:
+        add_dataset(store, "d")
+        add_dataset(store, "other")
+    return path
+
+
+def load_index(db: Path, dataset: str = "d"):
+    with open_store(db) as store:
+        return index_runs(load_runs(store, dataset))
+
+
+def test_variant_table_mean_std_gain_and_p_from_the_store(db: Path) -> None:
+    with open_store(db) as store:
+        for seed, (orig, ns) in enumerate([(0.60, 0.61), (0.62, 0.64), (0.64, 0.66)], start=1):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(orig, mrr=0.30))
+            add_run(store, "d", "nrms", "ns", seed, all_metrics(ns, mrr=0.33))
+        add_run(store, "d", "din", "ns", 1, all_metrics(0.9))  # no original: not compared
+        add_run(store, "other", "nrms", "original", 1, all_metrics(0.1))  # another dataset
+    index = load_index(db)
+    tables = variant_tables(index, FEATURES, default_k=2)
+    assert [t.variant for t in tables] == ["ns"]
+    by_metric = {c.metric: c for c in tables[0].comparisons}
+    assert set(by_metric) == {"auc", "mrr", "ndcg@5", "ndcg@10"}
+    assert {c.model for c in tables[0].comparisons} == {"nrms"}
+    auc = by_metric["auc"]
+    assert (auc.base.mean, auc.base.std) == (approx(0.62), approx(0.02))
+    assert auc.other.mean == approx(1.91 / 3)
+    assert auc.improvement == approx(1.91 / 3 - 0.62)
+    assert auc.improvement_pct == approx(100 * (1.91 / 3 - 0.62) / 0.62)
+    assert auc.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
+    assert by_metric["mrr"].improvement == approx(0.03)
+    assert by_metric["mrr"].p_value is None  # identical gain on every seed
+
+
+def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "din", "original", 1, all_metrics(0.50), other_split=all_metrics(0.99))
+        add_run(store, "d", "din", "original", 1, all_metrics(0.70))  # retrained later, same seed
+        add_run(store, "d", "din", "up", 1, all_metrics(0.75), eval_split="test")
+    index = load_index(db)
+    assert index.summary(ConfigKey("din", "original", 0, FEATURES), "auc").values == {1: approx(0.70)}
+    assert index.summary(ConfigKey("din", "up", 0, FEATURES), "auc").values == {1: approx(0.75)}
+    assert index.splits[ConfigKey("din", "up", 0, FEATURES)] == {"test"}
+
+
+def test_rows_spelled_differently_are_one_configuration() -> None:
+    rows = [
+        MetricRow("nrms", "up+ns", 1, 2, "category, title", "dev", "all", "auc", 0.6),
+        MetricRow("nrms", "ns+up", 2, 0, "title,category", "dev", "all", "auc", 0.8),
+    ]
+    index = index_runs(rows)
+    assert list(index.runs) == [ConfigKey("nrms", "ns+up", 0, FEATURES)]  # ng_k is moot without ng
+    assert index.summary(ConfigKey("nrms", "ns+up", 0, FEATURES), "auc").mean == approx(0.7)
+
+
+def test_null_metric_values_are_left_out(db: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "nrms", "original", 1, {("all", "auc"): 0.6, ("new", "auc"): None})
+        rows = load_runs(store, "d")
+    assert [(r.group, r.metric) for r in rows] == [("all", "auc")]
+
+
+def test_main_tables_use_configured_features_and_k_else_commonest_and_largest() -> None:
+    def row(variant: str, k: int, features: str, seed: int = 1) -> MetricRow:
+        return MetricRow("din", variant, seed, k, features, "dev", "all", "auc", 0.6)
+
+    index = index_runs([row("original", 0, "title"), row("original", 0, "title", 2), row("ng", 1, "title"),
+                        row("ng", 3, "title"), row("original", 0, "title,abstract")])
+    assert main_features(index, "title,category") == "title"  # default not stored: commonest
+    assert main_features(index, "abstract,title") == "title,abstract"
+    assert main_key(index, "din", "ng", "title", default_k=1) == ConfigKey("din", "ng", 1, "title")
+    assert main_key(index, "din", "ng", "title", default_k=2) == ConfigKey("din", "ng", 3, "title")
+    assert main_key(index, "din", "chain", "title", default_k=2) is None
+
+
+# ------------------------------------------------------------------------------------------
+# Table 6, Fig. 7, Table 7, Fig. 6
+# ------------------------------------------------------------------------------------------
+def test_user_groups_compare_new_and_warm_users(db: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "lstur", "original", 1, all_metrics(0.6, groups=("all", "new", "warm"))
+                | {("new", "auc"): 0.55, ("warm", "auc"): 0.65})
+        add_run(store, "d", "lstur", "ng", 1, all_metrics(0.6, groups=("all", "new", "warm"))
+                | {("new", "auc"): 0.60, ("warm", "auc"): 0.66}, ng_k=2)
+    comps = user_group_table(load_index(db), FEATURES, default_k=2)
+    auc = {c.group: c for c in comps if c.metric == "auc"}
+    assert set(auc) == {"new", "warm"}
+    assert auc["new"].improvement == approx(0.05)
+    assert auc["warm"].improvement == approx(0.01)
+    assert all(c.other_key.ng_k == 2 for c in comps)
+
+
+def test_ng_k_curve_takes_k0_from_original_and_needs_two_points(db: Path) -> None:
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(0.60 + seed / 100))
+            add_run(store, "d", "nrms", "ng", seed, all_metrics(0.63 + seed / 100), ng_k=1)
+            add_run(store, "d", "nrms", "ng", seed, all_metrics(0.65 + seed / 100), ng_k=2)
+        add_run(store, "d", "din", "ng", 1, all_metrics(0.7), ng_k=2)  # a single point: no curve
+    points = [p for p in ng_k_curve(load_index(db), FEATURES) if p.metric == "auc"]
+    assert [(p.model, p.ng_k, p.source) for p in points] == [("nrms", 0, "original"), ("nrms", 1, "ng"),
+                                                            ("nrms", 2, "ng")]
+    assert [p.summary.mean for p in points] == [approx(0.615), approx(0.645), approx(0.665)]
+
+
+def test_chain_table_against_original_and_one_pass(db: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "bst", "original", 1, all_metrics(0.60))
+        add_run(store, "d", "bst", "ng", 1, all_metrics(0.62), ng_k=2)
+        add_run(store, "d", "bst", "chain", 1, all_metrics(0.65), ng_k=2)
+        add_run(store, "d", "dcn", "original", 1, all_metrics(0.70))
+        add_run(store, "d", "dcn", "chain", 1, all_metrics(0.71), ng_k=2)  # no one-pass run
+    rows = {r.model: r for r in chain_table(load_index(db), FEATURES, default_k=2) if r.metric == "auc"}
+    assert rows["bst"].one_pass_improvement == approx(0.02)
+    assert rows["bst"].chain_improvement == approx(0.05)
+    assert rows["dcn"].one_pass is None and rows["dcn"].one_pass_improvement is None
+    assert rows["dcn"].chain_improvement == approx(0.01)
+
+
+def test_feature_ablation_lists_models_trained_with_several_feature_sets(db: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.60))
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.64), features="title,abstract,category")
+        add_run(store, "d", "din", "original", 1, all_metrics(0.70))  # one feature set only
+    rows = [r for r in feature_ablation(load_index(db), 2) if r.metric == "auc"]
+    assert [(r.model, r.features, r.summary.mean) for r in rows] == [
+        ("nrms", "title,category", approx(0.60)), ("nrms", "title,abstract,category", approx(0.64))]
+
+
+# ------------------------------------------------------------------------------------------
+# Table 8: cost and CCR
+# ------------------------------------------------------------------------------------------
+def seed_cost_runs(store) -> None:
+    add_run(store, "d", "naml", "original", 1, all_metrics(0.60))
+    add_run(store, "d", "naml", "ns", 1, all_metrics(0.62))
+    add_run(store, "d", "nrms", "original", 1, all_metrics(0.70))
+    add_run(store, "d", "nrms", "ns", 1, all_metrics(0.71))
+    add_run(store, "d", "din", "original", 1, all_metrics(0.65))
+    add_run(store, "d", "din", "ns", 1, all_metrics(0.68))
+    add_run(store, "d", "din", "chain", 1, all_metrics(0.69), ng_k=2)
+
+
+def test_cost_table_ccr_per_engine_hour_without_a_price(db: Path) -> None:
+    with open_store(db) as store:
+        seed_cost_runs(store)
+        add_generation_run(store, "d", "summarize", engine_seconds=1200.0, prompt_tokens=500)
+        add_generation_run(store, "d", "summarize", engine_seconds=600.0, prompt_tokens=100)  # a second run adds
+        add_generation_run(store, "d", "profile", engine_seconds=1800.0)
+        add_generation_run(store, "d", "chain", engine_seconds=1800.0)
+        add_generation_run(store, "other", "news", engine_seconds=5.0)  # another dataset
+        gen = load_generation_runs(store, "d")
+    rows = {r.scheme: r for r in cost_table(gen, load_index(db), FEATURES, default_k=2)}
+    assert list(rows) == ["NS", "UP", "chain"]  # no NG generation stored
+    ns = rows["NS"]
+    assert (ns.unit, ns.runs, ns.prompt_tokens, ns.engine_hours) == ("engine-hour", 2, 600, approx(0.5))
+    assert ns.matching_improvement == approx(0.015) and ns.matching_models == 2  # (0.02 + 0.01) / 2
+    assert ns.ranking_improvement == approx(0.03) and ns.ranking_models == 1
+    assert ns.matching_ccr == approx(0.03)  # 0.015 AUC per 0.5 engine-hour
+    assert ns.ranking_ccr == approx(0.06)
+    chain = rows["chain"]
+    assert chain.tasks == ("profile", "chain") and chain.engine_hours == approx(1.0)  # profiler paid too
+    assert chain.ranking_ccr == approx(0.04) and chain.matching_improvement is None
+    assert rows["UP"].matching_ccr is None  # no up runs trained
+
+
+def test_cost_table_uses_money_only_when_every_run_has_a_price(db: Path) -> None:
+    with open_store(db) as store:
+        seed_cost_runs(store)
+        add_generation_run(store, "d", "summarize", wall_seconds=3000.0, startup_seconds=600.0, price_per_hour=2.0)
+        priced = load_generation_runs(store, "d")
+        add_generation_run(store, "d", "news", engine_seconds=3600.0)
+        mixed = load_generation_runs(store, "d")
+    index = load_index(db)
+    ns = cost_table(priced, index, FEATURES, 2)[0]
+    assert (ns.unit, ns.money, ns.cost_units) == ("price", approx(2.0), approx(2.0))  # 2/h * (3000+600) s
+    assert ns.matching_ccr == approx(0.0075)
+    mixed_rows = cost_table(mixed, index, FEATURES, 2)
+    assert {r.unit for r in mixed_rows} == {"engine-hour"}  # one unit for all schemes
+    assert mixed_rows[0].matching_ccr == approx(0.015 / 0.01)  # 36 engine s = 0.01 h
+
+
+def test_zero_cost_gives_no_ccr() -> None:
+    run = GenerationRunRow("g", "news", "llama", "vllm", 1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, None, None)
+    rows = index_runs([MetricRow("nrms", v, 1, 2, FEATURES, "dev", "all", "auc", a)
+                       for v, a in (("original", 0.6), ("ng", 0.7))])
+    (row,) = cost_table([run], rows, FEATURES, 2)
+    assert row.matching_improvement == approx(0.1) and row.matching_ccr is None
+
+
+# ------------------------------------------------------------------------------------------
+# Files and the command
+# ------------------------------------------------------------------------------------------
+def fill_everything(db: Path) -> None:
+    with open_store(db) as store:
+        for seed in (1, 2):
+            for model, base in (("nrms", 0.60), ("din", 0.65)):
+                g = ("all", "new", "warm")
+                add_run(store, "d", model, "original", seed, all_metrics(base + seed / 200, groups=g))
+                add_run(store, "d", model, "ns", seed, all_metrics(base + 0.01 + seed / 100, groups=g))
+                add_run(store, "d", model, "ng", seed, all_metrics(base + 0.02 + seed / 300, groups=g), ng_k=2)
+                add_run(store, "d", model, "ng", seed, all_metrics(base + 0.01 + seed / 300, groups=g), ng_k=1)
+                add_run(store, "d", model, "chain", seed, all_metrics(base + 0.03, groups=g), ng_k=2)
+                add_run(store, "d", model, "ns", seed, all_metrics(base + 0.02, groups=g),
+                        features="title,abstract,category")
+        for task in ("summarize", "profile", "news", "chain"):
+            add_generation_run(store, "d", task)
+        add_fidelity(store, "d", 0.6, 0.5, 0.25)
+
+
+EXPECTED_FILES = {
+    "variants.csv": ("model", "kind", "variant", "ng_k", "features", "group", "metric", "original_mean",
+                     "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
+                     "improvement", "improvement_pct", "p_value"),
+    "user_groups.csv": None,
+    "ng_k.csv": ("model", "kind", "ng_k", "source", "metric", "mean", "std", "seeds"),
+    "chain.csv": None,
+    "feature_ablation.csv": ("model", "kind", "variant", "features", "metric", "mean", "std", "seeds"),
+    "cost.csv": None,
+    "profile_fidelity.csv": ("run_id", "model", "round", "precision_at_3", "recall", "region_accuracy",
+                             "users", "created_at"),
+}
+PLOTS = ("variants_auc.png", "user_groups.png", "ng_k.png", "chain.png", "feature_ablation.png", "cost.png")
+
+
+def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
+    fill_everything(db)
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    folder = out / "d"
+    assert f"report for d: {folder}" in result.stdout
+    assert "skipped" not in result.stdout
+    for name, header in EXPECTED_FILES.items():
+        with (folder / name).open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert len(rows) > 1, name
+        if header:
+            assert tuple(rows[0]) == header
+    cost_header = (folder / "cost.csv").read_text().splitlines()[0].split(",")
+    assert {"scheme", "engine_seconds", "cost_unit", "matching_ccr", "ranking_ccr"} <= set(cost_header)
+    with (folder / "variants.csv").open(newline="") as handle:
+        auc_ns = [r for r in csv.DictReader(handle) if (r["model"], r["variant"], r["metric"]) == ("din", "ns", "auc")]
+    # original seeds 0.655, 0.66 ; ns seeds 0.67, 0.68 -> gain 0.0175
+    assert float(auc_ns[0]["improvement"]) == pytest.approx(0.0175)
+    assert auc_ns[0]["original_seeds"] == "1 2"
+    for name in PLOTS:
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 15_000, name
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    views = payload["datasets"]["d"]["views"]
+    assert all("skipped" not in v for v in views.values())
+    assert views["ng_k"]["rows"] == 2 * 3 * 4  # two models, K = 0, 1, 2, four metrics
+
+
+def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6))  # only a baseline
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
+    assert len(notes) == 7
+    assert any("Table 8" in n and "no generation runs stored" in n for n in notes)
+    assert "nothing stored to report yet" in result.stdout
+    assert not out.exists()
+    views = json.loads(result.stdout.strip().splitlines()[-1])["datasets"]["d"]["views"]
+    assert all("skipped" in v for v in views.values())
+
+
+def test_report_covers_every_dataset_by_default_into_reports_dir(db: Path) -> None:
+    with open_store(db) as store:
+        add_fidelity(store, "other", 0.5, 0.5, 0.5)
+    result = runner.invoke(app, ["--db", str(db), "report", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert (db.parent / "reports" / "other" / "profile_fidelity.csv").exists()
+    assert "GENRE report: d" in result.stdout and "GENRE report: other" in result.stdout
+
+
+def test_unknown_dataset_is_one_line_exit_2(db: Path) -> None:
+    result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "x"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "dataset 'x'" in lines[0] and "known: d, other" in lines[0]
+
+
+def test_missing_store_and_empty_store_are_one_line_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--db", str(tmp_path / "none.duckdb"), "report"])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert not (tmp_path / "none.duckdb").exists()
+    empty = tmp_path / "empty.duckdb"
+    open_store(empty).close()
+    result = runner.invoke(app, ["--db", str(empty), "report"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "holds no dataset" in result.stderr
+
+
+def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) -> None:
+    fill_everything(db)
+    with open_store(db) as store:
+        inputs = ReportInputs("d", load_runs(store, "d"), load_generation_runs(store, "d"),
+                              load_fidelity(store, "d"), FEATURES, 2)
+    results = build_report(inputs, tmp_path / "o", with_plots=False)
+    files = sorted(p.name for r in results for p in r.files)
+    assert files == sorted(EXPECTED_FILES)
