@@ -56,7 +56,9 @@ def test_paired_p_value_matches_hand_computed_t_test() -> None:
     # diffs .01 .02 .02: mean 1/60, sd 0.0057735, t = 5 with 2 df; p = 1 - t / sqrt(2 + t^2)
     assert paired_p_value(base, other) == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
     assert paired_p_value(Summary({1: 0.6}), Summary({1: 0.7})) is None  # one pair
-    assert paired_p_value(base, Summary({1: 0.61, 2: 0.63, 3: 0.65})) is None  # constant diff
+    # Constant differences: the same convention as `genre-local train` (recsys/experiment.py).
+    assert paired_p_value(base, Summary({1: 0.61, 2: 0.63, 3: 0.65})) == 0.0
+    assert paired_p_value(base, Summary(dict(base.values))) == 1.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def test_variant_table_mean_std_gain_and_p_from_the_store(db: Path) -> None:
     assert auc.improvement_pct == approx(100 * (1.91 / 3 - 0.62) / 0.62)
     assert auc.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
     assert by_metric["mrr"].improvement == approx(0.03)
-    assert by_metric["mrr"].p_value is None  # identical gain on every seed
+    assert by_metric["mrr"].p_value == 0.0  # identical gain on every seed
 
 
 def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:
@@ -294,7 +296,7 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "rep"
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    folder = out / "d"
+    folder = out  # --dataset with --out: the folder itself
     assert f"report for d: {folder}" in result.stdout
     assert "skipped" not in result.stdout
     for name, header in EXPECTED_FILES.items():
@@ -334,13 +336,19 @@ def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: 
     assert all("skipped" in v for v in views.values())
 
 
-def test_report_covers_every_dataset_by_default_into_reports_dir(db: Path) -> None:
+def test_report_covers_every_dataset_by_default_one_subfolder_each(db: Path, tmp_path: Path) -> None:
     with open_store(db) as store:
         add_fidelity(store, "other", 0.5, 0.5, 0.5)
+        add_fidelity(store, "d", 0.4, 0.4, 0.4)
     result = runner.invoke(app, ["--db", str(db), "report", "--no-plots"])
     assert result.exit_code == 0, result.output
     assert (db.parent / "reports" / "other" / "profile_fidelity.csv").exists()
+    assert (db.parent / "reports" / "d" / "profile_fidelity.csv").exists()
     assert "GENRE report: d" in result.stdout and "GENRE report: other" in result.stdout
+    result = runner.invoke(app, ["--db", str(db), "report", "--no-plots", "--dataset", "d"])
+    assert f"report for d: {db.parent / 'reports' / 'd'}" in result.stdout
+    result = runner.invoke(app, ["--db", str(db), "report", "--no-plots", "--out", str(tmp_path / "all")])
+    assert (tmp_path / "all" / "other" / "profile_fidelity.csv").exists()
 
 
 def test_unknown_dataset_is_one_line_exit_2(db: Path) -> None:

@@ -21,7 +21,8 @@ def report(
     ] = None,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", help="Report folder; one subfolder per dataset (default: paths.reports_dir next to the store).",
+        typer.Option("--out", help="Report folder: with --dataset the files go there, otherwise one subfolder per "
+                     "dataset (default: paths.reports_dir next to the store, one subfolder per dataset).",
                      show_default=False),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write tables and CSV files only.")] = False,
@@ -70,7 +71,9 @@ def report(
         console.width = 120
     summary: dict[str, dict] = {}
     for item in inputs:
-        folder = root / item.dataset
+        # An explicit --out for one named dataset is the folder itself (what a user typing both
+        # expects); otherwise datasets get their own subfolders so reports never overwrite each other.
+        folder = out if out is not None and dataset is not None else root / item.dataset
         results = build_report(item, folder, with_plots=not no_plots)
         console.rule(f"GENRE report: {item.dataset}")
         for result in results:

@@ -37,6 +37,13 @@ def _grouped_bars(ax, categories: Sequence[str], series: list[Series], zero_line
                 lows.append(v - e)
                 highs.append(v + e)
     ax.set_xticks(range(len(categories)), list(categories))
+    ax.set_xlim(-0.5, len(categories) - 0.5)  # keep empty categories in view
+    for j in range(len(categories)):
+        if all(values[j] is None for _, values, _ in series):
+            # Say so rather than leave a silent gap that reads as a zero.
+            ax.annotate("not trained", (j, 0), xycoords="data" if zero_line else ("data", "axes fraction"),
+                        xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=8,
+                        color="gray")
     if zero_line:
         ax.axhline(0.0, color="black", linewidth=0.8)
     elif lows:

@@ -154,7 +154,7 @@ def cost_rich(rows: list[CostRow]) -> list[Table]:
     unit = rows[0].unit if rows else "engine-hour"
     cost_label = "cost" if unit == "price" else "engine h"
     spent = Table(title="Table 8a: generation cost per GENRE scheme", title_justify="left")
-    for name in ("scheme", "tasks", "requests", "tokens in", "tokens out", "engine s", "wall s", cost_label):
+    for name in ("scheme", "tasks", "requests", "tokens in", "tokens out", "engine s", "wall+start s", cost_label):
         spent.add_column(name, justify="left" if name in ("scheme", "tasks") else "right")
     for r in rows:
         spent.add_row(r.scheme, "+".join(r.tasks), f"{r.requests:,}", f"{r.prompt_tokens:,}",
@@ -167,12 +167,16 @@ def cost_rich(rows: list[CostRow]) -> list[Table]:
     for r in rows:
         gain.add_row(
             r.scheme, r.variant,
-            fmt_signed(r.matching_improvement) + (f" ({r.matching_models} models)" if r.matching_models else ""),
+            fmt_signed(r.matching_improvement) + _models(r.matching_models),
             fmt_ratio(r.matching_ccr),
-            fmt_signed(r.ranking_improvement) + (f" ({r.ranking_models} models)" if r.ranking_models else ""),
+            fmt_signed(r.ranking_improvement) + _models(r.ranking_models),
             fmt_ratio(r.ranking_ccr),
         )
     return [spent, gain]
+
+
+def _models(count: int) -> str:
+    return "" if not count else f" ({count} model{'s' if count > 1 else ''})"
 
 
 def fidelity_rich(rows: list[FidelityRow]) -> Table:

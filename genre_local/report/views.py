@@ -55,18 +55,24 @@ class Summary:
 
 
 def paired_p_value(base: Summary, other: Summary) -> float | None:
-    """Two-sided paired t-test over the seeds both have; None below 2 pairs or with no spread."""
+    """Two-sided paired t-test over the seeds both have; None below 2 pairs.
+
+    Constant differences leave t undefined; like `genre-local train` (recsys/experiment.py) the
+    report calls that 1.0 when the two sides are equal and 0.0 when they differ by a constant,
+    so the two commands never disagree about a p-value.
+    """
     seeds = sorted(set(base.values) & set(other.values))
     if len(seeds) < 2:
         return None
+    import numpy as np
     from scipy import stats
 
-    diffs = [other.values[s] - base.values[s] for s in seeds]
-    if max(diffs) == min(diffs):
-        # Identical differences: the t statistic is infinite (or 0/0); no meaningful p-value.
-        return None
-    result = stats.ttest_rel([other.values[s] for s in seeds], [base.values[s] for s in seeds])
-    p = float(result.pvalue)
+    ours = np.array([other.values[s] for s in seeds], dtype=float)
+    theirs = np.array([base.values[s] for s in seeds], dtype=float)
+    diffs = ours - theirs
+    if np.allclose(diffs, diffs[0]):
+        return 1.0 if np.allclose(ours, theirs) else 0.0
+    p = float(stats.ttest_rel(ours, theirs).pvalue)
     return None if math.isnan(p) else p
 
 
