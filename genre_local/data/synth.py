@@ -31,18 +31,17 @@ from pathlib import Path
 import numpy as np
 
 from genre_local.data.synth_vocab import (
+    CATEGORY_TEMPLATES,
     CATEGORY_VOCAB,
     COMPANIES,
     FIRST_NAMES,
-    GENERIC_ABSTRACTS,
-    GENERIC_TITLES,
+    GENERIC,
     LAST_NAMES,
     NUMBERS,
     QUOTES,
     STATE_CITIES,
     STATE_POPULATION,
-    TEAM_ABSTRACTS,
-    TEAM_TITLES,
+    TEAM,
     TEAMS,
     Subcategory,
 )
@@ -133,6 +132,7 @@ def generate_synthetic_mind(spec: SynthSpec, model: ClickModel = MODEL) -> tuple
     history_text = [" ".join(nids[i] for i in items) for items in histories]
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
+    written: set[int] = set()
     for split, days in SPLIT_DAYS.items():
         rows = np.flatnonzero(np.isin(impressions.day, days))
         rows = rows[np.lexsort((impressions.user[rows], impressions.second[rows], impressions.day[rows]))]
@@ -143,9 +143,11 @@ def generate_synthetic_mind(spec: SynthSpec, model: ClickModel = MODEL) -> tuple
             + [np.asarray(histories[u], dtype=np.int64) for u in split_users]
         ))
         files[f"{split}/news.tsv"] = "".join(news_lines[i] for i in referenced)
+        written.update(referenced.tolist())
         counts[split] = int(rows.size)
     files["truth.tsv"] = _truth_text(users)
-    return files, SynthSummary(news=spec.news, users=spec.users, impressions=counts)
+    # Unpopular old news nobody clicked or was shown are never written, as in MIND.
+    return files, SynthSummary(news=len(written), users=spec.users, impressions=counts)
 
 
 # ---------------------------------------------------------------- news
@@ -238,7 +240,6 @@ def _render_news_lines(news: _News, rnd: random.Random, seed: int) -> list[str]:
 def _render_text(
     category: str, sub: Subcategory, state: str | None, team: str | None, rnd: random.Random
 ) -> tuple[str, list[tuple[str, str, str]], str, list[tuple[str, str, str]]]:
-    vocab = CATEGORY_VOCAB[category]
     places = (state, *STATE_CITIES[state]) if state else ()
     slots = {
         "thing": rnd.choice(sub.things),
@@ -249,21 +250,48 @@ def _render_text(
         "num": rnd.choice(NUMBERS),
         "quote": rnd.choice(QUOTES),
     }
-    if team:
-        title_pool, abstract_pool = TEAM_TITLES, TEAM_ABSTRACTS
-    else:
-        # Region news always name their place in the title; the others never name one.
-        title_pool = tuple(t for t in GENERIC_TITLES + vocab.titles if ("{place}" in t) == bool(state))
-        abstract_pool = tuple(a for a in GENERIC_ABSTRACTS + vocab.abstracts if state or "{place}" not in a)
-    title = _sentence(rnd.choice(title_pool).format(**slots))
+    kind = "team" if team else ("place" if state else "plain")
+    title = _sentence(_pick(rnd, _TITLE_POOLS[category, kind]).format(**slots))
     title_entities = _slot_entities(slots, state)
     if rnd.random() < MODEL.abstract_missing_rate:
         return title, title_entities, "", []
     # The abstract may name another place of the same state (city in the title, state here).
     slots["place"] = rnd.choice(places) if places else ""
     slots["person"] = f"{rnd.choice(FIRST_NAMES)} {rnd.choice(LAST_NAMES)}"
-    abstract = _sentence(rnd.choice(abstract_pool).format(**slots))
+    abstract = _sentence(_pick(rnd, _ABSTRACT_POOLS[category, kind]).format(**slots))
     return title, title_entities, abstract, _slot_entities(slots, state)
+
+
+def _template_pools(
+    which: str,
+) -> dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(category, news kind) -> (category templates, generic templates) that fit that kind."""
+    fits = {
+        "team": lambda t: "{place}" not in t,
+        "place": (lambda t: "{place}" in t) if which == "titles" else (lambda t: True),
+        "plain": lambda t: "{place}" not in t and "{team}" not in t,
+    }
+    pools = {}
+    for category in CATEGORIES:
+        for kind, fit in fits.items():
+            own = TEAM if kind == "team" else CATEGORY_TEMPLATES[category]
+            generic = TEAM if kind == "team" else GENERIC
+            pools[category, kind] = (
+                tuple(t for t in getattr(own, which) if fit(t)),
+                tuple(t for t in getattr(generic, which) if fit(t)),
+            )
+    return pools
+
+
+# Region news name their place in the title (the abstract may too); plain news never do.
+_TITLE_POOLS = _template_pools("titles")
+_ABSTRACT_POOLS = _template_pools("abstracts")
+_OWN_TEMPLATE_RATE = 0.75  # category templates over generic ones: more varied, more topical text
+
+
+def _pick(rnd: random.Random, pools: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    own, generic = pools
+    return rnd.choice(own if own and (not generic or rnd.random() < _OWN_TEMPLATE_RATE) else generic)
 
 
 def _sentence(text: str) -> str:

@@ -205,49 +205,7 @@ class CategoryVocab:
     weight: float  # share of news, roughly MIND's category mix
     region_rate: float  # fraction of non-team news that name a US place
     subcategories: tuple[Subcategory, ...]
-    titles: tuple[str, ...] = ()  # category-specific headline templates, added to the generic ones
-    abstracts: tuple[str, ...] = ()
 
-
-# Templates. Slots: {thing}, {place}, {person}, {company}, {team}, {num}, {quote}.
-# Templates that name {place} are only used for news that have a region, the others only for
-# news without one, so region news always carry their place and plain news never carry one.
-GENERIC_TITLES: tuple[str, ...] = (
-    "{place} residents weigh in on {thing}",
-    "How {thing} is changing life in {place}",
-    "{place} sees a surge of interest in {thing}",
-    "What {place} gets right about {thing}",
-    "{person} of {place} talks about {thing}",
-    "{num} things to know about {thing}",
-    "Why {thing} matters more than ever",
-    "The truth about {thing}, according to experts",
-    "{person} explains what's next for {thing}",
-    "\"{quote}\": {person} on {thing}",
-    "Everything you need to know about {thing} this week",
-    "{company} bets big on {thing}",
-)
-GENERIC_ABSTRACTS: tuple[str, ...] = (
-    "{person} of {place} said {thing} has been on many minds this week. Local experts expect more attention in the coming months.",
-    "In {place}, {thing} drew crowds and questions alike. Officials promised an update soon.",
-    "Experts say {thing} will keep drawing attention in the coming months. Here is what readers should know.",
-    "{person} shared a closer look at {thing} and why it matters now.",
-    "From early signs to the latest numbers, here is how {thing} is shaping up.",
-)
-
-TEAM_TITLES: tuple[str, ...] = (
-    "{team} rally late to win a thriller",
-    "{team} coach on {thing}: \"{quote}\"",
-    "{person} leads {team} past rivals",
-    "{team} face questions about {thing}",
-    "{num} takeaways from the latest {team} game",
-    "What {thing} means for the {team}",
-    "{team} fans react to {thing}",
-)
-TEAM_ABSTRACTS: tuple[str, ...] = (
-    "{person} scored twice as the {team} improved their record. The coach praised the defense after the game.",
-    "The {team} are dealing with {thing} ahead of a crucial stretch of the season.",
-    "Fans of the {team} packed the stadium as {person} returned from injury.",
-)
 
 CATEGORY_VOCAB: dict[str, CategoryVocab] = {
     "lifestyle": CategoryVocab(
@@ -272,7 +230,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
                 "a viral TikTok trend", "Instagram influencers", "an online challenge",
                 "a viral wedding video", "Twitter reactions", "a meme that took over the internet")),
         ),
-        titles=("{num} ways to refresh your look with {thing}", "{place} couple goes viral for {thing}"),
     ),
     "health": CategoryVocab(
         weight=5.0, region_rate=0.35,
@@ -290,9 +247,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
                 "anxiety", "burnout at work", "sleep problems", "therapy costs", "loneliness",
                 "seasonal depression")),
         ),
-        titles=("Doctors warn about {thing} as cases rise in {place}", "New study links {thing} to longer life",
-                "{num} myths about {thing} you should stop believing"),
-        abstracts=("Researchers found that {thing} affects far more adults than previously thought. Doctors urge regular checkups.",),
     ),
     "news": CategoryVocab(
         weight=14.0, region_rate=0.7,
@@ -316,9 +270,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
                 "a Civil War battlefield", "a World War II veteran", "a historic landmark", "an old shipwreck",
                 "the moon landing anniversary", "a museum reopening")),
         ),
-        titles=("Officials in {place} respond to {thing}", "{place} lawmakers debate {thing}",
-                "Breaking: {thing} prompts emergency meeting in {place}"),
-        abstracts=("Officials in {place} held a news conference about {thing} on Tuesday. {person} said more details would follow.",),
     ),
     "sports": CategoryVocab(
         weight=12.0, region_rate=0.5,
@@ -344,7 +295,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("running", ("health",), (
                 "a city marathon", "ultramarathons", "a world record", "trail running", "a charity 5K")),
         ),
-        titles=("{place} hosts {thing}", "{person} wins {thing}"),
     ),
     "weather": CategoryVocab(
         weight=3.0, region_rate=0.95,
@@ -359,9 +309,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
                 "rising sea levels", "drought conditions", "a record wildfire season", "melting glaciers",
                 "climate adaptation plans")),
         ),
-        titles=("{thing} heads for {place}", "Forecast: {thing} expected in {place} this weekend",
-                "{place} braces for {thing}"),
-        abstracts=("Forecasters expect {thing} to reach {place} by Friday. Residents should check local alerts before traveling.",),
     ),
     "entertainment": CategoryVocab(
         weight=6.0, region_rate=0.3,
@@ -390,7 +337,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("autosclassics", ("transportation", "history"), (
                 "classic muscle cars", "a vintage car auction", "restored hot rods", "a car museum")),
         ),
-        titles=("{company} unveils {thing}", "Review: {thing} put to the test", "{place} drivers react to {thing}"),
     ),
     "travel": CategoryVocab(
         weight=4.0, region_rate=0.8,
@@ -407,9 +353,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("travelcruises", ("travel",), (
                 "cruise deals", "river cruises", "a new cruise ship", "island hopping")),
         ),
-        titles=("The best {thing} near {place}", "{num} reasons to visit {place} this winter",
-                "Travelers flock to {place} for {thing}"),
-        abstracts=("{place} has become a favorite for {thing}. Visitors say the views alone are worth the trip.",),
     ),
     "foodanddrink": CategoryVocab(
         weight=5.0, region_rate=0.5,
@@ -425,7 +368,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("foodnews", ("food", "health"), (
                 "a lettuce recall", "food safety rules", "grocery prices", "lab-grown meat")),
         ),
-        titles=("The best {thing} in {place}", "Chefs share secrets to {thing}", "{company} opens in {place}"),
     ),
     "tv": CategoryVocab(
         weight=5.0, region_rate=0.15,
@@ -437,7 +379,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("tvdocumentaries", ("history", "culture"), (
                 "a true crime documentary", "a nature series", "a documentary about the space race")),
         ),
-        titles=("Fans can't stop talking about {thing}", "{person} dishes on {thing}"),
     ),
     "finance": CategoryVocab(
         weight=7.0, region_rate=0.45,
@@ -455,9 +396,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("jobs", ("economy", "education"), (
                 "the unemployment rate", "minimum wage", "job training programs", "remote work")),
         ),
-        titles=("{company} reports {thing}", "{place} families feel the squeeze of {thing}",
-                "Analysts: {thing} could surprise investors"),
-        abstracts=("{company} said {thing} came in above expectations. Analysts remain cautious about the next quarter.",),
     ),
     "movies": CategoryVocab(
         weight=4.0, region_rate=0.1,
@@ -469,7 +407,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("movieclassics", ("history", "culture"), (
                 "classic westerns", "a silent film restoration", "a holiday movie marathon")),
         ),
-        titles=("Review: {thing} delivers", "{person} joins {thing}"),
     ),
     "video": CategoryVocab(
         weight=3.0, region_rate=0.4,
@@ -483,7 +420,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("howto", ("education", "technology"), (
                 "fixing a leaky faucet", "setting up a home network", "coding for kids")),
         ),
-        titles=("Watch: {thing} in {place}", "Video: {thing}"),
     ),
     "music": CategoryVocab(
         weight=3.0, region_rate=0.35,
@@ -497,7 +433,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("countrymusic", ("culture",), (
                 "the CMA Awards", "a country duet", "a honky-tonk revival")),
         ),
-        titles=("{person} announces {thing}", "{thing} lights up {place}"),
     ),
     "kids": CategoryVocab(
         weight=2.0, region_rate=0.3,
@@ -520,8 +455,6 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("middleeastculture", ("international news", "religion", "history"), (
                 "ancient ruins in Jordan", "pilgrims in Mecca", "a Cairo museum", "Jerusalem's old city")),
         ),
-        titles=("{company} eyes {thing}", "Analysis: what {thing} means for the region"),
-        abstracts=("Diplomats say {thing} could reshape the region. {person} reports from the scene.",),
     ),
     "northamerica": CategoryVocab(
         weight=3.0, region_rate=0.5,
@@ -546,7 +479,314 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("boardgames", ("culture", "education"), (
                 "board game cafes", "chess tournaments", "a crossword craze")),
         ),
-        titles=("{company} reveals {thing}", "Hands-on with {thing}"),
     ),
 }
 
+
+# ---------------------------------------------------------------- sentence templates
+# Slots: {thing}, {place}, {person}, {company}, {team}, {num}, {quote}. {thing} mixes singular
+# and plural noun phrases, so no template makes it the subject of a present-tense verb.
+# Templates naming {place} serve only news with a region, the others only news without one:
+# region news always carry their place and plain news never carry one.
+
+
+@dataclass(frozen=True)
+class Templates:
+    titles: tuple[str, ...]
+    abstracts: tuple[str, ...]
+
+
+GENERIC = Templates(
+    titles=(
+        "{place} residents weigh in on {thing}",
+        "How {place} is reacting to {thing}",
+        "{place} sees a surge of interest in {thing}",
+        "What {place} gets right about {thing}",
+        "{person} of {place} talks about {thing}",
+        "{num} things to know about {thing}",
+        "Why experts are paying attention to {thing}",
+        "The truth about {thing}, according to experts",
+        "{person} explains what's next for {thing}",
+        "\"{quote}\": {person} on {thing}",
+        "Everything you need to know about {thing} this week",
+        "{company} bets big on {thing}",
+    ),
+    abstracts=(
+        "{person} of {place} said people keep asking about {thing}. Local experts expect more attention in the coming months.",
+        "In {place}, {thing} drew crowds and questions alike. Officials promised an update soon.",
+        "Experts say {thing} will keep drawing attention in the coming months. Here is what readers should know.",
+        "{person} shared a closer look at {thing} and why it matters now.",
+        "From early signs to the latest numbers, here is the latest on {thing}.",
+    ),
+)
+
+TEAM = Templates(
+    titles=(
+        "{team} rally late to win a thriller",
+        "{team} coach on {thing}: \"{quote}\"",
+        "{person} leads {team} past rivals",
+        "{team} face questions about {thing}",
+        "{num} takeaways from the latest {team} game",
+        "What {thing} means for {team}",
+        "{team} fans react to {thing}",
+        "{team} notebook: {thing} and a tough road trip",
+    ),
+    abstracts=(
+        "{person} scored twice as {team} improved their record. The coach praised the defense after the game.",
+        "{team} are dealing with {thing} ahead of a crucial stretch of the season.",
+        "Fans of {team} packed the stadium as {person} returned from injury.",
+        "{person} spoke about {thing} after practice, saying {team} are focused on the next game.",
+    ),
+)
+
+# Category-specific templates; the generator prefers them over GENERIC.
+CATEGORY_TEMPLATES: dict[str, Templates] = {
+    "lifestyle": Templates(
+        titles=(
+            "{place} couple goes viral for their take on {thing}",
+            "Inside the {place} trend everyone is talking about: {thing}",
+            "{person} of {place} shares a personal story about {thing}",
+            "{num} ways to rethink {thing} this season",
+            "{thing}: what experts wish you knew",
+            "\"{quote}\": {person} gets real about {thing}",
+        ),
+        abstracts=(
+            "{person}, who lives in {place}, says {thing} changed how the family spends its weekends.",
+            "A new survey of {place} households looked at {thing}, and the answers may surprise you.",
+            "We asked readers about {thing}. Their answers ranged from funny to heartfelt.",
+            "{person} offers practical advice on {thing} for busy households.",
+        ),
+    ),
+    "health": Templates(
+        titles=(
+            "Doctors in {place} warn about {thing} as cases rise",
+            "{place} hospital launches a program on {thing}",
+            "{place} health officials issue guidance on {thing}",
+            "New study links {thing} to a longer life",
+            "{num} myths about {thing} you should stop believing",
+            "Ask the doctor: {thing}",
+        ),
+        abstracts=(
+            "Health officials in {place} said questions about {thing} keep coming in. Clinics are extending their hours.",
+            "{person}, a physician in {place}, explains what patients should know about {thing}.",
+            "A large new study on {thing} followed thousands of adults for a decade. Researchers urge regular checkups.",
+            "{person}, a registered nurse, answers the most common questions about {thing}.",
+        ),
+    ),
+    "news": Templates(
+        titles=(
+            "Officials in {place} respond to {thing}",
+            "{place} lawmakers debate {thing}",
+            "{place} community rallies after {thing}",
+            "Breaking: {thing} prompts an emergency meeting in {place}",
+            "What we know so far about {thing}",
+            "{person} testifies on {thing}",
+            "Analysis: the fight over {thing} is far from over",
+        ),
+        abstracts=(
+            "Officials in {place} held a news conference about {thing} on Tuesday. {person} said more details would follow.",
+            "Residents of {place} filled a town hall meeting to ask about {thing}.",
+            "{person} said the debate over {thing} would continue next week. Advocates on both sides are preparing.",
+            "Reporters pieced together a timeline of {thing} from interviews and public records.",
+        ),
+    ),
+    "sports": Templates(
+        titles=(
+            "{place} hosts {thing}",
+            "{person} of {place} shines at {thing}",
+            "{person} wins {thing}",
+            "{num} moments we'll remember from {thing}",
+        ),
+        abstracts=(
+            "Crowds lined the course in {place} for {thing}, and {person} did not disappoint.",
+            "{person} called {thing} the highlight of the season.",
+        ),
+    ),
+    "weather": Templates(
+        titles=(
+            "Forecast: {thing} expected in {place} this weekend",
+            "{place} braces for {thing}",
+            "Forecasters track {thing} near {place}",
+            "What {thing} means for your commute",
+            "How to stay safe during {thing}",
+        ),
+        abstracts=(
+            "Forecasters expect {thing} to reach {place} by Friday. Residents should check local alerts before traveling.",
+            "The National Weather Service office in {place} issued an advisory ahead of {thing}.",
+            "Meteorologists explain the science behind {thing} and how to prepare.",
+        ),
+    ),
+    "entertainment": Templates(
+        titles=(
+            "{place} premiere draws stars for {thing}",
+            "Fans in {place} line up for {thing}",
+            "{person} opens up about {thing}",
+            "Everyone is talking about {thing}",
+            "\"{quote}\": {person} on {thing}",
+        ),
+        abstracts=(
+            "Fans gathered in {place} as {person} arrived for {thing}.",
+            "{person} spoke candidly about {thing} in a new interview.",
+            "Here is everything we know about {thing} so far.",
+        ),
+    ),
+    "autos": Templates(
+        titles=(
+            "{place} drivers react to {thing}",
+            "{company} plant in {place} gears up for {thing}",
+            "{company} unveils plans for {thing}",
+            "Review: we put {thing} to the test",
+            "{num} things buyers should know about {thing}",
+        ),
+        abstracts=(
+            "Dealers in {place} report strong interest in {thing} as the year ends.",
+            "{company} says {thing} will reach showrooms next spring. Analysts expect steep competition.",
+            "{person} took a close look at {thing} and came away impressed.",
+        ),
+    ),
+    "travel": Templates(
+        titles=(
+            "{place} is the new hot spot for {thing}",
+            "{num} reasons to visit {place} this winter",
+            "Travelers flock to {place}: a guide to {thing}",
+            "A traveler's guide to {thing}",
+            "{company} changes the game on {thing}",
+            "{num} tips for {thing} this holiday season",
+        ),
+        abstracts=(
+            "{place} has become a favorite destination, and locals share their tips on {thing}.",
+            "Visitors to {place} say planning ahead for {thing} pays off.",
+            "Experienced travelers share what they have learned about {thing}.",
+            "{company} announced changes related to {thing} starting next month.",
+        ),
+    ),
+    "foodanddrink": Templates(
+        titles=(
+            "{place} food lovers weigh in on {thing}",
+            "{company} opens in {place} with a twist on {thing}",
+            "A {place} chef's secret to {thing}",
+            "Chefs share secrets to {thing}",
+            "{num} mistakes everyone makes with {thing}",
+            "Why everyone is talking about {thing}",
+        ),
+        abstracts=(
+            "{person}, a chef in {place}, shares tips on {thing} for home cooks.",
+            "Diners in {place} lined up for a taste of {thing}.",
+            "Home cooks and critics alike weighed in on {thing}.",
+        ),
+    ),
+    "tv": Templates(
+        titles=(
+            "{place} watch party celebrates {thing}",
+            "Fans can't stop talking about {thing}",
+            "{person} dishes on {thing}",
+            "\"{quote}\": {person} reacts to {thing}",
+        ),
+        abstracts=(
+            "Viewers in {place} packed a local theater to watch {thing}.",
+            "{person} revealed new details about {thing} in a late-night interview.",
+            "Viewers flooded social media after {thing}.",
+        ),
+    ),
+    "finance": Templates(
+        titles=(
+            "{place} families feel the squeeze of {thing}",
+            "{company} of {place} weighs in on {thing}",
+            "What {thing} means for {place} homeowners",
+            "{company} reports on {thing}",
+            "Analysts: {thing} could surprise investors",
+            "{num} money moves to make now, with an eye on {thing}",
+        ),
+        abstracts=(
+            "Economists in {place} say {thing} will shape household budgets next year.",
+            "{company} shared new numbers on {thing}. Analysts remain cautious about the next quarter.",
+            "{person}, a financial planner, explains how {thing} could affect your wallet.",
+        ),
+    ),
+    "movies": Templates(
+        titles=(
+            "{place} film festival spotlights {thing}",
+            "Review: {thing} delivers",
+            "Everything we know about {thing}",
+            "{person} weighs in on {thing}",
+        ),
+        abstracts=(
+            "Moviegoers in {place} lined up early for {thing}.",
+            "Critics are split on {thing}, but audiences seem to agree.",
+            "{person} talked about {thing} at a press event.",
+        ),
+    ),
+    "video": Templates(
+        titles=(
+            "Watch: {thing} in {place}",
+            "Caught on camera in {place}: {thing}",
+            "Video: {thing}",
+            "You have to see {thing}",
+        ),
+        abstracts=(
+            "A viewer in {place} captured {thing} on video.",
+            "This clip of {thing} has been shared thousands of times.",
+        ),
+    ),
+    "music": Templates(
+        titles=(
+            "{place} fans pack the house for {thing}",
+            "{person} brings {thing} to {place}",
+            "{person} announces {thing}",
+            "Listen: {thing}",
+            "\"{quote}\": {person} on {thing}",
+        ),
+        abstracts=(
+            "{person} talked about {thing} before a packed show in {place}.",
+            "{person} says the work on {thing} took years.",
+            "Critics and fans are weighing in on {thing}.",
+        ),
+    ),
+    "kids": Templates(
+        titles=(
+            "{place} library hosts {thing}",
+            "{place} families try {thing}",
+            "{num} ideas for {thing} this weekend",
+            "Teachers share tips on {thing}",
+        ),
+        abstracts=(
+            "Parents in {place} say {thing} kept the kids busy all week.",
+            "Educators explain why {thing} can help children learn.",
+        ),
+    ),
+    "middleeast": Templates(
+        titles=(
+            "{company} eyes {thing}",
+            "Analysis: what {thing} means for the region",
+            "{person} reports on {thing}",
+        ),
+        abstracts=(
+            "Diplomats say {thing} could reshape the region. {person} reports from the scene.",
+            "Regional leaders met this week to discuss {thing}.",
+        ),
+    ),
+    "northamerica": Templates(
+        titles=(
+            "{place} leaders weigh in on {thing}",
+            "What {thing} means for {place}",
+            "Explainer: {thing}",
+            "{person} on {thing}: \"{quote}\"",
+        ),
+        abstracts=(
+            "Officials in {place} are watching {thing} closely.",
+            "{person} explains the background of {thing} and what may come next.",
+        ),
+    ),
+    "games": Templates(
+        titles=(
+            "{place} gamers line up for {thing}",
+            "{company} reveals {thing}",
+            "Hands-on with {thing}",
+            "{num} things we learned about {thing}",
+        ),
+        abstracts=(
+            "Gamers in {place} waited hours to try {thing}.",
+            "{company} shared new details about {thing} during a livestream.",
+        ),
+    ),
+}
