@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -124,6 +127,21 @@ def test_other_seed_gives_other_data(small: Path, tmp_path: Path) -> None:
     write_synthetic_mind(other, SynthSpec(news=300, users=120, seed=4))
     for rel in FILES:
         assert (other / rel).read_bytes() != (small / rel).read_bytes(), rel
+
+
+def test_bytes_do_not_depend_on_the_process_hash_seed(tmp_path: Path) -> None:
+    # Set or str-hash ordering would differ between processes, not within one.
+    code = (
+        "import sys, hashlib; from pathlib import Path; from genre_local.data.synth import SynthSpec, generate_synthetic_mind; "
+        "files, _ = generate_synthetic_mind(SynthSpec(news=200, users=40, seed=5)); "
+        "print(hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1
 
 
 # ---------------------------------------------------------------- format

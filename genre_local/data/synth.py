@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -80,7 +81,7 @@ class SynthSummary:
 
 
 @dataclass(frozen=True)
-class ClickModel:
+class SynthParams:
     """Knobs of the generative story (defaults tuned for MIND-like statistics)."""
 
     zipf_exponent: float = 1.0  # popularity of the news of rank r is r ** -exponent
@@ -102,7 +103,7 @@ class ClickModel:
     secondary_topic_weight: float = 0.6  # a subcategory's later topics count this much
 
 
-MODEL = ClickModel()
+DEFAULT_PARAMS = SynthParams()
 
 
 def write_synthetic_mind(out: Path, spec: SynthSpec, force: bool = False) -> SynthSummary:
@@ -117,16 +118,16 @@ def write_synthetic_mind(out: Path, spec: SynthSpec, force: bool = False) -> Syn
     return summary
 
 
-def generate_synthetic_mind(spec: SynthSpec, model: ClickModel = MODEL) -> tuple[dict[str, str], SynthSummary]:
+def generate_synthetic_mind(spec: SynthSpec, params: SynthParams = DEFAULT_PARAMS) -> tuple[dict[str, str], SynthSummary]:
     """The dataset as {relative path: file text}, plus its summary. Pure given the spec."""
     seeds = np.random.SeedSequence(spec.seed).spawn(4)
-    news = _sample_news(spec.news, np.random.default_rng(seeds[0]), model)
+    news = _sample_news(spec.news, np.random.default_rng(seeds[0]), params)
     text_rng = random.Random(int(seeds[1].generate_state(1)[0]))
-    news_lines = _render_news_lines(news, text_rng, spec.seed)
-    users = _sample_users(spec.users, news, np.random.default_rng(seeds[2]), model)
+    news_lines = _render_news_lines(news, text_rng, spec.seed, params)
+    users = _sample_users(spec.users, news, np.random.default_rng(seeds[2]), params)
     log_rng = np.random.default_rng(seeds[3])
-    histories = _sample_histories(users, news, log_rng, model)
-    impressions = _sample_impressions(users, news, log_rng, model)
+    histories = _sample_histories(users, news, log_rng, params)
+    impressions = _sample_impressions(users, news, log_rng, params)
 
     nids = [f"N{i + 1}" for i in range(spec.news)]
     history_text = [" ".join(nids[i] for i in items) for items in histories]
@@ -180,7 +181,7 @@ def _state_weights() -> np.ndarray:
     return w / w.sum()
 
 
-def _sample_news(n: int, rng: np.random.Generator, model: ClickModel) -> _News:
+def _sample_news(n: int, rng: np.random.Generator, params: SynthParams) -> _News:
     cat_weight = np.array([CATEGORY_VOCAB[c].weight for c in CATEGORIES])
     category = rng.choice(len(CATEGORIES), size=n, p=cat_weight / cat_weight.sum())
     sub_start = np.zeros(len(CATEGORIES), dtype=np.int64)
@@ -207,19 +208,19 @@ def _sample_news(n: int, rng: np.random.Generator, model: ClickModel) -> _News:
         region[rows] = [state_index[teams[t][1]] for t in team[rows]]
 
     ranks = rng.permutation(n) + 1
-    log_pop = -model.zipf_exponent * np.log(ranks)
+    log_pop = -params.zipf_exponent * np.log(ranks)
 
     sub_topic_index = np.full((len(_SUBCATEGORIES), _MAX_TOPICS), _NO_TOPIC, dtype=np.int64)
     sub_topic_weight = np.zeros((len(_SUBCATEGORIES), _MAX_TOPICS))
     for s, (_, sub) in enumerate(_SUBCATEGORIES):
         for k, topic in enumerate(sub.topics[:_MAX_TOPICS]):
             sub_topic_index[s, k] = _TOPIC_INDEX[topic]
-            sub_topic_weight[s, k] = 1.0 if k == 0 else model.secondary_topic_weight
+            sub_topic_weight[s, k] = 1.0 if k == 0 else params.secondary_topic_weight
     return _News(category, subcategory, team, region, day, log_pop,
                  sub_topic_index[subcategory], sub_topic_weight[subcategory])
 
 
-def _render_news_lines(news: _News, rnd: random.Random, seed: int) -> list[str]:
+def _render_news_lines(news: _News, rnd: random.Random, seed: int, params: SynthParams) -> list[str]:
     """One news.tsv line (with newline) per news; text drawn from the subcategory vocabulary."""
     lines = []
     for i in range(news.category.size):
@@ -228,7 +229,7 @@ def _render_news_lines(news: _News, rnd: random.Random, seed: int) -> list[str]:
         region = int(news.region[i])
         team = TEAMS[sub.league][int(news.team[i])][0] if sub.league else None
         title, title_entities, abstract, abstract_entities = _render_text(
-            category, sub, US_STATES[region] if region >= 0 else None, team, rnd
+            category, sub, US_STATES[region] if region >= 0 else None, team, rnd, params.abstract_missing_rate
         )
         lines.append("\t".join((
             f"N{i + 1}", category, sub.name, title, abstract, _url(i, seed),
@@ -238,7 +239,7 @@ def _render_news_lines(news: _News, rnd: random.Random, seed: int) -> list[str]:
 
 
 def _render_text(
-    category: str, sub: Subcategory, state: str | None, team: str | None, rnd: random.Random
+    category: str, sub: Subcategory, state: str | None, team: str | None, rnd: random.Random, missing_rate: float
 ) -> tuple[str, list[tuple[str, str, str]], str, list[tuple[str, str, str]]]:
     places = (state, *STATE_CITIES[state]) if state else ()
     slots = {
@@ -253,7 +254,7 @@ def _render_text(
     kind = "team" if team else ("place" if state else "plain")
     title = _sentence(_pick(rnd, _TITLE_POOLS[category, kind]).format(**slots))
     title_entities = _slot_entities(slots, state)
-    if rnd.random() < MODEL.abstract_missing_rate:
+    if rnd.random() < missing_rate:
         return title, title_entities, "", []
     # The abstract may name another place of the same state (city in the title, state here).
     slots["place"] = rnd.choice(places) if places else ""
@@ -358,14 +359,14 @@ class _Users:
     history_length: np.ndarray
 
 
-def _sample_users(n: int, news: _News, rng: np.random.Generator, model: ClickModel) -> _Users:
+def _sample_users(n: int, news: _News, rng: np.random.Generator, params: SynthParams) -> _Users:
     n_topics = len(PROFILE_TOPICS)
     # Users favour topics that have news, but every topic has takers.
     mass = np.bincount(news.topic_index.ravel(), weights=news.topic_weight.ravel(), minlength=n_topics + 1)
     preference = np.sqrt(mass[:n_topics] / mass[:n_topics].sum()) + 0.05
     preference /= preference.sum()
 
-    p = np.array(model.topic_counts_p)
+    p = np.array(params.topic_counts_p)
     k = rng.choice(np.arange(1, p.size + 1), size=n, p=p / p.sum())
     keys = np.log(preference)[None, :] + rng.gumbel(size=(n, n_topics))
     order = np.argsort(-keys, axis=1, kind="stable")[:, : p.size]  # topics without replacement
@@ -376,8 +377,8 @@ def _sample_users(n: int, news: _News, rng: np.random.Generator, model: ClickMod
     main = -np.sort(-main, axis=1)
     noise = rng.gamma(1.0, size=(n, n_topics))
     weight = np.zeros((n, n_topics + 1))
-    weight[:, :n_topics] = model.topic_noise * noise / noise.sum(axis=1, keepdims=True)
-    np.add.at(weight, (np.repeat(np.arange(n), p.size), order.ravel()), (1 - model.topic_noise) * main.ravel())
+    weight[:, :n_topics] = params.topic_noise * noise / noise.sum(axis=1, keepdims=True)
+    np.add.at(weight, (np.repeat(np.arange(n), p.size), order.ravel()), (1 - params.topic_noise) * main.ravel())
     topics = [[int(t) for t in order[u, : k[u]]] for u in range(n)]
 
     home = rng.choice(len(US_STATES), size=n, p=_state_weights())
@@ -386,10 +387,10 @@ def _sample_users(n: int, news: _News, rng: np.random.Generator, model: ClickMod
 
     kind = rng.random(n)
     cold = rng.integers(1, 6, size=n)
-    warm = np.minimum(6 + np.floor(rng.lognormal(np.log(model.warm_history_median), 0.8, size=n)), 150)
+    warm = np.minimum(6 + np.floor(rng.lognormal(np.log(params.warm_history_median), 0.8, size=n)), 150)
     history_length = np.where(
-        kind < model.empty_history_rate, 0,
-        np.where(kind < model.empty_history_rate + model.cold_history_rate, cold, warm),
+        kind < params.empty_history_rate, 0,
+        np.where(kind < params.empty_history_rate + params.cold_history_rate, cold, warm),
     ).astype(np.int64)
     return _Users(topics, weight, home, activity, history_length)
 
@@ -404,7 +405,7 @@ def _truth_text(users: _Users) -> str:
 # ---------------------------------------------------------------- histories
 
 
-def _sample_histories(users: _Users, news: _News, rng: np.random.Generator, model: ClickModel) -> list[list[int]]:
+def _sample_histories(users: _Users, news: _News, rng: np.random.Generator, params: SynthParams) -> list[list[int]]:
     """Each user's clicks before the log window, oldest first, no repeats."""
     n_users = users.home.size
     owner = np.repeat(np.arange(n_users), users.history_length)
@@ -416,12 +417,12 @@ def _sample_histories(users: _Users, news: _News, rng: np.random.Generator, mode
     picked = np.full(owner.size, -1, dtype=np.int64)
 
     early = news.day <= 0
-    popularity = np.exp(model.history_popularity * news.log_pop)
+    popularity = np.exp(params.history_popularity * news.log_pop)
     for t in range(len(PROFILE_TOPICS)):
         clicks = np.flatnonzero(topic == t)
         weight = (news.topic_weight * (news.topic_index == t)).sum(axis=1) * popularity * early
         picked[clicks] = _draw(rng, weight, clicks.size)
-    home_click = rng.random(owner.size) < model.history_home_rate
+    home_click = rng.random(owner.size) < params.history_home_rate
     for s in range(len(US_STATES)):
         clicks = np.flatnonzero(home_click & (users.home[owner] == s))
         drawn = _draw(rng, popularity * early * (news.region == s), clicks.size)
@@ -466,7 +467,7 @@ def _daily_rate(users: int) -> float:
     return float(np.interp(np.log(users), [np.log(600), np.log(50_000)], [1.2, 0.66]))
 
 
-def _sample_impressions(users: _Users, news: _News, rng: np.random.Generator, model: ClickModel) -> _Impressions:
+def _sample_impressions(users: _Users, news: _News, rng: np.random.Generator, params: SynthParams) -> _Impressions:
     n_users = users.home.size
     counts = rng.poisson(_daily_rate(n_users) * users.activity[:, None], size=(n_users, LOG_DAYS))
     # Everyone appears in train at least once, so every truth.tsv user is in the log.
@@ -481,21 +482,21 @@ def _sample_impressions(users: _Users, news: _News, rng: np.random.Generator, mo
     second = (rng.choice(24, size=user.size, p=hour_weight / hour_weight.sum()) * 3600
               + rng.integers(0, 3600, size=user.size))
 
-    shown = np.full((user.size, model.shown_max), -1, dtype=np.int64)
-    label = np.zeros((user.size, model.shown_max), dtype=np.int8)
+    shown = np.full((user.size, params.shown_max), -1, dtype=np.int64)
+    label = np.zeros((user.size, params.shown_max), dtype=np.int8)
     for d in range(1, LOG_DAYS + 1):
         rows = np.flatnonzero(day == d)
         pool = np.flatnonzero((news.day >= d - 2) & (news.day <= d))  # news of the last three days
-        shown[rows] = _show(rng, pool, np.exp(model.show_popularity * news.log_pop[pool]), rows.size, model)
-        label[rows] = _click(rng, users, news, user[rows], shown[rows], model)
+        shown[rows] = _show(rng, pool, np.exp(params.show_popularity * news.log_pop[pool]), rows.size, params)
+        label[rows] = _click(rng, users, news, user[rows], shown[rows], params)
     return _Impressions(user, day, second, shown, label)
 
 
-def _show(rng: np.random.Generator, pool: np.ndarray, weight: np.ndarray, rows: int, model: ClickModel) -> np.ndarray:
+def _show(rng: np.random.Generator, pool: np.ndarray, weight: np.ndarray, rows: int, params: SynthParams) -> np.ndarray:
     """Per row, 5-20 distinct pool news sampled by popularity, in random order, -1 padded."""
-    want = np.minimum(rng.integers(model.shown_min, model.shown_max + 1, size=rows), pool.size)
-    draws = _draw(rng, weight, rows * 3 * model.shown_max)
-    draws = draws.reshape(rows, 3 * model.shown_max)
+    want = np.minimum(rng.integers(params.shown_min, params.shown_max + 1, size=rows), pool.size)
+    draws = _draw(rng, weight, rows * 3 * params.shown_max)
+    draws = draws.reshape(rows, 3 * params.shown_max)
     # Keep first occurrences in draw order: mark them through a stable sort of each row.
     order = np.argsort(draws, axis=1, kind="stable")
     ordered = np.take_along_axis(draws, order, axis=1)
@@ -505,11 +506,11 @@ def _show(rng: np.random.Generator, pool: np.ndarray, weight: np.ndarray, rows: 
     np.put_along_axis(first, order, first_sorted, axis=1)
     rank = np.cumsum(first, axis=1)
     keep = first & (rank <= want[:, None])
-    out = np.full((rows, model.shown_max), -1, dtype=np.int64)
+    out = np.full((rows, params.shown_max), -1, dtype=np.int64)
     r, c = np.nonzero(keep)
     out[r, rank[r, c] - 1] = pool[draws[r, c]]
     # Rare with real pools: too few distinct draws; top up with unseen pool news.
-    for row in np.flatnonzero(rank[:, -1] < np.minimum(want, model.shown_min)):
+    for row in np.flatnonzero(rank[:, -1] < np.minimum(want, params.shown_min)):
         have = out[row][out[row] >= 0]
         extra = rng.permutation(np.setdiff1d(pool, have))[: min(want[row], pool.size) - have.size]
         out[row, have.size: have.size + extra.size] = extra
@@ -517,7 +518,7 @@ def _show(rng: np.random.Generator, pool: np.ndarray, weight: np.ndarray, rows: 
 
 
 def _click(
-    rng: np.random.Generator, users: _Users, news: _News, user: np.ndarray, shown: np.ndarray, model: ClickModel
+    rng: np.random.Generator, users: _Users, news: _News, user: np.ndarray, shown: np.ndarray, params: SynthParams
 ) -> np.ndarray:
     """1-2 clicks per row by a softmax over popularity, topic affinity and home state (Gumbel top-k)."""
     valid = shown >= 0
@@ -526,10 +527,10 @@ def _click(
     affinity = (users.weight[user[:, None, None], news.topic_index[item]] * news.topic_weight[item]).sum(axis=2)
     affinity /= top[user][:, None]
     home = news.region[item] == users.home[user][:, None]
-    logit = model.click_popularity * news.log_pop[item] + model.click_affinity * affinity + model.click_home * home
+    logit = params.click_popularity * news.log_pop[item] + params.click_affinity * affinity + params.click_home * home
     keys = np.where(valid, logit + rng.gumbel(size=logit.shape), -np.inf)
     order = np.argsort(-keys, axis=1, kind="stable")
-    clicks = 1 + (rng.random(user.size) < model.two_clicks_rate)
+    clicks = 1 + (rng.random(user.size) < params.two_clicks_rate)
     label = np.zeros(shown.shape, dtype=np.int8)
     rows = np.arange(user.size)
     label[rows, order[:, 0]] = 1
@@ -563,9 +564,8 @@ def _write_atomically(out: Path, files: dict[str, str]) -> None:
     """Write into a sibling temp folder, then move the entries into OUT (others in OUT stay)."""
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.synth-tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left over by a crashed run of ours
+    # A sibling, so the final moves are renames on one file system.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".synth-tmp", dir=out.parent))
     try:
         for rel, text in files.items():
             path = tmp / rel
