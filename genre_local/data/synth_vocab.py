@@ -280,16 +280,16 @@ CATEGORY_VOCAB: dict[str, CategoryVocab] = {
             Subcategory("basketball_nba", ("culture", "social media"), (
                 "a trade request", "a buzzer-beater", "the MVP race", "a contract extension",
                 "a viral dunk"), league="basketball_nba"),
-            Subcategory("baseball_mlb", ("history", "culture"), (
+            Subcategory("baseball_mlb", ("culture", "history"), (
                 "the World Series", "a no-hitter", "free agency", "a Hall of Fame vote",
                 "spring training"), league="baseball_mlb"),
-            Subcategory("football_ncaa", ("education", "culture"), (
+            Subcategory("football_ncaa", ("culture", "education"), (
                 "the College Football Playoff", "a recruiting class", "a rivalry game", "a coaching search",
                 "bowl season"), league="football_ncaa"),
-            Subcategory("soccer", ("international news", "culture"), (
+            Subcategory("soccer", ("culture", "international news"), (
                 "the World Cup qualifiers", "a transfer deal", "the MLS Cup", "a penalty shootout",
                 "youth academies"), league="soccer"),
-            Subcategory("golf", ("travel", "culture"), (
+            Subcategory("golf", ("culture", "travel"), (
                 "a major championship", "a hole-in-one", "the Ryder Cup", "a new golf course",
                 "a playoff finish")),
             Subcategory("running", ("health",), (
