@@ -299,6 +299,9 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
     folder = out  # --dataset with --out: the folder itself
     assert f"report for d: {folder}" in result.stdout
     assert "skipped" not in result.stdout
+    # din original AUC over seeds 0.655 and 0.66: mean 0.6575, sample std 0.0035355
+    assert "0.6575 ± 0.0035" in result.stdout
+    assert "Table 8a" in result.stdout and "Table 7" in result.stdout and "Fig. 7" in result.stdout
     for name, header in EXPECTED_FILES.items():
         with (folder / name).open(newline="") as handle:
             rows = list(csv.reader(handle))
@@ -367,6 +370,13 @@ def test_missing_store_and_empty_store_are_one_line_exit_2(tmp_path: Path) -> No
     result = runner.invoke(app, ["--db", str(empty), "report"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "holds no dataset" in result.stderr
+
+
+def test_out_that_is_a_file_is_one_line_exit_2(db: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("x")
+    result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(target)])
+    assert result.exit_code == 2 and "is a file" in result.stderr
 
 
 def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def report(
             for name in names
         ]
 
-    root = out if out is not None else resolve_relative(context.db_path, context.config.paths.reports_dir)
+    root = (out if out is not None else resolve_relative(context.db_path, context.config.paths.reports_dir)).absolute()
     if root.exists() and not root.is_dir():
         raise UserError(f"--out {root} is a file; pass a folder")
     console = stdout_console()
@@ -73,7 +73,7 @@ def report(
     for item in inputs:
         # An explicit --out for one named dataset is the folder itself (what a user typing both
         # expects); otherwise datasets get their own subfolders so reports never overwrite each other.
-        folder = out if out is not None and dataset is not None else root / item.dataset
+        folder = (out if out is not None and dataset is not None else root / item.dataset).absolute()
         results = build_report(item, folder, with_plots=not no_plots)
         console.rule(f"GENRE report: {item.dataset}")
         for result in results:

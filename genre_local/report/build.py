@@ -63,7 +63,9 @@ def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True) -
     def variants(r: ViewResult) -> None:
         tables = views.variant_tables(index, features, k) if features else []
         if not tables:
-            r.note = no_runs if not index.runs else "no variant has runs beside `original` runs of the same model"
+            r.note = no_runs if not index.runs else (
+                "needs one model trained on `original` and on another variant "
+                f"(genre-local train --dataset {inputs.dataset} --model M --variant ns|up|ng|chain)")
             return
         rec = records.variant_records(tables)
         r.rows = len(rec.rows)
@@ -77,7 +79,7 @@ def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True) -
     def user_groups(r: ViewResult) -> None:
         comps = views.user_group_table(index, features, k) if features else []
         if not comps:
-            r.note = "needs `original` and `ng` (or `chain`) runs of the same model with new/warm metrics"
+            r.note = "needs one model trained on `original` and on `ng` or `chain` (--variant ng)"
             return
         rec = records.group_records(comps)
         r.rows = len(rec.rows)
@@ -89,7 +91,7 @@ def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True) -
     def ng_k(r: ViewResult) -> None:
         points = views.ng_k_curve(index, features) if features else []
         if not points:
-            r.note = "needs `ng` runs with at least two --ng-k values (original counts as K=0) for one model"
+            r.note = "needs one model trained on `ng` with two or more --ng-k values (`original` counts as K=0)"
             return
         rec = records.curve_records(points)
         r.rows = len(rec.rows)
@@ -101,7 +103,7 @@ def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True) -
     def chain(r: ViewResult) -> None:
         rows = views.chain_table(index, features, k) if features else []
         if not rows:
-            r.note = "needs `chain` and `original` runs of the same model"
+            r.note = "needs one model trained on `original` and on `chain` (--variant chain)"
             return
         rec = records.chain_records(rows)
         r.rows = len(rec.rows)
@@ -113,7 +115,7 @@ def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True) -
     def ablation(r: ViewResult) -> None:
         rows = views.feature_ablation(index, k)
         if not rows:
-            r.note = "needs runs of one model and variant with two or more --features sets"
+            r.note = "needs one model and variant trained with two or more --features sets"
             return
         rec = records.ablation_records(rows)
         r.rows = len(rec.rows)
