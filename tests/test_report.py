@@ -112,6 +112,16 @@ def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> N
     assert index.splits[ConfigKey("din", "up", 0, FEATURES)] == {"test"}
 
 
+def test_a_retrained_seed_replaces_the_whole_older_run(db: Path) -> None:
+    with open_store(db) as store:
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.5, groups=("all", "new")))
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6) | {("new", "auc"): None})
+    index = load_index(db)
+    key = ConfigKey("nrms", "original", 0, FEATURES)
+    assert index.summary(key, "auc").mean == approx(0.6)
+    assert index.summary(key, "auc", group="new") is None  # not the older run's 0.5
+
+
 def test_rows_spelled_differently_are_one_configuration() -> None:
     rows = [
         MetricRow("nrms", "up+ns", 1, 2, "category, title", "dev", "all", "auc", 0.6),

@@ -13,15 +13,15 @@ def load_runs(store: Store, dataset: str) -> list[MetricRow]:
     """
     placeholders = ", ".join("?" for _ in METRICS)
     cursor = store.conn.execute(
-        "SELECT model, variant, seed, ng_k, features, split, user_group, metric, value, created_at "
+        "SELECT model, variant, seed, ng_k, features, split, user_group, metric, value, created_at, run_id "
         f"FROM run_results WHERE dataset = ? AND metric IN ({placeholders}) AND value IS NOT NULL "
         "ORDER BY created_at, run_id",
         [dataset, *METRICS],
     )
     return [
         MetricRow(model=m, variant=v, seed=int(s), ng_k=int(k), features=f, split=sp, group=g,
-                  metric=me, value=float(val), created_at=ts)
-        for m, v, s, k, f, sp, g, me, val, ts in cursor.fetchall()
+                  metric=me, value=float(val), created_at=ts, run_id=rid)
+        for m, v, s, k, f, sp, g, me, val, ts, rid in cursor.fetchall()
     ]
 
 

@@ -154,10 +154,13 @@ def cost_rich(rows: list[CostRow]) -> list[Table]:
     unit = rows[0].unit if rows else "engine-hour"
     cost_label = "cost" if unit == "price" else "engine h"
     spent = Table(title="Table 8a: generation cost per GENRE scheme", title_justify="left")
-    for name in ("scheme", "tasks", "requests", "tokens in", "tokens out", "engine s", "wall+start s", cost_label):
+    for name in ("scheme", "tasks", "requests", "valid", "tokens in", "tokens out", "engine s", "wall+start s",
+                 cost_label):
         spent.add_column(name, justify="left" if name in ("scheme", "tasks") else "right")
     for r in rows:
-        spent.add_row(r.scheme, "+".join(r.tasks), f"{r.requests:,}", f"{r.prompt_tokens:,}",
+        written = r.valid + r.invalid
+        valid = f"{100.0 * r.valid / written:.1f}%" if written else "—"
+        spent.add_row(r.scheme, "+".join(r.tasks), f"{r.requests:,}", valid, f"{r.prompt_tokens:,}",
                       f"{r.completion_tokens:,}", f"{r.engine_seconds:,.1f}", f"{r.wall_seconds:,.1f}",
                       f"{r.cost_units:.4g}")
     per = "unit of price" if unit == "price" else "engine-hour (no --price-per-hour stored)"

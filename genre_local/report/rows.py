@@ -36,6 +36,7 @@ class MetricRow:
     metric: str  # auc | mrr | ndcg@5 | ndcg@10
     value: float
     created_at: datetime | None = None  # newest run wins when a seed was trained twice
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -127,17 +127,33 @@ def index_runs(rows: list[MetricRow]) -> RunIndex:
         )
         by_run[(key, int(row.seed))].append(row)
     index = RunIndex()
-    for (key, seed), run_rows in by_run.items():
+    for (key, seed), seed_rows in by_run.items():
+        run_rows = _newest_run(seed_rows)
         splits = {r.split for r in run_rows}
         split = "test" if "test" in splits else ("dev" if "dev" in splits else sorted(splits)[0])
-        picked = sorted(
-            (r for r in run_rows if r.split == split),
-            key=lambda r: (r.created_at is not None, r.created_at or 0),
-        )
-        metrics = {(r.group, r.metric): float(r.value) for r in picked}  # newest last, wins
+        metrics = {(r.group, r.metric): float(r.value) for r in run_rows if r.split == split}
         index.runs.setdefault(key, {})[seed] = metrics
         index.splits.setdefault(key, set()).add(split)
     return index
+
+
+def _newest_run(rows: list[MetricRow]) -> list[MetricRow]:
+    """The rows of the most recently created run among those of one configuration and seed.
+
+    Whole runs are kept or dropped, never mixed: a retrained seed whose new-user metric is
+    missing must not borrow the old run's value.
+    """
+    runs: dict[str | None, list[MetricRow]] = defaultdict(list)
+    for row in rows:
+        runs[row.run_id].append(row)
+    if len(runs) == 1:
+        return rows
+
+    def age(item: tuple[str | None, list[MetricRow]]) -> tuple:
+        stamps = [r.created_at for r in item[1] if r.created_at is not None]
+        return (bool(stamps), max(stamps) if stamps else 0, item[0] or "")
+
+    return max(runs.items(), key=age)[1]
 
 
 def main_features(index: RunIndex, default: str) -> str | None:
