@@ -75,6 +75,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at the end of each epoch only
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
+    threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
 
 
 @dataclass(frozen=True)

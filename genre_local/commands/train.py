@@ -72,6 +72,10 @@ def _prepare(ctx: typer.Context, accelerator, dataset: str, variant: str, ng_k: 
 
     context = app_context(ctx)
     cfg = with_overrides(context.config.train, ng_k=ng_k, features=features, **train_flags)
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     for name in ("epochs", "seeds", "batch_size"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")

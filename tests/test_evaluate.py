@@ -1,0 +1,88 @@
+"""Evaluation: the fast path (cached news/user vectors) equals the naive path; user groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genre_local.store import open_store
+from recsys.data import fetch_encoded
+from recsys.evaluate import SplitScores, group_metrics, score_split
+from recsys.metrics import impression_metrics
+from recsys.models import MODEL_NAMES, ModelConfig, build_model
+from recsys.train import feature_sizes
+from recsys.variants import parse_variant
+from tests.support_train import add_all_generations, make_store, one_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval")
+    db = make_store(folder / "s.duckdb", users=12, news_per_cat=8)
+    add_all_generations(db, users=12)
+    with open_store(db) as store:
+        encoded, _ = fetch_encoded(store.conn, "tiny", parse_variant("ns+up+ng", 2),
+                                   ("title", "abstract", "category", "subcategory"), 12, 8, None, folder / "cache")
+    return encoded
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fast_scores_equal_naive_scores(data, name: str) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(embed_dim=16, num_heads=2, transformer_layers=1, history_len=6, title_len=12,
+                         abstract_len=8, features=("title", "abstract", "category", "subcategory"), use_profile=True)
+    model = build_model(name, config, feature_sizes(data))
+    model.train()  # score_split must switch to eval (no dropout) and back
+    split = data.split("dev")
+    fast = score_split(model, data, split, history_len=6, batch_size=7, fast=True)
+    naive = score_split(model, data, split, history_len=6, batch_size=5, fast=False)
+    assert model.training
+    assert np.array_equal(fast.rows, np.arange(len(split)))
+    assert len(fast.scores) == len(split)
+    for row, (a, b) in enumerate(zip(fast.scores, naive.scores, strict=True)):
+        assert a.shape == b.shape == split.impression_labels(row).shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert np.concatenate(fast.scores).std() > 0  # not trivially constant
+
+
+def test_score_subset_of_rows(data) -> None:
+    model = build_model("din", ModelConfig(embed_dim=16, num_heads=2, history_len=6, title_len=12,
+                                           use_profile=True), feature_sizes(data))
+    split = data.split("dev")
+    every = score_split(model, data, split, 6, 16)
+    some = score_split(model, data, split, 6, 16, rows=np.array([3, 7]))
+    np.testing.assert_allclose(some.scores[1], every.scores[7], rtol=1e-6, atol=1e-6)
+
+
+def test_group_metrics_split_new_and_warm_users(data) -> None:
+    split = data.split("test")
+    rows = np.arange(len(split))
+    rng = np.random.default_rng(0)
+    scores = [rng.normal(size=len(split.impression_labels(r))) for r in rows]
+    result = group_metrics(split, SplitScores(rows, scores, 1.0))
+    new = split.original_history_len <= 5
+    assert new.any() and (~new).any()
+    for group, keep in (("all", np.ones(len(rows), bool)), ("new", new), ("warm", ~new)):
+        idx = np.flatnonzero(keep)
+        expected = impression_metrics([split.impression_labels(r) for r in idx], [scores[i] for i in idx])
+        assert result[group]["auc"] == pytest.approx(expected["auc"])
+        assert result[group]["ndcg@10"] == pytest.approx(expected["ndcg@10"])
+        assert result[group]["impressions"] == expected["impressions"]
+    assert result["new"]["impressions"] + result["warm"]["impressions"] == result["all"]["impressions"]
+
+
+def test_group_uses_history_before_synthetic_news(data) -> None:
+    split = data.split("train")
+    lengths = np.diff(split.history_offsets)
+    grown = lengths > split.original_history_len
+    assert grown.any()  # ng made some cold histories longer...
+    assert split.is_new_user()[grown].all()  # ...but they still count as new users

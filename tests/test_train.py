@@ -1,0 +1,134 @@
+"""The trainer: learning, determinism, resume mid-epoch, early stopping bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genre_local.errors import UserError
+from genre_local.store import open_store
+from recsys.data import TrainSamples, epoch_batches, fetch_encoded
+from recsys.models import ModelConfig
+from recsys.train import RunSettings, make_accelerator, run_training
+from recsys.variants import parse_variant
+from tests.support_train import make_store, one_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    db = make_store(folder / "s.duckdb", users=32, news_per_cat=10)
+    with open_store(db) as store:
+        encoded, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title", "category"),
+                                   12, 8, None, folder / "cache")
+    return encoded
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    return make_accelerator()
+
+
+def settings(model: str, **changes) -> RunSettings:
+    base = RunSettings(
+        model=model, seed=1, epochs=3, batch_size=32, eval_batch_size=64, lr=1e-2, weight_decay=0.01,
+        negatives=4, patience=2, history_len=10,
+        model_config=ModelConfig(embed_dim=16, num_heads=2, transformer_layers=1, history_len=10,
+                                 title_len=12, features=("title", "category")),
+    )
+    return replace(base, **changes)
+
+
+@pytest.mark.parametrize("model", ["nrms", "din"])
+def test_learns_on_a_small_synthetic_dataset(data, accelerator, model: str) -> None:
+    first = run_training(accelerator, data, settings(model))
+    auc = first.metrics["test"]["all"]["auc"]
+    assert auc > 0.7, f"{model} test AUC {auc:.3f} after 3 epochs"
+    assert first.eval_split == "test" and set(first.metrics) == {"dev", "test"}
+    assert set(first.metrics["test"]) == {"all", "new", "warm"}
+    assert len(first.epoch_seconds) == len(first.train_samples_per_s) == len(first.dev_auc) == first.epochs_run
+    assert all(rate > 0 for rate in first.train_samples_per_s) and first.eval_impressions_per_s > 0
+    assert first.dev_auc[first.best_epoch - 1] == max(first.dev_auc)
+
+
+def test_deterministic_for_a_seed(data, accelerator) -> None:
+    first = run_training(accelerator, data, settings("nrms", epochs=1))
+    again = run_training(accelerator, data, settings("nrms", epochs=1))
+    assert again.metrics == first.metrics and again.dev_auc == first.dev_auc
+    other = run_training(accelerator, data, settings("nrms", epochs=1, seed=2))
+    assert other.metrics["test"]["all"]["auc"] != first.metrics["test"]["all"]["auc"]
+
+
+def test_resume_mid_epoch_matches_an_uninterrupted_run(data, accelerator, tmp_path: Path) -> None:
+    # LSTUR draws random user masks, so this also checks the RNG state travels in the checkpoint.
+    steps_per_epoch = len(epoch_batches(len(TrainSamples(data, data.split("train"), "matching", 4, 10)), 32, 1, 0))
+    assert steps_per_epoch >= 3
+    plain = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "a"))
+    stop_at = steps_per_epoch + 2  # inside the second epoch
+    cut = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b",
+                                                   stop_after_steps=stop_at))
+    assert cut.interrupted and cut.metrics == {}
+    resumed = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b", resume=True))
+    assert not resumed.interrupted
+    assert resumed.metrics == plain.metrics
+    assert resumed.dev_auc == plain.dev_auc and resumed.epochs_run == 2
+    # resuming a finished run trains nothing more and reports the same
+    done = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b", resume=True))
+    assert done.metrics == plain.metrics
+
+
+def test_resume_refuses_other_settings_or_no_checkpoint(data, accelerator, tmp_path: Path) -> None:
+    run_training(accelerator, data, settings("din", epochs=1, checkpoint_dir=tmp_path))
+    with pytest.raises(UserError, match="other settings"):
+        run_training(accelerator, data, settings("din", epochs=1, lr=0.5, checkpoint_dir=tmp_path, resume=True))
+    with pytest.raises(UserError, match="no checkpoint"):
+        run_training(accelerator, data, settings("din", checkpoint_dir=tmp_path / "empty", resume=True))
+
+
+def test_early_stopping_keeps_the_best_epoch(data, accelerator) -> None:
+    # a learning rate this large makes dev AUC fall after the first epoch
+    result = run_training(accelerator, data, settings("nrms", epochs=4, patience=1, lr=1.0))
+    assert result.stopped_early and result.epochs_run == result.best_epoch + 1 < 4
+    assert result.dev_auc[result.best_epoch - 1] == max(result.dev_auc)
+    # the reported metrics come from the best epoch's weights, not the last epoch's
+    assert result.metrics["dev"]["all"]["auc"] == pytest.approx(result.dev_auc[result.best_epoch - 1], abs=1e-9)
+
+
+def test_matching_batches_hold_one_click_and_k_negatives(data) -> None:
+    train = data.split("train")
+    samples = TrainSamples(data, train, "matching", 4, 10)
+    ids = np.arange(len(samples))
+    batch = samples.batch(ids, seed=1, epoch=0)
+    news_index = batch.news  # positions -> rows of the unique news
+    assert batch.candidates.shape == (len(samples), 5) and batch.targets.eq(0).all()
+    title = news_index.title
+    for i in range(0, len(samples), 7):
+        row = samples.rows_of[i]
+        cands = train.impression_candidates(row)
+        labels = train.impression_labels(row)
+        clicked = {tuple(data.news.title[c].tolist()) for c in cands[labels == 1]}
+        unclicked = {tuple(data.news.title[c].tolist()) for c in cands[labels == 0]}
+        got = [tuple(title[p].tolist()) for p in batch.candidates[i].tolist()]
+        assert got[0] in clicked and all(g in unclicked for g in got[1:])
+    again = samples.batch(ids[::-1].copy(), seed=1, epoch=0)  # same sample -> same negatives in any batch
+    assert [tuple(again.news.title[p].tolist()) for p in again.candidates[-1].tolist()] == \
+        [tuple(title[p].tolist()) for p in batch.candidates[0].tolist()]
+
+
+def test_epoch_batches_cover_every_sample_once_per_process() -> None:
+    one = epoch_batches(103, 10, seed=5, epoch=0)
+    assert sorted(np.concatenate(one).tolist()) == list(range(103))
+    assert epoch_batches(103, 10, 5, 0)[0].tolist() == one[0].tolist()
+    assert epoch_batches(103, 10, 5, 1)[0].tolist() != one[0].tolist()
+    ranks = [epoch_batches(103, 10, 5, 0, rank=r, world=2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 6 and all(len(b) == 10 for r in ranks for b in r)
+    assert set(np.concatenate(ranks[0] + ranks[1]).tolist()) == set(range(103))
