@@ -309,9 +309,16 @@ def run_training(
 
 
 def make_accelerator(cpu: bool = False):
+    import os
+
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    # accelerate only forms a multi-process CPU group (gloo) when told cpu=True; without a GPU,
+    # a launch with WORLD_SIZE > 1 (accelerate launch / torchrun) would otherwise run N
+    # independent single-process trainings.
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        cpu = True
     # Some models leave parameters unused for a given feature set (e.g. no abstract view).
     return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 

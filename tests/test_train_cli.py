@@ -1,0 +1,147 @@
+"""`genre-local train` / `predict`: stored runs, --json, the paired t-test, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_local.cli import app
+from genre_local.store import open_store
+from tests.support_train import add_all_generations, make_store, one_thread
+
+runner = CliRunner()
+
+SMALL = """
+[train]
+embed_dim = 16
+num_heads = 2
+transformer_layers = 1
+history_len = 10
+title_len = 12
+batch_size = 32
+lr = 0.01
+epochs = 2
+threads = 1
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    db = make_store(folder / "s.duckdb", users=20, news_per_cat=8)
+    add_all_generations(db, users=20)
+    config = folder / "genre.toml"
+    config.write_text(SMALL)
+    return db, config
+
+
+def invoke(env: tuple[Path, Path], *args: str):
+    db, config = env
+    return runner.invoke(app, ["--db", str(db), "--config", str(config), *args])
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_train_stores_runs_and_prints_json(env) -> None:
+    result = invoke(env, "train", "--model", "din", "--dataset", "tiny", "--seeds", "2", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["model"] == "din" and payload["variant"] == "original" and payload["seeds"] == 2
+    assert set(payload["metrics"]) == {"auc", "mrr", "ndcg@5", "ndcg@10"}
+    assert set(payload["groups"]) == {"new", "warm"} and set(payload["groups"]["new"]) == set(payload["metrics"])
+    assert payload["p_value"] is None  # nothing to compare the original with
+    with open_store(env[0]) as store:
+        runs = store.conn.execute(
+            "SELECT seed, variant, features, ng_k, eval_split, epochs_run, len(epoch_seconds), "
+            "len(train_samples_per_s), eval_impressions_per_s, config FROM runs WHERE model = 'din' ORDER BY seed"
+        ).fetchall()
+        assert [r[0] for r in runs] == [1, 2]
+        for seed, variant, features, ng_k, split, epochs, n_sec, n_rate, eval_rate, config in runs:
+            assert (variant, features, ng_k, split) == ("original", "title,category", 0, "test")
+            assert n_sec == n_rate == epochs >= 1 and eval_rate > 0
+            assert json.loads(config)["embed_dim"] == 16
+        groups = store.conn.execute(
+            "SELECT DISTINCT split, user_group FROM run_metrics ORDER BY ALL").fetchall()
+        assert groups == [(s, g) for s in ("dev", "test") for g in ("all", "new", "warm")]
+        mean_auc = store.conn.execute(
+            "SELECT avg(value) FROM run_results WHERE model = 'din' AND user_group = 'all' AND metric = 'auc'"
+        ).fetchall()[0][0]
+    assert mean_auc == pytest.approx(payload["metrics"]["auc"], abs=1e-6)
+
+
+def test_variant_run_gets_a_paired_p_value_against_original(env) -> None:
+    result = invoke(env, "train", "--model", "din", "--dataset", "tiny", "--variant", "ns+up+ng",
+                    "--ng-k", "1", "--seeds", "2", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["variant"] == "ns+up+ng"
+    assert isinstance(payload["p_value"], float) and 0.0 <= payload["p_value"] <= 1.0
+    assert "paired t-test" in result.stdout
+    with open_store(env[0]) as store:
+        row = store.conn.execute(
+            "SELECT ng_k, variant_stats FROM runs WHERE variant = 'ns+up+ng' LIMIT 1").fetchall()[0]
+    assert row[0] == 1 and json.loads(row[1])["synthetic_news"] > 0
+
+
+def test_unknown_dataset_is_one_line_exit_2(env) -> None:
+    one_line_error(invoke(env, "train", "--model", "nrms", "--dataset", "nope"), "dataset 'nope'")
+
+
+def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> None:
+    db = make_store(tmp_path / "bare.duckdb", users=6, news_per_cat=3)
+    result = runner.invoke(app, ["--db", str(db), "--config", str(env[1]), "train", "--model", "nrms",
+                                 "--dataset", "tiny", "--variant", "chain"])
+    one_line_error(result, "genre-local generate --dataset tiny --task chain")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--variant", "ns+foo"], "unknown part 'foo'"),
+    (["--features", "title,smell"], "unknown feature 'smell'"),
+    (["--epochs", "0"], "--epochs"),
+    (["--features", "title,image"], "--image-file"),
+    (["--resume", "--checkpoint-dir", "/nonexistent-dir"], "no checkpoint"),
+])
+def test_bad_flags_are_one_line_exit_2(env, args: list[str], needle: str) -> None:
+    one_line_error(invoke(env, "train", "--model", "din", "--dataset", "tiny", *args), needle)
+
+
+def test_unknown_model_is_rejected_by_the_cli(env) -> None:
+    result = invoke(env, "train", "--model", "bert4rec", "--dataset", "tiny")
+    assert result.exit_code == 2
+
+
+def test_predict_writes_a_leaderboard_file(tmp_path: Path, env) -> None:
+    db = make_store(tmp_path / "unlabeled.duckdb", users=8, news_per_cat=6, test_labeled=False)
+    base = ["--db", str(db), "--config", str(env[1])]
+    out = tmp_path / "prediction.txt"
+    missing = runner.invoke(app, [*base, "predict", "--model", "nrms", "--dataset", "tiny", "--out", str(out)])
+    one_line_error(missing, "genre-local train --model nrms")
+    trained = runner.invoke(app, [*base, "train", "--model", "nrms", "--dataset", "tiny", "--epochs", "1"])
+    assert trained.exit_code == 0, trained.output
+    assert "dev" in trained.stdout  # no test labels: dev is reported
+    result = runner.invoke(app, [*base, "predict", "--model", "nrms", "--dataset", "tiny", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open_store(db) as store:
+        expected = dict(store.conn.execute(
+            "SELECT impression_id, len(candidates) FROM impressions WHERE split = 'test'").fetchall())
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(expected)
+    for line in lines:
+        impression, ranks = line.split(" ")
+        values = json.loads(ranks)
+        assert sorted(values) == list(range(1, expected[int(impression)] + 1))
