@@ -16,6 +16,7 @@ from torch import nn
 
 from genre_local.errors import UserError
 from recsys.inputs import NewsInputs, UserInputs
+from recsys.layers import InterestFusion, NewsFeatureEmbedder, masked_mean
 
 NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "image")
 
@@ -98,9 +99,27 @@ class NewsRecommender(nn.Module):
         super().__init__()
         self.config = config
         self.sizes = sizes
+        # One fusion layer per model, the same module class in all eight (GENRE eq. 1-2).
+        self.fusion = (
+            InterestFusion(sizes.num_topics, sizes.num_regions, config.embed_dim) if config.use_profile else None
+        )
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:  # [N, D]
         raise NotImplementedError
+
+    def fuse(self, user_vector: torch.Tensor, user: UserInputs) -> torch.Tensor:
+        """The interest-aware user vector v_iu when interest fusion is on, else v_u unchanged."""
+        return user_vector if self.fusion is None else self.fusion(user_vector, user)
+
+    def feature_embedder(self) -> NewsFeatureEmbedder:
+        """The GENRE token-sequence embedder for this model's configured news features."""
+        return NewsFeatureEmbedder(
+            self.config.features,
+            self.config.embed_dim,
+            self.sizes.vocab_size,
+            self.sizes.num_categories,
+            self.sizes.num_subcategories,
+        )
 
 
 class MatchingModel(NewsRecommender):
@@ -121,6 +140,20 @@ class RankingModel(NewsRecommender):
     """BST, DCN, PNN, DIN: one logit per (user, candidate) pair (GENRE eq. 3 trains it with BCE)."""
 
     kind: ClassVar[str] = "ranking"
+
+    def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
+        super().__init__(config, sizes)
+        self.embedder = self.feature_embedder()
+
+    def encode_news(self, news: NewsInputs) -> torch.Tensor:
+        """The ranking models' simple news encoder (GENRE Table 2): average pooling of the feature tokens."""
+        tokens, mask = self.embedder.sequence(news)
+        return masked_mean(tokens, mask)
+
+    @staticmethod
+    def mean_history(history: torch.Tensor, user: UserInputs) -> torch.Tensor:
+        """Average-pooled user vector v_u over the real history items (zero for an empty history)."""
+        return masked_mean(history, user.history_mask)
 
     def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
         """history [B, H, D], candidate [B, D] -> logits [B]."""

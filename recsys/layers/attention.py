@@ -1,0 +1,71 @@
+"""Attention building blocks of NAML / NRMS / LSTUR / PLMNR, all mask-aware.
+
+Masks are bool, True on real positions. A row whose mask is all False (an empty history) pools
+to the zero vector instead of NaN, because the trainer may well meet users with no history.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
+    """Softmax over `dim` restricted to mask; all-masked rows give all-zero weights (no NaN)."""
+    if mask is None:
+        return torch.softmax(scores, dim=dim)
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=dim) * mask
+    return weights / weights.sum(dim=dim, keepdim=True).clamp_min(1e-12)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
+    """Mean of `values` [.., L, D] over the positions where mask [.., L] is True (zero if none)."""
+    if mask is None:
+        return values.mean(dim=dim)
+    weights = mask.to(values.dtype).unsqueeze(-1)
+    return (values * weights).sum(dim=dim) / weights.sum(dim=dim).clamp_min(1.0)
+
+
+class AdditiveAttention(nn.Module):
+    """a_i = softmax(q . tanh(W h_i + b)); output Σ a_i h_i (Wu et al., NAML/NRMS)."""
+
+    def __init__(self, dim: int, query_dim: int = 200) -> None:
+        super().__init__()
+        self.project = nn.Linear(dim, query_dim)
+        self.query = nn.Parameter(torch.empty(query_dim).uniform_(-0.1, 0.1))
+
+    def weights(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return masked_softmax(torch.tanh(self.project(values)) @ self.query, mask)
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """values [B, L, D], mask [B, L] -> [B, D]."""
+        return torch.einsum("bl,bld->bd", self.weights(values, mask), values)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Scaled dot-product self-attention with h heads (NRMS), keys restricted to the mask.
+
+    Written out rather than nn.MultiheadAttention so that fully padded rows stay finite.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """values [B, L, D], mask [B, L] -> [B, L, D]."""
+        batch, length, dim = values.shape
+        q, k, v = self.qkv(values).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # [B, h, L, L]
+        key_mask = None if mask is None else mask[:, None, None, :]
+        attended = self.dropout(masked_softmax(scores, key_mask)) @ v  # [B, h, L, hd]
+        return self.out(attended.transpose(1, 2).reshape(batch, length, dim))

@@ -1,0 +1,48 @@
+"""GENRE interest fusion (paper eq. 1-2), shared by all eight models for the `up` variant.
+
+v_i  = [POOL(E_topics[topics]); POOL(E_regions[regions])]   (masked average pooling)
+v_iu = MLP([v_u; v_i])                                      (ReLU MLP)
+Users without a generated profile get one learned "empty interest" vector in place of v_i.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recsys.inputs import UserInputs
+from recsys.layers.attention import masked_mean
+
+
+class InterestFusion(nn.Module):
+    def __init__(self, num_topics: int, num_regions: int, dim: int) -> None:
+        super().__init__()
+        self.topics = nn.Embedding(num_topics, dim, padding_idx=0)
+        self.regions = nn.Embedding(num_regions, dim, padding_idx=0)
+        self.empty = nn.Parameter(torch.randn(2 * dim) * 0.1)
+        self.mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.dim = dim
+
+    def interest(self, user: UserInputs) -> torch.Tensor:
+        """v_i [B, 2D] from the profile fields of `user`."""
+        if user.topics is None and user.regions is None and user.has_profile is None:
+            raise ValueError("interest fusion is on (use_profile) but UserInputs carries no topics, regions or has_profile")
+        batch = user.user_index.shape[0]
+        topic_vec, topic_any = self._pool(self.topics, user.topics, user.topics_mask, batch)
+        region_vec, region_any = self._pool(self.regions, user.regions, user.regions_mask, batch)
+        has_profile = user.has_profile if user.has_profile is not None else topic_any | region_any
+        pooled = torch.cat([topic_vec, region_vec], dim=-1)
+        return torch.where(has_profile.to(torch.bool).unsqueeze(-1), pooled, self.empty.expand_as(pooled))
+
+    def forward(self, user_vector: torch.Tensor, user: UserInputs) -> torch.Tensor:
+        """v_u [B, D] -> interest-aware v_iu [B, D]."""
+        return self.mlp(torch.cat([user_vector, self.interest(user)], dim=-1))
+
+    def _pool(
+        self, table: nn.Embedding, ids: torch.Tensor | None, mask: torch.Tensor | None, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = table.weight.device
+        if ids is None:
+            return torch.zeros(batch, self.dim, device=device), torch.zeros(batch, dtype=torch.bool, device=device)
+        mask = (ids != 0) if mask is None else mask.to(torch.bool)
+        return masked_mean(table(ids), mask), mask.any(dim=1)

@@ -1,0 +1,82 @@
+"""Turns NewsInputs into the token sequence GENRE feeds every news encoder (paper §4.1):
+[title tokens; abstract tokens; category token; subcategory token; image token], each part only
+when it is in ModelConfig.features. Category and subcategory are single special tokens (not
+tokenized); the 512-d image vector is projected to one token, with a learned default vector for
+news without an image."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recsys.inputs import NewsInputs
+
+IMAGE_DIM = 512
+SEQUENCE_ORDER = ("title", "abstract", "category", "subcategory", "image")
+
+
+class NewsFeatureEmbedder(nn.Module):
+    def __init__(
+        self,
+        features: tuple[str, ...],
+        dim: int,
+        vocab_size: int,
+        num_categories: int,
+        num_subcategories: int,
+    ) -> None:
+        super().__init__()
+        self.features = tuple(features)
+        self.dim = dim
+        self.words = nn.Embedding(vocab_size, dim, padding_idx=0) if self.uses_text else None
+        self.category = nn.Embedding(num_categories, dim, padding_idx=0) if "category" in features else None
+        self.subcategory = nn.Embedding(num_subcategories, dim, padding_idx=0) if "subcategory" in features else None
+        if "image" in features:
+            self.image = nn.Linear(IMAGE_DIM, dim)
+            self.image_default = nn.Parameter(torch.randn(dim) * 0.1)
+        else:
+            self.image = None
+
+    @property
+    def uses_text(self) -> bool:
+        return "title" in self.features or "abstract" in self.features
+
+    def text(self, news: NewsInputs, field: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word embeddings [N, L, D] and mask [N, L] of `title` or `abstract`."""
+        ids, mask = getattr(news, field), getattr(news, f"{field}_mask")
+        if ids is None or mask is None:
+            raise ValueError(f"the {field} feature is on but NewsInputs.{field}/{field}_mask is None")
+        assert self.words is not None
+        return self.words(ids), mask.to(torch.bool)
+
+    def special(self, news: NewsInputs, field: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token [N, D] and its mask [N] for category, subcategory or image."""
+        if field == "image":
+            if news.image is None:
+                raise ValueError("the image feature is on but NewsInputs.image is None")
+            present = news.image_present
+            if present is None:
+                present = torch.ones(news.image.shape[0], dtype=torch.bool, device=news.image.device)
+            projected = self.image(news.image.to(self.image.weight.dtype))
+            token = torch.where(present.to(torch.bool).unsqueeze(-1), projected, self.image_default.expand_as(projected))
+            return token, torch.ones_like(present, dtype=torch.bool)
+        ids = getattr(news, field)
+        return getattr(self, field)(ids), ids != 0
+
+    def sequence(self, news: NewsInputs, parts: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token sequence [N, L, D] and mask [N, L] of the configured features (or of `parts` of them)."""
+        wanted = self.features if parts is None else tuple(p for p in parts if p in self.features)
+        tokens: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        for field in SEQUENCE_ORDER:
+            if field not in wanted:
+                continue
+            if field in ("title", "abstract"):
+                emb, mask = self.text(news, field)
+            else:
+                emb, mask = self.special(news, field)
+                emb, mask = emb.unsqueeze(1), mask.unsqueeze(1)
+            tokens.append(emb)
+            masks.append(mask)
+        if not tokens:
+            raise ValueError(f"no news feature left to encode among {wanted}")
+        return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
