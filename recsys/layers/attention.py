@@ -6,9 +6,8 @@ to the zero vector instead of NaN, because the trainer may well meet users with 
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,7 +47,8 @@ class AdditiveAttention(nn.Module):
 class MultiHeadSelfAttention(nn.Module):
     """Scaled dot-product self-attention with h heads (NRMS), keys restricted to the mask.
 
-    Written out rather than nn.MultiheadAttention so that fully padded rows stay finite.
+    Rows with no real key at all (an empty history) attend everywhere instead, which keeps them
+    finite; their outputs are padding that the following masked pooling ignores.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
@@ -59,13 +59,17 @@ class MultiHeadSelfAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout
 
     def forward(self, values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """values [B, L, D], mask [B, L] -> [B, L, D]."""
         batch, length, dim = values.shape
         q, k, v = self.qkv(values).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # [B, h, L, L]
-        key_mask = None if mask is None else mask[:, None, None, :]
-        attended = self.dropout(masked_softmax(scores, key_mask)) @ v  # [B, h, L, hd]
+        key_mask = None
+        if mask is not None:
+            key_mask = mask.to(torch.bool)[:, None, None, :]
+            key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, h, L, hd]
         return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
