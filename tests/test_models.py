@@ -14,8 +14,17 @@ BATCH, CANDIDATES, NEWS = 5, 3, 12
 PLAIN_FEATURES = ("title", "category")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tensors are tiny: a second intra-op thread only adds sync cost on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def models() -> dict[tuple[str, bool, tuple[str, ...]], torch.nn.Module]:
+def models(one_thread) -> dict[tuple[str, bool, tuple[str, ...]], torch.nn.Module]:
     """One instance per (model, profile, features), built once: PLMNR loads MiniLM each time."""
     torch.manual_seed(0)
     return {
