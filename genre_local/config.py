@@ -72,7 +72,7 @@ class TrainConfig:
     features: str = "title,category"
     lora_rank: int = 8
     seed: int = 1  # first seed; --seeds N runs seed, seed+1, ..., seed+N-1
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at the end of each epoch only
+    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0 = at epoch ends only)
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
     threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)

@@ -134,7 +134,7 @@ def _pairs(split: SplitArrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
     counts = offsets[rows + 1] - offsets[rows]
     pair_rows = np.repeat(rows, counts)
     starts = np.repeat(offsets[rows] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    pair_news = split.candidates[starts + np.arange(int(counts.sum()))]
+    pair_news = split.candidates[starts + np.arange(int(counts.sum()))].astype(np.int64)
     return pair_rows, pair_news, counts
 
 
