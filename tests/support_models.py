@@ -111,7 +111,11 @@ class ClickTask:
     labels: torch.Tensor  # [U, 5]
 
 
-def click_task(users: int, seed: int, features: tuple[str, ...], news_per_category: int = 20) -> ClickTask:
+def click_task(
+    users: int, seed: int, features: tuple[str, ...], news_per_category: int = 20, cold: bool = False
+) -> ClickTask:
+    """The click task; `cold` users have no history at all and only their generated profile
+    (first topic = liked category) tells what they like, which only interest fusion can use."""
     generator = torch.Generator().manual_seed(seed)
     categories = torch.arange(1, NUM_CATEGORIES + 1).repeat_interleave(news_per_category)
     categories = torch.cat([torch.zeros(1, dtype=torch.long), categories])  # row 0 = padding news
@@ -130,6 +134,12 @@ def click_task(users: int, seed: int, features: tuple[str, ...], news_per_catego
         history[row] = torch.where(user.history_mask[row], picks[:HISTORY_LEN], torch.zeros_like(picks[:HISTORY_LEN]))
         candidates[row, 0] = picks[HISTORY_LEN]
         candidates[row, 1:] = other[torch.randint(0, other.numel(), (4,), generator=generator)]
+    if cold:
+        user.history_mask[:] = False
+        history.zero_()
+        user.topics[:, 0] = favourite
+        user.has_profile[:] = True
+        user.user_index.zero_()  # new users: LSTUR's long-term embedding knows nothing either
     labels = torch.zeros(users, 5)
     labels[:, 0] = 1
     return ClickTask(news, user, history, candidates, labels)
@@ -139,11 +149,13 @@ def rows(user: UserInputs, index: torch.Tensor) -> UserInputs:
     return UserInputs(**{k: None if v is None else v[index] for k, v in vars(user).items()})
 
 
-def train_and_auc(name: str, features: tuple[str, ...], epochs: int, seed: int = 0, **overrides: object) -> float:
+def train_and_auc(
+    name: str, features: tuple[str, ...], epochs: int, seed: int = 0, cold: bool = False, **overrides: object
+) -> float:
     """Train `name` on the click task (CE for matching, BCE for ranking) and return test AUC."""
     torch.manual_seed(seed)
-    train = click_task(240, seed, features)
-    test = click_task(60, seed + 100, features)
+    train = click_task(240, seed, features, cold=cold)
+    test = click_task(60, seed + 100, features, cold=cold)
     test.news = train.news  # same catalogue; unseen users and impressions
     model = build_model(name, tiny_config(features=features, **overrides), SIZES)
     optimizer = torch.optim.Adam((p for p in model.parameters() if p.requires_grad), lr=5e-3)

