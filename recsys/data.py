@@ -181,13 +181,17 @@ def encode_variant(
     )
 
 
+def segment_counts(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Number of True flags in each segment [offsets[i], offsets[i+1]) (empty segments give 0)."""
+    running = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+    return running[offsets[1:]] - running[offsets[:-1]]
+
+
 def _drop_zeros(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = values != 0
     if keep.all():
         return values, offsets
-    counts = np.add.reduceat(keep.astype(np.int64), offsets[:-1]) if len(values) else np.zeros(0, np.int64)
-    lengths = np.diff(offsets)
-    counts = np.where(lengths == 0, 0, counts)  # reduceat on empty segments returns the next value
+    counts = segment_counts(keep, offsets)
     return values[keep], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
@@ -348,7 +352,8 @@ class TrainSamples:
     """The samples of one training epoch as indices, never as materialized combinations.
 
     matching: one sample per clicked candidate -> that click + K unclicked candidates of the same
-        impression, drawn with replacement when it has fewer than K (GENRE eq. 4)
+        impression, drawn with replacement when it has fewer than K (GENRE eq. 4); clicks of
+        impressions without any unclicked candidate are left out
     ranking: one sample per labeled candidate -> a (user, candidate) pair with its label (eq. 3)
     """
 
@@ -356,20 +361,20 @@ class TrainSamples:
         self.data, self.split, self.kind = data, split, kind
         self.negatives, self.history_len = negatives, history_len
         labels = split.labels
-        if kind == "matching":
-            self.positions = np.flatnonzero(labels > 0)  # flat candidate positions of clicks
-        else:
-            self.positions = np.flatnonzero(labels >= 0)
-        # int32 where it fits: one entry per labeled candidate is the largest array on MIND-large
-        small = np.int32 if len(labels) < 2**31 else np.int64
-        self.positions = self.positions.astype(small)
-        self.rows_of = (np.searchsorted(split.candidate_offsets, self.positions, side="right") - 1).astype(small)
-        self.neg_count = np.add.reduceat((labels == 0).astype(np.int64), split.candidate_offsets[:-1]) \
-            if len(labels) else np.zeros(0, np.int64)
-        self.neg_count = np.where(np.diff(split.candidate_offsets) == 0, 0, self.neg_count)
+        offsets = split.candidate_offsets
+        self.neg_count = segment_counts(labels == 0, offsets)
         # flat positions of unclicked candidates, grouped by impression
         self.neg_positions = np.flatnonzero(labels == 0)
         self.neg_offsets = np.concatenate([[0], np.cumsum(self.neg_count)]).astype(np.int64)
+        positions = np.flatnonzero(labels > 0 if kind == "matching" else labels >= 0)
+        rows_of = np.searchsorted(offsets, positions, side="right") - 1
+        if kind == "matching":  # a click with nothing unclicked beside it has nothing to contrast
+            keep = self.neg_count[rows_of] > 0
+            positions, rows_of = positions[keep], rows_of[keep]
+        # int32 where it fits: one entry per labeled candidate is the largest array on MIND-large
+        small = np.int32 if len(labels) < 2**31 else np.int64
+        self.positions = positions.astype(small)
+        self.rows_of = rows_of.astype(small)
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -387,12 +392,7 @@ class TrainSamples:
         counts = self.neg_count[rows]
         pick = (draws % np.maximum(counts, 1).astype(np.uint64)[:, None]).astype(np.int64)
         neg_flat = self.neg_offsets[rows][:, None] + pick
-        negatives = np.where(
-            counts[:, None] > 0,
-            split.candidates[self.neg_positions[np.minimum(neg_flat, max(len(self.neg_positions) - 1, 0))]]
-            if len(self.neg_positions) else 0,
-            0,  # an impression without any unclicked candidate pairs its click with padding news
-        )
+        negatives = split.candidates[self.neg_positions[neg_flat]]
         candidates = np.concatenate([split.candidates[positions][:, None], negatives], axis=1)
         targets = torch.zeros(len(rows), dtype=torch.long)
         return assemble(self.data, split, rows, candidates, targets, self.history_len)

@@ -230,7 +230,7 @@ def run_training(
         step_module.train()
         task = None
         if progress is not None and accelerator.is_main_process:
-            task = progress.add_task(f"epoch {state.epoch + 1}/{settings.epochs}", total=len(batches),
+            task = progress.add_task(f"seed {settings.seed} epoch {state.epoch + 1}/{settings.epochs}", total=len(batches),
                                      completed=state.step, loss=float("nan"), rate=0.0)
         started = time.perf_counter() - state.partial_seconds
         seen = state.partial_samples
@@ -268,7 +268,7 @@ def run_training(
             auc = dev["all"]["auc"]
             state.dev_auc.append(auc)
             if task is not None:
-                progress.update(task, description=f"epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
+                progress.update(task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
             if auc > state.best_auc or state.best_weights is None:
                 state.best_auc, state.best_epoch, state.bad_epochs = auc, epoch_done, 0
                 state.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})

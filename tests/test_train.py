@@ -132,3 +132,22 @@ def test_epoch_batches_cover_every_sample_once_per_process() -> None:
     ranks = [epoch_batches(103, 10, 5, 0, rank=r, world=2) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 6 and all(len(b) == 10 for r in ranks for b in r)
     assert set(np.concatenate(ranks[0] + ranks[1]).tolist()) == set(range(103))
+
+
+def test_unknown_history_news_dropped_and_all_clicked_impressions_skipped(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "s.duckdb", users=4, news_per_cat=4)
+    with open_store(db) as store:
+        store.conn.execute(
+            "INSERT INTO impressions VALUES ('tiny', 'train', 999, 'U0', now(), ['N1', 'NX', 'N2'], ['N3', 'N4'], [1, 1])"
+        )
+        data, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title",), 12, 8, None, None)
+    train = data.split("train")
+    row = int(np.flatnonzero(train.impression_id == 999)[0])
+    history = train.history[train.history_offsets[row] : train.history_offsets[row + 1]]
+    assert [data.news_ids[i - 1] for i in history] == ["N1", "N2"]
+    assert train.original_history_len[row] == 3  # grouping still sees the imported length
+    matching = TrainSamples(data, train, "matching", 4, 10)
+    ranking = TrainSamples(data, train, "ranking", 4, 10)
+    assert row not in matching.rows_of.tolist()  # no unclicked candidate to contrast with
+    assert ranking.rows_of.tolist().count(row) == 2
+    assert len(matching) == int((train.labels > 0).sum()) - 2
