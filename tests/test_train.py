@@ -151,3 +151,9 @@ def test_unknown_history_news_dropped_and_all_clicked_impressions_skipped(tmp_pa
     assert row not in matching.rows_of.tolist()  # no unclicked candidate to contrast with
     assert ranking.rows_of.tolist().count(row) == 2
     assert len(matching) == int((train.labels > 0).sum()) - 2
+
+
+def test_loader_workers_give_the_same_run(data, accelerator) -> None:
+    inline = run_training(accelerator, data, settings("din", epochs=1))
+    workers = run_training(accelerator, data, settings("din", epochs=1, num_workers=2))
+    assert workers.metrics == inline.metrics
