@@ -208,13 +208,13 @@ def run_training(
 
     if "train" not in data.splits:
         raise UserError(f"dataset '{data.dataset}' has no train split")
+    eval_name = eval_split_name(data)  # fail before training, not after it
     samples = TrainSamples(data, data.split("train"), model.kind, settings.negatives, settings.history_len)
     if len(samples) == 0:
         raise UserError(f"dataset '{data.dataset}' has no clicked training impressions")
     has_dev = "dev" in data.splits and data.splits["dev"].labeled
     steps_taken = 0
     interrupted = False
-    stopped_early = False
 
     while not state.done and state.epoch < settings.epochs:
         batches = epoch_batches(len(samples), settings.batch_size, settings.seed, state.epoch,
@@ -275,7 +275,7 @@ def run_training(
             else:
                 state.bad_epochs += 1
                 if state.bad_epochs >= settings.patience:
-                    state.done = stopped_early = True
+                    state.done = True
         else:
             state.best_epoch = epoch_done
             state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
@@ -289,7 +289,6 @@ def run_training(
     unwrapped = accelerator.unwrap_model(step_module).model
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     eval_rate = 0.0
-    eval_name = eval_split_name(data)
     if not interrupted:
         if state.best_weights is not None:
             unwrapped.load_state_dict(state.best_weights)
@@ -304,7 +303,7 @@ def run_training(
         best_epoch=state.best_epoch, epoch_seconds=list(state.epoch_seconds),
         train_samples_per_s=list(state.samples_per_s), dev_auc=list(state.dev_auc),
         eval_impressions_per_s=eval_rate, processes=accelerator.num_processes,
-        stopped_early=stopped_early, interrupted=interrupted,
+        stopped_early=state.done, interrupted=interrupted,
     )
 
 
