@@ -145,3 +145,21 @@ def test_predict_writes_a_leaderboard_file(tmp_path: Path, env) -> None:
         impression, ranks = line.split(" ")
         values = json.loads(ranks)
         assert sorted(values) == list(range(1, expected[int(impression)] + 1))
+
+
+def test_resume_continues_a_stored_checkpoint_to_more_epochs(tmp_path: Path, env) -> None:
+    checkpoints = tmp_path / "ck"
+    args = ["train", "--model", "nrms", "--dataset", "tiny", "--checkpoint-dir", str(checkpoints), "--json"]
+    first = invoke(env, *args, "--epochs", "1")
+    assert first.exit_code == 0, first.output
+    assert len(list(checkpoints.glob("nrms-tiny-original-k0-title_category-seed1/latest/*"))) >= 3
+    more = invoke(env, *args, "--epochs", "2", "--resume")
+    assert more.exit_code == 0, more.output
+    with open_store(env[0]) as store:
+        rows = store.conn.execute(
+            "SELECT epochs_run, epoch_seconds FROM runs WHERE model = 'nrms' AND variant = 'original' ORDER BY created_at"
+        ).fetchall()
+    (one_epoch, one_times), (two_epochs, two_times) = rows[-2:]
+    assert (one_epoch, two_epochs) == (1, 2)
+    # the first epoch came from the checkpoint (its measured time is carried over), not retrained
+    assert two_times[0] == one_times[0]
