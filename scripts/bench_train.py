@@ -1,0 +1,357 @@
+"""Training and evaluation throughput of every recommender on a MIND-small-sized synthetic dataset.
+
+Usage: .venv/bin/python scripts/bench_train.py [--models all] [--steps 200] [--step-seconds 30]
+Prints a table and writes bench-results/train.json.
+
+Per model (each in its own child process, so peak memory is that model's alone):
+- training: a few hundred steps (not whole epochs) of the trainer's own step (recsys.train.TrainStep
+  under accelerate, AdamW, the trainer's streamed batches), split into the time spent waiting for
+  the next batch (data handling) and in forward, backward and the optimizer (the model);
+- evaluation: impressions/s of the fast path (each news and each user encoded once) over the
+  first --eval-impressions dev impressions, and of the naive path (the whole model per impression
+  batch) over the first --naive-impressions of them; the ratio compares the two rates, and the
+  scores of the impressions both paths scored are compared too;
+- peak memory: the child's peak RSS, and its growth over the RSS after loading the data.
+The dataset is generated, imported and encoded once and cached under OUT (reruns time only the models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODELS = ("naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din")
+MATCHING = ("naml", "lstur", "nrms", "plmnr")
+DATASET = "mindsmall"
+
+
+def machine_info() -> dict:
+    info: dict = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in lscpu.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model name":
+                info["model_name"] = value.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        info["mem_total_gib"] = round(int(fields["MemTotal"].split()[0]) / 2**20, 1)
+    except (OSError, KeyError, ValueError):
+        pass
+    info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    import importlib.metadata as md
+
+    info["versions"] = {p: md.version(p) for p in ("torch", "accelerate", "transformers", "peft", "numpy")}
+    import torch
+
+    info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process in MB (Linux /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+# -- parent: data once, one child per model ------------------------------------------------------
+
+
+def prepare_data(args: argparse.Namespace) -> tuple[Path, dict]:
+    """The encoded `original` variant of a synthetic dataset, from the cache when present."""
+    from genre_local.data.mind_import import import_mind
+    from genre_local.data.synth import SynthSpec, write_synthetic_mind
+    from genre_local.store import open_store
+    from recsys.data import fetch_encoded
+    from recsys.features import parse_features
+    from recsys.variants import VariantSpec
+
+    timings = {}
+    folder = args.out / f"synth-{args.news}n-{args.users}u-s{args.seed}"
+    if not (folder / "train" / "behaviors.tsv").exists():
+        started = time.perf_counter()
+        write_synthetic_mind(folder, SynthSpec(news=args.news, users=args.users, seed=args.seed), force=True)
+        timings["synth_seconds"] = round(time.perf_counter() - started, 1)
+    work = args.out / "train"
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / f"store-{folder.name}.duckdb"
+    with open_store(db) as store:
+        if DATASET not in store.dataset_names():
+            started = time.perf_counter()
+            import_mind(store, folder, DATASET)
+            timings["import_seconds"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        data, path = fetch_encoded(store.conn, DATASET, VariantSpec(), parse_features(args.features),
+                                   args.title_len, 50, None, work / "cache")
+        timings["encode_or_load_seconds"] = round(time.perf_counter() - started, 1)
+    sizes = {
+        "news": len(data.news_ids),
+        "impressions": {name: len(split) for name, split in data.splits.items()},
+        "train_clicks": int((data.split("train").labels > 0).sum()),
+        "train_pairs": int((data.split("train").labels >= 0).sum()),
+        "users": data.num_users - 1,
+    }
+    return Path(path), {**timings, "sizes": sizes}
+
+
+def run_child(args: argparse.Namespace, model: str, cache: Path) -> dict:
+    result_file = args.out / "train" / f"model-{model}.json"
+    result_file.unlink(missing_ok=True)
+    log = args.out / "train" / f"model-{model}.log"
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--child", model, "--cache", str(cache),
+        "--result", str(result_file), "--steps", str(args.steps), "--step-seconds", str(args.step_seconds),
+        "--batch-size", str(args.batch_size), "--eval-impressions", str(args.eval_impressions),
+        "--naive-impressions", str(args.naive_impressions), "--features", args.features,
+        "--title-len", str(args.title_len), "--warmup", str(args.warmup),
+    ]
+    print(f"[{model}] ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        try:
+            code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=args.child_timeout).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    if code != 0 or not result_file.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        print(f"[{model}] FAILED ({code}); last lines of {log}:\n{tail}", file=sys.stderr, flush=True)
+        return {"model": model, "error": f"exit {code}; see {log}"}
+    result = json.loads(result_file.read_text())
+    print(f"[{model}] done in {time.perf_counter() - started:.0f}s: {result['train']['samples_per_s']:,.0f} samples/s, "
+          f"eval fast {result['eval']['fast_impressions_per_s']:,.0f} imp/s", file=sys.stderr, flush=True)
+    return result
+
+
+def render(results: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("model", "kind", "params", "steps", "samples/s", "data %", "fwd %", "bwd+opt %",
+                   "eval fast imp/s", "naive imp/s", "fast/naive", "max |Δscore|", "peak RSS MB", "+MB"):
+        table.add_column(column, justify="left" if column in ("model", "kind") else "right")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["model"], "FAILED", r["error"])
+            continue
+        t, e = r["train"], r["eval"]
+        table.add_row(
+            r["model"], r["kind"], f"{r['parameters'] / 1e6:.2f}M", str(t["steps"]), f"{t['samples_per_s']:,.0f}",
+            f"{100 * t['data_share']:.1f}", f"{100 * t['forward_share']:.1f}", f"{100 * t['backward_share']:.1f}",
+            f"{e['fast_impressions_per_s']:,.0f}", f"{e['naive_impressions_per_s']:,.0f}", f"{e['speedup']:.1f}",
+            f"{e['max_abs_diff']:.1e}", f"{r['memory']['peak_rss_mb']:,.0f}", f"{r['memory']['model_growth_mb']:,.0f}",
+        )
+    # Wide enough for the table when stdout is a file or pipe (Rich assumes 80 columns there).
+    Console(width=None if sys.stdout.isatty() else 150).print(table)
+
+
+def parent(args: argparse.Namespace) -> None:
+    models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise SystemExit(f"--models: unknown {unknown or '(empty)'}; use all or a subset of {','.join(MODELS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    cache, data_info = prepare_data(args)
+    print(f"data ready in {time.perf_counter() - started:.0f}s: {data_info}", file=sys.stderr, flush=True)
+    results = [run_child(args, model, cache) for model in models]
+    goals = {}
+    for r in results:
+        if "error" not in r and r["model"] in MATCHING:
+            goals[f"{r['model']}_fast_eval_speedup"] = {"value": r["eval"]["speedup"], "goal": 5.0,
+                                                      "met": r["eval"]["speedup"] >= 5.0}
+    payload = {
+        "benchmark": "train",
+        "machine": machine_info(),
+        "data": data_info,
+        "settings": {
+            "steps": args.steps, "step_seconds": args.step_seconds, "warmup_steps": args.warmup,
+            "batch_size": args.batch_size, "negatives": 4, "history_len": 50, "title_len": args.title_len,
+            "features": args.features, "eval_impressions": args.eval_impressions,
+            "naive_impressions": args.naive_impressions, "synth_news": args.news, "synth_users": args.users,
+        },
+        "results": results,
+        "goals": goals,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    sizes = data_info["sizes"]
+    render(results, f"training and evaluation, synthetic {sizes['news']:,} news / {sizes['impressions'].get('train', 0):,} "
+                    f"train impressions, batch {args.batch_size}")
+    for name, goal in goals.items():
+        print(f"goal {name}: {goal['value']:.1f} (goal >= 5) {'met' if goal['met'] else 'NOT MET'}")
+    name = "train-smoke.json" if args.smoke else "train.json"
+    (args.out / name).write_text(json.dumps(payload, indent=2) + "\n")
+    print(json.dumps({"benchmark": "train", "goals": goals, "total_seconds": payload["total_seconds"]}))
+    if any("error" in r for r in results):
+        raise SystemExit(1)
+
+
+# -- child: one model ----------------------------------------------------------------------------
+
+
+def train_steps(model, data, args: argparse.Namespace) -> dict:
+    """The trainer's step on its own batches, timed per phase; warm-up steps are not counted."""
+    import torch
+
+    from recsys.data import BatchStream, TrainSamples, epoch_batches
+    from recsys.train import TrainStep, make_accelerator
+
+    accelerator = make_accelerator()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
+    samples = TrainSamples(data, data.split("train"), model.kind, 4, 50)
+    batches = epoch_batches(len(samples), args.batch_size, 1, 0)
+    loader = torch.utils.data.DataLoader(BatchStream(samples, batches, 1, 0), batch_size=None, num_workers=0)
+    step_module.train()
+    phases = {"data": 0.0, "forward": 0.0, "backward": 0.0}
+    seen = steps = 0
+    iterator = iter(loader)
+    total_steps = args.warmup + args.steps
+    measured_start = None
+    for index in range(total_steps):
+        t0 = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        batch = batch.to(accelerator.device)
+        t1 = time.perf_counter()
+        loss = step_module(batch)
+        t2 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        t3 = time.perf_counter()
+        if index < args.warmup:
+            continue
+        if measured_start is None:
+            measured_start = t0
+        phases["data"] += t1 - t0
+        phases["forward"] += t2 - t1
+        phases["backward"] += t3 - t2
+        seen += len(batch)
+        steps += 1
+        if t3 - measured_start >= args.step_seconds:
+            break
+    seconds = sum(phases.values())
+    return {
+        "steps": steps,
+        "samples": seen,
+        "seconds": round(seconds, 3),
+        "samples_per_s": seen / seconds if seconds else 0.0,
+        "step_ms": 1000 * seconds / steps if steps else 0.0,
+        "data_share": phases["data"] / seconds if seconds else 0.0,
+        "forward_share": phases["forward"] / seconds if seconds else 0.0,
+        "backward_share": phases["backward"] / seconds if seconds else 0.0,
+        "final_loss": float(loss.detach()) if steps else None,
+        "epoch_steps": len(batches),
+    }
+
+
+def eval_paths(model, data, args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from recsys.evaluate import score_split
+
+    split = data.split("dev")
+    fast_rows = np.arange(min(args.eval_impressions, len(split)), dtype=np.int64)
+    naive_rows = fast_rows[: min(args.naive_impressions, len(fast_rows))]
+    fast = score_split(model, data, split, 50, 256, rows=fast_rows, fast=True)
+    naive = score_split(model, data, split, 50, 256, rows=naive_rows, fast=False)
+    diff = max((float(np.max(np.abs(a - b))) for a, b in zip(fast.scores, naive.scores) if len(a)), default=0.0)
+    return {
+        "fast_impressions": len(fast_rows),
+        "fast_seconds": round(fast.seconds, 3),
+        "fast_impressions_per_s": fast.impressions_per_s,
+        "naive_impressions": len(naive_rows),
+        "naive_seconds": round(naive.seconds, 3),
+        "naive_impressions_per_s": naive.impressions_per_s,
+        "speedup": fast.impressions_per_s / naive.impressions_per_s if naive.impressions_per_s else 0.0,
+        "max_abs_diff": diff,
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    from recsys.data import load_encoded
+    from recsys.models import ModelConfig, build_model
+    from recsys.train import feature_sizes
+
+    rss_start = _rss_mb()
+    data = load_encoded(Path(args.cache))
+    rss_data = _rss_mb()
+    torch.manual_seed(1)
+    config = ModelConfig(features=tuple(args.features.split(",")), title_len=args.title_len)
+    model = build_model(args.child, config, feature_sizes(data))
+    parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    train = train_steps(model, data, args)
+    evaluation = eval_paths(model, data, args)
+    Path(args.result).write_text(json.dumps({
+        "model": args.child,
+        "kind": model.kind,
+        "parameters": parameters,
+        "train": train,
+        "eval": evaluation,
+        "memory": {
+            "rss_before_data_mb": round(rss_start),
+            "rss_with_data_mb": round(rss_data),
+            "peak_rss_mb": round(_peak_rss_mb()),
+            "model_growth_mb": round(_peak_rss_mb() - rss_data),
+        },
+        "torch_threads": torch.get_num_threads(),
+    }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="all", help=f"all or a comma list of {','.join(MODELS)}")
+    parser.add_argument("--news", type=int, default=65000)
+    parser.add_argument("--users", type=int, default=50000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=200, help="measured training steps per model (after warm-up)")
+    parser.add_argument("--step-seconds", type=float, default=25.0, help="stop training a model after this many seconds")
+    parser.add_argument("--warmup", type=int, default=3, help="training steps not counted")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--eval-impressions", type=int, default=5000, help="dev impressions scored by the fast path")
+    parser.add_argument("--naive-impressions", type=int, default=300, help="of those, scored by the naive path")
+    parser.add_argument("--features", default="title,category")
+    parser.add_argument("--title-len", type=int, default=30)
+    parser.add_argument("--child-timeout", type=int, default=600)
+    parser.add_argument("--smoke", action="store_true", help="tiny run: small dataset, few steps, two models")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.smoke:
+        args.news, args.users, args.steps, args.step_seconds, args.warmup = 300, 60, 3, 10.0, 1
+        args.eval_impressions, args.naive_impressions = 20, 10
+        if args.models == "all":
+            args.models = "nrms,din"
+    if args.child:
+        child(args)
+    else:
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()

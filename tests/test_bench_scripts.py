@@ -1,0 +1,135 @@
+"""The benchmark scripts still run: each with its --smoke sizes, plus their pure summary logic.
+
+The generation smoke run uses the transformers backend only (no vLLM engine start); the
+embedded model is prepared once per session and shared by the generation and resume runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS / script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-models")
+
+
+# -- pure logic --------------------------------------------------------------------------------
+
+
+def _task(requests, valid, prompt, completion, engine, wall):
+    return {"requests": requests, "valid": valid, "prompt_tokens": prompt, "completion_tokens": completion,
+            "engine_seconds": engine, "wall_seconds": wall, "outside_seconds": wall - engine, "engine_calls": 1}
+
+
+def test_generate_summary_ratios_and_goals():
+    bench = _load("bench_generate")
+    tasks_b = {t: _task(10, 10, 1000, 200, 10.0, 10.2) for t in bench.TASK_ORDER}
+    tasks_a = {t: _task(10, 10, 1000, 200, 4.0, 4.1) for t in bench.TASK_ORDER}
+    tasks_a["profile"] = _task(10, 9, 1000, 200, 6.0, 7.0)  # 1.67x only, and 14 % outside the engine
+    summary = bench.summarize({"a": {"tasks": tasks_a}, "b": {"tasks": tasks_b}}, on_gpu=False)
+    rows = summary["rows"]
+    assert rows["a"]["summarize"]["req_s_ratio"] == pytest.approx(2.5)
+    assert rows["a"]["profile"]["req_s_ratio"] == pytest.approx(10 / 6)
+    assert rows["a"]["profile"]["valid_share"] == pytest.approx(0.9)
+    assert rows["b"]["news"]["gen_tok_s_ratio"] == pytest.approx(1.0)
+    assert rows["a"]["all"]["requests"] == 40
+    goals = summary["goals"]
+    assert goals["profile_speedup"]["goal"] == 2.0 and not goals["profile_speedup"]["met"]
+    assert goals["every_task_speedup"]["met"]
+    assert goals["outside_share_max"]["value"] == pytest.approx(1 / 7) and not goals["outside_share_max"]["met"]
+    assert bench.summarize({"a": {"tasks": tasks_a}, "b": {"tasks": tasks_b}}, on_gpu=True)["goals"]["profile_speedup"]["goal"] == 3.0
+
+
+def test_generate_summary_skips_failed_configs_and_missing_baseline():
+    bench = _load("bench_generate")
+    tasks = {t: _task(4, 4, 400, 40, 2.0, 2.05) for t in bench.TASK_ORDER}
+    summary = bench.summarize({"a": {"tasks": tasks}, "c": {"error": "exit 1"}}, on_gpu=False)
+    assert set(summary["rows"]) == {"a"}
+    assert "req_s_ratio" not in summary["rows"]["a"]["profile"]
+    assert set(summary["goals"]) == {"outside_share_max"} and summary["goals"]["outside_share_max"]["met"]
+
+
+def test_stub_backend_outputs_parse_as_valid():
+    from genre_local.llm import tasks
+    from genre_local.llm.backend import GenRequest
+
+    bench = _load("bench_resume")
+    stub = bench.StubBackend()
+    for task in tasks.TASKS:
+        request = GenRequest(messages=({"role": "user", "content": task},), max_tokens=8, schema=tasks.schema(task, 2))
+        (result,) = stub.generate([request])
+        assert tasks.parse_output(task, result.text, 2).valid, (task, result.text)
+
+
+# -- the scripts themselves, tiny ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_generate_smoke(tmp_path: Path, models_dir: Path):
+    proc = _run("bench_generate.py", "--smoke", "--out", str(tmp_path), "--models-dir", str(models_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "generate-smoke.json").read_text())
+    rows = payload["summary"]["rows"]["b"]
+    assert set(rows) == {"summarize", "news", "chain", "profile", "all"}
+    assert rows["all"]["requests"] == 4 and rows["all"]["completion_tokens"] > 0
+    assert 0 <= rows["all"]["outside_share"] < 1
+    assert "gen tok/s" in proc.stdout
+
+
+def test_bench_generate_refuses_unknown_config(tmp_path: Path):
+    proc = _run("bench_generate.py", "--configs", "a,x", "--dtype", "float32", "--gpu-memory-utilization", "0.2",
+                "--out", str(tmp_path), timeout=60)
+    assert proc.returncode != 0 and "--configs: unknown ['x']" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_train_smoke(tmp_path: Path):
+    proc = _run("bench_train.py", "--smoke", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "train-smoke.json").read_text())
+    by_model = {r["model"]: r for r in payload["results"]}
+    assert set(by_model) == {"nrms", "din"}
+    for result in by_model.values():
+        assert result["train"]["steps"] >= 1 and result["train"]["samples_per_s"] > 0
+        shares = result["train"]["data_share"] + result["train"]["forward_share"] + result["train"]["backward_share"]
+        assert shares == pytest.approx(1.0)
+        assert result["eval"]["max_abs_diff"] < 1e-4  # fast and naive paths score alike
+        assert result["memory"]["peak_rss_mb"] > 0
+    assert "nrms_fast_eval_speedup" in payload["goals"] and "din_fast_eval_speedup" not in payload["goals"]
+
+
+def test_bench_train_refuses_unknown_model(tmp_path: Path):
+    proc = _run("bench_train.py", "--models", "nrms,gpt", "--out", str(tmp_path), timeout=60)
+    assert proc.returncode != 0 and "--models: unknown ['gpt']" in proc.stderr
+
+
+def test_bench_resume_smoke(tmp_path: Path, models_dir: Path):
+    proc = _run("bench_resume.py", "--smoke", "--out", str(tmp_path), "--models-dir", str(models_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "resume-smoke.json").read_text())
+    (row,) = payload["rows"]
+    assert row["passed"] and row["rerun_new"] == 0 and not row["engine_started"]
+    assert row["stored_requests"] == row["rerun_skipped"] > 0
