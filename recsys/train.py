@@ -320,7 +320,3 @@ def make_accelerator(cpu: bool = False):
         cpu = True
     # Some models leave parameters unused for a given feature set (e.g. no abstract view).
     return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-
-
-def trained_model(accelerator, step_module) -> nn.Module:
-    return accelerator.unwrap_model(step_module).model
