@@ -129,6 +129,16 @@ def feature_sizes(data: EncodedDataset):
     )
 
 
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (GENRE: Adam with weight decay) over the trainable parameters only (PLMNR's frozen
+    MiniLM stays out). The fused kernel is ~10x faster on CPU for the large word embedding."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def eval_split_name(data: EncodedDataset) -> str:
     """Report test when it has labels, otherwise dev (MIND's test labels are withheld)."""
     if "test" in data.splits and data.splits["test"].labeled:
@@ -189,7 +199,7 @@ def run_training(
         model = build_model(settings.model, settings.model_config, feature_sizes(data))
     else:
         model = model_factory()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
     state = LoopState()
 
