@@ -32,7 +32,7 @@ def test_fingerprint_is_stable_and_sensitive():
     base = fingerprint("d", "summarize", "N1", "m", "v1", key, 1)
     # Pinned: a change here silently invalidates every stored generation.
     assert base == fingerprint("d", "summarize", "N1", "m", "v1", dict(reversed(list(key.items()))), 1)
-    assert base == "ee4a5e8e8e3bac51fbc7cb8e0f8ff1b0cb2b1c1b7d85ac7fd37a4b6aa9b79dbd" or len(base) == 64
+    assert base == "a6c2d37b3386d0f603fea32fbf529e3622ec30bb65e1ae2eaa63436876662166"
     variants = [
         fingerprint("d2", "summarize", "N1", "m", "v1", key, 1),
         fingerprint("d", "profile", "N1", "m", "v1", key, 1),
@@ -127,7 +127,12 @@ def test_retry_rewrites_the_same_row(db: Path):
     assert stats[0].valid == 7 and stats[0].attempts == 14
     rows = _rows(db, "SELECT attempt, valid, prompt_tokens FROM generations")
     assert {r for r in rows} == {(2, True, 200)}  # tokens of both attempts, one row per key
-    assert backend.calls[1][0].temperature > 0  # retries sample instead of repeating greedily
+    retry = backend.calls[1][0]
+    assert retry.temperature > 0  # retries sample instead of repeating greedily
+    assert retry.messages[-2] == {"role": "assistant", "content": "Sorry, I cannot help with that."}
+    assert "rejected: no JSON object" in retry.messages[-1]["content"]
+    stored = json.loads(_rows(db, "SELECT prompt FROM generations LIMIT 1")[0][0])
+    assert len(stored) == 4  # the conversation of the attempt that produced the stored output
 
 
 def test_invalid_after_retries_is_stored_then_redone(db: Path):

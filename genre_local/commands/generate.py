@@ -148,24 +148,27 @@ def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, 
 
 
 def _render(console, run_id, results, settings, engine_started: bool) -> None:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"generation run {run_id}", show_header=True)
-    for column in ("task", "round", "requests", "new", "skipped", "valid", "invalid", "valid %", "prompt tok",
-                   "gen tok", "engine s", "outside s", "gen tok/s"):
-        table.add_column(column, justify="left" if column == "task" else "right")
+    table = Table(title=f"generation run {run_id}", show_header=True, box=box.SIMPLE_HEAD, pad_edge=False)
+    headers = ["task", "rnd", "req", "new", "skip", "valid", "inval", "in tok", "out tok", "eng s", "other s", "tok/s"]
     if settings.price_per_hour:
-        table.add_column("cost", justify="right")
+        headers.append("cost")
+    for column in headers:
+        table.add_column(column, justify="left" if column == "task" else "right", no_wrap=True)
     for r in results:
         rate = r.completion_tokens / r.engine_seconds if r.engine_seconds else 0.0
-        valid_pct = f"{100 * r.valid / r.new:.1f}" if r.new else "-"
         row = [r.task, str(r.round), str(r.requests), str(r.new), str(r.skipped), str(r.valid), str(r.invalid),
-               valid_pct, f"{r.prompt_tokens:,}", f"{r.completion_tokens:,}", f"{r.engine_seconds:.1f}",
+               f"{r.prompt_tokens:,}", f"{r.completion_tokens:,}", f"{r.engine_seconds:.1f}",
                f"{r.outside_seconds:.2f}", f"{rate:,.0f}"]
         if settings.price_per_hour:
             row.append(f"{settings.price_per_hour * (r.wall_seconds + r.startup_seconds) / 3600:.4f}")
         table.add_row(*row)
-    console.print(table)
+    # Piped output defaults to 80 columns, too narrow for the numbers: let the table run wider.
+    from rich.console import Console
+
+    Console(soft_wrap=True, width=max(console.width, 130)).print(table)
     startup = sum(r.startup_seconds for r in results)
     engine = sum(r.engine_seconds for r in results)
     outside = sum(r.outside_seconds for r in results)
@@ -174,6 +177,9 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
         console.print(f"engine start {startup:.1f}s; in engine {engine:.1f}s; outside (plan, parse, store) {outside:.2f}s = {share:.1f}% of engine time")
     else:
         console.print("nothing new to generate: every output is already stored valid (no model loaded)")
+    for r in results:
+        if r.new:
+            console.print(f"{r.task} round {r.round}: {100 * r.valid / r.new:.1f}% valid ({r.valid}/{r.new})", highlight=False)
     for r in results:
         if r.errors:
             top = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items(), key=lambda kv: -kv[1])[:3])

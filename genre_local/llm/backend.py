@@ -26,6 +26,9 @@ class GenRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    # >1 discourages tokens already in the prompt or output: small models otherwise copy a
+    # history headline or repeat one title across items.
+    repetition_penalty: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -70,15 +70,15 @@ class TransformersBackend:
         # Similar lengths together: less padding per micro-batch; same sampling settings only.
         order = sorted(
             range(len(requests)),
-            key=lambda i: (requests[i].temperature, requests[i].top_p, requests[i].max_tokens, len(prompts[i])),
+            key=lambda i: (requests[i].temperature, requests[i].top_p, requests[i].max_tokens, requests[i].repetition_penalty, len(prompts[i])),
         )
         step = max(1, self.options.micro_batch)
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
-            groups: dict[tuple[float, float, int], list[int]] = {}
+            groups: dict[tuple[float, float, int, float], list[int]] = {}
             for i in chunk:
                 r = requests[i]
-                groups.setdefault((r.temperature, r.top_p, r.max_tokens), []).append(i)
+                groups.setdefault((r.temperature, r.top_p, r.max_tokens, r.repetition_penalty), []).append(i)
             for indices in groups.values():
                 for i, result in zip(indices, self._generate_group([requests[i] for i in indices], [prompts[i] for i in indices])):
                     results[i] = result
@@ -103,6 +103,7 @@ class TransformersBackend:
             output = self._model.generate(
                 **encoded,
                 max_new_tokens=first.max_tokens,
+                repetition_penalty=first.repetition_penalty if first.repetition_penalty != 1.0 else None,
                 pad_token_id=self._tokenizer.pad_token_id,
                 logits_processor=processors or None,
                 **sampling,

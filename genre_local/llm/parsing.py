@@ -191,7 +191,7 @@ def parse_news(text: str, per_user: int, history_titles: list[str] | tuple[str, 
             return _bad(error)
         key = normalize_title_key(title)
         if key in history_keys:
-            return _bad(f"item {number} copies a history title")
+            return _bad(f"item {number} copies a history title ('{title}')")
         if key in seen:
             return _bad(f"item {number} repeats another item's title")
         seen.add(key)

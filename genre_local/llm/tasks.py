@@ -42,6 +42,13 @@ def max_tokens(task: str, per_user: int) -> int:
     return 16 + 84 * per_user
 
 
+def repetition_penalty(task: str) -> float:
+    """Measured on the embedded model (24 news/chain requests, greedy): 1.0 left 16 invalid
+    (history headlines copied, one title repeated across items), 1.1 left 2; higher values
+    start to break JSON closings. Summaries should reuse the article's words: no penalty."""
+    return 1.0 if task == "summarize" else 1.1
+
+
 def schema(task: str, per_user: int) -> dict[str, Any]:
     if task == "summarize":
         return schemas.summary_schema()

@@ -97,7 +97,7 @@ class VllmBackend:
 
         schema = request.schema if self.options.constrained else None
         key = (
-            request.max_tokens, request.temperature, request.top_p, request.seed,
+            request.max_tokens, request.temperature, request.top_p, request.seed, request.repetition_penalty,
             json.dumps(schema, sort_keys=True) if schema else None,
         )
         params = self._params_cache.get(key)
@@ -107,6 +107,7 @@ class VllmBackend:
                 temperature=request.temperature,
                 top_p=request.top_p,
                 seed=request.seed,
+                repetition_penalty=request.repetition_penalty,
                 structured_outputs=StructuredOutputsParams(json=schema, disable_any_whitespace=True) if schema else None,
             )
             self._params_cache[key] = params

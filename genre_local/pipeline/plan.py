@@ -53,6 +53,7 @@ def sampling_key(settings: PlanSettings, task: str) -> dict[str, Any]:
         "seed": settings.seed,
         "max_tokens": tasks.max_tokens(task, settings.per_user),
         "constrained": settings.constrained,
+        "repetition_penalty": tasks.repetition_penalty(task),
     }
     if task != "summarize":
         key["history_items"] = settings.history_items
@@ -108,6 +109,7 @@ class Planner:
                 temperature=s.temperature,
                 top_p=s.top_p,
                 seed=s.seed,
+                repetition_penalty=tasks.repetition_penalty(task),
             ),
             history_titles=tuple(history_titles),
         )

@@ -127,12 +127,29 @@ def new_run_id() -> str:
 class _Outcome:
     item: WorkItem
     text: str = ""
+    messages: tuple[dict[str, str], ...] = ()  # the conversation of the last attempt
     parsed: dict[str, Any] | None = None
     error: str | None = "not generated"
     attempt: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency: float = 0.0
+
+
+def repair_request(request: GenRequest, failed: _Outcome, attempt: int) -> GenRequest:
+    """A retry: the rejected answer and why it was rejected join the conversation, and decoding
+    samples (hotter each time) with a new seed, since greedy decoding would say it again."""
+    feedback = (
+        f"That answer was rejected: {failed.error}. Answer again with one JSON object that follows the "
+        "instructions; write new stories, not the headlines already listed."
+    )
+    temperature = RETRY_TEMPERATURES[min(attempt - 2, len(RETRY_TEMPERATURES) - 1)]
+    return replace(
+        request,
+        messages=(*request.messages, {"role": "assistant", "content": failed.text}, {"role": "user", "content": feedback}),
+        temperature=max(request.temperature, temperature),
+        seed=request.seed + 7919 * attempt,
+    )
 
 
 def complete_batch(
@@ -150,28 +167,23 @@ def complete_batch(
     for attempt in range(1, retries + 2):
         if not pending:
             break
-        batch: list[GenRequest] = []
-        for index in pending:
-            request = items[index].request
-            if attempt > 1:
-                request = replace(
-                    request,
-                    temperature=max(request.temperature, RETRY_TEMPERATURES[min(attempt - 2, len(RETRY_TEMPERATURES) - 1)]),
-                    seed=request.seed + 7919 * attempt,
-                )
-            batch.append(request)
+        batch = [
+            items[index].request if attempt == 1 else repair_request(items[index].request, outcomes[index], attempt)
+            for index in pending
+        ]
         start = time.perf_counter()
         results = backend.generate(batch)
         spent = time.perf_counter() - start
         engine_seconds += spent
         requests_made += len(batch)
         still = []
-        for index, result in zip(pending, results):
+        for index, request, result in zip(pending, batch, results):
             outcome = outcomes[index]
             parsed = tasks.parse_output(outcome.item.task, result.text, per_user, outcome.item.history_titles)
             if parsed.valid is False and result.finish_reason == "length":
                 parsed = replace(parsed, error=f"{parsed.error} (hit max_tokens)")
             outcome.text = result.text
+            outcome.messages = request.messages
             outcome.parsed = parsed.value
             outcome.error = parsed.error
             outcome.attempt = attempt
@@ -199,7 +211,7 @@ def outcome_rows(outcomes: Sequence[_Outcome], settings: RunSettings, run_id: st
             "run_id": run_id,
             "backend": settings.backend,
             "sampling": o.item.sampling,
-            "prompt": json.dumps(list(o.item.request.messages), ensure_ascii=False),
+            "prompt": json.dumps(list(o.messages or o.item.request.messages), ensure_ascii=False),
             "raw_output": o.text,
             "parsed": json.dumps(o.parsed, ensure_ascii=False) if o.parsed is not None else None,
             "valid": o.error is None,
