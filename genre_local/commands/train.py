@@ -72,10 +72,7 @@ def _prepare(ctx: typer.Context, accelerator, dataset: str, variant: str, ng_k: 
 
     context = app_context(ctx)
     cfg = with_overrides(context.config.train, ng_k=ng_k, features=features, **train_flags)
-    if cfg.threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
+    _set_threads(cfg.threads, accelerator)
     for name in ("epochs", "seeds", "batch_size"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
@@ -110,6 +107,20 @@ def _prepare(ctx: typer.Context, accelerator, dataset: str, variant: str, ng_k: 
         if data is None:
             data = load_encoded(Path(str(message[0])))
     return _Prepared(data, spec, feats, cfg, Path(checkpoint_root))
+
+
+def _set_threads(threads: int, accelerator) -> None:
+    """[train] threads, or with several CPU processes on one machine a fair share of the cores
+    (oversubscribed CPU threads slow every process down many times over)."""
+    import os
+
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif accelerator.device.type == "cpu" and accelerator.num_processes > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def _model_config(cfg, features: tuple[str, ...], use_profile: bool):
