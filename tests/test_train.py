@@ -14,7 +14,8 @@ from recsys.data import TrainSamples, epoch_batches, fetch_encoded
 from recsys.models import ModelConfig
 from recsys.train import RunSettings, make_accelerator, run_training
 from recsys.variants import parse_variant
-from tests.support_train import make_store, one_thread
+from recsys.models import MODEL_NAMES
+from tests.support_train import add_all_generations, make_store, one_thread
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,6 +85,31 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(data, accelerator, tmp_pa
     # resuming a finished run trains nothing more and reports the same
     done = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b", resume=True))
     assert done.metrics == plain.metrics
+
+
+@pytest.fixture(scope="module")
+def rich_data(tmp_path_factory):
+    """Every news feature but images, profiles and synthetic news: the widest input the models take."""
+    folder = tmp_path_factory.mktemp("rich")
+    db = make_store(folder / "s.duckdb", users=12, news_per_cat=6)
+    add_all_generations(db, users=12)
+    with open_store(db) as store:
+        encoded, _ = fetch_encoded(store.conn, "tiny", parse_variant("ns+up+ng"), RICH_FEATURES, 12, 8, None, None)
+    return encoded
+
+
+RICH_FEATURES = ("title", "abstract", "category", "subcategory")
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_model_resumes_mid_epoch_to_the_same_run(rich_data, accelerator, tmp_path: Path, model: str) -> None:
+    base = settings(model, epochs=1, batch_size=16, checkpoint_every=2)
+    base = replace(base, model_config=replace(base.model_config, features=RICH_FEATURES, use_profile=True))
+    plain = run_training(accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "a"))
+    cut = run_training(accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "b", stop_after_steps=3))
+    assert cut.interrupted
+    resumed = run_training(accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "b", resume=True))
+    assert resumed.metrics == plain.metrics
 
 
 def test_resume_refuses_other_settings_or_no_checkpoint(data, accelerator, tmp_path: Path) -> None:
