@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -195,6 +196,11 @@ def _drop_zeros(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     return values[keep], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
+def safe_name(text: str) -> str:
+    """A dataset name as a file-name part (names are free text in the store)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "_"
+
+
 def cache_key(fingerprint: str, features: tuple[str, ...], title_len: int, abstract_len: int,
               image_file: Path | None) -> str:
     payload = {
@@ -258,7 +264,7 @@ def fetch_encoded(
     path = None
     if cache_dir is not None:
         key = cache_key(fingerprint, features, title_len, abstract_len, image_file)
-        path = Path(cache_dir) / f"{dataset}-{spec.name.replace('+', '_')}-{key}.pt"
+        path = Path(cache_dir) / f"{safe_name(dataset)}-{spec.name.replace('+', '_')}-{key}.pt"
         if path.exists():
             return load_encoded(path), path
     rows = read_variant(conn, dataset, spec)

@@ -134,7 +134,9 @@ def _model_config(cfg, features: tuple[str, ...], use_profile: bool):
 
 
 def _run_tag(model: str, dataset: str, spec, features: tuple[str, ...]) -> str:
-    return f"{model}-{dataset}-{spec.name.replace('+', '_')}-k{spec.ng_k}-{'_'.join(features)}"
+    from recsys.data import safe_name
+
+    return f"{model}-{safe_name(dataset)}-{spec.name.replace('+', '_')}-k{spec.ng_k}-{'_'.join(features)}"
 
 
 def _progress():
