@@ -168,7 +168,7 @@ def _checkpoint_path(settings: RunSettings) -> Path | None:
     return None if settings.checkpoint_dir is None else Path(settings.checkpoint_dir) / "latest"
 
 
-def _save(accelerator, settings: RunSettings, state: LoopState) -> None:
+def _save(accelerator, settings: RunSettings, state: LoopState, data_fingerprint: str) -> None:
     """Model, optimizer and RNG states (accelerate) plus the loop's own bookkeeping."""
     path = _checkpoint_path(settings)
     if path is None:
@@ -177,7 +177,7 @@ def _save(accelerator, settings: RunSettings, state: LoopState) -> None:
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
         torch.save(state.state_dict(), path / "loop.pt")
-        (path / "run.json").write_text(json.dumps(settings.identity(), sort_keys=True))
+        (path / "run.json").write_text(json.dumps(settings.identity() | {"data": data_fingerprint}, sort_keys=True))
     accelerator.wait_for_everyone()
 
 
@@ -208,10 +208,16 @@ def run_training(
         if checkpoint is None or not (checkpoint / "run.json").exists():
             raise UserError(f"--resume: no checkpoint in {settings.checkpoint_dir}; train without --resume first")
         saved = json.loads((checkpoint / "run.json").read_text())
+        saved_data = saved.pop("data", None)
         if saved != json.loads(json.dumps(settings.identity(), sort_keys=True)):
             raise UserError(
                 f"--resume: checkpoint {checkpoint} was written with other settings; "
                 "use the same flags or another --checkpoint-dir"
+            )
+        if saved_data != data.fingerprint:
+            raise UserError(
+                f"--resume: the store's rows for this variant changed since checkpoint {checkpoint} "
+                "(new generations or a re-import); train again without --resume"
             )
         accelerator.load_state(str(checkpoint))
         state.load_state_dict(torch.load(checkpoint / "loop.pt", weights_only=True))
@@ -261,7 +267,7 @@ def run_training(
             if (mid_save or stop_now) and state.step < len(batches):
                 state.partial_seconds = time.perf_counter() - started
                 state.partial_samples = seen
-                _save(accelerator, settings, state)
+                _save(accelerator, settings, state, data.fingerprint)
             if stop_now and state.step < len(batches):
                 interrupted = True
                 break
@@ -290,7 +296,7 @@ def run_training(
             state.best_epoch = epoch_done
             state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
         state.epoch, state.step = epoch_done, 0
-        _save(accelerator, settings, state)
+        _save(accelerator, settings, state, data.fingerprint)
         if settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps \
                 and state.epoch < settings.epochs and not state.done:
             interrupted = True

@@ -118,6 +118,9 @@ def test_resume_refuses_other_settings_or_no_checkpoint(data, accelerator, tmp_p
         run_training(accelerator, data, settings("din", epochs=1, lr=0.5, checkpoint_dir=tmp_path, resume=True))
     with pytest.raises(UserError, match="no checkpoint"):
         run_training(accelerator, data, settings("din", checkpoint_dir=tmp_path / "empty", resume=True))
+    with pytest.raises(UserError, match="rows for this variant changed"):
+        run_training(accelerator, replace(data, fingerprint="other store content"),
+                     settings("din", epochs=1, checkpoint_dir=tmp_path, resume=True))
 
 
 def test_early_stopping_keeps_the_best_epoch(data, accelerator) -> None:
