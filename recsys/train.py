@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -164,6 +166,28 @@ def evaluate(accelerator, model, data: EncodedDataset, split_name: str, settings
     return group_metrics(split, scored), scored.impressions_per_s * accelerator.num_processes
 
 
+class _CtrlC:
+    """The first Ctrl-C only raises a flag the loop reads after the current step (so the
+    checkpoint it then writes is exact); a second one stops at once. Single process only: under
+    a distributed launch the launcher owns signals."""
+
+    def __init__(self, enabled: bool):
+        self.raised = False
+        self.previous = None
+        if enabled and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
 def _checkpoint_path(settings: RunSettings) -> Path | None:
     return None if settings.checkpoint_dir is None else Path(settings.checkpoint_dir) / "latest"
 
@@ -231,77 +255,89 @@ def run_training(
     has_dev = "dev" in data.splits and data.splits["dev"].labeled
     steps_taken = 0
     interrupted = False
+    ctrl_c = _CtrlC(enabled=accelerator.num_processes == 1 and checkpoint is not None)
 
-    while not state.done and state.epoch < settings.epochs:
-        batches = epoch_batches(len(samples), settings.batch_size, settings.seed, state.epoch,
-                                accelerator.process_index, accelerator.num_processes)
-        stream = BatchStream(samples, batches, settings.seed, state.epoch, start_step=state.step)
-        loader = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=settings.num_workers,
-            persistent_workers=False, prefetch_factor=4 if settings.num_workers else None,
-            # its own generator: creating the loader must not draw from the global RNG, or a
-            # resumed run's dropout masks would drift from the uninterrupted run's
-            generator=torch.Generator().manual_seed(settings.seed),
-        )
-        step_module.train()
-        task = None
-        if progress is not None and accelerator.is_main_process:
-            task = progress.add_task(f"seed {settings.seed} epoch {state.epoch + 1}/{settings.epochs}", total=len(batches),
-                                     completed=state.step, loss=float("nan"), rate=0.0)
-        started = time.perf_counter() - state.partial_seconds
-        seen = state.partial_samples
-        for batch in loader:
-            batch = batch.to(accelerator.device)
-            loss = step_module(batch)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            state.step += 1
-            steps_taken += 1
-            seen += len(batch) * accelerator.num_processes
-            if task is not None:
-                elapsed = time.perf_counter() - started
-                progress.update(task, advance=1, loss=float(loss.detach()), rate=seen / max(elapsed, 1e-9))
-            mid_save = settings.checkpoint_every and state.step % settings.checkpoint_every == 0
-            stop_now = settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps
-            if (mid_save or stop_now) and state.step < len(batches):
-                state.partial_seconds = time.perf_counter() - started
-                state.partial_samples = seen
-                _save(accelerator, settings, state, data.fingerprint)
-            if stop_now and state.step < len(batches):
+    try:
+        while not state.done and state.epoch < settings.epochs:
+            batches = epoch_batches(len(samples), settings.batch_size, settings.seed, state.epoch,
+                                    accelerator.process_index, accelerator.num_processes)
+            stream = BatchStream(samples, batches, settings.seed, state.epoch, start_step=state.step)
+            loader = torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=settings.num_workers,
+                persistent_workers=False, prefetch_factor=4 if settings.num_workers else None,
+                # its own generator: creating the loader must not draw from the global RNG, or a
+                # resumed run's dropout masks would drift from the uninterrupted run's
+                generator=torch.Generator().manual_seed(settings.seed),
+            )
+            step_module.train()
+            task = None
+            if progress is not None and accelerator.is_main_process:
+                task = progress.add_task(f"seed {settings.seed} epoch {state.epoch + 1}/{settings.epochs}", total=len(batches),
+                                         completed=state.step, loss=float("nan"), rate=0.0)
+            started = time.perf_counter() - state.partial_seconds
+            seen = state.partial_samples
+            for batch in loader:
+                batch = batch.to(accelerator.device)
+                loss = step_module(batch)
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                optimizer.step()
+                state.step += 1
+                steps_taken += 1
+                seen += len(batch) * accelerator.num_processes
+                if task is not None:
+                    elapsed = time.perf_counter() - started
+                    progress.update(task, advance=1, loss=float(loss.detach()), rate=seen / max(elapsed, 1e-9))
+                mid_save = settings.checkpoint_every and state.step % settings.checkpoint_every == 0
+                stop_now = settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps
+                if (mid_save or stop_now) and state.step < len(batches):
+                    state.partial_seconds = time.perf_counter() - started
+                    state.partial_samples = seen
+                    _save(accelerator, settings, state, data.fingerprint)
+                if stop_now and state.step < len(batches):
+                    interrupted = True
+                    break
+                if ctrl_c.raised and state.step < len(batches):
+                    # Ctrl-C lands between steps: save exactly here so --resume loses nothing
+                    state.partial_seconds = time.perf_counter() - started
+                    state.partial_samples = seen
+                    _save(accelerator, settings, state, data.fingerprint)
+                    raise KeyboardInterrupt
+            if interrupted:
+                break
+            seconds = time.perf_counter() - started
+            state.epoch_seconds.append(seconds)
+            state.samples_per_s.append(seen / max(seconds, 1e-9))
+            state.partial_seconds, state.partial_samples = 0.0, 0
+            epoch_done = state.epoch + 1
+            unwrapped = accelerator.unwrap_model(step_module).model
+            if has_dev:
+                dev, _ = evaluate(accelerator, unwrapped, data, "dev", settings)
+                auc = dev["all"]["auc"]
+                state.dev_auc.append(auc)
+                if task is not None:
+                    progress.update(task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
+                if auc > state.best_auc or state.best_weights is None:
+                    state.best_auc, state.best_epoch, state.bad_epochs = auc, epoch_done, 0
+                    state.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
+                else:
+                    state.bad_epochs += 1
+                    if state.bad_epochs >= settings.patience:
+                        state.done = True
+            else:
+                state.best_epoch = epoch_done
+                state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+            state.epoch, state.step = epoch_done, 0
+            _save(accelerator, settings, state, data.fingerprint)
+            if ctrl_c.raised:
+                raise KeyboardInterrupt
+            if settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps \
+                    and state.epoch < settings.epochs and not state.done:
                 interrupted = True
                 break
-        if interrupted:
-            break
-        seconds = time.perf_counter() - started
-        state.epoch_seconds.append(seconds)
-        state.samples_per_s.append(seen / max(seconds, 1e-9))
-        state.partial_seconds, state.partial_samples = 0.0, 0
-        epoch_done = state.epoch + 1
-        unwrapped = accelerator.unwrap_model(step_module).model
-        if has_dev:
-            dev, _ = evaluate(accelerator, unwrapped, data, "dev", settings)
-            auc = dev["all"]["auc"]
-            state.dev_auc.append(auc)
-            if task is not None:
-                progress.update(task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
-            if auc > state.best_auc or state.best_weights is None:
-                state.best_auc, state.best_epoch, state.bad_epochs = auc, epoch_done, 0
-                state.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
-            else:
-                state.bad_epochs += 1
-                if state.bad_epochs >= settings.patience:
-                    state.done = True
-        else:
-            state.best_epoch = epoch_done
-            state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
-        state.epoch, state.step = epoch_done, 0
-        _save(accelerator, settings, state, data.fingerprint)
-        if settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps \
-                and state.epoch < settings.epochs and not state.done:
-            interrupted = True
-            break
 
+    finally:
+        ctrl_c.restore()
     unwrapped = accelerator.unwrap_model(step_module).model
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     eval_rate = 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -186,3 +188,29 @@ def test_loader_workers_give_the_same_run(data, accelerator) -> None:
     inline = run_training(accelerator, data, settings("din", epochs=1))
     workers = run_training(accelerator, data, settings("din", epochs=1, num_workers=2))
     assert workers.metrics == inline.metrics
+
+
+class _CtrlCAtStep:
+    """A progress stand-in that presses Ctrl-C (SIGINT to this process) after step `at`."""
+
+    def __init__(self, at: int):
+        self.at, self.steps = at, 0
+
+    def add_task(self, *args, **kwargs) -> int:
+        return 1
+
+    def update(self, task, advance: int = 0, **kwargs) -> None:
+        self.steps += advance
+        if advance and self.steps == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_an_exact_checkpoint_to_resume_from(data, accelerator, tmp_path: Path) -> None:
+    plain = run_training(accelerator, data, settings("nrms", epochs=2, checkpoint_dir=tmp_path / "a"))
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(accelerator, data, settings("nrms", epochs=2, checkpoint_dir=tmp_path / "b"),
+                     progress=_CtrlCAtStep(at=4))
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    resumed = run_training(accelerator, data, settings("nrms", epochs=2, checkpoint_dir=tmp_path / "b", resume=True))
+    assert resumed.metrics == plain.metrics

@@ -205,8 +205,13 @@ def train(
                 resume=resume and (folder / "latest" / "run.json").exists(),
                 checkpoint_every=cfg.checkpoint_every, num_workers=cfg.num_workers, fast_eval=cfg.fast_eval,
             )
-            result = run_training(accelerator, data, settings,
-                                  progress=progress if accelerator.is_main_process else None)
+            try:
+                result = run_training(accelerator, data, settings,
+                                      progress=progress if accelerator.is_main_process else None)
+            except KeyboardInterrupt:
+                if accelerator.is_main_process:
+                    console.print(f"checkpoint saved in {folder}; the same command with --resume continues it")
+                raise
             results.append(result)
             if accelerator.is_main_process:
                 auc = result.metrics[result.eval_split]["all"]["auc"]
