@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import signal
 import threading
 import time
@@ -192,16 +193,43 @@ def _checkpoint_path(settings: RunSettings) -> Path | None:
     return None if settings.checkpoint_dir is None else Path(settings.checkpoint_dir) / "latest"
 
 
+def find_checkpoint(checkpoint_dir: Path | None) -> Path | None:
+    """The newest complete checkpoint in a run's folder: `latest`, or `previous` when a kill
+    landed between the two renames of a save."""
+    if checkpoint_dir is None:
+        return None
+    for name in ("latest", "previous"):
+        folder = Path(checkpoint_dir) / name
+        if (folder / "run.json").exists():
+            return folder
+    return None
+
+
 def _save(accelerator, settings: RunSettings, state: LoopState, data_fingerprint: str) -> None:
-    """Model, optimizer and RNG states (accelerate) plus the loop's own bookkeeping."""
+    """Model, optimizer and RNG states (accelerate) plus the loop's own bookkeeping.
+
+    Written to a fresh folder and swapped in by renames (run.json last), so a kill at any moment
+    leaves a complete checkpoint behind."""
     path = _checkpoint_path(settings)
     if path is None:
         return
+    staging, previous = path.with_name("staging"), path.with_name("previous")
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(path))
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        torch.save(state.state_dict(), path / "loop.pt")
-        (path / "run.json").write_text(json.dumps(settings.identity() | {"data": data_fingerprint}, sort_keys=True))
+        torch.save(state.state_dict(), staging / "loop.pt")
+        (staging / "run.json").write_text(json.dumps(settings.identity() | {"data": data_fingerprint}, sort_keys=True))
+        if path.exists():
+            if previous.exists():
+                shutil.rmtree(previous)
+            path.rename(previous)
+        staging.rename(path)
+        if previous.exists():
+            shutil.rmtree(previous)
     accelerator.wait_for_everyone()
 
 
@@ -227,9 +255,9 @@ def run_training(
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
     state = LoopState()
 
-    checkpoint = _checkpoint_path(settings)
+    checkpoint = find_checkpoint(settings.checkpoint_dir)
     if settings.resume:
-        if checkpoint is None or not (checkpoint / "run.json").exists():
+        if checkpoint is None:
             raise UserError(f"--resume: no checkpoint in {settings.checkpoint_dir}; train without --resume first")
         saved = json.loads((checkpoint / "run.json").read_text())
         saved_data = saved.pop("data", None)
@@ -255,7 +283,7 @@ def run_training(
     has_dev = "dev" in data.splits and data.splits["dev"].labeled
     steps_taken = 0
     interrupted = False
-    ctrl_c = _CtrlC(enabled=accelerator.num_processes == 1 and checkpoint is not None)
+    ctrl_c = _CtrlC(enabled=accelerator.num_processes == 1 and settings.checkpoint_dir is not None)
 
     try:
         while not state.done and state.epoch < settings.epochs:

@@ -14,7 +14,7 @@ from genre_local.errors import UserError
 from genre_local.store import open_store
 from recsys.data import TrainSamples, epoch_batches, fetch_encoded
 from recsys.models import ModelConfig
-from recsys.train import RunSettings, make_accelerator, run_training
+from recsys.train import RunSettings, find_checkpoint, make_accelerator, run_training
 from recsys.variants import parse_variant
 from recsys.models import MODEL_NAMES
 from tests.support_train import add_all_generations, make_store, one_thread
@@ -214,3 +214,14 @@ def test_ctrl_c_saves_an_exact_checkpoint_to_resume_from(data, accelerator, tmp_
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
     resumed = run_training(accelerator, data, settings("nrms", epochs=2, checkpoint_dir=tmp_path / "b", resume=True))
     assert resumed.metrics == plain.metrics
+
+
+def test_a_kill_between_the_checkpoint_renames_still_resumes(data, accelerator, tmp_path: Path) -> None:
+    plain = run_training(accelerator, data, settings("din", epochs=2))
+    run_training(accelerator, data, settings("din", epochs=2, checkpoint_dir=tmp_path, stop_after_steps=3))
+    (tmp_path / "latest").rename(tmp_path / "previous")  # as if killed after the first rename
+    (tmp_path / "staging").mkdir()  # and a half-written next save
+    assert find_checkpoint(tmp_path) == tmp_path / "previous"
+    resumed = run_training(accelerator, data, settings("din", epochs=2, checkpoint_dir=tmp_path, resume=True))
+    assert resumed.metrics == plain.metrics
+    assert (tmp_path / "latest" / "run.json").exists() and not (tmp_path / "staging").exists()

@@ -175,7 +175,7 @@ def train(
     from recsys.experiment import (
         RunIdentity, mean_std, new_experiment_id, original_auc_by_seed, paired_p_value, store_runs,
     )
-    from recsys.train import RunSettings, make_accelerator, run_training
+    from recsys.train import RunSettings, find_checkpoint, make_accelerator, run_training
 
     accelerator = make_accelerator()
     prepared = _prepare(ctx, accelerator, dataset, variant, ng_k, features, image_file, checkpoint_dir,
@@ -185,7 +185,7 @@ def train(
     model_config = _model_config(cfg, prepared.features, spec.up)
     tag = _run_tag(model_name, dataset, spec, prepared.features)
     seed_list = [cfg.seed + i for i in range(cfg.seeds)]
-    if resume and not any((prepared.checkpoint_root / f"{tag}-seed{s}" / "latest" / "run.json").exists() for s in seed_list):
+    if resume and not any(find_checkpoint(prepared.checkpoint_root / f"{tag}-seed{s}") for s in seed_list):
         raise UserError(f"--resume: no checkpoint for {tag} under {prepared.checkpoint_root}; train without --resume first")
 
     console = stderr_console()
@@ -202,7 +202,7 @@ def train(
                 eval_batch_size=cfg.eval_batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                 negatives=cfg.negatives, patience=cfg.patience, history_len=cfg.history_len,
                 model_config=model_config, checkpoint_dir=folder,
-                resume=resume and (folder / "latest" / "run.json").exists(),
+                resume=resume and find_checkpoint(folder) is not None,
                 checkpoint_every=cfg.checkpoint_every, num_workers=cfg.num_workers, fast_eval=cfg.fast_eval,
             )
             try:
@@ -279,7 +279,7 @@ def predict(
     import torch
 
     from recsys.evaluate import score_split
-    from recsys.train import LoopState, feature_sizes, make_accelerator
+    from recsys.train import LoopState, feature_sizes, find_checkpoint, make_accelerator
 
     accelerator = make_accelerator()
     if accelerator.num_processes > 1:
@@ -289,7 +289,8 @@ def predict(
     if split not in data.splits:
         raise UserError(f"dataset '{dataset}' has no '{split}' split (has: {', '.join(sorted(data.splits))})")
     tag = _run_tag(model.value, dataset, spec, prepared.features)
-    loop_file = prepared.checkpoint_root / f"{tag}-seed{cfg.seed}" / "latest" / "loop.pt"
+    found = find_checkpoint(prepared.checkpoint_root / f"{tag}-seed{cfg.seed}")
+    loop_file = (found or prepared.checkpoint_root / f"{tag}-seed{cfg.seed}" / "latest") / "loop.pt"
     if not loop_file.exists():
         raise UserError(
             f"no trained checkpoint {loop_file}; run `genre-local train --model {model.value} --dataset {dataset} "
