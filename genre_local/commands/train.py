@@ -8,6 +8,7 @@ during training (DuckDB allows a single writing process).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from enum import Enum
@@ -194,7 +195,8 @@ def train(
         console.print(f"[bold]{model_name}[/] on {dataset} / {spec.name} ({stats}); "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}")
     results = []
-    with _progress() as progress:
+    # Only rank 0 draws progress; the other ranks would paint empty bars over it.
+    with _progress() if accelerator.is_main_process else contextlib.nullcontext() as progress:
         for seed in seed_list:
             folder = prepared.checkpoint_root / f"{tag}-seed{seed}"
             settings = RunSettings(
@@ -207,7 +209,7 @@ def train(
             )
             try:
                 result = run_training(accelerator, data, settings,
-                                      progress=progress if accelerator.is_main_process else None)
+                                      progress=progress)
             except KeyboardInterrupt:
                 if accelerator.is_main_process:
                     console.print(f"checkpoint saved in {folder}; the same command with --resume continues it")
@@ -244,7 +246,8 @@ def train(
     out = stdout_console()
     out.print(table)
     out.print(f"stored runs {', '.join(run_ids)}"
-              + (f"; paired t-test vs original (AUC, {len(baseline)} seeds): p = {p_value:.4g}" if p_value is not None else ""))
+              + (f"; paired t-test vs original (AUC, {sum(r.seed in baseline for r in results)} seeds): "
+                 f"p = {p_value:.4g}" if p_value is not None else ""))
     if as_json:
         def means(group: str) -> dict[str, float | None]:
             return {m: (None if math.isnan(v[0]) else round(v[0], 6)) for m, v in summary[group].items()}
