@@ -36,7 +36,7 @@ def new_experiment_id() -> str:
 def store_runs(store, experiment_id: str, ident: RunIdentity, config: dict, fingerprint: str,
                variant_stats: dict, device: str, results: list[RunResult]) -> list[str]:
     """One runs row per seed and its long-format metrics, in one transaction."""
-    run_rows, metric_rows = [], []
+    run_rows, metric_rows, epoch_rows = [], [], []
     created = now_utc()
     for result in results:
         run_id = f"{experiment_id}-s{result.seed}"
@@ -51,12 +51,19 @@ def store_runs(store, experiment_id: str, ident: RunIdentity, config: dict, fing
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
             "device": device, "created_at": created,
         })
+        for epoch, seconds in enumerate(result.epoch_seconds):
+            epoch_rows.append({
+                "run_id": run_id, "epoch": epoch + 1, "seconds": seconds,
+                "samples_per_s": result.train_samples_per_s[epoch],
+                "data_wait_seconds": result.data_wait_seconds[epoch],
+                "dev_auc": _finite(result.dev_auc[epoch]) if epoch < len(result.dev_auc) else None,
+            })
         for split, groups in result.metrics.items():
             for group, values in groups.items():
                 for metric, value in values.items():
                     metric_rows.append({
                         "run_id": run_id, "split": split, "user_group": group, "metric": metric,
-                        "value": None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value),
+                        "value": _finite(value),
                     })
     runs = pa.Table.from_pylist(run_rows, schema=pa.schema([
         ("run_id", pa.string()), ("experiment_id", pa.string()), ("model", pa.string()), ("kind", pa.string()),
@@ -72,10 +79,20 @@ def store_runs(store, experiment_id: str, ident: RunIdentity, config: dict, fing
         ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
         ("metric", pa.string()), ("value", pa.float64()),
     ]))
+    epochs = pa.Table.from_pylist(epoch_rows, schema=pa.schema([
+        ("run_id", pa.string()), ("epoch", pa.int32()), ("seconds", pa.float64()), ("samples_per_s", pa.float64()),
+        ("data_wait_seconds", pa.float64()), ("dev_auc", pa.float64()),
+    ]))
     with store.transaction():
         store.insert_arrow("runs", runs)
         store.insert_arrow("run_metrics", metrics)
+        store.insert_arrow("run_epochs", epochs)
     return [r["run_id"] for r in run_rows]
+
+
+def _finite(value) -> float | None:
+    """NaN (no qualifying impression) is stored as NULL."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def mean_std(results: list[RunResult]) -> dict[str, dict[str, tuple[float, float]]]:

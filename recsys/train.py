@@ -66,6 +66,7 @@ class RunResult:
     best_epoch: int
     epoch_seconds: list[float]
     train_samples_per_s: list[float]
+    data_wait_seconds: list[float]  # per epoch, time the loop waited for its next batch
     dev_auc: list[float]
     eval_impressions_per_s: float
     processes: int
@@ -84,6 +85,8 @@ class LoopState:
     bad_epochs: int = 0
     epoch_seconds: list[float] = field(default_factory=list)
     samples_per_s: list[float] = field(default_factory=list)
+    data_wait: list[float] = field(default_factory=list)
+    partial_wait: float = 0.0
     dev_auc: list[float] = field(default_factory=list)
     partial_seconds: float = 0.0
     partial_samples: int = 0
@@ -304,7 +307,10 @@ def run_training(
                                          completed=state.step, loss=float("nan"), rate=0.0)
             started = time.perf_counter() - state.partial_seconds
             seen = state.partial_samples
+            waited = state.partial_wait
+            fetched_at = time.perf_counter()
             for batch in loader:
+                waited += time.perf_counter() - fetched_at
                 batch = batch.to(accelerator.device)
                 loss = step_module(batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -321,6 +327,7 @@ def run_training(
                 if (mid_save or stop_now) and state.step < len(batches):
                     state.partial_seconds = time.perf_counter() - started
                     state.partial_samples = seen
+                    state.partial_wait = waited
                     _save(accelerator, settings, state, data.fingerprint)
                 if stop_now and state.step < len(batches):
                     interrupted = True
@@ -329,13 +336,17 @@ def run_training(
                     # Ctrl-C lands between steps: save exactly here so --resume loses nothing
                     state.partial_seconds = time.perf_counter() - started
                     state.partial_samples = seen
+                    state.partial_wait = waited
                     _save(accelerator, settings, state, data.fingerprint)
                     raise KeyboardInterrupt
+                fetched_at = time.perf_counter()
             if interrupted:
                 break
             seconds = time.perf_counter() - started
             state.epoch_seconds.append(seconds)
             state.samples_per_s.append(seen / max(seconds, 1e-9))
+            state.data_wait.append(waited)
+            state.partial_wait = 0.0
             state.partial_seconds, state.partial_samples = 0.0, 0
             epoch_done = state.epoch + 1
             unwrapped = accelerator.unwrap_model(step_module).model
@@ -381,7 +392,8 @@ def run_training(
     return RunResult(
         seed=settings.seed, eval_split=eval_name, metrics=metrics, epochs_run=len(state.epoch_seconds),
         best_epoch=state.best_epoch, epoch_seconds=list(state.epoch_seconds),
-        train_samples_per_s=list(state.samples_per_s), dev_auc=list(state.dev_auc),
+        train_samples_per_s=list(state.samples_per_s), data_wait_seconds=list(state.data_wait),
+        dev_auc=list(state.dev_auc),
         eval_impressions_per_s=eval_rate, processes=accelerator.num_processes,
         stopped_early=state.done, interrupted=interrupted,
     )

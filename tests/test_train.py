@@ -60,6 +60,9 @@ def test_learns_on_a_small_synthetic_dataset(data, accelerator, model: str) -> N
     assert set(first.metrics["test"]) == {"all", "new", "warm"}
     assert len(first.epoch_seconds) == len(first.train_samples_per_s) == len(first.dev_auc) == first.epochs_run
     assert all(rate > 0 for rate in first.train_samples_per_s) and first.eval_impressions_per_s > 0
+    # batches are assembled in well under the time of the steps they feed
+    assert len(first.data_wait_seconds) == first.epochs_run
+    assert sum(first.data_wait_seconds) < 0.5 * sum(first.epoch_seconds)
     assert first.dev_auc[first.best_epoch - 1] == max(first.dev_auc)
 
 

@@ -75,6 +75,11 @@ def test_train_stores_runs_and_prints_json(env) -> None:
             assert (variant, features, ng_k, split) == ("original", "title,category", 0, "test")
             assert n_sec == n_rate == epochs >= 1 and eval_rate > 0
             assert json.loads(config)["embed_dim"] == 16
+        epochs = store.conn.execute(
+            "SELECT e.epoch, e.seconds = r.epoch_seconds[e.epoch], e.data_wait_seconds < e.seconds "
+            "FROM run_epochs e JOIN runs r USING (run_id) WHERE r.seed = 1 AND r.model = 'din' ORDER BY e.epoch"
+        ).fetchall()
+        assert epochs == [(e, True, True) for e in range(1, runs[0][5] + 1)]
         groups = store.conn.execute(
             "SELECT DISTINCT split, user_group FROM run_metrics ORDER BY ALL").fetchall()
         assert groups == [(s, g) for s in ("dev", "test") for g in ("all", "new", "warm")]

@@ -37,6 +37,17 @@ CREATE TABLE run_metrics (
     PRIMARY KEY (run_id, split, user_group, metric)
 );
 
+-- One row per trained epoch (the lists in runs, long format, plus the data-loading wait).
+CREATE TABLE run_epochs (
+    run_id VARCHAR NOT NULL,
+    epoch INTEGER NOT NULL,               -- 1-based
+    seconds DOUBLE NOT NULL,              -- training wall time of the epoch
+    samples_per_s DOUBLE NOT NULL,        -- all processes together
+    data_wait_seconds DOUBLE NOT NULL,    -- rank 0's time waiting for its next batch
+    dev_auc DOUBLE,                       -- NULL without a labeled dev split
+    PRIMARY KEY (run_id, epoch)
+);
+
 -- The report's usual question: each run's metrics on its reported split.
 CREATE VIEW run_results AS
 SELECT r.run_id, r.experiment_id, r.model, r.kind, r.dataset, r.variant, r.features, r.ng_k, r.seed,
