@@ -168,3 +168,26 @@ def test_resume_continues_a_stored_checkpoint_to_more_epochs(tmp_path: Path, env
     assert (one_epoch, two_epochs) == (1, 2)
     # the first epoch came from the checkpoint (its measured time is carried over), not retrained
     assert two_times[0] == one_times[0]
+
+
+def test_a_store_write_failure_keeps_the_training_for_resume(tmp_path: Path, env, monkeypatch) -> None:
+    from genre_local.commands import train as train_command
+    from genre_local.errors import StoreError
+
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    base = ["--db", str(db), "--config", str(env[1]), "train", "--model", "din", "--dataset", "tiny",
+            "--epochs", "1", "--json"]
+
+    def locked(ctx, wait_s: float = 0.0):
+        raise StoreError(f"store {db} is locked by another genre-local process")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_command, "_open_store_waiting", locked)
+        failed = runner.invoke(app, base)
+    assert failed.exit_code == 2
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is locked" in errors[0] and "--resume stores the runs" in errors[0]
+    stored = runner.invoke(app, [*base, "--resume"])
+    assert stored.exit_code == 0, stored.output
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 1

@@ -152,7 +152,7 @@ def _progress():
 
 def _fmt(pair: tuple[float, float]) -> str:
     mean, std = pair
-    return "n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+    return "n/a" if math.isnan(mean) else f"{mean:.4f}±{std:.4f}"  # narrow: fits 80 columns
 
 
 @command_errors
@@ -228,10 +228,16 @@ def train(
     config = dataclasses.asdict(cfg) | {"variant": spec.name, "seeds": seed_list,
                                         "image_file": str(image_file) if image_file else None}
     eval_split = results[0].eval_split
-    with app_context(ctx).open_store() as store:
-        run_ids = store_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
-                             str(accelerator.device), results)
-        baseline = original_auc_by_seed(store.conn, ident, eval_split) if spec.name != "original" else {}
+    try:
+        with _open_store_waiting(ctx) as store:
+            run_ids = store_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
+                                 str(accelerator.device), results)
+            baseline = original_auc_by_seed(store.conn, ident, eval_split) if spec.name != "original" else {}
+    except UserError as exc:
+        raise UserError(
+            f"{exc}; the trained weights are kept in {prepared.checkpoint_root}: the same command with "
+            "--resume stores the runs without training again"
+        ) from exc
     p_value = paired_p_value(results, baseline) if baseline else None
     summary = mean_std(results)
 
@@ -257,6 +263,23 @@ def train(
             "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
             "p_value": p_value,
         })
+
+
+def _open_store_waiting(ctx: typer.Context, wait_s: float = 120.0):
+    """Open the store for the final write, waiting a while if another command holds the lock:
+    losing a finished training to a short `generate` or `report` would be a poor trade."""
+    import time
+
+    from genre_local.errors import StoreError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return app_context(ctx).open_store()
+        except StoreError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(3.0)
 
 
 def _kind(model_name: str) -> str:
