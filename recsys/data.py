@@ -354,11 +354,25 @@ def _mix(*parts: np.ndarray | int) -> np.ndarray:
     return x
 
 
+def sample_negatives(draws: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """[B, K] indices into each row's `counts` unclicked candidates: K distinct ones when the
+    impression has at least K (Floyd's algorithm, vectorized over rows), else with replacement."""
+    rows, k = draws.shape
+    with_replacement = (draws % np.maximum(counts, 1).astype(np.uint64)[:, None]).astype(np.int64)
+    distinct = np.empty((rows, k), dtype=np.int64)
+    for i in range(k):
+        top = counts.astype(np.int64) - k + i  # choose from 0..top; `top` itself is never taken yet
+        t = (draws[:, i] % np.maximum(top + 1, 1).astype(np.uint64)).astype(np.int64)
+        taken = (distinct[:, :i] == t[:, None]).any(axis=1) if i else np.zeros(rows, dtype=bool)
+        distinct[:, i] = np.where(taken, top, t)
+    return np.where((counts >= k)[:, None], distinct, with_replacement)
+
+
 class TrainSamples:
     """The samples of one training epoch as indices, never as materialized combinations.
 
     matching: one sample per clicked candidate -> that click + K unclicked candidates of the same
-        impression, drawn with replacement when it has fewer than K (GENRE eq. 4); clicks of
+        impression, distinct when it has K or more, with replacement when fewer (GENRE eq. 4); clicks of
         impressions without any unclicked candidate are left out
     ranking: one sample per labeled candidate -> a (user, candidate) pair with its label (eq. 3)
     """
@@ -393,10 +407,8 @@ class TrainSamples:
             candidates = split.candidates[positions][:, None]
             targets = torch.from_numpy(split.labels[positions].astype(np.float32))
             return assemble(self.data, split, rows, candidates, targets, self.history_len)
-        k = self.negatives
-        draws = _mix(seed, epoch, sample_ids[:, None], np.arange(k)[None, :])
         counts = self.neg_count[rows]
-        pick = (draws % np.maximum(counts, 1).astype(np.uint64)[:, None]).astype(np.int64)
+        pick = sample_negatives(_mix(seed, epoch, sample_ids[:, None], np.arange(self.negatives)[None, :]), counts)
         neg_flat = self.neg_offsets[rows][:, None] + pick
         negatives = split.candidates[self.neg_positions[neg_flat]]
         candidates = np.concatenate([split.candidates[positions][:, None], negatives], axis=1)

@@ -228,3 +228,17 @@ def test_a_kill_between_the_checkpoint_renames_still_resumes(data, accelerator, 
     resumed = run_training(accelerator, data, settings("din", epochs=2, checkpoint_dir=tmp_path, resume=True))
     assert resumed.metrics == plain.metrics
     assert (tmp_path / "latest" / "run.json").exists() and not (tmp_path / "staging").exists()
+
+
+def test_negatives_are_distinct_when_enough_and_uniform() -> None:
+    from recsys.data import _mix, sample_negatives
+
+    counts = np.array([10, 4, 2, 1, 7] * 400)
+    draws = _mix(3, 0, np.arange(len(counts))[:, None], np.arange(4)[None, :])
+    pick = sample_negatives(draws, counts)
+    assert ((pick >= 0) & (pick < counts[:, None])).all()
+    enough = counts >= 4
+    assert all(len(set(row)) == 4 for row in pick[enough].tolist())
+    assert set(pick[counts == 2].ravel().tolist()) == {0, 1} and (pick[counts == 1] == 0).all()
+    tens = np.bincount(pick[counts == 10].ravel(), minlength=10)  # 1600 draws over 10 slots
+    assert tens.min() > 100 and tens.max() < 220
