@@ -253,11 +253,36 @@ def load_encoded(path: Path) -> EncodedDataset:
     )
 
 
-def fetch_encoded(
+@dataclass
+class EncodingPlan:
+    """What the store said about a variant: its fingerprint, its cache file, and, on a cache
+    miss, the rows to encode. Made with the store open; `build` runs after it is closed, so
+    tokenization never holds DuckDB's single writer lock."""
+
+    fingerprint: str
+    path: Path | None
+    rows: VariantRows | None
+    features: tuple[str, ...]
+    title_len: int
+    abstract_len: int
+    image_file: Path | None
+
+    def build(self) -> tuple[EncodedDataset, Path | None]:
+        if self.rows is None:
+            assert self.path is not None
+            return load_encoded(self.path), self.path
+        data = encode_variant(self.rows, self.features, self.title_len, self.abstract_len, self.image_file,
+                              self.fingerprint)
+        if self.path is not None:
+            save_encoded(data, self.path)
+        return data, self.path
+
+
+def plan_encoded(
     conn, dataset: str, spec: VariantSpec, features: tuple[str, ...], title_len: int, abstract_len: int,
     image_file: Path | None, cache_dir: Path | None,
-) -> tuple[EncodedDataset, Path | None]:
-    """The encoded variant, from the cache when the store content is unchanged (else built and cached)."""
+) -> EncodingPlan:
+    """Fingerprint the variant's store rows; read them only when the cache has no file for them."""
     from recsys.variants import content_fingerprint, read_variant
 
     fingerprint = content_fingerprint(conn, dataset, spec)
@@ -265,13 +290,16 @@ def fetch_encoded(
     if cache_dir is not None:
         key = cache_key(fingerprint, features, title_len, abstract_len, image_file)
         path = Path(cache_dir) / f"{safe_name(dataset)}-{spec.name.replace('+', '_')}-{key}.pt"
-        if path.exists():
-            return load_encoded(path), path
-    rows = read_variant(conn, dataset, spec)
-    data = encode_variant(rows, features, title_len, abstract_len, image_file, fingerprint)
-    if path is not None:
-        save_encoded(data, path)
-    return data, path
+    rows = None if path is not None and path.exists() else read_variant(conn, dataset, spec)
+    return EncodingPlan(fingerprint, path, rows, features, title_len, abstract_len, image_file)
+
+
+def fetch_encoded(
+    conn, dataset: str, spec: VariantSpec, features: tuple[str, ...], title_len: int, abstract_len: int,
+    image_file: Path | None, cache_dir: Path | None,
+) -> tuple[EncodedDataset, Path | None]:
+    """The encoded variant, from the cache when the store content is unchanged (else built and cached)."""
+    return plan_encoded(conn, dataset, spec, features, title_len, abstract_len, image_file, cache_dir).build()
 
 
 # -- batches ---------------------------------------------------------------------------------

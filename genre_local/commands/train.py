@@ -67,7 +67,7 @@ def _prepare(ctx: typer.Context, accelerator, dataset: str, variant: str, ng_k: 
     other ranks wait and load the same cache file."""
     from accelerate.utils import broadcast_object_list
 
-    from recsys.data import fetch_encoded, load_encoded
+    from recsys.data import load_encoded, plan_encoded
     from recsys.features import parse_features
     from recsys.variants import parse_variant
 
@@ -94,8 +94,9 @@ def _prepare(ctx: typer.Context, accelerator, dataset: str, variant: str, ng_k: 
                 raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import)")
             with context.open_store() as store:
                 store.require_dataset(dataset)
-                data, path = fetch_encoded(store.conn, dataset, spec, feats, cfg.title_len, cfg.abstract_len,
-                                           image_file, cache_dir)
+                plan = plan_encoded(store.conn, dataset, spec, feats, cfg.title_len, cfg.abstract_len,
+                                    image_file, cache_dir)
+            data, path = plan.build()  # tokenizing with the store closed
             message[0] = str(path)
         except UserError as exc:
             message[1] = str(exc)
