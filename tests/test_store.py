@@ -88,3 +88,15 @@ def test_db_path_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("GENRE_DB", str(tmp_path / "env.duckdb"))
     assert resolve_db_path(None) == tmp_path / "env.duckdb"
     assert resolve_db_path(tmp_path / "flag.duckdb") == tmp_path / "flag.duckdb"
+
+
+def test_failed_insert_inside_transaction_keeps_its_own_error(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    with open_store(tmp_path / "s.duckdb") as store:
+        bad = pa.table({"dataset": ["d"], "user_id": [None], "topics": [["health"]], "region": ["Ohio"]})
+        with pytest.raises(Exception, match="NOT NULL"), store.transaction():
+            store.insert_arrow("user_truth", bad)
+        assert store.conn.execute("SELECT count(*) FROM user_truth").fetchall() == [(0,)]
+        store.insert_arrow("user_truth", bad.set_column(1, "user_id", pa.array(["U1"])))
+        assert store.conn.execute("SELECT count(*) FROM user_truth").fetchall() == [(1,)]

@@ -127,8 +127,14 @@ class Store:
         self.conn.register(name, rows)
         try:
             yield name
-        finally:
-            self.conn.unregister(name)
+        except BaseException:
+            # Inside an aborted transaction DuckDB refuses even unregister(); that must not
+            # replace the error that aborted it. The view is connection-local, so leaving it
+            # registered costs nothing.
+            with contextlib.suppress(duckdb.Error):
+                self.conn.unregister(name)
+            raise
+        self.conn.unregister(name)
 
     def insert_arrow(self, table: str, rows: pa.Table) -> None:
         """Insert a whole Arrow table in one statement (columns matched by name)."""
