@@ -355,7 +355,7 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="default float32 on CPU, bfloat16 on GPU")
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--gpu-memory-utilization", type=float, default=None,
-                        help="vLLM memory share (on CPU: share of RAM for the KV cache); default 0.2 CPU, 0.8 GPU")
+                        help="vLLM memory share (on CPU: share of RAM for the KV cache); default 0.12 CPU, 0.8 GPU")
     parser.add_argument("--hf-batch", type=int, default=16, help="transformers rows per generate() call")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads in the transformers child (default: torch's choice)")
@@ -377,7 +377,7 @@ def main() -> None:
 
         gpu = torch.cuda.is_available()
         args.dtype = args.dtype or ("bfloat16" if gpu else "float32")
-        args.gpu_memory_utilization = args.gpu_memory_utilization or (0.8 if gpu else 0.2)
+        args.gpu_memory_utilization = args.gpu_memory_utilization or (0.8 if gpu else 0.12)
     if args.smoke:
         args.configs, args.requests, args.news, args.users = "b", 1, 200, 40
         args.threads = args.threads or 1

@@ -1,16 +1,20 @@
 """Training and evaluation throughput of every recommender on a MIND-small-sized synthetic dataset.
 
-Usage: .venv/bin/python scripts/bench_train.py [--models all] [--steps 200] [--step-seconds 30]
+Usage: .venv/bin/python scripts/bench_train.py [--models all] [--steps 200] [--step-seconds 20]
 Prints a table and writes bench-results/train.json.
 
 Per model (each in its own child process, so peak memory is that model's alone):
-- training: a few hundred steps (not whole epochs) of the trainer's own step (recsys.train.TrainStep
-  under accelerate, AdamW, the trainer's streamed batches), split into the time spent waiting for
-  the next batch (data handling) and in forward, backward and the optimizer (the model);
-- evaluation: impressions/s of the fast path (each news and each user encoded once) over the
-  first --eval-impressions dev impressions, and of the naive path (the whole model per impression
-  batch) over the first --naive-impressions of them; the ratio compares the two rates, and the
-  scores of the impressions both paths scored are compared too;
+- training: up to --steps steps or --step-seconds seconds (not whole epochs) of the trainer's own
+  step (recsys.train.TrainStep under accelerate, AdamW, the trainer's streamed batches), split into
+  the time spent waiting for the next batch (data handling) and in forward, backward and the
+  optimizer (the model); then a few more steps under torch.profiler for the top operators;
+- evaluation: impressions/s of the fast path (each news and each user encoded once) and of the
+  naive path (the whole model per impression batch). Matching models: the fast path scores the
+  whole dev split, as the trainer does every epoch; ranking models, whose fast path saves only
+  the news encoding (the pair scoring is the same), score the first --ranking-eval-impressions
+  with the news table cut to the news they reference (see dev_subset). The naive path scores
+  --naive-impressions of those, spread evenly (its cost is linear in impressions); the scores
+  both paths gave are compared;
 - peak memory: the child's peak RSS, and its growth over the RSS after loading the data.
 The dataset is generated, imported and encoded once and cached under OUT (reruns time only the models).
 """
@@ -120,8 +124,9 @@ def run_child(args: argparse.Namespace, model: str, cache: Path) -> dict:
         sys.executable, str(Path(__file__).resolve()), "--child", model, "--cache", str(cache),
         "--result", str(result_file), "--steps", str(args.steps), "--step-seconds", str(args.step_seconds),
         "--batch-size", str(args.batch_size), "--eval-impressions", str(args.eval_impressions),
+        "--ranking-eval-impressions", str(args.ranking_eval_impressions),
         "--naive-impressions", str(args.naive_impressions), "--features", args.features,
-        "--title-len", str(args.title_len), "--warmup", str(args.warmup),
+        "--title-len", str(args.title_len), "--warmup", str(args.warmup), "--profile-steps", str(args.profile_steps),
     ]
     print(f"[{model}] ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -146,7 +151,7 @@ def render(results: list[dict], title: str) -> None:
 
     table = Table(title=title)
     for column in ("model", "kind", "params", "steps", "samples/s", "data %", "fwd %", "bwd+opt %",
-                   "eval fast imp/s", "naive imp/s", "fast/naive", "max |Δscore|", "peak RSS MB", "+MB"):
+                   "eval fast imp/s", "naive imp/s", "fast/naive", "max |Δscore|", "peak RSS MB", "+MB", "top op (profiler)"):
         table.add_column(column, justify="left" if column in ("model", "kind") else "right")
     for r in results:
         if "error" in r:
@@ -158,9 +163,14 @@ def render(results: list[dict], title: str) -> None:
             f"{100 * t['data_share']:.1f}", f"{100 * t['forward_share']:.1f}", f"{100 * t['backward_share']:.1f}",
             f"{e['fast_impressions_per_s']:,.0f}", f"{e['naive_impressions_per_s']:,.0f}", f"{e['speedup']:.1f}",
             f"{e['max_abs_diff']:.1e}", f"{r['memory']['peak_rss_mb']:,.0f}", f"{r['memory']['model_growth_mb']:,.0f}",
+            _top_op(t.get("profile_top_ops") or []),
         )
     # Wide enough for the table when stdout is a file or pipe (Rich assumes 80 columns there).
-    Console(width=None if sys.stdout.isatty() else 150).print(table)
+    Console(width=None if sys.stdout.isatty() else 170).print(table)
+
+
+def _top_op(ops: list[dict]) -> str:
+    return f"{ops[0]['op'].removeprefix('aten::')} {100 * ops[0]['self_cpu_share']:.0f}%" if ops else "-"
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -252,6 +262,7 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
         if t3 - measured_start >= args.step_seconds:
             break
     seconds = sum(phases.values())
+    profile = profile_steps(step_module, optimizer, accelerator, iterator, args.profile_steps)
     return {
         "steps": steps,
         "samples": seen,
@@ -263,21 +274,83 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
         "backward_share": phases["backward"] / seconds if seconds else 0.0,
         "final_loss": float(loss.detach()) if steps else None,
         "epoch_steps": len(batches),
+        "profile_top_ops": profile,
     }
 
 
+def profile_steps(step_module, optimizer, accelerator, iterator, steps: int) -> list[dict]:
+    """torch.profiler over a few more steps: the operators that take the step's CPU time."""
+    if steps <= 0:
+        return []
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            with record_function("data"):
+                try:
+                    batch = next(iterator).to(accelerator.device)
+                except StopIteration:
+                    break
+            loss = step_module(batch)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+    events = [e for e in prof.key_averages() if e.key != "data"]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1.0
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    return [{"op": e.key, "self_cpu_share": round(e.self_cpu_time_total / total, 4), "calls": e.count} for e in top]
+
+
+def dev_subset(data, impressions: int):
+    """The dataset with its dev split cut to the first `impressions` rows and its news table cut to
+    the news those rows reference (re-indexed), as if the dev split were that small. The fast
+    path encodes every news of the table once per evaluation, so without the cut a small sample
+    of impressions would pay for encoding all of MIND-small's news."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    split = data.split("dev")
+    k = min(impressions, len(split))
+    h_end, c_end = int(split.history_offsets[k]), int(split.candidate_offsets[k])
+    used = np.unique(np.concatenate([[0], split.history[:h_end], split.candidates[:c_end]]))
+    remap = np.zeros(len(data.news), dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    sub = dataclasses.replace(
+        split,
+        impression_id=split.impression_id[:k], user_index=split.user_index[:k],
+        profile_index=split.profile_index[:k], history=remap[split.history[:h_end]],
+        history_offsets=split.history_offsets[: k + 1], original_history_len=split.original_history_len[:k],
+        candidates=remap[split.candidates[:c_end]], candidate_offsets=split.candidate_offsets[: k + 1],
+        labels=split.labels[:c_end],
+    )
+    return dataclasses.replace(
+        data, news=data.news.select(torch.from_numpy(used)), news_ids=[data.news_ids[i - 1] for i in used[1:]],
+        splits={"dev": sub},
+    )
+
+
 def eval_paths(model, data, args: argparse.Namespace) -> dict:
+    """Fast and naive scoring of the same dev impressions (naive: the first few of them only)."""
     import numpy as np
 
     from recsys.evaluate import score_split
 
+    limit = args.eval_impressions if model.kind == "matching" else args.ranking_eval_impressions
+    if limit > 0:
+        data = dev_subset(data, limit)
     split = data.split("dev")
-    fast_rows = np.arange(min(args.eval_impressions, len(split)), dtype=np.int64)
-    naive_rows = fast_rows[: min(args.naive_impressions, len(fast_rows))]
+    fast_rows = np.arange(len(split), dtype=np.int64)
+    # Spread over the split: the first rows of a day are not typical of the whole.
+    naive_rows = np.unique(np.linspace(0, len(split) - 1, min(args.naive_impressions, len(split))).astype(np.int64))
     fast = score_split(model, data, split, 50, 256, rows=fast_rows, fast=True)
     naive = score_split(model, data, split, 50, 256, rows=naive_rows, fast=False)
-    diff = max((float(np.max(np.abs(a - b))) for a, b in zip(fast.scores, naive.scores) if len(a)), default=0.0)
+    fast_by_row = dict(zip(fast.rows.tolist(), fast.scores))
+    diff = max((float(np.max(np.abs(fast_by_row[r] - b))) for r, b in zip(naive.rows.tolist(), naive.scores) if len(b)),
+               default=0.0)
     return {
+        "news_encoded": len(data.news) - 1,
         "fast_impressions": len(fast_rows),
         "fast_seconds": round(fast.seconds, 3),
         "fast_impressions_per_s": fast.impressions_per_s,
@@ -328,11 +401,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--steps", type=int, default=200, help="measured training steps per model (after warm-up)")
-    parser.add_argument("--step-seconds", type=float, default=25.0, help="stop training a model after this many seconds")
-    parser.add_argument("--warmup", type=int, default=3, help="training steps not counted")
+    parser.add_argument("--step-seconds", type=float, default=20.0, help="stop training a model after this many seconds")
+    parser.add_argument("--warmup", type=int, default=1, help="training steps not counted")
+    parser.add_argument("--profile-steps", type=int, default=2, help="extra steps under torch.profiler (top operators)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--eval-impressions", type=int, default=5000, help="dev impressions scored by the fast path")
-    parser.add_argument("--naive-impressions", type=int, default=300, help="of those, scored by the naive path")
+    parser.add_argument("--eval-impressions", type=int, default=0,
+                        help="dev impressions evaluated for matching models (with only the news they reference); 0 = the whole dev split")
+    parser.add_argument("--ranking-eval-impressions", type=int, default=1000,
+                        help="the same for ranking models, whose fast path saves only the news encoding")
+    parser.add_argument("--naive-impressions", type=int, default=500, help="of those, also scored by the naive path (spread evenly)")
     parser.add_argument("--features", default="title,category")
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--child-timeout", type=int, default=600)
@@ -343,8 +420,8 @@ def main() -> None:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
-        args.news, args.users, args.steps, args.step_seconds, args.warmup = 300, 60, 3, 10.0, 1
-        args.eval_impressions, args.naive_impressions = 20, 10
+        args.news, args.users, args.steps, args.step_seconds, args.warmup, args.profile_steps = 300, 60, 3, 10.0, 1, 1
+        args.eval_impressions, args.ranking_eval_impressions, args.naive_impressions = 20, 20, 10
         if args.models == "all":
             args.models = "nrms,din"
     if args.child:
