@@ -129,10 +129,13 @@ def test_retry_rewrites_the_same_row(db: Path):
     assert {r for r in rows} == {(2, True, 200)}  # tokens of both attempts, one row per key
     retry = backend.calls[1][0]
     assert retry.temperature > 0  # retries sample instead of repeating greedily
-    assert retry.messages[-2] == {"role": "assistant", "content": "Sorry, I cannot help with that."}
-    assert "rejected: no JSON object" in retry.messages[-1]["content"]
+    first = backend.calls[0][0]
+    assert len(retry.messages) == len(first.messages) and retry.messages[0] == first.messages[0]
+    assert retry.messages[-1]["content"].startswith(first.messages[-1]["content"])
+    assert "rejected (no JSON object in the output)" in retry.messages[-1]["content"]
+    assert "Sorry" not in json.dumps(retry.messages)  # the rejected answer is not shown again
     stored = json.loads(_rows(db, "SELECT prompt FROM generations LIMIT 1")[0][0])
-    assert len(stored) == 4  # the conversation of the attempt that produced the stored output
+    assert "rejected (" in stored[-1]["content"]  # the conversation of the attempt that was stored
 
 
 def test_invalid_after_retries_is_stored_then_redone(db: Path):

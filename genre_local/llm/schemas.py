@@ -11,8 +11,8 @@ from typing import Any
 from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS, US_STATES
 from genre_local.llm.parsing import PROFILE_MAX_REGIONS, PROFILE_MAX_TOPICS
 
-SCHEMA_TITLE_MAX = 100
-SCHEMA_ABSTRACT_MAX = 200
+SCHEMA_TITLE_MAX = 90
+SCHEMA_ABSTRACT_MAX = 160
 
 
 def _title() -> dict[str, Any]:

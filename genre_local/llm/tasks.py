@@ -34,12 +34,15 @@ def _line(text: str, limit: int = MAX_LINE_CHARS) -> str:
 
 
 def max_tokens(task: str, per_user: int) -> int:
-    """Enough for the longest output the schema allows at ~3.5 characters a token."""
+    """The longest output the schema allows even at one character a token (SmolLM2 splits
+    digits one by one, so "(2022) (2022) ..." is legal and that long): a lower cap truncates such
+    degenerate-but-legal outputs into invalid JSON. Only generated tokens cost time, so the
+    headroom is free for normal outputs."""
     if task == "summarize":
-        return 40
+        return schemas.SCHEMA_TITLE_MAX + 12
     if task == "profile":
         return 64
-    return 16 + 84 * per_user
+    return 16 + (schemas.SCHEMA_TITLE_MAX + schemas.SCHEMA_ABSTRACT_MAX + 24) * per_user
 
 
 def repetition_penalty(task: str) -> float:

@@ -59,8 +59,9 @@ class VllmBackend:
 
     def __init__(self, options: EngineOptions):
         self.options = options
-        # Our summary goes to stdout; keep vLLM's INFO chatter out of it unless asked for.
+        # Our tables and --json line own stdout: vLLM logs (WARNING and up) go to stderr.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         if _on_cpu():
             memory = _meminfo_gib()
             if memory is not None:

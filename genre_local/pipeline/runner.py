@@ -137,16 +137,23 @@ class _Outcome:
 
 
 def repair_request(request: GenRequest, failed: _Outcome, attempt: int) -> GenRequest:
-    """A retry: the rejected answer and why it was rejected join the conversation, and decoding
-    samples (hotter each time) with a new seed, since greedy decoding would say it again."""
-    feedback = (
-        f"That answer was rejected: {failed.error}. Answer again with one JSON object that follows the "
-        "instructions; write new stories, not the headlines already listed."
+    """A retry: the user message gains a note on why the last answer was rejected, and decoding
+    samples (hotter each time) with a new seed, since greedy decoding would say it again.
+
+    The rejected answer itself stays out of the conversation: a small model shown its own
+    answer copies it verbatim. The note joins the last user turn, not a new one, because some
+    chat templates insist that user and assistant turns alternate.
+    """
+    note = (
+        f"\n\nA previous answer was rejected ({failed.error}). Follow the instructions exactly: "
+        "one complete JSON object, new stories rather than the headlines listed."
     )
+    messages = list(request.messages)
+    messages[-1] = {**messages[-1], "content": messages[-1]["content"] + note}
     temperature = RETRY_TEMPERATURES[min(attempt - 2, len(RETRY_TEMPERATURES) - 1)]
     return replace(
         request,
-        messages=(*request.messages, {"role": "assistant", "content": failed.text}, {"role": "user", "content": feedback}),
+        messages=tuple(messages),
         temperature=max(request.temperature, temperature),
         seed=request.seed + 7919 * attempt,
     )
