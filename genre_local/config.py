@@ -49,6 +49,10 @@ class GenerateConfig:
     batch_size: int = 256
     history_items: int = 20
     price_per_hour: float = 0.0
+    # vLLM only: skip torch.compile (faster engine start, slower decode); CPU micro-batch for
+    # the transformers backend.
+    enforce_eager: bool = False
+    hf_micro_batch: int = 16
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,22 @@ def test_user_mistakes_are_one_line_exit_2(db: Path, args, message):
 def test_models_list_shows_the_embedded_alias(db: Path):
     result = _invoke(db, "models", "list")
     assert result.exit_code == 0 and "llama" in result.stdout and "prepared on first use" in result.stdout
+
+
+def test_vllm_memory_share_beyond_free_ram_is_refused_before_starting(db: Path, tmp_path: Path):
+    pytest.importorskip("vllm")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the RAM check applies to vLLM on CPU only")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    config = tmp_path / "genre.toml"
+    config.write_text("[generate]\ngpu_memory_utilization = 0.999\n")
+    result = runner.invoke(
+        app, ["--db", str(db), "--config", str(config), "generate", "--dataset", DATASET, "--task", "profile",
+              "--backend", "vllm", "--model", str(model)],
+    )
+    assert result.exit_code == 2, result.output
+    assert "gpu_memory_utilization 0.999 reserves" in result.stderr and "lower it" in result.stderr

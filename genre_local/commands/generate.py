@@ -58,6 +58,7 @@ def _check_numbers(cfg, limit: int | None) -> None:
         (cfg.price_per_hour >= 0, f"--price-per-hour {cfg.price_per_hour}: must be 0 or more"),
         (limit is None or limit >= 1, f"--limit {limit}: must be 1 or more"),
         (cfg.history_items >= 1, f"history_items {cfg.history_items}: must be 1 or more"),
+        (cfg.hf_micro_batch >= 1, f"hf_micro_batch {cfg.hf_micro_batch}: must be 1 or more"),
     ]
     for ok, message in checks:
         if not ok:
@@ -128,7 +129,8 @@ def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, 
     options = EngineOptions(
         model_dir=resolved.folder, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
         gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed,
-        prefix_caching=prefix_caching, constrained=constrained,
+        prefix_caching=prefix_caching, constrained=constrained, enforce_eager=cfg.enforce_eager,
+        micro_batch=cfg.hf_micro_batch,
     )
     settings = RunSettings(
         plan=_plan_settings(cfg, dataset, resolved.model_id, limit, constrained), backend=backend_name,

@@ -49,6 +49,7 @@ class EngineOptions:
     prefix_caching: bool = True
     constrained: bool = True  # False: ignore request schemas (benchmark (d))
     micro_batch: int = 16  # transformers only: rows per generate() call
+    enforce_eager: bool = False  # vLLM only: no torch.compile (quicker start, slower decode)
 
 
 class Backend(Protocol):

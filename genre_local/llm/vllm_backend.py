@@ -83,6 +83,7 @@ class VllmBackend:
                 gpu_memory_utilization=options.gpu_memory_utilization,
                 enable_prefix_caching=options.prefix_caching,
                 seed=options.seed,
+                enforce_eager=options.enforce_eager,
                 # Without this the grammar lets the model pad JSON with endless newlines.
                 structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             )
