@@ -124,3 +124,19 @@ def test_vllm_memory_share_beyond_free_ram_is_refused_before_starting(db: Path, 
     )
     assert result.exit_code == 2, result.output
     assert "gpu_memory_utilization 0.999 reserves" in result.stderr and "lower it" in result.stderr
+
+
+def test_model_aliases_from_config_and_model_ids(tmp_path: Path):
+    from genre_local.errors import UserError
+    from genre_local.llm.models import resolve_model
+
+    folder = tmp_path / "big-llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))  # no architectures: by model_type
+    by_alias = resolve_model("big", tmp_path / "models", {"big": str(folder)})
+    by_path = resolve_model(str(folder), tmp_path / "models", {})
+    assert by_alias.folder == folder and by_alias.model_id == by_path.model_id and by_alias.model_id.startswith("big-llama@")
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 2}))
+    assert resolve_model(str(folder), tmp_path / "models", {}).model_id != by_path.model_id  # another model, new keys
+    with pytest.raises(UserError, match="not prepared"):
+        resolve_model("llama", tmp_path / "models", {}, prepare_missing=False)

@@ -187,3 +187,18 @@ def test_kill_minus_9_then_rerun_loses_and_duplicates_nothing(db: Path):
     after = _rows(db, "SELECT fingerprint, run_id, valid FROM generations")
     assert len(after) == len({r[0] for r in after}) == 17 and all(r[2] for r in after)
     assert set(before) <= {(f, r) for f, r, _ in after}  # stored rows were skipped, not redone
+
+
+def test_profile_fidelity_edge_cases():
+    from genre_local.pipeline.fidelity import profile_fidelity
+
+    assert profile_fidelity({"U1": (["health"], [])}, {"U2": (["health"], "Ohio")}) is None
+    result = profile_fidelity(
+        {"U1": (["health"], []), "U2": (["food", "travel", "health", "finance"], ["Ohio", "Texas"])},
+        {"U1": (["health", "food"], ""), "U2": (["finance"], "Texas")},
+    )
+    # U1: 1/3 precision, 1/2 recall, no region expected and none given; U2: 0/3 (finance is 4th), 1/1, Texas found
+    assert result.users == 2
+    assert result.precision_at_3 == pytest.approx((1 / 3 + 0) / 2)
+    assert result.recall == pytest.approx((0.5 + 1.0) / 2)
+    assert result.region_accuracy == 1.0

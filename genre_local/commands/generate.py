@@ -87,7 +87,7 @@ def _dry_run(context, cfg, dataset: str, task_names: list[str], limit: int | Non
             items = planner.plan(store.conn, name, 1)
             if name == "chain" and not items:
                 # No profiles yet: show the prompt with placeholder interests.
-                items = _chain_preview(planner, store.conn)
+                items = planner.chain_preview()
             counts[name] = len(items)
             console.rule(f"{name}: {len(items)} requests, prompt version {planner.templates[name].version}")
             if not items:
@@ -98,18 +98,6 @@ def _dry_run(context, cfg, dataset: str, task_names: list[str], limit: int | Non
                 console.print(message["content"], markup=False, highlight=False)
     if as_json:
         emit_json({"dry_run": True, "dataset": dataset, "requests": counts})
-
-
-def _chain_preview(planner, conn):
-    from genre_local.llm import tasks
-
-    users = planner.task_users("chain")
-    if not users:
-        return []
-    user = users[0]
-    history = planner._history(user, {}, [])
-    slots = tasks.chain_slots(history, planner.settings.per_user, ["(topics from the profiler)"], [])
-    return [planner._item("chain", user.user_id, 1, slots, [t for _, t in history])]
 
 
 def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, as_json) -> None:

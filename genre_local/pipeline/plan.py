@@ -158,6 +158,16 @@ class Planner:
             items.append(self._item(task, user.user_id, round_, slots, [t for _, t in history]))
         return items
 
+    def chain_preview(self) -> list[WorkItem]:
+        """For --dry-run before any profile exists: the first chain prompt with a stand-in
+        for the profiler's topics."""
+        users = self.task_users("chain")
+        if not users:
+            return []
+        history = self._history(users[0], {}, [])
+        slots = tasks.chain_slots(history, self.settings.per_user, ["(topics from the profiler)"], [])
+        return [self._item("chain", users[0].user_id, 1, slots, [t for _, t in history])]
+
     def users_missing_profiles(self, conn: duckdb.DuckDBPyConnection, round_: int) -> set[str]:
         profiles = inputs.load_profiles(conn, self.settings.dataset, round_)
         return {u.user_id for u in self.task_users("chain") if u.user_id not in profiles}
