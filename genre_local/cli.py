@@ -30,6 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Help texts are plain text: "[default 2]" or "[models]" must print as written, not be
+    # swallowed as Rich markup.
+    rich_markup_mode=None,
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(models_commands.app, name="models")

@@ -33,7 +33,7 @@ class ModelName(str, Enum):
     din = "din"
 
 
-ModelOpt = Annotated[ModelName, typer.Option("--model", help="Recommender to train.", case_sensitive=False)]
+ModelOpt = Annotated[ModelName, typer.Option("--model", help="Recommender (naml, lstur, nrms, plmnr: matching; bst, dcn, pnn, din: ranking).", case_sensitive=False)]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="Dataset name in the store.")]
 VariantOpt = Annotated[
     str, typer.Option("--variant", help="original | ns | up | ng | chain, or a combination like ns+up+ng.")
@@ -301,7 +301,8 @@ def predict(
     split: Annotated[str, typer.Option("--split", help="Split to rank (default test).")] = "test",
     checkpoint_dir: CheckpointOpt = None,
 ) -> None:
-    """Write a MIND leaderboard prediction file (`impression_id [rank,...]`) from a trained run."""
+    """Write a MIND leaderboard prediction file (one line per impression: its id, then the
+    candidates' ranks as a bracketed comma list) from a trained run."""
     import numpy as np
     import torch
 
