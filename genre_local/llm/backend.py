@@ -50,6 +50,9 @@ class EngineOptions:
     constrained: bool = True  # False: ignore request schemas (benchmark (d))
     micro_batch: int = 16  # transformers only: rows per generate() call
     enforce_eager: bool = False  # vLLM only: no torch.compile (quicker start, slower decode)
+    # transformers on CPU: torch threads. None = all cores but one when torch would use every
+    # core and OMP_NUM_THREADS is unset; 0 = leave torch's setting alone; n = use n.
+    threads: int | None = None
 
 
 class Backend(Protocol):

@@ -33,10 +33,8 @@ class TransformersBackend:
             first = " ".join(str(exc).split())[:200]
             raise UserError(f"transformers cannot load model folder {options.model_dir}: {first}") from exc
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self._device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            # Like vLLM on CPU, leave one core free: with every core busy, OpenMP's spin-waits
-            # collapse under any competing load (measured 16x slower decode on 2 shared cores).
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        if self._device == "cpu":
+            self._set_threads(options.threads)
         self._model.to(self._device).eval()
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token_id is None:
@@ -45,6 +43,19 @@ class TransformersBackend:
         self._grammar_compiler: Any = None
         self._compiled: dict[str, Any] = {}
         self.constrained = options.constrained and importlib.util.find_spec("xgrammar") is not None
+
+    @staticmethod
+    def _set_threads(threads: int | None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+            return
+        cores = os.cpu_count() or 2
+        if threads is None and "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() >= cores > 1:
+            # Like vLLM on CPU, leave one core free: with every core busy, OpenMP's spin-waits
+            # collapse under any competing load (measured 16x slower decode on 2 shared cores).
+            torch.set_num_threads(cores - 1)
 
     def _stop_ids(self) -> set[int]:
         ids = set()
