@@ -51,7 +51,7 @@ class GenerateConfig:
     price_per_hour: float = 0.0
     # vLLM only: skip torch.compile (faster engine start, slower decode); CPU micro-batch for
     # the transformers backend.
-    enforce_eager: bool = False
+    enforce_eager: bool | None = None  # None: eager on CPU (compiling costs minutes at every start there)
     hf_micro_batch: int = 16
 
 
@@ -103,7 +103,9 @@ def with_overrides(section: SectionT, **flags: Any) -> SectionT:
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    expected = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation, annotation)
+    # "bool | None" fields: None is the built-in default ("decide automatically"); a file gives a bool.
+    base = annotation.removesuffix(" | None") if isinstance(annotation, str) else annotation
+    expected = {"int": int, "float": float, "str": str, "bool": bool}.get(base, base)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected in (int, float, str, bool):

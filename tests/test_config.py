@@ -56,3 +56,13 @@ def test_bad_config_through_cli_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "unknown key 'epoch'" in result.stderr
     missing = runner.invoke(app, ["--config", str(tmp_path / "none.toml"), "data", "stats", "--name", "x"])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_optional_bool_keys_default_to_automatic_and_accept_bools(tmp_path: Path) -> None:
+    assert GenreConfig().generate.enforce_eager is None
+    path = tmp_path / "genre.toml"
+    path.write_text("[generate]\nenforce_eager = false\n")
+    assert load_config(path).generate.enforce_eager is False
+    path.write_text("[generate]\nenforce_eager = 'yes'\n")
+    with pytest.raises(UserError, match="expected bool"):
+        load_config(path)

@@ -49,7 +49,9 @@ class EngineOptions:
     prefix_caching: bool = True
     constrained: bool = True  # False: ignore request schemas (benchmark (d))
     micro_batch: int = 16  # transformers only: rows per generate() call
-    enforce_eager: bool = False  # vLLM only: no torch.compile (quicker start, slower decode)
+    # vLLM only: no torch.compile / graph capture (quicker start, slower decode). None: eager on
+    # CPU, where compiling takes minutes at every start for a few percent of decode speed.
+    enforce_eager: bool | None = None
     # transformers on CPU: torch threads. None = all cores but one when torch would use every
     # core and OMP_NUM_THREADS is unset; 0 = leave torch's setting alone; n = use n.
     threads: int | None = None

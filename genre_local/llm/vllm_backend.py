@@ -60,7 +60,9 @@ class VllmBackend:
     def __init__(self, options: EngineOptions):
         self.options = options
         # Our tables and --json line own stdout: vLLM logs (WARNING and up) go to stderr.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # Only errors: on CPU its warnings (no Triton, no tcmalloc preload, ...) are noise to a
+        # user; an engine that fails to start still logs its root cause at ERROR.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         if _on_cpu():
             memory = _meminfo_gib()
@@ -83,7 +85,7 @@ class VllmBackend:
                 gpu_memory_utilization=options.gpu_memory_utilization,
                 enable_prefix_caching=options.prefix_caching,
                 seed=options.seed,
-                enforce_eager=options.enforce_eager,
+                enforce_eager=_on_cpu() if options.enforce_eager is None else options.enforce_eager,
                 # Without this the grammar lets the model pad JSON with endless newlines.
                 structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             )
