@@ -1,6 +1,6 @@
 """Generation throughput: the same GENRE requests through vLLM and transformers, side by side.
 
-Usage: .venv/bin/python scripts/bench_generate.py [--requests 64] [--model llama|PATH] [--configs a,b,c,d]
+Usage: .venv/bin/python scripts/bench_generate.py [--requests 24] [--model llama|PATH] [--configs a,b,c,d]
 Prints a table and writes bench-results/generate.json.
 
 Configurations (each in its own child process, so each engine starts and frees memory alone):
@@ -350,7 +350,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="llama", help="'llama' (embedded SmolLM2) or a local HF model folder")
     parser.add_argument("--configs", default="a,b,c,d", help="which configurations to run (see the docstring)")
-    parser.add_argument("--requests", type=int, default=64, help="requests per task (the first N inputs)")
+    parser.add_argument("--requests", type=int, default=24, help="requests per task (the first N inputs)")
     parser.add_argument("--per-user", type=int, default=1, help="news per cold user in news/chain (max tokens 16+84*K)")
     parser.add_argument("--dtype", default=None, help="default float32 on CPU, bfloat16 on GPU")
     parser.add_argument("--max-model-len", type=int, default=2048)

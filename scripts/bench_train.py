@@ -150,7 +150,7 @@ def render(results: list[dict], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("model", "kind", "params", "steps", "samples/s", "data %", "fwd %", "bwd+opt %",
+    for column in ("model", "kind", "trainable", "steps", "samples/s", "data %", "fwd %", "bwd+opt %",
                    "eval fast imp/s", "naive imp/s", "fast/naive", "max |Δscore|", "peak RSS MB", "+MB", "top op (profiler)"):
         table.add_column(column, justify="left" if column in ("model", "kind") else "right")
     for r in results:
