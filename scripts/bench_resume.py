@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from genre_local.machine import machine_info
 
 DATASET = "bench"
 NO_MODEL_LINE = "no model loaded"
@@ -183,8 +183,7 @@ def main() -> None:
     Console(width=None if sys.stdout.isatty() else 120).print(table)
     payload = {
         "benchmark": "resume",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": machine_info(),
         "rows": rows,
         "goal": "rerun in seconds with no engine start",
         "meets_goal": all(r["passed"] for r in rows),

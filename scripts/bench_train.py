@@ -23,42 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from genre_local.machine import machine_info
+
 MODELS = ("naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din")
 MATCHING = ("naml", "lstur", "nrms", "plmnr")
 DATASET = "mindsmall"
-
-
-def machine_info() -> dict:
-    info: dict = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in lscpu.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                info["model_name"] = value.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        info["mem_total_gib"] = round(int(fields["MemTotal"].split()[0]) / 2**20, 1)
-    except (OSError, KeyError, ValueError):
-        pass
-    info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    import importlib.metadata as md
-
-    info["versions"] = {p: md.version(p) for p in ("torch", "accelerate", "transformers", "peft", "numpy")}
-    import torch
-
-    info["torch_threads"] = torch.get_num_threads()
-    return info
 
 
 def _rss_mb() -> float:
