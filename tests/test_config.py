@@ -178,3 +178,70 @@ def test_generate_flag_mistakes_exit_2_before_opening_any_store(tmp_path: Path) 
         assert result.exit_code == 2, result.output
         assert phrase in result.stderr and result.stderr.strip().count("\n") == 0
     assert not db.exists()
+
+
+# ---------------------------------------------------------------- issue 12: bounded counts, config paths
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("[train]\nseeds = 99999999999999999999\n", "[train].seeds = 99999999999999999999: out of range (TOML integers are 64-bit)"),
+        ("[synth]\nnews = -99999999999999999999\n", "[synth].news = -99999999999999999999: out of range"),
+        ("[synth]\nnews = 1000000000000\n", "[synth] news = 1000000000000: must be between 150 and 200000"),
+        ("[synth]\nusers = 9223372036854775807\n", "[synth] users = 9223372036854775807: must be between 10 and 1000000"),
+        ("[generate]\nper_user = 1000000\n", "[generate] per_user = 1000000: must be between 1 and 10"),
+        ("[generate]\nbatch_size = 10000000000\n", "[generate] batch_size = 10000000000: must be between 1 and 65536"),
+        ("[generate]\nhistory_items = 100000\n", "[generate] history_items = 100000: must be between 1 and 500"),
+        ("[generate]\nretries = 1000\n", "[generate] retries = 1000: must be between 0 and 20"),
+        ("[generate]\nrounds = 1000\n", "[generate] rounds = 1000: must be between 1 and 100"),
+    ],
+)
+def test_counts_in_the_file_are_bounded(tmp_path: Path, text: str, phrase: str) -> None:
+    path = tmp_path / "genre.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert phrase in str(caught.value) and str(caught.value).startswith(str(path))
+
+
+def test_synth_news_typo_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    for flags, phrase in [
+        (["--news", "1000000000000"], "--news 1000000000000: must be between 150 and 200000"),
+        (["--users", "99999999999"], "--users 99999999999: must be between 10 and 1000000"),
+        (["--seed", "99999999999999999999"], "--seed 99999999999999999999: must be between 0 and"),
+    ]:
+        result = runner.invoke(app, ["data", "synth", str(out), *flags])
+        assert result.exit_code == 2, result.output
+        assert phrase in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not out.exists()
+
+
+def test_config_path_that_is_a_folder_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="is a folder; pass the genre.toml file itself"):
+        load_config(tmp_path)
+    result = runner.invoke(app, ["--config", str(tmp_path), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"config file {tmp_path} is a folder" in result.stderr and result.stderr.strip().count("\n") == 0
+    monkeypatch.setenv("GENRE_CONFIG", str(tmp_path))
+    result = runner.invoke(app, ["--db", str(tmp_path / "g.duckdb"), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and "is a folder" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "g.duckdb").exists()
+
+
+def test_unreadable_or_non_utf8_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "genre.toml"
+    path.write_bytes(b"[synth]\nnews = 300 # caf\xe9\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(path)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything
+        path.write_text("[synth]\n")
+        path.chmod(0)
+        try:
+            with pytest.raises(UserError, match="cannot be read"):
+                load_config(path)
+        finally:
+            path.chmod(0o644)
