@@ -2,11 +2,15 @@
 
 Each section of genre.toml maps to one frozen dataclass below. Commands receive the loaded
 `GenreConfig` and apply their flags with `with_overrides`, so no stage passes raw dicts around.
+Every section checks its own values in `__post_init__`: the loader, `with_overrides` (flags)
+and library callers building a section directly all get the same checks, and every count a
+user gives is bounded so one typo cannot ask for terabytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -17,6 +21,65 @@ from genre_local.errors import UserError
 
 DEFAULT_CONFIG_FILE = Path("genre.toml")
 
+# TOML integers are 64-bit signed; tomllib accepts any size, so the loader checks.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# numpy and vLLM seed their generators with 32-bit unsigned integers.
+SEED32_MAX = 2**32 - 1
+
+GENERATE_BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
+GENERATE_DTYPES: tuple[str, ...] = ("float32", "float", "bfloat16", "float16", "half", "auto")
+EMBEDDED_MODEL_ALIAS = "llama"  # the embedded SmolLM2 (genre_local.llm.models.EMBEDDED_ALIAS)
+
+# Bounds of every count a user gives. The synthetic upper bounds are MIND-large's size
+# (161k news, 1M users); the generation ones are far above any useful value.
+SYNTH_NEWS_RANGE = (150, 200_000)  # below 150 a day's candidate pool is too small for 20-item impressions
+SYNTH_USERS_RANGE = (10, 1_000_000)
+GENERATE_LIMIT_RANGE = (1, 1_000_000_000)
+
+
+class ConfigValueError(UserError):
+    """One config value outside what its key allows.
+
+    Raised by the sections' checks; the loader names the file and `with_overrides` the flag,
+    so the one line says where the value came from.
+    """
+
+    def __init__(self, section: str, key: str, value: Any, rule: str):
+        # `rule` starts with its own separator (": must be ..." or " is not known; ...").
+        self.section, self.key, self.value, self.rule = section, key, value, rule
+        super().__init__(f"[{section}] {key} = {value!r}{rule}")
+
+    def as_flag(self) -> UserError:
+        shown = repr(self.value) if isinstance(self.value, str) else str(self.value)
+        return UserError(f"--{self.key.replace('_', '-')} {shown}{self.rule}")
+
+    def in_file(self, path: Path) -> UserError:
+        return UserError(f"{path} [{self.section}] {self.key} = {self.value!r}{self.rule}; fix the file")
+
+
+def _int_in(section: str, key: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigValueError(section, key, value, f": must be between {low} and {high}")
+
+
+def _float_in(section: str, key: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    above = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        floor = f"{'above' if low_open else 'at least'} {low:g}"
+        rule = f"must be a number {floor}" if high == math.inf else f"must be a number {floor} and at most {high:g}"
+        raise ConfigValueError(section, key, value, f": {rule}")
+
+
+def _one_of(section: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigValueError(section, key, value, f" is not known; use one of {', '.join(allowed)}")
+
+
+def _path_text(section: str, key: str, value: str) -> None:
+    if not value.strip() or "\0" in value:
+        raise ConfigValueError(section, key, value, ": must be a folder name or path (not empty, no NUL character)")
+
 
 @dataclass(frozen=True)
 class PathsConfig:
@@ -25,12 +88,21 @@ class PathsConfig:
     cache_dir: str = ".genre-cache"
     reports_dir: str = "reports"
 
+    def __post_init__(self) -> None:
+        for key in ("models_dir", "cache_dir", "reports_dir"):
+            _path_text("paths", key, getattr(self, key))
+
 
 @dataclass(frozen=True)
 class SynthConfig:
     news: int = 1500
     users: int = 600
     seed: int = 7
+
+    def __post_init__(self) -> None:
+        _int_in("synth", "news", self.news, *SYNTH_NEWS_RANGE)
+        _int_in("synth", "users", self.users, *SYNTH_USERS_RANGE)
+        _int_in("synth", "seed", self.seed, 0, INT64_MAX)
 
 
 @dataclass(frozen=True)
@@ -53,6 +125,33 @@ class GenerateConfig:
     # the transformers backend.
     enforce_eager: bool | None = None  # None: eager on CPU (compiling costs minutes at every start there)
     hf_micro_batch: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.model.strip():
+            raise ConfigValueError("generate", "model", self.model, ": must name an alias or a model folder")
+        _one_of("generate", "backend", self.backend, GENERATE_BACKENDS)
+        _one_of("generate", "dtype", self.dtype, GENERATE_DTYPES)
+        _int_in("generate", "max_model_len", self.max_model_len, 16, 1_048_576)
+        _float_in("generate", "gpu_memory_utilization", self.gpu_memory_utilization, 0.0, 1.0, low_open=True)
+        _float_in("generate", "temperature", self.temperature, 0.0, math.inf)
+        _float_in("generate", "top_p", self.top_p, 0.0, 1.0, low_open=True)
+        _int_in("generate", "seed", self.seed, 0, SEED32_MAX)
+        _int_in("generate", "retries", self.retries, 0, 20)
+        _int_in("generate", "per_user", self.per_user, 1, 10)
+        _int_in("generate", "rounds", self.rounds, 1, 100)
+        _int_in("generate", "batch_size", self.batch_size, 1, 65_536)
+        _int_in("generate", "history_items", self.history_items, 1, 500)
+        _float_in("generate", "price_per_hour", self.price_per_hour, 0.0, math.inf)
+        _int_in("generate", "hf_micro_batch", self.hf_micro_batch, 1, 4096)
+
+
+def check_generate_limit(limit: int | None) -> None:
+    """`generate --limit N`: a run option, not a config key, bounded like the keys."""
+    if limit is not None:
+        try:
+            _int_in("generate", "limit", limit, *GENERATE_LIMIT_RANGE)
+        except ConfigValueError as exc:
+            raise exc.as_flag() from None
 
 
 @dataclass(frozen=True)
@@ -82,6 +181,20 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
 
 
+def check_model_aliases(models: dict[str, str]) -> None:
+    """[models]: alias = "/path/to/hf/folder"; the embedded alias cannot be redefined."""
+    for alias, folder in models.items():
+        if not alias.strip():
+            raise ConfigValueError("models", alias, folder, ": an alias needs a name")
+        if alias == EMBEDDED_MODEL_ALIAS:
+            raise ConfigValueError(
+                "models", alias, folder, f": '{EMBEDDED_MODEL_ALIAS}' is the embedded model; choose another alias"
+            )
+        if not isinstance(folder, str):
+            raise ConfigValueError("models", alias, folder, ': expected alias = "/path/to/hf/folder"')
+        _path_text("models", alias, folder)
+
+
 @dataclass(frozen=True)
 class GenreConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -92,14 +205,25 @@ class GenreConfig:
     models: dict[str, str] = field(default_factory=dict)
     source: Path | None = None
 
+    def __post_init__(self) -> None:
+        check_model_aliases(self.models)
+
 
 SectionT = TypeVar("SectionT")
 
 
 def with_overrides(section: SectionT, **flags: Any) -> SectionT:
-    """A copy of a config section with every flag that is not None applied."""
+    """A copy of a config section with every flag that is not None applied (and checked).
+
+    A value a flag gave is named as that flag (`--per-user 0: ...`).
+    """
     given = {k: v for k, v in flags.items() if v is not None}
-    return dataclasses.replace(section, **given)  # type: ignore[type-var]
+    try:
+        return dataclasses.replace(section, **given)  # type: ignore[type-var]
+    except ConfigValueError as exc:
+        if exc.key in given:
+            raise exc.as_flag() from None
+        raise
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -113,10 +237,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise UserError(f"{where}: expected {expected.__name__}, got {value!r}")
         if not isinstance(value, expected):
             raise UserError(f"{where}: expected {expected.__name__}, got {value!r}")
+    if expected is int and not INT64_MIN <= value <= INT64_MAX:
+        raise UserError(f"{where} = {value}: out of range (TOML integers are 64-bit); fix the file")
     return value
 
 
-def _build_section(cls: type[SectionT], table: Any, where: str) -> SectionT:
+def _build_section(cls: type[SectionT], table: Any, where: str, path: Path) -> SectionT:
     if not isinstance(table, dict):
         raise UserError(f"{where}: expected a table like [{where.rsplit(' ', 1)[-1]}]")
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -125,7 +251,21 @@ def _build_section(cls: type[SectionT], table: Any, where: str) -> SectionT:
         if key not in known:
             raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
         values[key] = _coerce(value, known[key].type, f"{where}.{key}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigValueError as exc:
+        raise exc.in_file(path) from None
+
+
+def _read_config_text(path: Path) -> str:
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder; pass the genre.toml file itself with --config or GENRE_CONFIG")
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML (not UTF-8 at byte {exc.start}); fix the file") from None
+    except OSError as exc:
+        raise UserError(f"config file {path} cannot be read ({exc.strerror or exc}); fix its permissions or pass another --config") from None
 
 
 def load_config(path: Path | None = None) -> GenreConfig:
@@ -138,14 +278,14 @@ def load_config(path: Path | None = None) -> GenreConfig:
             raise UserError(f"config file {path} does not exist; create it or drop --config")
         return GenreConfig()
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(_read_config_text(path))
+    except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from exc
     sections: dict[str, Any] = {}
     section_types = {"paths": PathsConfig, "synth": SynthConfig, "generate": GenerateConfig, "train": TrainConfig}
     for key, value in data.items():
         if key in section_types:
-            sections[key] = _build_section(section_types[key], value, f"{path} [{key}]")
+            sections[key] = _build_section(section_types[key], value, f"{path} [{key}]", path)
         elif key == "models":
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise UserError(f"{path} [models]: expected alias = \"/path/to/hf/folder\" lines")
@@ -154,11 +294,13 @@ def load_config(path: Path | None = None) -> GenreConfig:
             raise UserError(
                 f"{path}: unknown section [{key}] (known: {', '.join([*section_types, 'models'])})"
             )
-    return GenreConfig(**sections, source=path)
+    try:
+        return GenreConfig(**sections, source=path)
+    except ConfigValueError as exc:
+        raise exc.in_file(path) from None
 
 
 def resolve_relative(store_path: Path, folder: str) -> Path:
     """Folders in [paths] live next to the store file unless given absolute."""
     candidate = Path(folder)
     return candidate if candidate.is_absolute() else store_path.resolve().parent / candidate
-

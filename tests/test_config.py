@@ -66,3 +66,182 @@ def test_optional_bool_keys_default_to_automatic_and_accept_bools(tmp_path: Path
     path.write_text("[generate]\nenforce_eager = 'yes'\n")
     with pytest.raises(UserError, match="expected bool"):
         load_config(path)
+
+
+# ---------------------------------------------------------------- issue 8: checks live in the sections
+
+from genre_local.config import (  # noqa: E402
+    ConfigValueError,
+    GenerateConfig,
+    PathsConfig,
+    SynthConfig,
+    check_generate_limit,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("[generate]\nbackend = 'tpu'\n", "[generate] backend = 'tpu' is not known; use one of auto, vllm, transformers"),
+        ("[generate]\ndtype = 'int4'\n", "[generate] dtype = 'int4' is not known; use one of float32"),
+        ("[generate]\nper_user = 0\n", "[generate] per_user = 0: must be between 1 and 10"),
+        ("[generate]\nrounds = 0\n", "[generate] rounds = 0: must be between 1 and"),
+        ("[generate]\nretries = -1\n", "[generate] retries = -1: must be between 0 and"),
+        ("[generate]\nbatch_size = 0\n", "[generate] batch_size = 0: must be between 1 and"),
+        ("[generate]\nhistory_items = 0\n", "[generate] history_items = 0: must be between 1 and"),
+        ("[generate]\nhf_micro_batch = 0\n", "[generate] hf_micro_batch = 0: must be between 1 and"),
+        ("[generate]\ntemperature = -0.5\n", "[generate] temperature = -0.5: must be a number at least 0"),
+        ("[generate]\ntemperature = nan\n", "[generate] temperature = nan: must be a number at least 0"),
+        ("[generate]\ntop_p = 0\n", "[generate] top_p = 0.0: must be a number above 0 and at most 1"),
+        ("[generate]\ntop_p = 1.5\n", "[generate] top_p = 1.5: must be a number above 0 and at most 1"),
+        ("[generate]\nprice_per_hour = -1\n", "[generate] price_per_hour = -1.0: must be a number at least 0"),
+        ("[generate]\nprice_per_hour = inf\n", "[generate] price_per_hour = inf: must be a number at least 0"),
+        ("[generate]\ngpu_memory_utilization = 0\n", "[generate] gpu_memory_utilization = 0.0: must be a number above 0"),
+        ("[generate]\ngpu_memory_utilization = 1.5\n", "gpu_memory_utilization = 1.5: must be a number above 0 and at most 1"),
+        ("[generate]\nmax_model_len = 0\n", "[generate] max_model_len = 0: must be between"),
+        ("[generate]\nseed = -1\n", "[generate] seed = -1: must be between 0 and 4294967295"),
+        ("[generate]\nmodel = ''\n", "[generate] model = '': must name an alias or a model folder"),
+        ("[synth]\nnews = 10\n", "[synth] news = 10: must be between 150 and 200000"),
+        ("[synth]\nusers = 2\n", "[synth] users = 2: must be between 10 and 1000000"),
+        ("[synth]\nseed = -1\n", "[synth] seed = -1: must be between 0 and"),
+        ("[paths]\nreports_dir = ''\n", "[paths] reports_dir = '': must be a folder name or path"),
+        ("[paths]\ncache_dir = '  '\n", "[paths] cache_dir = '  ': must be a folder name or path"),
+        ("[models]\nllama = '/m/x'\n", "[models] llama = '/m/x': 'llama' is the embedded model; choose another alias"),
+        ("[models]\nbig = ''\n", "[models] big = '': must be a folder name or path"),
+    ],
+)
+def test_bad_values_in_file_name_file_key_and_allowed_values(tmp_path: Path, text: str, phrase: str) -> None:
+    path = tmp_path / "genre.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} [") and phrase in message and "\n" not in message
+    # The same file through the CLI: one line, exit 2.
+    result = runner.invoke(app, ["--config", str(path), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and phrase in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "flags", "message"),
+    [
+        (GenerateConfig(), {"per_user": 11}, "--per-user 11: must be between 1 and 10"),
+        (GenerateConfig(), {"rounds": 0}, "--rounds 0: must be between 1 and"),
+        (GenerateConfig(), {"backend": "tpu"}, "--backend 'tpu' is not known; use one of auto, vllm, transformers"),
+        (GenerateConfig(), {"temperature": -1.0}, "--temperature -1.0: must be a number at least 0"),
+        (GenerateConfig(), {"retries": -1}, "--retries -1: must be between 0 and"),
+        (GenerateConfig(), {"batch_size": 0}, "--batch-size 0: must be between 1 and"),
+        (GenerateConfig(), {"price_per_hour": -2.0}, "--price-per-hour -2.0: must be a number at least 0"),
+        (SynthConfig(), {"news": 10}, "--news 10: must be between 150 and"),
+        (SynthConfig(), {"seed": -3}, "--seed -3: must be between 0 and"),
+    ],
+)
+def test_with_overrides_checks_flags_and_names_the_flag(section: object, flags: dict, message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        with_overrides(section, **flags)
+    assert str(caught.value) == message or str(caught.value).startswith(message)
+
+
+def test_sections_built_directly_are_checked_too() -> None:
+    # Library and benchmark callers get the same checks as the CLI.
+    with pytest.raises(ConfigValueError, match=r"\[generate\] per_user = 0: must be between 1 and 10"):
+        GenerateConfig(per_user=0)
+    with pytest.raises(ConfigValueError, match=r"\[synth\] news = 149"):
+        SynthConfig(news=149)
+    with pytest.raises(ConfigValueError, match=r"\[paths\] models_dir"):
+        PathsConfig(models_dir="")
+    with pytest.raises(ConfigValueError, match=r"\[models\] llama"):
+        GenreConfig(models={"llama": "/x"})
+    # Edges that are allowed stay allowed.
+    assert GenerateConfig(per_user=10, retries=0, top_p=1.0, temperature=0.0).per_user == 10
+    assert SynthConfig(news=150, users=10, seed=0).news == 150
+
+
+def test_generate_limit_is_bounded() -> None:
+    check_generate_limit(None)
+    check_generate_limit(1)
+    with pytest.raises(UserError, match="^--limit 0: must be between 1 and"):
+        check_generate_limit(0)
+    with pytest.raises(UserError, match="^--limit 10000000000: must be between 1 and"):
+        check_generate_limit(10_000_000_000)
+
+
+def test_generate_flag_mistakes_exit_2_before_opening_any_store(tmp_path: Path) -> None:
+    db = tmp_path / "g.duckdb"
+    for flags, phrase in [
+        (["--per-user", "11"], "--per-user 11: must be between 1 and 10"),
+        (["--temperature", "-1"], "--temperature -1.0: must be a number at least 0"),
+        (["--rounds", "1000000"], "--rounds 1000000: must be between 1 and"),
+        (["--limit", "99999999999999"], "--limit 99999999999999: must be between"),
+    ]:
+        result = runner.invoke(app, ["--db", str(db), "generate", "--dataset", "d", "--dry-run", *flags])
+        assert result.exit_code == 2, result.output
+        assert phrase in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not db.exists()
+
+
+# ---------------------------------------------------------------- issue 12: bounded counts, config paths
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("[train]\nseeds = 99999999999999999999\n", "[train].seeds = 99999999999999999999: out of range (TOML integers are 64-bit)"),
+        ("[synth]\nnews = -99999999999999999999\n", "[synth].news = -99999999999999999999: out of range"),
+        ("[synth]\nnews = 1000000000000\n", "[synth] news = 1000000000000: must be between 150 and 200000"),
+        ("[synth]\nusers = 9223372036854775807\n", "[synth] users = 9223372036854775807: must be between 10 and 1000000"),
+        ("[generate]\nper_user = 1000000\n", "[generate] per_user = 1000000: must be between 1 and 10"),
+        ("[generate]\nbatch_size = 10000000000\n", "[generate] batch_size = 10000000000: must be between 1 and 65536"),
+        ("[generate]\nhistory_items = 100000\n", "[generate] history_items = 100000: must be between 1 and 500"),
+        ("[generate]\nretries = 1000\n", "[generate] retries = 1000: must be between 0 and 20"),
+        ("[generate]\nrounds = 1000\n", "[generate] rounds = 1000: must be between 1 and 100"),
+    ],
+)
+def test_counts_in_the_file_are_bounded(tmp_path: Path, text: str, phrase: str) -> None:
+    path = tmp_path / "genre.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert phrase in str(caught.value) and str(caught.value).startswith(str(path))
+
+
+def test_synth_news_typo_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    for flags, phrase in [
+        (["--news", "1000000000000"], "--news 1000000000000: must be between 150 and 200000"),
+        (["--users", "99999999999"], "--users 99999999999: must be between 10 and 1000000"),
+        (["--seed", "99999999999999999999"], "--seed 99999999999999999999: must be between 0 and"),
+    ]:
+        result = runner.invoke(app, ["data", "synth", str(out), *flags])
+        assert result.exit_code == 2, result.output
+        assert phrase in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not out.exists()
+
+
+def test_config_path_that_is_a_folder_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="is a folder; pass the genre.toml file itself"):
+        load_config(tmp_path)
+    result = runner.invoke(app, ["--config", str(tmp_path), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"config file {tmp_path} is a folder" in result.stderr and result.stderr.strip().count("\n") == 0
+    monkeypatch.setenv("GENRE_CONFIG", str(tmp_path))
+    result = runner.invoke(app, ["--db", str(tmp_path / "g.duckdb"), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and "is a folder" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "g.duckdb").exists()
+
+
+def test_unreadable_or_non_utf8_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "genre.toml"
+    path.write_bytes(b"[synth]\nnews = 300 # caf\xe9\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(path)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything
+        path.write_text("[synth]\n")
+        path.chmod(0)
+        try:
+            with pytest.raises(UserError, match="cannot be read"):
+                load_config(path)
+        finally:
+            path.chmod(0o644)

@@ -104,7 +104,21 @@ BAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("split", "name", "content", "line", "phrase"), BAD_CASES)
+# Issue 12: leniencies that used to slip through (each rejected with file:line, nothing written).
+LENIENCY_CASES = [
+    ("train", "behaviors.tsv", b"1_0\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n", 1, "impression id '1_0' is not an integer"),
+    ("train", "behaviors.tsv", b" 7\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n", 1, "impression id ' 7' is not an integer"),
+    ("train", "behaviors.tsv", b"-1\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n", 1, "impression id '-1' is not an integer"),
+    ("dev", "behaviors.tsv", b"1\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n99999999999999999999\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n",
+     2, "impression id 99999999999999999999 is too large"),
+    ("train", "behaviors.tsv", b"1\tU1\t11/15/2019 13:55:22 PM\tN1\tN3-1\n", 1, "time '11/15/2019 13:55:22 PM'"),
+    ("train", "behaviors.tsv", b"1\tU1\t11/15/2019 0:55:22 AM\tN1\tN3-1\n", 1, "time '11/15/2019 0:55:22 AM'"),
+    ("dev", "news.tsv", b"N1\ts\tn\tt\t\t\t[]\t[]\nN2\ts\tn\tt\t\t\t[]\t[]\nN1\ts\tn\tother\t\t\t[]\t[]\n",
+     3, "news id 'N1' is already on line 1"),
+]
+
+
+@pytest.mark.parametrize(("split", "name", "content", "line", "phrase"), BAD_CASES + LENIENCY_CASES)
 def test_bad_input_names_file_and_line_and_writes_nothing(
     tmp_path: Path, split: str, name: str, content: bytes, line: int, phrase: str
 ) -> None:
@@ -202,3 +216,81 @@ def test_stats_json(tmp_path: Path) -> None:
     assert stats["categories"]["sports"] == 1
     missing = run_cli(db, "data", "stats", "--name", "nope")
     assert missing.exit_code == 2 and "dataset 'nope' is not in store" in missing.stderr
+
+
+# ---------------------------------------------------------------- issue 12: names, BOM, empty datasets
+
+
+def test_utf8_bom_is_stripped_from_every_file(tmp_path: Path) -> None:
+    src = write_mind(tmp_path / "m")
+    for path in [src / "train" / "news.tsv", src / "dev" / "behaviors.tsv"]:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    (src / "truth.tsv").write_bytes(b"\xef\xbb\xbfuser_id\ttopics\tregion\nU1\thealth\tOhio\n")
+    db = tmp_path / "g.duckdb"
+    result = run_cli(db, "data", "import", str(src), "--name", "d")
+    assert result.exit_code == 0, result.output
+    with open_store(db) as store:
+        nids = [r[0] for r in store.conn.execute("SELECT nid FROM news ORDER BY nid").fetchall()]
+        assert nids == ["N1", "N2", "N3", "N4", "N5"]
+        assert store.conn.execute("SELECT count(*) FROM impressions WHERE split = 'dev'").fetchone()[0] == 2
+        assert store.conn.execute("SELECT user_id FROM user_truth").fetchall() == [("U1",)]
+
+
+def test_bom_elsewhere_than_the_start_is_kept_byte_exact(tmp_path: Path) -> None:
+    rows = [("N1", "s", "n", "\ufefftitle", "", "", "[]", "[]"), *NEWS_ROWS[1:]]
+    src = write_mind(tmp_path / "m", news_by_split={"train": rows, "dev": rows})
+    with open_store(tmp_path / "g.duckdb") as store:
+        import_mind(store, src, "d")
+        assert store.conn.execute("SELECT title FROM news WHERE nid = 'N1'").fetchone() == ("\ufefftitle",)
+
+
+@pytest.mark.parametrize(
+    ("news", "behaviors", "phrase"),
+    [
+        ([], [], "every news.tsv is empty"),
+        (NEWS_ROWS, [], "every behaviors.tsv is empty"),
+    ],
+)
+def test_empty_dataset_is_refused(tmp_path: Path, news: list, behaviors: list, phrase: str) -> None:
+    src = tmp_path / "m"
+    for split in ("train", "dev"):
+        write_tsv(src / split / "news.tsv", news)
+        write_tsv(src / split / "behaviors.tsv", behaviors)
+    db = tmp_path / "g.duckdb"
+    assert run_cli(db, "data", "import", str(write_mind(tmp_path / "good")), "--name", "first").exit_code == 0
+    before = snapshot(db)
+    result = run_cli(db, "data", "import", str(src), "--name", "empty")
+    assert result.exit_code == 2, result.output
+    assert phrase in result.stderr and str(src) in result.stderr and result.stderr.strip().count("\n") == 0
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("name", [".", "..", "../x", "a/b", ".hidden", "-rf", "", "a b", "x" * 65, "caf\u00e9", "a\\b"])
+def test_unsafe_dataset_names_are_refused_before_writing(tmp_path: Path, name: str) -> None:
+    from genre_local.data.names import check_dataset_name, is_dataset_name
+
+    assert not is_dataset_name(name)
+    with pytest.raises(UserError, match="a dataset name must be 1-64 letters"):
+        check_dataset_name(name)
+    db = tmp_path / "g.duckdb"
+    src = write_mind(tmp_path / "m")
+    result = run_cli(db, "data", "import", str(src), f"--name={name}")
+    assert result.exit_code == 2, result.output
+    assert "a dataset name must be" in result.stderr and result.stderr.strip().count("\n") == 0
+    if db.exists():
+        with open_store(db) as store:
+            assert store.dataset_names() == []
+
+
+@pytest.mark.parametrize("name", ["d", "MINDsmall", "mind.small-v2_1", "x" * 64, "0"])
+def test_safe_dataset_names_are_accepted(name: str) -> None:
+    from genre_local.data.names import check_dataset_name
+
+    assert check_dataset_name(name) == name
+
+
+def test_parse_time_needs_a_12_hour_clock() -> None:
+    assert parse_time("11/15/2019 12:30:00 PM") == datetime(2019, 11, 15, 12, 30, 0)
+    assert parse_time("11/15/2019 1:00:00 PM") == datetime(2019, 11, 15, 13, 0, 0)
+    for bad in ("11/15/2019 13:00:00 PM", "11/15/2019 0:10:00 AM", "11/15/2019 23:00:00 AM", "11/15/2019 1:60:00 PM"):
+        assert parse_time(bad) is None

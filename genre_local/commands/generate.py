@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
-from genre_local.config import resolve_relative, with_overrides
-from genre_local.errors import UserError
+from genre_local.config import check_generate_limit, resolve_relative, with_overrides
 
 
 @command_errors
@@ -39,30 +38,12 @@ def generate(
         context.config.generate, model=model, backend=backend, rounds=rounds, per_user=per_user, retries=retries,
         batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour,
     )
-    _check_numbers(cfg, limit)
+    check_generate_limit(limit)
     task_names = expand_tasks(task)
     if dry_run:
         _dry_run(context, cfg, dataset, task_names, limit, constrained, as_json)
         return
     _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, as_json)
-
-
-def _check_numbers(cfg, limit: int | None) -> None:
-    checks = [
-        (cfg.rounds >= 1, f"--rounds {cfg.rounds}: must be 1 or more"),
-        (1 <= cfg.per_user <= 10, f"--per-user {cfg.per_user}: must be between 1 and 10"),
-        (cfg.retries >= 0, f"--retries {cfg.retries}: must be 0 or more"),
-        (cfg.batch_size >= 1, f"--batch-size {cfg.batch_size}: must be 1 or more"),
-        (cfg.temperature >= 0, f"--temperature {cfg.temperature}: must be 0 or more"),
-        (0 < cfg.top_p <= 1, f"top_p {cfg.top_p}: must be in (0, 1]"),
-        (cfg.price_per_hour >= 0, f"--price-per-hour {cfg.price_per_hour}: must be 0 or more"),
-        (limit is None or limit >= 1, f"--limit {limit}: must be 1 or more"),
-        (cfg.history_items >= 1, f"history_items {cfg.history_items}: must be 1 or more"),
-        (cfg.hf_micro_batch >= 1, f"hf_micro_batch {cfg.hf_micro_batch}: must be 1 or more"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
 
 
 def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrained: bool):

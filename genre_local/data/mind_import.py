@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 from rich.progress import Progress
 
+from genre_local.data.names import check_dataset_name
 from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
 from genre_local.errors import UserError
 from genre_local.store import Store
@@ -28,6 +29,10 @@ NEWS_COLUMNS = (
 # MIND ships folders such as MINDsmall_train, MINDlarge_dev, MINDdemo_train.
 _MIND_FOLDER = re.compile(r"^MIND[A-Za-z0-9]*_(train|dev|test)$")
 _TIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2}) (AM|PM)$")
+# Plain ASCII digits only: int() would also take '1_0', ' 7', '+3' and other scripts' digits.
+_IMPRESSION_ID = re.compile(r"[0-9]+")
+IMPRESSION_ID_MAX = 2**63 - 1  # the store's BIGINT
+_BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise UserError(
             f"{path} line {line_no}: bytes that are not UTF-8 at offset {exc.start}; re-encode the file as UTF-8"
         ) from None
+    # MIND files may start with a UTF-8 byte order mark; left in, it would glue onto the first
+    # news id and the error would surface later, blaming behaviors.tsv.
+    text = text.removeprefix(_BOM)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -89,6 +97,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def parse_news(path: Path) -> list[tuple[str, ...]]:
     rows = []
+    first_line: dict[str, int] = {}
     for number, line in _lines(path):
         fields = line.split("\t")
         if len(fields) != len(NEWS_COLUMNS):
@@ -99,6 +108,12 @@ def parse_news(path: Path) -> list[tuple[str, ...]]:
             )
         if not fields[0]:
             raise UserError(f"{path} line {number}: empty news id in column 1")
+        if fields[0] in first_line:
+            raise UserError(
+                f"{path} line {number}: news id '{fields[0]}' is already on line {first_line[fields[0]]}; "
+                "keep one row per news id"
+            )
+        first_line[fields[0]] = number
         rows.append(tuple(fields))
     return rows
 
@@ -108,6 +123,8 @@ def parse_time(value: str) -> datetime | None:
     if not match:
         return None
     month, day, year, hour, minute, second, half = match.groups()
+    if not 1 <= int(hour) <= 12:  # a 12-hour clock: '13:00:00 PM' or '0:30:00 AM' is a mistake
+        return None
     hour_24 = int(hour) % 12 + (12 if half == "PM" else 0)
     try:
         return datetime(int(year), int(month), int(day), hour_24, int(minute), int(second))
@@ -137,10 +154,11 @@ def read_behaviors(path: Path) -> pa.Table:
                 f"impressions), found {len(fields)}"
             )
         raw_id, user_id, raw_time, raw_history, raw_impressions = fields
-        try:
-            impression_id = int(raw_id)
-        except ValueError:
-            raise UserError(f"{where}: impression id '{raw_id}' is not an integer") from None
+        if not _IMPRESSION_ID.fullmatch(raw_id):
+            raise UserError(f"{where}: impression id '{raw_id}' is not an integer (digits 0-9 only)")
+        impression_id = int(raw_id)
+        if impression_id > IMPRESSION_ID_MAX:
+            raise UserError(f"{where}: impression id {raw_id} is too large (at most {IMPRESSION_ID_MAX})")
         if impression_id in seen_ids:
             raise UserError(f"{where}: impression id {impression_id} appears twice in this file")
         seen_ids.add(impression_id)
@@ -148,7 +166,7 @@ def read_behaviors(path: Path) -> pa.Table:
             raise UserError(f"{where}: empty user id in column 2")
         when = parse_time(raw_time)
         if when is None:
-            raise UserError(f"{where}: time '{raw_time}' is not like '11/15/2019 8:55:22 AM'")
+            raise UserError(f"{where}: time '{raw_time}' is not like '11/15/2019 8:55:22 AM' (a 12-hour clock)")
         lines.append(number)
         ids.append(impression_id)
         users.append(user_id)
@@ -293,8 +311,7 @@ def import_mind(
 ) -> ImportResult:
     """Parse every file of the MIND folder, then write the dataset in one transaction."""
     started = time.perf_counter()
-    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise UserError(f"dataset name '{name}' must be letters, digits, '_', '-' or '.'")
+    check_dataset_name(name)
     src = Path(src)
     folders = find_split_folders(src)
     exists = store.conn.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]
@@ -316,6 +333,8 @@ def import_mind(
         for row in parse_news(folder / "news.tsv"):
             news.setdefault(row[0], row)
         advance()
+    if not news:
+        raise UserError(f"{src}: every news.tsv is empty; a dataset needs news and impressions")
     truth_path = src / "truth.tsv"
     truth = parse_truth(truth_path) if truth_path.is_file() else []
 
@@ -334,6 +353,8 @@ def import_mind(
                 raise UserError(f"{path} line {problem[0]}: {problem[1]}")
             impression_counts[split] = raw.num_rows
             advance()
+        if not sum(impression_counts.values()):
+            raise UserError(f"{src}: every behaviors.tsv is empty; a dataset needs news and impressions")
         advance()
 
         with store.transaction():

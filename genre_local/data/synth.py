@@ -47,10 +47,11 @@ from genre_local.data.synth_vocab import (
     Subcategory,
 )
 from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS, US_STATES
+from genre_local.config import SYNTH_NEWS_RANGE, SYNTH_USERS_RANGE, ConfigValueError, SynthConfig
 from genre_local.errors import UserError
 
-MIN_NEWS = 150  # below this a day's candidate pool gets too small for 20-item impressions
-MIN_USERS = 10
+MIN_NEWS, MAX_NEWS = SYNTH_NEWS_RANGE
+MIN_USERS, MAX_USERS = SYNTH_USERS_RANGE
 
 SPLIT_DAYS: dict[str, tuple[int, ...]] = {"train": (1, 2, 3, 4, 5), "dev": (6,), "test": (7,)}
 HISTORY_DAYS = 14  # news published on days -13..0 feed the histories
@@ -65,12 +66,11 @@ class SynthSpec:
     seed: int = 7
 
     def __post_init__(self) -> None:
-        if self.news < MIN_NEWS:
-            raise UserError(f"--news {self.news}: the synthetic dataset needs at least {MIN_NEWS} news")
-        if self.users < MIN_USERS:
-            raise UserError(f"--users {self.users}: the synthetic dataset needs at least {MIN_USERS} users")
-        if self.seed < 0:
-            raise UserError(f"--seed {self.seed}: use a seed >= 0")
+        # The same bounds as genre.toml [synth]: one definition, in SynthConfig.
+        try:
+            SynthConfig(news=self.news, users=self.users, seed=self.seed)
+        except ConfigValueError as exc:
+            raise exc.as_flag() from None
 
 
 @dataclass(frozen=True)
