@@ -12,23 +12,21 @@ from typer.testing import CliRunner
 
 from genre_local.cli import app
 from genre_local.report.build import ReportInputs, build_report
-from genre_local.report.load import load_fidelity, load_generation_runs, load_runs
-from genre_local.report.rows import GenerationRunRow, MetricRow
-from genre_local.report.views import (
-    ConfigKey,
-    Summary,
-    chain_table,
-    cost_table,
-    feature_ablation,
-    index_runs,
-    main_features,
-    main_key,
-    ng_k_curve,
-    paired_p_value,
-    user_group_table,
-    variant_tables,
-)
+from genre_local.report.runs import ConfigKey, Summary, index_runs, main_features, main_key, seed_p_value
+from genre_local.report.views.chain import chain_table
+from genre_local.report.views.cost import cost_table
+from genre_local.report.views.feature_ablation import feature_ablation
+from genre_local.report.views.ng_k import ng_k_curve
+from genre_local.report.views.user_groups import user_group_table
+from genre_local.report.views.variants import variant_tables
 from genre_local.store import open_store
+from genre_local.store.results import (
+    GenerationRunRow,
+    MetricRow,
+    load_fidelity,
+    load_generation_runs,
+    load_metric_rows,
+)
 from tests.support_report import add_dataset, add_fidelity, add_generation_run, add_run, all_metrics
 
 runner = CliRunner()
@@ -54,11 +52,11 @@ def test_paired_p_value_matches_hand_computed_t_test() -> None:
     base = Summary({1: 0.60, 2: 0.62, 3: 0.64})
     other = Summary({1: 0.61, 2: 0.64, 3: 0.66, 4: 0.99})  # seed 4 has no pair: ignored
     # diffs .01 .02 .02: mean 1/60, sd 0.0057735, t = 5 with 2 df; p = 1 - t / sqrt(2 + t^2)
-    assert paired_p_value(base, other) == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
-    assert paired_p_value(Summary({1: 0.6}), Summary({1: 0.7})) is None  # one pair
+    assert seed_p_value(base, other) == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
+    assert seed_p_value(Summary({1: 0.6}), Summary({1: 0.7})) is None  # one pair
     # Constant differences: the same convention as `genre-local train` (recsys/experiment.py).
-    assert paired_p_value(base, Summary({1: 0.61, 2: 0.63, 3: 0.65})) == 0.0
-    assert paired_p_value(base, Summary(dict(base.values))) == 1.0
+    assert seed_p_value(base, Summary({1: 0.61, 2: 0.63, 3: 0.65})) == 0.0
+    assert seed_p_value(base, Summary(dict(base.values))) == 1.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -75,7 +73,7 @@ def db(tmp_path: Path) -> Path:
 
 def load_index(db: Path, dataset: str = "d"):
     with open_store(db) as store:
-        return index_runs(load_runs(store, dataset))
+        return index_runs(load_metric_rows(store, dataset))
 
 
 def test_variant_table_mean_std_gain_and_p_from_the_store(db: Path) -> None:
@@ -135,7 +133,7 @@ def test_rows_spelled_differently_are_one_configuration() -> None:
 def test_null_metric_values_are_left_out(db: Path) -> None:
     with open_store(db) as store:
         add_run(store, "d", "nrms", "original", 1, {("all", "auc"): 0.6, ("new", "auc"): None})
-        rows = load_runs(store, "d")
+        rows = load_metric_rows(store, "d")
     assert [(r.group, r.metric) for r in rows] == [("all", "auc")]
 
 
@@ -392,7 +390,7 @@ def test_out_that_is_a_file_is_one_line_exit_2(db: Path, tmp_path: Path) -> None
 def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) -> None:
     fill_everything(db)
     with open_store(db) as store:
-        inputs = ReportInputs("d", load_runs(store, "d"), load_generation_runs(store, "d"),
+        inputs = ReportInputs("d", load_metric_rows(store, "d"), load_generation_runs(store, "d"),
                               load_fidelity(store, "d"), FEATURES, 2)
     results = build_report(inputs, tmp_path / "o", with_plots=False)
     files = sorted(p.name for r in results for p in r.files)

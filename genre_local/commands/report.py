@@ -33,7 +33,7 @@ def report(
 
     from genre_local.config import resolve_relative
     from genre_local.report.build import ReportInputs, build_report
-    from genre_local.report.load import load_fidelity, load_generation_runs, load_runs
+    from genre_local.store.results import load_fidelity, load_generation_runs, load_metric_rows
 
     context = app_context(ctx)
     if not context.db_path.exists():
@@ -52,7 +52,7 @@ def report(
         inputs = [
             ReportInputs(
                 dataset=name,
-                metrics=load_runs(store, name),
+                metrics=load_metric_rows(store, name),
                 generation_runs=load_generation_runs(store, name),
                 fidelity=load_fidelity(store, name),
                 default_features=context.config.train.features,

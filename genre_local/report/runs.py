@@ -1,0 +1,167 @@
+"""Stored runs indexed by configuration and seed, and their summaries over seeds.
+
+A "configuration" of a run is (model, variant, ng_k, features); its seeds are repeats. Each
+view compares configurations over the seeds they have, on the split the run was evaluated on
+(test when stored, otherwise dev).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from recsys.catalog import USER_GROUPS
+from recsys.stats import mean_std, paired_p_value
+
+from genre_local.report.naming import (
+    canonical_features,
+    canonical_variant,
+    has_synthetic_news,
+    model_sort_key,
+    variant_sort_key,
+)
+from genre_local.store.results import MetricRow
+
+# Every impression, users with a short history, users with a longer one (GENRE Table 6).
+ALL_USERS, NEW_USERS, WARM_USERS = USER_GROUPS
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One metric of one configuration over its seeds; mean and sample std from recsys.stats."""
+
+    values: dict[int, float]  # seed -> value
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return mean_std(list(self.values.values()))[0]
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n-1); None with a single seed, where it is undefined."""
+        return mean_std(list(self.values.values()))[1]
+
+
+def seed_p_value(base: Summary, other: Summary) -> float | None:
+    """recsys.stats.paired_p_value over the seeds both sides have (other vs base); None below 2."""
+    seeds = sorted(set(base.values) & set(other.values))
+    return paired_p_value([other.values[s] for s in seeds], [base.values[s] for s in seeds])
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    model: str
+    variant: str
+    ng_k: int
+    features: str
+
+
+@dataclass
+class RunIndex:
+    """configuration -> seed -> (group, metric) -> value, and which run and split each came from."""
+
+    runs: dict[ConfigKey, dict[int, dict[tuple[str, str], float]]] = field(default_factory=dict)
+    splits: dict[ConfigKey, set[str]] = field(default_factory=dict)
+    run_ids: dict[ConfigKey, dict[int, str | None]] = field(default_factory=dict)
+
+    def summary(self, key: ConfigKey, metric: str, group: str = ALL_USERS) -> Summary | None:
+        seeds = self.runs.get(key, {})
+        values = {s: m[(group, metric)] for s, m in seeds.items() if (group, metric) in m}
+        return Summary(values) if values else None
+
+    def keys(self) -> list[ConfigKey]:
+        return sorted(
+            self.runs,
+            key=lambda k: (model_sort_key(k.model), variant_sort_key(k.variant), k.ng_k, k.features),
+        )
+
+    def models(self) -> list[str]:
+        return sorted({k.model for k in self.runs}, key=model_sort_key)
+
+    def variants(self) -> list[str]:
+        return sorted({k.variant for k in self.runs}, key=variant_sort_key)
+
+    def split_label(self) -> str:
+        """Every evaluation split the indexed runs report, e.g. 'dev' or 'dev/test'; '-' for none."""
+        splits = set().union(*self.splits.values()) if self.splits else set()
+        return "/".join(sorted(splits)) or "-"
+
+
+def index_runs(rows: list[MetricRow]) -> RunIndex:
+    """Group rows per configuration and seed, keeping one evaluation split per run.
+
+    A run reports test when it stored test metrics, otherwise dev (issue 4 §5). When a seed
+    was trained twice, the newest run's values win.
+    """
+    by_run: dict[tuple[ConfigKey, int], list[MetricRow]] = defaultdict(list)
+    for row in rows:
+        variant = canonical_variant(row.variant)
+        key = ConfigKey(
+            model=row.model.lower(),
+            variant=variant,
+            ng_k=int(row.ng_k) if has_synthetic_news(variant) else 0,
+            features=canonical_features(row.features),
+        )
+        by_run[(key, int(row.seed))].append(row)
+    index = RunIndex()
+    for (key, seed), seed_rows in by_run.items():
+        run_rows = _newest_run(seed_rows)
+        splits = {r.split for r in run_rows}
+        split = "test" if "test" in splits else ("dev" if "dev" in splits else sorted(splits)[0])
+        metrics = {(r.group, r.metric): float(r.value) for r in run_rows if r.split == split}
+        index.runs.setdefault(key, {})[seed] = metrics
+        index.splits.setdefault(key, set()).add(split)
+        index.run_ids.setdefault(key, {})[seed] = run_rows[0].run_id
+    return index
+
+
+def _newest_run(rows: list[MetricRow]) -> list[MetricRow]:
+    """The rows of the most recently created run among those of one configuration and seed.
+
+    Whole runs are kept or dropped, never mixed: a retrained seed whose new-user metric is
+    missing must not borrow the old run's value.
+    """
+    runs: dict[str | None, list[MetricRow]] = defaultdict(list)
+    for row in rows:
+        runs[row.run_id].append(row)
+    if len(runs) == 1:
+        return rows
+
+    def age(item: tuple[str | None, list[MetricRow]]) -> tuple:
+        stamps = [r.created_at for r in item[1] if r.created_at is not None]
+        return (bool(stamps), max(stamps) if stamps else 0, item[0] or "")
+
+    return max(runs.items(), key=age)[1]
+
+
+def main_features(index: RunIndex, default: str) -> str | None:
+    """The feature set the main tables use: the configured default when stored, else the commonest."""
+    counts: dict[str, int] = defaultdict(int)
+    for key in index.runs:
+        counts[key.features] += 1
+    if not counts:
+        return None
+    default = canonical_features(default)
+    if default in counts:
+        return default
+    return max(sorted(counts), key=lambda f: counts[f])
+
+
+def main_key(index: RunIndex, model: str, variant: str, features: str, default_k: int) -> ConfigKey | None:
+    """The configuration standing for (model, variant) in the main tables.
+
+    For variants with synthetic news several K may be stored (Fig. 7); the tables use the
+    configured K when stored, else the largest (the paper's tables use K=2, its largest).
+    """
+    if not has_synthetic_news(variant):
+        key = ConfigKey(model, variant, 0, features)
+        return key if key in index.runs else None
+    ks = sorted(k.ng_k for k in index.runs if (k.model, k.variant, k.features) == (model, variant, features))
+    if not ks:
+        return None
+    k = default_k if default_k in ks else ks[-1]
+    return ConfigKey(model, variant, k, features)

@@ -1,0 +1,101 @@
+"""What a report view is: one declared unit per paper table or figure.
+
+A `View` names its key and title, computes its rows as a pure function of the dataset's
+stored rows (`ReportContext`), says why it is empty, and turns its rows into CSV records, Rich
+tables and an optional PNG. build.py renders every declared view the same way, so adding a
+paper table means adding one module under report/views/ and listing it there.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from rich.table import Table
+
+from genre_local.report.runs import RunIndex, index_runs, main_features
+from genre_local.store.results import FidelityRow, GenerationRunRow, MetricRow
+
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """One dataset's stored rows, as store/results.py reads them, and the config's defaults."""
+
+    dataset: str
+    metrics: list[MetricRow]
+    generation_runs: list[GenerationRunRow]
+    fidelity: list[FidelityRow]
+    default_features: str  # train.features of the config: the feature set of the main tables
+    default_k: int  # train.ng_k of the config: the K of the main ng/chain tables
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What every view computes from: the inputs, their runs indexed once, the main settings."""
+
+    inputs: ReportInputs
+    index: RunIndex
+    features: str | None  # the feature set of the main tables; None without runs
+    k: int
+
+    @property
+    def dataset(self) -> str:
+        return self.inputs.dataset
+
+    @property
+    def where(self) -> str:
+        """Table-title suffix naming what the numbers are: dataset, split, feature set."""
+        if not self.features:
+            return self.dataset
+        return f"{self.dataset}, {self.index.split_label()} split, features {self.features}"
+
+    @property
+    def no_runs_note(self) -> str:
+        return (f"no training runs stored for dataset '{self.dataset}' "
+                f"(genre-local train --dataset {self.dataset} ...)")
+
+
+def report_context(inputs: ReportInputs) -> ReportContext:
+    index = index_runs(inputs.metrics)
+    return ReportContext(inputs, index, main_features(index, inputs.default_features), inputs.default_k)
+
+
+@dataclass(frozen=True)
+class Records:
+    """A view flattened for CSV: one header, one row per (model, metric, ...), numbers unrounded."""
+
+    header: tuple[str, ...]
+    rows: list[tuple[object, ...]]
+
+
+def write_csv(path: Path, records: Records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(records.header)
+        for row in records.rows:
+            writer.writerow(["" if v is None else v for v in row])
+    return path
+
+
+@dataclass(frozen=True)
+class Plot(Generic[Row]):
+    file: str  # PNG file name in the report folder
+    draw: Callable[[Sequence[Row], str, Path], Path]  # (rows, dataset, path) -> path written
+
+
+@dataclass(frozen=True)
+class View(Generic[Row]):
+    key: str  # the view's name in --json output
+    title: str
+    compute: Callable[[ReportContext], Sequence[Row]]  # pure; empty when the store lacks the runs
+    empty_note: Callable[[ReportContext], str]  # one line: what to run so the view appears
+    csv_file: str
+    records: Callable[[Sequence[Row]], Records]
+    tables: Callable[[Sequence[Row], ReportContext], list[Table]]
+    plot: Plot[Row] | None = None

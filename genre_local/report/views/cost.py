@@ -1,0 +1,221 @@
+"""Table 8: what each GENRE scheme's generation cost, what it gained, and the ratio (CCR)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from genre_local.report import figures
+from genre_local.report.format import fmt_ratio, fmt_signed
+from genre_local.report.naming import kind_of
+from genre_local.report.runs import RunIndex, main_key
+from genre_local.report.view import Plot, Records, ReportContext, View
+from genre_local.store.results import GenerationRunRow
+
+# scheme -> (generation tasks whose cost it carries, training variant it feeds). The chain
+# scheme pays for the profiler as well as the chain generator (paper §4.6: its CCR drops
+# "due to the use of the expensive user profiler").
+SCHEMES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("NS", ("summarize",), "ns"),
+    ("UP", ("profile",), "up"),
+    ("NG", ("news",), "ng"),
+    ("chain", ("profile", "chain"), "chain"),
+)
+
+
+@dataclass(frozen=True)
+class CostRow:
+    scheme: str
+    tasks: tuple[str, ...]
+    variant: str
+    runs: int
+    models: tuple[str, ...]  # LLMs that generated
+    requests: int
+    valid: int
+    invalid: int
+    prompt_tokens: int
+    completion_tokens: int
+    engine_seconds: float
+    wall_seconds: float  # task wall time plus the engine start-up charged to it
+    money: float | None  # sum of `cost` when every run had a price
+    matching_improvement: float | None  # mean AUC gain over original, matching models
+    matching_models: int
+    ranking_improvement: float | None
+    ranking_models: int
+    unit: str  # what one unit of cost is: 'price' or 'engine-hour'
+    run_ids: tuple[str, ...] = ()  # the generation runs whose cost the row sums
+
+    @property
+    def engine_hours(self) -> float:
+        return self.engine_seconds / 3600.0
+
+    @property
+    def cost_units(self) -> float:
+        return self.money if self.unit == "price" and self.money is not None else self.engine_hours
+
+    def ccr(self, improvement: float | None) -> float | None:
+        """AUC improvement per unit of cost; None when either side is missing or cost is 0."""
+        if improvement is None or self.cost_units <= 0:
+            return None
+        return improvement / self.cost_units
+
+    @property
+    def matching_ccr(self) -> float | None:
+        return self.ccr(self.matching_improvement)
+
+    @property
+    def ranking_ccr(self) -> float | None:
+        return self.ccr(self.ranking_improvement)
+
+
+def _mean_auc_gain(index: RunIndex, variant: str, kind: str, features: str | None,
+                   default_k: int) -> tuple[float | None, int]:
+    if features is None:
+        return None, 0
+    gains = []
+    for model in index.models():
+        if kind_of(model) != kind:
+            continue
+        base = main_key(index, model, "original", features, default_k)
+        other = main_key(index, model, variant, features, default_k)
+        b = index.summary(base, "auc") if base else None
+        o = index.summary(other, "auc") if other else None
+        if b is not None and o is not None:
+            gains.append(o.mean - b.mean)
+    return (math.fsum(gains) / len(gains) if gains else None), len(gains)
+
+
+def cost_table(
+    runs: list[GenerationRunRow], index: RunIndex, features: str | None, default_k: int
+) -> list[CostRow]:
+    """Per GENRE scheme: what generating its data cost, what it gained, and the ratio (CCR).
+
+    Costs are in money only when every generation run of the dataset had a price per hour,
+    so all schemes share one unit; otherwise in hours of engine time.
+    """
+    relevant = [r for r in runs if any(r.task in tasks for _, tasks, _ in SCHEMES)]
+    unit = "price" if relevant and all(r.cost is not None for r in relevant) else "engine-hour"
+    out = []
+    for scheme, tasks, variant in SCHEMES:
+        picked = [r for r in runs if r.task in tasks]
+        if not picked:
+            continue
+        m_gain, m_n = _mean_auc_gain(index, variant, "matching", features, default_k)
+        r_gain, r_n = _mean_auc_gain(index, variant, "ranking", features, default_k)
+        out.append(CostRow(
+            scheme=scheme,
+            tasks=tuple(t for t in tasks if any(r.task == t for r in picked)),
+            variant=variant,
+            runs=len(picked),
+            models=tuple(sorted({r.model for r in picked})),
+            requests=sum(r.requests for r in picked),
+            valid=sum(r.valid for r in picked),
+            invalid=sum(r.invalid for r in picked),
+            prompt_tokens=sum(r.prompt_tokens for r in picked),
+            completion_tokens=sum(r.completion_tokens for r in picked),
+            engine_seconds=math.fsum(r.engine_seconds for r in picked),
+            wall_seconds=math.fsum(r.wall_seconds + r.startup_seconds for r in picked),
+            money=math.fsum(r.cost for r in picked) if all(r.cost is not None for r in picked) else None,
+            matching_improvement=m_gain,
+            matching_models=m_n,
+            ranking_improvement=r_gain,
+            ranking_models=r_n,
+            unit=unit,
+            run_ids=tuple(dict.fromkeys(r.run_id for r in picked)),
+        ))
+    return out
+
+
+def _compute(ctx: ReportContext) -> list[CostRow]:
+    return cost_table(ctx.inputs.generation_runs, ctx.index, ctx.features, ctx.k)
+
+
+def _empty_note(ctx: ReportContext) -> str:
+    return f"no generation runs stored for dataset '{ctx.dataset}' (genre-local generate ...)"
+
+
+def _records(rows: Sequence[CostRow]) -> Records:
+    return Records(
+        ("scheme", "tasks", "variant", "runs", "llm", "requests", "valid", "invalid", "prompt_tokens",
+         "completion_tokens", "engine_seconds", "wall_seconds", "cost", "cost_unit", "cost_units",
+         "matching_auc_improvement", "matching_models", "matching_ccr",
+         "ranking_auc_improvement", "ranking_models", "ranking_ccr"),
+        [(r.scheme, "+".join(r.tasks), r.variant, r.runs, " ".join(r.models), r.requests, r.valid, r.invalid,
+          r.prompt_tokens, r.completion_tokens, r.engine_seconds, r.wall_seconds, r.money, r.unit, r.cost_units,
+          r.matching_improvement, r.matching_models, r.matching_ccr,
+          r.ranking_improvement, r.ranking_models, r.ranking_ccr) for r in rows],
+    )
+
+
+def _tables(rows: Sequence[CostRow], ctx: ReportContext) -> list[Table]:
+    """Two tables, so each fits a terminal: what generation cost, then what it bought (CCR)."""
+    unit = rows[0].unit if rows else "engine-hour"
+    cost_label = "cost" if unit == "price" else "engine h"
+    spent = Table(title="Table 8a: generation cost per GENRE scheme", title_justify="left")
+    for name in ("scheme", "tasks", "requests", "valid", "tokens in", "tokens out", "engine s", "wall+start s",
+                 cost_label):
+        spent.add_column(name, justify="left" if name in ("scheme", "tasks") else "right")
+    for r in rows:
+        written = r.valid + r.invalid
+        valid = f"{100.0 * r.valid / written:.1f}%" if written else "—"
+        spent.add_row(r.scheme, "+".join(r.tasks), f"{r.requests:,}", valid, f"{r.prompt_tokens:,}",
+                      f"{r.completion_tokens:,}", f"{r.engine_seconds:,.1f}", f"{r.wall_seconds:,.1f}",
+                      f"{r.cost_units:.4g}")
+    per = "unit of price" if unit == "price" else "engine-hour (no --price-per-hour stored)"
+    gain = Table(title=f"Table 8b: cost conversion rate, CCR = AUC gain per {per}", title_justify="left")
+    for name in ("scheme", "variant", "AUC gain matching", "CCR matching", "AUC gain ranking", "CCR ranking"):
+        gain.add_column(name, justify="left" if name in ("scheme", "variant") else "right")
+    for r in rows:
+        gain.add_row(
+            r.scheme, r.variant,
+            fmt_signed(r.matching_improvement) + _models(r.matching_models),
+            fmt_ratio(r.matching_ccr),
+            fmt_signed(r.ranking_improvement) + _models(r.ranking_models),
+            fmt_ratio(r.ranking_ccr),
+        )
+    return [spent, gain]
+
+
+def _models(count: int) -> str:
+    return "" if not count else f" ({count} model{'s' if count > 1 else ''})"
+
+
+def plot_cost(rows: Sequence[CostRow], dataset: str, path: Path) -> Path:
+    """Table 8: cost per scheme and the cost conversion rate for matching and ranking models."""
+    unit = rows[0].unit if rows else "engine-hour"
+    schemes = [r.scheme for r in rows]
+    fig = figures.figure(11.0, 4.2)
+    left, right = fig.subplots(1, 2)
+    left.bar(schemes, [r.cost_units for r in rows], color="tab:gray")
+    left.set_title("generation cost per scheme")
+    left.set_ylabel("cost (price units)" if unit == "price" else "engine hours")
+    left.set_xlabel("GENRE scheme")
+    left.grid(axis="y", alpha=0.3)
+    left.set_axisbelow(True)
+    series: list[figures.Series] = [
+        ("matching models", [r.matching_ccr for r in rows], [None] * len(rows)),
+        ("ranking models", [r.ranking_ccr for r in rows], [None] * len(rows)),
+    ]
+    figures.grouped_bars(right, schemes, series, zero_line=True)
+    right.set_title("cost conversion rate (CCR)")
+    right.set_ylabel("AUC gain per " + ("price unit" if unit == "price" else "engine hour"))
+    right.set_xlabel("GENRE scheme")
+    figures.legend_outside(right)
+    fig.suptitle(f"{dataset}: cost and cost conversion rate (Table 8)")
+    return figures.save(fig, path)
+
+
+VIEW = View(
+    key="cost",
+    title="Table 8: cost and cost conversion rate",
+    compute=_compute,
+    empty_note=_empty_note,
+    csv_file="cost.csv",
+    records=_records,
+    tables=_tables,
+    plot=Plot("cost.png", plot_cost),
+)

@@ -1,0 +1,72 @@
+"""Table 6: original vs ng (and chain) for new users (short history) and warm users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from recsys.catalog import NEW_USER_MAX_HISTORY
+from rich.table import Table
+
+from genre_local.report import figures
+from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table
+from genre_local.report.naming import model_sort_key
+from genre_local.report.runs import NEW_USERS, WARM_USERS, RunIndex, main_key
+from genre_local.report.view import Plot, ReportContext, View
+
+
+def user_group_table(index: RunIndex, features: str, default_k: int) -> list[Comparison]:
+    """original vs ng (and chain) per model for new users (history <= 5) and warm users."""
+    out = []
+    for variant in ("ng", "chain"):
+        for model in index.models():
+            base = main_key(index, model, "original", features, default_k)
+            other = main_key(index, model, variant, features, default_k)
+            if base and other:
+                for group in (NEW_USERS, WARM_USERS):
+                    out.extend(compare(index, base, other, group))
+    return out
+
+
+def _compute(ctx: ReportContext) -> list[Comparison]:
+    return user_group_table(ctx.index, ctx.features, ctx.k) if ctx.features else []
+
+
+def _empty_note(ctx: ReportContext) -> str:
+    return "needs one model trained on `original` and on `ng` or `chain` (--variant ng)"
+
+
+def _tables(comparisons: Sequence[Comparison], ctx: ReportContext) -> list[Table]:
+    return [comparison_table(f"Table 6: new vs warm users — {ctx.where}", comparisons, show_group=True)]
+
+
+def plot_user_groups(comparisons: Sequence[Comparison], dataset: str, path: Path) -> Path:
+    """Table 6: AUC gain for new and warm users."""
+    auc = [c for c in comparisons if c.metric == "auc"]
+    models = sorted({c.model for c in auc}, key=model_sort_key)
+    keys = sorted({(c.other_key.variant, c.group) for c in auc}, key=lambda k: (k[0] != "ng", k[0], k[1]))
+    series: list[figures.Series] = []
+    for variant, group in keys:
+        by_model = {c.model: c for c in auc if (c.other_key.variant, c.group) == (variant, group)}
+        series.append((f"{variant}: {group} users", [by_model[m].improvement if m in by_model else None
+                                                     for m in models], [None] * len(models)))
+    fig = figures.figure(max(6.0, 1.1 * len(models) + 2.5), 4.2)
+    ax = fig.add_subplot()
+    figures.grouped_bars(ax, [figures.model_label(m) for m in models], series, zero_line=True)
+    ax.set_title(f"{dataset}: AUC gain over original, new (≤{NEW_USER_MAX_HISTORY} history) vs warm users (Table 6)")
+    ax.set_ylabel("AUC(variant) − AUC(original)")
+    ax.set_xlabel("model")
+    figures.legend_outside(ax)
+    return figures.save(fig, path)
+
+
+VIEW = View(
+    key="user_groups",
+    title="Table 6: new vs warm users",
+    compute=_compute,
+    empty_note=_empty_note,
+    csv_file="user_groups.csv",
+    records=comparison_records,
+    tables=_tables,
+    plot=Plot("user_groups.png", plot_user_groups),
+)

@@ -1,0 +1,132 @@
+"""The report's structure: declared views, one generic driver, typed reads, shared names."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from recsys.stats import paired_p_value
+from rich.table import Table
+
+from genre_local.report.build import ReportInputs, build_report, render_view
+from genre_local.report.naming import canonical_features, canonical_variant, kind_of, model_sort_key
+from genre_local.report.runs import Summary, seed_p_value
+from genre_local.report.view import Plot, Records, ReportContext, View, report_context
+from genre_local.report.views import VIEWS
+from genre_local.store import open_store
+from genre_local.store.results import MetricRow, _typed_rows
+
+FEATURES = "title,category"
+
+
+def inputs(metrics: list[MetricRow] | None = None) -> ReportInputs:
+    return ReportInputs("d", metrics or [], [], [], FEATURES, 2)
+
+
+def test_every_view_is_declared_once_with_its_own_files() -> None:
+    keys = [v.key for v in VIEWS]
+    assert keys == ["variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity"]
+    files = [v.csv_file for v in VIEWS] + [v.plot.file for v in VIEWS if v.plot]
+    assert len(files) == len(set(files))  # no view overwrites another's file
+
+
+@dataclass(frozen=True)
+class CountRow:
+    model: str
+    runs: int
+
+
+def _count_view(drawn: list[Path]) -> View[CountRow]:
+    def compute(ctx: ReportContext) -> list[CountRow]:
+        return [CountRow(k.model, len(seeds)) for k, seeds in ctx.index.runs.items()]
+
+    def draw(rows, dataset: str, path: Path) -> Path:
+        drawn.append(path)
+        path.write_bytes(b"png")
+        return path
+
+    def tables(rows, ctx: ReportContext) -> list[Table]:
+        table = Table(title=f"runs — {ctx.where}")
+        table.add_column("model")
+        for r in rows:
+            table.add_row(r.model)
+        return [table]
+
+    return View(
+        key="count", title="Runs per model",
+        compute=compute,
+        empty_note=lambda ctx: f"nothing trained on {ctx.dataset}",
+        csv_file="count.csv",
+        records=lambda rows: Records(("model", "runs"), [(r.model, r.runs) for r in rows]),
+        tables=tables,
+        plot=Plot("count.png", draw),
+    )
+
+
+def test_a_new_view_is_one_declaration_the_driver_renders(tmp_path: Path) -> None:
+    drawn: list[Path] = []
+    view = _count_view(drawn)
+    rows = [MetricRow("nrms", "original", s, 0, FEATURES, "dev", "all", "auc", 0.6) for s in (1, 2)]
+    (result,) = build_report(inputs(rows), tmp_path, views=[view])
+    assert (result.name, result.rows, result.note) == ("count", 1, None)
+    assert result.files == [tmp_path / "count.csv", tmp_path / "count.png"] and drawn == [tmp_path / "count.png"]
+    with (tmp_path / "count.csv").open(newline="") as handle:
+        assert list(csv.reader(handle)) == [["model", "runs"], ["nrms", "2"]]
+    assert result.tables[0].title == "runs — d, dev split, features title,category"
+    no_plot = render_view(view, report_context(inputs(rows)), tmp_path / "np", with_plots=False)
+    assert [p.name for p in no_plot.files] == ["count.csv"] and len(drawn) == 1
+
+
+def test_an_empty_view_writes_nothing_and_says_why(tmp_path: Path) -> None:
+    (result,) = build_report(inputs(), tmp_path / "o", views=[_count_view([])])
+    assert result.skipped and result.note == "nothing trained on d"
+    assert result.as_json() == {"title": "Runs per model", "skipped": "nothing trained on d"}
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_declared_view_is_empty_without_stored_rows(tmp_path: Path) -> None:
+    results = build_report(inputs(), tmp_path / "o")
+    assert [r.name for r in results] == [v.key for v in VIEWS]
+    assert all(r.skipped and r.note and "\n" not in r.note for r in results)
+    assert "no training runs stored for dataset 'd'" in results[0].note
+    assert not (tmp_path / "o").exists()
+
+
+def test_summary_and_p_value_are_recsys_stats_over_aligned_seeds() -> None:
+    base = Summary({1: 0.60, 2: 0.62, 3: 0.64, 9: 0.1})
+    other = Summary({3: 0.66, 1: 0.61, 2: 0.64})
+    assert seed_p_value(base, other) == paired_p_value([0.61, 0.64, 0.66], [0.60, 0.62, 0.64])
+    assert seed_p_value(base, Summary({4: 0.5, 5: 0.6})) is None  # no seed in common
+
+
+def test_names_come_from_the_catalog() -> None:
+    assert kind_of("nrms") == "matching" and kind_of("din") == "ranking"
+    assert kind_of("mystery") == "other"  # a stored model the catalog lacks is shown, not fatal
+    assert sorted(["din", "mystery", "naml"], key=model_sort_key) == ["naml", "din", "mystery"]
+    assert canonical_variant("ng+Original+ns") == "ns+ng"
+    assert canonical_features("image, title,title") == "title,image"
+
+
+def test_typed_rows_match_columns_by_name_and_refuse_a_mismatch(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Pair:
+        a: int
+        b: str
+        c: float | None = None
+
+    with open_store(tmp_path / "s.duckdb") as store:
+        assert _typed_rows(store, Pair, "SELECT 'x' AS b, 1 AS a", []) == [Pair(1, "x")]  # order free
+        with pytest.raises(RuntimeError, match=r"Pair: .*unknown \['z'\].*missing \['b'\]"):
+            _typed_rows(store, Pair, "SELECT 1 AS a, 2 AS z", [])
+
+
+def test_the_report_imports_without_torch_matplotlib_or_scipy() -> None:
+    code = ("import sys, genre_local.report.build, genre_local.store.results, genre_local.commands.report; "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
