@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from genre_local.errors import UserError
+from recsys.config import TrainConfig  # [train]: recsys owns its fields and checks
+from recsys.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("genre.toml")
 
@@ -53,33 +55,6 @@ class GenerateConfig:
     # the transformers backend.
     enforce_eager: bool | None = None  # None: eager on CPU (compiling costs minutes at every start there)
     hf_micro_batch: int = 16
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    embed_dim: int = 64
-    num_heads: int = 4
-    transformer_layers: int = 3
-    dropout: float = 0.2
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    epochs: int = 3
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    negatives: int = 4
-    history_len: int = 50
-    title_len: int = 30
-    abstract_len: int = 50
-    patience: int = 2
-    seeds: int = 1
-    ng_k: int = 2
-    features: str = "title,category"
-    lora_rank: int = 8
-    seed: int = 1  # first seed; --seeds N runs seed, seed+1, ..., seed+N-1
-    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0 = at epoch ends only)
-    num_workers: int = 0  # DataLoader worker processes assembling batches
-    fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
-    threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
 
 
 @dataclass(frozen=True)
@@ -125,7 +100,10 @@ def _build_section(cls: type[SectionT], table: Any, where: str) -> SectionT:
         if key not in known:
             raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
         values[key] = _coerce(value, known[key].type, f"{where}.{key}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # [train] validates itself (recsys.config) and names the key
+        raise UserError(f"{where}.{exc.key}: {exc.problem}") from exc
 
 
 def load_config(path: Path | None = None) -> GenreConfig:

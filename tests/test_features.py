@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from genre_local.store import open_store
+from genre_local.store.variants import fetch_encoded
 from recsys import features as feats
-from recsys.data import fetch_encoded
 from recsys.features import NewsRows, load_image_vectors, parse_features, tensorize_news
 from recsys.variants import parse_variant
 from tests.support_train import make_store
@@ -36,9 +36,9 @@ def _rows() -> NewsRows:
 
 def test_parse_features_canonical_and_errors() -> None:
     assert parse_features("title, Category,title") == ("title", "category")
-    with pytest.raises(UserError, match="unknown feature 'pictures'"):
+    with pytest.raises(RecsysError, match="unknown feature 'pictures'"):
         parse_features("title,pictures")
-    with pytest.raises(UserError, match="must include 'title'"):
+    with pytest.raises(RecsysError, match="must include 'title'"):
         parse_features("category,abstract")
 
 
@@ -69,7 +69,7 @@ def test_abstract_and_image_features(tmp_path: Path, tokenizer) -> None:
     assert news.image_present.tolist() == [False, True, False, True]
     assert torch.equal(news.image[1], torch.from_numpy(matrix[1])) and torch.equal(news.image[3], torch.from_numpy(matrix[0]))
     assert news.image[2].eq(0).all()
-    with pytest.raises(UserError, match="no --image-file"):
+    with pytest.raises(RecsysError, match="no image file"):
         tensorize_news(_rows(), ("title", "image"), 8, 6, None, tokenizer)
 
 
@@ -85,18 +85,18 @@ def test_image_parquet_and_bad_files(tmp_path: Path) -> None:
 
     np.save(tmp_path / "short.npy", np.zeros((1, 10), dtype=np.float32))
     (tmp_path / "short.txt").write_text("N1\n")
-    with pytest.raises(UserError, match="512-d"):
+    with pytest.raises(RecsysError, match="512-d"):
         load_image_vectors(tmp_path / "short.npy", ["N1"])
     np.save(tmp_path / "noids.npy", np.zeros((1, 512), dtype=np.float32))
-    with pytest.raises(UserError, match="id list"):
+    with pytest.raises(RecsysError, match="id list"):
         load_image_vectors(tmp_path / "noids.npy", ["N1"])
     (tmp_path / "noids.txt").write_text("N1\nN2\n")
-    with pytest.raises(UserError, match="2 ids for 1 rows"):
+    with pytest.raises(RecsysError, match="2 ids for 1 rows"):
         load_image_vectors(tmp_path / "noids.npy", ["N1"])
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(RecsysError, match="does not exist"):
         load_image_vectors(tmp_path / "missing.npy", ["N1"])
     (tmp_path / "v.csv").write_text("x")
-    with pytest.raises(UserError, match=".npy"):
+    with pytest.raises(RecsysError, match=".npy"):
         load_image_vectors(tmp_path / "v.csv", ["N1"])
 
 

@@ -120,6 +120,13 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
     (["--epochs", "0"], "--epochs"),
     (["--features", "title,image"], "--image-file"),
     (["--resume", "--checkpoint-dir", "/nonexistent-dir"], "no checkpoint"),
+    (["--seeds", "1000000000000"], "--seeds must be between 1 and 1000, got 1000000000000"),
+    (["--lr", "nan"], "--lr must be a finite number above 0"),
+    (["--lr", "-0.5"], "--lr must be a finite number above 0"),
+    (["--batch-size", "0"], "--batch-size must be between 1 and"),
+    (["--ng-k", "-1"], "--ng-k must be between 0 and"),
+    (["--variant", "ng+chain"], "--variant ng+chain: use either ng"),
+    (["--image-file", "/nonexistent.npy", "--features", "title,image"], "--image-file /nonexistent.npy does not exist"),
 ])
 def test_bad_flags_are_one_line_exit_2(env, args: list[str], needle: str) -> None:
     one_line_error(invoke(env, "train", "--model", "din", "--dataset", "tiny", *args), needle)
@@ -171,18 +178,17 @@ def test_resume_continues_a_stored_checkpoint_to_more_epochs(tmp_path: Path, env
 
 
 def test_a_store_write_failure_keeps_the_training_for_resume(tmp_path: Path, env, monkeypatch) -> None:
-    from genre_local.commands import train as train_command
     from genre_local.errors import StoreError
 
     db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
     base = ["--db", str(db), "--config", str(env[1]), "train", "--model", "din", "--dataset", "tiny",
             "--epochs", "1", "--json"]
 
-    def locked(ctx, wait_s: float = 0.0):
+    def locked(db_path, wait_s: float = 0.0):
         raise StoreError(f"store {db} is locked by another genre-local process")
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_command, "_open_store_waiting", locked)
+        patch.setattr("genre_local.store.runs.open_store_waiting", locked)
         failed = runner.invoke(app, base)
     assert failed.exit_code == 2
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
