@@ -125,34 +125,74 @@ def load_image_vectors(path: Path, nids: list[str]) -> tuple[torch.Tensor, torch
 
 def _read_image_npy(path: Path) -> tuple[list[str], np.ndarray]:
     try:
+        # allow_pickle=False: an image file must never run code (object arrays are refused)
         matrix = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise RecsysError(f"image file {path}: not a numeric .npy matrix ({exc})") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise RecsysError(f"image file {path}: not a numeric .npy matrix ({_first_line(exc)})") from exc
+    if not isinstance(matrix, np.ndarray):  # np.load opens a .npz archive whatever its suffix
+        if hasattr(matrix, "close"):
+            matrix.close()
+        raise RecsysError(f"image file {path}: is a .npz archive, not a .npy matrix; save one array with numpy.save")
+    if not (np.issubdtype(matrix.dtype, np.floating) or np.issubdtype(matrix.dtype, np.integer)):
+        raise RecsysError(f"image file {path}: holds {matrix.dtype} values, not numbers; save float vectors")
     id_file = next((p for p in (path.with_suffix(s) for s in (".txt", ".ids", ".tsv")) if p.exists()), None)
     if id_file is None:
         raise RecsysError(f"image file {path}: needs an id list {path.with_suffix('.txt')} (one nid per line)")
-    ids = [line.split("\t")[0].strip() for line in id_file.read_text("utf-8").splitlines() if line.strip()]
-    if len(ids) != matrix.shape[0]:
-        raise RecsysError(f"{id_file}: {len(ids)} ids for {matrix.shape[0]} rows in {path}; they must match")
+    try:
+        text = id_file.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecsysError(f"{id_file}: not UTF-8 text (byte {exc.start}); write the id list as UTF-8") from exc
+    ids = [line.split("\t")[0].strip() for line in text.splitlines() if line.strip()]
+    if matrix.ndim < 1 or len(ids) != matrix.shape[0]:
+        rows = matrix.shape[0] if matrix.ndim else 0
+        raise RecsysError(f"{id_file}: {len(ids)} ids for {rows} rows in {path}; they must match")
     return ids, np.asarray(matrix, dtype=np.float32)
 
 
 def _read_image_parquet(path: Path) -> tuple[list[str], np.ndarray]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise RecsysError(f"image file {path}: not a readable parquet file ({exc})") from exc
+        raise RecsysError(f"image file {path}: not a readable parquet file ({_first_line(exc)})") from exc
     if "nid" not in table.column_names:
         raise RecsysError(f"image file {path}: needs a 'nid' column beside the {IMAGE_DIM} vector columns")
     ids = [str(v) for v in table.column("nid").to_pylist()]
     rest = [c for c in table.column_names if c != "nid"]
-    if len(rest) == 1:  # one list column holding the vector
-        matrix = np.asarray(table.column(rest[0]).to_pylist(), dtype=np.float32)
+    if not rest:
+        raise RecsysError(f"image file {path}: has only the 'nid' column; add the {IMAGE_DIM} vector columns")
+    lists = {name: _is_list(table.schema.field(name).type) for name in rest}
+    for name in rest:
+        kind = table.schema.field(name).type
+        values = kind.value_type if lists[name] else kind
+        if not (pa.types.is_floating(values) or pa.types.is_integer(values)) or (lists[name] and len(rest) > 1):
+            raise RecsysError(f"image file {path}: column '{name}' holds {kind}, not numbers; "
+                              f"use {IMAGE_DIM} float columns or one list column of {IMAGE_DIM} floats")
+        if table.column(name).null_count:
+            raise RecsysError(f"image file {path}: column '{name}' has empty (null) values; fill or drop those rows")
+    if lists[rest[0]]:  # one list column holding the vector
+        vectors = table.column(rest[0]).to_pylist()
+        lengths = sorted({len(v) for v in vectors})
+        if len(lengths) > 1 or any(x is None for v in vectors for x in v):
+            raise RecsysError(f"image file {path}: vectors of different lengths or with null values "
+                              f"(lengths {', '.join(map(str, lengths[:3]))}); every vector needs {IMAGE_DIM} numbers")
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
     else:
         matrix = np.stack([table.column(c).to_numpy().astype(np.float32) for c in rest], axis=1)
     return ids, matrix
+
+
+def _is_list(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass

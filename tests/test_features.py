@@ -118,3 +118,46 @@ def test_cache_is_reused_until_the_store_content_changes(tmp_path: Path) -> None
     assert path3 != path1
     row = changed.news_ids.index("N1") + 1
     assert not torch.equal(changed.news.title[row], first.news.title[row])
+
+
+def _with_ids(path: Path, ids: str = "N1\n") -> Path:
+    path.with_suffix(".txt").write_text(ids)
+    return path
+
+
+@pytest.mark.parametrize("name,write,phrase", [
+    ("strings.npy", lambda p: np.save(p, np.array([["a"] * 512])), "holds <U1 values, not numbers"),
+    ("objects.npy", lambda p: np.save(p, np.array([[object()] * 512], dtype=object), allow_pickle=True),
+     "not a numeric .npy matrix"),
+    ("archive.npy", lambda p: (np.savez(p.with_suffix(".npz"), a=np.zeros((1, 512))), p.with_suffix(".npz").rename(p)),
+     "is a .npz archive"),
+    ("text.npy", lambda p: p.write_text("0.1 0.2\n"), "not a numeric .npy matrix"),
+    ("scalar.npy", lambda p: np.save(p, np.float32(1.0)), "0 rows"),
+])
+def test_bad_npy_contents_are_one_line_errors(tmp_path: Path, name: str, write, phrase: str) -> None:
+    path = _with_ids(tmp_path / name)
+    write(path)
+    with pytest.raises(RecsysError, match=phrase.replace(".", r"\.").replace("(", r"\(")) as err:
+        load_image_vectors(path, ["N1"])
+    assert "\n" not in str(err.value)
+
+
+def test_non_utf8_id_list_is_a_one_line_error(tmp_path: Path) -> None:
+    np.save(tmp_path / "img.npy", np.zeros((1, 512), dtype=np.float32))
+    (tmp_path / "img.txt").write_bytes(b"N\xff1\n")
+    with pytest.raises(RecsysError, match="not UTF-8"):
+        load_image_vectors(tmp_path / "img.npy", ["N1"])
+
+
+@pytest.mark.parametrize("table,phrase", [
+    (pa.table({"nid": ["N1", "N2"]}), "only the 'nid' column"),
+    (pa.table({"nid": ["N1", "N2"], "vector": [[0.0] * 512, [0.0] * 511]}), "different lengths"),
+    (pa.table({"nid": ["N1"], "vector": [["x"] * 512]}), "not numbers"),
+    (pa.table({"nid": ["N1"], **{f"f{i}": ["x"] for i in range(512)}}), "not numbers"),
+    (pa.table({"nid": ["N1", "N2"], "vector": pa.array([[0.0] * 512, None], pa.list_(pa.float64()))}), "null"),
+])
+def test_bad_parquet_contents_are_one_line_errors(tmp_path: Path, table: pa.Table, phrase: str) -> None:
+    pq.write_table(table, tmp_path / "img.parquet")
+    with pytest.raises(RecsysError, match=phrase) as err:
+        load_image_vectors(tmp_path / "img.parquet", ["N1"])
+    assert "\n" not in str(err.value)

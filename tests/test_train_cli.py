@@ -197,3 +197,15 @@ def test_a_store_write_failure_keeps_the_training_for_resume(tmp_path: Path, env
     assert stored.exit_code == 0, stored.output
     with open_store(db) as store:
         assert store.conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 1
+
+
+def test_bad_image_file_contents_are_one_line_exit_2(tmp_path: Path, env) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "img.npy", np.array([["a"] * 512]))
+    (tmp_path / "img.txt").write_text("N1\n")
+    result = invoke(env, "train", "--model", "din", "--dataset", "tiny", "--features", "title,image",
+                    "--image-file", str(tmp_path / "img.npy"), "--checkpoint-dir", str(tmp_path / "ck"))
+    one_line_error(result, "img.npy", "not numbers")
+    with open_store(env[0]) as store:
+        assert store.conn.execute("SELECT count(*) FROM runs WHERE features LIKE '%image%'").fetchall()[0][0] == 0
