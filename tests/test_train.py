@@ -257,3 +257,22 @@ def test_negatives_are_distinct_when_enough_and_uniform() -> None:
     assert set(pick[counts == 2].ravel().tolist()) == {0, 1} and (pick[counts == 1] == 0).all()
     tens = np.bincount(pick[counts == 10].ravel(), minlength=10)  # 1600 draws over 10 slots
     assert tens.min() > 100 and tens.max() < 220
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(data, accelerator, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.train import TrainStep, read_loop_state
+
+    real = TrainStep.forward
+    calls = [0]
+
+    def poisoned(self, batch):
+        calls[0] += 1
+        loss = real(self, batch)
+        return loss * float("nan") if calls[0] == 4 else loss
+
+    monkeypatch.setattr(TrainStep, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1 step 4; lower lr"):
+        run_training(accelerator, data, settings("nrms", epochs=2, checkpoint_every=2, checkpoint_dir=tmp_path))
+    state = read_loop_state(find_checkpoint(tmp_path))
+    assert (state.epoch, state.step) == (0, 2) and not state.finished(2) and state.best_weights is None

@@ -209,3 +209,23 @@ def test_bad_image_file_contents_are_one_line_exit_2(tmp_path: Path, env) -> Non
     one_line_error(result, "img.npy", "not numbers")
     with open_store(env[0]) as store:
         assert store.conn.execute("SELECT count(*) FROM runs WHERE features LIKE '%image%'").fetchall()[0][0] == 0
+
+
+def test_a_nan_loss_is_one_line_exit_2_and_stores_nothing(tmp_path: Path, env, monkeypatch) -> None:
+    from recsys.train import TrainStep
+
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    monkeypatch.setattr(TrainStep, "forward", lambda self, batch: torch_nan())
+    result = runner.invoke(app, ["--db", str(db), "--config", str(env[1]), "train", "--model", "din",
+                                 "--dataset", "tiny", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "loss became nan" in errors[0] and "lower lr" in errors[0]
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 0
+
+
+def torch_nan():
+    import torch
+
+    return torch.tensor(float("nan"), requires_grad=True)
