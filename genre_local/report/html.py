@@ -127,6 +127,14 @@ def llm_source(ctx: ReportContext, variant: str) -> str:
     return "; ".join(f"{t}: {', '.join(sorted(by_task[t])) or 'none stored'}" for t in tasks)
 
 
+def gen_link(ctx: ReportContext, run_id: str) -> str:
+    """A link to the generation run's row, or the bare id when no such run is stored (a link
+    must never point nowhere)."""
+    if any(r.run_id == run_id for r in ctx.inputs.generation_runs):
+        return link("gen", run_id)
+    return esc(run_id)
+
+
 def _seed_links(ctx: ReportContext, key: ConfigKey) -> str:
     runs = ctx.index.run_ids.get(key, {})
     return " ".join(link("run", rid, str(seed)) if rid else esc(seed) for seed, rid in sorted(runs.items()))
@@ -153,7 +161,7 @@ def _view_section(ctx: ReportContext, section: ViewSection) -> str:
         parts.append("<h3>Runs behind these numbers</h3>")
         parts.append(simple_table(CONFIG_HEADER, (_config_row(ctx, k) for k in section.configs)))
     if section.generation_runs:
-        parts.append("<p>Generation runs: " + ", ".join(link("gen", r) for r in section.generation_runs) + "</p>")
+        parts.append("<p>Generation runs: " + ", ".join(gen_link(ctx, r) for r in section.generation_runs) + "</p>")
     if section.records is not None:
         parts.append(f"<details><summary>Every number, unrounded ({esc(section.csv_name)})</summary>"
                      f"{records_html(section.records)}</details>")
@@ -237,22 +245,22 @@ def _items(s: Sample) -> str:
     return "<br>".join(f"[{esc(i.category)}] <b>{esc(i.title)}</b><br>{esc(i.abstract)}" for i in s.items) or "—"
 
 
-def _sample_table(s_set: SampleSet) -> str:
+def _sample_table(ctx: ReportContext, s_set: SampleSet) -> str:
     has_truth = any(s.truth for s in s_set.samples)
     if s_set.task == "summarize":
         header: tuple[str, ...] = ("news", "original title", "enhanced title", "run")
-        rows = [[esc(s.input_id), esc(s.original_title), esc(s.enhanced_title), link("gen", s.run_id)]
+        rows = [[esc(s.input_id), esc(s.original_title), esc(s.enhanced_title), gen_link(ctx, s.run_id)]
                 for s in s_set.samples]
     elif s_set.task == "profile":
         header = ("user", "history (latest titles)", "profile") + (("true interests, fidelity",) if has_truth else ()) + ("run",)
-        rows = [[esc(s.input_id), _history(s), _profile(s), *([_truth(s)] if has_truth else []), link("gen", s.run_id)]
+        rows = [[esc(s.input_id), _history(s), _profile(s), *([_truth(s)] if has_truth else []), gen_link(ctx, s.run_id)]
                 for s in s_set.samples]
     elif s_set.task == "chain":
         header = ("user", "history (latest titles)", "profile read", "synthetic news", "run")
-        rows = [[esc(s.input_id), _history(s), _profile(s), _items(s), link("gen", s.run_id)] for s in s_set.samples]
+        rows = [[esc(s.input_id), _history(s), _profile(s), _items(s), gen_link(ctx, s.run_id)] for s in s_set.samples]
     else:
         header = ("user", "history (latest titles)", "synthetic news", "run")
-        rows = [[esc(s.input_id), _history(s), _items(s), link("gen", s.run_id)] for s in s_set.samples]
+        rows = [[esc(s.input_id), _history(s), _items(s), gen_link(ctx, s.run_id)] for s in s_set.samples]
     return simple_table(header, rows)
 
 
@@ -270,12 +278,12 @@ def _samples_section(ctx: ReportContext) -> str:
         parts.append(f"<p>{len(s_set.samples)} of {s_set.valid_inputs:,} valid outputs; "
                      f"{s_set.invalid_inputs:,} inputs stayed invalid.</p>")
         if s_set.samples:
-            parts.append(_sample_table(s_set))
+            parts.append(_sample_table(ctx, s_set))
         if s_set.invalid:
             parts.append(simple_table(
                 ("input", "tries", "error", "raw output", "run"),
                 ([esc(i.input_id), esc(i.attempt), f'<span class="bad">{esc(i.error)}</span>',
-                  f'<span class="text">{esc(i.raw_output)}</span>', link("gen", i.run_id)] for i in s_set.invalid),
+                  f'<span class="text">{esc(i.raw_output)}</span>', gen_link(ctx, i.run_id)] for i in s_set.invalid),
                 caption="invalid outputs"))
     parts.append("</section>")
     return "".join(parts)
