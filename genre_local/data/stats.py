@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from genre_local.data.mind_import import SPLITS
-from genre_local.data.taxonomy import COLD_USER_MAX_HISTORY
 from genre_local.store import Store
+from recsys.catalog import NEW_USER_MAX_HISTORY
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def dataset_stats(store: Store, name: str) -> DatasetStats:
                coalesce(quantile_cont(n, 0.99), 0)
         FROM per_user
         """,
-        [name, COLD_USER_MAX_HISTORY, COLD_USER_MAX_HISTORY],
+        [name, NEW_USER_MAX_HISTORY, NEW_USER_MAX_HISTORY],
     ).fetchone()
     categories = dict(
         conn.execute(
