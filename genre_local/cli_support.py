@@ -33,6 +33,8 @@ class AppContext:
     debug: bool
 
     def open_store(self, read_only: bool = False) -> Store:
+        """The store of --db. Read-only commands pass read_only=True: a missing file is then a
+        one-line "store X does not exist" (never created), and nothing in the file changes."""
         return open_store(self.db_path, read_only=read_only)
 
 

@@ -203,6 +203,10 @@ def with_overrides(section: SectionT, **flags: Any) -> SectionT:
         if exc.key in given:
             raise UserError(f"--{exc.key.replace('_', '-')} {exc.problem}") from None
         raise UserError(f"[train] {exc}") from None
+    except ValueError as exc:
+        # A section that validates with its own ValueError (a library's config class) is
+        # still a user mistake here, not an internal error.
+        raise UserError(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -236,6 +240,9 @@ def _build_section(cls: type[SectionT], table: Any, where: str, path: Path) -> S
         raise exc.in_file(path) from None
     except ConfigError as exc:  # [train] validates itself (recsys.config) and names the key
         raise UserError(f"{where}.{exc.key}: {exc.problem}; fix the file") from None
+    except ValueError as exc:  # a library section's own check (see with_overrides)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{where}: {first}; fix the file") from None
 
 
 def _read_config_text(path: Path) -> str:

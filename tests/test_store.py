@@ -226,3 +226,125 @@ def test_dataset_readers(tmp_path: Path) -> None:
         truth = read_truth(store.conn, DATASET)
         assert truth["U1"] == (["weather", "disasters", "travel"], "Florida") and truth["U1"].region == "Florida"
         assert read_truth(store.conn, "other") == {} and read_news(store.conn, "other") == []
+
+
+# ---------------------------------------------------------------- issue 12 (config/store engineer): foreign files,
+# read-only opening, truncated files
+
+
+def _foreign_db(path: Path, *statements: str) -> Path:
+    import duckdb
+
+    conn = duckdb.connect(str(path))
+    for statement in statements:
+        conn.execute(statement)
+    conn.close()
+    return path
+
+
+def _tables(path: Path) -> list[str]:
+    import duckdb
+
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        return sorted(r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal").fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_someone_elses_duckdb_file_is_refused_and_left_alone(tmp_path: Path, read_only: bool) -> None:
+    db = _foreign_db(tmp_path / "other.duckdb", "CREATE TABLE accounts (id INTEGER)", "INSERT INTO accounts VALUES (1)")
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=r"other.duckdb is a DuckDB file of something else \(it holds main.accounts"):
+        open_store(db, read_only=read_only)
+    assert _tables(db) == ["accounts"] and db.read_bytes() == before
+
+
+def test_foreign_news_table_leaves_no_empty_schema_version_behind(tmp_path: Path) -> None:
+    db = _foreign_db(tmp_path / "other.duckdb", "CREATE TABLE news (x INTEGER)")
+    with pytest.raises(StoreError, match="something else"):
+        open_store(db)
+    assert _tables(db) == ["news"]
+
+
+def test_foreign_file_through_the_cli_is_one_line_exit_2(tmp_path: Path) -> None:
+    db = _foreign_db(tmp_path / "other.duckdb", "CREATE TABLE accounts (id INTEGER)")
+    from tests.support_mind import write_mind
+
+    for args in (["data", "stats", "--name", "x"], ["data", "import", str(write_mind(tmp_path / "m")), "--name", "x"]):
+        result = runner.invoke(app, ["--db", str(db), *args])
+        assert result.exit_code == 2, result.output
+        assert "is a DuckDB file of something else" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert _tables(db) == ["accounts"]
+
+
+def test_an_empty_duckdb_file_becomes_a_store(tmp_path: Path) -> None:
+    db = _foreign_db(tmp_path / "empty.duckdb")
+    with pytest.raises(StoreError, match="holds no genre-local data yet"):
+        open_store(db, read_only=True)
+    with open_store(db) as store:
+        assert store.schema_version() == load_migrations()[-1].version
+
+
+def test_failed_first_migration_leaves_no_schema_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genre_local.store import connection
+
+    real = connection.load_migrations()
+    broken = [connection.Migration(real[0].version, real[0].name, real[0].sql + "\nCREATE TABLE oops (;")]
+    monkeypatch.setattr(connection, "load_migrations", lambda: broken)
+    db = tmp_path / "s.duckdb"
+    with pytest.raises(StoreError):
+        open_store(db)
+    monkeypatch.undo()
+    assert _tables(db) == []  # nothing half-written: the next open starts cleanly
+    with open_store(db) as store:
+        assert store.schema_version() == real[-1].version
+
+
+def test_read_only_open_never_creates_or_changes_a_file(tmp_path: Path) -> None:
+    missing = tmp_path / "none.duckdb"
+    with pytest.raises(StoreError, match=r"store .*none.duckdb does not exist"):
+        open_store(missing, read_only=True)
+    result = runner.invoke(app, ["--db", str(missing), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and "does not exist" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+    db = tmp_path / "s.duckdb"
+    open_store(db).close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with open_store(db, read_only=True) as store:
+        assert store.read_only and store.dataset_names() == []
+        with pytest.raises(Exception, match="read-only"):
+            store.conn.execute("INSERT INTO user_truth VALUES ('d', 'U1', ['health'], 'Ohio')")
+    result = runner.invoke(app, ["--db", str(db), "data", "stats", "--name", "x"])
+    assert result.exit_code == 2 and "dataset 'x' is not in store" in result.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_read_only_open_of_an_older_store_says_how_to_upgrade(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    with open_store(db) as store:
+        store.conn.execute("DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)")
+    with pytest.raises(StoreError, match="open it once with a writing command"):
+        open_store(db, read_only=True)
+
+
+def test_truncated_store_is_one_line_exit_2(tmp_path: Path) -> None:
+    from tests.support_mind import write_mind
+
+    db = tmp_path / "s.duckdb"
+    assert runner.invoke(app, ["--db", str(db), "data", "import", str(write_mind(tmp_path / "m")), "--name", "d"]).exit_code == 0
+    assert not db.with_name(db.name + ".wal").exists()
+    data = db.read_bytes()
+    for keep in (100, 8192, len(data) // 2, len(data) - 4096):
+        cut = tmp_path / f"cut{keep}.duckdb"
+        cut.write_bytes(data[:keep])
+        for read_only in (False, True):
+            with pytest.raises(StoreError, match=rf"cut{keep}.duckdb is (damaged|not a readable DuckDB file)"):
+                open_store(cut, read_only=read_only)
+        for args in (["data", "stats", "--name", "d"], ["data", "import", str(tmp_path / "m"), "--name", "e"]):
+            result = runner.invoke(app, ["--db", str(cut), *args])
+            assert result.exit_code == 2, result.output
+            assert "damaged" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert cut.read_bytes() == data[:keep]
