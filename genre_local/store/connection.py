@@ -250,23 +250,29 @@ def open_store(path: Path, read_only: bool = False) -> Store:
 
 
 def _refuse_truncated(store: Store) -> None:
-    """A file shorter than the blocks its header counts was cut off (a copy or disk that ran out).
+    """A file cut off (a partial copy, a disk that ran out) is refused before any command runs.
 
     DuckDB opens such a file and fails only when a query reaches a missing block, mid-command.
-    Skipped while a write-ahead log exists: replaying it may count blocks not yet in the file.
+    A complete file is its headers plus whole blocks, and holds at least every used block;
+    `total_blocks` is no bound (free blocks at the end are not always in the file). Skipped
+    while a write-ahead log exists: replaying it may count blocks not yet in the file.
     """
     if store.path.with_name(store.path.name + ".wal").exists():
         return
-    row = store.conn.execute("SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = current_database()").fetchone()
+    row = store.conn.execute(
+        "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = current_database()"
+    ).fetchone()
     if row is None:
         return
-    block_size, total_blocks = int(row[0]), int(row[1])
+    block_size, used_blocks = int(row[0]), int(row[1])
     size = store.path.stat().st_size
-    needed = _FILE_HEADERS_BYTES + block_size * total_blocks if total_blocks else 0
-    if size < needed:
+    if size == 0 or block_size <= 0:
+        return
+    body = size - _FILE_HEADERS_BYTES
+    if body < 0 or body % block_size or size < _FILE_HEADERS_BYTES + block_size * used_blocks:
         raise StoreError(
-            f"store {store.path} is damaged (truncated: {size} bytes, its header needs {needed}); "
-            "restore it from a copy or pass --db"
+            f"store {store.path} is damaged (truncated: {size} bytes is not its headers plus the "
+            f"{used_blocks} blocks it uses); restore it from a copy or pass --db"
         )
 
 
