@@ -44,7 +44,7 @@ _RUNS_SCHEMA = pa.schema([
     ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
     ("train_samples_per_s", pa.list_(pa.float64())), ("dev_auc", pa.list_(pa.float64())),
     ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
-    ("created_at", pa.timestamp("us")),
+    ("created_at", pa.timestamp("us")), ("checkpoint", pa.string()),
 ])
 _METRICS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
@@ -61,11 +61,14 @@ def new_experiment_id() -> str:
 
 
 def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dict, fingerprint: str,
-               variant_stats: dict, device: str, results: list[RunResult]) -> list[str]:
-    """One runs row per seed, its epochs and its long-format metrics, in one transaction."""
+               variant_stats: dict, device: str, results: list[RunResult],
+               checkpoints: list[Path | None] | None = None) -> list[str]:
+    """One runs row per seed (with the checkpoint folder its weights are in), its epochs and its
+    long-format metrics, in one transaction."""
     run_rows, metric_rows, epoch_rows = [], [], []
     created = now_utc()
-    for result in results:
+    folders = checkpoints if checkpoints is not None else [None] * len(results)
+    for result, folder in zip(results, folders, strict=True):
         run_id = f"{experiment_id}-s{result.seed}"
         run_rows.append({
             "run_id": run_id, "experiment_id": experiment_id, "model": ident.model, "kind": ident.kind,
@@ -76,7 +79,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
             "stopped_early": result.stopped_early, "epoch_seconds": result.epoch_seconds,
             "train_samples_per_s": result.train_samples_per_s, "dev_auc": result.dev_auc,
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
-            "device": device, "created_at": created,
+            "device": device, "created_at": created, "checkpoint": None if folder is None else str(folder),
         })
         for epoch, seconds in enumerate(result.epoch_seconds):
             epoch_rows.append({
@@ -115,6 +118,62 @@ def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str) -> d
         [ident.model, ident.dataset, ident.features, eval_split],
     ).fetchall()
     return {int(seed): float(value) for seed, value in rows}
+
+
+def store_id(store: Store) -> str:
+    """The store's random identity (migration 004): checkpoints are kept and checked by it."""
+    return str(store.conn.execute("SELECT store_id FROM store_identity").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A stored run as predict and resume need it."""
+
+    run_id: str
+    ident: RunIdentity
+    seed: int
+    config: dict
+    data_fingerprint: str
+    epochs_run: int
+    checkpoint: Path | None
+
+
+_STORED_RUN_SQL = (
+    "SELECT run_id, model, kind, dataset, variant, features, ng_k, seed, config, data_fingerprint, epochs_run, "
+    "checkpoint FROM runs "
+)
+
+
+def _stored_run(row) -> StoredRun:
+    run_id, model, kind, dataset, variant, features, ng_k, seed, config, fingerprint, epochs_run, checkpoint = row
+    return StoredRun(run_id=run_id, ident=RunIdentity(model, kind, dataset, variant, features, int(ng_k)),
+                     seed=int(seed), config=json.loads(config), data_fingerprint=fingerprint,
+                     epochs_run=int(epochs_run), checkpoint=None if checkpoint is None else Path(checkpoint))
+
+
+def find_run(store: Store, run_id: str) -> StoredRun | None:
+    row = store.conn.execute(_STORED_RUN_SQL + "WHERE run_id = ?", [run_id]).fetchone()
+    return None if row is None else _stored_run(row)
+
+
+def latest_run(store: Store, ident: RunIdentity, seed: int) -> StoredRun | None:
+    """The newest stored run of this model, dataset variant, features and seed."""
+    row = store.conn.execute(
+        _STORED_RUN_SQL + "WHERE model = ? AND dataset = ? AND variant = ? AND features = ? AND ng_k = ? AND seed = ? "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
+        [ident.model, ident.dataset, ident.variant, ident.features, ident.ng_k, seed],
+    ).fetchone()
+    return None if row is None else _stored_run(row)
+
+
+def run_stored_from(store: Store, checkpoint: Path, epochs_run: int, fingerprint: str) -> str | None:
+    """The id of a stored run trained to `epochs_run` epochs in `checkpoint` on these rows, if any:
+    a finished checkpoint that is already stored must not be stored again."""
+    row = store.conn.execute(
+        "SELECT run_id FROM runs WHERE checkpoint = ? AND epochs_run = ? AND data_fingerprint = ? "
+        "ORDER BY created_at DESC LIMIT 1", [str(checkpoint), epochs_run, fingerprint],
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def open_store_waiting(db_path: Path, wait_s: float = 120.0, poll_s: float = 3.0) -> Store:
