@@ -73,7 +73,6 @@ class _SeedPlan:
 def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     """The variant's tensors on every process: rank 0 reads the store and builds (or finds) the
     cached tensors with the store closed; the other ranks load the same cache file."""
-    from genre_local.store import open_store
     from genre_local.store.variants import plan_encoded
     from recsys.data import EncodingOptions
     from recsys.experiment import share_encoded

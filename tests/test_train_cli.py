@@ -272,7 +272,7 @@ def test_predict_uses_only_its_own_stores_checkpoints(tmp_path: Path, env) -> No
     done = cli("a", *predict)
     assert done.exit_code == 0, done.output
     with open_store(stores["a"]) as store:
-        run_a, folder_a = store.conn.execute("SELECT run_id, checkpoint FROM runs").fetchone()
+        run_a, folder_a = store.conn.execute("SELECT run_id, checkpoint FROM runs JOIN run_checkpoints USING (run_id)").fetchone()
     assert f"with the weights of run {run_a}" in done.stdout
     assert cli("a", *predict, "--run", run_a).exit_code == 0
     one_line_error(cli("a", *predict, "--run", "nope"), "--run nope: no such run")
@@ -285,7 +285,7 @@ def test_predict_uses_only_its_own_stores_checkpoints(tmp_path: Path, env) -> No
     # another store's weights in this store's checkpoint folder: refused
     assert cli("b", *train).exit_code == 0
     with open_store(stores["b"]) as store:
-        folder_b = store.conn.execute("SELECT checkpoint FROM runs").fetchone()[0]
+        folder_b = store.conn.execute("SELECT checkpoint FROM run_checkpoints").fetchone()[0]
     assert Path(folder_a).parent != Path(folder_b).parent  # each store has its own checkpoint folder
     shutil.rmtree(folder_b)
     shutil.copytree(folder_a, folder_b)

@@ -44,8 +44,9 @@ _RUNS_SCHEMA = pa.schema([
     ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
     ("train_samples_per_s", pa.list_(pa.float64())), ("dev_auc", pa.list_(pa.float64())),
     ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
-    ("created_at", pa.timestamp("us")), ("checkpoint", pa.string()),
+    ("created_at", pa.timestamp("us")),
 ])
+_CHECKPOINTS_SCHEMA = pa.schema([("run_id", pa.string()), ("checkpoint", pa.string())])
 _METRICS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
@@ -65,7 +66,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
                checkpoints: list[Path | None] | None = None) -> list[str]:
     """One runs row per seed (with the checkpoint folder its weights are in), its epochs and its
     long-format metrics, in one transaction."""
-    run_rows, metric_rows, epoch_rows = [], [], []
+    run_rows, metric_rows, epoch_rows, checkpoint_rows = [], [], [], []
     created = now_utc()
     folders = checkpoints if checkpoints is not None else [None] * len(results)
     for result, folder in zip(results, folders, strict=True):
@@ -79,8 +80,10 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
             "stopped_early": result.stopped_early, "epoch_seconds": result.epoch_seconds,
             "train_samples_per_s": result.train_samples_per_s, "dev_auc": result.dev_auc,
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
-            "device": device, "created_at": created, "checkpoint": None if folder is None else str(folder),
+            "device": device, "created_at": created,
         })
+        if folder is not None:
+            checkpoint_rows.append({"run_id": run_id, "checkpoint": str(folder)})
         for epoch, seconds in enumerate(result.epoch_seconds):
             epoch_rows.append({
                 "run_id": run_id, "epoch": epoch + 1, "seconds": seconds,
@@ -99,6 +102,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
         store.insert_arrow("runs", pa.Table.from_pylist(run_rows, schema=_RUNS_SCHEMA))
         store.insert_arrow("run_metrics", pa.Table.from_pylist(metric_rows, schema=_METRICS_SCHEMA))
         store.insert_arrow("run_epochs", pa.Table.from_pylist(epoch_rows, schema=_EPOCHS_SCHEMA))
+        store.insert_arrow("run_checkpoints", pa.Table.from_pylist(checkpoint_rows, schema=_CHECKPOINTS_SCHEMA))
     return [r["run_id"] for r in run_rows]
 
 
@@ -139,8 +143,8 @@ class StoredRun:
 
 
 _STORED_RUN_SQL = (
-    "SELECT run_id, model, kind, dataset, variant, features, ng_k, seed, config, data_fingerprint, epochs_run, "
-    "checkpoint FROM runs "
+    "SELECT r.run_id, r.model, r.kind, r.dataset, r.variant, r.features, r.ng_k, r.seed, r.config, "
+    "r.data_fingerprint, r.epochs_run, c.checkpoint FROM runs r LEFT JOIN run_checkpoints c USING (run_id) "
 )
 
 
@@ -152,15 +156,15 @@ def _stored_run(row) -> StoredRun:
 
 
 def find_run(store: Store, run_id: str) -> StoredRun | None:
-    row = store.conn.execute(_STORED_RUN_SQL + "WHERE run_id = ?", [run_id]).fetchone()
+    row = store.conn.execute(_STORED_RUN_SQL + "WHERE r.run_id = ?", [run_id]).fetchone()
     return None if row is None else _stored_run(row)
 
 
 def latest_run(store: Store, ident: RunIdentity, seed: int) -> StoredRun | None:
     """The newest stored run of this model, dataset variant, features and seed."""
     row = store.conn.execute(
-        _STORED_RUN_SQL + "WHERE model = ? AND dataset = ? AND variant = ? AND features = ? AND ng_k = ? AND seed = ? "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
+        _STORED_RUN_SQL + "WHERE r.model = ? AND r.dataset = ? AND r.variant = ? AND r.features = ? AND r.ng_k = ? "
+        "AND r.seed = ? ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1",
         [ident.model, ident.dataset, ident.variant, ident.features, ident.ng_k, seed],
     ).fetchone()
     return None if row is None else _stored_run(row)
@@ -170,8 +174,9 @@ def run_stored_from(store: Store, checkpoint: Path, epochs_run: int, fingerprint
     """The id of a stored run trained to `epochs_run` epochs in `checkpoint` on these rows, if any:
     a finished checkpoint that is already stored must not be stored again."""
     row = store.conn.execute(
-        "SELECT run_id FROM runs WHERE checkpoint = ? AND epochs_run = ? AND data_fingerprint = ? "
-        "ORDER BY created_at DESC LIMIT 1", [str(checkpoint), epochs_run, fingerprint],
+        "SELECT r.run_id FROM runs r JOIN run_checkpoints c USING (run_id) WHERE c.checkpoint = ? "
+        "AND r.epochs_run = ? AND r.data_fingerprint = ? ORDER BY r.created_at DESC LIMIT 1",
+        [str(checkpoint), epochs_run, fingerprint],
     ).fetchone()
     return None if row is None else str(row[0])
 

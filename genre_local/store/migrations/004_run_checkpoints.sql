@@ -7,5 +7,9 @@ CREATE TABLE store_identity (
 );
 INSERT INTO store_identity SELECT replace(CAST(uuid() AS VARCHAR), '-', '');
 
--- The checkpoint folder of the run (NULL for runs stored before this migration).
-ALTER TABLE runs ADD COLUMN checkpoint VARCHAR;
+-- The checkpoint folder of a run (runs stored before this migration have none). A table of its
+-- own rather than a new runs column: code that inserts runs rows keeps its column list.
+CREATE TABLE run_checkpoints (
+    run_id VARCHAR PRIMARY KEY,
+    checkpoint VARCHAR NOT NULL
+);
