@@ -48,10 +48,8 @@ class VllmBackend:
 
     def __init__(self, options: EngineOptions):
         self.options = options
-        # Our tables and --json line own stdout: vLLM logs (WARNING and up) go to stderr.
-        # Only errors: on CPU its warnings (no Triton, no tcmalloc preload, ...) are noise to a
-        # user; an engine that fails to start still logs its root cause at ERROR.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        # Our tables and --json line own stdout: vLLM's logs go to stderr. How much of them
+        # shows is the CLI's choice (quiet.py: errors only unless --verbose).
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         if _on_cpu():
             memory = meminfo_gib()
