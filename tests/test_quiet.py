@@ -209,3 +209,22 @@ def test_a_bare_group_still_prints_its_help(clean_env):
     result = runner.invoke(app, ["data"], prog_name="genre-local")
     assert result.exit_code == 2 and "Usage: genre-local data" in result.output and "error:" not in result.output
     assert runner.invoke(app, ["--help"], prog_name="genre-local").exit_code == 0
+
+
+@pytest.mark.parametrize("tqdm_disable, shown", [(None, True), ("1", False), ("0", True)])
+def test_vllm_weight_loading_bar_follows_the_progress_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tqdm_disable, shown):
+    import types
+
+    from genre_local.llm.backend import EngineOptions
+    from genre_local.llm.vllm_backend import VllmBackend
+
+    seen: dict = {}
+    fake_vllm = types.ModuleType("vllm")
+    fake_vllm.LLM = lambda **kwargs: seen.update(kwargs)  # records what the engine would get
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    if tqdm_disable is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", tqdm_disable)
+    VllmBackend(EngineOptions(model_dir=tmp_path, gpu_memory_utilization=0.001))
+    assert seen["use_tqdm_on_load"] is shown and seen["model"] == str(tmp_path)
