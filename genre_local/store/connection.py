@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,8 +22,6 @@ import pyarrow as pa
 from genre_local.errors import StoreError, UserError
 
 DEFAULT_DB = Path("genre.duckdb")
-# DuckDB's file starts with a main header and two database headers of 4 KiB each, then the blocks.
-_FILE_HEADERS_BYTES = 3 * 4096
 
 
 @dataclass(frozen=True)
@@ -235,7 +234,6 @@ def open_store(path: Path, read_only: bool = False) -> Store:
         raise StoreError(_describe_open_failure(path, exc)) from exc
     store = Store(path, conn, read_only)
     try:
-        _refuse_truncated(store)
         if read_only:
             _check_read_only_schema(store)
         else:
@@ -249,25 +247,23 @@ def open_store(path: Path, read_only: bool = False) -> Store:
     return store
 
 
-def _refuse_truncated(store: Store) -> None:
-    """A file shorter than the blocks its header counts was cut off (a copy or disk that ran out).
+def damaged_store_error(exc: BaseException) -> StoreError | None:
+    """The one-line StoreError for a DuckDB failure that means a damaged (e.g. truncated) file.
 
-    DuckDB opens such a file and fails only when a query reaches a missing block, mid-command.
-    Skipped while a write-ahead log exists: replaying it may count blocks not yet in the file.
+    DuckDB opens a truncated file and fails only when a query reaches a missing block, in the
+    middle of a command; the CLI's error policy asks this to tell such a failure (a user's
+    file problem, exit 2) from an internal error.
     """
-    if store.path.with_name(store.path.name + ".wal").exists():
-        return
-    row = store.conn.execute("SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = current_database()").fetchone()
-    if row is None:
-        return
-    block_size, total_blocks = int(row[0]), int(row[1])
-    size = store.path.stat().st_size
-    needed = _FILE_HEADERS_BYTES + block_size * total_blocks if total_blocks else 0
-    if size < needed:
-        raise StoreError(
-            f"store {store.path} is damaged (truncated: {size} bytes, its header needs {needed}); "
-            "restore it from a copy or pass --db"
-        )
+    if not isinstance(exc, duckdb.Error):
+        return None
+    text = str(exc)
+    if "could not read enough bytes" not in text.lower():
+        return None
+    quoted = re.search(r'from file "([^"]+)"', text)
+    where = quoted.group(1) if quoted else "file"
+    return StoreError(
+        f"store {where} is damaged (shorter than DuckDB expects: truncated?); restore it from a copy or pass --db"
+    )
 
 
 def _check_read_only_schema(store: Store) -> None:
