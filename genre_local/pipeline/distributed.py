@@ -171,6 +171,12 @@ class ShardedExecutor:
                 f"the {len(done)} completed are stored: rerun the same command to finish"
             ) from failure
 
+    def close(self) -> None:
+        """Release what the dispatcher holds across tasks (a local Ray), if anything."""
+        close = getattr(self.dispatch, "close", None)
+        if close is not None:
+            close()
+
     def _merge(self, shards: list[Path], stats: TaskStats, run_id: str, on_rows: Callable[[int], Any] | None) -> set[str]:
         if not shards:
             return set()
