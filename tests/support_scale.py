@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from genre_local.llm.backend import EngineOptions
+from genre_local.llm.tasks import TASKS
 from genre_local.pipeline.distributed import BackendFactory
 from genre_local.pipeline.plan import PlanSettings
 from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
@@ -37,7 +38,7 @@ def real_settings(limit: int) -> RunSettings:
 def single_process_run(db: Path, factory: BackendFactory, settings: RunSettings, tasks: tuple[str, ...]) -> None:
     engine = LazyEngine(factory)
     try:
-        GenerationRun(db, settings, engine).run(list(tasks))
+        GenerationRun(db, settings, engine).run([TASKS[name] for name in tasks])
     finally:
         engine.close()
 
@@ -76,7 +77,7 @@ def ray_run(db: Path, run_dir: Path, factory, replicas: int = 2, batch_size: int
     settings = settings or RunSettings(plan=PlanSettings(dataset=DATASET, model_id="fake-model"), backend="fake", batch_size=batch_size)
     dispatch = RayDispatch(RayCluster(replicas=replicas, local_cpus=replicas), factory)
     run = ShardedGenerationRun(db, settings, ShardedExecutor(db, RunFolder(run_dir), dispatch), progress=progress)
-    return run.run(list(tasks)), run.run_id
+    return run.run([TASKS[name] for name in tasks]), run.run_id
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ for the kill, the embedded model on the transformers backend for real outputs). 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -17,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from genre_local.errors import UserError
+from genre_local.llm.tasks import TASKS
 from genre_local.pipeline.distributed import item_to_row
 from genre_local.pipeline.plan import PlanSettings, Planner
-from genre_local.pipeline.ray_engine import RayCluster, RayDispatch, start_ray, vllm_sampling
+from genre_local.pipeline.ray_engine import RayCluster, start_ray, uses_vllm_processor, vllm_sampling
 from genre_local.store import open_store
 from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
 from tests.support_scale import (
@@ -136,11 +136,13 @@ def test_an_unreachable_cluster_is_a_one_line_user_error():
 def test_vllm_sampling_carries_the_plan_and_the_schema(tmp_path: Path):
     db = build_store(tmp_path / "g.duckdb")
     with open_store(db) as store:
-        item = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m", temperature=0.3, seed=5)).plan(store.conn, "profile", 1)[0]
+        item = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m", temperature=0.3, seed=5)).plan(store.conn, TASKS["profile"], 1)[0]
     params = vllm_sampling(json.loads(json.dumps(item_to_row(item))))
     assert params == {
         "temperature": 0.3, "top_p": 1.0, "seed": 5, "max_tokens": item.request.max_tokens,
         "repetition_penalty": item.request.repetition_penalty, "structured_outputs": {"json": item.request.schema},
     }
-    with pytest.raises(ValueError, match="GPU branch needs the engine options"):
-        RayDispatch(RayCluster(gpus_per_replica=1), functools.partial(FakeBackend))
+    assert uses_vllm_processor({"CPU": 16, "GPU": 2}, "vllm", 2)
+    assert not uses_vllm_processor({"CPU": 16, "GPU": 1}, "vllm", 2)  # too few GPUs for one replica
+    assert not uses_vllm_processor({"CPU": 16, "GPU": 8}, "transformers", 1)
+    assert not uses_vllm_processor({"CPU": 16}, "vllm", 1)

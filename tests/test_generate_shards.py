@@ -23,7 +23,9 @@ from genre_local.pipeline.distributed import (
 )
 from genre_local.llm.backend import EngineOptions
 from genre_local.pipeline.plan import PlanSettings, Planner
-from genre_local.pipeline.runner import GENERATION_SCHEMA, RunSettings, TaskStats
+from genre_local.llm.tasks import TASKS
+from genre_local.pipeline.runner import RunSettings, TaskStats
+from genre_local.store.generations import GENERATION_ARROW_SCHEMA as GENERATION_SCHEMA
 from genre_local.pipeline.shards import RunFolder, merge_ready, read_shard, recover, write_shard, ShardError
 from genre_local.store import open_store
 from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
@@ -43,7 +45,7 @@ def folder(tmp_path: Path) -> RunFolder:
 
 def _plan(db: Path, task: str = "summarize", settings: RunSettings = SETTINGS):
     with open_store(db) as store:
-        return Planner(store.conn, settings.plan).plan(store.conn, task, 1)
+        return Planner(store.conn, settings.plan).plan(store.conn, TASKS[task], 1)
 
 
 def _rows(db: Path, sql: str):

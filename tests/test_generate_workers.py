@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from genre_local.llm.tasks import TASKS
 from genre_local.pipeline.distributed import ShardedExecutor, WorkersFailed
 from genre_local.pipeline.plan import PlanSettings
 from genre_local.pipeline.runner import RunSettings
@@ -36,9 +37,9 @@ class CrashingBackend(FakeBackend):
 
 def _run(db: Path, folder: Path, factory, workers: int = 2, batch_size: int = 1, tasks=ALL, settings: RunSettings | None = None):
     settings = settings or RunSettings(plan=PlanSettings(dataset=DATASET, model_id="fake-model"), backend="fake", batch_size=batch_size)
-    dispatch = ProcessDispatch(factory, worker_slots(workers, on_gpu=False, cores=2), settings.batch_size, poll_seconds=0.1)
+    dispatch = ProcessDispatch(factory, worker_slots(workers, on_gpu=False, cores=2), poll_seconds=0.1)
     run = ShardedGenerationRun(db, settings, ShardedExecutor(db, RunFolder(folder), dispatch))
-    return run.run(list(tasks)), run.run_id
+    return run.run([TASKS[name] for name in tasks]), run.run_id
 
 
 def test_round_robin_shares_are_disjoint_and_cover_everything():
@@ -93,3 +94,65 @@ def test_embedded_model_two_workers_equal_the_single_process_path(tmp_path: Path
     assert stats[0].new == 2 and stats[0].completion_tokens > 0
     assert key_counts(db) == key_counts(reference) == (2, 2)
     assert outputs(db) == outputs(reference)  # greedy: the same text for every key
+
+
+# The command line: flags checked before any model loads; the N-process path end to end.
+def _cli(db: Path, *args: str):
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    return CliRunner().invoke(app, ["--db", str(db), "generate", "--dataset", DATASET, "--task", "summarize", *args])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gpus", "0"], "--gpus 0: must be 1 or more"),
+        (["--engine", "spark"], "--engine 'spark' is not known; use local or ray"),
+        (["--ray-address", "10.0.0.1:6379"], "--ray-address applies to --engine ray only"),
+        (["--replicas", "2"], "--replicas applies to --engine ray only"),
+        (["--engine", "ray", "--replicas", "0"], "--replicas 0: must be 1 or more"),
+        (["--engine", "ray", "--tensor-parallel", "0"], "--tensor-parallel 0: must be 1 or more"),
+        (["--run-dir", "shards"], "--run-dir applies to --gpus N (N > 1) or --engine ray only"),
+    ],
+)
+def test_scaling_flag_mistakes_are_one_line_exit_2(tmp_path: Path, args, message):
+    db = build_store(tmp_path / "g.duckdb")
+    result = _cli(db, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "models").exists() and not (tmp_path / ".genre-cache").exists()
+
+
+def test_a_file_as_run_dir_is_refused(tmp_path: Path):
+    db = build_store(tmp_path / "g.duckdb")
+    (tmp_path / "shards").write_text("x")
+    result = _cli(db, "--gpus", "2", "--run-dir", str(tmp_path / "shards"))
+    assert result.exit_code == 2 and f"--run-dir {tmp_path / 'shards'} is a file" in result.stderr
+
+
+def test_an_unreachable_ray_cluster_is_one_line_exit_2(tmp_path: Path):
+    db = build_store(tmp_path / "g.duckdb")
+    result = _cli(db, "--engine", "ray", "--ray-address", "127.0.0.1:1", "--model", str(prepared_model()), "--backend", "transformers")
+    assert result.exit_code == 2, result.output
+    assert "--ray-address 127.0.0.1:1: nothing answers there" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert key_counts(db) == (0, 0)
+
+
+@pytest.mark.slow
+def test_cli_gpus_2_on_cpu_stores_each_key_once_and_reruns_nothing(tmp_path: Path):
+    import json
+
+    db = build_store(tmp_path / "g.duckdb")
+    args = ("--gpus", "2", "--model", str(prepared_model()), "--backend", "transformers", "--limit", "2", "--batch-size", "1", "--json")
+    result = _cli(db, *args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (payload["requested"], payload["new"], payload["valid"]) == (2, 2, 2)
+    assert key_counts(db) == (2, 2)
+    shards = tmp_path / ".genre-cache" / "generation-shards"
+    assert len(list((shards / "merged").glob("*.parquet"))) == 2 and not list((shards / "pending").iterdir())
+    again = _cli(db, *args)
+    assert again.exit_code == 0 and json.loads(again.stdout.strip().splitlines()[-1])["skipped"] == 2
+    assert "no model loaded" in again.stdout

@@ -12,17 +12,20 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from genre_local.errors import UserError
 from genre_local.llm.backend import Backend, EngineOptions, GenRequest, open_backend
 from genre_local.pipeline.plan import WorkItem
-from genre_local.pipeline.runner import RunSettings, TaskStats, complete_batch, outcome_rows
+from genre_local.llm.tasks import TASKS
+from genre_local.pipeline.runner import RunSettings, TaskStats, complete_batch, outcome_records
 from genre_local.pipeline.shards import RunFolder, merge_ready, recover, write_shard
 from genre_local.store.connection import open_store
+from genre_local.store.generations import GENERATION_ARROW_SCHEMA, GenerationRecord
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,11 @@ def complete_to_shard(backend: Backend, items: Sequence[WorkItem], job: ShardJob
     if not items:
         return None
     outcomes, _, _ = complete_batch(backend, items, job.settings.retries, job.settings.plan.per_user)
-    return write_shard(job.folder, outcome_rows(outcomes, job.settings, job.run_id), job.run_id, worker)
+    return write_shard(job.folder, records_table(outcome_records(outcomes, job.settings, job.run_id)), job.run_id, worker)
+
+
+def records_table(records: Sequence[GenerationRecord]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in records], schema=GENERATION_ARROW_SCHEMA)
 
 
 # The planned rows as plain columns (Ray Data carries Arrow rows between machines).
@@ -58,7 +65,7 @@ def item_to_row(item: WorkItem) -> dict[str, Any]:
     r = item.request
     return {
         "fingerprint": item.fingerprint,
-        "task": item.task,
+        "task": item.task.name,
         "input_id": item.input_id,
         "round": item.round,
         "prompt_version": item.prompt_version,
@@ -76,7 +83,7 @@ def item_to_row(item: WorkItem) -> dict[str, Any]:
 
 def row_to_item(row: dict[str, Any]) -> WorkItem:
     return WorkItem(
-        task=str(row["task"]),
+        task=TASKS[str(row["task"])],
         input_id=str(row["input_id"]),
         round=int(row["round"]),
         fingerprint=str(row["fingerprint"]),
@@ -164,6 +171,8 @@ class ShardedExecutor:
             failure = exc
         done |= self._merge(self.folder.ready_shards(), stats, run_id, on_rows)
         missing = wanted - done
+        if isinstance(failure, UserError):  # e.g. an unreachable cluster: the user's to fix, said as is
+            raise failure
         if failure is not None or missing:
             why = f" ({type(failure).__name__}: {' '.join(str(failure).split())[:200]})" if failure else ""
             raise WorkersFailed(

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from genre_local.errors import UserError
-from genre_local.llm import tasks
 from genre_local.llm.backend import Backend, EngineOptions
-from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, row_to_item
+from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, records_table, row_to_item
 from genre_local.pipeline.plan import WorkItem
-from genre_local.pipeline.runner import _Outcome, outcome_rows, repair_request
+from genre_local.pipeline.runner import _Outcome, outcome_records, repair_request
 from genre_local.pipeline.shards import read_shard, write_shard
 
 
@@ -39,7 +38,7 @@ class RayCluster:
 
     address: str | None = None  # None: a local Ray on this machine, shut down afterwards
     replicas: int = 2  # engine replicas (actors)
-    gpus_per_replica: int = 0  # 0: CPU actors running our backend; n: vLLM with tensor_parallel_size n
+    tensor_parallel: int = 1  # GPUs per vLLM replica (GPU branch only)
     local_cpus: int | None = None  # CPUs a local Ray may use (None: one per replica)
 
 
@@ -121,18 +120,19 @@ class ShardWriter:
 class RayDispatch:
     """A dispatcher (see distributed.Dispatch) over a Ray Data pipeline."""
 
-    def __init__(self, cluster: RayCluster, factory: Callable[[], Backend], options: EngineOptions | None = None):
-        if cluster.gpus_per_replica and options is None:
-            raise ValueError("the GPU branch needs the engine options (model folder, lengths)")
+    def __init__(self, cluster: RayCluster, factory: Callable[[], Backend], options: EngineOptions | None = None, backend: str = ""):
         self.cluster = cluster
         self.factory = factory
-        self.options = options
+        self.options = options  # the GPU branch hands them to ray.data.llm
+        self.backend = backend
         self._started = False
 
     def __call__(self, todo: list[WorkItem], job: ShardJob) -> Iterator[list[Path]]:
         # Ray starts once per command (tens of seconds) and stays up for its tasks and rounds.
+        import ray
+
         self._started = start_ray(self.cluster) or self._started
-        if self.cluster.gpus_per_replica:
+        if self.options is not None and uses_vllm_processor(ray.cluster_resources(), self.backend, self.cluster.tensor_parallel):
             yield from self._gpu(todo, job)
         else:
             yield from self._cpu(todo, job)
@@ -180,6 +180,12 @@ class RayDispatch:
             pending = [replace(o.item, request=repair_request(o.item.request, o, attempt + 1)) for o in failed]
 
 
+def uses_vllm_processor(resources: dict[str, float], backend: str, tensor_parallel: int) -> bool:
+    """Ray's vLLM processor where the cluster has GPUs for a replica and vLLM is the backend;
+    otherwise CPU actors run our own backend."""
+    return backend == "vllm" and resources.get("GPU", 0) >= max(1, tensor_parallel)
+
+
 def vllm_sampling(row: dict[str, Any]) -> dict[str, Any]:
     """A planned row's sampling parameters as ray.data.llm's vLLM stage takes them."""
     params: dict[str, Any] = {
@@ -198,7 +204,7 @@ def _vllm_pass(items: list[WorkItem], job: ShardJob, cluster: RayCluster, option
     config = vLLMEngineProcessorConfig(
         model_source=str(options.model_dir),
         engine_kwargs={
-            "tensor_parallel_size": cluster.gpus_per_replica,
+            "tensor_parallel_size": cluster.tensor_parallel,
             "max_model_len": options.max_model_len,
             "dtype": options.dtype,
             "enable_prefix_caching": options.prefix_caching,
@@ -238,10 +244,11 @@ class _ParsedShards:
         outcomes = []
         for row in batch.to_pylist():
             item = row_to_item(row)
-            parsed = tasks.parse_output(item.task, row["text"], self.job.settings.plan.per_user, item.history_titles)
+            parsed = item.task.parse(row["text"], self.job.settings.plan.per_user, item.history_titles)
             outcomes.append(_Outcome(
                 item, text=row["text"], messages=item.request.messages, parsed=parsed.value, error=parsed.error,
                 attempt=self.attempt, prompt_tokens=int(row["prompt_tokens"]), completion_tokens=int(row["completion_tokens"]),
             ))
-        path = write_shard(self.job.folder, outcome_rows(outcomes, self.job.settings, self.job.run_id), self.job.run_id, self.worker)
+        rows = records_table(outcome_records(outcomes, self.job.settings, self.job.run_id))
+        path = write_shard(self.job.folder, rows, self.job.run_id, self.worker)
         return {"shard": [str(path) if path else ""], "rows": [len(outcomes)]}

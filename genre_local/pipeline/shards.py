@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genre_local.pipeline.runner import GENERATION_SCHEMA
 from genre_local.store.connection import Store
+from genre_local.store.generations import GENERATION_ARROW_SCHEMA as GENERATION_SCHEMA
 
 SHARD_SUFFIX = ".parquet"
 PARTIAL_SUFFIX = ".partial"
@@ -171,18 +171,13 @@ def merge_shard(store: Store, rows: pa.Table) -> int:
     """One transaction: INSERT OR REPLACE by fingerprint, except that an invalid row never
     replaces a valid stored one (a late shard from an older attempt must not undo a success).
     Returns the rows written."""
-    with store.transaction() as conn:
-        conn.register("_shard_rows", rows)
-        try:
-            columns = ", ".join(f'"{c}"' for c in rows.column_names)
-            keep = (
-                "SELECT s.* FROM _shard_rows s WHERE s.valid OR NOT EXISTS "
-                "(SELECT 1 FROM generations g WHERE g.fingerprint = s.fingerprint AND g.valid)"
-            )
-            written = conn.execute(f"SELECT count(*) FROM ({keep})").fetchone()[0]
-            conn.execute(f"INSERT OR REPLACE INTO generations ({columns}) SELECT {columns} FROM ({keep})")
-        finally:
-            conn.unregister("_shard_rows")
+    with store.transaction() as conn, store.registered("_shard_rows", rows) as view:
+        keep = (
+            f"SELECT s.* FROM {view} s WHERE s.valid OR NOT EXISTS "
+            "(SELECT 1 FROM generations g WHERE g.fingerprint = s.fingerprint AND g.valid)"
+        )
+        written = conn.execute(f"SELECT count(*) FROM ({keep})").fetchone()[0]
+        conn.execute(f"INSERT OR REPLACE INTO generations BY NAME {keep}")
     return int(written)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_local.llm.backend import Backend
-from genre_local.pipeline.distributed import ShardJob, complete_to_shard, poll
+from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, poll, row_to_item
 from genre_local.pipeline.plan import WorkItem
 
 
@@ -45,15 +45,17 @@ def worker_slots(workers: int, on_gpu: bool, cores: int) -> list[WorkerSlot]:
     return slots
 
 
-def _worker_main(slot: WorkerSlot, items: list[WorkItem], job: ShardJob, factory: Callable[[], Backend], batch_size: int) -> None:
+def _worker_main(slot: WorkerSlot, rows: list[dict], job: ShardJob, factory: Callable[[], Backend]) -> None:
     # Before the backend imports torch or vLLM: they read these once.
     if slot.device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.device
     elif slot.cpu_cores is not None:
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", slot.cpu_cores)
+    # Planned rows, not WorkItems: a task object holds lambdas, which pickle cannot carry.
+    items = [row_to_item(row) for row in rows]
     backend = factory()
     try:
-        step = max(1, batch_size)
+        step = max(1, job.settings.batch_size)
         for begin in range(0, len(items), step):
             complete_to_shard(backend, items[begin : begin + step], job, f"w{slot.index}")
     finally:
@@ -63,17 +65,20 @@ def _worker_main(slot: WorkerSlot, items: list[WorkItem], job: ShardJob, factory
 class ProcessDispatch:
     """A dispatcher (see distributed.Dispatch) over N spawned processes."""
 
-    def __init__(self, factory: Callable[[], Backend], slots: Sequence[WorkerSlot], batch_size: int, poll_seconds: float = 0.5):
+    def __init__(self, factory: Callable[[], Backend], slots: Sequence[WorkerSlot], poll_seconds: float = 0.5):
         self.factory = factory
         self.slots = list(slots)
-        self.batch_size = batch_size
         self.poll_seconds = poll_seconds
 
     def __call__(self, todo: list[WorkItem], job: ShardJob) -> Iterator[list[Path]]:
         context = multiprocessing.get_context("spawn")
         shares = split_round_robin(todo, len(self.slots))
         processes = [
-            context.Process(target=_worker_main, args=(slot, share, job, self.factory, self.batch_size), name=f"genre-worker-{slot.index}")
+            context.Process(
+                target=_worker_main,
+                args=(slot, [item_to_row(i) for i in share], job, self.factory),
+                name=f"genre-worker-{slot.index}",
+            )
             for slot, share in zip(self.slots, shares)
             if share
         ]
