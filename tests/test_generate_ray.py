@@ -33,7 +33,7 @@ from tests.support_scale import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = ("summarize", "profile")
+RUN_TASKS = ("summarize", "profile")
 
 pytestmark = pytest.mark.slow
 
@@ -82,11 +82,11 @@ def _alive(pids: set[int]) -> set[int]:
 
 def test_kill_minus_9_the_driver_then_rerun_stores_every_key_once(tmp_path: Path):
     reference = build_store(tmp_path / "one.duckdb")
-    run_fake(reference, tasks=TASKS)
+    run_fake(reference, tasks=RUN_TASKS)
     db = build_store(tmp_path / "ray.duckdb")
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "tests.support_scale", str(db), str(run_dir), "0.5", ",".join(TASKS)]
+    command = [sys.executable, "-m", "tests.support_scale", str(db), str(run_dir), "0.5", ",".join(RUN_TASKS)]
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     merged, family = 0, set()
     deadline = time.monotonic() + 120
@@ -106,7 +106,7 @@ def test_kill_minus_9_the_driver_then_rerun_stores_every_key_once(tmp_path: Path
     for pid in _alive(family):
         os.kill(pid, signal.SIGKILL)
     assert 3 <= key_counts(db)[0] < 11
-    stats, _ = ray_run(db, run_dir, FakeBackend, tasks=TASKS)
+    stats, _ = ray_run(db, run_dir, FakeBackend, tasks=RUN_TASKS)
     assert sum(s.skipped for s in stats) >= 3 and sum(s.new + s.skipped for s in stats) == 11
     assert key_counts(db) == key_counts(reference) == (11, 11)
     assert outputs(db) == outputs(reference)
