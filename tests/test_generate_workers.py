@@ -64,7 +64,6 @@ def test_two_processes_store_every_key_once_equal_to_one_process(tmp_path: Path)
     stats, run_id = _run(db, tmp_path / "run", FakeBackend, batch_size=2)
     assert key_counts(db) == key_counts(reference) == (17, 17)
     assert outputs(db) == outputs(reference)
-    by_task = {s.task: s for s in stats}
     assert [(s.task, s.new) for s in stats] == [("summarize", 7), ("profile", 4), ("news", 3), ("chain", 3)]
     assert all(s.valid == s.new and s.invalid == 0 for s in stats)
     assert not list((tmp_path / "run" / "pending").iterdir())  # every shard merged and moved aside

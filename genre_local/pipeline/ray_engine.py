@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import uuid
 import warnings
@@ -29,7 +30,7 @@ from genre_local.llm.backend import Backend, EngineOptions
 from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, records_table, row_to_item
 from genre_local.pipeline.plan import WorkItem
 from genre_local.pipeline.runner import _Outcome, outcome_records, repair_request
-from genre_local.pipeline.shards import read_shard, write_shard
+from genre_local.pipeline.shards import ShardError, read_shard, write_shard
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class RayCluster:
     address: str | None = None  # None: a local Ray on this machine, shut down afterwards
     replicas: int = 2  # engine replicas (actors)
     tensor_parallel: int = 1  # GPUs per vLLM replica (GPU branch only)
-    local_cpus: int | None = None  # CPUs a local Ray may use (None: one per replica)
+    local_cpus: int | None = None  # CPUs a local Ray may use (None: this machine's, at least one per replica)
 
 
 def start_ray(cluster: RayCluster) -> bool:
@@ -57,7 +58,9 @@ def start_ray(cluster: RayCluster) -> bool:
         if cluster.address:
             ray.init(address=cluster.address, **options)
         else:
-            ray.init(num_cpus=cluster.local_cpus or max(1, cluster.replicas), **options)
+            # Logical CPUs: one per replica at least; on a GPU machine the processor's CPU stages
+            # (chat template, tokenizer) need the other cores.
+            ray.init(num_cpus=cluster.local_cpus or max(cluster.replicas, os.cpu_count() or 1), **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"--ray-address {cluster.address}" if cluster.address else "a local Ray"
         raise UserError(f"cannot start {where}: {' '.join(str(exc).split())[:200]}; check the address or run `ray status` there") from exc
@@ -172,11 +175,17 @@ class RayDispatch:
                 return
             shards = list(_vllm_pass(pending, job, self.cluster, self.options, attempt))
             yield shards
-            invalid = set()
+            errors: dict[str, str] = {}
             for path in shards:
-                rows = read_shard(path)  # still pending: the driver merges after this yield
-                invalid |= {f for f, ok in zip(rows.column("fingerprint").to_pylist(), rows.column("valid").to_pylist()) if not ok}
-            failed = [_Outcome(i, error="invalid") for i in pending if i.fingerprint in invalid]
+                try:
+                    rows = read_shard(path)  # still in pending/ until the driver merges it after the yield
+                except ShardError:
+                    continue  # the driver quarantines it; its keys are redone by a rerun
+                for row in rows.select(["fingerprint", "valid", "error"]).to_pylist():
+                    if not row["valid"]:
+                        errors[row["fingerprint"]] = row["error"] or "invalid"
+            # The retry note names why the last answer was rejected, as in the in-process loop.
+            failed = [_Outcome(i, error=errors[i.fingerprint]) for i in pending if i.fingerprint in errors]
             pending = [replace(o.item, request=repair_request(o.item.request, o, attempt + 1)) for o in failed]
 
 
