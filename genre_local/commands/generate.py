@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -30,11 +31,18 @@ def generate(
     price_per_hour: Annotated[Optional[float], typer.Option("--price-per-hour", help="Machine price per hour, to state the run's cost in money.")] = None,
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="vLLM prefix cache (shared instructions computed once).")] = True,
     constrained: Annotated[bool, typer.Option("--constrained/--no-constrained", help="Constrain decoding to each task's JSON schema.")] = True,
+    gpus: Annotated[int, typer.Option("--gpus", help="Engine processes, one per GPU (without GPUs: CPU worker processes), each on its own share of the requests.")] = 1,
+    engine: Annotated[str, typer.Option("--engine", help="local (this machine) | ray (a Ray Data pipeline).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: a running cluster (HOST:PORT); default starts Ray here.")] = None,
+    replicas: Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: engine replicas [default --gpus when > 1, else 2].")] = None,
+    tensor_parallel: Annotated[int, typer.Option("--tensor-parallel", help="--engine ray on GPUs: GPUs per vLLM replica.")] = 1,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Folder for result shards (shared storage on a cluster) [default <cache_dir>/generation-shards].")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print one rendered prompt per task; load no model.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
     """Run a GENRE generation task (summarize | profile | news | chain | all) with a local LLM."""
     from genre_local.llm.tasks import resolve_tasks
+    from genre_local.pipeline.scale import ScaleSettings, check_scale
 
     context = app_context(ctx)
     cfg = with_overrides(
@@ -42,11 +50,12 @@ def generate(
         batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour,
     )
     check_generate_limit(limit)
+    scale = check_scale(ScaleSettings(engine, gpus, ray_address, replicas, tensor_parallel, run_dir))
     tasks = resolve_tasks(task)
     if dry_run:
         _dry_run(context, cfg, dataset, tasks, limit, constrained, as_json)
         return
-    _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json)
+    _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json, scale)
 
 
 def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrained: bool):
@@ -84,10 +93,12 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
         emit_json({"dry_run": True, "dataset": dataset, "requests": counts})
 
 
-def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json) -> None:
+def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json, scale) -> None:
     from genre_local.llm.backend import EngineOptions, choose_backend, open_backend
     from genre_local.llm.models import resolve_model
     from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
+    from genre_local.pipeline.scale import build_executor
+    from genre_local.pipeline.sharded_run import ShardedGenerationRun
     from genre_local.progress import task_progress
 
     from rich.progress import TextColumn
@@ -110,13 +121,20 @@ def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_js
     )
     console.print(f"backend: {backend_name} ({why}); model: {resolved.model_id} at {resolved.folder}", highlight=False)
     engine = LazyEngine(lambda: open_backend(backend_name, options))
+    # --gpus N / --engine ray: the engines run in workers that write shards this process merges.
+    cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
+    executor = build_executor(scale, context.db_path, cache_dir, backend_name, options)
     try:
         with task_progress(TextColumn("{task.fields[rate]}")) as progress:
-            run = GenerationRun(context.db_path, settings, engine, progress=progress)
+            if executor is None:
+                run = GenerationRun(context.db_path, settings, engine, progress=progress)
+            else:
+                run = ShardedGenerationRun(context.db_path, settings, executor, progress=progress)
             results = run.run(tasks)
     finally:
         engine.close()
-    _render(console, run.run_id, results, settings, engine_started=any(r.startup_seconds for r in results))
+    started = any(r.startup_seconds for r in results) or (executor is not None and any(r.new for r in results))
+    _render(console, run.run_id, results, settings, engine_started=started)
     if as_json:
         emit_json(_summary_json([t.name for t in tasks], results, run.run_id, backend_name, resolved.model_id))
 
