@@ -46,6 +46,7 @@ class RunSettings:
     num_workers: int = 0
     fast_eval: bool = True
     stop_after_steps: int | None = None  # stop (checkpoint kept) after this many steps: a simulated kill
+    layer_cache_dir: Path | None = None  # PLMNR/DIRE frozen-layer states; None keeps them in memory
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint."""
@@ -254,6 +255,8 @@ def run_training(
         model = build_model(settings.model, settings.model_config, feature_sizes(data))
     else:
         model = model_factory()
+    # PLMNR/DIRE compute their frozen lower layers' states for the whole catalogue once here
+    model.prepare_news(data.news, settings.layer_cache_dir)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
     state = LoopState()

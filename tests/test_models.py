@@ -177,10 +177,11 @@ def test_plmnr_rejects_a_foreign_vocabulary() -> None:
 
 def test_plmnr_trains_only_lora_and_new_layers(models) -> None:
     model = models[("plmnr", False, PLAIN_FEATURES)]
-    trainable = {n for n, p in model.plm.named_parameters() if p.requires_grad}
+    split = model.news_encoder.split
+    trainable = {n for n, p in split.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     assert any("query" in n for n in trainable) and any("value" in n for n in trainable)
-    assert len(model.plm.base_model.model.encoder.layer) == 1  # transformer_layers=1 in tiny_config
+    assert len(split.layers) == 1 and split.lower_layers == 0  # transformer_layers=1 in tiny_config
 
 
 @pytest.mark.slow
