@@ -107,7 +107,7 @@ class LayerCachedNewsEncoder(nn.Module):
         mask = torch.cat([p[1] for p in parts], dim=1)
         # a news with no real token at all (all features empty) still pools to a finite vector
         mask = mask | ~mask.any(dim=1, keepdim=True)
-        top = self.split.upper(self.dropout(states), mask)
+        top = self.split.upper(states, mask)
         return self.project(self.pool(self.dropout(top), mask))
 
 
