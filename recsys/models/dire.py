@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layer_cache import TokenSegment
 from recsys.lm_split import LlamaSplit, LoraRecipe, load_llama_tokenizer
@@ -71,11 +71,11 @@ class DIRE(MatchingModel):
     def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
         super().__init__(config, sizes)
         if not config.encoder:
-            raise UserError("DIRE needs its news encoder: pass --encoder PATH (a local LLaMA-family folder) or llama")
+            raise RecsysError("DIRE needs its news encoder: set encoder to a local LLaMA-family Hugging Face folder")
         folder = Path(config.encoder).expanduser()
         text_fields = tuple(f for f in PROMPT_LABELS if config.uses(f))
         if not text_fields:
-            raise UserError(
+            raise RecsysError(
                 f"features {','.join(config.features)}: DIRE reads the news text; include title or abstract"
             )
         split = LlamaSplit(folder, TUNED_LAYERS, LORA)
