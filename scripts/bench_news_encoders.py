@@ -9,7 +9,7 @@ Prints two tables and writes OUT/news_encoders.json.
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
    layer cache, the top layer tuned with LoRA). Both use the trainer's step (TrainStep under
    accelerate, AdamW) on the trainer's batches; --warmup steps are not timed.
-2. NRMS, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
+2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
    (recsys.train.run_training) for --epochs: test AUC (all users), training samples/s (mean
    over epochs) and the time to build the layer cache (PLMNR, DIRE; part of the run's wall time).
 Defaults are the trainer's (history 50, titles of 30 tokens, batch 64); nothing is tuned here.
@@ -106,8 +106,6 @@ def model_config(args: argparse.Namespace, encoder: str | None = None):
 
 def time_steps(model, data, args: argparse.Namespace) -> dict:
     """Seconds per trainer step (forward, backward, AdamW) on the first warmup+steps batches."""
-    import torch
-
     from recsys.data import BatchStream, TrainSamples, epoch_batches
     from recsys.train import TrainStep, make_accelerator, make_optimizer
 
@@ -149,6 +147,29 @@ def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
     return out
 
 
+class _LegacyBuild:
+    """`plmnr-old` in --models: the trainer builds LegacyPLMNR where it would build PLMNR (the
+    trainer takes no model factory; swapping the registry's builder for one run is the bench's
+    own business)."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def __enter__(self):
+        import recsys.models as models
+
+        self.original = models.build_model
+        if self.active:
+            legacy = legacy_plmnr_class()
+            models.build_model = lambda name, config, sizes: legacy(config, sizes)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import recsys.models as models
+
+        models.build_model = self.original
+
+
 def train_models(data, work: Path, args: argparse.Namespace) -> dict:
     from recsys.train import RunSettings, make_accelerator, run_training
 
@@ -156,13 +177,14 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
     for name in args.models:
         encoder = str(args.encoder) if name == "dire" else None
         settings = RunSettings(
-            model=name, seed=1, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
+            model="plmnr" if name == "plmnr-old" else name, seed=1, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
             weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len,
             model_config=model_config(args, encoder), layer_cache_dir=work / "layers",
         )
         print(f"[{name}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        result = run_training(make_accelerator(), data, settings)
+        with _LegacyBuild(name == "plmnr-old"):
+            result = run_training(make_accelerator(), data, settings)
         wall = time.perf_counter() - started
         results[name] = {
             "auc": result.metrics[result.eval_split]["all"]["auc"],
@@ -181,9 +203,9 @@ def render(report: dict) -> None:
         for label in ("old", "new"):
             print(f"  {label:<36} {step[label]['step_seconds']:>7.3f} {step[label]['samples_per_s']:>11.1f}")
         print(f"  speed-up new vs old: {step['speedup']:.1f}x (layer cache built in {step['new']['cache_seconds']:.1f}s)")
-    print("model   test AUC   train samples/s   train s   wall s (incl. cache, eval)")
+    print("model       test AUC   train samples/s   train s   wall s (incl. cache, eval)")
     for name, row in report["models"].items():
-        print(f"  {name:<6} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
+        print(f"  {name:<9} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
               f"{row['wall_seconds']:>9.1f}")
 
 
@@ -198,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--history-len", type=int, default=50)
     parser.add_argument("--title-len", type=int, default=30)
-    parser.add_argument("--models", default="nrms,plmnr,dire")
+    parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
+                        help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one")
     parser.add_argument("--encoder", type=Path, default=None,
                         help="DIRE's LLaMA-family folder (default: the embedded SmolLM2, prepared under OUT)")
     parser.add_argument("--no-step-ratio", action="store_true", help="skip part 1 (old vs new PLMNR steps)")

@@ -57,7 +57,12 @@ class LayerCachedNewsEncoder(nn.Module):
         NewsInputs selected from this catalogue (NewsInputs.index) are then read from it."""
         segments = self.segments(news)
         spec = CacheSpec(self.split.fingerprint, self.split.lower_layers, self.split.hidden_size, "float16")
-        self._cache = layer_cache(segments, spec, self.split.lower, None if cache_dir is None else Path(cache_dir),
+        device = _compute_device()
+
+        def encode(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.split.lower(ids.to(device), mask.to(device))
+
+        self._cache = layer_cache(segments, spec, encode, None if cache_dir is None else Path(cache_dir),
                                   self.cache_prefix, batch_size=batch_size)
         self._cache_masks = {name: s.mask[:, : self._cache.width(name)].to(torch.bool) for name, s in segments.items()}
         return self._cache
@@ -109,6 +114,14 @@ class LayerCachedNewsEncoder(nn.Module):
         mask = mask | ~mask.any(dim=1, keepdim=True)
         top = self.split.upper(states, mask)
         return self.project(self.pool(self.dropout(top), mask))
+
+
+def _compute_device() -> torch.device:
+    """Where the frozen layers run while the cache is built: this process's GPU when there is
+    one (under accelerate each rank's current device), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _used_width(mask: torch.Tensor) -> int:
