@@ -176,7 +176,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     try:
         result = experiment.run(request.model, data, cfg, checkpoint_root=plan.checkpoint_root, resume=plan.resume,
                                 owner=plan.owner, seeds=plan.seeds, accelerator=accelerator, progress=progress,
-                                on_seed=on_seed)
+                                on_seed=on_seed, layer_cache_dir=request.cache_dir / "layers")
     except CheckpointError as exc:
         raise UserError(f"--resume: {exc}" if request.resume else str(exc)) from exc
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ choices from here without loading a model. Each name is defined once, in this mo
 
 from __future__ import annotations
 
-MATCHING_MODELS: tuple[str, ...] = ("naml", "lstur", "nrms", "plmnr")
+MATCHING_MODELS: tuple[str, ...] = ("naml", "lstur", "nrms", "plmnr", "dire")
 """Models that score a user vector against news vectors (trained with cross-entropy over
 one click and its sampled negatives, GENRE eq. 4)."""
 

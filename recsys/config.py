@@ -75,6 +75,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
     threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
+    encoder: str = ""  # DIRE's news encoder: a local LLaMA-family Hugging Face folder ("" = none given)
 
     def __post_init__(self) -> None:
         for f in fields(self):

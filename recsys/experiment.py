@@ -78,7 +78,7 @@ def model_config(config: TrainConfig, use_profile: bool):
         embed_dim=config.embed_dim, num_heads=config.num_heads, transformer_layers=config.transformer_layers,
         dropout=config.dropout, history_len=config.history_len, title_len=config.title_len,
         abstract_len=config.abstract_len, features=config.feature_names, use_profile=use_profile,
-        lora_rank=config.lora_rank,
+        lora_rank=config.lora_rank, encoder=config.encoder or None,
     )
 
 
@@ -93,14 +93,16 @@ def checkpoint_folder(root: Path, model: str, data: EncodedDataset, config: Trai
 
 
 def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: int,
-                 checkpoint_root: Path | None = None, resume: bool = False, owner: str = "") -> RunSettings:
-    """One seed's RunSettings; `resume` continues the seed's checkpoint when it has one."""
+                 checkpoint_root: Path | None = None, resume: bool = False, owner: str = "",
+                 layer_cache_dir: Path | None = None) -> RunSettings:
+    """One seed's RunSettings; `resume` continues the seed's checkpoint when it has one.
+    `layer_cache_dir`: where PLMNR/DIRE keep their frozen layers' states (None: in memory)."""
     settings = RunSettings(
         model=model, seed=seed, epochs=config.epochs, batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
         negatives=config.negatives, patience=config.patience, history_len=config.history_len,
         model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
-        num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner,
+        num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, layer_cache_dir=layer_cache_dir,
     )
     if checkpoint_root is None:
         return settings
@@ -126,19 +128,21 @@ def run(
     accelerator=None,
     progress=None,
     on_seed: Callable[[RunResult], None] | None = None,
+    layer_cache_dir: Path | None = None,
 ) -> ExperimentResult:
     """Train `config.seeds` seeds (from `config.seed`, or exactly `seeds`) and evaluate each.
 
     With `checkpoint_root`, each seed checkpoints into its own folder; `resume` continues the
     seeds that have a checkpoint (CheckpointError when none has one). `owner` names whose data
     the checkpoints belong to (resume refuses another owner's). KeyboardInterrupt leaves each
-    seed's checkpoint exact for a later resume."""
+    seed's checkpoint exact for a later resume. `layer_cache_dir` keeps PLMNR's and DIRE's
+    frozen-layer hidden states on disk (memory-mapped, reused by later runs on the same data)."""
     if model not in MODEL_NAMES:
         raise ConfigError("model", f"{model!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
     accelerator = accelerator or make_accelerator()
     set_threads(config.threads, accelerator)
     seed_list = list(seeds) if seeds is not None else config.seed_list
-    settings = [run_settings(model, data, config, s, checkpoint_root, resume, owner) for s in seed_list]
+    settings = [run_settings(model, data, config, s, checkpoint_root, resume, owner, layer_cache_dir) for s in seed_list]
     if resume and not any(s.resume for s in settings):
         raise CheckpointError(f"no checkpoint of {model} on {data.dataset}/{data.variant} to resume under {checkpoint_root}")
     runs = []

@@ -24,6 +24,9 @@ class NewsInputs:
     image: [N, 512] float image vectors, or None when the image feature is off
     image_present: [N] bool, False where a news has no image vector (model uses a learned default)
     Which of title/abstract/category/subcategory/image a model should use is in ModelConfig.features.
+    index: [N] rows of these items in the catalogue they were selected from, or None for a whole
+        catalogue; set by `select`, so a model with a per-catalogue cache (PLMNR, DIRE: frozen
+        lower-layer hidden states) can look its rows up.
     """
 
     title: torch.Tensor
@@ -34,11 +37,15 @@ class NewsInputs:
     abstract_mask: torch.Tensor | None = None
     image: torch.Tensor | None = None
     image_present: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> NewsInputs:
-        """Rows `index` (any shape is flattened) of every present field."""
+        """Rows `index` (any shape is flattened) of every present field; `index` of the result
+        says which catalogue rows they are (composed when this is itself a selection)."""
         flat = index.reshape(-1)
-        return NewsInputs(**{f.name: _take(getattr(self, f.name), flat) for f in fields(self)})
+        picked = NewsInputs(**{f.name: _take(getattr(self, f.name), flat) for f in fields(self) if f.name != "index"})
+        picked.index = flat.to(torch.long) if self.index is None else _take(self.index, flat)
+        return picked
 
     def to(self, device: torch.device | str) -> NewsInputs:
         return NewsInputs(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})

@@ -50,6 +50,7 @@ class RunSettings:
     num_workers: int = 0
     fast_eval: bool = True
     owner: str = ""  # whose data the checkpoint belongs to (genre-local: the store's id)
+    layer_cache_dir: Path | None = None  # PLMNR/DIRE frozen-layer states; None keeps them in memory
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -323,6 +324,8 @@ class Trainer:
         accelerator.free_memory()  # forget the previous seed's model and optimizer
         set_seed(settings.seed)
         model = build_model(settings.model, settings.model_config, feature_sizes(data))
+        # PLMNR/DIRE compute their frozen lower layers' states for the whole catalogue once here
+        model.prepare_news(data.news, settings.layer_cache_dir)
         optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
         self.step_module, self.optimizer = accelerator.prepare(TrainStep(model), optimizer)
         if settings.resume:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.catalog import MODEL_NAMES
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.metrics import impression_metrics
 from recsys.models import FeatureSizes, ModelConfig, NewsRecommender, build_model
@@ -19,6 +20,8 @@ NUM_CATEGORIES = 4
 TITLE_LEN = 8
 HISTORY_LEN = 6
 ALL_FEATURES = ("title", "abstract", "category", "subcategory", "image")
+# DIRE reads news through a prepared LLM folder: tests/test_dire.py prepares one and covers it.
+LLM_FREE_MODELS = tuple(name for name in MODEL_NAMES if name != "dire")
 
 SIZES = FeatureSizes(
     vocab_size=TOKEN_BASE + TOKENS_PER_CATEGORY * (NUM_CATEGORIES + 1),

@@ -11,7 +11,7 @@ from genre_local.store import open_store
 from genre_local.store.variants import fetch_encoded
 from recsys.evaluate import SplitScores, group_metrics, score_split
 from recsys.metrics import impression_metrics
-from recsys.catalog import MODEL_NAMES
+from tests.support_models import LLM_FREE_MODELS
 from recsys.models import ModelConfig, build_model
 from recsys.train import feature_sizes
 from recsys.variants import parse_variant
@@ -35,7 +35,7 @@ def data(tmp_path_factory):
     return encoded
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_fast_scores_equal_naive_scores(data, name: str) -> None:
     torch.manual_seed(0)
     config = ModelConfig(embed_dim=16, num_heads=2, transformer_layers=1, history_len=6, title_len=12,

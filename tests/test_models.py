@@ -7,9 +7,8 @@ import torch
 
 from recsys.errors import RecsysError
 from recsys.inputs import UserInputs
-from recsys.catalog import MODEL_NAMES
 from recsys.models import FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
-from tests.support_models import ALL_FEATURES, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
+from tests.support_models import ALL_FEATURES, LLM_FREE_MODELS, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
 
 BATCH, CANDIDATES, NEWS = 5, 3, 12
 PLAIN_FEATURES = ("title", "category")
@@ -30,7 +29,7 @@ def models(one_thread) -> dict[tuple[str, bool, tuple[str, ...]], torch.nn.Modul
     torch.manual_seed(0)
     return {
         (name, profile, features): build_model(name, tiny_config(use_profile=profile, features=features), SIZES)
-        for name in MODEL_NAMES
+        for name in LLM_FREE_MODELS
         for profile in (False, True)
         for features in (PLAIN_FEATURES, ALL_FEATURES)
     }
@@ -46,7 +45,7 @@ def batch_inputs(seed: int = 0, features: tuple[str, ...] = ALL_FEATURES, profil
 
 
 def test_registry_builds_every_model_with_its_kind() -> None:
-    kinds = {name: build_model(name, tiny_config(), SIZES).kind for name in MODEL_NAMES if name != "plmnr"}
+    kinds = {name: build_model(name, tiny_config(), SIZES).kind for name in LLM_FREE_MODELS if name != "plmnr"}
     assert kinds == {"naml": "matching", "lstur": "matching", "nrms": "matching",
                      "bst": "ranking", "dcn": "ranking", "pnn": "ranking", "din": "ranking"}
     assert issubclass(type(build_model("din", tiny_config(), SIZES)), RankingModel)
@@ -61,7 +60,7 @@ def test_unknown_model_and_feature_are_user_errors() -> None:
         ModelConfig(embed_dim=30, num_heads=4)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 @pytest.mark.parametrize("profile", [False, True], ids=["plain", "profile"])
 @pytest.mark.parametrize("features", [PLAIN_FEATURES, ALL_FEATURES], ids=["title+cat", "all"])
 def test_forward_backward(models, name: str, profile: bool, features: tuple[str, ...]) -> None:
@@ -80,11 +79,12 @@ def test_forward_backward(models, name: str, profile: bool, features: tuple[str,
     if profile:
         assert model.fusion is not None and model.fusion.mlp[0].weight.grad.abs().sum() > 0
     if "image" in features:
-        embedder = model.embedder
-        assert embedder.image.weight.grad.abs().sum() > 0
+        # PLMNR's image token lives in its language-model input sequence (news_encoder)
+        image = model.news_encoder.image if hasattr(model, "news_encoder") else model.embedder.image
+        assert image.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_eval_is_deterministic(models, name: str) -> None:
     model = models[(name, True, ALL_FEATURES)].eval()
     news, history, user, candidates = batch_inputs(seed=1)
@@ -94,7 +94,7 @@ def test_eval_is_deterministic(models, name: str) -> None:
     assert torch.equal(first, second)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_news_vectors_do_not_depend_on_the_batch(models, name: str) -> None:
     """The evaluator encodes news in its own batches and caches them."""
     model = models[(name, False, ALL_FEATURES)].eval()
@@ -106,7 +106,7 @@ def test_news_vectors_do_not_depend_on_the_batch(models, name: str) -> None:
     assert torch.allclose(whole[index], part, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_interest_fusion_changes_scores_when_profile_changes(models, name: str) -> None:
     model = models[(name, True, PLAIN_FEATURES)].eval()
     news, history, user, candidates = batch_inputs(seed=3, features=PLAIN_FEATURES)
@@ -138,7 +138,7 @@ def test_matching_score_is_the_dot_product(models, name: str) -> None:
 def test_empty_history_is_finite_for_every_model(models) -> None:
     news, history, user, candidates = batch_inputs(seed=5)
     user.history_mask[:] = False
-    for name in MODEL_NAMES:
+    for name in LLM_FREE_MODELS:
         with torch.no_grad():
             logits = forward(models[(name, True, ALL_FEATURES)].eval(), news, history, user, candidates)
         assert torch.isfinite(logits).all(), name
@@ -178,14 +178,15 @@ def test_plmnr_rejects_a_foreign_vocabulary() -> None:
 
 def test_plmnr_trains_only_lora_and_new_layers(models) -> None:
     model = models[("plmnr", False, PLAIN_FEATURES)]
-    trainable = {n for n, p in model.plm.named_parameters() if p.requires_grad}
+    split = model.news_encoder.split
+    trainable = {n for n, p in split.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
     assert any("query" in n for n in trainable) and any("value" in n for n in trainable)
-    assert len(model.plm.base_model.model.encoder.layer) == 1  # transformer_layers=1 in tiny_config
+    assert len(split.layers) == 1 and split.lower_layers == 0  # transformer_layers=1 in tiny_config
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_model_learns_the_click_task(name: str) -> None:
     # BST's flattened sequence output needs more steps; PLMNR starts from a pretrained encoder
     # and is the slow one on CPU.
@@ -208,7 +209,7 @@ def test_missing_minilm_is_a_user_error(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
 def test_interest_fusion_serves_users_known_only_by_their_profile(name: str) -> None:
     """Cold users without history: the generated profile is the only signal (GENRE's `up`)."""
     auc = train_and_auc(name, PLAIN_FEATURES, epochs=3 if name == "plmnr" else 10, cold=True, use_profile=True)

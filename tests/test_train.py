@@ -12,7 +12,7 @@ import pytest
 
 from genre_local.store import open_store
 from genre_local.store.variants import fetch_encoded
-from recsys.catalog import MODEL_NAMES
+from tests.support_models import LLM_FREE_MODELS
 from recsys.data import TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, TrainingDiverged
 from recsys.models import ModelConfig
@@ -121,7 +121,7 @@ def rich_data(tmp_path_factory):
 RICH_FEATURES = ("title", "abstract", "category", "subcategory")
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", LLM_FREE_MODELS)
 def test_every_model_resumes_mid_epoch_to_the_same_run(rich_data, accelerator, tmp_path: Path, model: str) -> None:
     base = settings(model, epochs=1, batch_size=16, checkpoint_every=2)
     base = replace(base, model_config=replace(base.model_config, features=RICH_FEATURES, use_profile=True))

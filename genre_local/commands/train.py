@@ -41,10 +41,28 @@ CheckpointOpt = Annotated[
     Optional[Path], typer.Option("--checkpoint-dir", help="Checkpoint folder (default: <cache_dir>/checkpoints next to the store); "
                                  "each store keeps its own checkpoints in a subfolder named by its id.")
 ]
+EncoderOpt = Annotated[Optional[str], typer.Option(
+    "--encoder", help="DIRE's news encoder: llama (the embedded SmolLM2, default), a [models] alias, or a local "
+    "LLaMA-family Hugging Face folder.")]
+
+
+def _dire_encoder(context, model: str, encoder: str | None) -> str:
+    """--encoder (else [train] encoder, else the embedded SmolLM2) as a prepared local folder for
+    DIRE; "" for the other models, which have no such encoder."""
+    if model != "dire":
+        if encoder is not None:
+            raise UserError(f"--encoder {encoder}: only --model dire reads news through an LLM encoder; drop --encoder")
+        return ""
+    from genre_local.llm.models import EMBEDDED_ALIAS, resolve_model
+
+    models_dir = resolve_relative(context.db_path, context.config.paths.models_dir)
+    spec = encoder or context.config.train.encoder or EMBEDDED_ALIAS
+    return str(resolve_model(spec, models_dir, context.config.models).folder)
 
 
 def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_file: Path | None,
-             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, **flags: Any):
+             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None,
+             encoder: str | None = None, **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
     from recsys.variants import parse_variant
@@ -52,6 +70,7 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
     context = app_context(ctx)
     try:
         cfg = with_overrides(context.config.train, **flags)
+        cfg = with_overrides(cfg, encoder=_dire_encoder(context, model, encoder))
         spec = parse_variant(variant, cfg.ng_k)
     except ConfigError as exc:
         given = exc.key in flags and flags[exc.key] is not None or exc.key == "variant"
@@ -96,15 +115,16 @@ def train(
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
+    encoder: EncoderOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
-    """Train a recommender (naml|lstur|nrms|plmnr|bst|dcn|pnn|din) on a dataset variant and store the runs."""
+    """Train a recommender (naml|lstur|nrms|plmnr|dire|bst|dcn|pnn|din) on a dataset variant and store the runs."""
     import contextlib
 
     from genre_local.training import train_and_store
     from recsys.train import make_accelerator
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume,
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, encoder=encoder,
                        epochs=epochs, seeds=seeds, ng_k=ng_k, features=features, batch_size=batch_size, lr=lr)
     accelerator = make_accelerator()
     console = stderr_console()
@@ -164,6 +184,7 @@ def predict(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Which trained seed's best weights to use (default 1).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split to rank (default test).")] = "test",
     checkpoint_dir: CheckpointOpt = None,
+    encoder: EncoderOpt = None,
     run_id: Annotated[Optional[str], typer.Option("--run", help="Stored run whose weights to use (default: the newest "
                                                   "run of this model, variant, features and seed).")] = None,
 ) -> None:
@@ -171,7 +192,7 @@ def predict(
     candidates' ranks as a bracketed comma list) from a trained run."""
     from genre_local.training import predict_to_file
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id,
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id, encoder,
                        ng_k=ng_k, features=features, seed=seed)
     written, used = predict_to_file(request, out, split)
     stdout_console().print(f"wrote {written.impressions:,} impressions of {dataset}/{split} to {written.path} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -26,6 +27,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "lstur": ("recsys.models.lstur", "LSTUR"),
     "nrms": ("recsys.models.nrms", "NRMS"),
     "plmnr": ("recsys.models.plmnr", "PLMNR"),
+    "dire": ("recsys.models.dire", "DIRE"),
     "bst": ("recsys.models.bst", "BST"),
     "dcn": ("recsys.models.dcn", "DCN"),
     "pnn": ("recsys.models.pnn", "PNN"),
@@ -65,6 +67,7 @@ class ModelConfig:
     use_profile: bool = False  # GENRE interest fusion (eq. 1-2), the `up` variant
     lora_rank: int = 8  # PLMNR's LoRA adapter rank
     user_mask_prob: float = 0.5  # LSTUR: probability of masking the long-term user embedding in training
+    encoder: str | None = None  # DIRE: local Hugging Face LLaMA-family folder of its news encoder
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in NEWS_FEATURES]
@@ -103,6 +106,13 @@ class NewsRecommender(nn.Module):
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:  # [N, D]
         raise NotImplementedError
+
+    def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
+        """Called once with the whole news catalogue before training or evaluating on it.
+
+        PLMNR and DIRE compute their frozen lower layers' hidden states here (cached under
+        cache_dir when given); NewsInputs later selected from that catalogue read them back.
+        The other models need nothing."""
 
     def fuse(self, user_vector: torch.Tensor, user: UserInputs) -> torch.Tensor:
         """The interest-aware user vector v_iu when interest fusion is on, else v_u unchanged."""

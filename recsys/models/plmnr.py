@@ -1,24 +1,44 @@
 """PLM-NR (Wu et al., SIGIR 2021), the PLMNR-NRMS variant GENRE uses.
 
-News: the embedded all-MiniLM-L6-v2 BERT, cut to its first `transformer_layers` layers (GENRE
-§4.1 sets 3 layers for PLMNR), fine-tuned only through LoRA adapters (peft) on the attention
-query/value projections; token states are mean-pooled (MiniLM's own sentence pooling) and
-projected to embed_dim. Category, subcategory and image are extra views, combined with the text
-by additive attention. Users: the NRMS user encoder.
+News: the embedded all-MiniLM-L6-v2 BERT cut to its first `transformer_layers` layers (GENRE
+§4.1 sets 3). The lower ones are frozen, so their hidden states for every title/abstract are
+computed once per dataset variant (recsys/layer_cache.py) and only the top layer runs at each
+step, tuned through LoRA on the attention query/value projections (peft). Category,
+subcategory and image are tokens of the language-model input sequence (joined before the top
+layer), and the top layer's states are pooled with additive attention. Users: NRMS's encoder.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from torch import nn
 
 from recsys.inputs import NewsInputs, UserInputs
-from recsys.layers import AdditiveAttention, NewsFeatureEmbedder, masked_mean
+from recsys.layer_cache import TokenSegment
+from recsys.lm_split import BertSplit, LoraRecipe
 from recsys.models.base import FeatureSizes, MatchingModel, ModelConfig
+from recsys.models.lm_news import LayerCachedNewsEncoder
 from recsys.models.nrms import NRMSUserEncoder
-from recsys.pretrained import load_minilm_encoder
+from recsys.pretrained import minilm_path
 
 TEXT_FIELDS = ("title", "abstract")
+TUNED_LAYERS = 1  # the issue's recipe: lower layers frozen and cached, the top one tuned
+
+
+def wordpiece_segments(fields: tuple[str, ...]):
+    """NewsInputs -> its title/abstract WordPiece ids as layer-cache segments."""
+
+    def segments(news: NewsInputs) -> dict[str, TokenSegment]:
+        out = {}
+        for field in fields:
+            ids, mask = getattr(news, field), getattr(news, f"{field}_mask")
+            if ids is None or mask is None:
+                raise ValueError(f"the {field} feature is on but NewsInputs.{field}/{field}_mask is None")
+            out[field] = TokenSegment(ids, mask.to(torch.bool))
+        return out
+
+    return segments
 
 
 class PLMNR(MatchingModel):
@@ -26,52 +46,25 @@ class PLMNR(MatchingModel):
 
     def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
         super().__init__(config, sizes)
-        from peft import LoraConfig, get_peft_model
-
-        dim = config.embed_dim
-        bert = load_minilm_encoder(num_layers=config.transformer_layers)
-        if sizes.vocab_size > bert.config.vocab_size:
+        lora = LoraRecipe(rank=config.lora_rank, alpha=2 * config.lora_rank, dropout=config.dropout)
+        split = BertSplit(minilm_path(), config.transformer_layers, TUNED_LAYERS, lora)
+        if sizes.vocab_size > split.vocab_size:
             raise ValueError(
-                f"vocab_size {sizes.vocab_size} exceeds MiniLM's {bert.config.vocab_size}: "
+                f"vocab_size {sizes.vocab_size} exceeds MiniLM's {split.vocab_size}: "
                 "PLMNR needs titles tokenized with the embedded MiniLM tokenizer"
             )
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=2 * config.lora_rank,
-            lora_dropout=config.dropout,
-            target_modules=["query", "value"],
-            bias="none",
+        text_fields = tuple(f for f in TEXT_FIELDS if config.uses(f))
+        self.news_encoder = LayerCachedNewsEncoder(
+            split, wordpiece_segments(text_fields), config.features, config.embed_dim,
+            sizes.num_categories, sizes.num_subcategories, cache_prefix="plmnr-minilm", dropout=config.dropout,
         )
-        self.plm = get_peft_model(bert, lora)
-        self.project = nn.Linear(bert.config.hidden_size, dim)
-        self.text_fields = tuple(f for f in TEXT_FIELDS if config.uses(f))
-        self.special_fields = tuple(f for f in config.features if f not in TEXT_FIELDS)
-        self.embedder = NewsFeatureEmbedder(
-            self.special_fields, dim, sizes.vocab_size, sizes.num_categories, sizes.num_subcategories
-        )
-        self.view_pool = AdditiveAttention(dim)
         self.user_encoder = NRMSUserEncoder(config)
 
-    def text_vector(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[N, L] token ids -> [N, D]; trailing columns that are padding in every row are dropped
-        first (texts are right-padded), which saves most of the BERT cost on short titles."""
-        mask = mask.to(torch.bool)
-        used = torch.nonzero(mask.any(dim=0))
-        width = int(used.max()) + 1 if used.numel() else 1
-        ids, mask = ids[:, :width], mask[:, :width]
-        states = self.plm(input_ids=ids, attention_mask=mask.to(torch.long)).last_hidden_state
-        return self.project(masked_mean(states, mask))
+    def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
+        self.news_encoder.prepare(news, cache_dir)
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
-        views = []
-        for field in self.text_fields:
-            ids, mask = getattr(news, field), getattr(news, f"{field}_mask")
-            if ids is None or mask is None:
-                raise ValueError(f"the {field} feature is on but NewsInputs.{field}/{field}_mask is None")
-            views.append(self.text_vector(ids, mask))
-        for field in self.special_fields:
-            views.append(self.embedder.special(news, field)[0])
-        return self.view_pool(torch.stack(views, dim=1))
+        return self.news_encoder(news)
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)

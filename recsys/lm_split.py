@@ -1,0 +1,226 @@
+"""A pretrained transformer cut in two: frozen lower layers (whose output the layer cache
+stores) and the top layer(s), tuned through LoRA adapters (peft) on the attention query/value
+projections. Running `upper(lower(x))` equals the uncut model's last hidden states.
+
+Two families: BERT (the embedded MiniLM, PLMNR) and LLaMA (SmolLM2 or any local
+LlamaForCausalLM folder, DIRE). The lower part is deliberately *not* a registered sub-module:
+it is frozen and, once the cache holds its output, never run in training, so it stays out of
+parameters(), state_dict() and checkpoints (for a 7B model that is the whole point).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from recsys.errors import RecsysError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    """LoRA on the tuned layers' attention query/value projections."""
+
+    rank: int
+    alpha: float
+    dropout: float
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Identity of a model folder: its resolved path, config and weight files (name, size, mtime)."""
+    folder = Path(folder).resolve()
+    digest = hashlib.sha256(str(folder).encode())
+    digest.update((folder / "config.json").read_bytes())
+    for file in sorted(folder.iterdir()):
+        if file.name.endswith(WEIGHT_SUFFIXES):
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _quiet_hf():
+    """transformers' load bars and 'unused weights' notes would clutter the trainer's display."""
+    from contextlib import contextmanager
+
+    from transformers.utils import logging as hf_logging
+
+    @contextmanager
+    def quiet():
+        verbosity = hf_logging.get_verbosity()
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bar:
+                hf_logging.enable_progress_bar()
+
+    return quiet()
+
+
+def _add_lora(module: nn.Module, targets: list[str], recipe: LoraRecipe) -> None:
+    """Freeze `module`, then give its target projections trainable LoRA adapters."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    config = LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
+                        target_modules=targets, bias="none")
+    inject_adapter_in_model(config, module)
+    for name, parameter in module.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+
+
+class SplitEncoder(nn.Module):
+    """lower(ids, mask) -> states [N, L, H] (frozen, no grad); upper(states, mask) -> [N, L, H]."""
+
+    hidden_size: int
+    lower_layers: int
+    fingerprint: str
+
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _frozen(self) -> nn.Module:
+        return self.__dict__["_lower_module"]
+
+    def _set_frozen(self, module: nn.Module) -> None:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        module.eval()
+        self.__dict__["_lower_module"] = module  # unregistered on purpose, see the module doc
+
+    def _frozen_on(self, device: torch.device) -> nn.Module:
+        module = self._frozen()
+        if next(module.parameters()).device != device:
+            module.to(device)
+        return module
+
+
+def _padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[N, L] bool -> additive [N, 1, 1, L]: 0 on real keys, the dtype's minimum on padding."""
+    return (~mask.to(torch.bool))[:, None, None, :].to(dtype) * torch.finfo(dtype).min
+
+
+class BertSplit(SplitEncoder):
+    """A BERT folder's first `keep_layers` layers; the last `tuned_layers` of them get LoRA."""
+
+    def __init__(self, folder: Path, keep_layers: int, tuned_layers: int, lora: LoraRecipe) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig.from_pretrained(folder)
+        keep = max(1, min(keep_layers, config.num_hidden_layers))
+        tuned = max(1, min(tuned_layers, keep))
+        config.num_hidden_layers = keep
+        with _quiet_hf():
+            bert = BertModel.from_pretrained(folder, config=config, add_pooling_layer=False, local_files_only=True)
+        self.hidden_size = int(config.hidden_size)
+        self.vocab_size = int(config.vocab_size)
+        self.lower_layers = keep - tuned
+        self.fingerprint = folder_fingerprint(folder)
+        self.layers = nn.ModuleList(bert.encoder.layer[self.lower_layers :])
+        bert.encoder.layer = nn.ModuleList(bert.encoder.layer[: self.lower_layers])
+        bert.config.num_hidden_layers = self.lower_layers
+        self._set_frozen(bert)
+        _add_lora(self, ["query", "value"], lora)
+
+    @torch.no_grad()
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        bert = self._frozen_on(ids.device)
+        if self.lower_layers == 0:
+            return bert.embeddings(input_ids=ids)
+        return bert(input_ids=ids, attention_mask=mask.to(torch.long)).last_hidden_state
+
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        bias = _padding_bias(mask, states.dtype)
+        for layer in self.layers:
+            states = layer(states, attention_mask=bias)
+            states = states[0] if isinstance(states, tuple) else states
+        return states
+
+
+class LlamaSplit(SplitEncoder):
+    """A LLaMA-family causal LM folder: all layers but the last `tuned_layers` frozen, those tuned
+    with LoRA, then the final norm. Texts are right-padded; attention is causal and never sees a
+    padded key, and rotary positions skip the padding (see `_run`)."""
+
+    def __init__(self, folder: Path, tuned_layers: int, lora: LoraRecipe, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        from transformers import AutoConfig, LlamaModel
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise RecsysError(f"encoder folder {folder} has no config.json; pass a local Hugging Face LLaMA-family folder")
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        if getattr(config, "model_type", "") != "llama":
+            raise RecsysError(
+                f"encoder folder {folder} holds a {getattr(config, 'model_type', '?')} model; "
+                "DIRE needs a LLaMA-architecture causal LM folder (model_type llama)"
+            )
+        with _quiet_hf():
+            model = LlamaModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        total = len(model.layers)
+        tuned = max(1, min(tuned_layers, total))
+        self.hidden_size = int(config.hidden_size)
+        self.lower_layers = total - tuned
+        self.fingerprint = folder_fingerprint(folder)
+        self.layers = nn.ModuleList(model.layers[self.lower_layers :])
+        self.norm = model.norm
+        self.rotary = model.rotary_emb
+        model.layers = nn.ModuleList(model.layers[: self.lower_layers])
+        model.norm = nn.Identity()
+        self._set_frozen(model)
+        _add_lora(self, ["q_proj", "v_proj"], lora)
+        for parameter in self.norm.parameters():  # the final norm is part of the frozen model
+            parameter.requires_grad_(False)
+
+    @staticmethod
+    def _bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Causal plus padding, additive [N, 1, L, L]; a row never ends up with no key at all."""
+        length = mask.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        allowed = causal[None] & mask.to(torch.bool)[:, None, :]
+        allowed |= torch.eye(length, dtype=torch.bool, device=mask.device)[None]
+        return (~allowed)[:, None].to(dtype) * torch.finfo(dtype).min
+
+    def _run(self, layers, rotary, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Positions count real tokens only: a token joined after a padded text (category, image)
+        # sits right after that news' last word whatever the batch's padded width, so a news
+        # vector never depends on the batch it is encoded in.
+        positions = (mask.to(torch.long).cumsum(dim=1) - 1).clamp_min(0)
+        embeddings = rotary(states, positions)
+        bias = self._bias(mask, states.dtype)
+        for layer in layers:
+            states = layer(states, attention_mask=bias, position_ids=positions, position_embeddings=embeddings)
+            states = states[0] if isinstance(states, tuple) else states
+        return states
+
+    @torch.no_grad()
+    def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        model = self._frozen_on(ids.device)
+        return self._run(model.layers, model.rotary_emb, model.embed_tokens(ids), mask)
+
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.norm(self._run(self.layers, self.rotary, states, mask))
+
+
+def load_llama_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    with _quiet_hf():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # the split relies on right padding (see LlamaSplit)
+    return tokenizer

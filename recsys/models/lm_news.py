@@ -1,0 +1,129 @@
+"""The news encoder PLMNR and DIRE share: a language model's frozen lower layers (read from the
+layer cache), its top layer(s) tuned with LoRA, attention pooling, a projection to embed_dim.
+
+The language-model input sequence is [text segments; category; subcategory; image] (GENRE
+§4.1's order, each part only when it is a configured feature). Text goes through the lower
+layers once per catalogue; category, subcategory and the image are learned tokens in the
+model's hidden space, joined to the cached text states before the tuned layers, so they stay
+trainable while everything below them is cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from recsys.catalog import IMAGE_DIM
+from recsys.inputs import NewsInputs
+from recsys.layer_cache import CacheSpec, LayerCache, TokenSegment, layer_cache
+from recsys.layers import AdditiveAttention
+from recsys.lm_split import SplitEncoder
+
+SPECIAL_FIELDS = ("category", "subcategory", "image")
+SegmentBuilder = Callable[[NewsInputs], dict[str, TokenSegment]]
+
+
+class LayerCachedNewsEncoder(nn.Module):
+    def __init__(self, split: SplitEncoder, segments: SegmentBuilder, features: tuple[str, ...], dim: int,
+                 num_categories: int, num_subcategories: int, cache_prefix: str, dropout: float) -> None:
+        super().__init__()
+        hidden = split.hidden_size
+        self.split = split
+        self.segments = segments
+        self.cache_prefix = cache_prefix
+        self.special_fields = tuple(f for f in SPECIAL_FIELDS if f in features)
+        self.category = nn.Embedding(num_categories, hidden, padding_idx=0) if "category" in features else None
+        self.subcategory = nn.Embedding(num_subcategories, hidden, padding_idx=0) if "subcategory" in features else None
+        if "image" in features:
+            self.image = nn.Linear(IMAGE_DIM, hidden)
+            self.image_default = nn.Parameter(torch.randn(hidden) * 0.02)
+        else:
+            self.image = None
+        self.pool = AdditiveAttention(hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.project = nn.Linear(hidden, dim)
+        self._cache: LayerCache | None = None
+        self._cache_masks: dict[str, torch.Tensor] = {}
+
+    @property
+    def cache(self) -> LayerCache | None:
+        return self._cache
+
+    def prepare(self, news: NewsInputs, cache_dir: Path | None, batch_size: int = 64) -> LayerCache:
+        """Compute (or open) the lower-layer states of every catalogue row; rows of later
+        NewsInputs selected from this catalogue (NewsInputs.index) are then read from it."""
+        segments = self.segments(news)
+        spec = CacheSpec(self.split.fingerprint, self.split.lower_layers, self.split.hidden_size, "float16")
+        device = _compute_device()
+
+        def encode(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.split.lower(ids.to(device), mask.to(device))
+
+        self._cache = layer_cache(segments, spec, encode, None if cache_dir is None else Path(cache_dir),
+                                  self.cache_prefix, batch_size=batch_size)
+        self._cache_masks = {name: s.mask[:, : self._cache.width(name)].to(torch.bool) for name, s in segments.items()}
+        return self._cache
+
+    def _text_states(self, news: NewsInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these rows."""
+        device = self.project.weight.device
+        dtype = self.project.weight.dtype
+        cache = self._cache
+        if cache is not None and news.index is not None:
+            out = []
+            for name in cache.segments:
+                mask = self._cache_masks[name][news.index.cpu()]
+                states = cache.gather(name, news.index)
+                width = _used_width(mask)
+                out.append((states[:, :width].to(device=device, dtype=dtype), mask[:, :width].to(device)))
+            return out
+        out = []
+        for segment in self.segments(news).values():
+            width = _used_width(segment.mask)
+            ids, mask = segment.ids[:, :width].to(device), segment.mask[:, :width].to(device=device, dtype=torch.bool)
+            out.append((self.split.lower(ids, mask).to(dtype), mask))
+        return out
+
+    def _special_tokens(self, news: NewsInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for field in self.special_fields:
+            if field == "image":
+                if news.image is None:
+                    raise ValueError("the image feature is on but NewsInputs.image is None")
+                present = news.image_present
+                if present is None:
+                    present = torch.ones(news.image.shape[0], dtype=torch.bool, device=news.image.device)
+                projected = self.image(news.image.to(self.image.weight.dtype))
+                token = torch.where(present.to(torch.bool).unsqueeze(-1), projected, self.image_default.expand_as(projected))
+                out.append((token.unsqueeze(1), torch.ones_like(present, dtype=torch.bool).unsqueeze(1)))
+            else:
+                ids = getattr(news, field)
+                out.append((getattr(self, field)(ids).unsqueeze(1), (ids != 0).unsqueeze(1)))
+        return out
+
+    def forward(self, news: NewsInputs) -> torch.Tensor:  # [N, D]
+        parts = self._text_states(news) + self._special_tokens(news)
+        if not parts:
+            raise ValueError("no news feature left to encode")
+        states = torch.cat([p[0] for p in parts], dim=1)
+        mask = torch.cat([p[1] for p in parts], dim=1)
+        # a news with no real token at all (all features empty) still pools to a finite vector
+        mask = mask | ~mask.any(dim=1, keepdim=True)
+        top = self.split.upper(states, mask)
+        return self.project(self.pool(self.dropout(top), mask))
+
+
+def _compute_device() -> torch.device:
+    """Where the frozen layers run while the cache is built: this process's GPU when there is
+    one (under accelerate each rank's current device), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _used_width(mask: torch.Tensor) -> int:
+    used = torch.nonzero(mask.any(dim=0))
+    return int(used.max()) + 1 if used.numel() else 1

@@ -1,0 +1,256 @@
+"""Language-model news encoders on a small synthetic dataset (issue 11 items 2-3).
+
+Usage: .venv/bin/python scripts/bench_news_encoders.py [--news 400] [--users 200] [--epochs 2]
+           [--steps 5] [--models nrms,plmnr,dire] [--encoder PATH] [--out bench-results] [--smoke]
+Prints two tables and writes OUT/news_encoders.json.
+
+1. PLMNR step time, old vs new, side by side in this run on the same batches: the previous PLMNR
+   (every news through all `transformer_layers` MiniLM layers, forward and backward, LoRA on
+   each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
+   layer cache, the top layer tuned with LoRA). Both use the trainer's step (TrainStep under
+   accelerate, AdamW) on the trainer's batches; --warmup steps are not timed.
+2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
+   (recsys.train.run_training) for --epochs: test AUC (all users), training samples/s (mean
+   over epochs) and the time to build the layer cache (PLMNR, DIRE; part of the run's wall time).
+Defaults are the trainer's (history 50, titles of 30 tokens, batch 64); nothing is tuned here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DATASET = "synth"
+
+
+def prepare_data(args: argparse.Namespace):
+    """The encoded `original` variant of a synthetic dataset (generated, imported, cached under OUT)."""
+    from genre_local.data.mind_import import import_mind
+    from genre_local.data.synth import SynthSpec, write_synthetic_mind
+    from genre_local.store import open_store
+    from genre_local.store.variants import fetch_encoded
+    from recsys.variants import VariantSpec
+
+    folder = args.out / f"synth-{args.news}n-{args.users}u-s{args.seed}"
+    if not (folder / "train" / "behaviors.tsv").exists():
+        write_synthetic_mind(folder, SynthSpec(news=args.news, users=args.users, seed=args.seed), force=True)
+    work = args.out / "news-encoders"
+    work.mkdir(parents=True, exist_ok=True)
+    with open_store(work / f"store-{folder.name}.duckdb") as store:
+        if DATASET not in store.dataset_names():
+            import_mind(store, folder, DATASET)
+        data, _ = fetch_encoded(store.conn, DATASET, VariantSpec(), ("title", "category"), args.title_len, 50, None,
+                                work / "cache")
+    return data, work
+
+
+def legacy_plmnr_class():
+    """The PLMNR this issue replaced, as it was: the whole cut MiniLM with LoRA (peft) on every
+    layer's query/value runs forward and backward for every news at every step, mean-pooled and
+    projected, category as a separate view joined by additive attention."""
+    import torch
+    from torch import nn
+
+    from recsys.layers import AdditiveAttention, NewsFeatureEmbedder, masked_mean
+    from recsys.models.base import MatchingModel
+    from recsys.models.nrms import NRMSUserEncoder
+    from recsys.pretrained import load_minilm_encoder
+
+    class LegacyPLMNR(MatchingModel):
+        name = "plmnr-legacy"
+
+        def __init__(self, config, sizes) -> None:
+            super().__init__(config, sizes)
+            from peft import LoraConfig, get_peft_model
+
+            bert = load_minilm_encoder(num_layers=config.transformer_layers)
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=config.dropout,
+                              target_modules=["query", "value"], bias="none")
+            self.plm = get_peft_model(bert, lora)
+            self.project = nn.Linear(bert.config.hidden_size, config.embed_dim)
+            self.text_fields = tuple(f for f in ("title", "abstract") if config.uses(f))
+            self.special_fields = tuple(f for f in config.features if f not in ("title", "abstract"))
+            self.embedder = NewsFeatureEmbedder(self.special_fields, config.embed_dim, sizes.vocab_size,
+                                                sizes.num_categories, sizes.num_subcategories)
+            self.view_pool = AdditiveAttention(config.embed_dim)
+            self.user_encoder = NRMSUserEncoder(config)
+
+        def text_vector(self, ids, mask):
+            mask = mask.to(torch.bool)
+            used = torch.nonzero(mask.any(dim=0))
+            width = int(used.max()) + 1 if used.numel() else 1
+            ids, mask = ids[:, :width], mask[:, :width]
+            states = self.plm(input_ids=ids, attention_mask=mask.to(torch.long)).last_hidden_state
+            return self.project(masked_mean(states, mask))
+
+        def encode_news(self, news):
+            views = [self.text_vector(getattr(news, f), getattr(news, f"{f}_mask")) for f in self.text_fields]
+            views += [self.embedder.special(news, f)[0] for f in self.special_fields]
+            return self.view_pool(torch.stack(views, dim=1))
+
+        def encode_user(self, history, user):
+            return self.fuse(self.user_encoder(history, user.history_mask), user)
+
+    return LegacyPLMNR
+
+
+def model_config(args: argparse.Namespace, encoder: str | None = None):
+    from recsys.models import ModelConfig
+
+    return ModelConfig(features=("title", "category"), title_len=args.title_len, history_len=args.history_len,
+                       encoder=encoder)
+
+
+def time_steps(model, data, args: argparse.Namespace) -> dict:
+    """Seconds per trainer step (forward, backward, AdamW) on the first warmup+steps batches."""
+    from recsys.data import BatchStream, TrainSamples, epoch_batches
+    from recsys.train import TrainStep, make_accelerator, make_optimizer
+
+    accelerator = make_accelerator()
+    step_module, optimizer = accelerator.prepare(TrainStep(model), make_optimizer(model, 1e-3, 0.01))
+    samples = TrainSamples(data, data.split("train"), "matching", 4, args.history_len)
+    batches = epoch_batches(len(samples), args.batch_size, 1, 0)[: args.warmup + args.steps]
+    step_module.train()
+    seconds, seen = 0.0, 0
+    for index, batch in enumerate(BatchStream(samples, batches, 1, 0)):
+        started = time.perf_counter()
+        loss = step_module(batch.to(accelerator.device))
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        if index >= args.warmup:
+            seconds += time.perf_counter() - started
+            seen += len(batch)
+    steps = max(1, len(batches) - args.warmup)
+    return {"steps": steps, "step_seconds": seconds / steps, "samples_per_s": seen / seconds if seconds else 0.0}
+
+
+def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
+    import torch
+
+    from recsys.models import build_model
+    from recsys.train import feature_sizes
+
+    sizes = feature_sizes(data)
+    out = {}
+    torch.manual_seed(0)
+    out["old"] = time_steps(legacy_plmnr_class()(model_config(args), sizes), data, args)
+    torch.manual_seed(0)
+    new = build_model("plmnr", model_config(args), sizes)
+    started = time.perf_counter()
+    new.prepare_news(data.news, None)
+    out["new"] = time_steps(new, data, args) | {"cache_seconds": time.perf_counter() - started}
+    out["speedup"] = out["old"]["step_seconds"] / max(out["new"]["step_seconds"], 1e-12)
+    return out
+
+
+class _LegacyBuild:
+    """`plmnr-old` in --models: the trainer builds LegacyPLMNR where it would build PLMNR (the
+    trainer takes no model factory; swapping the registry's builder for one run is the bench's
+    own business)."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def __enter__(self):
+        import recsys.models as models
+
+        self.original = models.build_model
+        if self.active:
+            legacy = legacy_plmnr_class()
+            models.build_model = lambda name, config, sizes: legacy(config, sizes)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import recsys.models as models
+
+        models.build_model = self.original
+
+
+def train_models(data, work: Path, args: argparse.Namespace) -> dict:
+    from recsys.train import RunSettings, make_accelerator, run_training
+
+    results = {}
+    for name in args.models:
+        encoder = str(args.encoder) if name == "dire" else None
+        settings = RunSettings(
+            model="plmnr" if name == "plmnr-old" else name, seed=1, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
+            weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len,
+            model_config=model_config(args, encoder), layer_cache_dir=work / "layers",
+        )
+        print(f"[{name}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        with _LegacyBuild(name == "plmnr-old"):
+            result = run_training(make_accelerator(), data, settings)
+        wall = time.perf_counter() - started
+        results[name] = {
+            "auc": result.metrics[result.eval_split]["all"]["auc"],
+            "eval_split": result.eval_split,
+            "samples_per_s": sum(result.train_samples_per_s) / len(result.train_samples_per_s),
+            "train_seconds": sum(result.epoch_seconds),
+            "wall_seconds": wall,
+        }
+    return results
+
+
+def render(report: dict) -> None:
+    step = report.get("plmnr_steps")
+    if step:
+        print("PLMNR trainer step (same batches)      s/step   samples/s")
+        for label in ("old", "new"):
+            print(f"  {label:<36} {step[label]['step_seconds']:>7.3f} {step[label]['samples_per_s']:>11.1f}")
+        print(f"  speed-up new vs old: {step['speedup']:.1f}x (layer cache built in {step['new']['cache_seconds']:.1f}s)")
+    print("model       test AUC   train samples/s   train s   wall s (incl. cache, eval)")
+    for name, row in report["models"].items():
+        print(f"  {name:<9} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
+              f"{row['wall_seconds']:>9.1f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--news", type=int, default=400)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="timed PLMNR steps per implementation")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--history-len", type=int, default=50)
+    parser.add_argument("--title-len", type=int, default=30)
+    parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
+                        help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one")
+    parser.add_argument("--encoder", type=Path, default=None,
+                        help="DIRE's LLaMA-family folder (default: the embedded SmolLM2, prepared under OUT)")
+    parser.add_argument("--no-step-ratio", action="store_true", help="skip part 1 (old vs new PLMNR steps)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    args = parser.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.smoke:
+        args.news, args.users, args.epochs, args.steps, args.warmup = 150, 60, 1, 1, 0
+        args.batch_size, args.history_len, args.title_len = 16, 10, 12
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if "dire" in args.models and args.encoder is None:
+        from genre_local.llm.models import prepare_embedded
+
+        args.encoder = prepare_embedded(args.out / "models" / "smollm2")
+    data, work = prepare_data(args)
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "news": len(data.news_ids),
+                    "train_impressions": len(data.split("train")), "threads": torch.get_num_threads()}
+    if not args.no_step_ratio:
+        report["plmnr_steps"] = plmnr_step_ratio(data, args)
+    report["models"] = train_models(data, work, args)
+    (args.out / "news_encoders.json").write_text(json.dumps(report, indent=1))
+    render(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""PLMNR on cached layers: the frozen MiniLM layers run once per catalogue, the top one with LoRA."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genre_local.store import open_store
+from genre_local.store.variants import fetch_encoded
+from recsys.inputs import NewsInputs
+from recsys.metrics import impression_metrics
+from recsys.models import ModelConfig, build_model
+from recsys.train import RunSettings, make_accelerator, run_training
+from recsys.variants import parse_variant
+from tests.support_models import ALL_FEATURES, SIZES, click_task, forward, make_news, rows, tiny_config
+from tests.support_train import make_store, one_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def plmnr():
+    torch.manual_seed(0)
+    return build_model("plmnr", tiny_config(transformer_layers=3, features=ALL_FEATURES), SIZES)
+
+
+def catalogue(count: int = 17, seed: int = 0) -> NewsInputs:
+    generator = torch.Generator().manual_seed(seed)
+    return make_news(torch.randint(1, SIZES.num_categories, (count,), generator=generator), generator)
+
+
+def test_select_records_the_catalogue_rows() -> None:
+    news = catalogue()
+    first = news.select(torch.tensor([[5, 2], [9, 9]]))
+    assert first.index.tolist() == [5, 2, 9, 9]
+    again = first.select(torch.tensor([3, 0]))
+    assert again.index.tolist() == [9, 5]
+    assert torch.equal(again.title, news.title[[9, 5]])
+
+
+def test_cached_layers_give_the_direct_vectors(plmnr, tmp_path) -> None:
+    news = catalogue()
+    plmnr.eval()
+    with torch.no_grad():
+        direct = plmnr.encode_news(news)  # a whole catalogue without rows: no cache involved
+        plmnr.prepare_news(news, tmp_path)
+        cached = plmnr.encode_news(news.select(torch.arange(len(news))))
+        some = plmnr.encode_news(news.select(torch.tensor([16, 3, 3])))
+    assert plmnr.news_encoder.split.lower_layers == 2  # 3 layers kept, the top one tuned
+    assert torch.allclose(direct, cached, atol=2e-3), (direct - cached).abs().max()
+    assert torch.allclose(some, cached[[16, 3, 3]], atol=1e-5)
+    manifest = next(tmp_path.glob("plmnr-minilm-*/manifest.json"))
+    assert '"layer": 2' in manifest.read_text()
+
+
+def test_with_the_cache_the_frozen_layers_never_run(plmnr, monkeypatch) -> None:
+    news = catalogue()
+    plmnr.prepare_news(news, None)
+    split = plmnr.news_encoder.split
+
+    def refuse(ids, mask):
+        raise AssertionError("the frozen layers ran although cached")
+
+    monkeypatch.setattr(split, "lower", refuse)
+    plmnr.train()
+    loss = plmnr.encode_news(news.select(torch.tensor([1, 4, 4, 7]))).sum()
+    loss.backward()
+    trainable = [n for n, p in plmnr.named_parameters() if p.requires_grad]
+    assert all(p.grad is not None for n, p in plmnr.named_parameters() if p.requires_grad and "lora_A" in n)
+    assert not any("embeddings" in n or "encoder.layer" in n for n in plmnr.state_dict())
+    assert trainable and not any("base_layer" in n for n in trainable)
+    plmnr.zero_grad(set_to_none=True)
+
+
+def test_category_and_image_are_tokens_of_the_sequence(plmnr) -> None:
+    news = catalogue()
+    plmnr.eval()
+    with torch.no_grad():
+        base = plmnr.encode_news(news)
+        other = replace(news, category=news.category % (SIZES.num_categories - 1) + 1)
+        assert not torch.allclose(plmnr.encode_news(other), base)
+        no_image = replace(news, image_present=torch.zeros(len(news), dtype=torch.bool))
+        shuffled = replace(no_image, image=torch.randn_like(news.image))
+        assert torch.allclose(plmnr.encode_news(no_image), plmnr.encode_news(shuffled), atol=1e-6)
+
+
+def test_learns_the_click_task_from_the_cache() -> None:
+    torch.manual_seed(0)
+    features = ("title", "category")
+    train, test = click_task(240, 0, features), click_task(60, 100, features)
+    model = build_model("plmnr", tiny_config(features=features, transformer_layers=2), SIZES)
+    model.prepare_news(train.news, None)
+    catalogue_rows = train.news.select(torch.arange(len(train.news)))
+    optimizer = torch.optim.Adam((p for p in model.parameters() if p.requires_grad), lr=5e-3)
+    for _ in range(2):
+        model.train()
+        order = torch.randperm(train.history.shape[0])
+        for start in range(0, order.numel(), 32):
+            index = order[start : start + 32]
+            logits = forward(model, catalogue_rows, train.history[index], rows(train.users, index), train.candidates[index])
+            loss = F.cross_entropy(logits, torch.zeros(index.numel(), dtype=torch.long))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        scores = forward(model, catalogue_rows, test.history, test.users, test.candidates).numpy()
+    auc = impression_metrics(list(test.labels.numpy()), list(scores.astype(np.float64)))["auc"]
+    assert auc > 0.7, f"PLMNR on cached layers: test AUC {auc:.3f}"
+
+
+def test_trains_through_the_trainer_with_a_disk_cache(tmp_path) -> None:
+    db = make_store(tmp_path / "s.duckdb", users=32, news_per_cat=10)
+    with open_store(db) as store:
+        data, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title", "category"),
+                                12, 8, None, tmp_path / "cache")
+    settings = RunSettings(
+        model="plmnr", seed=1, epochs=3, batch_size=32, eval_batch_size=64, lr=1e-2, weight_decay=0.01,
+        negatives=4, patience=2, history_len=10, layer_cache_dir=tmp_path / "layers",
+        model_config=ModelConfig(embed_dim=16, num_heads=2, transformer_layers=2, history_len=10,
+                                 title_len=12, features=("title", "category")),
+    )
+    result = run_training(make_accelerator(), data, settings)
+    assert result.metrics["test"]["all"]["auc"] > 0.7, result.metrics["test"]["all"]
+    assert len(list((tmp_path / "layers").glob("plmnr-minilm-*/title-*.bin"))) == 1
