@@ -16,6 +16,7 @@ from genre_local.cli_support import AppContext, print_error
 from genre_local.commands import data as data_commands
 from genre_local.commands import demo as demo_command
 from genre_local.commands import generate as generate_command
+from genre_local.commands import generations as generations_commands
 from genre_local.commands import models as models_commands
 from genre_local.commands import report as report_command
 from genre_local.commands import train as train_commands
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(models_commands.app, name="models")
+app.add_typer(generations_commands.app, name="generations")
 app.command("generate")(generate_command.generate)
 app.command("train")(train_commands.train)
 app.command("predict")(train_commands.predict)

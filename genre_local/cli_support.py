@@ -1,6 +1,6 @@
 """What every CLI command shares: the global context and the error policy.
 
-User mistakes (UserError) end as one line on stderr with exit code 2; anything else is an
+User mistakes (UserError, and the recsys library's RecsysError) end as one line on stderr with exit code 2; anything else is an
 internal failure: one line with exit code 1, or the full traceback under --debug.
 """
 
@@ -21,6 +21,7 @@ from genre_local.config import GenreConfig, load_config
 from genre_local.errors import UserError
 from genre_local.store import Store, open_store
 from genre_local.store.connection import resolve_db_path
+from recsys.errors import RecsysError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +33,8 @@ class AppContext:
     debug: bool
 
     def open_store(self, read_only: bool = False) -> Store:
+        """The store of --db. Read-only commands pass read_only=True: a missing file is then a
+        one-line "store X does not exist" (never created), and nothing in the file changes."""
         return open_store(self.db_path, read_only=read_only)
 
 
@@ -78,11 +81,11 @@ def command_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except UserError as exc:
+        except (UserError, RecsysError) as exc:
             if debug:
                 raise
             print_error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            raise typer.Exit(exc.exit_code) from None
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
         except KeyboardInterrupt:
             print_error("interrupted")
             raise typer.Exit(130) from None

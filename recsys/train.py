@@ -1,19 +1,23 @@
 """The accelerate training loop: one seed of one model on one encoded dataset variant.
 
+Read `Trainer.run` top to bottom: start (model, optimizer, resume from a checkpoint), then per
+epoch `train_epoch` (steps, mid-epoch checkpoints) and `end_epoch` (evaluate on dev, early
+stopping, keep the best weights, checkpoint), then `finish` (best weights, final metrics).
+
 The same code runs as a single CPU process and under `accelerate launch` with several
-processes; only rank 0 logs, shows progress and (in the caller) writes to the store. The loop
-knows nothing model-specific: it goes through the interface in recsys/models/base.py.
+processes; only rank 0 shows progress and (in the caller) writes results. The loop knows
+nothing model-specific: it goes through the interface in recsys/models/base.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,9 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
-from genre_local.errors import UserError
 from recsys.data import Batch, BatchStream, EncodedDataset, TrainSamples, epoch_batches
+from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
 
 
@@ -45,16 +48,17 @@ class RunSettings:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at epoch ends only
     num_workers: int = 0
     fast_eval: bool = True
-    stop_after_steps: int | None = None  # stop (checkpoint kept) after this many steps: a simulated kill
+    owner: str = ""  # whose data the checkpoint belongs to (genre-local: the store's id)
 
     def identity(self) -> dict:
-        """What must match for --resume to continue a checkpoint."""
+        """What must match for --resume to continue a checkpoint (and for predict to use it)."""
         cfg = self.model_config
-        return {
+        identity = {
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
             "weight_decay": self.weight_decay, "negatives": self.negatives,
             "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
         }
+        return identity | ({"owner": self.owner} if self.owner else {})
 
 
 @dataclass
@@ -102,6 +106,10 @@ class LoopState:
             setattr(self, key, value)
         self.best_weights = dict(state["best_weights"]) or None
 
+    def finished(self, epochs: int) -> bool:
+        """No epoch left to train: early-stopped, or `epochs` epochs done."""
+        return self.done or self.epoch >= epochs
+
 
 class TrainStep(nn.Module):
     """Loss of one batch; wrapping the model lets DDP see a real forward() call."""
@@ -130,8 +138,8 @@ def feature_sizes(data: EncodedDataset):
         num_categories=data.num_categories,
         num_subcategories=data.num_subcategories,
         num_users=data.num_users,
-        num_topics=len(PROFILE_TOPICS) + 1,
-        num_regions=len(US_STATES) + 1,
+        num_topics=len(data.vocabulary.topics) + 1,
+        num_regions=len(data.vocabulary.regions) + 1,
     )
 
 
@@ -151,7 +159,7 @@ def eval_split_name(data: EncodedDataset) -> str:
         return "test"
     if "dev" in data.splits and data.splits["dev"].labeled:
         return "dev"
-    raise UserError(f"dataset '{data.dataset}' has no labeled dev or test split to evaluate on")
+    raise RecsysError(f"dataset '{data.dataset}' has no labeled dev or test split to evaluate on")
 
 
 def evaluate(accelerator, model, data: EncodedDataset, split_name: str, settings: RunSettings):
@@ -192,8 +200,7 @@ class _CtrlC:
             self.previous = None
 
 
-def _checkpoint_path(settings: RunSettings) -> Path | None:
-    return None if settings.checkpoint_dir is None else Path(settings.checkpoint_dir) / "latest"
+# -- checkpoints ---------------------------------------------------------------------------------
 
 
 def find_checkpoint(checkpoint_dir: Path | None) -> Path | None:
@@ -208,14 +215,42 @@ def find_checkpoint(checkpoint_dir: Path | None) -> Path | None:
     return None
 
 
+def read_loop_state(checkpoint: Path) -> LoopState:
+    """The loop bookkeeping (progress, best weights) of a complete checkpoint folder."""
+    state = LoopState()
+    state.load_state_dict(torch.load(Path(checkpoint) / "loop.pt", weights_only=True))
+    return state
+
+
+def check_checkpoint(checkpoint: Path, settings: RunSettings, data_fingerprint: str) -> None:
+    """CheckpointError unless `checkpoint` was written by a run with these settings on these rows."""
+    saved = json.loads((Path(checkpoint) / "run.json").read_text())
+    saved_data = saved.pop("data", None)
+    if saved.get("owner", "") != settings.owner:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} belongs to other data (owner {saved.get('owner') or 'none'}, "
+            f"not {settings.owner or 'none'}); use its own store or another checkpoint folder"
+        )
+    if saved != json.loads(json.dumps(settings.identity(), sort_keys=True)):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was written with other settings; "
+            "use the same settings or another checkpoint folder"
+        )
+    if saved_data != data_fingerprint:
+        raise CheckpointError(
+            f"the rows for this variant changed since checkpoint {checkpoint} was written "
+            "(new generations or a re-import); train again without resuming"
+        )
+
+
 def _save(accelerator, settings: RunSettings, state: LoopState, data_fingerprint: str) -> None:
     """Model, optimizer and RNG states (accelerate) plus the loop's own bookkeeping.
 
     Written to a fresh folder and swapped in by renames (run.json last), so a kill at any moment
     leaves a complete checkpoint behind."""
-    path = _checkpoint_path(settings)
-    if path is None:
+    if settings.checkpoint_dir is None:
         return
+    path = Path(settings.checkpoint_dir) / "latest"
     staging, previous = path.with_name("staging"), path.with_name("previous")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and staging.exists():
@@ -236,172 +271,211 @@ def _save(accelerator, settings: RunSettings, state: LoopState, data_fingerprint
     accelerator.wait_for_everyone()
 
 
-def run_training(
-    accelerator,
-    data: EncodedDataset,
-    settings: RunSettings,
-    model_factory: Callable[[], nn.Module] | None = None,
-    progress=None,
-) -> RunResult:
-    """Train with early stopping on dev AUC, then evaluate the best epoch's weights."""
-    from accelerate.utils import set_seed
+# -- the loop ------------------------------------------------------------------------------------
 
-    accelerator.free_memory()  # forget the previous seed's model and optimizer
-    set_seed(settings.seed)
-    if model_factory is None:
+
+class Trainer:
+    """One seed's training. `run()` is the whole of it; the methods are its steps in order.
+
+    `pause_requested` is the one hook: a subclass (the tests) returns True to stop after a
+    step as a kill would, with the checkpoint written; Ctrl-C does the same and then raises."""
+
+    def __init__(self, accelerator, data: EncodedDataset, settings: RunSettings, progress=None):
+        self.accelerator, self.data, self.settings, self.progress = accelerator, data, settings, progress
+        self.state = LoopState()
+        self.steps_taken = 0  # in this process's life, not counting resumed steps
+
+    # -- hook ----------------------------------------------------------------------------------
+    def pause_requested(self) -> bool:
+        """Stop after the current step, as if killed (the checkpoint is written first)."""
+        return False
+
+    # -- top level -----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Train with early stopping on dev AUC, then evaluate the best epoch's weights."""
+        self.start()
+        settings = self.settings
+        self.ctrl_c = _CtrlC(enabled=self.accelerator.num_processes == 1 and settings.checkpoint_dir is not None)
+        try:
+            while not self.state.finished(settings.epochs):
+                if not self.train_epoch():
+                    return self.paused()
+                self.end_epoch()
+                if self.ctrl_c.raised or (not self.state.finished(settings.epochs) and self.pause_requested()):
+                    return self.paused()
+        finally:
+            self.ctrl_c.restore()
+        return self.finish()
+
+    def start(self) -> None:
+        """Model and optimizer from the seed, the checkpoint's state when resuming, the samples."""
+        from accelerate.utils import set_seed
+
         from recsys.models import build_model
 
+        accelerator, data, settings = self.accelerator, self.data, self.settings
+        accelerator.free_memory()  # forget the previous seed's model and optimizer
+        set_seed(settings.seed)
         model = build_model(settings.model, settings.model_config, feature_sizes(data))
-    else:
-        model = model_factory()
-    optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
-    step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
-    state = LoopState()
+        optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
+        self.step_module, self.optimizer = accelerator.prepare(TrainStep(model), optimizer)
+        if settings.resume:
+            checkpoint = find_checkpoint(settings.checkpoint_dir)
+            if checkpoint is None:
+                raise CheckpointError(f"no checkpoint to resume in {settings.checkpoint_dir}; train without resuming first")
+            check_checkpoint(checkpoint, settings, data.fingerprint)
+            accelerator.load_state(str(checkpoint))
+            self.state = read_loop_state(checkpoint)
+        if "train" not in data.splits:
+            raise RecsysError(f"dataset '{data.dataset}' has no train split")
+        self.eval_name = eval_split_name(data)  # fail before training, not after it
+        self.samples = TrainSamples(data, data.split("train"), model.kind, settings.negatives, settings.history_len)
+        if len(self.samples) == 0:
+            raise RecsysError(f"dataset '{data.dataset}' has no clicked training impressions")
+        self.has_dev = "dev" in data.splits and data.splits["dev"].labeled
 
-    checkpoint = find_checkpoint(settings.checkpoint_dir)
-    if settings.resume:
-        if checkpoint is None:
-            raise UserError(f"--resume: no checkpoint in {settings.checkpoint_dir}; train without --resume first")
-        saved = json.loads((checkpoint / "run.json").read_text())
-        saved_data = saved.pop("data", None)
-        if saved != json.loads(json.dumps(settings.identity(), sort_keys=True)):
-            raise UserError(
-                f"--resume: checkpoint {checkpoint} was written with other settings; "
-                "use the same flags or another --checkpoint-dir"
-            )
-        if saved_data != data.fingerprint:
-            raise UserError(
-                f"--resume: the store's rows for this variant changed since checkpoint {checkpoint} "
-                "(new generations or a re-import); train again without --resume"
-            )
-        accelerator.load_state(str(checkpoint))
-        state.load_state_dict(torch.load(checkpoint / "loop.pt", weights_only=True))
-
-    if "train" not in data.splits:
-        raise UserError(f"dataset '{data.dataset}' has no train split")
-    eval_name = eval_split_name(data)  # fail before training, not after it
-    samples = TrainSamples(data, data.split("train"), model.kind, settings.negatives, settings.history_len)
-    if len(samples) == 0:
-        raise UserError(f"dataset '{data.dataset}' has no clicked training impressions")
-    has_dev = "dev" in data.splits and data.splits["dev"].labeled
-    steps_taken = 0
-    interrupted = False
-    ctrl_c = _CtrlC(enabled=accelerator.num_processes == 1 and settings.checkpoint_dir is not None)
-
-    try:
-        while not state.done and state.epoch < settings.epochs:
-            batches = epoch_batches(len(samples), settings.batch_size, settings.seed, state.epoch,
-                                    accelerator.process_index, accelerator.num_processes)
-            stream = BatchStream(samples, batches, settings.seed, state.epoch, start_step=state.step)
-            loader = torch.utils.data.DataLoader(
-                stream, batch_size=None, num_workers=settings.num_workers,
-                persistent_workers=False, prefetch_factor=4 if settings.num_workers else None,
-                # its own generator: creating the loader must not draw from the global RNG, or a
-                # resumed run's dropout masks would drift from the uninterrupted run's
-                generator=torch.Generator().manual_seed(settings.seed),
-            )
-            step_module.train()
-            task = None
-            if progress is not None and accelerator.is_main_process:
-                task = progress.add_task(f"seed {settings.seed} epoch {state.epoch + 1}/{settings.epochs}", total=len(batches),
-                                         completed=state.step, loss=float("nan"), rate=0.0)
-            started = time.perf_counter() - state.partial_seconds
-            seen = state.partial_samples
-            waited = state.partial_wait
+    def train_epoch(self) -> bool:
+        """The rest of the current epoch; False when paused mid-epoch (checkpoint written)."""
+        accelerator, settings, state = self.accelerator, self.settings, self.state
+        batches = epoch_batches(len(self.samples), settings.batch_size, settings.seed, state.epoch,
+                                accelerator.process_index, accelerator.num_processes)
+        loader = torch.utils.data.DataLoader(
+            BatchStream(self.samples, batches, settings.seed, state.epoch, start_step=state.step),
+            batch_size=None, num_workers=settings.num_workers,
+            persistent_workers=False, prefetch_factor=4 if settings.num_workers else None,
+            # its own generator: creating the loader must not draw from the global RNG, or a
+            # resumed run's dropout masks would drift from the uninterrupted run's
+            generator=torch.Generator().manual_seed(settings.seed),
+        )
+        self.step_module.train()
+        self.task = None
+        if self.progress is not None and accelerator.is_main_process:
+            self.task = self.progress.add_task(
+                f"seed {settings.seed} epoch {state.epoch + 1}/{settings.epochs}", total=len(batches),
+                completed=state.step, loss=float("nan"), rate=0.0)
+        # Time and samples of a resumed epoch continue from the checkpoint's partial counts.
+        self.started = time.perf_counter() - state.partial_seconds
+        self.seen, self.waited = state.partial_samples, state.partial_wait
+        fetched_at = time.perf_counter()
+        for batch in loader:
+            self.waited += time.perf_counter() - fetched_at
+            self.train_step(batch)
+            mid_epoch = state.step < len(batches)
+            if mid_epoch and settings.checkpoint_every and state.step % settings.checkpoint_every == 0:
+                self.save_partial()
+            if mid_epoch and self._pause_now():
+                self.save_partial()
+                return False
             fetched_at = time.perf_counter()
-            for batch in loader:
-                waited += time.perf_counter() - fetched_at
-                batch = batch.to(accelerator.device)
-                loss = step_module(batch)
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                optimizer.step()
-                state.step += 1
-                steps_taken += 1
-                seen += len(batch) * accelerator.num_processes
-                if task is not None:
-                    elapsed = time.perf_counter() - started
-                    progress.update(task, advance=1, loss=float(loss.detach()), rate=seen / max(elapsed, 1e-9))
-                mid_save = settings.checkpoint_every and state.step % settings.checkpoint_every == 0
-                stop_now = settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps
-                if (mid_save or stop_now) and state.step < len(batches):
-                    state.partial_seconds = time.perf_counter() - started
-                    state.partial_samples = seen
-                    state.partial_wait = waited
-                    _save(accelerator, settings, state, data.fingerprint)
-                if stop_now and state.step < len(batches):
-                    interrupted = True
-                    break
-                if ctrl_c.raised and state.step < len(batches):
-                    # Ctrl-C lands between steps: save exactly here so --resume loses nothing
-                    state.partial_seconds = time.perf_counter() - started
-                    state.partial_samples = seen
-                    state.partial_wait = waited
-                    _save(accelerator, settings, state, data.fingerprint)
-                    raise KeyboardInterrupt
-                fetched_at = time.perf_counter()
-            if interrupted:
-                break
-            seconds = time.perf_counter() - started
-            state.epoch_seconds.append(seconds)
-            state.samples_per_s.append(seen / max(seconds, 1e-9))
-            state.data_wait.append(waited)
-            state.partial_wait = 0.0
-            state.partial_seconds, state.partial_samples = 0.0, 0
-            epoch_done = state.epoch + 1
-            unwrapped = accelerator.unwrap_model(step_module).model
-            if has_dev:
-                dev, _ = evaluate(accelerator, unwrapped, data, "dev", settings)
-                auc = dev["all"]["auc"]
-                state.dev_auc.append(auc)
-                if task is not None:
-                    progress.update(task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
-                if auc > state.best_auc or state.best_weights is None:
-                    state.best_auc, state.best_epoch, state.bad_epochs = auc, epoch_done, 0
-                    state.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
-                else:
-                    state.bad_epochs += 1
-                    if state.bad_epochs >= settings.patience:
-                        state.done = True
-            else:
-                state.best_epoch = epoch_done
-                state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
-            state.epoch, state.step = epoch_done, 0
-            _save(accelerator, settings, state, data.fingerprint)
-            if ctrl_c.raised:
-                raise KeyboardInterrupt
-            if settings.stop_after_steps is not None and steps_taken >= settings.stop_after_steps \
-                    and state.epoch < settings.epochs and not state.done:
-                interrupted = True
-                break
+        seconds = time.perf_counter() - self.started
+        state.epoch_seconds.append(seconds)
+        state.samples_per_s.append(self.seen / max(seconds, 1e-9))
+        state.data_wait.append(self.waited)
+        state.partial_seconds, state.partial_samples, state.partial_wait = 0.0, 0, 0.0
+        return True
 
-    finally:
-        ctrl_c.restore()
-    unwrapped = accelerator.unwrap_model(step_module).model
-    metrics: dict[str, dict[str, dict[str, float]]] = {}
-    eval_rate = 0.0
-    if not interrupted:
-        if state.best_weights is not None:
-            unwrapped.load_state_dict(state.best_weights)
-        for split_name in dict.fromkeys(["dev", eval_name]):
-            if split_name in data.splits and data.splits[split_name].labeled:
-                metrics[split_name], rate = evaluate(accelerator, unwrapped, data, split_name, settings)
-                if split_name == eval_name:
+    def train_step(self, batch: Batch) -> None:
+        accelerator, state = self.accelerator, self.state
+        batch = batch.to(accelerator.device)
+        loss = self.step_module(batch)
+        if not self._finite_everywhere(loss):
+            # Stop before the step poisons the weights; the last checkpoint stays as it was.
+            raise TrainingDiverged(
+                f"seed {self.settings.seed}: the training loss became {float(loss.detach())} at epoch "
+                f"{state.epoch + 1} step {state.step + 1}; lower lr (now {self.settings.lr}) and train again"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        self.optimizer.step()
+        state.step += 1
+        self.steps_taken += 1
+        self.seen += len(batch) * accelerator.num_processes
+        if self.task is not None:
+            elapsed = time.perf_counter() - self.started
+            self.progress.update(self.task, advance=1, loss=float(loss.detach()), rate=self.seen / max(elapsed, 1e-9))
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        """Whether every process's loss is finite (all ranks must agree to stop, or the others
+        would wait in the gradient all-reduce forever)."""
+        finite = torch.isfinite(loss.detach()).all().reshape(1).to(torch.int32)
+        if self.accelerator.num_processes > 1:
+            finite = self.accelerator.gather(finite)
+        return bool(finite.all())
+
+    def end_epoch(self) -> None:
+        """Dev AUC, early stopping and the best weights so far; then an epoch-end checkpoint."""
+        settings, state = self.settings, self.state
+        epoch_done = state.epoch + 1
+        unwrapped = self.accelerator.unwrap_model(self.step_module).model
+        if self.has_dev:
+            dev, _ = evaluate(self.accelerator, unwrapped, self.data, "dev", settings)
+            auc = dev["all"]["auc"]
+            state.dev_auc.append(auc)
+            if self.task is not None:
+                self.progress.update(self.task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
+            if auc > state.best_auc or state.best_weights is None:
+                state.best_auc, state.best_epoch, state.bad_epochs = auc, epoch_done, 0
+                state.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
+            else:
+                state.bad_epochs += 1
+                state.done = state.bad_epochs >= settings.patience
+        else:
+            state.best_epoch = epoch_done
+            state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+        state.epoch, state.step = epoch_done, 0
+        _save(self.accelerator, settings, state, self.data.fingerprint)
+
+    def save_partial(self) -> None:
+        """A mid-epoch checkpoint, with the epoch's time and samples so far."""
+        self.state.partial_seconds = time.perf_counter() - self.started
+        self.state.partial_samples, self.state.partial_wait = self.seen, self.waited
+        _save(self.accelerator, self.settings, self.state, self.data.fingerprint)
+
+    def finish(self) -> RunResult:
+        """The best epoch's weights scored on dev and on the reported split."""
+        unwrapped = self.accelerator.unwrap_model(self.step_module).model
+        if self.state.best_weights is not None:
+            unwrapped.load_state_dict(self.state.best_weights)
+        metrics: dict[str, dict[str, dict[str, float]]] = {}
+        eval_rate = 0.0
+        for split_name in dict.fromkeys(["dev", self.eval_name]):
+            if split_name in self.data.splits and self.data.splits[split_name].labeled:
+                metrics[split_name], rate = evaluate(self.accelerator, unwrapped, self.data, split_name, self.settings)
+                if split_name == self.eval_name:
                     eval_rate = rate
-    accelerator.free_memory()
-    return RunResult(
-        seed=settings.seed, eval_split=eval_name, metrics=metrics, epochs_run=len(state.epoch_seconds),
-        best_epoch=state.best_epoch, epoch_seconds=list(state.epoch_seconds),
-        train_samples_per_s=list(state.samples_per_s), data_wait_seconds=list(state.data_wait),
-        dev_auc=list(state.dev_auc),
-        eval_impressions_per_s=eval_rate, processes=accelerator.num_processes,
-        stopped_early=state.done, interrupted=interrupted,
-    )
+        self.accelerator.free_memory()
+        return self._result(metrics, eval_rate, interrupted=False)
+
+    def paused(self) -> RunResult:
+        """A run stopped before its end (checkpoint written): no metrics; Ctrl-C raises."""
+        if self.ctrl_c.raised:
+            raise KeyboardInterrupt
+        self.accelerator.free_memory()
+        return self._result({}, 0.0, interrupted=True)
+
+    def _pause_now(self) -> bool:
+        return self.ctrl_c.raised or self.pause_requested()
+
+    def _result(self, metrics, eval_rate: float, interrupted: bool) -> RunResult:
+        state = self.state
+        return RunResult(
+            seed=self.settings.seed, eval_split=self.eval_name, metrics=metrics, epochs_run=len(state.epoch_seconds),
+            best_epoch=state.best_epoch, epoch_seconds=list(state.epoch_seconds),
+            train_samples_per_s=list(state.samples_per_s), data_wait_seconds=list(state.data_wait),
+            dev_auc=list(state.dev_auc), eval_impressions_per_s=eval_rate,
+            processes=self.accelerator.num_processes, stopped_early=state.done, interrupted=interrupted,
+        )
+
+
+def run_training(accelerator, data: EncodedDataset, settings: RunSettings, progress=None) -> RunResult:
+    """One seed: train with early stopping on dev AUC, then evaluate the best epoch's weights."""
+    return Trainer(accelerator, data, settings, progress).run()
+
+
+# -- process set-up ------------------------------------------------------------------------------
 
 
 def make_accelerator(cpu: bool = False):
-    import os
-
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -412,3 +486,20 @@ def make_accelerator(cpu: bool = False):
         cpu = True
     # Some models leave parameters unused for a given feature set (e.g. no abstract view).
     return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def set_threads(threads: int, accelerator) -> None:
+    """`threads` torch CPU threads, or with several CPU processes on one machine a fair share of
+    the cores (oversubscribed CPU threads slow every process down many times over)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif accelerator.device.type == "cpu" and accelerator.num_processes > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
+__all__ = [
+    "LoopState", "RunResult", "RunSettings", "TrainStep", "Trainer", "check_checkpoint", "eval_split_name",
+    "evaluate", "feature_sizes", "find_checkpoint", "make_accelerator", "make_optimizer", "read_loop_state",
+    "run_training", "set_threads",
+]

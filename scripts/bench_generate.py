@@ -59,14 +59,12 @@ BASELINE = "b"
 
 def build_base_store(out: Path, news: int, users: int, seed: int) -> Path:
     """A fresh store with one synthetic dataset and its users' true interests stored as profiles."""
-    import pyarrow as pa
-
     from genre_local.data.mind_import import import_mind
     from genre_local.data.synth import SynthSpec, write_synthetic_mind
-    from genre_local.pipeline import inputs
-    from genre_local.pipeline.runner import GENERATION_SCHEMA, write_generations
     from genre_local.store import open_store
     from genre_local.store.connection import now_utc
+    from genre_local.store.datasets import read_truth
+    from genre_local.store.generations import GenerationRecord, write_generations
 
     folder = out / f"synth-{news}n-{users}u-s{seed}"
     if not (folder / "train" / "behaviors.tsv").exists():
@@ -77,20 +75,19 @@ def build_base_store(out: Path, news: int, users: int, seed: int) -> Path:
         stale.unlink(missing_ok=True)
     with open_store(db) as store:
         import_mind(store, folder, DATASET)
-        truth = inputs.load_truth(store.conn, DATASET)
+        truth = read_truth(store.conn, DATASET)
         created = now_utc()
-        rows = [
-            {
-                "fingerprint": f"bench-truth-{user}", "dataset": DATASET, "task": "profile", "input_id": user,
-                "model": "bench-truth", "prompt_version": "truth", "round": 1, "attempt": 1, "run_id": "bench-truth",
-                "backend": "truth", "sampling": "{}", "prompt": "[]", "raw_output": "",
-                "parsed": json.dumps({"topics": topics, "regions": [region] if region else []}),
-                "valid": True, "error": None, "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0,
-                "created_at": created,
-            }
+        records = [
+            GenerationRecord(
+                fingerprint=f"bench-truth-{user}", dataset=DATASET, task="profile", input_id=user,
+                model="bench-truth", prompt_version="truth", round=1, attempt=1, run_id="bench-truth",
+                backend="truth", sampling="{}", prompt="[]", raw_output="",
+                parsed=json.dumps({"topics": topics, "regions": [region] if region else []}),
+                valid=True, error=None, prompt_tokens=0, completion_tokens=0, latency_s=0.0, created_at=created,
+            )
             for user, (topics, region) in sorted(truth.items())
         ]
-        write_generations(store, pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
+        write_generations(store, records)
     return db
 
 
@@ -265,6 +262,7 @@ def parent(args: argparse.Namespace) -> None:
 
 def child(args: argparse.Namespace) -> None:
     from genre_local.llm.backend import EngineOptions, GenRequest, open_backend
+    from genre_local.llm.tasks import TASKS
     from genre_local.pipeline.plan import PlanSettings
     from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
 
@@ -276,7 +274,7 @@ def child(args: argparse.Namespace) -> None:
     options = EngineOptions(
         model_dir=Path(args.model_dir), dtype=args.dtype, max_model_len=args.max_model_len,
         gpu_memory_utilization=args.gpu_memory_utilization, prefix_caching=config.prefix_caching,
-        constrained=config.constrained, micro_batch=args.hf_batch,
+        micro_batch=args.hf_batch,
     )
     started = time.perf_counter()
     backend = open_backend(config.backend, options)
@@ -290,7 +288,7 @@ def child(args: argparse.Namespace) -> None:
     )
     try:
         run = GenerationRun(Path(args.db), settings, LazyEngine(lambda: backend))
-        stats = run.run(list(TASK_ORDER))
+        stats = run.run([TASKS[name] for name in TASK_ORDER])
     finally:
         backend.close()
     tasks = {

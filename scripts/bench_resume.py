@@ -110,7 +110,7 @@ def fill_with_stub(db: Path, models_dir: Path) -> tuple[float, int]:
                         seed=cfg.seed, per_user=cfg.per_user, history_items=cfg.history_items)
     started = time.perf_counter()
     stats = GenerationRun(db, RunSettings(plan=plan, backend="stub", batch_size=cfg.batch_size),
-                          LazyEngine(StubBackend)).run(list(TASKS))
+                          LazyEngine(StubBackend)).run(list(TASKS.values()))
     return time.perf_counter() - started, sum(s.new for s in stats)
 
 

@@ -5,7 +5,8 @@ Prints a table and writes bench-results/train.json.
 
 Per model (each in its own child process, so peak memory is that model's alone):
 - training: up to --steps steps or --step-seconds seconds (not whole epochs) of the trainer's own
-  step (recsys.train.TrainStep under accelerate, AdamW, the trainer's streamed batches), split into
+  step (recsys.train.TrainStep under accelerate, the trainer's own optimizer from
+  recsys.train.make_optimizer, the trainer's streamed batches), split into
   the time spent waiting for the next batch (data handling) and in forward, backward and the
   optimizer (the model); then a few more steps under torch.profiler for the top operators;
 - evaluation: impressions/s of the fast path (each news and each user encoded once) and of the
@@ -30,9 +31,10 @@ import time
 from pathlib import Path
 
 from genre_local.machine import machine_info
+from recsys.catalog import MATCHING_MODELS as MATCHING
+from recsys.catalog import MODEL_NAMES as MODELS
+from recsys.config import TrainConfig
 
-MODELS = ("naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din")
-MATCHING = ("naml", "lstur", "nrms", "plmnr")
 DATASET = "mindsmall"
 
 
@@ -59,8 +61,7 @@ def prepare_data(args: argparse.Namespace) -> tuple[Path, dict]:
     from genre_local.data.mind_import import import_mind
     from genre_local.data.synth import SynthSpec, write_synthetic_mind
     from genre_local.store import open_store
-    from recsys.data import fetch_encoded
-    from recsys.features import parse_features
+    from genre_local.store.variants import fetch_encoded
     from recsys.variants import VariantSpec
 
     timings = {}
@@ -78,8 +79,9 @@ def prepare_data(args: argparse.Namespace) -> tuple[Path, dict]:
             import_mind(store, folder, DATASET)
             timings["import_seconds"] = round(time.perf_counter() - started, 1)
         started = time.perf_counter()
-        data, path = fetch_encoded(store.conn, DATASET, VariantSpec(), parse_features(args.features),
-                                   args.title_len, 50, None, work / "cache")
+        cfg = bench_config(args)
+        data, path = fetch_encoded(store.conn, DATASET, VariantSpec(), cfg.feature_names,
+                                   cfg.title_len, cfg.abstract_len, None, work / "cache")
         timings["encode_or_load_seconds"] = round(time.perf_counter() - started, 1)
     sizes = {
         "news": len(data.news_ids),
@@ -153,6 +155,10 @@ def parent(args: argparse.Namespace) -> None:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise SystemExit(f"--models: unknown {unknown or '(empty)'}; use all or a subset of {','.join(MODELS)}")
+    try:
+        bench_config(args)
+    except ValueError as exc:  # recsys.errors.ConfigError: a bad --features, --title-len, --batch-size
+        raise SystemExit(f"bench_train: {exc}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     cache, data_info = prepare_data(args)
@@ -169,7 +175,8 @@ def parent(args: argparse.Namespace) -> None:
         "data": data_info,
         "settings": {
             "steps": args.steps, "step_seconds": args.step_seconds, "warmup_steps": args.warmup,
-            "batch_size": args.batch_size, "negatives": 4, "history_len": 50, "title_len": args.title_len,
+            "batch_size": args.batch_size, "negatives": bench_config(args).negatives,
+            "history_len": bench_config(args).history_len, "title_len": args.title_len,
             "features": args.features, "eval_impressions": args.eval_impressions,
             "naive_impressions": args.naive_impressions, "synth_news": args.news, "synth_users": args.users,
         },
@@ -197,12 +204,13 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
     import torch
 
     from recsys.data import BatchStream, TrainSamples, epoch_batches
-    from recsys.train import TrainStep, make_accelerator
+    from recsys.train import TrainStep, make_accelerator, make_optimizer
 
+    cfg = bench_config(args)
     accelerator = make_accelerator()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)  # the trainer's own (fused AdamW, trainable only)
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
-    samples = TrainSamples(data, data.split("train"), model.kind, 4, 50)
+    samples = TrainSamples(data, data.split("train"), model.kind, cfg.negatives, cfg.history_len)
     batches = epoch_batches(len(samples), args.batch_size, 1, 0)
     loader = torch.utils.data.DataLoader(BatchStream(samples, batches, 1, 0), batch_size=None, num_workers=0)
     step_module.train()
@@ -319,8 +327,9 @@ def eval_paths(model, data, args: argparse.Namespace) -> dict:
     fast_rows = np.arange(len(split), dtype=np.int64)
     # Spread over the split: the first rows of a day are not typical of the whole.
     naive_rows = np.unique(np.linspace(0, len(split) - 1, min(args.naive_impressions, len(split))).astype(np.int64))
-    fast = score_split(model, data, split, 50, 256, rows=fast_rows, fast=True)
-    naive = score_split(model, data, split, 50, 256, rows=naive_rows, fast=False)
+    cfg = bench_config(args)
+    fast = score_split(model, data, split, cfg.history_len, cfg.eval_batch_size, rows=fast_rows, fast=True)
+    naive = score_split(model, data, split, cfg.history_len, cfg.eval_batch_size, rows=naive_rows, fast=False)
     fast_by_row = dict(zip(fast.rows.tolist(), fast.scores))
     diff = max((float(np.max(np.abs(fast_by_row[r] - b))) for r, b in zip(naive.rows.tolist(), naive.scores) if len(b)),
                default=0.0)
@@ -337,19 +346,24 @@ def eval_paths(model, data, args: argparse.Namespace) -> dict:
     }
 
 
+def bench_config(args: argparse.Namespace) -> TrainConfig:
+    """The [train] defaults with the benchmark's flags: the same checks as `genre-local train`."""
+    return TrainConfig(batch_size=args.batch_size, features=args.features, title_len=args.title_len)
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
     from recsys.data import load_encoded
-    from recsys.models import ModelConfig, build_model
+    from recsys.experiment import model_config
+    from recsys.models import build_model
     from recsys.train import feature_sizes
 
     rss_start = _rss_mb()
     data = load_encoded(Path(args.cache))
     rss_data = _rss_mb()
     torch.manual_seed(1)
-    config = ModelConfig(features=tuple(args.features.split(",")), title_len=args.title_len)
-    model = build_model(args.child, config, feature_sizes(data))
+    model = build_model(args.child, model_config(bench_config(args), use_profile=False), feature_sizes(data))
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train = train_steps(model, data, args)
     evaluation = eval_paths(model, data, args)

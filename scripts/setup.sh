@@ -32,6 +32,20 @@ else
   flavour="cpu"
 fi
 
+# Headless Chromium from Debian's packages: the HTML report's test opens index.html in a real
+# browser. Checked before the .venv stamp so a fresh machine gets it even when .venv is current;
+# nothing happens when `chromium` is already on PATH.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (headless browser for the HTML report test)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium is not installed; the HTML report's browser test will be skipped" \
+      "(as root: apt-get install chromium)" >&2
+  fi
+fi
+
 constraints="constraints/$flavour.txt"
 stamp_value="$(cat pyproject.toml scripts/setup.sh scripts/versions.sh "$constraints" | sha256sum | cut -c1-16)-$flavour"
 stamp_file=".venv/.genre-setup"

@@ -78,10 +78,10 @@ def test_stub_backend_outputs_parse_as_valid():
 
     bench = _load("bench_resume")
     stub = bench.StubBackend()
-    for task in tasks.TASKS:
-        request = GenRequest(messages=({"role": "user", "content": task},), max_tokens=8, schema=tasks.schema(task, 2))
+    for name, task in tasks.TASKS.items():
+        request = GenRequest(messages=({"role": "user", "content": name},), max_tokens=8, schema=task.schema(2))
         (result,) = stub.generate([request])
-        assert tasks.parse_output(task, result.text, 2).valid, (task, result.text)
+        assert task.parse(result.text, 2).valid, (name, result.text)
 
 
 # -- the scripts themselves, tiny ------------------------------------------------------------------

@@ -245,3 +245,23 @@ def test_unreadable_or_non_utf8_config_is_one_line(tmp_path: Path) -> None:
                 load_config(path)
         finally:
             path.chmod(0o644)
+
+
+def test_a_section_raising_its_own_value_error_is_still_a_user_error(tmp_path: Path) -> None:
+    # A section class from a library (recsys's TrainConfig) may check with plain ValueError.
+    from dataclasses import dataclass
+
+    from genre_local.config import _build_section
+
+    @dataclass(frozen=True)
+    class Checked:
+        count: int = 1
+
+        def __post_init__(self) -> None:
+            if self.count < 1:
+                raise ValueError("count must be 1 or more")
+
+    with pytest.raises(UserError, match=r"^count must be 1 or more$"):
+        with_overrides(Checked(), count=0)
+    with pytest.raises(UserError, match=r"genre.toml \[x\]: count must be 1 or more; fix the file"):
+        _build_section(Checked, {"count": 0}, f"{tmp_path / 'genre.toml'} [x]", tmp_path / "genre.toml")

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from genre_local.store import open_store
-from recsys.data import fetch_encoded
+from genre_local.store.variants import fetch_encoded
 from recsys.evaluate import SplitScores, group_metrics, score_split
 from recsys.metrics import impression_metrics
-from recsys.models import MODEL_NAMES, ModelConfig, build_model
+from recsys.catalog import MODEL_NAMES
+from recsys.models import ModelConfig, build_model
 from recsys.train import feature_sizes
 from recsys.variants import parse_variant
 from tests.support_train import add_all_generations, make_store, one_thread

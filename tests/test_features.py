@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from genre_local.store import open_store
+from genre_local.store.variants import fetch_encoded
 from recsys import features as feats
-from recsys.data import fetch_encoded
 from recsys.features import NewsRows, load_image_vectors, parse_features, tensorize_news
 from recsys.variants import parse_variant
 from tests.support_train import make_store
@@ -36,9 +36,9 @@ def _rows() -> NewsRows:
 
 def test_parse_features_canonical_and_errors() -> None:
     assert parse_features("title, Category,title") == ("title", "category")
-    with pytest.raises(UserError, match="unknown feature 'pictures'"):
+    with pytest.raises(RecsysError, match="unknown feature 'pictures'"):
         parse_features("title,pictures")
-    with pytest.raises(UserError, match="must include 'title'"):
+    with pytest.raises(RecsysError, match="must include 'title'"):
         parse_features("category,abstract")
 
 
@@ -69,7 +69,7 @@ def test_abstract_and_image_features(tmp_path: Path, tokenizer) -> None:
     assert news.image_present.tolist() == [False, True, False, True]
     assert torch.equal(news.image[1], torch.from_numpy(matrix[1])) and torch.equal(news.image[3], torch.from_numpy(matrix[0]))
     assert news.image[2].eq(0).all()
-    with pytest.raises(UserError, match="no --image-file"):
+    with pytest.raises(RecsysError, match="no image file"):
         tensorize_news(_rows(), ("title", "image"), 8, 6, None, tokenizer)
 
 
@@ -85,18 +85,18 @@ def test_image_parquet_and_bad_files(tmp_path: Path) -> None:
 
     np.save(tmp_path / "short.npy", np.zeros((1, 10), dtype=np.float32))
     (tmp_path / "short.txt").write_text("N1\n")
-    with pytest.raises(UserError, match="512-d"):
+    with pytest.raises(RecsysError, match="512-d"):
         load_image_vectors(tmp_path / "short.npy", ["N1"])
     np.save(tmp_path / "noids.npy", np.zeros((1, 512), dtype=np.float32))
-    with pytest.raises(UserError, match="id list"):
+    with pytest.raises(RecsysError, match="id list"):
         load_image_vectors(tmp_path / "noids.npy", ["N1"])
     (tmp_path / "noids.txt").write_text("N1\nN2\n")
-    with pytest.raises(UserError, match="2 ids for 1 rows"):
+    with pytest.raises(RecsysError, match="2 ids for 1 rows"):
         load_image_vectors(tmp_path / "noids.npy", ["N1"])
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(RecsysError, match="does not exist"):
         load_image_vectors(tmp_path / "missing.npy", ["N1"])
     (tmp_path / "v.csv").write_text("x")
-    with pytest.raises(UserError, match=".npy"):
+    with pytest.raises(RecsysError, match=".npy"):
         load_image_vectors(tmp_path / "v.csv", ["N1"])
 
 
@@ -118,3 +118,46 @@ def test_cache_is_reused_until_the_store_content_changes(tmp_path: Path) -> None
     assert path3 != path1
     row = changed.news_ids.index("N1") + 1
     assert not torch.equal(changed.news.title[row], first.news.title[row])
+
+
+def _with_ids(path: Path, ids: str = "N1\n") -> Path:
+    path.with_suffix(".txt").write_text(ids)
+    return path
+
+
+@pytest.mark.parametrize("name,write,phrase", [
+    ("strings.npy", lambda p: np.save(p, np.array([["a"] * 512])), "holds <U1 values, not numbers"),
+    ("objects.npy", lambda p: np.save(p, np.array([[object()] * 512], dtype=object), allow_pickle=True),
+     "not a numeric .npy matrix"),
+    ("archive.npy", lambda p: (np.savez(p.with_suffix(".npz"), a=np.zeros((1, 512))), p.with_suffix(".npz").rename(p)),
+     "is a .npz archive"),
+    ("text.npy", lambda p: p.write_text("0.1 0.2\n"), "not a numeric .npy matrix"),
+    ("scalar.npy", lambda p: np.save(p, np.float32(1.0)), "0 rows"),
+])
+def test_bad_npy_contents_are_one_line_errors(tmp_path: Path, name: str, write, phrase: str) -> None:
+    path = _with_ids(tmp_path / name)
+    write(path)
+    with pytest.raises(RecsysError, match=phrase.replace(".", r"\.").replace("(", r"\(")) as err:
+        load_image_vectors(path, ["N1"])
+    assert "\n" not in str(err.value)
+
+
+def test_non_utf8_id_list_is_a_one_line_error(tmp_path: Path) -> None:
+    np.save(tmp_path / "img.npy", np.zeros((1, 512), dtype=np.float32))
+    (tmp_path / "img.txt").write_bytes(b"N\xff1\n")
+    with pytest.raises(RecsysError, match="not UTF-8"):
+        load_image_vectors(tmp_path / "img.npy", ["N1"])
+
+
+@pytest.mark.parametrize("table,phrase", [
+    (pa.table({"nid": ["N1", "N2"]}), "only the 'nid' column"),
+    (pa.table({"nid": ["N1", "N2"], "vector": [[0.0] * 512, [0.0] * 511]}), "different lengths"),
+    (pa.table({"nid": ["N1"], "vector": [["x"] * 512]}), "not numbers"),
+    (pa.table({"nid": ["N1"], **{f"f{i}": ["x"] for i in range(512)}}), "not numbers"),
+    (pa.table({"nid": ["N1", "N2"], "vector": pa.array([[0.0] * 512, None], pa.list_(pa.float64()))}), "null"),
+])
+def test_bad_parquet_contents_are_one_line_errors(tmp_path: Path, table: pa.Table, phrase: str) -> None:
+    pq.write_table(table, tmp_path / "img.parquet")
+    with pytest.raises(RecsysError, match=phrase) as err:
+        load_image_vectors(tmp_path / "img.parquet", ["N1"])
+    assert "\n" not in str(err.value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import ConfigError
 from recsys.inputs import UserInputs
 from recsys.layers.fusion import FUSION_FORMS, InterestFusion
 from recsys.models import ModelConfig
@@ -106,6 +106,6 @@ def test_paper_form_is_eq_2_an_mlp_that_replaces_v_u() -> None:
 def test_unknown_fusion_form_is_refused() -> None:
     with pytest.raises(ValueError, match="'sum' is unknown; use one of gated, paper"):
         InterestFusion(4, 5, 6, form="sum")
-    with pytest.raises(UserError, match="interest_fusion 'sum' is unknown"):
+    with pytest.raises(ConfigError, match="interest_fusion 'sum' is unknown"):
         ModelConfig(interest_fusion="sum")
     assert ModelConfig(interest_fusion="paper", use_profile=True).interest_fusion == "paper"

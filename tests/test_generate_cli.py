@@ -56,6 +56,28 @@ def test_rerun_with_everything_stored_prints_json_without_a_model(db: Path, tmp_
     assert payload["seconds"] < 5
 
 
+def test_cost_column_and_stored_cost_use_one_formula(db: Path, tmp_path: Path):
+    from genre_local.llm.models import resolve_model
+    from genre_local.pipeline.cost import generation_cost
+    from genre_local.store import open_store
+    from tests.support_generate import run_fake
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    run_fake(db, tasks=("summarize",), model_id=resolve_model(str(model), tmp_path, {}).model_id)
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "summarize", "--model", str(model),
+                     "--price-per-hour", "360000")
+    assert result.exit_code == 0, result.output
+    with open_store(db) as store:
+        price, cost, wall, startup = store.conn.execute(
+            "SELECT price_per_hour, cost, wall_seconds, startup_seconds FROM generation_runs WHERE price_per_hour IS NOT NULL"
+        ).fetchone()
+    assert price == 360000 and cost == pytest.approx(generation_cost(price, wall, startup))
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith("summarize"))
+    assert "cost" in result.stdout and row.split()[-1] == f"{cost:.4f}"
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

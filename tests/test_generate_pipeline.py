@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from genre_local.llm.tasks import TASKS
 from genre_local.pipeline.plan import PlanSettings, Planner, fingerprint, sampling_key
 from genre_local.store import open_store
 from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
@@ -47,9 +48,14 @@ def test_fingerprint_is_stable_and_sensitive():
 
 def test_sampling_key_carries_task_parameters():
     s = PlanSettings(dataset="d", model_id="m", per_user=3, history_items=7)
-    assert "per_user" not in sampling_key(s, "summarize") and "history_items" not in sampling_key(s, "summarize")
-    assert sampling_key(s, "profile")["history_items"] == 7
-    assert sampling_key(s, "news")["per_user"] == 3
+    summarize = sampling_key(s, TASKS["summarize"])
+    assert "per_user" not in summarize and "history_items" not in summarize
+    assert sampling_key(s, TASKS["profile"])["history_items"] == 7 and "per_user" not in sampling_key(s, TASKS["profile"])
+    assert sampling_key(s, TASKS["news"])["per_user"] == 3
+    assert sampling_key(s, TASKS["chain"]) == {
+        "temperature": 0.0, "top_p": 1.0, "seed": 0, "max_tokens": 16 + 274 * 3, "constrained": True,
+        "repetition_penalty": 1.1, "history_items": 7, "per_user": 3,
+    }
 
 
 def test_plan_inputs_histories_and_cold_users(db: Path):
@@ -58,15 +64,15 @@ def test_plan_inputs_histories_and_cold_users(db: Path):
         histories = {u.user_id: u.history for u in planner.users}
         assert histories["U3"] == ("N4", "N6", "N5")  # from the train impression, not the stale dev one
         assert "U5" not in histories  # empty history: nothing to profile
-        assert [u.user_id for u in planner.task_users("news")] == ["U1", "U2", "U3"]
-        assert [u.user_id for u in planner.task_users("profile")] == ["U1", "U2", "U3", "U4"]
-        news = planner.plan(store.conn, "news", 1)
+        assert [u.user_id for u in planner.task_users(TASKS["news"])] == ["U1", "U2", "U3"]
+        assert [u.user_id for u in planner.task_users(TASKS["profile"])] == ["U1", "U2", "U3", "U4"]
+        news = planner.plan(store.conn, TASKS["news"], 1)
         assert "- (sports) Dolphins beat Jets in overtime" in news[0].request.messages[1]["content"]
 
 
 def test_injection_title_stays_in_the_user_message(db: Path):
     with open_store(db) as store:
-        items = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m")).plan(store.conn, "summarize", 1)
+        items = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m")).plan(store.conn, TASKS["summarize"], 1)
     systems = {item.request.messages[0]["content"] for item in items}
     assert len(systems) == 1  # one shared prefix for the prefix cache
     injected = next(i for i in items if i.input_id == "N5")
@@ -109,7 +115,7 @@ def test_rerun_skips_everything_without_starting_the_engine(db: Path):
 
     settings = RunSettings(plan=PS(dataset=DATASET, model_id="fake-model"), backend="fake")
     run = GenerationRun(db, settings, LazyEngine(lambda: started.append(1) or FakeBackend()))
-    stats = run.run(list(ALL))
+    stats = run.run([TASKS[name] for name in ALL])
     assert not started
     assert all(s.new == 0 and s.skipped == s.requests > 0 for s in stats)
     assert _rows(db, "SELECT count(*), count(DISTINCT fingerprint) FROM generations")[0] == (17, 17)
@@ -202,3 +208,78 @@ def test_profile_fidelity_edge_cases():
     assert result.precision_at_3 == pytest.approx((1 / 3 + 0) / 2)
     assert result.recall == pytest.approx((0.5 + 1.0) / 2)
     assert result.region_accuracy == 1.0
+
+
+def test_real_templates_give_the_pinned_prompt_versions_and_fingerprints(db: Path):
+    # Pinned: stores written before keep resuming only while these stay byte-identical (a prompt
+    # text, a sampling value or the fingerprint recipe changing shows up here first).
+    expected = {
+        "summarize": ("N1", "36cf9160299f", "b46891522b8ff5aabfd09494014b2110b548136bddb5a8e713f83d12de6e179b"),
+        "profile": ("U1", "e45d46cea535", "475a3cc89238c65b8256ae3633a1ce72bade46243ecdb0c73d87018e821c54b1"),
+        "news": ("U1", "b5d8814e9260", "f66b271792d0dbf7f41c65c455adfef0db9c95e725aa4070b5b2315353a01969"),
+        "chain": ("U1", "ee8f2b25febc", "f0ad54a781e86572e27707bdfc58eaf37822ad64a3f9e49c48e1d2bc1026ea3b"),
+    }
+    with open_store(db) as store:
+        planner = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m", per_user=2))
+        for name, task in TASKS.items():
+            items = planner.plan(store.conn, task, 1) or planner.preview(task)
+            first = items[0]
+            assert (first.input_id, first.prompt_version, first.fingerprint) == expected[name], name
+            assert first.task is task and first.request.max_tokens == task.max_tokens(2)
+
+
+def test_chain_plans_only_users_with_a_profile_and_names_the_missing(db: Path):
+    chain = TASKS["chain"]
+    with open_store(db) as store:
+        planner = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m"))
+        assert planner.plan(store.conn, chain, 1) == []
+        assert planner.users_missing_required(store.conn, chain, 1) == {"U1", "U2", "U3"}
+        assert planner.users_missing_required(store.conn, TASKS["news"], 1) == set()  # requires nothing
+    run_fake(db, tasks=("profile",), limit=2)
+    with open_store(db) as store:
+        planner = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m"))
+        assert [i.input_id for i in planner.plan(store.conn, chain, 1)] == ["U1", "U2"]
+        assert planner.users_missing_required(store.conn, chain, 1) == {"U3"}
+        assert "Interest topics: health, weather, finance" in planner.plan(store.conn, chain, 1)[0].request.messages[1]["content"]
+
+
+def test_unconstrained_plans_send_no_schema_and_get_their_own_keys(db: Path):
+    with open_store(db) as store:
+        constrained = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m")).plan(store.conn, TASKS["profile"], 1)
+        free = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m", constrained=False)).plan(store.conn, TASKS["profile"], 1)
+    assert all(i.request.schema == TASKS["profile"].schema(2) for i in constrained)
+    assert all(i.request.schema is None for i in free)
+    assert [i.request.messages for i in free] == [i.request.messages for i in constrained]
+    assert not {i.fingerprint for i in free} & {i.fingerprint for i in constrained}
+
+
+def test_generation_cost_formula():
+    from genre_local.pipeline.cost import generation_cost
+
+    assert generation_cost(None, 100.0, 20.0) is None
+    assert generation_cost(0.0, 100.0, 20.0) is None  # no price: no money figure, not 0
+    assert generation_cost(3.0, 1000.0, 200.0) == pytest.approx(1.0)
+
+
+def test_run_cost_is_stored_with_its_price(db: Path):
+    from genre_local.pipeline.cost import generation_cost
+    from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
+
+    settings = RunSettings(plan=PlanSettings(dataset=DATASET, model_id="m"), backend="fake", price_per_hour=36.0)
+    run = GenerationRun(db, settings, LazyEngine(FakeBackend))
+    (stats,) = run.run([TASKS["summarize"]])
+    price, cost, wall, startup = _rows(db, "SELECT price_per_hour, cost, wall_seconds, startup_seconds FROM generation_runs")[0]
+    assert price == 36.0 and wall == pytest.approx(stats.wall_seconds) and startup == pytest.approx(stats.startup_seconds)
+    assert cost == pytest.approx(generation_cost(36.0, stats.wall_seconds, stats.startup_seconds)) and cost > 0
+
+
+def test_meminfo_has_one_reader_shared_by_the_vllm_check_and_machine_info():
+    from genre_local import machine
+    from genre_local.llm import vllm_backend
+
+    memory = machine.meminfo_gib()
+    if memory is None:
+        pytest.skip("no /proc/meminfo here")
+    assert 0 < memory.available_gib <= memory.total_gib
+    assert machine.machine_info(packages=())["mem_total_gib"] == round(memory.total_gib, 1)
+    assert vllm_backend.meminfo_gib is machine.meminfo_gib

@@ -103,11 +103,46 @@ def test_news_items_not_a_list():
     assert "not an object" in parse_news('{"items": ["a", "b"]}', 2).error
 
 
-def test_parse_output_dispatches_by_task():
-    assert tasks.parse_output("summarize", '{"title": "A fine headline"}', 2).valid
-    assert tasks.parse_output("profile", '{"topics": ["food"], "regions": []}', 2).valid
+def test_each_task_parses_its_own_output():
+    assert tasks.TASKS["summarize"].parse('{"title": "A fine headline"}', 2).valid
+    assert tasks.TASKS["profile"].parse('{"topics": ["food"], "regions": []}', 2).valid
+    assert not tasks.TASKS["profile"].parse('{"title": "A fine headline"}', 2).valid
     for task in ("news", "chain"):
-        assert tasks.parse_output(task, _news(("One story", "a", "news"), ("Two story", "b", "tv")), 2).valid
+        assert tasks.TASKS[task].parse(_news(("One story", "a", "news"), ("Two story", "b", "tv")), 2).valid
+        assert not tasks.TASKS[task].parse(_news(("One story", "a", "news")), 2).valid  # per_user reaches the parser
+
+
+@pytest.mark.parametrize("task", ["news", "chain"])
+def test_generators_reject_copies_of_the_history_they_were_shown(task):
+    text = _news(("Dolphins beat Jets in overtime", "a", "sports"), ("Other story", "b", "news"))
+    assert tasks.TASKS[task].parse(text, 2).valid
+    parsed = tasks.TASKS[task].parse(text, 2, ["Dolphins beat Jets in overtime"])
+    assert not parsed.valid and "copies a history title" in parsed.error
+
+
+def test_task_registry_order_and_lookup():
+    from genre_local.errors import UserError
+
+    assert list(tasks.TASKS) == ["summarize", "profile", "news", "chain"]  # GENRE's order: profile before chain
+    assert tasks.resolve_tasks("all") == list(tasks.TASKS.values())
+    assert tasks.resolve_tasks("chain") == [tasks.CHAIN]
+    assert tasks.CHAIN.requires is tasks.PROFILE and all(t.requires is None for t in (tasks.SUMMARIZE, tasks.PROFILE, tasks.NEWS))
+    with pytest.raises(UserError, match="--task 'bogus' is not known; use one of summarize, profile, news, chain or all"):
+        tasks.resolve_tasks("bogus")
+
+
+def test_task_output_lengths_and_penalties_are_pinned():
+    # These values are in every stored fingerprint: changing one silently orphans stored outputs.
+    assert [tasks.TASKS[t].max_tokens(2) for t in tasks.TASKS] == [102, 64, 564, 564]
+    assert tasks.NEWS.max_tokens(1) == 290
+    assert [tasks.TASKS[t].repetition_penalty for t in tasks.TASKS] == [1.0, 1.1, 1.1, 1.1]
+
+
+def test_a_task_requiring_one_without_a_reader_is_refused():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="requires 'news', which has no read_latest"):
+        replace(tasks.CHAIN, requires=tasks.NEWS)
 
 
 def test_schema_bounds_fit_inside_validation_limits():
@@ -116,5 +151,5 @@ def test_schema_bounds_fit_inside_validation_limits():
 
     assert schemas.SCHEMA_TITLE_MAX <= parsing.TITLE_MAX_CHARS
     assert schemas.SCHEMA_ABSTRACT_MAX <= parsing.ABSTRACT_MAX_CHARS
-    news = tasks.schema("news", 3)["properties"]["items"]
+    news = tasks.TASKS["news"].schema(3)["properties"]["items"]
     assert news["minItems"] == news["maxItems"] == 3

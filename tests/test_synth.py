@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from genre_local.data import synth
 from genre_local.data.synth import SynthSpec, write_synthetic_mind
 from genre_local.data.synth_vocab import CATEGORY_VOCAB, CITY_STATE, STATE_CITIES, STATE_POPULATION, TEAMS
-from genre_local.data.taxonomy import CATEGORIES, COLD_USER_MAX_HISTORY, PROFILE_TOPICS, US_STATES
+from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS, US_STATES
+from recsys.catalog import NEW_USER_MAX_HISTORY
 from genre_local.errors import UserError
 
 SPLITS = ("train", "dev", "test")
@@ -219,7 +220,7 @@ def test_cold_and_empty_users_and_every_truth_user_in_train(default: Path) -> No
     histories = {user: len(history) for s in SPLITS for _, user, _, history, _ in read_behaviors(default / s / "behaviors.tsv")}
     train_users = {user for _, user, *_ in read_behaviors(default / "train" / "behaviors.tsv")}
     assert len(histories) == len(train_users) == 600
-    cold = sum(1 <= n <= COLD_USER_MAX_HISTORY for n in histories.values())
+    cold = sum(1 <= n <= NEW_USER_MAX_HISTORY for n in histories.values())
     empty = sum(n == 0 for n in histories.values())
     assert cold / len(histories) >= 0.25
     assert 0 < empty < 0.1 * len(histories)

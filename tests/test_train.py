@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genre_local.errors import UserError
 from genre_local.store import open_store
-from recsys.data import TrainSamples, epoch_batches, fetch_encoded
+from genre_local.store.variants import fetch_encoded
+from recsys.catalog import MODEL_NAMES
+from recsys.data import TrainSamples, epoch_batches
+from recsys.errors import CheckpointError, TrainingDiverged
 from recsys.models import ModelConfig
-from recsys.train import RunSettings, find_checkpoint, make_accelerator, run_training
+from recsys.train import RunSettings, Trainer, find_checkpoint, make_accelerator, run_training
 from recsys.variants import parse_variant
-from recsys.models import MODEL_NAMES
 from tests.support_train import add_all_generations, make_store, one_thread
 
 
@@ -39,6 +40,21 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def accelerator():
     return make_accelerator()
+
+
+class KilledAfter(Trainer):
+    """A run killed after `steps` steps of this process: the test hook, not a production parameter."""
+
+    def __init__(self, *args, steps: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stop_after = steps
+
+    def pause_requested(self) -> bool:
+        return self.steps_taken >= self.stop_after
+
+
+def killed_after(steps: int, accelerator, data, run_settings: RunSettings):
+    return KilledAfter(accelerator, data, run_settings, steps=steps).run()
 
 
 def settings(model: str, **changes) -> RunSettings:
@@ -80,8 +96,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(data, accelerator, tmp_pa
     assert steps_per_epoch >= 3
     plain = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "a"))
     stop_at = steps_per_epoch + 2  # inside the second epoch
-    cut = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b",
-                                                   stop_after_steps=stop_at))
+    cut = killed_after(stop_at, accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b"))
     assert cut.interrupted and cut.metrics == {}
     resumed = run_training(accelerator, data, settings("lstur", epochs=2, checkpoint_dir=tmp_path / "b", resume=True))
     assert not resumed.interrupted
@@ -111,7 +126,7 @@ def test_every_model_resumes_mid_epoch_to_the_same_run(rich_data, accelerator, t
     base = settings(model, epochs=1, batch_size=16, checkpoint_every=2)
     base = replace(base, model_config=replace(base.model_config, features=RICH_FEATURES, use_profile=True))
     plain = run_training(accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "a"))
-    cut = run_training(accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "b", stop_after_steps=3))
+    cut = killed_after(3, accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "b"))
     assert cut.interrupted
     resumed = run_training(accelerator, rich_data, replace(base, checkpoint_dir=tmp_path / "b", resume=True))
     assert resumed.metrics == plain.metrics
@@ -119,11 +134,11 @@ def test_every_model_resumes_mid_epoch_to_the_same_run(rich_data, accelerator, t
 
 def test_resume_refuses_other_settings_or_no_checkpoint(data, accelerator, tmp_path: Path) -> None:
     run_training(accelerator, data, settings("din", epochs=1, checkpoint_dir=tmp_path))
-    with pytest.raises(UserError, match="other settings"):
+    with pytest.raises(CheckpointError, match="other settings"):
         run_training(accelerator, data, settings("din", epochs=1, lr=0.5, checkpoint_dir=tmp_path, resume=True))
-    with pytest.raises(UserError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         run_training(accelerator, data, settings("din", checkpoint_dir=tmp_path / "empty", resume=True))
-    with pytest.raises(UserError, match="rows for this variant changed"):
+    with pytest.raises(CheckpointError, match="rows for this variant changed"):
         run_training(accelerator, replace(data, fingerprint="other store content"),
                      settings("din", epochs=1, checkpoint_dir=tmp_path, resume=True))
 
@@ -221,7 +236,7 @@ def test_ctrl_c_saves_an_exact_checkpoint_to_resume_from(data, accelerator, tmp_
 
 def test_a_kill_between_the_checkpoint_renames_still_resumes(data, accelerator, tmp_path: Path) -> None:
     plain = run_training(accelerator, data, settings("din", epochs=2))
-    run_training(accelerator, data, settings("din", epochs=2, checkpoint_dir=tmp_path, stop_after_steps=3))
+    killed_after(3, accelerator, data, settings("din", epochs=2, checkpoint_dir=tmp_path))
     (tmp_path / "latest").rename(tmp_path / "previous")  # as if killed after the first rename
     (tmp_path / "staging").mkdir()  # and a half-written next save
     assert find_checkpoint(tmp_path) == tmp_path / "previous"
@@ -242,3 +257,22 @@ def test_negatives_are_distinct_when_enough_and_uniform() -> None:
     assert set(pick[counts == 2].ravel().tolist()) == {0, 1} and (pick[counts == 1] == 0).all()
     tens = np.bincount(pick[counts == 10].ravel(), minlength=10)  # 1600 draws over 10 slots
     assert tens.min() > 100 and tens.max() < 220
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(data, accelerator, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.train import TrainStep, read_loop_state
+
+    real = TrainStep.forward
+    calls = [0]
+
+    def poisoned(self, batch):
+        calls[0] += 1
+        loss = real(self, batch)
+        return loss * float("nan") if calls[0] == 4 else loss
+
+    monkeypatch.setattr(TrainStep, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1 step 4; lower lr"):
+        run_training(accelerator, data, settings("nrms", epochs=2, checkpoint_every=2, checkpoint_dir=tmp_path))
+    state = read_loop_state(find_checkpoint(tmp_path))
+    assert (state.epoch, state.step) == (0, 2) and not state.finished(2) and state.best_weights is None

@@ -120,6 +120,13 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
     (["--epochs", "0"], "--epochs"),
     (["--features", "title,image"], "--image-file"),
     (["--resume", "--checkpoint-dir", "/nonexistent-dir"], "no checkpoint"),
+    (["--seeds", "1000000000000"], "--seeds must be between 1 and 1000, got 1000000000000"),
+    (["--lr", "nan"], "--lr must be a finite number above 0"),
+    (["--lr", "-0.5"], "--lr must be a finite number above 0"),
+    (["--batch-size", "0"], "--batch-size must be between 1 and"),
+    (["--ng-k", "-1"], "--ng-k must be between 0 and"),
+    (["--variant", "ng+chain"], "--variant ng+chain: use either ng"),
+    (["--image-file", "/nonexistent.npy", "--features", "title,image"], "--image-file /nonexistent.npy does not exist"),
 ])
 def test_bad_flags_are_one_line_exit_2(env, args: list[str], needle: str) -> None:
     one_line_error(invoke(env, "train", "--model", "din", "--dataset", "tiny", *args), needle)
@@ -171,18 +178,17 @@ def test_resume_continues_a_stored_checkpoint_to_more_epochs(tmp_path: Path, env
 
 
 def test_a_store_write_failure_keeps_the_training_for_resume(tmp_path: Path, env, monkeypatch) -> None:
-    from genre_local.commands import train as train_command
     from genre_local.errors import StoreError
 
     db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
     base = ["--db", str(db), "--config", str(env[1]), "train", "--model", "din", "--dataset", "tiny",
             "--epochs", "1", "--json"]
 
-    def locked(ctx, wait_s: float = 0.0):
+    def locked(db_path, wait_s: float = 0.0):
         raise StoreError(f"store {db} is locked by another genre-local process")
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_command, "_open_store_waiting", locked)
+        patch.setattr("genre_local.store.runs.open_store_waiting", locked)
         failed = runner.invoke(app, base)
     assert failed.exit_code == 2
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
@@ -191,3 +197,35 @@ def test_a_store_write_failure_keeps_the_training_for_resume(tmp_path: Path, env
     assert stored.exit_code == 0, stored.output
     with open_store(db) as store:
         assert store.conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 1
+
+
+def test_bad_image_file_contents_are_one_line_exit_2(tmp_path: Path, env) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "img.npy", np.array([["a"] * 512]))
+    (tmp_path / "img.txt").write_text("N1\n")
+    result = invoke(env, "train", "--model", "din", "--dataset", "tiny", "--features", "title,image",
+                    "--image-file", str(tmp_path / "img.npy"), "--checkpoint-dir", str(tmp_path / "ck"))
+    one_line_error(result, "img.npy", "not numbers")
+    with open_store(env[0]) as store:
+        assert store.conn.execute("SELECT count(*) FROM runs WHERE features LIKE '%image%'").fetchall()[0][0] == 0
+
+
+def test_a_nan_loss_is_one_line_exit_2_and_stores_nothing(tmp_path: Path, env, monkeypatch) -> None:
+    from recsys.train import TrainStep
+
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    monkeypatch.setattr(TrainStep, "forward", lambda self, batch: torch_nan())
+    result = runner.invoke(app, ["--db", str(db), "--config", str(env[1]), "train", "--model", "din",
+                                 "--dataset", "tiny", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "loss became nan" in errors[0] and "lower lr" in errors[0]
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 0
+
+
+def torch_nan():
+    import torch
+
+    return torch.tensor(float("nan"), requires_grad=True)

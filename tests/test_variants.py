@@ -10,8 +10,10 @@ import pytest
 
 from genre_local.errors import UserError
 from genre_local.store import open_store
+from genre_local.store.variants import content_fingerprint, read_variant
 from recsys.data import encode_variant
-from recsys.variants import VariantSpec, content_fingerprint, parse_variant, read_variant
+from recsys.errors import ConfigError
+from recsys.variants import VariantSpec, parse_variant
 from tests.support_train import add_all_generations, add_generation, make_store
 
 USERS = 12
@@ -43,9 +45,9 @@ def test_parse_variant() -> None:
     assert parse_variant("original", 2).ng_k == 0
     for bad, message in (("foo", "unknown part 'foo'"), ("original+ns", "cannot be combined"),
                          ("ng+chain", "either ng"), ("", "empty")):
-        with pytest.raises(UserError, match=message):
+        with pytest.raises(ConfigError, match=message):
             parse_variant(bad)
-    with pytest.raises(UserError, match="--ng-k"):
+    with pytest.raises(ConfigError, match="ng_k"):
         parse_variant("ng", -1)
 
 

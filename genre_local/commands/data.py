@@ -68,7 +68,7 @@ def stats(
     """News, users, impressions per split, clicks, cold/warm users, history lengths, categories."""
     from genre_local.data.stats import dataset_stats
 
-    with app_context(ctx).open_store() as store:
+    with app_context(ctx).open_store(read_only=True) as store:  # reads only: never creates or migrates a file
         result = dataset_stats(store, name)
     console = stdout_console()
     table = Table(title=f"dataset {name}", show_header=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
 from genre_local.config import check_generate_limit, resolve_relative, with_overrides
+
+if TYPE_CHECKING:
+    from genre_local.llm.tasks import GenerationTask
 
 
 @command_errors
@@ -31,7 +34,7 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
     """Run a GENRE generation task (summarize | profile | news | chain | all) with a local LLM."""
-    from genre_local.llm.tasks import expand_tasks
+    from genre_local.llm.tasks import resolve_tasks
 
     context = app_context(ctx)
     cfg = with_overrides(
@@ -39,11 +42,11 @@ def generate(
         batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour,
     )
     check_generate_limit(limit)
-    task_names = expand_tasks(task)
+    tasks = resolve_tasks(task)
     if dry_run:
-        _dry_run(context, cfg, dataset, task_names, limit, constrained, as_json)
+        _dry_run(context, cfg, dataset, tasks, limit, constrained, as_json)
         return
-    _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, as_json)
+    _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json)
 
 
 def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrained: bool):
@@ -55,7 +58,7 @@ def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrai
     )
 
 
-def _dry_run(context, cfg, dataset: str, task_names: list[str], limit: int | None, constrained: bool, as_json: bool) -> None:
+def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int | None, constrained: bool, as_json: bool) -> None:
     from genre_local.pipeline.plan import Planner
 
     console = stdout_console()
@@ -64,13 +67,13 @@ def _dry_run(context, cfg, dataset: str, task_names: list[str], limit: int | Non
     with context.open_store() as store:
         store.require_dataset(dataset)
         planner = Planner(store.conn, settings)
-        for name in task_names:
-            items = planner.plan(store.conn, name, 1)
-            if name == "chain" and not items:
-                # No profiles yet: show the prompt with placeholder interests.
-                items = planner.chain_preview()
-            counts[name] = len(items)
-            console.rule(f"{name}: {len(items)} requests, prompt version {planner.templates[name].version}")
+        for task in tasks:
+            items = planner.plan(store.conn, task, 1)
+            if task.requires is not None and not items:
+                # What it requires is not made yet (the chain's profiles): show the prompt with a stand-in.
+                items = planner.preview(task)
+            counts[task.name] = len(items)
+            console.rule(f"{task.name}: {len(items)} requests, prompt version {planner.templates[task.name].version}")
             if not items:
                 console.print("(no inputs for this task in the dataset)")
                 continue
@@ -81,7 +84,7 @@ def _dry_run(context, cfg, dataset: str, task_names: list[str], limit: int | Non
         emit_json({"dry_run": True, "dataset": dataset, "requests": counts})
 
 
-def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, as_json) -> None:
+def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json) -> None:
     from genre_local.llm.backend import EngineOptions, choose_backend, open_backend
     from genre_local.llm.models import resolve_model
     from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
@@ -98,7 +101,7 @@ def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, 
     options = EngineOptions(
         model_dir=resolved.folder, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
         gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed,
-        prefix_caching=prefix_caching, constrained=constrained, enforce_eager=cfg.enforce_eager,
+        prefix_caching=prefix_caching, enforce_eager=cfg.enforce_eager,
         micro_batch=cfg.hf_micro_batch,
     )
     settings = RunSettings(
@@ -110,17 +113,19 @@ def _run(context, cfg, dataset, task_names, limit, prefix_caching, constrained, 
     try:
         with task_progress(TextColumn("{task.fields[rate]}")) as progress:
             run = GenerationRun(context.db_path, settings, engine, progress=progress)
-            results = run.run(task_names)
+            results = run.run(tasks)
     finally:
         engine.close()
     _render(console, run.run_id, results, settings, engine_started=any(r.startup_seconds for r in results))
     if as_json:
-        emit_json(_summary_json(task_names, results, run.run_id, backend_name, resolved.model_id))
+        emit_json(_summary_json([t.name for t in tasks], results, run.run_id, backend_name, resolved.model_id))
 
 
 def _render(console, run_id, results, settings, engine_started: bool) -> None:
     from rich import box
     from rich.table import Table
+
+    from genre_local.pipeline.cost import generation_cost
 
     table = Table(title=f"generation run {run_id}", show_header=True, box=box.SIMPLE_HEAD, pad_edge=False)
     headers = ["task", "rnd", "req", "new", "skip", "valid", "inval", "in tok", "out tok", "eng s", "other s", "tok/s"]
@@ -133,8 +138,9 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
         row = [r.task, str(r.round), str(r.requests), str(r.new), str(r.skipped), str(r.valid), str(r.invalid),
                f"{r.prompt_tokens:,}", f"{r.completion_tokens:,}", f"{r.engine_seconds:.1f}",
                f"{r.outside_seconds:.2f}", f"{rate:,.0f}"]
-        if settings.price_per_hour:
-            row.append(f"{settings.price_per_hour * (r.wall_seconds + r.startup_seconds) / 3600:.4f}")
+        cost = generation_cost(settings.price_per_hour, r.wall_seconds, r.startup_seconds)
+        if cost is not None:
+            row.append(f"{cost:.4f}")
         table.add_row(*row)
     # Piped output defaults to 80 columns, too narrow for the numbers: let the table run wider.
     from rich.console import Console

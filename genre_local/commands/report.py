@@ -11,6 +11,9 @@ import typer
 from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
 from genre_local.errors import UserError
 
+SAMPLES_PER_LLM = 5  # generation samples per task and LLM in index.html
+SAMPLE_SEED = 0  # fixed, so a rerun of the report shows the same samples
+
 
 @command_errors
 def report(
@@ -26,14 +29,22 @@ def report(
                      show_default=False),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write tables and CSV files only.")] = False,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Also write index.html: every view, the runs "
+                                       "behind each number, cost and generation samples in one offline page.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
-    """Render the paper's tables and plots from stored runs: Rich tables, CSV files and PNG plots."""
+    """Render the paper's tables and plots from stored runs: Rich tables, CSV files, PNG plots and index.html."""
     from rich.text import Text
 
     from genre_local.config import resolve_relative
     from genre_local.report.build import ReportInputs, build_report
-    from genre_local.store.results import load_fidelity, load_generation_runs, load_metric_rows
+    from genre_local.report.samples import collect_all_samples
+    from genre_local.store.results import (
+        load_fidelity,
+        load_generation_runs,
+        load_metric_rows,
+        load_variant_sources,
+    )
 
     context = app_context(ctx)
     if not context.db_path.exists():
@@ -57,6 +68,8 @@ def report(
                 fidelity=load_fidelity(store, name),
                 default_features=context.config.train.features,
                 default_k=context.config.train.ng_k,
+                samples=collect_all_samples(store, name, SAMPLES_PER_LLM, SAMPLE_SEED) if html else [],
+                variant_sources=load_variant_sources(store, name),
             )
             for name in names
         ]
@@ -74,22 +87,25 @@ def report(
         # An explicit --out for one named dataset is the folder itself (what a user typing both
         # expects); otherwise datasets get their own subfolders so reports never overwrite each other.
         folder = (out if out is not None and dataset is not None else root / item.dataset).absolute()
-        results = build_report(item, folder, with_plots=not no_plots)
+        built = build_report(item, folder, with_plots=not no_plots, with_html=html)
         console.rule(f"GENRE report: {item.dataset}")
-        for result in results:
+        for result in built.views:
             if result.skipped:
                 console.print(Text(f"skipped {result.title}: {result.note}", style="dim"))
                 continue
             for table in result.tables:
                 console.print(table)
-        written = any(r.files for r in results)
+        written = built.written
         if written:
             console.print(f"report for {item.dataset}: {folder}", highlight=False)
+            if built.html is not None:
+                console.print(f"open in a browser: {built.html}", highlight=False)
         else:
             console.print(f"report for {item.dataset}: nothing stored to report yet, no files written", highlight=False)
         summary[item.dataset] = {
             "dir": str(folder) if written else None,
-            "views": {r.name: r.as_json() for r in results},
+            "html": str(built.html) if built.html else None,
+            "views": {r.name: r.as_json() for r in built.views},
         }
     if as_json:
         emit_json({"out": str(root), "datasets": summary})

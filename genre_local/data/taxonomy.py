@@ -6,6 +6,8 @@ profile vocabularies, so all stages agree on spelling and order.
 
 from __future__ import annotations
 
+from recsys.catalog import NEW_USER_MAX_HISTORY
+
 # The 18 MIND news categories GENRE's personalized news generator may assign.
 CATEGORIES: tuple[str, ...] = (
     "lifestyle", "health", "news", "sports", "weather", "entertainment", "autos", "travel",
@@ -32,5 +34,6 @@ US_STATES: tuple[str, ...] = (
     "Wisconsin", "Wyoming",
 )
 
-# Users with 1..COLD_USER_MAX_HISTORY history items are "new"/cold users (GENRE §3.4, Table 6).
-COLD_USER_MAX_HISTORY = 5
+# Deprecated alias kept so existing importers keep working until they import the one
+# definition, recsys.catalog.NEW_USER_MAX_HISTORY, themselves.
+COLD_USER_MAX_HISTORY = NEW_USER_MAX_HISTORY

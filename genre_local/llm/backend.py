@@ -18,7 +18,8 @@ BACKENDS = ("vllm", "transformers")
 
 @dataclass(frozen=True)
 class GenRequest:
-    """One chat conversation to complete. `schema` constrains decoding when the engine can."""
+    """One chat conversation to complete. `schema` constrains decoding when the engine can;
+    None decodes freely (--no-constrained)."""
 
     messages: tuple[dict[str, str], ...]
     max_tokens: int
@@ -47,7 +48,6 @@ class EngineOptions:
     gpu_memory_utilization: float = 0.5
     seed: int = 0
     prefix_caching: bool = True
-    constrained: bool = True  # False: ignore request schemas (benchmark (d))
     micro_batch: int = 16  # transformers only: rows per generate() call
     # vLLM only: no torch.compile / graph capture (quicker start, slower decode). None: eager on
     # CPU, where compiling takes minutes at every start for a few percent of decode speed.

@@ -42,7 +42,8 @@ class TransformersBackend:
         self._eos_ids = self._stop_ids()
         self._grammar_compiler: Any = None
         self._compiled: dict[str, Any] = {}
-        self.constrained = options.constrained and importlib.util.find_spec("xgrammar") is not None
+        # Requests with a schema decode constrained where xgrammar is installed (it comes with vLLM).
+        self._has_xgrammar = importlib.util.find_spec("xgrammar") is not None
 
     @staticmethod
     def _set_threads(threads: int | None) -> None:
@@ -108,7 +109,7 @@ class TransformersBackend:
         first = requests[0]
         encoded = self._tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
         processors = []
-        if self.constrained and all(r.schema for r in requests):
+        if self._has_xgrammar and all(r.schema for r in requests):
             import xgrammar as xgr
 
             # A fresh processor per generate() call: it keeps per-row matcher state.

@@ -10,22 +10,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from genre_local.errors import UserError
 from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
-
-
-def _meminfo_gib() -> tuple[float, float] | None:
-    """(total, available) RAM in GiB from /proc/meminfo, or None off Linux."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        total = int(fields["MemTotal"].split()[0]) / 2**20
-        available = int(fields["MemAvailable"].split()[0]) / 2**20
-        return total, available
-    except (OSError, KeyError, ValueError):
-        return None
+from genre_local.machine import meminfo_gib
 
 
 def _on_cpu() -> bool:
@@ -65,7 +54,7 @@ class VllmBackend:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         if _on_cpu():
-            memory = _meminfo_gib()
+            memory = meminfo_gib()
             if memory is not None:
                 total, available = memory
                 wanted = options.gpu_memory_utilization * total
@@ -99,7 +88,7 @@ class VllmBackend:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        schema = request.schema if self.options.constrained else None
+        schema = request.schema
         key = (
             request.max_tokens, request.temperature, request.top_p, request.seed, request.repetition_penalty,
             json.dumps(schema, sort_keys=True) if schema else None,

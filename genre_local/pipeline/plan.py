@@ -9,15 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
 
-from genre_local.llm import tasks
 from genre_local.llm.backend import GenRequest
-from genre_local.llm.prompts import PromptTemplate, load_template
-from genre_local.pipeline import inputs
+from genre_local.llm.prompts import PromptTemplate
+from genre_local.llm.tasks import TASKS, GenerationTask, Subject, TaskInput
+from genre_local.store import datasets, generations
+from genre_local.store.generations import Profile
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class PlanSettings:
 
 @dataclass(frozen=True)
 class WorkItem:
-    task: str
+    task: GenerationTask
     input_id: str
     round: int
     fingerprint: str
@@ -45,19 +46,19 @@ class WorkItem:
     history_titles: tuple[str, ...] = ()  # for the "does not copy the history" check
 
 
-def sampling_key(settings: PlanSettings, task: str) -> dict[str, Any]:
+def sampling_key(settings: PlanSettings, task: GenerationTask) -> dict[str, Any]:
     """Everything besides the prompt that changes what the model writes."""
     key: dict[str, Any] = {
         "temperature": settings.temperature,
         "top_p": settings.top_p,
         "seed": settings.seed,
-        "max_tokens": tasks.max_tokens(task, settings.per_user),
+        "max_tokens": task.max_tokens(settings.per_user),
         "constrained": settings.constrained,
-        "repetition_penalty": tasks.repetition_penalty(task),
+        "repetition_penalty": task.repetition_penalty,
     }
-    if task != "summarize":
+    if task.uses_history_items:
         key["history_items"] = settings.history_items
-    if task in ("news", "chain"):
+    if task.uses_per_user:
         key["per_user"] = settings.per_user
     return key
 
@@ -81,40 +82,41 @@ class Planner:
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, settings: PlanSettings, templates: dict[str, PromptTemplate] | None = None):
         self.settings = settings
-        self.templates = templates or {name: load_template(name) for name in tasks.TASKS}
-        self.news = inputs.load_news(conn, settings.dataset)
+        self.templates = templates or {name: task.template() for name, task in TASKS.items()}
+        self.news = datasets.read_news(conn, settings.dataset)
         self.news_by_id = {n.nid: n for n in self.news}
-        self.users = inputs.load_histories(conn, settings.dataset)
+        self.users = datasets.read_histories(conn, settings.dataset)
 
-    def task_users(self, task: str) -> list[inputs.UserHistory]:
-        """Profiles for every user with history; generated news for cold users only."""
-        users = self.users if task == "profile" else [u for u in self.users if u.cold]
+    def task_users(self, task: GenerationTask) -> list[datasets.UserHistory]:
+        """The users a USER task asks about: every user with history, or the cold ones only."""
+        users = [u for u in self.users if u.cold] if task.cold_users_only else self.users
         return _limited(users, self.settings.limit)
 
-    def _item(self, task: str, input_id: str, round_: int, slots: dict[str, str], history_titles: Sequence[str] = ()) -> WorkItem:
+    def _item(self, task: GenerationTask, round_: int, task_input: TaskInput) -> WorkItem:
         s = self.settings
-        template = self.templates[task]
+        template = self.templates[task.name]
         key = sampling_key(s, task)
         return WorkItem(
             task=task,
-            input_id=input_id,
+            input_id=task_input.input_id,
             round=round_,
-            fingerprint=fingerprint(s.dataset, task, input_id, s.model_id, template.version, key, round_),
+            fingerprint=fingerprint(s.dataset, task.name, task_input.input_id, s.model_id, template.version, key, round_),
             prompt_version=template.version,
             sampling=json.dumps(key, sort_keys=True),
             request=GenRequest(
-                messages=tuple(template.render(slots)),
-                max_tokens=tasks.max_tokens(task, s.per_user),
-                schema=tasks.schema(task, s.per_user),
+                messages=tuple(template.render(task.slots(task_input, s.per_user))),
+                max_tokens=task.max_tokens(s.per_user),
+                # Unconstrained (--no-constrained, benchmark (d)): no schema reaches the engine.
+                schema=task.schema(s.per_user) if s.constrained else None,
                 temperature=s.temperature,
                 top_p=s.top_p,
                 seed=s.seed,
-                repetition_penalty=tasks.repetition_penalty(task),
+                repetition_penalty=task.repetition_penalty,
             ),
-            history_titles=tuple(history_titles),
+            history_titles=task_input.history_titles,
         )
 
-    def _history(self, user: inputs.UserHistory, titles: dict[str, str], extra: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _history(self, user: datasets.UserHistory, titles: dict[str, str], extra: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         """(category, title) of the user's last history_items reads, enhanced titles where a
         previous round wrote them, then any news the chain generated for them last round."""
         lines = []
@@ -123,51 +125,51 @@ class Planner:
             if news is not None:
                 lines.append((news.category, titles.get(nid, news.title)))
         lines.extend(extra)
-        return lines[-self.settings.history_items :] if self.settings.history_items > 0 else lines
+        return tuple(lines[-self.settings.history_items :] if self.settings.history_items > 0 else lines)
 
-    def plan(self, conn: duckdb.DuckDBPyConnection, task: str, round_: int, only_users: set[str] | None = None) -> list[WorkItem]:
-        titles = inputs.load_enhanced_titles(conn, self.settings.dataset, round_)
-        if task == "summarize":
+    def plan(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int, only_users: set[str] | None = None) -> list[WorkItem]:
+        """Every request of `task` in `round_`; `only_users` (a USER task's user ids) replaces
+        the task's own user selection and limit."""
+        dataset = self.settings.dataset
+        titles = generations.enhanced_titles_before(conn, dataset, round_)
+        if task.subject is Subject.NEWS:
             return [
-                self._item(task, n.nid, round_, tasks.summary_slots(titles.get(n.nid, n.title), n.abstract, n.category, n.subcategory))
+                self._item(task, round_, TaskInput(n.nid, news=replace(n, title=titles.get(n.nid, n.title))))
                 for n in _limited(self.news, self.settings.limit)
             ]
-        feedback = inputs.load_chain_items(conn, self.settings.dataset, round_ - 1) if round_ > 1 else {}
-        if task == "profile":
-            users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
-            items = []
-            for user in users:
-                history = self._history(user, titles, feedback.get(user.user_id, []))
-                items.append(self._item(task, user.user_id, round_, tasks.profile_slots([t for _, t in history])))
-            return items
-        if task == "news":
-            items = []
-            for user in self.task_users(task):
-                history = self._history(user, titles, [])
-                items.append(self._item(task, user.user_id, round_, tasks.news_slots(history, self.settings.per_user), [t for _, t in history]))
-            return items
-        # chain: the profiler's topics go into the generator's prompt
-        profiles = inputs.load_profiles(conn, self.settings.dataset, round_)
+        feedback = generations.chain_items(conn, dataset, round_ - 1) if task.reads_chain_feedback and round_ > 1 else {}
+        required = self._required_outputs(conn, task, round_)
+        users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
         items = []
-        for user in self.task_users(task):
-            if user.user_id not in profiles:
-                continue
-            topics, regions = profiles[user.user_id]
+        for user in users:
+            profile = None
+            if required is not None:
+                profile = required.get(user.user_id)
+                if profile is None:
+                    continue  # the runner makes the missing ones first
             history = self._history(user, titles, feedback.get(user.user_id, []))
-            slots = tasks.chain_slots(history, self.settings.per_user, topics, regions)
-            items.append(self._item(task, user.user_id, round_, slots, [t for _, t in history]))
+            items.append(self._item(task, round_, TaskInput(user.user_id, history=history, profile=profile)))
         return items
 
-    def chain_preview(self) -> list[WorkItem]:
-        """For --dry-run before any profile exists: the first chain prompt with a stand-in
-        for the profiler's topics."""
-        users = self.task_users("chain")
+    def preview(self, task: GenerationTask) -> list[WorkItem]:
+        """For --dry-run before the outputs a task requires exist: its first prompt with a
+        stand-in for them (the chain: the profiler's topics)."""
+        users = self.task_users(task)
         if not users:
             return []
         history = self._history(users[0], {}, [])
-        slots = tasks.chain_slots(history, self.settings.per_user, ["(topics from the profiler)"], [])
-        return [self._item("chain", users[0].user_id, 1, slots, [t for _, t in history])]
+        stand_in = Profile(["(topics from the profiler)"], [])
+        return [self._item(task, 1, TaskInput(users[0].user_id, history=history, profile=stand_in))]
 
-    def users_missing_profiles(self, conn: duckdb.DuckDBPyConnection, round_: int) -> set[str]:
-        profiles = inputs.load_profiles(conn, self.settings.dataset, round_)
-        return {u.user_id for u in self.task_users("chain") if u.user_id not in profiles}
+    def _required_outputs(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> dict[str, Any] | None:
+        """The latest outputs of the task `task` requires, per input id; None when it requires none."""
+        if task.requires is None or task.requires.read_latest is None:
+            return None
+        return task.requires.read_latest(conn, self.settings.dataset, round_)
+
+    def users_missing_required(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> set[str]:
+        """The task's users that lack the outputs it requires (the chain: a profile)."""
+        required = self._required_outputs(conn, task, round_)
+        if required is None:
+            return set()
+        return {u.user_id for u in self.task_users(task) if u.user_id not in required}

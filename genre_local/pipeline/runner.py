@@ -17,30 +17,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from genre_local.llm import tasks
 from genre_local.llm.backend import Backend, GenRequest
-from genre_local.pipeline import inputs
+from genre_local.llm.tasks import GenerationTask
+from genre_local.pipeline.cost import generation_cost
 from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
 from genre_local.pipeline.plan import PlanSettings, Planner, WorkItem
+from genre_local.store import datasets, generations
 from genre_local.store.connection import Store, now_utc, open_store
+from genre_local.store.generations import FidelityRecord, GenerationRecord, GenerationRunRecord
 
 # Greedy decoding would repeat an invalid answer word for word; retries sample instead,
 # hotter each time (small models often repeat one title across items at low temperature).
 RETRY_TEMPERATURES = (0.7, 1.0)
-
-GENERATION_SCHEMA = pa.schema(
-    [
-        ("fingerprint", pa.string()), ("dataset", pa.string()), ("task", pa.string()), ("input_id", pa.string()),
-        ("model", pa.string()), ("prompt_version", pa.string()), ("round", pa.int32()), ("attempt", pa.int32()),
-        ("run_id", pa.string()), ("backend", pa.string()), ("sampling", pa.string()), ("prompt", pa.string()),
-        ("raw_output", pa.string()), ("parsed", pa.string()), ("valid", pa.bool_()), ("error", pa.string()),
-        ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()), ("latency_s", pa.float64()),
-        ("created_at", pa.timestamp("us")),
-    ]
-)
-
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -186,7 +174,7 @@ def complete_batch(
         still = []
         for index, request, result in zip(pending, batch, results):
             outcome = outcomes[index]
-            parsed = tasks.parse_output(outcome.item.task, result.text, per_user, outcome.item.history_titles)
+            parsed = outcome.item.task.parse(result.text, per_user, outcome.item.history_titles)
             if parsed.valid is False and result.finish_reason == "length":
                 parsed = replace(parsed, error=f"{parsed.error} (hit max_tokens)")
             outcome.text = result.text
@@ -203,47 +191,33 @@ def complete_batch(
     return outcomes, engine_seconds, requests_made
 
 
-def outcome_rows(outcomes: Sequence[_Outcome], settings: RunSettings, run_id: str) -> pa.Table:
+def outcome_records(outcomes: Sequence[_Outcome], settings: RunSettings, run_id: str) -> list[GenerationRecord]:
     created = now_utc()
-    rows = [
-        {
-            "fingerprint": o.item.fingerprint,
-            "dataset": settings.plan.dataset,
-            "task": o.item.task,
-            "input_id": o.item.input_id,
-            "model": settings.plan.model_id,
-            "prompt_version": o.item.prompt_version,
-            "round": o.item.round,
-            "attempt": o.attempt,
-            "run_id": run_id,
-            "backend": settings.backend,
-            "sampling": o.item.sampling,
-            "prompt": json.dumps(list(o.messages or o.item.request.messages), ensure_ascii=False),
-            "raw_output": o.text,
-            "parsed": json.dumps(o.parsed, ensure_ascii=False) if o.parsed is not None else None,
-            "valid": o.error is None,
-            "error": o.error,
-            "prompt_tokens": o.prompt_tokens,
-            "completion_tokens": o.completion_tokens,
-            "latency_s": o.latency,
-            "created_at": created,
-        }
+    return [
+        GenerationRecord(
+            fingerprint=o.item.fingerprint,
+            dataset=settings.plan.dataset,
+            task=o.item.task.name,
+            input_id=o.item.input_id,
+            model=settings.plan.model_id,
+            prompt_version=o.item.prompt_version,
+            round=o.item.round,
+            attempt=o.attempt,
+            run_id=run_id,
+            backend=settings.backend,
+            sampling=o.item.sampling,
+            prompt=json.dumps(list(o.messages or o.item.request.messages), ensure_ascii=False),
+            raw_output=o.text,
+            parsed=generations.parsed_json(o.parsed),
+            valid=o.error is None,
+            error=o.error,
+            prompt_tokens=o.prompt_tokens,
+            completion_tokens=o.completion_tokens,
+            latency_s=o.latency,
+            created_at=created,
+        )
         for o in outcomes
     ]
-    return pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
-
-
-def write_generations(store: Store, rows: pa.Table) -> None:
-    """One transaction per batch; a stored key is replaced, never duplicated."""
-    if rows.num_rows == 0:
-        return
-    with store.transaction() as conn:
-        conn.register("_generation_rows", rows)
-        try:
-            columns = ", ".join(f'"{c}"' for c in rows.column_names)
-            conn.execute(f"INSERT OR REPLACE INTO generations ({columns}) SELECT {columns} FROM _generation_rows")
-        finally:
-            conn.unregister("_generation_rows")
 
 
 ProgressHook = Callable[[str, int, int], Any]
@@ -262,35 +236,36 @@ class GenerationRun:
             store.require_dataset(settings.plan.dataset)
             self.planner = Planner(store.conn, settings.plan)
 
-    def run(self, task_names: Sequence[str]) -> list[TaskStats]:
+    def run(self, tasks: Sequence[GenerationTask]) -> list[TaskStats]:
         results = []
         for round_ in range(1, self.settings.rounds + 1):
-            for task in task_names:
+            for task in tasks:
                 results.append(self.run_task(task, round_))
         return results
 
-    def run_task(self, task: str, round_: int) -> TaskStats:
-        stats = TaskStats(task, round_)
+    def run_task(self, task: GenerationTask, round_: int) -> TaskStats:
+        stats = TaskStats(task.name, round_)
         started_at = now_utc()
         start = time.perf_counter()
         dataset = self.settings.plan.dataset
-        if task == "chain":
+        required = task.requires
+        if required is not None:
             with open_store(self.db_path) as store:
-                missing = self.planner.users_missing_profiles(store.conn, round_)
-                pre = self.planner.plan(store.conn, "profile", round_, only_users=missing) if missing else []
-                done = inputs.load_valid_fingerprints(store.conn, dataset, "profile") if pre else set()
-            # Profiles the chain had to make first are charged to the chain's row.
-            self._execute([i for i in pre if i.fingerprint not in done], stats, f"chain r{round_}: profiles first")
+                missing = self.planner.users_missing_required(store.conn, task, round_)
+                pre = self.planner.plan(store.conn, required, round_, only_users=missing) if missing else []
+                done = generations.valid_fingerprints(store.conn, dataset, required.name) if pre else set()
+            # Outputs the task had to make first (the chain's profiles) are charged to its row.
+            self._execute([i for i in pre if i.fingerprint not in done], stats, f"{task.name} r{round_}: {required.name}s first")
         with open_store(self.db_path) as store:
             items = self.planner.plan(store.conn, task, round_)
-            done = inputs.load_valid_fingerprints(store.conn, dataset, task)
+            done = generations.valid_fingerprints(store.conn, dataset, task.name)
         todo = [i for i in items if i.fingerprint not in done]
         stats.requests += len(items)
         stats.skipped += len(items) - len(todo)
-        self._execute(todo, stats, f"{task} r{round_}")
+        self._execute(todo, stats, f"{task.name} r{round_}")
         stats.wall_seconds = time.perf_counter() - start - stats.startup_seconds
         with open_store(self.db_path) as store:
-            if task == "profile":
+            if task.scored_against_truth:
                 stats.fidelity = self._fidelity(store, items)
             self._record(store, stats, started_at)
         return stats
@@ -306,7 +281,7 @@ class GenerationRun:
             stats.startup_seconds += startup
             outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries, s.plan.per_user)
             with open_store(self.db_path) as store:
-                write_generations(store, outcome_rows(outcomes, s, self.run_id))
+                generations.write_generations(store, outcome_records(outcomes, s, self.run_id))
             stats.engine_seconds += engine_seconds
             stats.attempts += attempts
             stats.new += len(outcomes)
@@ -324,34 +299,33 @@ class GenerationRun:
                 self.progress.update(bar, advance=len(batch), rate=f"{rate:,.0f} tok/s")
 
     def _fidelity(self, store: Store, items: list[WorkItem]) -> Fidelity | None:
-        truth = inputs.load_truth(store.conn, self.settings.plan.dataset)
+        truth = datasets.read_truth(store.conn, self.settings.plan.dataset)
         if not truth or not items:
             return None
-        rows = store.conn.execute(
-            "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
-            "FROM generations WHERE valid AND fingerprint IN (SELECT unnest(?::VARCHAR[]))",
-            [[i.fingerprint for i in items]],
-        ).fetchall()
-        result = profile_fidelity({u: (t or [], r or []) for u, t, r in rows}, truth)
+        profiles = generations.profiles_with_fingerprints(store.conn, [i.fingerprint for i in items])
+        result = profile_fidelity(profiles, truth)
         if result is not None:
-            with store.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO profile_fidelity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [self.settings.plan.dataset, self.run_id, self.settings.plan.model_id, items[0].round,
-                     result.precision_at_3, result.recall, result.region_accuracy, result.users, now_utc()],
-                )
+            generations.record_fidelity(
+                store,
+                FidelityRecord(
+                    dataset=self.settings.plan.dataset, run_id=self.run_id, model=self.settings.plan.model_id,
+                    round=items[0].round, precision_at_3=result.precision_at_3, recall=result.recall,
+                    region_accuracy=result.region_accuracy, users=result.users, created_at=now_utc(),
+                ),
+            )
         return result
 
     def _record(self, store: Store, stats: TaskStats, started_at: Any) -> None:
-        price = self.settings.price_per_hour or None
-        cost = price * (stats.wall_seconds + stats.startup_seconds) / 3600 if price else None
-        with store.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO generation_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    self.run_id, self.settings.plan.dataset, stats.task, self.settings.plan.model_id, self.settings.backend,
-                    stats.round, started_at, stats.requests, stats.new, stats.skipped, stats.valid, stats.invalid,
-                    stats.attempts, stats.prompt_tokens, stats.completion_tokens, stats.engine_seconds,
-                    stats.startup_seconds, stats.wall_seconds, price, cost,
-                ],
-            )
+        plan = self.settings.plan
+        generations.record_generation_run(
+            store,
+            GenerationRunRecord(
+                run_id=self.run_id, dataset=plan.dataset, task=stats.task, model=plan.model_id,
+                backend=self.settings.backend, round=stats.round, started_at=started_at, requests=stats.requests,
+                new=stats.new, skipped=stats.skipped, valid=stats.valid, invalid=stats.invalid,
+                attempts=stats.attempts, prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+                engine_seconds=stats.engine_seconds, startup_seconds=stats.startup_seconds,
+                wall_seconds=stats.wall_seconds, price_per_hour=self.settings.price_per_hour or None,
+                cost=generation_cost(self.settings.price_per_hour, stats.wall_seconds, stats.startup_seconds),
+            ),
+        )

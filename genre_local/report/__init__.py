@@ -2,5 +2,7 @@
 
 store/results.py reads the store into typed rows; runs.py indexes training runs per
 configuration and seed; each module under views/ declares one view (compute, empty note, CSV,
-Rich table, plot); build.py renders every declared view the same way.
+Rich table, plot, the runs behind it); build.py renders every declared view the same way and
+html.py puts them, with the runs, cost and the generation samples of samples.py, into one
+self-contained index.html.
 """

@@ -1,4 +1,5 @@
-"""One dataset's report: every declared view computed, written as CSV and PNG, or skipped with a note."""
+"""One dataset's report: every declared view computed, written as CSV and PNG, or skipped with a
+note; then one self-contained index.html holding them all."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from pathlib import Path
 
 from rich.table import Table
 
-from genre_local.report.view import ReportContext, ReportInputs, View, report_context, write_csv
+from genre_local.report.html import ViewSection, write_html
+from genre_local.report.view import Records, ReportContext, ReportInputs, Sources, View, report_context, write_csv
 from genre_local.report.views import VIEWS
 
-__all__ = ["ReportInputs", "ViewResult", "build_report", "render_view"]
+__all__ = ["HTML_FILE", "Report", "ReportInputs", "ViewResult", "build_report", "render_view"]
+
+HTML_FILE = "index.html"
 
 
 @dataclass
@@ -22,6 +26,10 @@ class ViewResult:
     files: list[Path] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     note: str | None = None  # why the view was skipped
+    records: Records | None = None
+    csv_file: Path | None = None
+    plot: Path | None = None
+    sources: Sources = field(default_factory=Sources)
 
     @property
     def skipped(self) -> bool:
@@ -32,6 +40,25 @@ class ViewResult:
             return {"title": self.title, "skipped": self.note}
         return {"title": self.title, "rows": self.rows, "files": [str(p) for p in self.files]}
 
+    def section(self) -> ViewSection:
+        return ViewSection(self.name, self.title, self.note, self.tables, self.records,
+                           self.csv_file.name if self.csv_file else None, self.plot,
+                           self.sources.configs, self.sources.generation_runs)
+
+
+@dataclass
+class Report:
+    """What build_report wrote for one dataset."""
+
+    dataset: str
+    folder: Path
+    views: list[ViewResult]
+    html: Path | None  # index.html; None when not asked for or nothing is stored to report
+
+    @property
+    def written(self) -> bool:
+        return self.html is not None or any(v.files for v in self.views)
+
 
 def render_view(view: View, ctx: ReportContext, out_dir: Path, with_plots: bool = True) -> ViewResult:
     """compute -> empty note, or CSV records -> CSV file -> Rich tables -> PNG: the same for every view."""
@@ -40,16 +67,26 @@ def render_view(view: View, ctx: ReportContext, out_dir: Path, with_plots: bool 
     if not rows:
         result.note = view.empty_note(ctx)
         return result
-    records = view.records(rows)
-    result.rows = len(records.rows)
-    result.files.append(write_csv(out_dir / view.csv_file, records))
+    result.records = view.records(rows)
+    result.rows = len(result.records.rows)
+    result.csv_file = write_csv(out_dir / view.csv_file, result.records)
+    result.files.append(result.csv_file)
     result.tables.extend(view.tables(rows, ctx))
     if with_plots and view.plot is not None:
-        result.files.append(view.plot.draw(rows, ctx.dataset, out_dir / view.plot.file))
+        result.plot = view.plot.draw(rows, ctx.dataset, out_dir / view.plot.file)
+        result.files.append(result.plot)
+    if view.sources is not None:
+        result.sources = view.sources(rows)
     return result
 
 
-def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True,
-                 views: Sequence[View] = VIEWS) -> list[ViewResult]:
+def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True, with_html: bool = True,
+                 views: Sequence[View] = VIEWS) -> Report:
+    """Render every view into `out_dir`; with_html adds index.html (its path is `Report.html`)
+    whenever a view or a generation sample has something to show."""
     ctx = report_context(inputs)
-    return [render_view(view, ctx, out_dir, with_plots) for view in views]
+    results = [render_view(view, ctx, out_dir, with_plots) for view in views]
+    html = None
+    if with_html and (any(r.files for r in results) or inputs.samples):
+        html = write_html(out_dir / HTML_FILE, ctx, [r.section() for r in results])
+    return Report(inputs.dataset, out_dir, results, html)

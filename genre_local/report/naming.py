@@ -9,6 +9,24 @@ from __future__ import annotations
 from recsys.catalog import MODEL_NAMES, NEWS_FEATURES, VARIANT_PARTS, model_kind
 
 
+# GENRE's schemes: scheme -> (generation tasks whose outputs and cost it carries, training variant
+# it feeds). The chain scheme reads the profiler's output as well as the chain generator's (paper
+# §4.6: its CCR drops "due to the use of the expensive user profiler").
+SCHEMES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("NS", ("summarize",), "ns"),
+    ("UP", ("profile",), "up"),
+    ("NG", ("news",), "ng"),
+    ("chain", ("profile", "chain"), "chain"),
+)
+
+
+def variant_tasks(variant: str) -> tuple[str, ...]:
+    """The generation tasks whose outputs a (canonical) variant reads, in scheme order."""
+    parts = set(variant.split("+"))
+    tasks = [t for _, scheme_tasks, part in SCHEMES if part in parts for t in scheme_tasks]
+    return tuple(dict.fromkeys(tasks))
+
+
 def kind_of(model: str) -> str:
     """'matching' or 'ranking'; 'other' for a model the catalog does not know (the report still
     shows what the store holds rather than failing on it)."""

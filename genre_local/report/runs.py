@@ -66,7 +66,8 @@ class RunIndex:
 
     runs: dict[ConfigKey, dict[int, dict[tuple[str, str], float]]] = field(default_factory=dict)
     splits: dict[ConfigKey, set[str]] = field(default_factory=dict)
-    run_ids: dict[ConfigKey, dict[int, str | None]] = field(default_factory=dict)
+    run_ids: dict[ConfigKey, dict[int, str | None]] = field(default_factory=dict)  # the run each seed's values are from
+    seed_splits: dict[ConfigKey, dict[int, str]] = field(default_factory=dict)  # the split each seed reports
 
     def summary(self, key: ConfigKey, metric: str, group: str = ALL_USERS) -> Summary | None:
         seeds = self.runs.get(key, {})
@@ -116,6 +117,7 @@ def index_runs(rows: list[MetricRow]) -> RunIndex:
         index.runs.setdefault(key, {})[seed] = metrics
         index.splits.setdefault(key, set()).add(split)
         index.run_ids.setdefault(key, {})[seed] = run_rows[0].run_id
+        index.seed_splits.setdefault(key, {})[seed] = split
     return index
 
 

@@ -2,7 +2,7 @@
 
 A `View` names its key and title, computes its rows as a pure function of the dataset's
 stored rows (`ReportContext`), says why it is empty, and turns its rows into CSV records, Rich
-tables and an optional PNG. build.py renders every declared view the same way, so adding a
+tables, an optional PNG and the runs behind its numbers. build.py renders every declared view the same way (CSV, terminal, PNG, HTML), so adding a
 paper table means adding one module under report/views/ and listing it there.
 """
 
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from rich.table import Table
 
-from genre_local.report.runs import RunIndex, index_runs, main_features
-from genre_local.store.results import FidelityRow, GenerationRunRow, MetricRow
+from genre_local.report.runs import ConfigKey, RunIndex, index_runs, main_features
+from genre_local.report.samples import SampleSet
+from genre_local.store.results import FidelityRow, GenerationRunRow, MetricRow, VariantSource
 
 Row = TypeVar("Row")
 
@@ -32,6 +33,8 @@ class ReportInputs:
     fidelity: list[FidelityRow]
     default_features: str  # train.features of the config: the feature set of the main tables
     default_k: int  # train.ng_k of the config: the K of the main ng/chain tables
+    samples: list[SampleSet] = field(default_factory=list)  # per generation task and LLM (HTML report)
+    variant_sources: list[VariantSource] = field(default_factory=list)  # the LLMs behind each variant's data
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,19 @@ class Plot(Generic[Row]):
 
 
 @dataclass(frozen=True)
+class Sources:
+    """The stored runs behind a view's numbers, for the HTML report's links."""
+
+    configs: tuple[ConfigKey, ...] = ()  # training configurations (their seeds are runs)
+    generation_runs: tuple[str, ...] = ()  # generation_runs.run_id values
+
+
+def config_sources(keys: Sequence[ConfigKey | None]) -> Sources:
+    """Sources naming each configuration once, in first-seen order."""
+    return Sources(configs=tuple(dict.fromkeys(k for k in keys if k is not None)))
+
+
+@dataclass(frozen=True)
 class View(Generic[Row]):
     key: str  # the view's name in --json output
     title: str
@@ -99,3 +115,4 @@ class View(Generic[Row]):
     records: Callable[[Sequence[Row]], Records]
     tables: Callable[[Sequence[Row], ReportContext], list[Table]]
     plot: Plot[Row] | None = None
+    sources: Callable[[Sequence[Row]], Sources] | None = None  # the runs behind the numbers

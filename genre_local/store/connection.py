@@ -21,6 +21,8 @@ import pyarrow as pa
 from genre_local.errors import StoreError, UserError
 
 DEFAULT_DB = Path("genre.duckdb")
+# DuckDB's file starts with a main header and two database headers of 4 KiB each, then the blocks.
+_FILE_HEADERS_BYTES = 3 * 4096
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ def _describe_open_failure(path: Path, exc: Exception) -> str:
         )
     if "not a valid duckdb" in lowered or "corrupt" in lowered or "magic" in lowered or "serializ" in lowered:
         return f"store {path} is not a readable DuckDB file (damaged?); move it away or pass --db"
+    if "could not read enough bytes" in lowered:
+        return f"store {path} is damaged (the file is shorter than DuckDB expects: truncated?); restore it from a copy or pass --db"
     first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return f"cannot open store {path}: {first_line}"
 
@@ -94,12 +98,44 @@ class Store:
         row = self.conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
         return int(row[0])
 
-    def _migrate(self) -> None:
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    def _has_schema_version(self) -> bool:
+        return bool(
+            self.conn.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = 'schema_version' AND NOT temporary"
+            ).fetchone()[0]
         )
-        current = self.schema_version()
+
+    def _foreign_objects(self) -> list[str]:
+        """Tables and views of someone else's database (the file has no schema_version)."""
+        rows = self.conn.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND NOT internal AND NOT temporary "
+            "UNION ALL SELECT schema_name || '.' || view_name FROM duckdb_views() "
+            "WHERE database_name = current_database() AND NOT internal AND NOT temporary ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _refuse_if_not_ours(self) -> None:
+        """A DuckDB file without schema_version is ours only when it is empty."""
+        if self._has_schema_version():
+            return
+        foreign = self._foreign_objects()
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise StoreError(
+                f"store {self.path} is a DuckDB file of something else (it holds {shown} and no "
+                "genre-local schema_version); pass --db with a genre-local store or a new file"
+            )
+        if self.read_only:
+            raise StoreError(
+                f"store {self.path} holds no genre-local data yet; import a dataset first (genre-local data import)"
+            )
+
+    def _migrate(self) -> None:
+        self._refuse_if_not_ours()
+        has_table = self._has_schema_version()
+        current = self.schema_version() if has_table else 0
         migrations = load_migrations()
         newest = migrations[-1].version if migrations else 0
         if current > newest:
@@ -111,6 +147,14 @@ class Store:
             if migration.version <= current:
                 continue
             with self.transaction() as conn:
+                if not has_table:
+                    # Inside the first migration's transaction: a failed migration leaves no
+                    # empty schema_version behind to make the file look like ours.
+                    conn.execute(
+                        "CREATE TABLE schema_version ("
+                        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+                    )
+                    has_table = True
                 conn.execute(migration.sql)
                 conn.execute(
                     "INSERT INTO schema_version VALUES (?, ?, ?)",
@@ -172,10 +216,15 @@ def resolve_db_path(flag: Path | None) -> Path:
 
 
 def open_store(path: Path, read_only: bool = False) -> Store:
-    """Open (creating if needed) and migrate the store; StoreError with one line on failure."""
+    """Open the store; StoreError with one line on failure.
+
+    Writable: create the file if needed and migrate it, refusing a DuckDB file that is not
+    ours (no schema_version) unless it is empty. Read-only: never create or change anything;
+    the file must exist and be a genre-local store at this version.
+    """
     path = Path(path)
     if read_only and not path.exists():
-        raise StoreError(f"store {path} does not exist; import a dataset first (genre-local data import)")
+        raise StoreError(f"store {path} does not exist; import a dataset first (genre-local data import) or pass --db")
     if path.parent and not path.parent.exists():
         raise StoreError(f"folder {path.parent} for store {path} does not exist; create it or pass another --db")
     if path.is_dir():
@@ -186,6 +235,7 @@ def open_store(path: Path, read_only: bool = False) -> Store:
         raise StoreError(_describe_open_failure(path, exc)) from exc
     store = Store(path, conn, read_only)
     try:
+        _refuse_truncated(store)
         if read_only:
             _check_read_only_schema(store)
         else:
@@ -199,15 +249,40 @@ def open_store(path: Path, read_only: bool = False) -> Store:
     return store
 
 
+def _refuse_truncated(store: Store) -> None:
+    """A file cut off (a partial copy, a disk that ran out) is refused before any command runs.
+
+    DuckDB opens such a file and fails only when a query reaches a missing block, mid-command.
+    A complete file is its headers plus whole blocks, and holds at least every used block;
+    `total_blocks` is no bound (free blocks at the end are not always in the file). Skipped
+    while a write-ahead log exists: replaying it may count blocks not yet in the file.
+    """
+    if store.path.with_name(store.path.name + ".wal").exists():
+        return
+    row = store.conn.execute(
+        "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = current_database()"
+    ).fetchone()
+    if row is None:
+        return
+    block_size, used_blocks = int(row[0]), int(row[1])
+    size = store.path.stat().st_size
+    if size == 0 or block_size <= 0:
+        return
+    body = size - _FILE_HEADERS_BYTES
+    if body < 0 or body % block_size or size < _FILE_HEADERS_BYTES + block_size * used_blocks:
+        raise StoreError(
+            f"store {store.path} is damaged (truncated: {size} bytes is not its headers plus the "
+            f"{used_blocks} blocks it uses); restore it from a copy or pass --db"
+        )
+
+
 def _check_read_only_schema(store: Store) -> None:
-    has_table = store.conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    store._refuse_if_not_ours()
     migrations = load_migrations()
     newest = migrations[-1].version if migrations else 0
-    current = store.schema_version() if has_table else 0
+    current = store.schema_version()
     if current != newest:
         raise StoreError(
             f"store {store.path} is at schema version {current}, this genre-local needs {newest}; "
-            "run any writing command (e.g. genre-local data stats) once without read-only access"
+            "open it once with a writing command (genre-local data import, generate or train) to upgrade it"
         )

@@ -119,3 +119,143 @@ def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
         "FROM profile_fidelity WHERE dataset = ? ORDER BY created_at, run_id, round",
         [dataset],
     )
+
+
+# ------------------------------------------------------------------------------------------
+# Generation outputs, for the report's samples (`generations show`, the HTML report)
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GenerationSource:
+    """One (task, LLM) pair's stored outputs: how many inputs have a valid / an invalid latest row."""
+
+    task: str
+    model: str  # the LLM source: generations.model, the generating model's id
+    valid: int
+    invalid: int
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """The latest stored row of one input for one task and LLM (highest round, then newest)."""
+
+    input_id: str
+    task: str
+    model: str
+    round: int
+    attempt: int
+    run_id: str
+    valid: bool
+    parsed: str | None  # the normalized output as JSON text; None when invalid
+    raw_output: str
+    error: str | None
+
+
+# The latest row per (input, task, model) among valid or among invalid rows: the same order
+# as the views the training stage reads (002_generation.sql).
+_LATEST = ("QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1")
+
+
+def load_generation_sources(store: Store, dataset: str) -> list[GenerationSource]:
+    return _typed_rows(
+        store, GenerationSource,
+        "SELECT task, model, count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
+        "count(DISTINCT input_id) FILTER (WHERE NOT valid) AS invalid "
+        "FROM generations WHERE dataset = ? GROUP BY task, model ORDER BY task, model",
+        [dataset],
+    )
+
+
+def load_generation_input_ids(store: Store, dataset: str, task: str, model: str, valid: bool) -> list[str]:
+    """Every input id with a valid (or an invalid) row for the task and LLM, sorted."""
+    rows = store.conn.execute(
+        "SELECT DISTINCT input_id FROM generations WHERE dataset = ? AND task = ? AND model = ? AND valid = ? "
+        "ORDER BY input_id",
+        [dataset, task, model, valid],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def load_generation_outputs(store: Store, dataset: str, task: str, model: str, valid: bool,
+                            input_ids: list[str]) -> list[GenerationOutput]:
+    """The latest valid (or invalid) row of each of `input_ids`, in the order given."""
+    if not input_ids:
+        return []
+    rows = _typed_rows(
+        store, GenerationOutput,
+        "SELECT input_id, task, model, round, attempt, run_id, valid, CAST(parsed AS VARCHAR) AS parsed, "
+        "raw_output, error FROM generations "
+        "WHERE dataset = ? AND task = ? AND model = ? AND valid = ? AND list_contains(?, input_id) " + _LATEST,
+        [dataset, task, model, valid, input_ids],
+    )
+    by_id = {r.input_id: r for r in rows}
+    return [by_id[i] for i in input_ids if i in by_id]
+
+
+def load_news_titles(store: Store, dataset: str, nids: list[str]) -> dict[str, str]:
+    if not nids:
+        return {}
+    rows = store.conn.execute(
+        "SELECT nid, title FROM news WHERE dataset = ? AND list_contains(?, nid)", [dataset, nids]
+    ).fetchall()
+    return dict(rows)
+
+
+def load_user_histories(store: Store, dataset: str, user_ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """Each user's history (nids, oldest first) as the generation stage read it: from the latest
+    train impression, else the latest of any split (pipeline/inputs.py)."""
+    if not user_ids:
+        return {}
+    rows = store.conn.execute(
+        "SELECT user_id, history FROM impressions WHERE dataset = ? AND list_contains(?, user_id) "
+        "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY (split = 'train') DESC, time DESC, "
+        "impression_id DESC) = 1",
+        [dataset, user_ids],
+    ).fetchall()
+    return {user: tuple(history) for user, history in rows}
+
+
+def load_user_truth(store: Store, dataset: str, user_ids: list[str]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Synthetic data's true interests: user -> (topics, home region); empty on real MIND."""
+    if not user_ids:
+        return {}
+    rows = store.conn.execute(
+        "SELECT user_id, topics, region FROM user_truth WHERE dataset = ? AND list_contains(?, user_id)",
+        [dataset, user_ids],
+    ).fetchall()
+    return {user: (tuple(topics), region) for user, topics, region in rows}
+
+
+def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The latest valid profile (topics, regions) the LLM wrote for each user: what chain read."""
+    if not user_ids:
+        return {}
+    rows = store.conn.execute(
+        "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
+        "FROM generations WHERE dataset = ? AND task = 'profile' AND model = ? AND valid "
+        "AND list_contains(?, input_id) " + _LATEST,
+        [dataset, model, user_ids],
+    ).fetchall()
+    return {user: (tuple(topics or ()), tuple(regions or ())) for user, topics, regions in rows}
+
+
+@dataclass(frozen=True)
+class VariantSource:
+    """Which LLM wrote the generations a training variant reads today, per generation task."""
+
+    task: str  # summarize | profile | news | chain
+    model: str
+    items: int  # news items (summarize) or users (profile, news, chain) it covers
+
+
+def load_variant_sources(store: Store, dataset: str) -> list[VariantSource]:
+    """The models behind the views variants are built from (enhanced_titles, user_profiles,
+    synthetic_news). Runs do not record the LLM themselves, so this is the store's present state."""
+    return _typed_rows(
+        store, VariantSource,
+        "SELECT 'summarize' AS task, model, count(*) AS items FROM enhanced_titles WHERE dataset = ? GROUP BY model "
+        "UNION ALL SELECT 'profile' AS task, model, count(*) AS items FROM user_profiles WHERE dataset = ? "
+        "GROUP BY model "
+        "UNION ALL SELECT source_task AS task, model, count(DISTINCT user_id) AS items FROM synthetic_news "
+        "WHERE dataset = ? GROUP BY source_task, model ORDER BY task, model",
+        [dataset, dataset, dataset],
+    )

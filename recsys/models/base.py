@@ -14,14 +14,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from genre_local.errors import UserError
+from recsys.catalog import MODEL_NAMES, NEWS_FEATURES
+from recsys.errors import ConfigError
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import InterestFusion, NewsFeatureEmbedder, masked_mean
 from recsys.layers.fusion import FUSION_FORMS
-
-NEWS_FEATURES = ("title", "abstract", "category", "subcategory", "image")
-
-MODEL_NAMES = ("naml", "lstur", "nrms", "plmnr", "bst", "dcn", "pnn", "din")
 
 # name -> (module, class); imported lazily so `import recsys.models` stays cheap and PLMNR's
 # transformers/peft imports are only paid when PLMNR is built.
@@ -76,20 +73,20 @@ class ModelConfig:
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in NEWS_FEATURES]
         if unknown or not self.features:
-            raise UserError(
-                f"features: {','.join(self.features) or '(empty)'} is not valid; "
+            raise ConfigError(
+                "features", f"{','.join(self.features) or '(empty)'} is not valid; "
                 f"use a comma-separated subset of {','.join(NEWS_FEATURES)}"
             )
         if self.embed_dim < 1 or self.embed_dim % self.num_heads:
-            raise UserError(f"embed_dim {self.embed_dim} must be a positive multiple of num_heads {self.num_heads}")
+            raise ConfigError("embed_dim", f"{self.embed_dim} must be a positive multiple of num_heads {self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout {self.dropout} must be in [0, 1)")
+            raise ConfigError("dropout", f"{self.dropout} must be in [0, 1)")
         if not 0.0 <= self.user_mask_prob <= 1.0:
-            raise UserError(f"user_mask_prob {self.user_mask_prob} must be in [0, 1]")
+            raise ConfigError("user_mask_prob", f"{self.user_mask_prob} must be in [0, 1]")
         if self.transformer_layers < 1 or self.history_len < 1 or self.title_len < 3 or self.lora_rank < 1:
-            raise UserError("transformer_layers, history_len, lora_rank must be >= 1 and title_len >= 3")
+            raise ConfigError("model_config", "needs transformer_layers, history_len, lora_rank >= 1 and title_len >= 3")
         if self.interest_fusion not in FUSION_FORMS:
-            raise UserError(f"interest_fusion {self.interest_fusion!r} is unknown; use one of {', '.join(FUSION_FORMS)}")
+            raise ConfigError("interest_fusion", f"{self.interest_fusion!r} is unknown; use one of {', '.join(FUSION_FORMS)}")
 
     def uses(self, feature: str) -> bool:
         return feature in self.features
@@ -171,7 +168,7 @@ class RankingModel(NewsRecommender):
 def build_model(name: str, config: ModelConfig, sizes: FeatureSizes) -> NewsRecommender:
     """A fresh model by registry name (one of MODEL_NAMES)."""
     if name not in _REGISTRY:
-        raise UserError(f"model {name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
+        raise ConfigError("model", f"{name!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
     module_name, class_name = _REGISTRY[name]
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(config, sizes)

@@ -15,7 +15,7 @@ from genre_local.report.comparison import summary_cells
 from genre_local.report.format import add_metric_columns, fmt_p, fmt_signed, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ConfigKey, RunIndex, Summary, main_key, seed_p_value
-from genre_local.report.view import Plot, Records, ReportContext, View
+from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
 
 
 @dataclass(frozen=True)
@@ -128,4 +128,5 @@ VIEW = View(
     records=_records,
     tables=_tables,
     plot=Plot("chain.png", plot_chain),
+    sources=lambda rows: config_sources([k for r in rows for k in r.keys]),
 )

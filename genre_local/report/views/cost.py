@@ -11,20 +11,10 @@ from rich.table import Table
 
 from genre_local.report import figures
 from genre_local.report.format import fmt_ratio, fmt_signed
-from genre_local.report.naming import kind_of
+from genre_local.report.naming import SCHEMES, kind_of
 from genre_local.report.runs import RunIndex, main_key
-from genre_local.report.view import Plot, Records, ReportContext, View
+from genre_local.report.view import Plot, Records, ReportContext, Sources, View
 from genre_local.store.results import GenerationRunRow
-
-# scheme -> (generation tasks whose cost it carries, training variant it feeds). The chain
-# scheme pays for the profiler as well as the chain generator (paper §4.6: its CCR drops
-# "due to the use of the expensive user profiler").
-SCHEMES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("NS", ("summarize",), "ns"),
-    ("UP", ("profile",), "up"),
-    ("NG", ("news",), "ng"),
-    ("chain", ("profile", "chain"), "chain"),
-)
 
 
 @dataclass(frozen=True)
@@ -218,4 +208,5 @@ VIEW = View(
     records=_records,
     tables=_tables,
     plot=Plot("cost.png", plot_cost),
+    sources=lambda rows: Sources(generation_runs=tuple(dict.fromkeys(i for r in rows for i in r.run_ids))),
 )

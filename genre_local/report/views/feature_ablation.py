@@ -15,7 +15,7 @@ from genre_local.report.comparison import summary_cells
 from genre_local.report.format import add_metric_columns, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ConfigKey, RunIndex, Summary, main_key
-from genre_local.report.view import Plot, Records, ReportContext, View
+from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
 
 
 @dataclass(frozen=True)
@@ -111,4 +111,5 @@ VIEW = View(
     records=_records,
     tables=_tables,
     plot=Plot("feature_ablation.png", plot_ablation),
+    sources=lambda rows: config_sources([r.key for r in rows]),
 )

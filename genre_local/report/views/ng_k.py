@@ -15,7 +15,7 @@ from genre_local.report.comparison import summary_cells
 from genre_local.report.format import add_metric_columns, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ConfigKey, RunIndex, Summary
-from genre_local.report.view import Plot, Records, ReportContext, View
+from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
 
 
 @dataclass(frozen=True)
@@ -120,4 +120,5 @@ VIEW = View(
     records=_records,
     tables=_tables,
     plot=Plot("ng_k.png", plot_ng_k),
+    sources=lambda points: config_sources([p.key for p in points]),
 )

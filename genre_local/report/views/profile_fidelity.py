@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from genre_local.report.view import Records, ReportContext, View
+from genre_local.report.view import Records, ReportContext, Sources, View
 from genre_local.store.results import FidelityRow
 
 
@@ -49,4 +49,5 @@ VIEW = View(
     csv_file="profile_fidelity.csv",
     records=_records,
     tables=_tables,
+    sources=lambda rows: Sources(generation_runs=tuple(dict.fromkeys(r.run_id for r in rows))),
 )

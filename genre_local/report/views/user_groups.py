@@ -12,7 +12,7 @@ from genre_local.report import figures
 from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table
 from genre_local.report.naming import model_sort_key
 from genre_local.report.runs import NEW_USERS, WARM_USERS, RunIndex, main_key
-from genre_local.report.view import Plot, ReportContext, View
+from genre_local.report.view import Plot, ReportContext, Sources, View, config_sources
 
 
 def user_group_table(index: RunIndex, features: str, default_k: int) -> list[Comparison]:
@@ -38,6 +38,10 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _tables(comparisons: Sequence[Comparison], ctx: ReportContext) -> list[Table]:
     return [comparison_table(f"Table 6: new vs warm users — {ctx.where}", comparisons, show_group=True)]
+
+
+def _sources(comparisons: Sequence[Comparison]) -> Sources:
+    return config_sources([k for c in comparisons for k in (c.base_key, c.other_key)])
 
 
 def plot_user_groups(comparisons: Sequence[Comparison], dataset: str, path: Path) -> Path:
@@ -69,4 +73,5 @@ VIEW = View(
     records=comparison_records,
     tables=_tables,
     plot=Plot("user_groups.png", plot_user_groups),
+    sources=_sources,
 )

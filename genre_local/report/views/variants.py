@@ -12,7 +12,7 @@ from genre_local.report import figures
 from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table
 from genre_local.report.naming import model_sort_key
 from genre_local.report.runs import RunIndex, main_key
-from genre_local.report.view import Plot, Records, ReportContext, View
+from genre_local.report.view import Plot, Records, ReportContext, Sources, View, config_sources
 
 VARIANT_TITLES = {
     "ns": "news summarizer (Table 3)",
@@ -72,6 +72,10 @@ def _tables(tables: Sequence[VariantTable], ctx: ReportContext) -> list[Table]:
             for t in tables]
 
 
+def _sources(tables: Sequence[VariantTable]) -> Sources:
+    return config_sources([k for t in tables for c in t.comparisons for k in (c.base_key, c.other_key)])
+
+
 def plot_variants(tables: Sequence[VariantTable], dataset: str, path: Path) -> Path:
     """Tables 3-5 at a glance: AUC gain of each variant over original, per model."""
     models = sorted({c.model for t in tables for c in t.comparisons}, key=model_sort_key)
@@ -99,4 +103,5 @@ VIEW = View(
     records=_records,
     tables=_tables,
     plot=Plot("variants_auc.png", plot_variants),
+    sources=_sources,
 )

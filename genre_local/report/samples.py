@@ -1,0 +1,161 @@
+"""Generation samples: for one task and LLM, a seeded sample of inputs beside their outputs.
+
+Original title vs enhanced title (summarize); history titles vs profile, and on synthetic data
+the true interests with the user's fidelity score (profile); a cold user's history vs the news
+written for them, with the profile chain generation read (news, chain); invalid outputs with
+their errors. `generations show` prints these, the HTML report shows them per task and LLM.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
+from genre_local.store import Store
+from genre_local.store import results
+
+HISTORY_SHOWN = 10  # most recent history titles per user; long MIND histories would drown the output
+
+
+@dataclass(frozen=True)
+class GeneratedItem:
+    title: str
+    abstract: str
+    category: str
+
+
+@dataclass(frozen=True)
+class TruthScore:
+    """A user's true interests (synthetic data only) and how well the profile matches them."""
+
+    topics: tuple[str, ...]
+    region: str
+    fidelity: Fidelity
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One input beside its latest valid output. Which fields are set depends on the task."""
+
+    input_id: str  # nid (summarize) or user id
+    round: int
+    run_id: str  # the generation run that wrote the output
+    original_title: str | None = None  # summarize
+    enhanced_title: str | None = None  # summarize
+    history: tuple[str, ...] = ()  # profile, news, chain: the user's latest history titles, oldest first
+    history_length: int = 0
+    topics: tuple[str, ...] = ()  # profile: the output; chain: the profile the generator read
+    regions: tuple[str, ...] = ()
+    truth: TruthScore | None = None  # profile on synthetic data
+    items: tuple[GeneratedItem, ...] = ()  # news, chain
+
+
+@dataclass(frozen=True)
+class InvalidSample:
+    input_id: str
+    round: int
+    attempt: int  # tries before giving up
+    run_id: str
+    raw_output: str
+    error: str
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    dataset: str
+    task: str
+    llm: str  # the LLM source: generations.model
+    seed: int
+    valid_inputs: int  # inputs with a valid output, of which `samples` is a sample
+    invalid_inputs: int
+    samples: tuple[Sample, ...]
+    invalid: tuple[InvalidSample, ...]
+
+
+def pick(ids: Sequence[str], limit: int, seed: int, salt: str) -> list[str]:
+    """A reproducible sample of `limit` ids (all when fewer), in id order.
+
+    The same (ids, limit, seed, salt) always gives the same sample; the salt (dataset, task, LLM)
+    keeps the samples of different tasks independent.
+    """
+    ordered = sorted(set(ids))
+    if len(ordered) <= limit:
+        return ordered
+    return sorted(random.Random(f"{seed}:{salt}").sample(ordered, limit))
+
+
+def _history_titles(store: Store, dataset: str, histories: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    shown = {u: h[-HISTORY_SHOWN:] for u, h in histories.items()}
+    titles = results.load_news_titles(store, dataset, sorted({n for h in shown.values() for n in h}))
+    return {u: tuple(titles.get(n, n) for n in h) for u, h in shown.items()}
+
+
+def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[results.GenerationOutput]) -> list[Sample]:
+    ids = [o.input_id for o in outputs]
+    parsed = {o.input_id: json.loads(o.parsed) if o.parsed else {} for o in outputs}
+    if task == "summarize":
+        titles = results.load_news_titles(store, dataset, ids)
+        return [Sample(o.input_id, o.round, o.run_id, original_title=titles.get(o.input_id, ""),
+                       enhanced_title=str(parsed[o.input_id].get("title", ""))) for o in outputs]
+    histories = results.load_user_histories(store, dataset, ids)
+    titles = _history_titles(store, dataset, histories)
+    truth = results.load_user_truth(store, dataset, ids) if task == "profile" else {}
+    profiles = results.load_profiles(store, dataset, llm, ids) if task == "chain" else {}
+    out = []
+    for o in outputs:
+        p = parsed[o.input_id]
+        if task == "profile":
+            topics, regions = tuple(p.get("topics", ())), tuple(p.get("regions", ()))
+        else:
+            topics, regions = profiles.get(o.input_id, ((), ()))
+        score = None
+        if o.input_id in truth:
+            true_topics, region = truth[o.input_id]
+            fidelity = profile_fidelity({o.input_id: (topics, regions)}, {o.input_id: (true_topics, region)})
+            score = TruthScore(true_topics, region, fidelity) if fidelity else None
+        items = tuple(GeneratedItem(str(i.get("title", "")), str(i.get("abstract", "")), str(i.get("category", "")))
+                      for i in p.get("items", ()))
+        out.append(Sample(o.input_id, o.round, o.run_id, history=titles.get(o.input_id, ()),
+                          history_length=len(histories.get(o.input_id, ())), topics=topics, regions=regions,
+                          truth=score, items=items))
+    return out
+
+
+def collect_samples(store: Store, dataset: str, task: str, llm: str, limit: int, seed: int = 0) -> SampleSet:
+    """A seeded sample of `limit` valid outputs and of `limit` invalid ones for (task, LLM)."""
+    salt = f"{dataset}:{task}:{llm}"
+    valid_ids = results.load_generation_input_ids(store, dataset, task, llm, valid=True)
+    invalid_ids = results.load_generation_input_ids(store, dataset, task, llm, valid=False)
+    valid = results.load_generation_outputs(store, dataset, task, llm, True, pick(valid_ids, limit, seed, salt))
+    invalid = results.load_generation_outputs(store, dataset, task, llm, False,
+                                              pick(invalid_ids, limit, seed, salt + ":invalid"))
+    return SampleSet(
+        dataset=dataset, task=task, llm=llm, seed=seed,
+        valid_inputs=len(valid_ids), invalid_inputs=len(invalid_ids),
+        samples=tuple(_samples(store, dataset, task, llm, valid)),
+        invalid=tuple(InvalidSample(o.input_id, o.round, o.attempt, o.run_id, o.raw_output, o.error or "")
+                      for o in invalid),
+    )
+
+
+def collect_all_samples(store: Store, dataset: str, limit: int, seed: int = 0) -> list[SampleSet]:
+    """One sample set per task and LLM source stored for the dataset (task order of GENRE)."""
+    from genre_local.llm.tasks import TASKS
+
+    sources = results.load_generation_sources(store, dataset)
+    order = {t: i for i, t in enumerate(TASKS)}
+    sources = sorted(sources, key=lambda s: (order.get(s.task, len(order)), s.task, s.model))
+    return [collect_samples(store, dataset, s.task, s.model, limit, seed) for s in sources]
+
+
+def matching_llms(stored: Sequence[str], wanted: str | None) -> list[str]:
+    """The stored LLM ids `wanted` names: all without it, else the exact id, else those whose
+    folder name (the part before '@') is `wanted`. Empty when none matches."""
+    if wanted is None:
+        return sorted(stored)
+    if wanted in stored:
+        return [wanted]
+    return sorted(s for s in stored if s.split("@", 1)[0] == wanted)

@@ -1,0 +1,244 @@
+"""Typed reads and writes of the LLM stage's tables (002_generation.sql): `generations`,
+`generation_runs`, `profile_fidelity`, and the views the training stage reads
+(`enhanced_titles`, `user_profiles`, `synthetic_news`).
+
+Every insert names its columns (`INSERT ... BY NAME`): a record's field names are the table's
+column names, so a reordered or added column can never shift values into the wrong place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import duckdb
+import pyarrow as pa
+
+from genre_local.store.connection import Store
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One `generations` row: one request's latest attempt, keyed by its fingerprint."""
+
+    fingerprint: str
+    dataset: str
+    task: str
+    input_id: str
+    model: str
+    prompt_version: str
+    round: int
+    attempt: int
+    run_id: str
+    backend: str
+    sampling: str  # JSON
+    prompt: str  # JSON messages
+    raw_output: str
+    parsed: str | None  # JSON; None when invalid
+    valid: bool
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    created_at: datetime
+
+
+GENERATION_ARROW_SCHEMA = pa.schema(
+    [
+        ("fingerprint", pa.string()), ("dataset", pa.string()), ("task", pa.string()), ("input_id", pa.string()),
+        ("model", pa.string()), ("prompt_version", pa.string()), ("round", pa.int32()), ("attempt", pa.int32()),
+        ("run_id", pa.string()), ("backend", pa.string()), ("sampling", pa.string()), ("prompt", pa.string()),
+        ("raw_output", pa.string()), ("parsed", pa.string()), ("valid", pa.bool_()), ("error", pa.string()),
+        ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()), ("latency_s", pa.float64()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class GenerationRunRecord:
+    """One `generation_runs` row: one generate command's task and round (GENRE Table 8)."""
+
+    run_id: str
+    dataset: str
+    task: str
+    model: str
+    backend: str
+    round: int
+    started_at: datetime
+    requests: int
+    new: int
+    skipped: int
+    valid: int
+    invalid: int
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    engine_seconds: float
+    startup_seconds: float
+    wall_seconds: float
+    price_per_hour: float | None
+    cost: float | None
+
+
+@dataclass(frozen=True)
+class FidelityRecord:
+    """One `profile_fidelity` row."""
+
+    dataset: str
+    run_id: str
+    model: str
+    round: int
+    precision_at_3: float
+    recall: float
+    region_accuracy: float
+    users: int
+    created_at: datetime
+
+
+class Profile(NamedTuple):
+    """A generated user profile; a tuple so fidelity scoring can unpack it."""
+
+    topics: list[str]
+    regions: list[str]
+
+
+@dataclass(frozen=True)
+class SyntheticNewsItem:
+    """One row of the `synthetic_news` view."""
+
+    user_id: str
+    nid: str
+    position: int
+    title: str
+    abstract: str
+    category: str
+    source_task: str  # news | chain
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+def write_generations(store: Store, records: Sequence[GenerationRecord]) -> None:
+    """One transaction per batch; a stored key is replaced, never duplicated."""
+    if not records:
+        return
+    rows = pa.Table.from_pylist([asdict(r) for r in records], schema=GENERATION_ARROW_SCHEMA)
+    with store.transaction() as conn, store.registered("_generation_rows", rows) as view:
+        conn.execute(f"INSERT OR REPLACE INTO generations BY NAME SELECT * FROM {view}")
+
+
+def _insert_record(conn: duckdb.DuckDBPyConnection, table: str, record: Any, replace: bool = False) -> None:
+    names = [f.name for f in fields(record)]
+    select = ", ".join(f'? AS "{name}"' for name in names)
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn.execute(f"{verb} INTO {table} BY NAME SELECT {select}", [getattr(record, n) for n in names])
+
+
+def record_generation_run(store: Store, record: GenerationRunRecord) -> None:
+    """Store one task-and-round cost row; the same (run_id, task, round) again replaces it."""
+    with store.transaction() as conn:
+        _insert_record(conn, "generation_runs", record, replace=True)
+
+
+def record_fidelity(store: Store, record: FidelityRecord) -> None:
+    with store.transaction() as conn:
+        _insert_record(conn, "profile_fidelity", record)
+
+
+# -- reads the pipeline plans from -------------------------------------------------------------
+
+
+def valid_fingerprints(conn: duckdb.DuckDBPyConnection, dataset: str, task: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT fingerprint FROM generations WHERE dataset = ? AND task = ? AND valid", [dataset, task]
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before_round: int) -> dict[str, str]:
+    """Latest valid enhanced title per nid from rounds before `before_round` (iterative updating)."""
+    if before_round <= 1:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT input_id, parsed ->> 'title' FROM generations
+        WHERE dataset = ? AND task = 'summarize' AND valid AND round < ?
+        QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
+        """,
+        [dataset, before_round],
+    ).fetchall()
+    return dict(rows)
+
+
+def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int) -> dict[str, Profile]:
+    """Latest valid profile per user from rounds up to `up_to_round`."""
+    rows = conn.execute(
+        """
+        SELECT input_id, from_json(parsed -> 'topics', '["VARCHAR"]'), from_json(parsed -> 'regions', '["VARCHAR"]')
+        FROM generations
+        WHERE dataset = ? AND task = 'profile' AND valid AND round <= ?
+        QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
+        """,
+        [dataset, up_to_round],
+    ).fetchall()
+    return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
+
+
+def profiles_with_fingerprints(conn: duckdb.DuckDBPyConnection, fingerprints: Iterable[str]) -> dict[str, Profile]:
+    """The valid profiles among the given keys, per user (what one run's profile task wrote)."""
+    rows = conn.execute(
+        "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
+        "FROM generations WHERE valid AND task = 'profile' AND fingerprint IN (SELECT unnest(?::VARCHAR[]))",
+        [list(fingerprints)],
+    ).fetchall()
+    return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
+
+
+def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int) -> dict[str, list[tuple[str, str]]]:
+    """(category, title) of the chain's generated news per user in one round (fed back next round)."""
+    rows = conn.execute(
+        """
+        SELECT input_id, from_json(parsed -> 'items', '[{"title": "VARCHAR", "category": "VARCHAR"}]')
+        FROM generations
+        WHERE dataset = ? AND task = 'chain' AND valid AND round = ?
+        QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY created_at DESC, fingerprint) = 1
+        """,
+        [dataset, round_],
+    ).fetchall()
+    return {user: [(item["category"], item["title"]) for item in items or []] for user, items in rows}
+
+
+# -- the views the training stage reads ------------------------------------------------------------
+
+
+def read_enhanced_titles(conn: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
+    """nid -> the latest valid enhanced title (view enhanced_titles)."""
+    rows = conn.execute("SELECT nid, title FROM enhanced_titles WHERE dataset = ? ORDER BY nid", [dataset]).fetchall()
+    return dict(rows)
+
+
+def read_user_profiles(conn: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, Profile]:
+    """user_id -> the latest valid profile (view user_profiles)."""
+    rows = conn.execute(
+        "SELECT user_id, topics, regions FROM user_profiles WHERE dataset = ? ORDER BY user_id", [dataset]
+    ).fetchall()
+    return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
+
+
+def read_synthetic_news(conn: duckdb.DuckDBPyConnection, dataset: str, source_task: str) -> list[SyntheticNewsItem]:
+    """The generated news of one source task (news | chain), by user and position."""
+    rows = conn.execute(
+        "SELECT user_id, nid, position, title, abstract, category, source_task FROM synthetic_news "
+        "WHERE dataset = ? AND source_task = ? ORDER BY user_id, position",
+        [dataset, source_task],
+    ).fetchall()
+    return [SyntheticNewsItem(*row) for row in rows]
+
+
+def parsed_json(value: dict[str, Any] | None) -> str | None:
+    """How a parsed output is stored in `generations.parsed`."""
+    return json.dumps(value, ensure_ascii=False) if value is not None else None

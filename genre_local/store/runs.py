@@ -1,0 +1,130 @@
+"""Training's reads and writes of the store: the runs, run_metrics and run_epochs tables.
+
+Typed helpers over SQL, called by the genre-local side of training (genre_local/training.py);
+recsys itself never touches the store. Rows are written by column name (Arrow tables inserted
+with their column list), so a column added by a later migration cannot shift them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from genre_local.errors import StoreError
+from genre_local.store.connection import Store, now_utc, open_store
+
+if TYPE_CHECKING:
+    from recsys.train import RunResult
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a stored run is a run of (the columns `report` groups by)."""
+
+    model: str
+    kind: str
+    dataset: str
+    variant: str
+    features: str
+    ng_k: int
+
+
+_RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("experiment_id", pa.string()), ("model", pa.string()), ("kind", pa.string()),
+    ("dataset", pa.string()), ("variant", pa.string()), ("features", pa.string()), ("ng_k", pa.int32()),
+    ("seed", pa.int32()), ("config", pa.string()), ("data_fingerprint", pa.string()),
+    ("variant_stats", pa.string()), ("eval_split", pa.string()), ("epochs_run", pa.int32()),
+    ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
+    ("train_samples_per_s", pa.list_(pa.float64())), ("dev_auc", pa.list_(pa.float64())),
+    ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
+    ("created_at", pa.timestamp("us")),
+])
+_METRICS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
+    ("metric", pa.string()), ("value", pa.float64()),
+])
+_EPOCHS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("epoch", pa.int32()), ("seconds", pa.float64()), ("samples_per_s", pa.float64()),
+    ("data_wait_seconds", pa.float64()), ("dev_auc", pa.float64()),
+])
+
+
+def new_experiment_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dict, fingerprint: str,
+               variant_stats: dict, device: str, results: list[RunResult]) -> list[str]:
+    """One runs row per seed, its epochs and its long-format metrics, in one transaction."""
+    run_rows, metric_rows, epoch_rows = [], [], []
+    created = now_utc()
+    for result in results:
+        run_id = f"{experiment_id}-s{result.seed}"
+        run_rows.append({
+            "run_id": run_id, "experiment_id": experiment_id, "model": ident.model, "kind": ident.kind,
+            "dataset": ident.dataset, "variant": ident.variant, "features": ident.features,
+            "ng_k": ident.ng_k, "seed": result.seed, "config": json.dumps(config, sort_keys=True),
+            "data_fingerprint": fingerprint, "variant_stats": json.dumps(variant_stats, sort_keys=True),
+            "eval_split": result.eval_split, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early, "epoch_seconds": result.epoch_seconds,
+            "train_samples_per_s": result.train_samples_per_s, "dev_auc": result.dev_auc,
+            "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
+            "device": device, "created_at": created,
+        })
+        for epoch, seconds in enumerate(result.epoch_seconds):
+            epoch_rows.append({
+                "run_id": run_id, "epoch": epoch + 1, "seconds": seconds,
+                "samples_per_s": result.train_samples_per_s[epoch],
+                "data_wait_seconds": result.data_wait_seconds[epoch],
+                "dev_auc": _finite(result.dev_auc[epoch]) if epoch < len(result.dev_auc) else None,
+            })
+        for split, groups in result.metrics.items():
+            for group, values in groups.items():
+                for metric, value in values.items():
+                    metric_rows.append({
+                        "run_id": run_id, "split": split, "user_group": group, "metric": metric,
+                        "value": _finite(value),
+                    })
+    with store.transaction():
+        store.insert_arrow("runs", pa.Table.from_pylist(run_rows, schema=_RUNS_SCHEMA))
+        store.insert_arrow("run_metrics", pa.Table.from_pylist(metric_rows, schema=_METRICS_SCHEMA))
+        store.insert_arrow("run_epochs", pa.Table.from_pylist(epoch_rows, schema=_EPOCHS_SCHEMA))
+    return [r["run_id"] for r in run_rows]
+
+
+def _finite(value) -> float | None:
+    """NaN (no qualifying impression) is stored as NULL."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str) -> dict[int, float]:
+    """AUC (all users) of the latest stored `original` run per seed with the same model/data/features:
+    the baseline of the paired t-test."""
+    rows = store.conn.execute(
+        "SELECT r.seed, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.run_id "
+        "WHERE r.model = ? AND r.dataset = ? AND r.features = ? AND r.variant = 'original' "
+        "AND m.split = ? AND m.user_group = 'all' AND m.metric = 'auc' AND m.value IS NOT NULL "
+        "QUALIFY row_number() OVER (PARTITION BY r.seed ORDER BY r.created_at DESC, r.run_id DESC) = 1",
+        [ident.model, ident.dataset, ident.features, eval_split],
+    ).fetchall()
+    return {int(seed): float(value) for seed, value in rows}
+
+
+def open_store_waiting(db_path: Path, wait_s: float = 120.0, poll_s: float = 3.0) -> Store:
+    """Open the store for a final write, waiting a while if another command holds the lock:
+    losing a finished training to a short `generate` or `report` would be a poor trade."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return open_store(db_path)
+        except StoreError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(poll_s)

@@ -1,0 +1,184 @@
+"""The store -> recsys adapter: a dataset variant's rows read from the store, as recsys inputs.
+
+Everything the recommender stage reads from DuckDB goes through here (read-only queries; the
+imported tables are never touched): the variant's rows (`read_variant`), the hash of the rows
+it reads (`content_fingerprint`), and the plan that finds or builds the cached tensors
+(`plan_encoded`, `fetch_encoded`). A variant whose generations are missing names the
+`genre-local generate` command to run first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
+from genre_local.errors import UserError
+from recsys.catalog import NEW_USER_MAX_HISTORY
+from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
+
+if TYPE_CHECKING:
+    from recsys.data import EncodedDataset, EncodingOptions, EncodingPlan
+
+PROFILE_VOCABULARY = ProfileVocabulary(topics=PROFILE_TOPICS, regions=US_STATES)
+"""GENRE's profile labels (genre_local/data/taxonomy.py), handed to recsys with every variant."""
+
+_GENERATE_HINT = {
+    "ns": ("enhanced_titles", "summarize", "enhanced titles"),
+    "up": ("user_profiles", "profile", "user profiles"),
+    "news": ("synthetic_news", "news", "synthetic news"),
+    "chain": ("synthetic_news", "chain", "chain-generated news"),
+}
+
+
+def require_generations(conn: duckdb.DuckDBPyConnection, dataset: str, what: str, variant: str) -> None:
+    """UserError naming the `genre-local generate` command when the variant's generations are missing."""
+    view, task, label = _GENERATE_HINT[what]
+    sql = f"SELECT count(*) FROM {view} WHERE dataset = ?"
+    params: list[object] = [dataset]
+    if view == "synthetic_news":
+        sql += " AND source_task = ?"
+        params.append(task)
+    try:
+        count = conn.execute(sql, params).fetchall()[0][0]
+    except duckdb.CatalogException:
+        count = 0
+    if not count:
+        raise UserError(
+            f"variant '{variant}' needs {label} for dataset '{dataset}', and the store has none; "
+            f"run `genre-local generate --dataset {dataset} --task {task}` first"
+        )
+
+
+def content_fingerprint(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec) -> str:
+    """A cheap hash of every store row the variant reads (computed inside DuckDB)."""
+    queries = [
+        "SELECT count(*), bit_xor(hash(nid, category, subcategory, title, abstract)) FROM news WHERE dataset = ?",
+        "SELECT count(*), bit_xor(hash(split, impression_id, user_id, history, candidates, labels)) "
+        "FROM impressions WHERE dataset = ?",
+    ]
+    if spec.ns:
+        queries.append("SELECT count(*), bit_xor(hash(nid, title)) FROM enhanced_titles WHERE dataset = ?")
+    if spec.up:
+        queries.append("SELECT count(*), bit_xor(hash(user_id, topics, regions)) FROM user_profiles WHERE dataset = ?")
+    if spec.ng_source:
+        queries.append(
+            "SELECT count(*), bit_xor(hash(user_id, nid, position, title, abstract, category, subcategory, source_task)) "
+            "FROM synthetic_news WHERE dataset = ?"
+        )
+    digest = hashlib.sha256(f"{dataset}|{spec.key()}".encode())
+    for sql in queries:
+        digest.update(repr(conn.execute(sql, [dataset]).fetchall()).encode())
+    return digest.hexdigest()[:20]
+
+
+def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec) -> VariantRows:
+    """Read the variant's rows (read-only queries; the imported tables are never touched)."""
+    name = spec.name
+    if spec.ns:
+        require_generations(conn, dataset, "ns", name)
+    if spec.up:
+        require_generations(conn, dataset, "up", name)
+    use_synthetic = spec.ng_source is not None and spec.ng_k > 0
+    if use_synthetic:
+        require_generations(conn, dataset, spec.ng_source, name)
+
+    title_sql = "coalesce(e.title, n.title)" if spec.ns else "n.title"
+    enhanced_join = (
+        "LEFT JOIN enhanced_titles e ON e.dataset = n.dataset AND e.nid = n.nid" if spec.ns else ""
+    )
+    enhanced_flag = "e.title IS NOT NULL" if spec.ns else "false"
+    news_sql = (
+        f"SELECT n.nid, {title_sql} AS title, n.abstract, n.category, n.subcategory, {enhanced_flag} AS enhanced "
+        f"FROM news n {enhanced_join} WHERE n.dataset = $dataset"
+    )
+    # The synthetic news each cold user gets: the first K by position.
+    picked_sql = (
+        "SELECT user_id, nid, title, abstract, category, subcategory, position FROM ("
+        " SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY position, nid) AS rank"
+        " FROM synthetic_news WHERE dataset = $dataset AND source_task = $source"
+        ") WHERE rank <= $k"
+    )
+    params: dict[str, object] = {"dataset": dataset}
+    if use_synthetic:
+        params |= {"source": spec.ng_source, "k": spec.ng_k}
+        news_sql += (
+            " UNION ALL SELECT DISTINCT p.nid, p.title, p.abstract, p.category, p.subcategory, NULL "
+            f"FROM ({picked_sql}) p WHERE p.nid NOT IN (SELECT nid FROM news WHERE dataset = $dataset)"
+        )
+    # A fresh cursor: Arrow output needs a connection without a half-read execute() result.
+    reader = conn.cursor()
+    news = reader.sql(f"SELECT * FROM ({news_sql}) ORDER BY nid", params=params).to_arrow_table()
+
+    if use_synthetic:
+        impressions_sql = (
+            "SELECT i.split, i.impression_id, i.user_id, "
+            f" CASE WHEN len(i.history) BETWEEN 1 AND {NEW_USER_MAX_HISTORY} AND s.nids IS NOT NULL"
+            "  THEN list_concat(i.history, s.nids) ELSE i.history END AS history,"
+            " len(i.history) AS original_history_len, i.candidates, i.labels "
+            "FROM impressions i LEFT JOIN ("
+            f" SELECT user_id, list(nid ORDER BY position, nid) AS nids FROM ({picked_sql}) GROUP BY user_id"
+            ") s ON s.user_id = i.user_id WHERE i.dataset = $dataset ORDER BY i.split, i.impression_id"
+        )
+    else:
+        impressions_sql = (
+            "SELECT split, impression_id, user_id, history, len(history) AS original_history_len, candidates, labels "
+            "FROM impressions WHERE dataset = $dataset ORDER BY split, impression_id"
+        )
+    impressions = reader.sql(impressions_sql, params=params).to_arrow_table()
+    reader.close()
+
+    profiles: dict[str, tuple[list[str], list[str]]] = {}
+    if spec.up:
+        for user_id, topics, regions in conn.execute(
+            "SELECT user_id, topics, regions FROM user_profiles WHERE dataset = ? ORDER BY user_id", [dataset]
+        ).fetchall():
+            profiles[user_id] = (list(topics or []), list(regions or []))
+
+    enhanced = [e for e in news.column("enhanced").to_pylist() if e is not None]  # real news only
+    stats = {
+        "news": news.num_rows,
+        "impressions": impressions.num_rows,
+        "enhanced_titles": int(sum(enhanced)) if spec.ns else 0,
+        "titles_kept": int(len(enhanced) - sum(enhanced)) if spec.ns else 0,
+        "profiles": len(profiles),
+    }
+    if use_synthetic:
+        row = conn.execute(
+            f"SELECT count(DISTINCT user_id), count(*) FROM ({picked_sql})", params
+        ).fetchall()[0]
+        stats["ng_users"], stats["synthetic_news"] = int(row[0]), int(row[1])
+    from recsys.features import NewsRows
+
+    rows = NewsRows(
+        nids=news.column("nid").to_pylist(),
+        titles=news.column("title").to_pylist(),
+        abstracts=news.column("abstract").to_pylist(),
+        categories=news.column("category").to_pylist(),
+        subcategories=news.column("subcategory").to_pylist(),
+    )
+    return VariantRows(dataset, spec, rows, impressions, profiles, stats, PROFILE_VOCABULARY)
+
+
+def plan_encoded(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec, options: EncodingOptions,
+                 cache_dir: Path | None) -> EncodingPlan:
+    """Fingerprint the variant's store rows; read them only when the cache has no file for them."""
+    from recsys.data import EncodingPlan, cache_file
+
+    fingerprint = content_fingerprint(conn, dataset, spec)
+    path = None if cache_dir is None else cache_file(cache_dir, dataset, spec, fingerprint, options, PROFILE_VOCABULARY)
+    rows = None if path is not None and path.exists() else read_variant(conn, dataset, spec)
+    return EncodingPlan(fingerprint, path, rows, options)
+
+
+def fetch_encoded(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec, features: tuple[str, ...],
+                  title_len: int, abstract_len: int, image_file: Path | None,
+                  cache_dir: Path | None) -> tuple[EncodedDataset, Path | None]:
+    """The encoded variant, from the cache when the store content is unchanged (else built and cached)."""
+    from recsys.data import EncodingOptions
+
+    options = EncodingOptions(features, title_len, abstract_len, image_file)
+    return plan_encoded(conn, dataset, spec, options, cache_dir).build()

@@ -1,0 +1,107 @@
+"""The training settings (genre.toml's [train] section) and every check on them.
+
+Torch-free and import-cheap: the genre-local config loader builds this dataclass for [train],
+and the CLI, the library API (`recsys.experiment.run`) and the benchmark all get the same
+checks because they live in `__post_init__` (`dataclasses.replace` runs them again, so flags
+applied on top of a file are checked too).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from recsys.catalog import NEWS_FEATURES
+from recsys.errors import ConfigError
+
+MAX_SEEDS = 1000
+# Generous upper bounds: they only stop typos (one extra digit) from allocating or looping for
+# hours, never a real setting.
+_COUNT_BOUNDS: dict[str, tuple[int, int]] = {
+    "embed_dim": (1, 8192),
+    "num_heads": (1, 256),
+    "transformer_layers": (1, 64),
+    "epochs": (1, 10_000),
+    "batch_size": (1, 1_000_000),
+    "eval_batch_size": (1, 1_000_000),
+    "negatives": (1, 1000),
+    "history_len": (1, 10_000),
+    "title_len": (3, 512),  # "[CLS] at least one token [SEP]"; 512 = MiniLM's positions
+    "abstract_len": (3, 512),
+    "patience": (1, 10_000),
+    "seeds": (1, MAX_SEEDS),
+    "seed": (0, 2**31 - 1 - MAX_SEEDS),  # seed .. seed+seeds-1 must stay a valid RNG seed
+    "ng_k": (0, 1000),
+    "lora_rank": (1, 1024),
+    "checkpoint_every": (0, 1_000_000_000),
+    "num_workers": (0, 256),
+    "threads": (0, 4096),
+}
+
+
+def parse_features(text: str) -> tuple[str, ...]:
+    """`title,category` -> ('title', 'category'); title is required by every model."""
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in NEWS_FEATURES]
+    if unknown:
+        raise ConfigError("features", f"has an unknown feature '{unknown[0]}' (choose from {', '.join(NEWS_FEATURES)})")
+    if "title" not in names:
+        raise ConfigError("features", "must include 'title' (every model reads the news title)")
+    return names
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    embed_dim: int = 64
+    num_heads: int = 4
+    transformer_layers: int = 3
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    epochs: int = 3
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    negatives: int = 4
+    history_len: int = 50
+    title_len: int = 30
+    abstract_len: int = 50
+    patience: int = 2
+    seeds: int = 1
+    ng_k: int = 2
+    features: str = "title,category"
+    lora_rank: int = 8
+    seed: int = 1  # first seed; seeds N runs seed, seed+1, ..., seed+N-1
+    checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0 = at epoch ends only)
+    num_workers: int = 0  # DataLoader worker processes assembling batches
+    fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
+    threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[str(f.type)]
+            if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
+                raise ConfigError(f.name, f"must be of type {f.type}, got {value!r}")
+            if f.type == "float":
+                object.__setattr__(self, f.name, float(value))
+        for key, (low, high) in _COUNT_BOUNDS.items():
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise ConfigError(key, f"must be between {low} and {high}, got {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError("lr", f"must be a finite number above 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError("weight_decay", f"must be a finite number of 0 or more, got {self.weight_decay}")
+        if not 0.0 <= self.dropout < 1.0:  # also false for NaN
+            raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError("embed_dim", f"must be a multiple of num_heads ({self.num_heads}), got {self.embed_dim}")
+        parse_features(self.features)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return parse_features(self.features)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
