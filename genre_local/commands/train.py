@@ -117,7 +117,9 @@ def train(
 
     result, spec = outcome.experiment, request.spec
     summary = result.summary
-    table = Table(title=f"{request.model} · {dataset} · {spec.name} · {result.eval_split} · {len(result.runs)} seed(s)")
+    stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
+    table = Table(title=f"{request.model} · {dataset} · {spec.name} · reported on {result.eval_split} "
+                        f"({stopped}) · {len(result.runs)} seed(s)")
     table.add_column("users")
     for metric in METRICS:
         table.add_column(metric, justify="right")
@@ -134,6 +136,7 @@ def train(
 
         emit_json({
             "model": request.model, "dataset": dataset, "variant": spec.name, "seeds": len(result.runs),
+            "eval_split": result.eval_split, "stop_split": result.stop_split,
             "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
             "p_value": outcome.p_value,
         })
