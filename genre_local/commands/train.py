@@ -86,7 +86,7 @@ def train(
     model: ModelOpt,
     dataset: DatasetOpt,
     variant: VariantOpt = "original",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC, or on a held-out train slice when dev is reported).")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds (default 1; the paper used 5).")] = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
