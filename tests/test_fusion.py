@@ -211,3 +211,26 @@ def test_random_profiles_do_not_hurt_and_true_profiles_help(synthetic_profiles, 
     print(measured)
     assert mean(random_up) >= mean(original) - band, measured
     assert mean(truth_up) > mean(original), measured
+
+
+def test_building_the_fusion_leaves_the_other_layers_initialisation_alone() -> None:
+    """Same seed: `up`'s model equals `original`'s except for the fusion, and (gate closed) scores alike."""
+    from recsys.models import build_model
+    from tests.support_models import SIZES, tiny_config
+
+    for name in ("nrms", "din"):
+        torch.manual_seed(5)
+        plain = build_model(name, tiny_config(use_profile=False), SIZES)
+        torch.manual_seed(5)
+        fused = build_model(name, tiny_config(use_profile=True), SIZES)
+        fused_weights = fused.state_dict()
+        for key, value in plain.state_dict().items():
+            assert torch.equal(value, fused_weights[key]), (name, key)
+        assert all(key in plain.state_dict() or key.startswith("fusion.") for key in fused_weights)
+        # the fusion's own weights still follow the seed
+        torch.manual_seed(5)
+        again = build_model(name, tiny_config(use_profile=True), SIZES)
+        assert torch.equal(again.fusion.mlp[0].weight, fused.fusion.mlp[0].weight)
+        torch.manual_seed(6)
+        other = build_model(name, tiny_config(use_profile=True), SIZES)
+        assert not torch.equal(other.fusion.mlp[0].weight, fused.fusion.mlp[0].weight)
