@@ -7,11 +7,19 @@ re-import this module safely.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+import typer.core
 
+# typer vendors click and re-exports only some of its exceptions; these are the classes its
+# parser raises.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+from genre_local import quiet
 from genre_local.cli_support import AppContext, print_error
 from genre_local.commands import data as data_commands
 from genre_local.commands import demo as demo_command
@@ -24,8 +32,38 @@ from genre_local.config import load_config
 from genre_local.errors import UserError
 from genre_local.store.connection import resolve_db_path
 
+
+class OneLineErrorGroup(typer.core.TyperGroup):
+    """Click's own errors (unknown option, bad value, missing argument) end like ours: one
+    `error:` line, then click's hint on where the help is, exit code 2."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:  # a bare group: its help, as click prints it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except UsageError as exc:
+            print_error(" ".join(exc.format_message().split()))
+            if exc.ctx is not None and exc.ctx.command.get_help_option(exc.ctx) is not None:
+                print(f"Try '{exc.ctx.command_path} {exc.ctx.help_option_names[0]}' for help.", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            print_error(" ".join(exc.format_message().split()))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print_error("aborted")
+            sys.exit(1)
+        # Non-standalone click returns the exit code of a typer.Exit, else the command's result.
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="genre-local",
+    cls=OneLineErrorGroup,
     help="Offline GENRE: enrich a MIND-format news dataset with a local LLM, then train "
     "news recommenders on the original and enriched data. Everything lives in one DuckDB file.",
     no_args_is_help=True,
@@ -56,8 +94,13 @@ def root(
         Optional[Path],
         typer.Option("--config", help="Config file (env GENRE_CONFIG; default ./genre.toml if present).", show_default=False),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors (implies --verbose).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show third-party logs, warnings and progress bars (vLLM, torch, transformers).")
+    ] = False,
 ) -> None:
+    # Before any command imports torch, vLLM or transformers: they read these settings on import.
+    quiet.install(verbose=verbose or debug)
     try:
         loaded = load_config(config)
     except UserError as exc:

@@ -20,7 +20,7 @@ from rich.console import Console
 from genre_local.config import GenreConfig, load_config
 from genre_local.errors import UserError
 from genre_local.store import Store, open_store
-from genre_local.store.connection import resolve_db_path
+from genre_local.store.connection import damaged_store_error, resolve_db_path
 from recsys.errors import RecsysError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,6 +92,10 @@ def command_errors(func: F) -> F:
         except Exception as exc:  # internal failure: keep the line, hide the traceback
             if debug:
                 raise
+            damaged = damaged_store_error(exc)
+            if damaged is not None:  # a truncated store surfaces mid-query: the user's file, not a bug
+                print_error(str(damaged))
+                raise typer.Exit(damaged.exit_code) from None
             text = str(exc).strip().splitlines()
             print_error(
                 f"internal error: {type(exc).__name__}: {text[0] if text else ''} "

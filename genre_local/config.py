@@ -199,10 +199,8 @@ def with_overrides(section: SectionT, **flags: Any) -> SectionT:
         if exc.key in given:
             raise exc.as_flag() from None
         raise
-    except ConfigError as exc:  # [train] (recsys.config) checks itself and names the key
-        if exc.key in given:
-            raise UserError(f"--{exc.key.replace('_', '-')} {exc.problem}") from None
-        raise UserError(f"[train] {exc}") from None
+    except ConfigError:  # [train] (recsys.config): the caller names its own flag (commands/train.py)
+        raise
     except ValueError as exc:
         # A section that validates with its own ValueError (a library's config class) is
         # still a user mistake here, not an internal error.

@@ -25,6 +25,7 @@ from recsys.errors import CheckpointError, RecsysError
 from recsys.variants import VariantSpec
 
 if TYPE_CHECKING:
+    from genre_local.store.runs import RunIdentity
     from recsys.data import EncodedDataset
     from recsys.experiment import ExperimentResult, Prediction
 
@@ -39,23 +40,39 @@ class TrainRequest:
     spec: VariantSpec
     config: TrainConfig
     cache_dir: Path  # tensorized datasets
-    checkpoint_root: Path
+    checkpoint_base: Path  # checkpoints live in <checkpoint_base>/<store id>/
     image_file: Path | None = None
     resume: bool = False
+    run_id: str | None = None  # predict: the stored run whose weights to use
+
+    def ident(self) -> RunIdentity:
+        from genre_local.store.runs import RunIdentity
+
+        return RunIdentity(model=self.model, kind=model_kind(self.model), dataset=self.dataset,
+                           variant=self.spec.name, features=",".join(self.config.feature_names), ng_k=self.spec.ng_k)
 
 
 @dataclass
 class TrainOutcome:
-    experiment: ExperimentResult
+    experiment: ExperimentResult | None  # None: every seed was finished and stored already
     run_ids: list[str]
     p_value: float | None
     paired_seeds: int
+    already_stored: dict[int, str] = dataclasses.field(default_factory=dict)  # seed -> run id
+
+
+@dataclass(frozen=True)
+class _SeedPlan:
+    owner: str  # the store's id
+    checkpoint_root: Path
+    seeds: list[int]  # to train (or to finish and store)
+    already_stored: dict[int, str]
+    resume: bool  # some of `seeds` have a checkpoint to continue
 
 
 def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     """The variant's tensors on every process: rank 0 reads the store and builds (or finds) the
     cached tensors with the store closed; the other ranks load the same cache file."""
-    from genre_local.store import open_store
     from genre_local.store.variants import plan_encoded
     from recsys.data import EncodingOptions
     from recsys.experiment import share_encoded
@@ -64,9 +81,7 @@ def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     options = EncodingOptions(cfg.feature_names, cfg.title_len, cfg.abstract_len, request.image_file)
 
     def build():
-        if not Path(request.db_path).exists():
-            raise UserError(f"store {request.db_path} does not exist; import a dataset first (genre-local data import)")
-        with open_store(request.db_path) as store:
+        with open_existing_store(request.db_path) as store:
             store.require_dataset(request.dataset)
             plan = plan_encoded(store.conn, request.dataset, request.spec, options, request.cache_dir)
         return plan.build()  # tokenizing with the store closed
@@ -74,12 +89,68 @@ def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     return share_encoded(accelerator, build, user_errors=(UserError, RecsysError))
 
 
+def open_existing_store(db_path: Path):
+    from genre_local.store import open_store
+
+    if not Path(db_path).exists():
+        raise UserError(f"store {db_path} does not exist; import a dataset first (genre-local data import)")
+    return open_store(db_path)
+
+
+def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
+    """Rank 0, store open briefly: the store's id, and with --resume which seeds still need work
+    (a finished checkpoint whose run is stored is not stored again)."""
+    from genre_local.store.runs import run_stored_from, store_id
+    from recsys import experiment
+    from recsys.train import find_checkpoint, read_loop_state
+
+    cfg = request.config
+    with open_existing_store(request.db_path) as store:
+        owner = store_id(store)
+        root = request.checkpoint_base / owner
+        stored: dict[int, str] = {}
+        resumable = experiment.resumable_seeds(request.model, data, cfg, root) if request.resume else []
+        if request.resume:
+            if not resumable:
+                raise UserError(f"--resume: no checkpoint of {request.model} on {request.dataset}/{request.spec.name} "
+                                f"under {root}; train without --resume first")
+            for seed in cfg.seed_list:
+                folder = experiment.checkpoint_folder(root, request.model, data, cfg, seed)
+                found = find_checkpoint(folder)
+                state = read_loop_state(found) if found is not None else None
+                if state is not None and state.finished(cfg.epochs):
+                    run_id = run_stored_from(store, folder, len(state.epoch_seconds), data.fingerprint)
+                    if run_id is not None:
+                        stored[seed] = run_id
+    seeds = [s for s in cfg.seed_list if s not in stored]
+    return _SeedPlan(owner, root, seeds, stored, resume=any(s in resumable for s in seeds))
+
+
+def _on_rank0(accelerator, work: Callable[[], object]):
+    """`work()` on rank 0, its value (or its error) on every rank."""
+    if accelerator.num_processes == 1:
+        return work()
+    from accelerate.utils import broadcast_object_list
+
+    box: list[object] = [None, None, False]
+    if accelerator.is_main_process:
+        try:
+            box[0] = work()
+        except Exception as exc:
+            box[1], box[2] = str(exc), isinstance(exc, (UserError, RecsysError))
+            broadcast_object_list(box)
+            raise
+    broadcast_object_list(box)
+    if box[1] is not None:
+        raise (UserError if box[2] else RuntimeError)(str(box[1]))
+    return box[0]
+
+
 def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
                     say: Callable[[str], None] = lambda text: None) -> TrainOutcome | None:
-    """Train every seed, store the runs (rank 0), and test against the stored `original` runs."""
-    from genre_local.store.runs import (
-        RunIdentity, new_experiment_id, open_store_waiting, original_auc_by_seed, write_runs,
-    )
+    """Train every seed, store the runs (rank 0), and test against the stored `original` runs.
+    Returns None on the other ranks."""
+    from genre_local.store.runs import new_experiment_id, open_store_waiting, original_auc_by_seed, write_runs
     from recsys import experiment
     from recsys.train import make_accelerator, set_threads
 
@@ -87,9 +158,9 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     set_threads(request.config.threads, accelerator)  # before encoding: tokenizers and torch share the cores
     data = load_encoded_variant(request, accelerator)
     cfg, spec = request.config, request.spec
-    if request.resume and not experiment.resumable_seeds(request.model, data, cfg, request.checkpoint_root):
-        raise UserError(f"--resume: no checkpoint of {request.model} on {request.dataset}/{spec.name} under "
-                        f"{request.checkpoint_root}; train without --resume first")
+    plan: _SeedPlan = _on_rank0(accelerator, lambda: _plan_seeds(request, data))
+    if not plan.seeds:
+        return TrainOutcome(None, [], None, 0, plan.already_stored) if accelerator.is_main_process else None
     if accelerator.is_main_process:
         stats = ", ".join(f"{k} {v:,}" for k, v in data.stats.items() if v)
         say(f"[bold]{request.model}[/] on {request.dataset} / {spec.name} ({stats}); "
@@ -104,37 +175,41 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
                 f"/{result.epochs_run}, {rate:,.0f} samples/s)")
 
     try:
-        result = experiment.run(request.model, data, cfg, checkpoint_root=request.checkpoint_root,
-                                resume=request.resume, accelerator=accelerator, progress=progress, on_seed=on_seed)
+        result = experiment.run(request.model, data, cfg, checkpoint_root=plan.checkpoint_root, resume=plan.resume,
+                                owner=plan.owner, seeds=plan.seeds, accelerator=accelerator, progress=progress,
+                                on_seed=on_seed)
     except CheckpointError as exc:
-        raise UserError(f"--resume: {exc}; train without --resume first" if request.resume else str(exc)) from exc
+        raise UserError(f"--resume: {exc}" if request.resume else str(exc)) from exc
     except KeyboardInterrupt:
         if accelerator.is_main_process:
-            say(f"checkpoint saved in {request.checkpoint_root}; the same command with --resume continues it")
+            say(f"checkpoint saved in {plan.checkpoint_root}; the same command with --resume continues it")
         raise
     if not accelerator.is_main_process:
         return None
 
-    ident = RunIdentity(model=request.model, kind=model_kind(request.model), dataset=request.dataset,
-                        variant=spec.name, features=",".join(cfg.feature_names), ng_k=spec.ng_k)
+    ident = request.ident()
     config = dataclasses.asdict(cfg) | {"variant": spec.name, "seeds": [r.seed for r in result.runs],
                                         "image_file": str(request.image_file) if request.image_file else None}
     try:
         with open_store_waiting(request.db_path) as store:
             run_ids = write_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
-                                 result.device, result.runs)
-            baseline = original_auc_by_seed(store, ident, result.eval_split, result.stop_split) if spec.name != "original" else {}
+                                 result.device, result.runs, result.checkpoint_folders)
+            baseline = (original_auc_by_seed(store, ident, result.eval_split, result.stop_split)
+                        if spec.name != "original" else {})
     except StoreError as exc:
         raise UserError(
-            f"{exc}; the trained weights are kept in {request.checkpoint_root}: the same command with "
+            f"{exc}; the trained weights are kept in {plan.checkpoint_root}: the same command with "
             "--resume stores the runs without training again"
         ) from exc
     p_value, pairs = result.p_value_against(baseline) if baseline else (None, 0)
-    return TrainOutcome(result, run_ids, p_value, pairs)
+    return TrainOutcome(result, run_ids, p_value, pairs, plan.already_stored)
 
 
-def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> Prediction:
-    """A MIND leaderboard file from the best weights of the seed `request.config.seed`."""
+def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> tuple[Prediction, str]:
+    """A MIND leaderboard file from the best weights of a stored run: `request.run_id`, or the
+    newest run of the request's model, variant, features and seed. Returns it and the run's id.
+    The run's checkpoint must belong to this store and match the settings and the store's rows."""
+    from genre_local.store.runs import find_run, latest_run, store_id
     from recsys import experiment
     from recsys.train import find_checkpoint, make_accelerator, set_threads
 
@@ -142,12 +217,45 @@ def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> Pr
     if accelerator.num_processes > 1:
         raise UserError("predict runs in one process; start it without accelerate launch")
     set_threads(request.config.threads, accelerator)
+    with open_existing_store(request.db_path) as store:
+        store.require_dataset(request.dataset)
+        owner = store_id(store)
+        if request.run_id is not None:
+            run = find_run(store, request.run_id)
+            if run is None:
+                raise UserError(f"--run {request.run_id}: no such run in store {request.db_path}")
+        else:
+            run = latest_run(store, request.ident(), request.config.seed)
+            if run is None:
+                raise UserError(
+                    f"no stored run of {request.model} on {request.dataset}/{request.spec.name} (seed "
+                    f"{request.config.seed}, features {request.ident().features}); run `genre-local train --model "
+                    f"{request.model} --dataset {request.dataset} --variant {request.spec.name}` with the same options first"
+                )
+    if request.run_id is not None:
+        request = _request_of_run(request, run)
     data = load_encoded_variant(request, accelerator)
-    cfg = request.config
-    folder = experiment.run_settings(request.model, data, cfg, cfg.seed, request.checkpoint_root).checkpoint_dir
-    if split in data.splits and find_checkpoint(folder) is None:
-        raise UserError(
-            f"no trained checkpoint in {folder}; run `genre-local train --model {request.model} --dataset "
-            f"{request.dataset} --variant {request.spec.name}` with the same options first"
-        )
-    return experiment.predict(request.model, data, cfg, out, checkpoint_root=request.checkpoint_root, split=split)
+    folder = run.checkpoint or experiment.checkpoint_folder(request.checkpoint_base / owner, request.model, data,
+                                                            request.config, run.seed)
+    if find_checkpoint(folder) is None:
+        raise UserError(f"run {run.run_id}: its checkpoint {folder} is gone; train it again to predict")
+    try:
+        written = experiment.predict(request.model, data, request.config, out, checkpoint=folder, split=split,
+                                     seed=run.seed, owner=owner)
+    except CheckpointError as exc:
+        raise UserError(f"run {run.run_id}: {exc}") from exc
+    return written, run.run_id
+
+
+def _request_of_run(request: TrainRequest, run) -> TrainRequest:
+    """--run: the run's own variant, features and settings; the flags must name its model and dataset."""
+    from recsys.variants import parse_variant
+
+    if (run.ident.model, run.ident.dataset) != (request.model, request.dataset):
+        raise UserError(f"--run {run.run_id} is a {run.ident.model} run on {run.ident.dataset}, not "
+                        f"{request.model} on {request.dataset}; pass its --model and --dataset")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in run.config.items() if k in fields} | {"seed": run.seed, "seeds": 1})
+    image = run.config.get("image_file")
+    return dataclasses.replace(request, spec=parse_variant(run.ident.variant, run.ident.ng_k), config=config,
+                               image_file=Path(image) if image else request.image_file)

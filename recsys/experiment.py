@@ -12,6 +12,7 @@ gives every rank the same encoded data); each process trains its shard and all g
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,26 +88,30 @@ def model_config(config: TrainConfig, use_profile: bool):
 
 
 def checkpoint_folder(root: Path, model: str, data: EncodedDataset, config: TrainConfig, seed: int) -> Path:
-    """One folder per (model, dataset, variant, ng_k, features, seed) under `root`."""
+    """One folder per (model, dataset, variant, ng_k, features, settings, seed) under `root`: runs
+    with other settings never share (or overwrite) a checkpoint."""
     variant = data.variant.replace("+", "_")
     ng_k = config.ng_k if {"ng", "chain"} & set(data.variant.split("+")) else 0
     features = "_".join(config.feature_names)
-    return Path(root) / f"{model}-{safe_name(data.dataset)}-{variant}-k{ng_k}-{features}-seed{seed}"
+    key = run_settings(model, data, config, seed).settings_key()
+    return Path(root) / f"{model}-{safe_name(data.dataset)}-{variant}-k{ng_k}-{features}-{key}-seed{seed}"
 
 
 def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: int,
                  checkpoint_root: Path | None = None, resume: bool = False, owner: str = "") -> RunSettings:
     """One seed's RunSettings; `resume` continues the seed's checkpoint when it has one."""
-    folder = None if checkpoint_root is None else checkpoint_folder(checkpoint_root, model, data, config, seed)
-    return RunSettings(
+    settings = RunSettings(
         model=model, seed=seed, epochs=config.epochs, batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
         negatives=config.negatives, patience=config.patience, history_len=config.history_len,
-        model_config=model_config(config, data.profiles is not None), checkpoint_dir=folder,
-        resume=resume and find_checkpoint(folder) is not None, checkpoint_every=config.checkpoint_every,
+        model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
         num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner,
         holdout_fraction=config.holdout_fraction,
     )
+    if checkpoint_root is None:
+        return settings
+    folder = checkpoint_folder(checkpoint_root, model, data, config, seed)
+    return dataclasses.replace(settings, checkpoint_dir=folder, resume=resume and find_checkpoint(folder) is not None)
 
 
 def resumable_seeds(model: str, data: EncodedDataset, config: TrainConfig, checkpoint_root: Path) -> list[int]:

@@ -12,6 +12,7 @@ nothing model-specific: it goes through the interface in recsys/models/base.py.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -64,6 +65,11 @@ class RunSettings:
             "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
         }
         return identity | ({"owner": self.owner} if self.owner else {})
+
+    def settings_key(self) -> str:
+        """A short hash of what a checkpoint depends on besides seed and owner (folder names)."""
+        shared = {k: v for k, v in self.identity().items() if k not in ("seed", "owner")}
+        return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass

@@ -26,3 +26,26 @@ def test_rerun_skips_data_already_there(tmp_path: Path) -> None:
     (tmp_path / "data" / "train" / "behaviors.tsv").write_text("")
     args = plan(tmp_path, dataset_exists=True)
     assert args[0][:2] == ["data", "stats"]
+
+
+def test_demo_defaults_name_known_models_and_variants() -> None:
+    from genre_local.commands.demo import check_plan_names
+
+    check_plan_names(["nrms", "din"], ["original", "ns", "up", "ng", "ns+up+ng", "chain"])
+
+
+def test_misspelt_models_or_variants_stop_the_demo_before_anything_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    db = tmp_path / "store" / "g.duckdb"
+    for args, message in (
+        (["--models", "nrms,dinn"], "--models: 'dinn' is not a model"),
+        (["--variants", "original,ns+upp"], "--variants: 'ns+upp' has unknown part 'upp'"),
+        (["--models", " , "], "--models ' , ' names nothing"),
+    ):
+        result = CliRunner().invoke(app, ["--db", str(db), "demo", *args])
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "store").exists()  # no folder, store or data written

@@ -37,6 +37,13 @@ def test_dry_run_prints_one_prompt_per_task_and_json(db: Path):
     assert not (db.parent / "models").exists()  # no model was prepared
 
 
+def test_dry_run_unconstrained_plans_the_same_requests(db: Path):
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "chain", "--dry-run", "--json", "--no-constrained")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["requests"] == {"chain": 1}
+    assert "(topics from the profiler)" in result.stdout
+
+
 def test_rerun_with_everything_stored_prints_json_without_a_model(db: Path, tmp_path: Path):
     from genre_local.llm.models import resolve_model
     from tests.support_generate import run_fake

@@ -138,6 +138,8 @@ def test_resume_refuses_other_settings_or_no_checkpoint(data, accelerator, tmp_p
         run_training(accelerator, data, settings("din", epochs=1, lr=0.5, checkpoint_dir=tmp_path, resume=True))
     with pytest.raises(CheckpointError, match="no checkpoint"):
         run_training(accelerator, data, settings("din", checkpoint_dir=tmp_path / "empty", resume=True))
+    with pytest.raises(CheckpointError, match="belongs to other data"):  # another store's checkpoint
+        run_training(accelerator, data, settings("din", epochs=1, checkpoint_dir=tmp_path, resume=True, owner="b"))
     with pytest.raises(CheckpointError, match="rows for this variant changed"):
         run_training(accelerator, replace(data, fingerprint="other store content"),
                      settings("din", epochs=1, checkpoint_dir=tmp_path, resume=True))

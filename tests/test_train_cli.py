@@ -164,7 +164,10 @@ def test_resume_continues_a_stored_checkpoint_to_more_epochs(tmp_path: Path, env
     args = ["train", "--model", "nrms", "--dataset", "tiny", "--checkpoint-dir", str(checkpoints), "--json"]
     first = invoke(env, *args, "--epochs", "1")
     assert first.exit_code == 0, first.output
-    assert len(list(checkpoints.glob("nrms-tiny-original-k0-title_category-seed1/latest/*"))) >= 3
+    with open_store(env[0]) as store:
+        store_id = store.conn.execute("SELECT store_id FROM store_identity").fetchone()[0]
+    # kept under the store's id, named by model, variant, features, a settings hash and the seed
+    assert len(list(checkpoints.glob(f"{store_id}/nrms-tiny-original-k0-title_category-*-seed1/latest/*"))) >= 3
     more = invoke(env, *args, "--epochs", "2", "--resume")
     assert more.exit_code == 0, more.output
     with open_store(env[0]) as store:
@@ -229,3 +232,61 @@ def torch_nan():
     import torch
 
     return torch.tensor(float("nan"), requires_grad=True)
+
+
+def test_resume_after_a_finished_stored_run_stores_nothing(tmp_path: Path, env) -> None:
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    base = ["--db", str(db), "--config", str(env[1]), "train", "--model", "din", "--dataset", "tiny",
+            "--epochs", "1", "--json"]
+    first = runner.invoke(app, base)
+    assert first.exit_code == 0, first.output
+    (run_id,) = json.loads(first.stdout.strip().splitlines()[-1])["stored_runs"]
+    again = runner.invoke(app, [*base, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"is finished and already stored (seed 1 as run {run_id}); nothing trained or stored" in again.stderr
+    payload = json.loads(again.stdout.strip().splitlines()[-1])
+    assert payload["stored_runs"] == [] and payload["already_stored"] == [run_id]
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT list(run_id) FROM runs").fetchall()[0][0] == [run_id]
+    # more epochs is not finished: it trains on and stores a new run
+    more = runner.invoke(app, [*base[:-3], "--epochs", "2", "--json", "--resume"])
+    assert more.exit_code == 0, more.output
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT list(epochs_run ORDER BY created_at) FROM runs").fetchall()[0][0] == [1, 2]
+
+
+def test_predict_uses_only_its_own_stores_checkpoints(tmp_path: Path, env) -> None:
+    import shutil
+
+    stores = {name: make_store(tmp_path / f"{name}.duckdb", users=8, news_per_cat=4) for name in ("a", "b")}
+
+    def cli(store: str, *args: str, config: Path = env[1]):
+        return runner.invoke(app, ["--db", str(stores[store]), "--config", str(config), *args])
+
+    train = ["train", "--model", "nrms", "--dataset", "tiny", "--epochs", "1"]
+    predict = ["predict", "--model", "nrms", "--dataset", "tiny", "--out", str(tmp_path / "p.txt")]
+    assert cli("a", *train).exit_code == 0
+    # the same rows in another store of the same folder: no run there, so no weights either
+    one_line_error(cli("b", *predict), "no stored run of nrms on tiny/original", "genre-local train --model nrms")
+    assert not (tmp_path / "p.txt").exists()
+    done = cli("a", *predict)
+    assert done.exit_code == 0, done.output
+    with open_store(stores["a"]) as store:
+        run_a, folder_a = store.conn.execute("SELECT run_id, checkpoint FROM runs JOIN run_checkpoints USING (run_id)").fetchone()
+    assert f"with the weights of run {run_a}" in done.stdout
+    assert cli("a", *predict, "--run", run_a).exit_code == 0
+    one_line_error(cli("a", *predict, "--run", "nope"), "--run nope: no such run")
+    one_line_error(cli("a", "predict", "--model", "din", "--dataset", "tiny", "--out", str(tmp_path / "p.txt"),
+                       "--run", run_a), f"--run {run_a} is a nrms run")
+    # other settings than the run's: refused, not scored with mismatched weights
+    other = tmp_path / "other.toml"
+    other.write_text(SMALL.replace("embed_dim = 16", "embed_dim = 32"))
+    one_line_error(cli("a", *predict, config=other), f"run {run_a}", "other settings")
+    # another store's weights in this store's checkpoint folder: refused
+    assert cli("b", *train).exit_code == 0
+    with open_store(stores["b"]) as store:
+        folder_b = store.conn.execute("SELECT checkpoint FROM run_checkpoints").fetchone()[0]
+    assert Path(folder_a).parent != Path(folder_b).parent  # each store has its own checkpoint folder
+    shutil.rmtree(folder_b)
+    shutil.copytree(folder_a, folder_b)
+    one_line_error(cli("b", *predict), "belongs to other data")

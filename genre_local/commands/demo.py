@@ -21,6 +21,7 @@ from rich.rule import Rule
 from genre_local.cli_support import app_context, command_errors, stdout_console
 from genre_local.config import resolve_relative
 from genre_local.errors import UserError
+from recsys.catalog import MODEL_NAMES, VARIANT_PARTS
 
 DEMO_DATASET = "demo"
 
@@ -76,6 +77,21 @@ def _split_list(value: str, option: str) -> list[str]:
     return items
 
 
+def check_plan_names(models: list[str], variants: list[str]) -> None:
+    """Before the first step: a misspelt name would otherwise fail only after data and generation."""
+    for model in models:
+        if model not in MODEL_NAMES:
+            raise UserError(f"--models: '{model}' is not a model; use some of {', '.join(MODEL_NAMES)}")
+    for variant in variants:
+        parts = [p.strip() for p in variant.split("+")]
+        unknown = [p for p in parts if p not in VARIANT_PARTS]
+        if unknown:
+            raise UserError(
+                f"--variants: '{variant}' has unknown part '{unknown[0]}'; parts are {', '.join(VARIANT_PARTS)} "
+                "(combined with '+', e.g. ns+up+ng)"
+            )
+
+
 @command_errors
 def demo(
     ctx: typer.Context,
@@ -94,6 +110,8 @@ def demo(
 
     Steps already done (data written, dataset imported, generations stored) are skipped on a rerun.
     """
+    model_names, variant_names = _split_list(models, "--models"), _split_list(variants, "--variants")
+    check_plan_names(model_names, variant_names)
     context = app_context(ctx)
     store_dir = context.db_path.resolve().parent
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -101,10 +119,7 @@ def demo(
     report_dir = resolve_relative(context.db_path, context.config.paths.reports_dir)
     with context.open_store() as store:
         dataset_exists = DEMO_DATASET in store.dataset_names()
-    steps = demo_steps(
-        data_dir, report_dir, dataset_exists, news, users, seed,
-        _split_list(models, "--models"), _split_list(variants, "--variants"), epochs, llm,
-    )
+    steps = demo_steps(data_dir, report_dir, dataset_exists, news, users, seed, model_names, variant_names, epochs, llm)
     base = [sys.executable, "-m", "genre_local", "--db", str(context.db_path)]
     if context.config.source is not None:
         base += ["--config", str(context.config.source)]

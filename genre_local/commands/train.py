@@ -38,12 +38,13 @@ ImageOpt = Annotated[
     Optional[Path], typer.Option("--image-file", help="512-d image vectors: .npy with an id list (.txt), or parquet with nid.")
 ]
 CheckpointOpt = Annotated[
-    Optional[Path], typer.Option("--checkpoint-dir", help="Checkpoint folder (default: <cache_dir>/checkpoints next to the store).")
+    Optional[Path], typer.Option("--checkpoint-dir", help="Checkpoint folder (default: <cache_dir>/checkpoints next to the store); "
+                                 "each store keeps its own checkpoints in a subfolder named by its id.")
 ]
 
 
 def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_file: Path | None,
-             checkpoint_dir: Path | None, resume: bool, **flags: Any):
+             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
     from recsys.variants import parse_variant
@@ -61,8 +62,8 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
         raise UserError("--features includes 'image' but no --image-file was given")
     cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
     return TrainRequest(db_path=Path(context.db_path), model=model, dataset=dataset, spec=spec, config=cfg,
-                        cache_dir=cache_dir, checkpoint_root=Path(checkpoint_dir or cache_dir / "checkpoints"),
-                        image_file=image_file, resume=resume)
+                        cache_dir=cache_dir, checkpoint_base=Path(checkpoint_dir or cache_dir / "checkpoints"),
+                        image_file=image_file, resume=resume, run_id=run_id)
 
 
 def _progress():
@@ -112,6 +113,16 @@ def train(
         outcome = train_and_store(request, accelerator=accelerator, progress=progress, say=console.print)
     if outcome is None:  # not rank 0
         return
+    finished = ", ".join(f"seed {seed} as run {run_id}" for seed, run_id in sorted(outcome.already_stored.items()))
+    if outcome.experiment is None:
+        console.print(f"{request.model} on {dataset} / {request.spec.name} is finished and already stored ({finished}); "
+                      "nothing trained or stored", soft_wrap=True)
+        if as_json:
+            emit_json({"model": request.model, "dataset": dataset, "variant": request.spec.name, "seeds": 0,
+                       "stored_runs": [], "already_stored": sorted(outcome.already_stored.values())})
+        return
+    if finished:
+        console.print(f"already finished and stored: {finished}", soft_wrap=True)
 
     from rich.table import Table
 
@@ -138,7 +149,8 @@ def train(
             "model": request.model, "dataset": dataset, "variant": spec.name, "seeds": len(result.runs),
             "eval_split": result.eval_split, "stop_split": result.stop_split,
             "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
-            "p_value": outcome.p_value,
+            "p_value": outcome.p_value, "stored_runs": outcome.run_ids,
+            "already_stored": sorted(outcome.already_stored.values()),
         })
 
 
@@ -155,12 +167,15 @@ def predict(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Which trained seed's best weights to use (default 1).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split to rank (default test).")] = "test",
     checkpoint_dir: CheckpointOpt = None,
+    run_id: Annotated[Optional[str], typer.Option("--run", help="Stored run whose weights to use (default: the newest "
+                                                  "run of this model, variant, features and seed).")] = None,
 ) -> None:
     """Write a MIND leaderboard prediction file (one line per impression: its id, then the
     candidates' ranks as a bracketed comma list) from a trained run."""
     from genre_local.training import predict_to_file
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False,
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id,
                        ng_k=ng_k, features=features, seed=seed)
-    written = predict_to_file(request, out, split)
-    stdout_console().print(f"wrote {written.impressions:,} impressions of {dataset}/{split} to {written.path}")
+    written, used = predict_to_file(request, out, split)
+    stdout_console().print(f"wrote {written.impressions:,} impressions of {dataset}/{split} to {written.path} "
+                           f"with the weights of run {used}")

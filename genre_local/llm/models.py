@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,8 @@ def prepare_embedded(target: Path, force: bool = False) -> Path:
     if (target / "config.json").is_file() and not force:
         return target
     gguf = embedded_gguf_path()
+    # Our own line for the wait: the libraries' progress bars are off unless --verbose.
+    print(f"preparing the embedded model (once): {gguf.name} -> {target}", file=sys.stderr, flush=True)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

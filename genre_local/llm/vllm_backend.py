@@ -17,6 +17,12 @@ from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
 from genre_local.machine import meminfo_gib
 
 
+def load_progress_wanted() -> bool:
+    """vLLM hands `disable=` to its weight-loading bar explicitly, which overrides tqdm's
+    TQDM_DISABLE (set by the quiet CLI, quiet.py): follow that setting here."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("1", "true", "yes")
+
+
 def _on_cpu() -> bool:
     import torch
 
@@ -48,10 +54,8 @@ class VllmBackend:
 
     def __init__(self, options: EngineOptions):
         self.options = options
-        # Our tables and --json line own stdout: vLLM logs (WARNING and up) go to stderr.
-        # Only errors: on CPU its warnings (no Triton, no tcmalloc preload, ...) are noise to a
-        # user; an engine that fails to start still logs its root cause at ERROR.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        # Our tables and --json line own stdout: vLLM's logs go to stderr. How much of them
+        # shows is the CLI's choice (quiet.py: errors only unless --verbose).
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         if _on_cpu():
             memory = meminfo_gib()
@@ -77,6 +81,7 @@ class VllmBackend:
                 enforce_eager=_on_cpu() if options.enforce_eager is None else options.enforce_eager,
                 # Without this the grammar lets the model pad JSON with endless newlines.
                 structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+                use_tqdm_on_load=load_progress_wanted(),
             )
         except UserError:
             raise

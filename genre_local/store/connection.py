@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ import pyarrow as pa
 from genre_local.errors import StoreError, UserError
 
 DEFAULT_DB = Path("genre.duckdb")
-# DuckDB's file starts with a main header and two database headers of 4 KiB each, then the blocks.
+# DuckDB file layout: a main header and two database headers of 4 KiB, then whole blocks.
 _FILE_HEADERS_BYTES = 3 * 4096
 
 
@@ -274,6 +275,25 @@ def _refuse_truncated(store: Store) -> None:
             f"store {store.path} is damaged (truncated: {size} bytes is not its headers plus the "
             f"{used_blocks} blocks it uses); restore it from a copy or pass --db"
         )
+
+
+def damaged_store_error(exc: BaseException) -> StoreError | None:
+    """The one-line StoreError for a DuckDB failure that means a damaged (e.g. truncated) file.
+
+    DuckDB opens a truncated file and fails only when a query reaches a missing block, in the
+    middle of a command; the CLI's error policy asks this to tell such a failure (a user's
+    file problem, exit 2) from an internal error.
+    """
+    if not isinstance(exc, duckdb.Error):
+        return None
+    text = str(exc)
+    if "could not read enough bytes" not in text.lower():
+        return None
+    quoted = re.search(r'from file "([^"]+)"', text)
+    where = quoted.group(1) if quoted else "file"
+    return StoreError(
+        f"store {where} is damaged (shorter than DuckDB expects: truncated?); restore it from a copy or pass --db"
+    )
 
 
 def _check_read_only_schema(store: Store) -> None:

@@ -46,6 +46,7 @@ _RUNS_SCHEMA = pa.schema([
     ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
     ("created_at", pa.timestamp("us")), ("stop_split", pa.string()),
 ])
+_CHECKPOINTS_SCHEMA = pa.schema([("run_id", pa.string()), ("checkpoint", pa.string())])
 _METRICS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
@@ -61,11 +62,14 @@ def new_experiment_id() -> str:
 
 
 def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dict, fingerprint: str,
-               variant_stats: dict, device: str, results: list[RunResult]) -> list[str]:
-    """One runs row per seed, its epochs and its long-format metrics, in one transaction."""
-    run_rows, metric_rows, epoch_rows = [], [], []
+               variant_stats: dict, device: str, results: list[RunResult],
+               checkpoints: list[Path | None] | None = None) -> list[str]:
+    """One runs row per seed (with the checkpoint folder its weights are in), its epochs and its
+    long-format metrics, in one transaction."""
+    run_rows, metric_rows, epoch_rows, checkpoint_rows = [], [], [], []
     created = now_utc()
-    for result in results:
+    folders = checkpoints if checkpoints is not None else [None] * len(results)
+    for result, folder in zip(results, folders, strict=True):
         run_id = f"{experiment_id}-s{result.seed}"
         run_rows.append({
             "run_id": run_id, "experiment_id": experiment_id, "model": ident.model, "kind": ident.kind,
@@ -78,6 +82,8 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
             "device": device, "created_at": created, "stop_split": result.stop_split,
         })
+        if folder is not None:
+            checkpoint_rows.append({"run_id": run_id, "checkpoint": str(folder)})
         for epoch, seconds in enumerate(result.epoch_seconds):
             epoch_rows.append({
                 "run_id": run_id, "epoch": epoch + 1, "seconds": seconds,
@@ -96,6 +102,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
         store.insert_arrow("runs", pa.Table.from_pylist(run_rows, schema=_RUNS_SCHEMA))
         store.insert_arrow("run_metrics", pa.Table.from_pylist(metric_rows, schema=_METRICS_SCHEMA))
         store.insert_arrow("run_epochs", pa.Table.from_pylist(epoch_rows, schema=_EPOCHS_SCHEMA))
+        store.insert_arrow("run_checkpoints", pa.Table.from_pylist(checkpoint_rows, schema=_CHECKPOINTS_SCHEMA))
     return [r["run_id"] for r in run_rows]
 
 
@@ -118,6 +125,63 @@ def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str,
         [ident.model, ident.dataset, ident.features, eval_split, stop_split, eval_split],
     ).fetchall()
     return {int(seed): float(value) for seed, value in rows}
+
+
+def store_id(store: Store) -> str:
+    """The store's random identity (migration 004): checkpoints are kept and checked by it."""
+    return str(store.conn.execute("SELECT store_id FROM store_identity").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A stored run as predict and resume need it."""
+
+    run_id: str
+    ident: RunIdentity
+    seed: int
+    config: dict
+    data_fingerprint: str
+    epochs_run: int
+    checkpoint: Path | None
+
+
+_STORED_RUN_SQL = (
+    "SELECT r.run_id, r.model, r.kind, r.dataset, r.variant, r.features, r.ng_k, r.seed, r.config, "
+    "r.data_fingerprint, r.epochs_run, c.checkpoint FROM runs r LEFT JOIN run_checkpoints c USING (run_id) "
+)
+
+
+def _stored_run(row) -> StoredRun:
+    run_id, model, kind, dataset, variant, features, ng_k, seed, config, fingerprint, epochs_run, checkpoint = row
+    return StoredRun(run_id=run_id, ident=RunIdentity(model, kind, dataset, variant, features, int(ng_k)),
+                     seed=int(seed), config=json.loads(config), data_fingerprint=fingerprint,
+                     epochs_run=int(epochs_run), checkpoint=None if checkpoint is None else Path(checkpoint))
+
+
+def find_run(store: Store, run_id: str) -> StoredRun | None:
+    row = store.conn.execute(_STORED_RUN_SQL + "WHERE r.run_id = ?", [run_id]).fetchone()
+    return None if row is None else _stored_run(row)
+
+
+def latest_run(store: Store, ident: RunIdentity, seed: int) -> StoredRun | None:
+    """The newest stored run of this model, dataset variant, features and seed."""
+    row = store.conn.execute(
+        _STORED_RUN_SQL + "WHERE r.model = ? AND r.dataset = ? AND r.variant = ? AND r.features = ? AND r.ng_k = ? "
+        "AND r.seed = ? ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1",
+        [ident.model, ident.dataset, ident.variant, ident.features, ident.ng_k, seed],
+    ).fetchone()
+    return None if row is None else _stored_run(row)
+
+
+def run_stored_from(store: Store, checkpoint: Path, epochs_run: int, fingerprint: str) -> str | None:
+    """The id of a stored run trained to `epochs_run` epochs in `checkpoint` on these rows, if any:
+    a finished checkpoint that is already stored must not be stored again."""
+    row = store.conn.execute(
+        "SELECT r.run_id FROM runs r JOIN run_checkpoints c USING (run_id) WHERE c.checkpoint = ? "
+        "AND r.epochs_run = ? AND r.data_fingerprint = ? ORDER BY r.created_at DESC LIMIT 1",
+        [str(checkpoint), epochs_run, fingerprint],
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def open_store_waiting(db_path: Path, wait_s: float = 120.0, poll_s: float = 3.0) -> Store:

