@@ -170,7 +170,8 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         if accelerator.is_main_process:
             auc = result.metrics[result.eval_split]["all"]["auc"]
             rate = sum(result.train_samples_per_s) / max(len(result.train_samples_per_s), 1)
-            say(f"seed {result.seed}: {result.eval_split} auc {auc:.4f} (best epoch {result.best_epoch}"
+            stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
+            say(f"seed {result.seed}: {result.eval_split} auc {auc:.4f} ({stopped}, best epoch {result.best_epoch}"
                 f"/{result.epochs_run}, {rate:,.0f} samples/s)")
 
     try:
@@ -193,7 +194,8 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         with open_store_waiting(request.db_path) as store:
             run_ids = write_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
                                  result.device, result.runs, result.checkpoint_folders)
-            baseline = original_auc_by_seed(store, ident, result.eval_split) if spec.name != "original" else {}
+            baseline = (original_auc_by_seed(store, ident, result.eval_split, result.stop_split)
+                        if spec.name != "original" else {})
     except StoreError as exc:
         raise UserError(
             f"{exc}; the trained weights are kept in {plan.checkpoint_root}: the same command with "

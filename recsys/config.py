@@ -76,6 +76,9 @@ class TrainConfig:
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
     threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
     encoder: str = ""  # DIRE's news encoder: a local LLaMA-family Hugging Face folder ("" = none given)
+    # When dev is the reported split (no labelled test), this share of the train impressions,
+    # picked by a hash of the impression id, is held out for early stopping (recsys/stopping.py).
+    holdout_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -93,6 +96,8 @@ class TrainConfig:
             raise ConfigError("lr", f"must be a finite number above 0, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError("weight_decay", f"must be a finite number of 0 or more, got {self.weight_decay}")
+        if not 0.0 <= self.holdout_fraction <= 0.5:  # also false for NaN
+            raise ConfigError("holdout_fraction", f"must be between 0 and 0.5, got {self.holdout_fraction}")
         if not 0.0 <= self.dropout < 1.0:  # also false for NaN
             raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
         if self.embed_dim % self.num_heads:

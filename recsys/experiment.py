@@ -52,6 +52,11 @@ class ExperimentResult:
         return self.runs[0].eval_split
 
     @property
+    def stop_split(self) -> str | None:
+        """The split early stopping scored ("dev" | "train-holdout"), None without early stopping."""
+        return self.runs[0].stop_split
+
+    @property
     def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
         """group -> metric -> (mean, sample std; None with one seed) on each run's reported split."""
         return {
@@ -103,6 +108,7 @@ def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: in
         negatives=config.negatives, patience=config.patience, history_len=config.history_len,
         model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
         num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, layer_cache_dir=layer_cache_dir,
+        holdout_fraction=config.holdout_fraction,
     )
     if checkpoint_root is None:
         return settings

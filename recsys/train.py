@@ -1,8 +1,8 @@
 """The accelerate training loop: one seed of one model on one encoded dataset variant.
 
 Read `Trainer.run` top to bottom: start (model, optimizer, resume from a checkpoint), then per
-epoch `train_epoch` (steps, mid-epoch checkpoints) and `end_epoch` (evaluate on dev, early
-stopping, keep the best weights, checkpoint), then `finish` (best weights, final metrics).
+epoch `train_epoch` (steps, mid-epoch checkpoints) and `end_epoch` (evaluate on the stopping
+split, early stopping, keep the best weights, checkpoint), then `finish` (best weights, final metrics).
 
 The same code runs as a single CPU process and under `accelerate launch` with several
 processes; only rank 0 shows progress and (in the caller) writes results. The loop knows
@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.data import Batch, BatchStream, EncodedDataset, TrainSamples, epoch_batches
+from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
+from recsys.stopping import plan_splits
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class RunSettings:
     fast_eval: bool = True
     owner: str = ""  # whose data the checkpoint belongs to (genre-local: the store's id)
     layer_cache_dir: Path | None = None  # PLMNR/DIRE frozen-layer states; None keeps them in memory
+    # Share of train impressions held out for early stopping when dev is the reported split
+    # (recsys/stopping.py); 0 = train on all of train, no early stopping then.
+    holdout_fraction: float = 0.1
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -58,6 +62,7 @@ class RunSettings:
         identity = {
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
             "weight_decay": self.weight_decay, "negatives": self.negatives,
+            "holdout_fraction": self.holdout_fraction,
             "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
         }
         return identity | ({"owner": self.owner} if self.owner else {})
@@ -78,11 +83,12 @@ class RunResult:
     epoch_seconds: list[float]
     train_samples_per_s: list[float]
     data_wait_seconds: list[float]  # per epoch, time the loop waited for its next batch
-    dev_auc: list[float]
+    dev_auc: list[float]  # per epoch, AUC on the stopping split (dev, or the train hold-out; see stop_split)
     eval_impressions_per_s: float
     processes: int
     stopped_early: bool = False
     interrupted: bool = False
+    stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping); never eval_split
 
 
 @dataclass
@@ -160,20 +166,13 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def eval_split_name(data: EncodedDataset) -> str:
-    """Report test when it has labels, otherwise dev (MIND's test labels are withheld)."""
-    if "test" in data.splits and data.splits["test"].labeled:
-        return "test"
-    if "dev" in data.splits and data.splits["dev"].labeled:
-        return "dev"
-    raise RecsysError(f"dataset '{data.dataset}' has no labeled dev or test split to evaluate on")
-
-
-def evaluate(accelerator, model, data: EncodedDataset, split_name: str, settings: RunSettings):
-    """Metrics of one split; with several processes each scores a shard and all gather."""
+def evaluate(accelerator, model, data: EncodedDataset, split_name: str, settings: RunSettings,
+             arrays: SplitArrays | None = None):
+    """Metrics of one split (`arrays`, or the dataset's split `split_name`); with several
+    processes each scores a shard and all gather."""
     from accelerate.utils import gather_object
 
-    split = data.split(split_name)
+    split = data.split(split_name) if arrays is None else arrays
     rows = np.arange(len(split), dtype=np.int64)[accelerator.process_index :: accelerator.num_processes]
     scored = score_split(model, data, split, settings.history_len, settings.eval_batch_size,
                          rows=rows, fast=settings.fast_eval, device=accelerator.device)
@@ -299,7 +298,7 @@ class Trainer:
 
     # -- top level -----------------------------------------------------------------------------
     def run(self) -> RunResult:
-        """Train with early stopping on dev AUC, then evaluate the best epoch's weights."""
+        """Train with early stopping on the stopping split's AUC, then evaluate the best epoch's weights."""
         self.start()
         settings = self.settings
         self.ctrl_c = _CtrlC(enabled=self.accelerator.num_processes == 1 and settings.checkpoint_dir is not None)
@@ -337,11 +336,12 @@ class Trainer:
             self.state = read_loop_state(checkpoint)
         if "train" not in data.splits:
             raise RecsysError(f"dataset '{data.dataset}' has no train split")
-        self.eval_name = eval_split_name(data)  # fail before training, not after it
-        self.samples = TrainSamples(data, data.split("train"), model.kind, settings.negatives, settings.history_len)
+        # Which split stops and which is reported, never the same one; fail before training.
+        self.plan = plan_splits(data, settings.holdout_fraction)
+        self.eval_name = self.plan.report_split
+        self.samples = TrainSamples(data, self.plan.train, model.kind, settings.negatives, settings.history_len)
         if len(self.samples) == 0:
             raise RecsysError(f"dataset '{data.dataset}' has no clicked training impressions")
-        self.has_dev = "dev" in data.splits and data.splits["dev"].labeled
 
     def train_epoch(self) -> bool:
         """The rest of the current epoch; False when paused mid-epoch (checkpoint written)."""
@@ -412,16 +412,16 @@ class Trainer:
         return bool(finite.all())
 
     def end_epoch(self) -> None:
-        """Dev AUC, early stopping and the best weights so far; then an epoch-end checkpoint."""
-        settings, state = self.settings, self.state
+        """Stopping-split AUC, early stopping and the best weights so far; then an epoch-end checkpoint."""
+        settings, state, plan = self.settings, self.state, self.plan
         epoch_done = state.epoch + 1
         unwrapped = self.accelerator.unwrap_model(self.step_module).model
-        if self.has_dev:
-            dev, _ = evaluate(self.accelerator, unwrapped, self.data, "dev", settings)
-            auc = dev["all"]["auc"]
+        if plan.stopping is not None:
+            stop, _ = evaluate(self.accelerator, unwrapped, self.data, plan.stop_split, settings, plan.stopping)
+            auc = stop["all"]["auc"]
             state.dev_auc.append(auc)
             if self.task is not None:
-                self.progress.update(self.task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} dev auc {auc:.4f}")
+                self.progress.update(self.task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} {plan.stop_split} auc {auc:.4f}")
             if auc > state.best_auc or state.best_weights is None:
                 state.best_auc, state.best_epoch, state.bad_epochs = auc, epoch_done, 0
                 state.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
@@ -473,11 +473,13 @@ class Trainer:
             train_samples_per_s=list(state.samples_per_s), data_wait_seconds=list(state.data_wait),
             dev_auc=list(state.dev_auc), eval_impressions_per_s=eval_rate,
             processes=self.accelerator.num_processes, stopped_early=state.done, interrupted=interrupted,
+            stop_split=self.plan.stop_split,
         )
 
 
 def run_training(accelerator, data: EncodedDataset, settings: RunSettings, progress=None) -> RunResult:
-    """One seed: train with early stopping on dev AUC, then evaluate the best epoch's weights."""
+    """One seed: train with early stopping on the stopping split's AUC (recsys/stopping.py), then
+    evaluate the best epoch's weights on dev and the reported split."""
     return Trainer(accelerator, data, settings, progress).run()
 
 
@@ -508,7 +510,7 @@ def set_threads(threads: int, accelerator) -> None:
 
 
 __all__ = [
-    "LoopState", "RunResult", "RunSettings", "TrainStep", "Trainer", "check_checkpoint", "eval_split_name",
+    "LoopState", "RunResult", "RunSettings", "TrainStep", "Trainer", "check_checkpoint",
     "evaluate", "feature_sizes", "find_checkpoint", "make_accelerator", "make_optimizer", "read_loop_state",
     "run_training", "set_threads",
 ]

@@ -1,4 +1,4 @@
-"""Shared layers of the recommender zoo: masking, formulas, fusion, the news token sequence."""
+"""Shared layers of the recommender zoo: masking, formulas, the news token sequence (interest fusion: test_fusion.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from recsys.layers import (
     CrossNetwork,
     DINActivationUnit,
     InnerProductLayer,
-    InterestFusion,
     MultiHeadSelfAttention,
     NewsFeatureEmbedder,
     masked_mean,
@@ -106,47 +105,6 @@ def test_din_activation_is_an_unnormalised_masked_weighted_sum() -> None:
     assert not torch.allclose(weights.sum(-1), torch.ones(2))  # no softmax, as in DIN
     doubled = unit(torch.cat([history, history], 1), candidate, torch.cat([mask, mask], 1))
     assert torch.allclose(doubled, 2 * pooled, atol=1e-5)  # intensity is kept
-
-
-def _profile_user(has_profile: list[bool]) -> UserInputs:
-    batch = len(has_profile)
-    return UserInputs(
-        history_mask=torch.ones(batch, 2, dtype=torch.bool),
-        user_index=torch.arange(batch),
-        topics=torch.tensor([[1, 2, 0]] * batch),
-        topics_mask=torch.tensor([[True, True, False]] * batch),
-        regions=torch.tensor([[3]] * batch),
-        regions_mask=torch.ones(batch, 1, dtype=torch.bool),
-        has_profile=torch.tensor(has_profile),
-    )
-
-
-def test_interest_vector_is_masked_mean_of_topics_and_regions() -> None:
-    fusion = InterestFusion(num_topics=4, num_regions=5, dim=6)
-    user = _profile_user([True, False])
-    interest = fusion.interest(user)
-    topics = fusion.topics.weight[[1, 2]].mean(0)
-    regions = fusion.regions.weight[3]
-    assert torch.allclose(interest[0], torch.cat([topics, regions]))
-    assert torch.allclose(interest[1], fusion.empty)
-    assert fusion(torch.randn(2, 6), user).shape == (2, 6)
-
-
-def test_interest_fusion_infers_profile_presence_from_masks() -> None:
-    fusion = InterestFusion(num_topics=4, num_regions=5, dim=6)
-    user = _profile_user([True, True])
-    user.has_profile = None
-    user.topics_mask[1] = False
-    user.regions_mask[1] = False
-    interest = fusion.interest(user)
-    assert torch.allclose(interest[1], fusion.empty)
-    assert not torch.allclose(interest[0], fusion.empty)
-
-
-def test_interest_fusion_needs_profile_fields() -> None:
-    fusion = InterestFusion(4, 5, 6)
-    with pytest.raises(ValueError, match="use_profile"):
-        fusion(torch.randn(1, 6), UserInputs(history_mask=torch.ones(1, 2, dtype=torch.bool), user_index=torch.zeros(1, dtype=torch.long)))
 
 
 def _news(image_present: list[bool]) -> NewsInputs:

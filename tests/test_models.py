@@ -77,7 +77,8 @@ def test_forward_backward(models, name: str, profile: bool, features: tuple[str,
     assert not unused
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     if profile:
-        assert model.fusion is not None and model.fusion.mlp[0].weight.grad.abs().sum() > 0
+        # the gated fusion starts closed (identity on v_u): the gradient must reach the gate that opens it
+        assert model.fusion is not None and model.fusion.gate.grad.abs().sum() > 0
     if "image" in features:
         # PLMNR's image token lives in its language-model input sequence (news_encoder)
         image = model.news_encoder.image if hasattr(model, "news_encoder") else model.embedder.image
@@ -114,8 +115,14 @@ def test_interest_fusion_changes_scores_when_profile_changes(models, name: str) 
     changed.topics = user.topics.clone()
     changed.topics[:, 0] = user.topics[:, 0] % (SIZES.num_topics - 1) + 1  # another real topic
     with torch.no_grad():
-        before = forward(model, news, history, user, candidates)
-        after = forward(model, news, history, changed, candidates)
+        closed = forward(model, news, history, user, candidates)
+        assert torch.equal(closed, forward(model, news, history, changed, candidates))  # gate at 0: v_u as is
+        model.fusion.gate.fill_(0.5)  # as after training has opened it
+        try:
+            before = forward(model, news, history, user, candidates)
+            after = forward(model, news, history, changed, candidates)
+        finally:
+            model.fusion.gate.zero_()
     moved = (before - after).abs().amax(dim=1) > 1e-6
     assert moved[0] and moved[2:].all()
     # user 1 has no profile: the learned empty vector is used whatever its topics say

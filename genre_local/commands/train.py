@@ -106,7 +106,7 @@ def train(
     model: ModelOpt,
     dataset: DatasetOpt,
     variant: VariantOpt = "original",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC, or on a held-out train slice when dev is reported).")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds (default 1; the paper used 5).")] = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
@@ -148,7 +148,9 @@ def train(
 
     result, spec = outcome.experiment, request.spec
     summary = result.summary
-    table = Table(title=f"{request.model} · {dataset} · {spec.name} · {result.eval_split} · {len(result.runs)} seed(s)")
+    stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
+    table = Table(title=f"{request.model} · {dataset} · {spec.name} · reported on {result.eval_split} "
+                        f"({stopped}) · {len(result.runs)} seed(s)")
     table.add_column("users")
     for metric in METRICS:
         table.add_column(metric, justify="right")
@@ -165,6 +167,7 @@ def train(
 
         emit_json({
             "model": request.model, "dataset": dataset, "variant": spec.name, "seeds": len(result.runs),
+            "eval_split": result.eval_split, "stop_split": result.stop_split,
             "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
             "p_value": outcome.p_value, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),

@@ -44,7 +44,7 @@ _RUNS_SCHEMA = pa.schema([
     ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
     ("train_samples_per_s", pa.list_(pa.float64())), ("dev_auc", pa.list_(pa.float64())),
     ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
-    ("created_at", pa.timestamp("us")),
+    ("created_at", pa.timestamp("us")), ("stop_split", pa.string()),
 ])
 _CHECKPOINTS_SCHEMA = pa.schema([("run_id", pa.string()), ("checkpoint", pa.string())])
 _METRICS_SCHEMA = pa.schema([
@@ -80,7 +80,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
             "stopped_early": result.stopped_early, "epoch_seconds": result.epoch_seconds,
             "train_samples_per_s": result.train_samples_per_s, "dev_auc": result.dev_auc,
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
-            "device": device, "created_at": created,
+            "device": device, "created_at": created, "stop_split": result.stop_split,
         })
         if folder is not None:
             checkpoint_rows.append({"run_id": run_id, "checkpoint": str(folder)})
@@ -111,15 +111,18 @@ def _finite(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str) -> dict[int, float]:
-    """AUC (all users) of the latest stored `original` run per seed with the same model/data/features:
-    the baseline of the paired t-test."""
+def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str,
+                         stop_split: str | None) -> dict[int, float]:
+    """AUC (all users) of the latest stored `original` run per seed with the same model/data/features,
+    reported on `eval_split` after stopping on `stop_split` (the same protocol): the baseline of
+    the paired t-test."""
     rows = store.conn.execute(
         "SELECT r.seed, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.run_id "
         "WHERE r.model = ? AND r.dataset = ? AND r.features = ? AND r.variant = 'original' "
+        "AND r.eval_split = ? AND r.stop_split IS NOT DISTINCT FROM ? "
         "AND m.split = ? AND m.user_group = 'all' AND m.metric = 'auc' AND m.value IS NOT NULL "
         "QUALIFY row_number() OVER (PARTITION BY r.seed ORDER BY r.created_at DESC, r.run_id DESC) = 1",
-        [ident.model, ident.dataset, ident.features, eval_split],
+        [ident.model, ident.dataset, ident.features, eval_split, stop_split, eval_split],
     ).fetchall()
     return {int(seed): float(value) for seed, value in rows}
 

@@ -1,8 +1,23 @@
-"""GENRE interest fusion (paper eq. 1-2), shared by all eight models for the `up` variant.
+"""Interest fusion (GENRE eq. 1-2), shared by all eight models for the `up` variant.
 
-v_i  = [POOL(E_topics[topics]); POOL(E_regions[regions])]   (masked average pooling)
-v_iu = MLP([v_u; v_i])                                      (ReLU MLP)
+The interest vector follows the paper in both forms:
+    v_i = [POOL(E_topics[topics]); POOL(E_regions[regions])]   (masked average pooling)
 Users without a generated profile get one learned "empty interest" vector in place of v_i.
+
+How v_i meets the user vector v_u is the `form`:
+- "gated" (default):  v_iu = v_u + g * MLP([v_u; v_i]),  g a learned per-dimension gate starting at 0.
+  At initialisation the layer is the identity on v_u, so a profile that carries no signal cannot
+  erase what the user encoder learns from history; the model opens the gate only as far as the
+  profile helps.
+- "paper":            v_iu = MLP([v_u; v_i])   (GENRE eq. 2 as written: a fresh ReLU MLP replaces v_u).
+  Kept to reproduce the paper. With uninformative profiles it can fall to chance: the demo's NRMS
+  went from test AUC 0.583 on `original` to 0.502 on `up`.
+
+The layer draws its initial weights from a random stream of its own (derived from the seed in
+force), so building it leaves the global stream where it was: with the same seed, an `up` model's
+other layers start from exactly the weights of the `original` model, and with the gate closed the
+two are the same function at step 0. Comparing `up` with `original` seed by seed then measures
+the fusion, not a reshuffled initialisation.
 """
 
 from __future__ import annotations
@@ -13,14 +28,24 @@ from torch import nn
 from recsys.inputs import UserInputs
 from recsys.layers.attention import masked_mean
 
+FUSION_FORMS = ("gated", "paper")
+_STREAM_OFFSET = 0x5EED_F05E  # the fusion's own init stream: seed + this
+
 
 class InterestFusion(nn.Module):
-    def __init__(self, num_topics: int, num_regions: int, dim: int) -> None:
+    def __init__(self, num_topics: int, num_regions: int, dim: int, form: str = "gated") -> None:
         super().__init__()
-        self.topics = nn.Embedding(num_topics, dim, padding_idx=0)
-        self.regions = nn.Embedding(num_regions, dim, padding_idx=0)
-        self.empty = nn.Parameter(torch.randn(2 * dim) * 0.1)
-        self.mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        if form not in FUSION_FORMS:
+            raise ValueError(f"interest fusion form {form!r} is unknown; use one of {', '.join(FUSION_FORMS)}")
+        self.form = form
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((torch.initial_seed() + _STREAM_OFFSET) % 2**63)
+            self.topics = nn.Embedding(num_topics, dim, padding_idx=0)
+            self.regions = nn.Embedding(num_regions, dim, padding_idx=0)
+            self.empty = nn.Parameter(torch.randn(2 * dim) * 0.1)
+            self.mlp = nn.Sequential(nn.Linear(3 * dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        # Exactly zero, not small: the gated form must start as the identity on v_u.
+        self.gate = nn.Parameter(torch.zeros(dim)) if form == "gated" else None
         self.dim = dim
 
     def interest(self, user: UserInputs) -> torch.Tensor:
@@ -36,7 +61,10 @@ class InterestFusion(nn.Module):
 
     def forward(self, user_vector: torch.Tensor, user: UserInputs) -> torch.Tensor:
         """v_u [B, D] -> interest-aware v_iu [B, D]."""
-        return self.mlp(torch.cat([user_vector, self.interest(user)], dim=-1))
+        update = self.mlp(torch.cat([user_vector, self.interest(user)], dim=-1))
+        if self.gate is None:
+            return update
+        return user_vector + self.gate * update
 
     def _pool(
         self, table: nn.Embedding, ids: torch.Tensor | None, mask: torch.Tensor | None, batch: int

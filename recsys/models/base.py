@@ -19,6 +19,7 @@ from recsys.catalog import MODEL_NAMES, NEWS_FEATURES
 from recsys.errors import ConfigError
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import InterestFusion, NewsFeatureEmbedder, masked_mean
+from recsys.layers.fusion import FUSION_FORMS
 
 # name -> (module, class); imported lazily so `import recsys.models` stays cheap and PLMNR's
 # transformers/peft imports are only paid when PLMNR is built.
@@ -68,6 +69,9 @@ class ModelConfig:
     lora_rank: int = 8  # PLMNR's LoRA adapter rank
     user_mask_prob: float = 0.5  # LSTUR: probability of masking the long-term user embedding in training
     encoder: str | None = None  # DIRE: local Hugging Face LLaMA-family folder of its news encoder
+    # How the profile meets the user vector (recsys/layers/fusion.py): "gated" starts as the identity
+    # on v_u and learns how much profile to add; "paper" is GENRE eq. 2 as written (MLP replaces v_u).
+    interest_fusion: str = "gated"
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in NEWS_FEATURES]
@@ -84,6 +88,8 @@ class ModelConfig:
             raise ConfigError("user_mask_prob", f"{self.user_mask_prob} must be in [0, 1]")
         if self.transformer_layers < 1 or self.history_len < 1 or self.title_len < 3 or self.lora_rank < 1:
             raise ConfigError("model_config", "needs transformer_layers, history_len, lora_rank >= 1 and title_len >= 3")
+        if self.interest_fusion not in FUSION_FORMS:
+            raise ConfigError("interest_fusion", f"{self.interest_fusion!r} is unknown; use one of {', '.join(FUSION_FORMS)}")
 
     def uses(self, feature: str) -> bool:
         return feature in self.features
@@ -101,7 +107,9 @@ class NewsRecommender(nn.Module):
         self.sizes = sizes
         # One fusion layer per model, the same module class in all eight (GENRE eq. 1-2).
         self.fusion = (
-            InterestFusion(sizes.num_topics, sizes.num_regions, config.embed_dim) if config.use_profile else None
+            InterestFusion(sizes.num_topics, sizes.num_regions, config.embed_dim, config.interest_fusion)
+            if config.use_profile
+            else None
         )
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:  # [N, D]
