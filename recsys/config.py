@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 from recsys.catalog import NEWS_FEATURES
 from recsys.errors import ConfigError
+from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
 
 MAX_SEEDS = 1000
 # Generous upper bounds: they only stop typos (one extra digit) from allocating or looping for
@@ -75,6 +76,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
     threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
+    track: str = DEFAULT_TRACKER  # training curves to tensorboard | mlflow | wandb | none (recsys/tracking.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -97,6 +99,7 @@ class TrainConfig:
         if self.embed_dim % self.num_heads:
             raise ConfigError("embed_dim", f"must be a multiple of num_heads ({self.num_heads}), got {self.embed_dim}")
         parse_features(self.features)
+        check_tracker_name(self.track)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
