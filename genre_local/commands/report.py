@@ -40,6 +40,7 @@ def report(
     from genre_local.report.build import ReportInputs, build_report
     from genre_local.report.samples import collect_all_samples
     from genre_local.store.results import (
+        load_epoch_rows,
         load_fidelity,
         load_generation_runs,
         load_metric_rows,
@@ -70,6 +71,7 @@ def report(
                 default_k=context.config.train.ng_k,
                 samples=collect_all_samples(store, name, SAMPLES_PER_LLM, SAMPLE_SEED) if html else [],
                 variant_sources=load_variant_sources(store, name),
+                epochs=load_epoch_rows(store, name),
             )
             for name in names
         ]
