@@ -53,9 +53,11 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
              **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
+    from genre_local.data.names import check_dataset_name
     from recsys.tracking import require_installed
     from recsys.variants import parse_variant
 
+    check_dataset_name(dataset, "--dataset")  # it becomes part of cache and checkpoint file names
     context = app_context(ctx)
     try:
         cfg = with_overrides(context.config.train, **flags)
