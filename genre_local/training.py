@@ -44,6 +44,13 @@ class TrainRequest:
     image_file: Path | None = None
     resume: bool = False
     run_id: str | None = None  # predict: the stored run whose weights to use
+    track_dir: Path | None = None  # train: the tracker's files (config.track names it); None: not tracked
+
+    def tracking(self):
+        """The recsys.tracking.Tracking of this training; None when it is not tracked."""
+        from recsys.experiment import experiment_tracking
+
+        return experiment_tracking(self.config, self.track_dir)
 
     def ident(self) -> RunIdentity:
         from genre_local.store.runs import RunIdentity
@@ -154,7 +161,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     from recsys import experiment
     from recsys.train import make_accelerator, set_threads
 
-    accelerator = accelerator or make_accelerator()
+    accelerator = accelerator or make_accelerator(tracking=request.tracking())
     set_threads(request.config.threads, accelerator)  # before encoding: tokenizers and torch share the cores
     data = load_encoded_variant(request, accelerator)
     cfg, spec = request.config, request.spec
@@ -177,7 +184,8 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     try:
         result = experiment.run(request.model, data, cfg, checkpoint_root=plan.checkpoint_root, resume=plan.resume,
                                 owner=plan.owner, seeds=plan.seeds, accelerator=accelerator, progress=progress,
-                                on_seed=on_seed, layer_cache_dir=request.cache_dir / "layers")
+                                on_seed=on_seed, layer_cache_dir=request.cache_dir / "layers",
+                                track_dir=request.track_dir)
     except CheckpointError as exc:
         raise UserError(f"--resume: {exc}" if request.resume else str(exc)) from exc
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 from recsys.catalog import NEWS_FEATURES
 from recsys.errors import ConfigError
+from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
 
 MAX_SEEDS = 1000
 # Generous upper bounds: they only stop typos (one extra digit) from allocating or looping for
@@ -79,6 +80,7 @@ class TrainConfig:
     # When dev is the reported split (no labelled test), this share of the train impressions,
     # picked by a hash of the impression id, is held out for early stopping (recsys/stopping.py).
     holdout_fraction: float = 0.1
+    track: str = DEFAULT_TRACKER  # training curves to tensorboard | mlflow | wandb | none (recsys/tracking.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -103,6 +105,7 @@ class TrainConfig:
         if self.embed_dim % self.num_heads:
             raise ConfigError("embed_dim", f"must be a multiple of num_heads ({self.num_heads}), got {self.embed_dim}")
         parse_features(self.features)
+        check_tracker_name(self.track)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -200,8 +200,10 @@ def _drop_zeros(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
 
 
 def safe_name(text: str) -> str:
-    """A dataset name as a file-name part (names are free text in the store)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "_"
+    """A dataset name as a file-name part (names are free text in the store): no separators, and
+    no leading dot, so it is never `.`, `..` or a hidden file's name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] or "_"
+    return "_" + name[1:] if name.startswith(".") else name
 
 
 @dataclass(frozen=True)

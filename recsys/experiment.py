@@ -4,6 +4,7 @@ mean ± std over seeds, and MIND prediction files. The library API a notebook ca
     data = ...                                   # an EncodedDataset (recsys.data.encode_variant)
     result = recsys.experiment.run("nrms", data, TrainConfig(seeds=3), checkpoint_root=Path("ck"))
     result.summary["all"]["auc"]                 # (mean, std) over seeds
+    recsys.experiment.run(..., track_dir=Path("tb"))  # curves to config.track (default tensorboard)
     recsys.experiment.predict("nrms", data, TrainConfig(), Path("prediction.txt"), checkpoint_root=Path("ck"))
 
 Under `accelerate launch` every process calls `run` with the same arguments (`share_encoded`
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +25,15 @@ from recsys.catalog import METRICS, MODEL_NAMES, USER_GROUPS
 from recsys.config import TrainConfig
 from recsys.data import EncodedDataset, load_encoded, safe_name
 from recsys.errors import CheckpointError, ConfigError, RecsysError
+from recsys.tracking import Tracking, finish_run, start_run
 from recsys.train import (
     RunResult, RunSettings, check_checkpoint, find_checkpoint, make_accelerator, read_loop_state, run_training,
     set_threads,
 )
 
 __all__ = [
-    "ExperimentResult", "Prediction", "checkpoint_folder", "model_config", "predict", "resumable_seeds", "run",
-    "run_settings",
-    "share_encoded",
+    "ExperimentResult", "Prediction", "checkpoint_folder", "experiment_tracking", "model_config", "predict", "resumable_seeds", "run",
+    "run_settings", "share_encoded", "tracker_run_name",
 ]
 
 
@@ -135,6 +137,7 @@ def run(
     progress=None,
     on_seed: Callable[[RunResult], None] | None = None,
     layer_cache_dir: Path | None = None,
+    track_dir: Path | None = None,
 ) -> ExperimentResult:
     """Train `config.seeds` seeds (from `config.seed`, or exactly `seeds`) and evaluate each.
 
@@ -142,24 +145,54 @@ def run(
     seeds that have a checkpoint (CheckpointError when none has one). `owner` names whose data
     the checkpoints belong to (resume refuses another owner's). KeyboardInterrupt leaves each
     seed's checkpoint exact for a later resume. `layer_cache_dir` keeps PLMNR's and DIRE's
-    frozen-layer hidden states on disk (memory-mapped, reused by later runs on the same data)."""
+    frozen-layer hidden states on disk (memory-mapped, reused by later runs on the same data).
+
+    With `track_dir`, each seed's loss per step and dev metrics per epoch go to the tracker
+    `config.track` names (one tracker run per seed, files under `track_dir`); without it nothing
+    is tracked. An `accelerator` passed in must then come from `make_accelerator(tracking=...)`."""
     if model not in MODEL_NAMES:
         raise ConfigError("model", f"{model!r} is unknown; choose one of {', '.join(MODEL_NAMES)}")
-    accelerator = accelerator or make_accelerator()
+    tracking = experiment_tracking(config, track_dir)
+    if accelerator is None:
+        accelerator = make_accelerator(tracking=tracking)
+    elif tracking is not None and tracking.enabled and not accelerator.log_with:
+        raise RecsysError(f"tracking to {config.track} needs an accelerator made with make_accelerator(tracking=...)")
     set_threads(config.threads, accelerator)
     seed_list = list(seeds) if seeds is not None else config.seed_list
     settings = [run_settings(model, data, config, s, checkpoint_root, resume, owner, layer_cache_dir) for s in seed_list]
     if resume and not any(s.resume for s in settings):
         raise CheckpointError(f"no checkpoint of {model} on {data.dataset}/{data.variant} to resume under {checkpoint_root}")
     runs = []
+    started = time.strftime("%Y%m%d-%H%M%S")  # reruns of the same settings get their own tracker runs
     for seed_settings in settings:
-        result = run_training(accelerator, data, seed_settings, progress=progress)
+        start_run(accelerator, tracker_run_name(model, data, seed_settings, started),
+                  dataclasses.asdict(config) | {"model": model, "dataset": data.dataset, "variant": data.variant,
+                                                "seed": seed_settings.seed})
+        try:
+            result = run_training(accelerator, data, seed_settings, progress=progress)
+        finally:
+            finish_run(accelerator)
         runs.append(result)
         if on_seed is not None:
             on_seed(result)
     accelerator.wait_for_everyone()
     return ExperimentResult(model, data.dataset, data.variant, runs, [s.checkpoint_dir for s in settings],
                             accelerator.num_processes, str(accelerator.device))
+
+
+def experiment_tracking(config: TrainConfig, track_dir: Path | None) -> Tracking | None:
+    """The tracker of `config.track` writing under `track_dir`; None without a folder."""
+    return Tracking(config.track, Path(track_dir)) if track_dir is not None else None
+
+
+def tracker_run_name(model: str, data: EncodedDataset, settings: RunSettings, started: str) -> str:
+    """One seed's run in the tracker: its checkpoint folder's name (or what it is made of) and
+    when the experiment started."""
+    if settings.checkpoint_dir is not None:
+        base = Path(settings.checkpoint_dir).name
+    else:
+        base = f"{model}-{safe_name(data.dataset)}-{data.variant.replace('+', '_')}-seed{settings.seed}"
+    return f"{base}-{started}"
 
 
 def share_encoded(accelerator, build: Callable[[], tuple[EncodedDataset, Path | None]],

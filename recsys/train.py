@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recsys.catalog import METRICS
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
@@ -307,6 +308,7 @@ class Trainer:
                 if not self.train_epoch():
                     return self.paused()
                 self.end_epoch()
+                self.track_epoch()
                 if self.ctrl_c.raised or (not self.state.finished(settings.epochs) and self.pause_requested()):
                     return self.paused()
         finally:
@@ -342,6 +344,9 @@ class Trainer:
         self.samples = TrainSamples(data, self.plan.train, model.kind, settings.negatives, settings.history_len)
         if len(self.samples) == 0:
             raise RecsysError(f"dataset '{data.dataset}' has no clicked training impressions")
+        # The last epoch's metrics (all users) on the stopping split, and its name, for the trackers.
+        self.epoch_dev: dict[str, float] = {}
+        self.epoch_split = "dev"
 
     def train_epoch(self) -> bool:
         """The rest of the current epoch; False when paused mid-epoch (checkpoint written)."""
@@ -357,6 +362,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(settings.seed),
         )
         self.step_module.train()
+        self.steps_per_epoch = len(batches)
         self.task = None
         if self.progress is not None and accelerator.is_main_process:
             self.task = self.progress.add_task(
@@ -399,6 +405,7 @@ class Trainer:
         state.step += 1
         self.steps_taken += 1
         self.seen += len(batch) * accelerator.num_processes
+        self.track_step(loss)
         if self.task is not None:
             elapsed = time.perf_counter() - self.started
             self.progress.update(self.task, advance=1, loss=float(loss.detach()), rate=self.seen / max(elapsed, 1e-9))
@@ -419,6 +426,7 @@ class Trainer:
         if plan.stopping is not None:
             stop, _ = evaluate(self.accelerator, unwrapped, self.data, plan.stop_split, settings, plan.stopping)
             auc = stop["all"]["auc"]
+            self.epoch_dev, self.epoch_split = stop["all"], plan.stop_split
             state.dev_auc.append(auc)
             if self.task is not None:
                 self.progress.update(self.task, description=f"seed {settings.seed} epoch {epoch_done}/{settings.epochs} {plan.stop_split} auc {auc:.4f}")
@@ -433,6 +441,24 @@ class Trainer:
             state.best_weights = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
         state.epoch, state.step = epoch_done, 0
         _save(self.accelerator, settings, state, self.data.fingerprint)
+
+    # -- tracker hook (recsys/tracking.py): accelerate's trackers, when the caller started one -----
+    def track_step(self, loss: torch.Tensor) -> None:
+        """The step's loss, at the step's number counted over all epochs."""
+        if self.accelerator.trackers:
+            step = self.state.epoch * self.steps_per_epoch + self.state.step
+            self.accelerator.log({"train/loss": float(loss.detach())}, step=step)
+
+    def track_epoch(self) -> None:
+        """The finished epoch's metrics on the stopping split (all users; logged under that split's
+        name, e.g. dev/auc), throughput and time, at the epoch's number."""
+        if not self.accelerator.trackers:
+            return
+        state = self.state
+        values = {f"{self.epoch_split}/{metric}": float(self.epoch_dev[metric]) for metric in METRICS if metric in self.epoch_dev}
+        values |= {"epoch/samples_per_s": state.samples_per_s[-1], "epoch/seconds": state.epoch_seconds[-1]}
+        self.accelerator.log(values, step=state.epoch)
+        self.epoch_dev = {}
 
     def save_partial(self) -> None:
         """A mid-epoch checkpoint, with the epoch's time and samples so far."""
@@ -486,7 +512,9 @@ def run_training(accelerator, data: EncodedDataset, settings: RunSettings, progr
 # -- process set-up ------------------------------------------------------------------------------
 
 
-def make_accelerator(cpu: bool = False):
+def make_accelerator(cpu: bool = False, tracking=None):
+    """The Accelerator of a training; `tracking` (a recsys.tracking.Tracking) routes
+    `accelerator.log` to its tracker (prepared first: package checked, offline mode set)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -496,7 +524,11 @@ def make_accelerator(cpu: bool = False):
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cpu = True
     # Some models leave parameters unused for a given feature set (e.g. no abstract view).
-    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    options = {}
+    if tracking is not None:
+        tracking.prepare()
+        options = tracking.accelerator_options()
+    return Accelerator(cpu=cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)], **options)
 
 
 def set_threads(threads: int, accelerator) -> None:

@@ -18,6 +18,12 @@ def add_dataset(store: Store, name: str) -> None:
     )
 
 
+def insert(store: Store, table: str, row: dict[str, object]) -> None:
+    """One row into `table`, each value into the column of its name."""
+    columns = ", ".join(f'"{name}"' for name in row)
+    store.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+
+
 def add_run(
     store: Store,
     dataset: str,
@@ -31,21 +37,32 @@ def add_run(
     eval_split: str = "dev",
     other_split: dict[tuple[str, str], float] | None = None,
     created_at: datetime | None = None,
+    dev_auc: tuple[float | None, ...] = (0.5,),
 ) -> str:
-    """One `runs` row and its `run_metrics`; metrics maps (user_group, metric) -> value."""
+    """One `runs` row, its `run_metrics`, and one `run_epochs` row per `dev_auc` value;
+    metrics maps (user_group, metric) -> value."""
     number = next(_ids)
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
-    store.conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fp', '{}', ?, 1, 1, false, [1.0], [10.0], [0.5], "
-        "100.0, 1, 'cpu', ?)",
-        [run_id, f"exp{number}", model, kind, dataset, variant, features, ng_k, seed, json.dumps({}),
-         eval_split, created_at or BASE_TIME + timedelta(seconds=number)],
-    )
+    epochs = len(dev_auc)
+    seconds = [1.0 + i for i in range(epochs)]
+    rates = [10.0 * (i + 1) for i in range(epochs)]
+    run = {
+        "run_id": run_id, "experiment_id": f"exp{number}", "model": model, "kind": kind, "dataset": dataset,
+        "variant": variant, "features": features, "ng_k": ng_k, "seed": seed, "config": json.dumps({}),
+        "data_fingerprint": "fp", "variant_stats": "{}", "eval_split": eval_split, "epochs_run": epochs,
+        "best_epoch": 1, "stopped_early": False, "epoch_seconds": seconds, "train_samples_per_s": rates,
+        "dev_auc": list(dev_auc), "eval_impressions_per_s": 100.0, "processes": 1, "device": "cpu",
+        "created_at": created_at or BASE_TIME + timedelta(seconds=number),
+    }
+    insert(store, "runs", run)
+    for i, auc in enumerate(dev_auc):
+        insert(store, "run_epochs", {"run_id": run_id, "epoch": i + 1, "seconds": seconds[i],
+                                     "samples_per_s": rates[i], "data_wait_seconds": 0.0, "dev_auc": auc})
     rows = [(run_id, eval_split, g, m, v) for (g, m), v in metrics.items()]
     other = "test" if eval_split == "dev" else "dev"
     rows += [(run_id, other, g, m, v) for (g, m), v in (other_split or {}).items()]
-    store.conn.executemany("INSERT INTO run_metrics VALUES (?, ?, ?, ?, ?)", rows)
+    store.conn.executemany("INSERT INTO run_metrics (run_id, split, user_group, metric, value) VALUES (?, ?, ?, ?, ?)", rows)
     return run_id
 
 

@@ -294,3 +294,35 @@ def test_parse_time_needs_a_12_hour_clock() -> None:
     assert parse_time("11/15/2019 1:00:00 PM") == datetime(2019, 11, 15, 13, 0, 0)
     for bad in ("11/15/2019 13:00:00 PM", "11/15/2019 0:10:00 AM", "11/15/2019 23:00:00 AM", "11/15/2019 1:60:00 PM"):
         assert parse_time(bad) is None
+
+
+def test_replace_deletes_the_old_runs_rows_in_every_run_table(tmp_path: Path) -> None:
+    from genre_local.data.mind_import import RUN_CHILD_TABLES
+    from tests.support_report import add_run, all_metrics, insert
+
+    db = tmp_path / "g.duckdb"
+    src = write_mind(tmp_path / "m")
+    with open_store(db) as store:
+        import_mind(store, src, "d")
+        import_mind(store, src, "keep")
+        dropped = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.5, 0.6))
+        kept = add_run(store, "keep", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.5,))
+        for run_id in (dropped, kept):
+            insert(store, "run_checkpoints", {"run_id": run_id, "checkpoint": f"/ck/{run_id}"})
+        # Every table keyed by a run id without a dataset column of its own is cleaned up.
+        keyed = {r[0] for r in store.conn.execute(
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'run_id' AND table_schema = 'main' "
+            "AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
+            "EXCEPT SELECT table_name FROM information_schema.columns WHERE column_name = 'dataset'"
+        ).fetchall()}
+        assert keyed == set(RUN_CHILD_TABLES)
+        import_mind(store, src, "d", replace=True)
+        for table in ("runs", *RUN_CHILD_TABLES):
+            left = {r[0] for r in store.conn.execute(f"SELECT DISTINCT run_id FROM {table}").fetchall()}
+            assert left == {kept}, table
+
+
+def test_the_cold_user_alias_is_gone() -> None:
+    from genre_local.data import taxonomy
+
+    assert not hasattr(taxonomy, "COLD_USER_MAX_HISTORY")  # the one name: recsys.catalog.NEW_USER_MAX_HISTORY

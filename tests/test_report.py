@@ -23,6 +23,7 @@ from genre_local.store import open_store
 from genre_local.store.results import (
     GenerationRunRow,
     MetricRow,
+    load_epoch_rows,
     load_fidelity,
     load_generation_runs,
     load_metric_rows,
@@ -295,8 +296,11 @@ EXPECTED_FILES = {
     "cost.csv": None,
     "profile_fidelity.csv": ("run_id", "model", "round", "precision_at_3", "recall", "region_accuracy",
                              "users", "created_at"),
+    "epoch_curves.csv": ("run_id", "model", "variant", "ng_k", "features", "seed", "epoch", "dev_auc",
+                         "samples_per_s", "seconds"),
 }
-PLOTS = ("variants_auc.png", "user_groups.png", "ng_k.png", "chain.png", "feature_ablation.png", "cost.png")
+PLOTS = ("variants_auc.png", "user_groups.png", "ng_k.png", "chain.png", "feature_ablation.png", "cost.png",
+         "epoch_curves.png")
 
 
 def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
@@ -334,12 +338,14 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
 
 def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: Path) -> None:
     with open_store(db) as store:
-        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6))  # only a baseline
+        # only a baseline, without epoch rows (as a run stored before run_epochs existed)
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=())
     out = tmp_path / "rep"
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
-    assert len(notes) == 7
+    assert len(notes) == 8
+    assert any("Training curves" in n and "no training runs stored" in n for n in notes)
     assert any("Table 8" in n and "no generation runs stored" in n for n in notes)
     assert "nothing stored to report yet" in result.stdout
     assert not out.exists()
@@ -391,7 +397,7 @@ def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) ->
     fill_everything(db)
     with open_store(db) as store:
         inputs = ReportInputs("d", load_metric_rows(store, "d"), load_generation_runs(store, "d"),
-                              load_fidelity(store, "d"), FEATURES, 2)
+                              load_fidelity(store, "d"), FEATURES, 2, epochs=load_epoch_rows(store, "d"))
     report = build_report(inputs, tmp_path / "o", with_plots=False)
     files = sorted(p.name for r in report.views for p in r.files)
     assert files == sorted(EXPECTED_FILES)

@@ -29,7 +29,8 @@ def inputs(metrics: list[MetricRow] | None = None) -> ReportInputs:
 
 def test_every_view_is_declared_once_with_its_own_files() -> None:
     keys = [v.key for v in VIEWS]
-    assert keys == ["variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity"]
+    assert keys == ["variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity",
+                    "epoch_curves"]
     files = [v.csv_file for v in VIEWS] + [v.plot.file for v in VIEWS if v.plot]
     assert len(files) == len(set(files))  # no view overwrites another's file
 
@@ -132,3 +133,34 @@ def test_the_report_imports_without_torch_matplotlib_or_scipy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> None:
+    from genre_local.report.views.epoch_curves import VIEW as CURVES
+    from genre_local.report.views.epoch_curves import epoch_curves
+    from genre_local.store.results import load_epoch_rows
+    from tests.support_report import add_dataset, add_run, all_metrics
+
+    with open_store(tmp_path / "s.duckdb") as store:
+        add_dataset(store, "d")
+        add_dataset(store, "other")
+        first = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.55, 0.61, 0.6))
+        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), dev_auc=(None, None))
+        add_run(store, "other", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.9,))
+        rows = load_epoch_rows(store, "d")
+    curves = epoch_curves(rows)
+    assert [c.run_id for c in curves] == [first, second]  # in stored order; other datasets left out
+    assert curves[0].epochs == (1, 2, 3) and curves[0].dev_auc == (0.55, 0.61, 0.6)
+    assert curves[0].samples_per_s == (10.0, 20.0, 30.0)
+    assert curves[1].dev_auc == (None, None) and curves[1].label == "din ns+up [title,category] seed 2"
+    ctx = report_context(ReportInputs("d", [], [], [], FEATURES, 2, epochs=rows))
+    result = render_view(CURVES, ctx, tmp_path / "out")
+    with (tmp_path / "out" / "epoch_curves.csv").open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert [(r["run_id"], r["epoch"], r["dev_auc"]) for r in records] == [
+        (first, "1", "0.55"), (first, "2", "0.61"), (first, "3", "0.6"), (second, "1", ""), (second, "2", "")]
+    png = (tmp_path / "out" / "epoch_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 15_000
+    assert result.plot == tmp_path / "out" / "epoch_curves.png"
+    empty = render_view(CURVES, report_context(inputs()), tmp_path / "none")
+    assert empty.skipped and "no training runs" in empty.note and not (tmp_path / "none").exists()

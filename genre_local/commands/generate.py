@@ -41,9 +41,11 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
     """Run a GENRE generation task (summarize | profile | news | chain | all) with a local LLM."""
+    from genre_local.data.names import check_dataset_name
     from genre_local.llm.tasks import resolve_tasks
     from genre_local.pipeline.scale import ScaleSettings, check_scale
 
+    check_dataset_name(dataset, "--dataset")
     context = app_context(ctx)
     cfg = with_overrides(
         context.config.generate, model=model, backend=backend, rounds=rounds, per_user=per_user, retries=retries,

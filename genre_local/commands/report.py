@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
+from genre_local.data.names import check_dataset_name
 from genre_local.errors import UserError
 
 SAMPLES_PER_LLM = 5  # generation samples per task and LLM in index.html
@@ -40,6 +41,7 @@ def report(
     from genre_local.report.build import ReportInputs, build_report
     from genre_local.report.samples import collect_all_samples
     from genre_local.store.results import (
+        load_epoch_rows,
         load_fidelity,
         load_generation_runs,
         load_metric_rows,
@@ -47,10 +49,11 @@ def report(
     )
 
     context = app_context(ctx)
-    if not context.db_path.exists():
-        raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import) or pass --db")
-    # Read everything, then close: a report must never hold the store while it draws.
-    with context.open_store() as store:
+    if dataset is not None:
+        check_dataset_name(dataset, "--dataset")  # it becomes the report's folder name
+    # Read everything, then close: a report must never hold the store while it draws. Read-only:
+    # a report never creates a store nor changes one.
+    with context.open_store(read_only=True) as store:
         if dataset is not None:
             store.require_dataset(dataset)
             names = [dataset]
@@ -70,6 +73,7 @@ def report(
                 default_k=context.config.train.ng_k,
                 samples=collect_all_samples(store, name, SAMPLES_PER_LLM, SAMPLE_SEED) if html else [],
                 variant_sources=load_variant_sources(store, name),
+                epochs=load_epoch_rows(store, name),
             )
             for name in names
         ]
@@ -86,7 +90,7 @@ def report(
     for item in inputs:
         # An explicit --out for one named dataset is the folder itself (what a user typing both
         # expects); otherwise datasets get their own subfolders so reports never overwrite each other.
-        folder = (out if out is not None and dataset is not None else root / item.dataset).absolute()
+        folder = (out if out is not None and dataset is not None else _dataset_folder(root, item.dataset)).absolute()
         built = build_report(item, folder, with_plots=not no_plots, with_html=html)
         console.rule(f"GENRE report: {item.dataset}")
         for result in built.views:
@@ -109,3 +113,10 @@ def report(
         }
     if as_json:
         emit_json({"out": str(root), "datasets": summary})
+
+
+def _dataset_folder(root: Path, name: str) -> Path:
+    """`root/name`, for a name that is one safe path component (a store written before names were
+    checked may hold any text), so no report is ever written outside `root`."""
+    check_dataset_name(name, "dataset in the store")
+    return root / name

@@ -19,7 +19,9 @@ from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
 from recsys.catalog import MATCHING_MODELS, METRICS, MODEL_NAMES, RANKING_MODELS, USER_GROUPS
 from recsys.errors import ConfigError
+from recsys.tracking import DEFAULT_TRACKER, TRACKERS
 
+TrackerName = Enum("TrackerName", {name: name for name in TRACKERS}, type=str)  # type: ignore[misc]
 ModelName = Enum("ModelName", {name: name for name in MODEL_NAMES}, type=str)  # type: ignore[misc]
 
 ModelOpt = Annotated[ModelName, typer.Option(
@@ -60,18 +62,26 @@ def _dire_encoder(context, model: str, encoder: str | None) -> str:
     return str(resolve_model(spec, models_dir, context.config.models).folder)
 
 
+TRACKING_FOLDER = "tracking"  # under paths.cache_dir: <cache_dir>/tracking/<run name>/
+
+
 def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_file: Path | None,
-             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None,
+             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, tracked: bool = False,
              encoder: str | None = None, **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
+    from genre_local.data.names import check_dataset_name
+    from recsys.tracking import require_installed
     from recsys.variants import parse_variant
 
+    check_dataset_name(dataset, "--dataset")  # it becomes part of cache and checkpoint file names
     context = app_context(ctx)
     try:
         cfg = with_overrides(context.config.train, **flags)
         cfg = with_overrides(cfg, encoder=_dire_encoder(context, model, encoder))
         spec = parse_variant(variant, cfg.ng_k)
+        if tracked:
+            require_installed(cfg.track)
     except ConfigError as exc:
         given = exc.key in flags and flags[exc.key] is not None or exc.key == "variant"
         raise UserError(f"--{exc.key.replace('_', '-')} {exc.problem}" if given else f"[train] {exc}") from exc
@@ -82,7 +92,8 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
     cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
     return TrainRequest(db_path=Path(context.db_path), model=model, dataset=dataset, spec=spec, config=cfg,
                         cache_dir=cache_dir, checkpoint_base=Path(checkpoint_dir or cache_dir / "checkpoints"),
-                        image_file=image_file, resume=resume, run_id=run_id)
+                        image_file=image_file, resume=resume, run_id=run_id,
+                        track_dir=cache_dir / TRACKING_FOLDER if tracked else None)
 
 
 def _progress():
@@ -116,6 +127,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
+    track: Annotated[Optional[TrackerName], typer.Option(
+        "--track", case_sensitive=False,
+        help=f"Training curves (loss per step, dev metrics per epoch) to {' | '.join(TRACKERS)} (default "
+             f"{DEFAULT_TRACKER}, or [train] track), written under <cache_dir>/{TRACKING_FOLDER}; "
+             "mlflow and wandb run offline and need their package installed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
     """Train a recommender (naml|lstur|nrms|plmnr|dire|bst|dcn|pnn|din) on a dataset variant and store the runs."""
@@ -124,9 +140,10 @@ def train(
     from genre_local.training import train_and_store
     from recsys.train import make_accelerator
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, encoder=encoder,
-                       epochs=epochs, seeds=seeds, ng_k=ng_k, features=features, batch_size=batch_size, lr=lr)
-    accelerator = make_accelerator()
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
+                       encoder=encoder, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
+                       batch_size=batch_size, lr=lr, track=track.value if track is not None else None)
+    accelerator = make_accelerator(tracking=request.tracking())
     console = stderr_console()
     # Only rank 0 draws progress; the other ranks would paint empty bars over it.
     with _progress() if accelerator.is_main_process else contextlib.nullcontext() as progress:

@@ -299,8 +299,16 @@ def _tables_with_dataset_column(store: Store) -> list[str]:
     return [r[0] for r in rows]
 
 
+# Tables keyed by a training run's id without a dataset column of their own: their rows go with
+# the dataset's runs (tests/test_import.py checks the store has no other such table).
+RUN_CHILD_TABLES = ("run_metrics", "run_epochs", "run_checkpoints")
+
+
 def drop_dataset(store: Store, name: str) -> None:
-    """Delete every row of `name` in every table with a dataset column (imports, generations, runs)."""
+    """Delete every row of `name` in every table with a dataset column (imports, generations, runs),
+    and the rows of its runs in the tables keyed by run id (metrics, epochs, checkpoints)."""
+    for table in RUN_CHILD_TABLES:
+        store.conn.execute(f'DELETE FROM "{table}" WHERE run_id IN (SELECT run_id FROM runs WHERE dataset = ?)', [name])
     for table in _tables_with_dataset_column(store):
         store.conn.execute(f'DELETE FROM "{table}" WHERE dataset = ?', [name])
     store.conn.execute("DELETE FROM datasets WHERE name = ?", [name])

@@ -6,8 +6,6 @@ profile vocabularies, so all stages agree on spelling and order.
 
 from __future__ import annotations
 
-from recsys.catalog import NEW_USER_MAX_HISTORY
-
 # The 18 MIND news categories GENRE's personalized news generator may assign.
 CATEGORIES: tuple[str, ...] = (
     "lifestyle", "health", "news", "sports", "weather", "entertainment", "autos", "travel",
@@ -33,7 +31,3 @@ US_STATES: tuple[str, ...] = (
     "Tennessee", "Texas", "Utah", "Vermont", "Virginia", "Washington", "West Virginia",
     "Wisconsin", "Wyoming",
 )
-
-# Deprecated alias kept so existing importers keep working until they import the one
-# definition, recsys.catalog.NEW_USER_MAX_HISTORY, themselves.
-COLD_USER_MAX_HISTORY = NEW_USER_MAX_HISTORY

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from genre_local.report.runs import ConfigKey, RunIndex, index_runs, main_features
 from genre_local.report.samples import SampleSet
-from genre_local.store.results import FidelityRow, GenerationRunRow, MetricRow, VariantSource
+from genre_local.store.results import EpochRow, FidelityRow, GenerationRunRow, MetricRow, VariantSource
 
 Row = TypeVar("Row")
 
@@ -35,6 +35,7 @@ class ReportInputs:
     default_k: int  # train.ng_k of the config: the K of the main ng/chain tables
     samples: list[SampleSet] = field(default_factory=list)  # per generation task and LLM (HTML report)
     variant_sources: list[VariantSource] = field(default_factory=list)  # the LLMs behind each variant's data
+    epochs: list[EpochRow] = field(default_factory=list)  # every run's epochs (the epoch-curves view)
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,34 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     )
 
 
+@dataclass(frozen=True)
+class EpochRow:
+    """One trained epoch of one run (run_epochs joined with the run's configuration)."""
+
+    run_id: str
+    model: str
+    variant: str
+    ng_k: int
+    features: str
+    seed: int
+    epoch: int  # 1-based
+    dev_auc: float | None  # None without a labeled dev split
+    samples_per_s: float
+    seconds: float
+    created_at: datetime | None = None
+
+
+def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
+    """Every stored run's epochs, run by run in the order they were stored, epochs in order."""
+    return _typed_rows(
+        store, EpochRow,
+        "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.dev_auc, e.samples_per_s, "
+        "e.seconds, r.created_at FROM run_epochs e JOIN runs r ON r.run_id = e.run_id WHERE r.dataset = ? "
+        "ORDER BY r.created_at, r.run_id, e.epoch",
+        [dataset],
+    )
+
+
 def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
     return _typed_rows(
         store, GenerationRunRow,

@@ -4,7 +4,9 @@ figure, each declaring one `VIEW` (see report/view.py). A new view is a module l
 from __future__ import annotations
 
 from genre_local.report.view import View
-from genre_local.report.views import chain, cost, feature_ablation, ng_k, profile_fidelity, user_groups, variants
+from genre_local.report.views import (
+    chain, cost, epoch_curves, feature_ablation, ng_k, profile_fidelity, user_groups, variants,
+)
 
 VIEWS: tuple[View, ...] = (
     variants.VIEW,
@@ -14,4 +16,5 @@ VIEWS: tuple[View, ...] = (
     feature_ablation.VIEW,
     cost.VIEW,
     profile_fidelity.VIEW,
+    epoch_curves.VIEW,
 )

@@ -1,0 +1,129 @@
+"""Training curves: dev AUC and training throughput per epoch, one line per stored run.
+
+The same numbers `train --track` sends to a tracker, read back from the store (run_epochs),
+so the report shows them without any tracker installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from genre_local.report import figures
+from genre_local.report.runs import ConfigKey
+from genre_local.report.view import Plot, Records, ReportContext, Sources, View, config_sources
+from genre_local.store.results import EpochRow
+
+
+@dataclass(frozen=True)
+class EpochCurve:
+    """One run's epochs, in order."""
+
+    run_id: str
+    config: ConfigKey
+    seed: int
+    epochs: tuple[int, ...]
+    dev_auc: tuple[float | None, ...]  # None: no labeled dev split
+    samples_per_s: tuple[float, ...]
+    seconds: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        k = f" k={self.config.ng_k}" if self.config.ng_k else ""
+        return f"{self.config.model} {self.config.variant}{k} [{self.config.features}] seed {self.seed}"
+
+
+def epoch_curves(rows: Sequence[EpochRow]) -> list[EpochCurve]:
+    """One curve per run, runs in the order they were stored (rows come ordered by run, epoch)."""
+    by_run: dict[str, list[EpochRow]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    curves = []
+    for run_id, epochs in by_run.items():
+        epochs.sort(key=lambda r: r.epoch)
+        first = epochs[0]
+        curves.append(EpochCurve(
+            run_id=run_id,
+            config=ConfigKey(first.model, first.variant, first.ng_k, first.features),
+            seed=first.seed,
+            epochs=tuple(r.epoch for r in epochs),
+            dev_auc=tuple(r.dev_auc for r in epochs),
+            samples_per_s=tuple(r.samples_per_s for r in epochs),
+            seconds=tuple(r.seconds for r in epochs),
+        ))
+    return curves
+
+
+def _compute(ctx: ReportContext) -> list[EpochCurve]:
+    return epoch_curves(ctx.inputs.epochs)
+
+
+def _empty_note(ctx: ReportContext) -> str:
+    return ctx.no_runs_note
+
+
+def _records(rows: Sequence[EpochCurve]) -> Records:
+    return Records(
+        ("run_id", "model", "variant", "ng_k", "features", "seed", "epoch", "dev_auc", "samples_per_s", "seconds"),
+        [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.features, c.seed, epoch, auc, rate,
+          seconds)
+         for c in rows for epoch, auc, rate, seconds in zip(c.epochs, c.dev_auc, c.samples_per_s, c.seconds,
+                                                             strict=True)],
+    )
+
+
+def _auc(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _tables(rows: Sequence[EpochCurve], ctx: ReportContext) -> list[Table]:
+    table = Table(title=f"Training curves: dev AUC and samples/s per epoch ({ctx.dataset})", title_justify="left")
+    for name in ("run", "configuration", "epochs", "dev AUC per epoch", "samples/s per epoch"):
+        table.add_column(name, justify="right" if name == "epochs" else "left")
+    for c in rows:
+        table.add_row(c.run_id, c.label, str(len(c.epochs)), " ".join(_auc(v) for v in c.dev_auc),
+                      " ".join(f"{v:,.0f}" for v in c.samples_per_s))
+    return [table]
+
+
+def plot_epoch_curves(rows: Sequence[EpochCurve], dataset: str, path: Path) -> Path:
+    """Two panels sharing the epoch axis: dev AUC (left) and samples/s (right), a line per run."""
+    fig = figures.figure(12.0, 4.4)
+    auc_ax, rate_ax = fig.subplots(1, 2, sharex=True)
+    for c in rows:
+        aucs = [float("nan") if v is None else v for v in c.dev_auc]
+        line, = auc_ax.plot(c.epochs, aucs, marker="o", label=c.label)
+        rate_ax.plot(c.epochs, c.samples_per_s, marker="o", color=line.get_color(), label=c.label)
+    longest = max((max(c.epochs) for c in rows), default=1)
+    for ax, title, ylabel in ((auc_ax, "dev AUC per epoch", "dev AUC"),
+                              (rate_ax, "training throughput per epoch", "samples / s")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(range(1, longest + 1))
+        ax.grid(alpha=0.3)
+    if all(v is None for c in rows for v in c.dev_auc):
+        auc_ax.annotate("no labeled dev split", (0.5, 0.5), xycoords="axes fraction", ha="center", color="gray")
+    figures.legend_outside(rate_ax)
+    fig.suptitle(f"{dataset}: training curves")
+    return figures.save(fig, path)
+
+
+def _sources(rows: Sequence[EpochCurve]) -> Sources:
+    return config_sources([c.config for c in rows])
+
+
+VIEW = View(
+    key="epoch_curves",
+    title="Training curves: dev AUC and samples/s per epoch",
+    compute=_compute,
+    empty_note=_empty_note,
+    csv_file="epoch_curves.csv",
+    records=_records,
+    tables=_tables,
+    plot=Plot("epoch_curves.png", plot_epoch_curves),
+    sources=_sources,
+)
