@@ -165,7 +165,8 @@ class CellJob:
     def request(self):
         base = self.request_base
         config = dataclasses.replace(base.config, seed=self.cell.seed, seeds=1, threads=self.threads)
-        return dataclasses.replace(base, model=self.cell.model, spec=self.spec, config=config, resume=False)
+        return dataclasses.replace(base, model=self.cell.model, spec=self.spec, config=config, resume=False,
+                                   resume_hint="rerunning the grid")
 
 
 def run_cell(job: CellJob) -> CellOutcome:

@@ -45,6 +45,7 @@ class TrainRequest:
     resume: bool = False
     run_id: str | None = None  # predict: the stored run whose weights to use
     store_wait_s: float = 0.0  # wait this long for another process's store lock (grid workers share one store)
+    resume_hint: str = "the same command with --resume"  # what continues this request's checkpoints
 
     def ident(self) -> RunIdentity:
         from genre_local.store.runs import RunIdentity
@@ -183,7 +184,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         raise UserError(f"--resume: {exc}" if request.resume else str(exc)) from exc
     except KeyboardInterrupt:
         if accelerator.is_main_process:
-            say(f"checkpoint saved in {plan.checkpoint_root}; the same command with --resume continues it")
+            say(f"checkpoint saved in {plan.checkpoint_root}; {request.resume_hint} continues it")
         raise
     if not accelerator.is_main_process:
         return None
@@ -209,8 +210,8 @@ def store_experiment(request: TrainRequest, data: EncodedDataset, result: Experi
             baseline = original_auc_by_seed(store, ident, result.eval_split) if spec.name != "original" else {}
     except StoreError as exc:
         raise UserError(
-            f"{exc}; the trained weights are kept in {checkpoint_root}: the same command with "
-            "--resume stores the runs without training again"
+            f"{exc}; the trained weights are kept in {checkpoint_root}: {request.resume_hint} "
+            "stores the runs without training again"
         ) from exc
     p_value, pairs = result.p_value_against(baseline) if baseline else (None, 0)
     return run_ids, p_value, pairs
