@@ -289,28 +289,44 @@ def _execute_ray(jobs: list[CellJob], workers: int) -> Iterator[CellOutcome]:
         import ray
     except ImportError as exc:
         raise UserError("--engine ray needs Ray (pip install 'ray[data]==2.60.0')") from exc
+    if not jobs:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(num_cpus=workers if workers > 1 else None, include_dashboard=False, log_to_driver=False)
+    try:
+        yield from _ray_cells(ray, jobs)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
     from genre_local.store.runs import store_id
     from genre_local.training import load_encoded_variant, open_existing_store, store_experiment
     from recsys import experiment
     from recsys.train import make_accelerator
 
-    if not jobs:
-        return
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers if workers > 1 else None, include_dashboard=False, log_to_driver=False)
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    resources = ray.cluster_resources()
+    gpus = 1 if resources.get("GPU", 0) >= 1 else 0
     train_remote = ray.remote(_ray_train)
     accelerator = make_accelerator()
+    encoded: dict[str, tuple[object, object]] = {}  # variant -> (data, its object ref): one copy per variant
     started: dict = {}
+    with open_existing_store(jobs[0].request().db_path) as store:
+        owner = store_id(store)
     for job in jobs:
         request = job.request()
-        data = load_encoded_variant(request, accelerator)
-        with open_existing_store(request.db_path) as store:
-            owner = store_id(store)
+        if job.cell.variant not in encoded:
+            data = load_encoded_variant(request, accelerator)
+            encoded[job.cell.variant] = (data, ray.put(data))
+        data, data_ref = encoded[job.cell.variant]
         root = request.checkpoint_base / owner
         resume = bool(experiment.resumable_seeds(request.model, data, request.config, root))
-        ref = train_remote.options(num_cpus=job.threads, num_gpus=gpus).remote(
-            request.model, data, request.config, root, resume, owner)
+        # A task asking for more CPUs than the cluster has would wait forever.
+        cpus = max(1, min(job.threads, int(resources.get("CPU", 1))))
+        ref = train_remote.options(num_cpus=cpus, num_gpus=gpus).remote(
+            request.model, data_ref, request.config, root, resume, owner)
         started[ref] = (job, request, data, root, resume, time.monotonic())
     pending = list(started)
     while pending:

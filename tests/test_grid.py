@@ -200,7 +200,7 @@ def _grid_process(env: tuple[Path, Path], *args: str) -> subprocess.Popen:
 
 def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    args = ("--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns", "--workers", "2")
+    args = ("--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns", "--workers", "2", "--epochs", "1")
     first = _grid_process(env, *args)
     lines = []
     try:
