@@ -98,7 +98,7 @@ class GridProgress:
     done: int  # cells stored, skipped ones included
     total: int
     outcome: CellOutcome
-    eta_s: float | None  # None until a cell has been trained in this invocation
+    eta_s: float | None  # seconds left at the mean pace of the cells finished in this invocation
 
 
 def parse_models(text: str) -> tuple[str, ...]:
