@@ -25,6 +25,7 @@ from genre_local.commands import data as data_commands
 from genre_local.commands import demo as demo_command
 from genre_local.commands import generate as generate_command
 from genre_local.commands import generations as generations_commands
+from genre_local.commands import grid as grid_command
 from genre_local.commands import models as models_commands
 from genre_local.commands import report as report_command
 from genre_local.commands import train as train_commands
@@ -79,6 +80,7 @@ app.add_typer(generations_commands.app, name="generations")
 app.command("generate")(generate_command.generate)
 app.command("train")(train_commands.train)
 app.command("predict")(train_commands.predict)
+app.command("grid")(grid_command.grid)
 app.command("report")(report_command.report)
 app.command("demo")(demo_command.demo)
 

@@ -111,9 +111,13 @@ class SynthConfig:
 class GenerateConfig:
     model: str = "llama"
     backend: str = "auto"  # auto | vllm | transformers
-    dtype: str = "float32"
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU (genre_local/llm/engine_sizing.py)
     max_model_len: int = 2048
-    gpu_memory_utilization: float = 0.5
+    # Unset: 0.9 of a GPU; on CPU a KV cache sized from the model and max_num_seqs (engine_sizing.py).
+    # Set: vLLM's meaning (on CPU: the share of all RAM the engine reserves).
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1  # vLLM: GPUs one model is split across
+    max_num_seqs: int | None = None  # vLLM: sequences decoded together (unset: vLLM's default on GPU, 32 on CPU)
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
@@ -134,7 +138,11 @@ class GenerateConfig:
         _one_of("generate", "backend", self.backend, GENERATE_BACKENDS)
         _one_of("generate", "dtype", self.dtype, GENERATE_DTYPES)
         _int_in("generate", "max_model_len", self.max_model_len, 16, 1_048_576)
-        _float_in("generate", "gpu_memory_utilization", self.gpu_memory_utilization, 0.0, 1.0, low_open=True)
+        if self.gpu_memory_utilization is not None:
+            _float_in("generate", "gpu_memory_utilization", self.gpu_memory_utilization, 0.0, 1.0, low_open=True)
+        _int_in("generate", "tensor_parallel_size", self.tensor_parallel_size, 1, 1024)
+        if self.max_num_seqs is not None:
+            _int_in("generate", "max_num_seqs", self.max_num_seqs, 1, 65_536)
         _float_in("generate", "temperature", self.temperature, 0.0, math.inf)
         _float_in("generate", "top_p", self.top_p, 0.0, 1.0, low_open=True)
         _int_in("generate", "seed", self.seed, 0, SEED32_MAX)

@@ -44,6 +44,8 @@ class TrainRequest:
     image_file: Path | None = None
     resume: bool = False
     run_id: str | None = None  # predict: the stored run whose weights to use
+    store_wait_s: float = 0.0  # wait this long for another process's store lock (grid workers share one store)
+    resume_hint: str = "the same command with --resume"  # what continues this request's checkpoints
     track_dir: Path | None = None  # train: the tracker's files (config.track names it); None: not tracked
 
     def tracking(self):
@@ -88,7 +90,7 @@ def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     options = EncodingOptions(cfg.feature_names, cfg.title_len, cfg.abstract_len, request.image_file)
 
     def build():
-        with open_existing_store(request.db_path) as store:
+        with open_existing_store(request.db_path, request.store_wait_s) as store:
             store.require_dataset(request.dataset)
             plan = plan_encoded(store.conn, request.dataset, request.spec, options, request.cache_dir)
         return plan.build()  # tokenizing with the store closed
@@ -96,12 +98,14 @@ def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     return share_encoded(accelerator, build, user_errors=(UserError, RecsysError))
 
 
-def open_existing_store(db_path: Path):
+def open_existing_store(db_path: Path, wait_s: float = 0.0):
+    """The store, which must exist; with `wait_s`, waiting that long while another process holds its lock."""
     from genre_local.store import open_store
+    from genre_local.store.runs import open_store_waiting
 
     if not Path(db_path).exists():
         raise UserError(f"store {db_path} does not exist; import a dataset first (genre-local data import)")
-    return open_store(db_path)
+    return open_store_waiting(db_path, wait_s=wait_s, poll_s=0.5) if wait_s > 0 else open_store(db_path)
 
 
 def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
@@ -112,7 +116,7 @@ def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
     from recsys.train import find_checkpoint, read_loop_state
 
     cfg = request.config
-    with open_existing_store(request.db_path) as store:
+    with open_existing_store(request.db_path, request.store_wait_s) as store:
         owner = store_id(store)
         root = request.checkpoint_base / owner
         stored: dict[int, str] = {}
@@ -157,7 +161,6 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
                     say: Callable[[str], None] = lambda text: None) -> TrainOutcome | None:
     """Train every seed, store the runs (rank 0), and test against the stored `original` runs.
     Returns None on the other ranks."""
-    from genre_local.store.runs import new_experiment_id, open_store_waiting, original_auc_by_seed, write_runs
     from recsys import experiment
     from recsys.train import make_accelerator, set_threads
 
@@ -190,27 +193,38 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         raise UserError(f"--resume: {exc}" if request.resume else str(exc)) from exc
     except KeyboardInterrupt:
         if accelerator.is_main_process:
-            say(f"checkpoint saved in {plan.checkpoint_root}; the same command with --resume continues it")
+            say(f"checkpoint saved in {plan.checkpoint_root}; {request.resume_hint} continues it")
         raise
     if not accelerator.is_main_process:
         return None
 
+    run_ids, p_value, pairs = store_experiment(request, data, result, plan.checkpoint_root)
+    return TrainOutcome(result, run_ids, p_value, pairs, plan.already_stored)
+
+
+def store_experiment(request: TrainRequest, data: EncodedDataset, result: ExperimentResult,
+                     checkpoint_root: Path) -> tuple[list[str], float | None, int]:
+    """Write an experiment's runs (waiting a while for the store lock) and test them against the
+    stored `original` runs: (run ids, p-value, paired seeds). Also the grid's driver-side write."""
+    from genre_local.store.runs import new_experiment_id, open_store_waiting, original_auc_by_seed, write_runs
+
+    cfg, spec = request.config, request.spec
     ident = request.ident()
     config = dataclasses.asdict(cfg) | {"variant": spec.name, "seeds": [r.seed for r in result.runs],
                                         "image_file": str(request.image_file) if request.image_file else None}
     try:
-        with open_store_waiting(request.db_path) as store:
+        with open_store_waiting(request.db_path, wait_s=max(120.0, request.store_wait_s)) as store:
             run_ids = write_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
                                  result.device, result.runs, result.checkpoint_folders)
             baseline = (original_auc_by_seed(store, ident, result.eval_split, result.stop_split)
                         if spec.name != "original" else {})
     except StoreError as exc:
         raise UserError(
-            f"{exc}; the trained weights are kept in {plan.checkpoint_root}: the same command with "
-            "--resume stores the runs without training again"
+            f"{exc}; the trained weights are kept in {checkpoint_root}: {request.resume_hint} "
+            "stores the runs without training again"
         ) from exc
     p_value, pairs = result.p_value_against(baseline) if baseline else (None, 0)
-    return TrainOutcome(result, run_ids, p_value, pairs, plan.already_stored)
+    return run_ids, p_value, pairs
 
 
 def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> tuple[Prediction, str]:

@@ -114,6 +114,7 @@ def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_js
     options = EngineOptions(
         model_dir=resolved.folder, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
         gpu_memory_utilization=cfg.gpu_memory_utilization, seed=cfg.seed,
+        tensor_parallel_size=cfg.tensor_parallel_size, max_num_seqs=cfg.max_num_seqs,
         prefix_caching=prefix_caching, enforce_eager=cfg.enforce_eager,
         micro_batch=cfg.hf_micro_batch,
     )

@@ -43,9 +43,11 @@ class GenResult:
 @dataclass(frozen=True)
 class EngineOptions:
     model_dir: Path
-    dtype: str = "float32"
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     max_model_len: int = 2048
-    gpu_memory_utilization: float = 0.5
+    gpu_memory_utilization: float | None = None  # None: the platform's default (llm/engine_sizing.py)
+    tensor_parallel_size: int = 1  # vLLM only
+    max_num_seqs: int | None = None  # vLLM only; None: vLLM's default on GPU, engine_sizing's on CPU
     seed: int = 0
     prefix_caching: bool = True
     micro_batch: int = 16  # transformers only: rows per generate() call

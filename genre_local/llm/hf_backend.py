@@ -13,6 +13,7 @@ from typing import Any
 
 from genre_local.errors import UserError
 from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
+from genre_local.llm.engine_sizing import resolve_dtype
 
 _DTYPES = {"float32": "float32", "float": "float32", "bfloat16": "bfloat16", "float16": "float16", "half": "float16"}
 
@@ -25,7 +26,7 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.options = options
-        dtype_name = _DTYPES.get(options.dtype, "float32") if options.dtype != "auto" else "float32"
+        dtype_name = _DTYPES.get(resolve_dtype(options.dtype, torch.cuda.is_available()), "float32")
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(options.model_dir))
             self._model = AutoModelForCausalLM.from_pretrained(str(options.model_dir), dtype=getattr(torch, dtype_name))

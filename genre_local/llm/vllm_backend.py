@@ -14,6 +14,7 @@ from typing import Any
 
 from genre_local.errors import UserError
 from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
+from genre_local.llm.engine_sizing import CPU_MAX_NUM_SEQS, engine_memory, resolve_dtype
 from genre_local.machine import meminfo_gib
 
 
@@ -37,13 +38,13 @@ def _startup_hint(options: EngineOptions, exc: BaseException) -> str:
         hints.append(f"lower max_model_len (now {options.max_model_len}) in genre.toml [generate]")
     if "memory" in lowered or "kv cache" in lowered or "oom" in lowered:
         hints.append(
-            f"lower gpu_memory_utilization (now {options.gpu_memory_utilization}; on CPU it is the share of RAM "
+            f"lower gpu_memory_utilization (now {options.gpu_memory_utilization or 'unset'}; on CPU it is the share of RAM "
             "reserved) or max_model_len"
         )
     if not hints:
         hints.append(
             "see the engine's root cause above; usual causes: gpu_memory_utilization more than free memory "
-            f"(now {options.gpu_memory_utilization}), max_model_len ({options.max_model_len}), or a model folder "
+            f"(now {options.gpu_memory_utilization or 'unset'}), max_model_len ({options.max_model_len}), or a model folder "
             f"vLLM cannot load ({options.model_dir}); --backend transformers avoids vLLM"
         )
     return f"vLLM engine failed to start: {text[:300]}; " + "; ".join(hints)
@@ -57,31 +58,46 @@ class VllmBackend:
         # Our tables and --json line own stdout: vLLM's logs go to stderr. How much of them
         # shows is the CLI's choice (quiet.py: errors only unless --verbose).
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-        if _on_cpu():
-            memory = meminfo_gib()
-            if memory is not None:
-                total, available = memory
-                wanted = options.gpu_memory_utilization * total
-                if wanted > available:
-                    raise UserError(
-                        f"gpu_memory_utilization {options.gpu_memory_utilization} reserves {wanted:.1f} GiB of RAM "
-                        f"but only {available:.1f} GiB is free; lower it in genre.toml [generate] "
-                        "(vLLM on CPU reserves that share of RAM)"
-                    )
+        on_cpu = _on_cpu()
+        memory = meminfo_gib() if on_cpu else None
+        if on_cpu and memory is not None and options.gpu_memory_utilization is not None:
+            total, available = memory
+            wanted = options.gpu_memory_utilization * total
+            if wanted > available:
+                raise UserError(
+                    f"gpu_memory_utilization {options.gpu_memory_utilization} reserves {wanted:.1f} GiB of RAM "
+                    f"but only {available:.1f} GiB is free; lower it in genre.toml [generate], or leave it unset "
+                    "to size the cache from the model (vLLM on CPU reserves that share of RAM)"
+                )
+        dtype = resolve_dtype(options.dtype, on_cuda=not on_cpu)
+        sizing = engine_memory(
+            options.gpu_memory_utilization, on_cuda=not on_cpu, model_dir=options.model_dir, dtype=dtype,
+            max_model_len=options.max_model_len, max_num_seqs=options.max_num_seqs,
+            total_ram_bytes=int(memory.total_gib * 2**30) if memory else None,
+            available_ram_bytes=int(memory.available_gib * 2**30) if memory else None,
+        )
+        sized: dict[str, Any] = {}
+        if sizing.gpu_memory_utilization is not None:
+            sized["gpu_memory_utilization"] = sizing.gpu_memory_utilization
+        if sizing.kv_cache_bytes is not None:
+            sized["kv_cache_memory_bytes"] = sizing.kv_cache_bytes
+        if options.max_num_seqs is not None or on_cpu:
+            sized["max_num_seqs"] = options.max_num_seqs or CPU_MAX_NUM_SEQS
         from vllm import LLM
 
         try:
             self._llm = LLM(
                 model=str(options.model_dir),
-                dtype=options.dtype,
+                dtype=dtype,
                 max_model_len=options.max_model_len,
-                gpu_memory_utilization=options.gpu_memory_utilization,
+                tensor_parallel_size=options.tensor_parallel_size,
                 enable_prefix_caching=options.prefix_caching,
                 seed=options.seed,
-                enforce_eager=_on_cpu() if options.enforce_eager is None else options.enforce_eager,
+                enforce_eager=on_cpu if options.enforce_eager is None else options.enforce_eager,
                 # Without this the grammar lets the model pad JSON with endless newlines.
                 structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
                 use_tqdm_on_load=load_progress_wanted(),
+                **sized,
             )
         except UserError:
             raise

@@ -1,0 +1,255 @@
+"""`genre-local grid`: the plan and its skip rule, worker processes, kill -9 and rerun, resume, Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_local import grid
+from genre_local.cli import app
+from genre_local.errors import UserError
+from genre_local.store import open_store
+from recsys.catalog import MODEL_NAMES
+from recsys.config import TrainConfig
+from tests.support_train import add_all_generations, make_store, one_thread
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = """
+[train]
+embed_dim = 16
+num_heads = 2
+transformer_layers = 1
+history_len = 10
+title_len = 12
+batch_size = 32
+lr = 0.01
+epochs = 2
+threads = 1
+checkpoint_every = 2
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def _env(folder: Path) -> tuple[Path, Path]:
+    db = make_store(folder / "s.duckdb", users=12, news_per_cat=6)
+    add_all_generations(db, users=12)
+    config = folder / "genre.toml"
+    config.write_text(SMALL)
+    return db, config
+
+
+def invoke(env: tuple[Path, Path], *args: str):
+    return runner.invoke(app, ["--db", str(env[0]), "--config", str(env[1]), *args])
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def cell_counts(db: Path) -> dict[tuple[str, str, int], int]:
+    with open_store(db) as store:
+        rows = store.conn.execute("SELECT model, variant, seed, count(*) FROM runs GROUP BY ALL").fetchall()
+    return {(m, v, int(s)): int(n) for m, v, s, n in rows}
+
+
+# -- parsing and planning (no training) ------------------------------------------------------
+
+
+def test_parse_models_and_variants() -> None:
+    assert grid.parse_models("all") == tuple(MODEL_NAMES)
+    assert grid.parse_models(" DIN, nrms ,din") == ("din", "nrms")
+    for bad, needle in (("din,foo", "'foo'"), ("", "empty"), ("all,din", "'all'")):
+        with pytest.raises(UserError, match=needle):
+            grid.parse_models(bad)
+    specs = grid.parse_variants("original, up+ns ,ns+up,ng", 3)
+    assert [s.name for s in specs] == ["original", "ns+up", "ng"]  # one cell per canonical variant
+    assert specs[2].ng_k == 3 and specs[0].ng_k == 0
+    for bad, needle in (("original,xx", "--variants 'xx'"), ("ng+chain", "either ng"), (",", "empty")):
+        with pytest.raises(UserError, match=needle):
+            grid.parse_variants(bad, 2)
+
+
+def _store_run(store, model: str, variant: str, seed: int, config: TrainConfig, features: str = "title,category",
+               ng_k: int = 0, dataset: str = "tiny") -> str:
+    from genre_local.store.runs import RunIdentity, write_runs
+    from recsys.catalog import model_kind
+    from recsys.train import RunResult
+
+    result = RunResult(seed=seed, eval_split="test", metrics={"test": {"all": {"auc": 0.6}}}, epochs_run=1,
+                       best_epoch=1, epoch_seconds=[1.0], train_samples_per_s=[1.0], data_wait_seconds=[0.0],
+                       dev_auc=[0.6], eval_impressions_per_s=1.0, processes=1)
+    ident = RunIdentity(model, model_kind(model), dataset, variant, features, ng_k)
+    stored = dataclasses.asdict(config) | {"variant": variant, "seeds": [seed], "image_file": None}
+    return write_runs(store, f"x{model}{variant}{seed}{features}{ng_k}{dataset}"[:40], ident, stored, "fp", {}, "cpu",
+                      [result])[0]
+
+
+def test_plan_skips_exactly_the_cells_stored_with_the_same_settings(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    config = TrainConfig(epochs=2, seeds=2, lr=0.01)
+    spec = grid.GridSpec("tiny", ("din", "nrms"), grid.parse_variants("original,ng", 2), config)
+    with open_store(db) as store:
+        same = _store_run(store, "din", "original", 1, dataclasses.replace(config, seeds=1, threads=3, num_workers=1))
+        ng = _store_run(store, "din", "ng", 2, config, ng_k=2)
+        _store_run(store, "din", "original", 2, dataclasses.replace(config, lr=0.02))  # other settings
+        _store_run(store, "din", "ng", 1, config, ng_k=3)  # other ng_k
+        _store_run(store, "nrms", "original", 1, config, features="title")  # other features
+        _store_run(store, "nrms", "original", 2, config, dataset="other")  # other dataset
+        _store_run(store, "nrms", "ng", 1, dataclasses.replace(config, epochs=3))  # other epochs
+        plan = grid.plan_grid(store.conn, spec)
+    assert plan.total == 8 and len(spec.cells()) == 8
+    assert plan.stored == {grid.GridCell("din", "original", 1): same, grid.GridCell("din", "ng", 2): ng}
+    assert [c.label for c in plan.todo] == ["din/original/seed 2", "din/ng/seed 1", "nrms/original/seed 1",
+                                            "nrms/original/seed 2", "nrms/ng/seed 1", "nrms/ng/seed 2"]
+
+
+def test_threads_per_worker_share_the_cores() -> None:
+    assert grid.threads_per_worker(2, cores=16) == 8
+    assert grid.threads_per_worker(4, cores=2) == 1
+    assert grid.threads_per_worker(3, cores=16) == 5
+
+
+def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din,bert"), "--models", "'bert'")
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--variants", "original,nx"), "--variants 'nx'")
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--workers", "0"), "--workers")
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--engine", "spark"), "--engine spark", "local, ray")
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--seeds", "0"), "--seeds")
+    one_line_error(invoke(env, "grid", "--dataset", "nope"), "dataset 'nope'")
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--features", "title,image"), "image")
+    missing = (tmp_path / "none.duckdb")
+    one_line_error(runner.invoke(app, ["--db", str(missing), "grid", "--dataset", "tiny"]), "does not exist")
+    assert not missing.exists()
+    assert cell_counts(env[0]) == {}
+
+
+def test_dry_run_plans_and_trains_nothing(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns",
+                    "--seeds", "2", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["total"] == 8 and payload["skipped"] == 0 and payload["trained"] == 0
+    assert payload["planned"][0] == {"model": "din", "variant": "original", "seed": 1}
+    assert payload["planned"][-1] == {"model": "nrms", "variant": "ns", "seed": 2}
+    assert "8 runs; 0 stored, 8 to run" in result.stderr
+    assert cell_counts(env[0]) == {}
+
+
+# -- execution --------------------------------------------------------------------------------
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """Trained but not stored (a failed write): the rerun continues the cell's checkpoint and
+    stores it once, without training again."""
+    from genre_local.errors import StoreError
+
+    env = _env(tmp_path)
+    args = ["grid", "--dataset", "tiny", "--models", "din", "--variants", "original", "--epochs", "1", "--json"]
+
+    def locked(db_path, wait_s: float = 0.0):
+        raise StoreError(f"store {db_path} is locked by another genre-local process")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("genre_local.store.runs.open_store_waiting", locked)
+        failed = invoke(env, *args)
+    assert failed.exit_code == 2, failed.output
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is locked" in errors[0] and "rerunning the grid stores the runs" in errors[0]
+    assert cell_counts(env[0]) == {}
+    rerun = invoke(env, *args)
+    assert rerun.exit_code == 0, rerun.output
+    assert "din/original/seed 1: stored run" in rerun.stderr and "(resumed)" in rerun.stderr
+    assert "[1/1]" in rerun.stderr and "ETA 0:00:00" in rerun.stderr
+    assert cell_counts(env[0]) == {("din", "original", 1): 1}
+    with open_store(env[0]) as store:
+        epochs = store.conn.execute("SELECT epochs_run FROM runs").fetchone()[0]
+    assert epochs == 1
+    again = invoke(env, *args)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["trained"] == 0
+
+
+def _grid_process(env: tuple[Path, Path], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "genre_local", "--db", str(env[0]), "--config", str(env[1]), "grid", *args],
+        cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group: the kill reaches the workers too
+    )
+
+
+def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    args = ("--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns", "--workers", "2", "--epochs", "1")
+    first = _grid_process(env, *args)
+    lines = []
+    try:
+        deadline = time.monotonic() + 240
+        for line in first.stderr:  # blocks line by line: the first finished cell, then kill -9
+            lines.append(line)
+            if line.startswith("[1/4]"):
+                break
+            assert time.monotonic() < deadline, lines
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert first.returncode == -signal.SIGKILL, lines
+    time.sleep(1.0)  # the workers die with their parent (PR_SET_PDEATHSIG) and release the store
+    killed = cell_counts(env[0])
+    assert 1 <= sum(killed.values()) < 4 and set(killed.values()) == {1}, (killed, lines)
+
+    second = _grid_process(env, *args, "--json")
+    out, err = second.communicate(timeout=400)
+    assert second.returncode == 0, err
+    payload = json.loads(out.strip().splitlines()[-1])
+    assert payload["total"] == 4 and payload["skipped"] == sum(killed.values())
+    assert payload["trained"] == 4 - payload["skipped"]
+    assert f"{payload['skipped']} stored, {payload['trained']} to run (local, 2 at once)" in err
+    assert "[4/4]" in err
+    expected = {(m, v, 1): 1 for m in ("din", "nrms") for v in ("original", "ns")}
+    assert cell_counts(env[0]) == expected
+
+    third = invoke(env, "grid", *args, "--json")
+    assert third.exit_code == 0, third.output
+    assert json.loads(third.stdout.strip().splitlines()[-1]) | {"planned": []} == {
+        "dataset": "tiny", "total": 4, "skipped": 4, "trained": 0, "planned": [], "stored_runs": []}
+    assert cell_counts(env[0]) == expected
+
+
+def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    env = _env(tmp_path)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
+        "PYTHONPATH": str(ROOT)}})
+    try:
+        result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original,ns",
+                        "--epochs", "1", "--engine", "ray", "--workers", "2", "--json")
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["trained"] == 2 and len(payload["stored_runs"]) == 2
+    assert cell_counts(env[0]) == {("din", "original", 1): 1, ("din", "ns", 1): 1}
+    with open_store(env[0]) as store:
+        stored = store.conn.execute("SELECT count(*) FROM run_checkpoints").fetchone()[0]
+    assert stored == 2  # the tasks' checkpoint folders, as train keys them
