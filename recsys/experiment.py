@@ -100,7 +100,7 @@ def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: in
         eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
         negatives=config.negatives, patience=config.patience, history_len=config.history_len,
         model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
-        num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner,
+        num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, bf16=config.bf16,
     )
     if checkpoint_root is None:
         return settings

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
@@ -50,6 +51,7 @@ class RunSettings:
     num_workers: int = 0
     fast_eval: bool = True
     owner: str = ""  # whose data the checkpoint belongs to (genre-local: the store's id)
+    bf16: str = "auto"  # bfloat16 autocast of the training forward (recsys/cpu.py use_bf16)
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -146,6 +148,7 @@ def feature_sizes(data: EncodedDataset):
         num_users=data.num_users,
         num_topics=len(data.vocabulary.topics) + 1,
         num_regions=len(data.vocabulary.regions) + 1,
+        word_ids=tuple(int(i) for i in data.word_ids),
     )
 
 
@@ -339,6 +342,7 @@ class Trainer:
         if len(self.samples) == 0:
             raise RecsysError(f"dataset '{data.dataset}' has no clicked training impressions")
         self.has_dev = "dev" in data.splits and data.splits["dev"].labeled
+        self.bf16 = use_bf16(settings.bf16, accelerator.device.type)
 
     def train_epoch(self) -> bool:
         """The rest of the current epoch; False when paused mid-epoch (checkpoint written)."""
@@ -383,7 +387,9 @@ class Trainer:
     def train_step(self, batch: Batch) -> None:
         accelerator, state = self.accelerator, self.state
         batch = batch.to(accelerator.device)
-        loss = self.step_module(batch)
+        # the forward only: autocast keeps the loss, the weights and the optimizer in float32
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.step_module(batch)
         if not self._finite_everywhere(loss):
             # Stop before the step poisons the weights; the last checkpoint stays as it was.
             raise TrainingDiverged(
@@ -495,13 +501,15 @@ def make_accelerator(cpu: bool = False):
 
 
 def set_threads(threads: int, accelerator) -> None:
-    """`threads` torch CPU threads, or with several CPU processes on one machine a fair share of
-    the cores (oversubscribed CPU threads slow every process down many times over)."""
+    """`threads` torch CPU threads; 0 picks them (recsys/cpu.py auto_threads): a fair share of the
+    cores among this machine's processes of the run, fewer when other work keeps the cores busy."""
+    from recsys.cpu import auto_threads, machine_load
+
     if threads > 0:
         torch.set_num_threads(threads)
-    elif accelerator.device.type == "cpu" and accelerator.num_processes > 1:
+    elif accelerator.device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(auto_threads(os.cpu_count() or 1, machine_load(), local))
 
 
 __all__ = [
