@@ -32,6 +32,12 @@ from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
 
 
+# The layout of a model's saved weights; part of every checkpoint's identity, so a checkpoint of an
+# older layout is refused with a clear message instead of failing inside load_state_dict.
+# 2: word embeddings over the dataset-local vocabulary (recsys/layers/word_embedding.py).
+WEIGHTS_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class RunSettings:
     model: str
@@ -60,6 +66,7 @@ class RunSettings:
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
             "weight_decay": self.weight_decay, "negatives": self.negatives,
             "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
+            "weights_format": WEIGHTS_FORMAT,
         }
         return identity | ({"owner": self.owner} if self.owner else {})
 

@@ -94,3 +94,21 @@ def test_encoded_data_keeps_minilm_ids_and_the_cache_keeps_the_vocabulary(tmp_pa
     model.eval(), reloaded.eval()
     some = first.news.select(torch.arange(4))
     assert torch.equal(reloaded.encode_news(some), model.encode_news(some))
+
+
+def test_a_checkpoint_of_the_old_full_vocabulary_layout_is_refused_clearly(tmp_path: Path) -> None:
+    import json
+
+    from recsys.errors import CheckpointError
+    from recsys.train import WEIGHTS_FORMAT, RunSettings, check_checkpoint
+
+    settings = RunSettings(model="din", seed=1, epochs=1, batch_size=8, eval_batch_size=8, lr=0.01,
+                           weight_decay=0.0, negatives=1, patience=1, history_len=5, model_config=ModelConfig())
+    identity = settings.identity()
+    assert identity["weights_format"] == WEIGHTS_FORMAT
+    old = {k: v for k, v in identity.items() if k != "weights_format"} | {"data": "fp"}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    with pytest.raises(CheckpointError, match="other settings"):
+        check_checkpoint(tmp_path, settings, "fp")
+    (tmp_path / "run.json").write_text(json.dumps(identity | {"data": "fp"}))
+    check_checkpoint(tmp_path, settings, "fp")
