@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, fields
 
 from recsys.catalog import NEWS_FEATURES
+from recsys.cpu import BF16_CHOICES
 from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
 
@@ -75,7 +76,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0 = at epoch ends only)
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
-    threads: int = 0  # torch CPU threads per process; 0 = torch's default (1 helps on busy, shared CPUs)
+    threads: int = 0  # torch CPU threads per process; 0 = picked from the cores and the machine's load
+    bf16: str = "auto"  # bfloat16 autocast in training: auto (CUDA, or a CPU with native bf16), on, off
     encoder: str = ""  # DIRE's news encoder: a local LLaMA-family Hugging Face folder ("" = none given)
     # When dev is the reported split (no labelled test), this share of the train impressions,
     # picked by a hash of the impression id, is held out for early stopping (recsys/stopping.py).
@@ -104,6 +106,8 @@ class TrainConfig:
             raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
         if self.embed_dim % self.num_heads:
             raise ConfigError("embed_dim", f"must be a multiple of num_heads ({self.num_heads}), got {self.embed_dim}")
+        if self.bf16 not in BF16_CHOICES:
+            raise ConfigError("bf16", f"must be one of {', '.join(BF16_CHOICES)}, got {self.bf16!r}")
         parse_features(self.features)
         check_tracker_name(self.track)
 

@@ -27,7 +27,7 @@ from recsys.catalog import NEW_USER_MAX_HISTORY
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
 
-CACHE_FORMAT = 3  # 3: profile vocabularies travel in the file
+CACHE_FORMAT = 4  # 3: profile vocabularies travel in the file; 4: the dataset-local word vocabulary
 MAX_REGIONS = 8
 
 
@@ -88,6 +88,10 @@ class EncodedDataset:
     splits: dict[str, SplitArrays]
     stats: dict[str, int] = field(default_factory=dict)
     vocabulary: ProfileVocabulary = field(default_factory=ProfileVocabulary)
+    # The WordPiece ids the dataset's texts use (sorted, no padding 0): models learn an embedding
+    # row for these only (recsys/vocab.py). News tensors keep the original MiniLM ids, which
+    # PLMNR/DIRE feed to MiniLM as they are. Empty = every id of the tokenizer.
+    word_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.splits:
@@ -182,7 +186,15 @@ def encode_variant(
         splits=splits,
         stats=dict(rows.stats),
         vocabulary=rows.vocabulary,
+        word_ids=used_word_ids(news),
     )
+
+
+def used_word_ids(news: NewsInputs) -> np.ndarray:
+    """Sorted distinct token ids of the news texts (title and abstract), padding 0 left out."""
+    parts = [t.numpy().ravel() for t in (news.title, news.abstract) if t is not None]
+    ids = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    return ids[ids != 0].astype(np.int64)
 
 
 def segment_counts(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -248,6 +260,7 @@ def save_encoded(data: EncodedDataset, path: Path) -> None:
             "vocab_size": data.vocab_size, "stats": data.stats,
             "vocabulary": [list(data.vocabulary.topics), list(data.vocabulary.regions)],
         },
+        "word_ids": torch.from_numpy(np.ascontiguousarray(data.word_ids)),
         "news": {f.name: getattr(data.news, f.name) for f in fields(NewsInputs)},
         "profiles": None if data.profiles is None else {f.name: getattr(data.profiles, f.name) for f in fields(ProfileTable)},
         "splits": {
@@ -275,6 +288,7 @@ def load_encoded(path: Path) -> EncodedDataset:
         num_users=meta["num_users"], vocab_size=meta["vocab_size"], profiles=profiles,
         splits=splits, stats=dict(meta["stats"]),
         vocabulary=ProfileVocabulary(*(tuple(v) for v in meta["vocabulary"])),
+        word_ids=payload["word_ids"].numpy(),
     )
 
 

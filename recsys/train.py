@@ -27,10 +27,17 @@ import torch
 from torch import nn
 
 from recsys.catalog import METRICS
+from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
 from recsys.stopping import plan_splits
+
+
+# The layout of a model's saved weights; part of every checkpoint's identity, so a checkpoint of an
+# older layout is refused with a clear message instead of failing inside load_state_dict.
+# 2: word embeddings over the dataset-local vocabulary (recsys/layers/word_embedding.py).
+WEIGHTS_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class RunSettings:
     # Share of train impressions held out for early stopping when dev is the reported split
     # (recsys/stopping.py); 0 = train on all of train, no early stopping then.
     holdout_fraction: float = 0.1
+    bf16: str = "auto"  # bfloat16 autocast of the training forward (recsys/cpu.py use_bf16)
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -65,6 +73,7 @@ class RunSettings:
             "weight_decay": self.weight_decay, "negatives": self.negatives,
             "holdout_fraction": self.holdout_fraction,
             "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
+            "weights_format": WEIGHTS_FORMAT,
         }
         return identity | ({"owner": self.owner} if self.owner else {})
 
@@ -154,6 +163,7 @@ def feature_sizes(data: EncodedDataset):
         num_users=data.num_users,
         num_topics=len(data.vocabulary.topics) + 1,
         num_regions=len(data.vocabulary.regions) + 1,
+        word_ids=tuple(int(i) for i in data.word_ids),
     )
 
 
@@ -347,6 +357,7 @@ class Trainer:
         # The last epoch's metrics (all users) on the stopping split, and its name, for the trackers.
         self.epoch_dev: dict[str, float] = {}
         self.epoch_split = "dev"
+        self.bf16 = use_bf16(settings.bf16, accelerator.device.type)
 
     def train_epoch(self) -> bool:
         """The rest of the current epoch; False when paused mid-epoch (checkpoint written)."""
@@ -392,7 +403,9 @@ class Trainer:
     def train_step(self, batch: Batch) -> None:
         accelerator, state = self.accelerator, self.state
         batch = batch.to(accelerator.device)
-        loss = self.step_module(batch)
+        # the forward only: autocast keeps the loss, the weights and the optimizer in float32
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.step_module(batch)
         if not self._finite_everywhere(loss):
             # Stop before the step poisons the weights; the last checkpoint stays as it was.
             raise TrainingDiverged(
@@ -532,13 +545,15 @@ def make_accelerator(cpu: bool = False, tracking=None):
 
 
 def set_threads(threads: int, accelerator) -> None:
-    """`threads` torch CPU threads, or with several CPU processes on one machine a fair share of
-    the cores (oversubscribed CPU threads slow every process down many times over)."""
+    """`threads` torch CPU threads; 0 picks them (recsys/cpu.py auto_threads): a fair share of the
+    cores among this machine's processes of the run, fewer when other work keeps the cores busy."""
+    from recsys.cpu import auto_threads, machine_load
+
     if threads > 0:
         torch.set_num_threads(threads)
-    elif accelerator.device.type == "cpu" and accelerator.num_processes > 1:
+    elif accelerator.device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(auto_threads(os.cpu_count() or 1, machine_load(), local))
 
 
 __all__ = [

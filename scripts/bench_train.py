@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def run_child(args: argparse.Namespace, model: str, cache: Path) -> dict:
         "--batch-size", str(args.batch_size), "--eval-impressions", str(args.eval_impressions),
         "--ranking-eval-impressions", str(args.ranking_eval_impressions),
         "--naive-impressions", str(args.naive_impressions), "--features", args.features,
-        "--title-len", str(args.title_len), "--warmup", str(args.warmup), "--profile-steps", str(args.profile_steps),
+        "--title-len", str(args.title_len), "--bf16", args.bf16, "--threads", str(args.threads), "--warmup", str(args.warmup), "--profile-steps", str(args.profile_steps),
     ]
     print(f"[{model}] ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -206,10 +207,13 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
     from recsys.data import BatchStream, TrainSamples, epoch_batches
     from recsys.train import TrainStep, make_accelerator, make_optimizer
 
+    from recsys.cpu import use_bf16
+
     cfg = bench_config(args)
     accelerator = make_accelerator()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)  # the trainer's own (fused AdamW, trainable only)
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
+    bf16 = use_bf16(cfg.bf16, accelerator.device.type)  # the trainer's autocast choice
     samples = TrainSamples(data, data.split("train"), model.kind, cfg.negatives, cfg.history_len)
     batches = epoch_batches(len(samples), args.batch_size, 1, 0)
     loader = torch.utils.data.DataLoader(BatchStream(samples, batches, 1, 0), batch_size=None, num_workers=0)
@@ -227,7 +231,8 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
             break
         batch = batch.to(accelerator.device)
         t1 = time.perf_counter()
-        loss = step_module(batch)
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = step_module(batch)
         t2 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
@@ -256,6 +261,7 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
         "forward_share": phases["forward"] / seconds if seconds else 0.0,
         "backward_share": phases["backward"] / seconds if seconds else 0.0,
         "final_loss": float(loss.detach()) if steps else None,
+        "bf16": bf16,
         "epoch_steps": len(batches),
         "profile_top_ops": profile,
     }
@@ -348,7 +354,8 @@ def eval_paths(model, data, args: argparse.Namespace) -> dict:
 
 def bench_config(args: argparse.Namespace) -> TrainConfig:
     """The [train] defaults with the benchmark's flags: the same checks as `genre-local train`."""
-    return TrainConfig(batch_size=args.batch_size, features=args.features, title_len=args.title_len)
+    return TrainConfig(batch_size=args.batch_size, features=args.features, title_len=args.title_len, bf16=args.bf16,
+                       threads=args.threads)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -359,6 +366,10 @@ def child(args: argparse.Namespace) -> None:
     from recsys.models import build_model
     from recsys.train import feature_sizes
 
+    from recsys.cpu import auto_threads, machine_load
+
+    # the trainer's thread choice ([train] threads, 0 = recsys.cpu.auto_threads)
+    torch.set_num_threads(args.threads or auto_threads(os.cpu_count() or 1, machine_load()))
     rss_start = _rss_mb()
     data = load_encoded(Path(args.cache))
     rss_data = _rss_mb()
@@ -400,6 +411,8 @@ def main() -> None:
                         help="the same for ranking models, whose fast path saves only the news encoding")
     parser.add_argument("--naive-impressions", type=int, default=500, help="of those, also scored by the naive path (spread evenly)")
     parser.add_argument("--features", default="title,category")
+    parser.add_argument("--bf16", default="auto", choices=("auto", "on", "off"), help="[train] bf16: autocast of the forward")
+    parser.add_argument("--threads", type=int, default=0, help="[train] threads (0: chosen from cores and load)")
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--child-timeout", type=int, default=600)
     parser.add_argument("--smoke", action="store_true", help="tiny run: small dataset, few steps, two models")

@@ -133,3 +133,40 @@ def test_bench_resume_smoke(tmp_path: Path, models_dir: Path):
     (row,) = payload["rows"]
     assert row["passed"] and row["rerun_new"] == 0 and not row["engine_started"]
     assert row["stored_requests"] == row["rerun_skipped"] > 0
+
+
+def test_bench_reference_smoke(tmp_path: Path):
+    proc = _run("bench_reference.py", "--smoke", "--models", "nrms,dcn", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "reference.json").read_text())
+    assert [r["model"] for r in payload["rows"]] == ["nrms", "dcn"]
+    for row in payload["rows"]:
+        assert row["ours_median"] > 0 and row["reference_median"] > 0
+        assert row["ratio_median"] == pytest.approx(row["ours_median"] / row["reference_median"])  # one round
+        for side in ("ours_auc", "reference_auc"):
+            assert 0.0 <= row[side] <= 1.0  # finite: no NaN from all-padding news
+    assert "| NRMS |" in proc.stdout and "| DCN |" in proc.stdout
+
+
+def test_bench_reference_refuses_a_model_without_reference(tmp_path: Path):
+    proc = _run("bench_reference.py", "--smoke", "--models", "lstur", "--out", str(tmp_path), timeout=200)
+    assert proc.returncode != 0 and "'lstur' has no reference" in proc.stderr
+
+
+def test_reference_models_stay_finite_on_padding_news_and_samples_put_the_click_first():
+    import torch
+
+    bench = _load("bench_reference")
+    titles = torch.tensor([[0, 0, 0], [101, 7, 102], [101, 9, 102]])
+    mind = bench.MindFolder({"N1": 1, "N2": 2}, titles, torch.tensor([0, 1, 1]), 2,
+                            train=[([1], [1, 2], [1, 0]), ([], [2, 1], [1, 1])], dev=[])
+    torch.manual_seed(0)
+    for model in (bench.RefNRMS(8, 2, 0.0, vocab=200), bench.RefNAML(8, 2, 0.0, 2, vocab=200)):
+        model.eval()
+        assert torch.isfinite(model.news(titles, mind.categories)).all()
+        empty = model.user(torch.zeros(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
+        assert torch.isfinite(empty).all()
+    samples = bench.ReferenceSamples(mind, history_len=2, negatives=2, seed=0)
+    assert len(samples) == 1  # the second impression has no non-click to sample
+    history, cands = samples[0]
+    assert history.tolist() == [0, 1] and cands.tolist() == [1, 2, 2]

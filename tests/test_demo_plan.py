@@ -19,6 +19,14 @@ def test_fresh_demo_runs_every_stage(tmp_path: Path) -> None:
     assert ["--task", "all"] == args[3][-2:]
     trained = {(a[a.index("--model") + 1], a[a.index("--variant") + 1]) for a in args if a[0] == "train"}
     assert trained == {("nrms", "original"), ("nrms", "ns"), ("din", "original"), ("din", "ns")}
+    assert all(a[a.index("--seeds") + 1] == "1" for a in args if a[0] == "train")
+
+
+def test_the_plan_states_and_passes_the_seed_count(tmp_path: Path) -> None:
+    steps = demo_steps(tmp_path / "data", tmp_path / "report", True, 600, 300, 7, ["din"], ["original"], 2, "llama", 3)
+    train = [s for s in steps if s.args[0] == "train"]
+    assert [s.title for s in train] == ["train din on original (3 seeds)"]
+    assert train[0].args[train[0].args.index("--seeds") + 1] == "3"
 
 
 def test_rerun_skips_data_already_there(tmp_path: Path) -> None:

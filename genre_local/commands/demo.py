@@ -43,6 +43,7 @@ def demo_steps(
     variants: list[str],
     epochs: int,
     llm: str,
+    seeds: int = 1,
 ) -> list[DemoStep]:
     steps = []
     if not (data_dir / "train" / "behaviors.tsv").exists():
@@ -62,8 +63,9 @@ def demo_steps(
         for variant in variants:
             steps.append(
                 DemoStep(
-                    f"train {model} on {variant}",
-                    ["train", "--model", model, "--dataset", DEMO_DATASET, "--variant", variant, "--epochs", str(epochs)],
+                    f"train {model} on {variant} ({seeds} seed{'s' if seeds != 1 else ''})",
+                    ["train", "--model", model, "--dataset", DEMO_DATASET, "--variant", variant, "--epochs", str(epochs),
+                     "--seeds", str(seeds)],
                 )
             )
     steps.append(DemoStep("report", ["report", "--dataset", DEMO_DATASET, "--out", str(report_dir)]))
@@ -119,7 +121,10 @@ def demo(
     report_dir = resolve_relative(context.db_path, context.config.paths.reports_dir)
     with context.open_store() as store:
         dataset_exists = DEMO_DATASET in store.dataset_names()
-    steps = demo_steps(data_dir, report_dir, dataset_exists, news, users, seed, model_names, variant_names, epochs, llm)
+    # the seed count is passed explicitly, so the summary states what every train step ran
+    seeds = context.config.train.seeds
+    steps = demo_steps(data_dir, report_dir, dataset_exists, news, users, seed, model_names, variant_names, epochs, llm,
+                       seeds)
     base = [sys.executable, "-m", "genre_local", "--db", str(context.db_path)]
     if context.config.source is not None:
         base += ["--config", str(context.config.source)]
@@ -138,7 +143,8 @@ def demo(
             )
         console.print(f"[dim]step took {time.perf_counter() - step_started:.0f}s[/dim]")
     console.print(Rule())
+    trained = len(model_names) * len(variant_names)
     console.print(
-        f"demo finished in {(time.perf_counter() - started) / 60:.1f} min; store: {context.db_path}; "
-        f"report: {report_dir}"
+        f"demo finished in {(time.perf_counter() - started) / 60:.1f} min; trained {trained} model/variant runs, "
+        f"{seeds} seed{'s' if seeds != 1 else ''} each ([train] seeds); store: {context.db_path}; report: {report_dir}"
     )

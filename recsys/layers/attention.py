@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.layers.dropout import dropout as cheap_dropout
+
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
     """Softmax over `dim` restricted to mask; all-masked rows give all-zero weights (no NaN)."""
@@ -69,7 +71,15 @@ class MultiHeadSelfAttention(nn.Module):
         if mask is not None:
             key_mask = mask.to(torch.bool)[:, None, None, :]
             key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
-        attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # [B, h, L, hd]
+        if self.training and self.dropout > 0 and values.device.type == "cpu":
+            # SDPA's math path with the cheap CPU dropout mask (recsys/layers/dropout.py)
+            scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask, float("-inf"))
+            weights = cheap_dropout(torch.softmax(scores, dim=-1), self.dropout, True)
+            attended = weights @ v
+        else:
+            attended = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+            )  # [B, h, L, hd]
         return self.out(attended.transpose(1, 2).reshape(batch, length, dim))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.layers.dropout import Dropout
+
 
 class CNNTextEncoder(nn.Module):
     """[B, L, D_in] -> [B, L, filters]: same-length convolution with ReLU; pads are zeroed first
@@ -15,7 +17,7 @@ class CNNTextEncoder(nn.Module):
         if window % 2 == 0:
             raise ValueError(f"window {window} must be odd to keep the sequence length")
         self.conv = nn.Conv1d(in_dim, filters, window, padding=window // 2)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.layers.dropout import Dropout
+
 
 class MLP(nn.Module):
     """Linear -> ReLU -> Dropout blocks, then an optional plain output layer."""
@@ -14,7 +16,7 @@ class MLP(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
-            layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(in_dim, width), nn.ReLU(), Dropout(dropout)]
             in_dim = width
         if out_dim is not None:
             layers.append(nn.Linear(in_dim, out_dim))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from recsys.inputs import NewsInputs
+from recsys.layers.word_embedding import WordEmbedding
 
 IMAGE_DIM = 512
 SEQUENCE_ORDER = ("title", "abstract", "category", "subcategory", "image")
@@ -23,11 +24,12 @@ class NewsFeatureEmbedder(nn.Module):
         vocab_size: int,
         num_categories: int,
         num_subcategories: int,
+        word_ids: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.features = tuple(features)
         self.dim = dim
-        self.words = nn.Embedding(vocab_size, dim, padding_idx=0) if self.uses_text else None
+        self.words = WordEmbedding(vocab_size, dim, word_ids) if self.uses_text else None
         self.category = nn.Embedding(num_categories, dim, padding_idx=0) if "category" in features else None
         self.subcategory = nn.Embedding(num_subcategories, dim, padding_idx=0) if "subcategory" in features else None
         if "image" in features:

@@ -46,6 +46,8 @@ class FeatureSizes:
     num_users: int
     num_topics: int
     num_regions: int
+    # the dataset-local word vocabulary (recsys/layers/word_embedding.py); () = every tokenizer id
+    word_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "num_categories", "num_subcategories", "num_users", "num_topics", "num_regions"):
@@ -134,6 +136,7 @@ class NewsRecommender(nn.Module):
             self.sizes.vocab_size,
             self.sizes.num_categories,
             self.sizes.num_subcategories,
+            self.sizes.word_ids,
         )
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.layers.dropout import Dropout
 from recsys.inputs import UserInputs
 from recsys.layers import MLP
 from recsys.models.base import FeatureSizes, ModelConfig, RankingModel
@@ -26,6 +27,8 @@ class BST(RankingModel):
             activation=F.leaky_relu, batch_first=True,
         )
         self.transformer = nn.TransformerEncoder(layer, config.transformer_layers, enable_nested_tensor=False)
+        for block in self.transformer.layers:  # the cheap CPU mask for the layers' own dropouts
+            block.dropout, block.dropout1, block.dropout2 = (Dropout(config.dropout) for _ in range(3))
         self.mlp = MLP(self.length * dim + 2 * dim, (256, 128), out_dim=1, dropout=config.dropout)
 
     def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:

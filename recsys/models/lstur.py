@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from recsys.layers.dropout import Dropout
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import AdditiveAttention, CNNTextEncoder
 from recsys.models.base import FeatureSizes, MatchingModel, ModelConfig
@@ -26,7 +27,7 @@ class LSTUR(MatchingModel):
         self.embedder = self.feature_embedder()
         self.cnn = CNNTextEncoder(dim, dim, window=3, dropout=config.dropout)
         self.news_pool = AdditiveAttention(dim)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.long_term = nn.Embedding(sizes.num_users, dim, padding_idx=0)
         # GRU states live in (-1, 1); a unit-variance start would saturate the gates of every user.
         nn.init.normal_(self.long_term.weight, std=0.1)

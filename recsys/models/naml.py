@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.layers.dropout import Dropout
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import AdditiveAttention, CNNTextEncoder
 from recsys.models.base import FeatureSizes, MatchingModel, ModelConfig
@@ -22,7 +23,7 @@ class _TextView(nn.Module):
         super().__init__()
         self.cnn = CNNTextEncoder(dim, dim, window=3, dropout=dropout)
         self.pool = AdditiveAttention(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.pool(self.cnn(self.dropout(tokens), mask), mask)

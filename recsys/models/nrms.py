@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.layers.dropout import Dropout
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import AdditiveAttention, MultiHeadSelfAttention
 from recsys.models.base import FeatureSizes, MatchingModel, ModelConfig
@@ -17,7 +18,7 @@ class NRMSUserEncoder(nn.Module):
         super().__init__()
         self.attention = MultiHeadSelfAttention(config.embed_dim, config.num_heads, config.dropout)
         self.pool = AdditiveAttention(config.embed_dim)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = mask.to(torch.bool)
@@ -34,7 +35,7 @@ class NRMS(MatchingModel):
         self.news_attention = MultiHeadSelfAttention(dim, config.num_heads, config.dropout)
         self.news_pool = AdditiveAttention(dim)
         self.user_encoder = NRMSUserEncoder(config)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
         tokens, mask = self.embedder.sequence(news)

@@ -1,0 +1,55 @@
+"""Run-time machine checks: native bf16 detection, the bf16 choice, automatic thread counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsys.config import TrainConfig
+from recsys.cpu import auto_threads, cpu_flags, cpu_has_native_bf16, use_bf16
+from recsys.errors import ConfigError
+
+
+def test_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    assert cpu_flags(info) == frozenset({"fpu", "sse2", "avx512f", "avx512_bf16"})
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+@pytest.mark.parametrize("flags,native", [({"avx512_bf16"}, True), ({"amx_bf16", "avx2"}, True),
+                                          ({"avx512f", "avx2"}, False), (set(), False)])
+def test_native_bf16_needs_avx512_bf16_or_amx(flags, native) -> None:
+    assert cpu_has_native_bf16(frozenset(flags)) is native
+
+
+def test_use_bf16_auto_on_off() -> None:
+    native, plain = frozenset({"avx512_bf16"}), frozenset({"avx2"})
+    assert use_bf16("auto", "cpu", native) and not use_bf16("auto", "cpu", plain)
+    assert use_bf16("auto", "cuda", plain)  # always on CUDA
+    assert use_bf16("on", "cpu", plain) and not use_bf16("off", "cuda", native)
+    assert not use_bf16("auto", "mps", native)
+    with pytest.raises(ValueError):
+        use_bf16("yes", "cpu", native)
+
+
+def test_bf16_key_is_checked_in_train_config() -> None:
+    assert TrainConfig().bf16 == "auto"
+    assert TrainConfig(bf16="off").bf16 == "off"
+    with pytest.raises(ConfigError, match="bf16"):
+        TrainConfig(bf16="true")
+    with pytest.raises(ConfigError, match="bf16"):
+        TrainConfig(bf16=True)
+
+
+@pytest.mark.parametrize("cores,load,processes,expected", [
+    (2, 1.0, 1, 2),    # idle apart from this process: every core
+    (2, 3.5, 1, 1),    # a busy 2-core machine: one thread
+    (2, 50.0, 1, 1),   # never below one
+    (16, 5.0, 1, 12),  # a part of a bigger machine
+    (16, 0.0, 4, 4),   # a fair share among this run's processes
+    (1, 0.0, 1, 1),
+])
+def test_auto_threads(cores, load, processes, expected) -> None:
+    assert auto_threads(cores, load, processes) == expected
