@@ -37,7 +37,11 @@ def add_run(
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
     store.conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fp', '{}', ?, 1, 1, false, [1.0], [10.0], [0.5], "
+        # by column name: later migrations add columns (005: stop_split)
+        "INSERT INTO runs (run_id, experiment_id, model, kind, dataset, variant, features, ng_k, seed, config, "
+        "data_fingerprint, variant_stats, eval_split, epochs_run, best_epoch, stopped_early, epoch_seconds, "
+        "train_samples_per_s, dev_auc, eval_impressions_per_s, processes, device, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fp', '{}', ?, 1, 1, false, [1.0], [10.0], [0.5], "
         "100.0, 1, 'cpu', ?)",
         [run_id, f"exp{number}", model, kind, dataset, variant, features, ng_k, seed, json.dumps({}),
          eval_split, created_at or BASE_TIME + timedelta(seconds=number)],
