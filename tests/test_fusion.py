@@ -183,18 +183,16 @@ def _seed_aucs(cli, db, model: str, dataset: str, variant: str) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["nrms", "din"])
-def test_random_profiles_do_not_hurt_and_true_profiles_help(synthetic_profiles, model: str) -> None:
+def test_random_profiles_stay_within_noise_and_true_profiles_help(synthetic_profiles, model: str) -> None:
     """The demo's NRMS fell from AUC 0.583 (original) to 0.502 (up) with near-chance profiles.
 
     Noise band: 2 standard errors of the difference of two 3-seed means,
     2 * sqrt(s_original^2 / 3 + s_random^2 / 3) (about a 95% band when the profile changes
     nothing), with a floor of 0.02 because a 3-seed standard deviation can come out tiny by chance.
 
-    Random profiles may not fall below that band (the issue: side input must not destroy the
-    model). They are not held to stay below it: measured here, NRMS with random profiles scored
-    0.608 against 0.573 on original (all three seeds higher, beyond the band of 0.031). A fixed
-    random profile per user is still a per-user signal (the same 300 users recur in train and
-    test), so "uninformative" does not hold for it on this data; DIN stayed inside the band."""
+    Measured (2 cores, this commit): NRMS original 0.5727, up-random 0.5663, up-truth 0.5934,
+    band 0.0378. Before the fusion drew its weights from its own random stream, `up` also
+    re-initialised every other layer, and NRMS up-random scored 0.6078 (outside the band)."""
     import statistics
 
     from tests.support_train import one_thread
@@ -209,7 +207,7 @@ def test_random_profiles_do_not_hurt_and_true_profiles_help(synthetic_profiles, 
     measured = (f"{model}: original {mean(original):.4f} {original}, up-random {mean(random_up):.4f} {random_up}, "
                 f"up-truth {mean(truth_up):.4f} {truth_up}, band {band:.4f}")
     print(measured)
-    assert mean(random_up) >= mean(original) - band, measured
+    assert abs(mean(random_up) - mean(original)) <= band, measured
     assert mean(truth_up) > mean(original), measured
 
 
