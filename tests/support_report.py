@@ -31,17 +31,24 @@ def add_run(
     eval_split: str = "dev",
     other_split: dict[tuple[str, str], float] | None = None,
     created_at: datetime | None = None,
+    source: tuple[str, str] | None = None,
 ) -> str:
-    """One `runs` row and its `run_metrics`; metrics maps (user_group, metric) -> value."""
+    """One `runs` row and its `run_metrics`; metrics maps (user_group, metric) -> value.
+    `source`: the (LLM, prompt set) the run's variant read, stored in run_sources."""
     number = next(_ids)
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
     store.conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'fp', '{}', ?, 1, 1, false, [1.0], [10.0], [0.5], "
-        "100.0, 1, 'cpu', ?)",
+        "INSERT INTO runs BY NAME SELECT ? AS run_id, ? AS experiment_id, ? AS model, ? AS kind, ? AS dataset, "
+        "? AS variant, ? AS features, ? AS ng_k, ? AS seed, ? AS config, 'fp' AS data_fingerprint, "
+        "'{}' AS variant_stats, ? AS eval_split, 1 AS epochs_run, 1 AS best_epoch, false AS stopped_early, "
+        "[1.0] AS epoch_seconds, [10.0] AS train_samples_per_s, [0.5] AS dev_auc, 100.0 AS eval_impressions_per_s, "
+        "1 AS processes, 'cpu' AS device, ? AS created_at",
         [run_id, f"exp{number}", model, kind, dataset, variant, features, ng_k, seed, json.dumps({}),
          eval_split, created_at or BASE_TIME + timedelta(seconds=number)],
     )
+    if source is not None:
+        store.conn.execute("INSERT INTO run_sources VALUES (?, ?, ?)", [run_id, *source])
     rows = [(run_id, eval_split, g, m, v) for (g, m), v in metrics.items()]
     other = "test" if eval_split == "dev" else "dev"
     rows += [(run_id, other, g, m, v) for (g, m), v in (other_split or {}).items()]
@@ -59,13 +66,17 @@ def add_generation_run(
     store: Store, dataset: str, task: str, *, run_id: str | None = None, prompt_tokens: int = 1000,
     completion_tokens: int = 200, engine_seconds: float = 36.0, startup_seconds: float = 0.0,
     wall_seconds: float = 40.0, price_per_hour: float | None = None, requests: int = 10,
+    model: str = "llama", prompt_set: str = "compact",
 ) -> None:
     run_id = run_id or f"gen{next(_ids):04d}"
     cost = None if price_per_hour is None else price_per_hour * (wall_seconds + startup_seconds) / 3600
     store.conn.execute(
-        "INSERT INTO generation_runs VALUES (?, ?, ?, 'llama', 'vllm', 1, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, dataset, task, BASE_TIME, requests, requests, requests, requests, prompt_tokens,
-         completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost],
+        "INSERT INTO generation_runs BY NAME SELECT ? AS run_id, ? AS dataset, ? AS task, ? AS model, "
+        "'vllm' AS backend, 1 AS round, ? AS started_at, ? AS requests, ? AS new, 0 AS skipped, ? AS valid, "
+        "0 AS invalid, ? AS attempts, ? AS prompt_tokens, ? AS completion_tokens, ? AS engine_seconds, "
+        "? AS startup_seconds, ? AS wall_seconds, ? AS price_per_hour, ? AS cost, ? AS prompt_set",
+        [run_id, dataset, task, model, BASE_TIME, requests, requests, requests, requests, prompt_tokens,
+         completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, prompt_set],
     )
 
 
