@@ -37,6 +37,11 @@ FeaturesOpt = Annotated[
 ImageOpt = Annotated[
     Optional[Path], typer.Option("--image-file", help="512-d image vectors: .npy with an id list (.txt), or parquet with nid.")
 ]
+LlmOpt = Annotated[
+    Optional[str], typer.Option("--llm", help="Generation source a non-original variant reads: a stored LLM id, its "
+                                "folder name, or LLM/prompt-set (default: the only one stored; "
+                                "`genre-local generations list` shows them).", show_default=False)
+]
 CheckpointOpt = Annotated[
     Optional[Path], typer.Option("--checkpoint-dir", help="Checkpoint folder (default: <cache_dir>/checkpoints next to the store); "
                                  "each store keeps its own checkpoints in a subfolder named by its id.")
@@ -44,7 +49,8 @@ CheckpointOpt = Annotated[
 
 
 def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_file: Path | None,
-             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, **flags: Any):
+             checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, llm: str | None = None,
+             **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
     from recsys.variants import parse_variant
@@ -63,7 +69,7 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
     cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
     return TrainRequest(db_path=Path(context.db_path), model=model, dataset=dataset, spec=spec, config=cfg,
                         cache_dir=cache_dir, checkpoint_base=Path(checkpoint_dir or cache_dir / "checkpoints"),
-                        image_file=image_file, resume=resume, run_id=run_id)
+                        image_file=image_file, resume=resume, run_id=run_id, llm=llm)
 
 
 def _progress():
@@ -87,6 +93,7 @@ def train(
     model: ModelOpt,
     dataset: DatasetOpt,
     variant: VariantOpt = "original",
+    llm: LlmOpt = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC).")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds (default 1; the paper used 5).")] = None,
     ng_k: NgKOpt = None,
@@ -104,7 +111,7 @@ def train(
     from genre_local.training import train_and_store
     from recsys.train import make_accelerator
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume,
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, llm=llm,
                        epochs=epochs, seeds=seeds, ng_k=ng_k, features=features, batch_size=batch_size, lr=lr)
     accelerator = make_accelerator()
     console = stderr_console()
@@ -128,7 +135,9 @@ def train(
 
     result, spec = outcome.experiment, request.spec
     summary = result.summary
-    table = Table(title=f"{request.model} · {dataset} · {spec.name} · {result.eval_split} · {len(result.runs)} seed(s)")
+    source = outcome.source.label if outcome.source is not None else None
+    table = Table(title=f"{request.model} · {dataset} · {spec.name}{f' ({source})' if source else ''} · "
+                  f"{result.eval_split} · {len(result.runs)} seed(s)")
     table.add_column("users")
     for metric in METRICS:
         table.add_column(metric, justify="right")
@@ -144,7 +153,8 @@ def train(
             return {m: (None if math.isnan(v[0]) else round(v[0], 6)) for m, v in summary[group].items()}
 
         emit_json({
-            "model": request.model, "dataset": dataset, "variant": spec.name, "seeds": len(result.runs),
+            "model": request.model, "dataset": dataset, "variant": spec.name, "source": source,
+            "seeds": len(result.runs),
             "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
             "p_value": outcome.p_value, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
@@ -158,6 +168,7 @@ def predict(
     dataset: DatasetOpt,
     out: Annotated[Path, typer.Option("--out", help="Prediction file to write (MIND leaderboard format).")],
     variant: VariantOpt = "original",
+    llm: LlmOpt = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
     image_file: ImageOpt = None,
@@ -171,7 +182,7 @@ def predict(
     candidates' ranks as a bracketed comma list) from a trained run."""
     from genre_local.training import predict_to_file
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id,
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id, llm,
                        ng_k=ng_k, features=features, seed=seed)
     written, used = predict_to_file(request, out, split)
     stdout_console().print(f"wrote {written.impressions:,} impressions of {dataset}/{split} to {written.path} "
