@@ -139,6 +139,16 @@ def test_train_records_the_source_and_refuses_to_guess(tmp_path: Path) -> None:
             "ORDER BY s.llm").fetchall()
     assert [(r[0], r[1]) for r in rows] == [(A.llm, A.prompt_set), (B.llm, B.prompt_set)]
     assert rows[0][2] != rows[1][2]
+    with open_store(db, read_only=True) as store:
+        beta_run = store.conn.execute("SELECT run_id FROM run_sources WHERE llm = ?", [B.llm]).fetchone()[0]
+    predict = ["--db", str(db), "--config", str(config), "predict", "--model", "nrms", "--dataset", "tiny",
+               "--variant", "ns", "--out", str(tmp_path / "prediction.txt")]
+    with one_thread():
+        result = runner.invoke(app, [*predict, "--llm", "beta"])
+    assert result.exit_code == 0, result.output
+    assert f"weights of run {beta_run}" in result.stdout
+    result = runner.invoke(app, predict)
+    assert result.exit_code == 2 and "pick one with --llm" in result.stderr
 
 
 # -- the report: one row group per source, each source's cost beside its gain ---------------------

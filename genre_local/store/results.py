@@ -258,7 +258,8 @@ class VariantSource:
 
 def load_variant_sources(store: Store, dataset: str) -> list[VariantSource]:
     """The models behind the views variants are built from (enhanced_titles, user_profiles,
-    synthetic_news). Runs do not record the LLM themselves, so this is the store's present state."""
+    synthetic_news): the store's present state, for runs stored before migration 006 (later
+    runs record their source in run_sources, see `load_metric_rows`)."""
     return _typed_rows(
         store, VariantSource,
         "SELECT 'summarize' AS task, model, count(*) AS items FROM enhanced_titles WHERE dataset = ? GROUP BY model "
