@@ -203,3 +203,12 @@ def test_runs_without_a_recorded_source_still_count_for_the_only_generating_llm(
     ns = [r for r in rows if r.scheme == "NS"]
     assert len(ns) == 1 and ns[0].source == "llama/compact"
     assert ns[0].ranking_improvement == pytest.approx(0.1) and ns[0].ranking_ccr == pytest.approx(0.05)
+
+
+def test_reading_a_variant_without_a_source_never_mixes_two(db: Path) -> None:
+    with open_store(db, read_only=True) as store:
+        with pytest.raises(UserError, match="pick one with --llm"):
+            read_variant(store.conn, "tiny", parse_variant("ns"), None)
+        only_alpha = read_variant(store.conn, "tiny", parse_variant("ns+up"), None)  # alpha alone has both
+        assert len(only_alpha.news.nids) == len(set(only_alpha.news.nids))
+        assert all(t.startswith("alpha says") for t in only_alpha.news.titles)

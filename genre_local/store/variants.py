@@ -152,7 +152,9 @@ def content_fingerprint(conn: duckdb.DuckDBPyConnection, dataset: str, spec: Var
 def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec,
                  source: GenerationSource | None = None) -> VariantRows:
     """Read the variant's rows (read-only queries; the imported tables are never touched), the
-    generated ones from `source` alone (None: whatever the views hold, for a one-source store)."""
+    generated ones from `source` alone (None: the only source stored; UserError with several)."""
+    if source is None:
+        source = resolve_source(conn, dataset, spec, None)
     name = spec.name
     if spec.ns:
         require_generations(conn, dataset, "ns", name, source)
@@ -246,6 +248,8 @@ def plan_encoded(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
     """Fingerprint the variant's store rows; read them only when the cache has no file for them."""
     from recsys.data import EncodingPlan, cache_file
 
+    if source is None:
+        source = resolve_source(conn, dataset, spec, None)
     fingerprint = content_fingerprint(conn, dataset, spec, source)
     path = None if cache_dir is None else cache_file(cache_dir, dataset, spec, fingerprint, options, PROFILE_VOCABULARY)
     rows = None if path is not None and path.exists() else read_variant(conn, dataset, spec, source)
