@@ -62,8 +62,9 @@ def test_tsv_of_plain_titles_becomes_a_source_training_can_read(db: Path, tmp_pa
     assert rows[0][6:9] == (120, 9, None) and rows[1][6:9] == (None, None, None)  # costs only where given
     with open_store(db, read_only=True) as store:
         assert read_enhanced_titles(store.conn, "tiny", GPT) == {"N1": "A sharper title", "N2": "JSON title"}
-        titles = dict(zip(*(lambda r: (r.nids, r.titles))(read_variant(store.conn, "tiny", parse_variant("ns"), GPT).news)))
-        assert titles["N1"] == "A sharper title"
+        news = read_variant(store.conn, "tiny", parse_variant("ns"), GPT).news
+        titles = dict(zip(news.nids, news.titles, strict=True))
+        assert titles["N1"] == "A sharper title" and titles["N2"] == "JSON title"
     # the same file again replaces its rows, never duplicates them
     assert do_import(db, file, "summarize").exit_code == 0
     assert len(stored(db)) == 2
