@@ -25,6 +25,7 @@ from recsys.errors import CheckpointError, RecsysError
 from recsys.variants import VariantSpec
 
 if TYPE_CHECKING:
+    from genre_local.store.generations import GenerationSource
     from genre_local.store.runs import RunIdentity
     from recsys.data import EncodedDataset
     from recsys.experiment import ExperimentResult, Prediction
@@ -47,6 +48,8 @@ class TrainRequest:
     store_wait_s: float = 0.0  # wait this long for another process's store lock (grid workers share one store)
     resume_hint: str = "the same command with --resume"  # what continues this request's checkpoints
     track_dir: Path | None = None  # train: the tracker's files (config.track names it); None: not tracked
+    llm: str | None = None  # --llm: which generation source a non-original variant reads
+    source: GenerationSource | None = None  # resolved from `llm` and the store (None for original)
 
     def tracking(self):
         """The recsys.tracking.Tracking of this training; None when it is not tracked."""
@@ -68,6 +71,7 @@ class TrainOutcome:
     p_value: float | None
     paired_seeds: int
     already_stored: dict[int, str] = dataclasses.field(default_factory=dict)  # seed -> run id
+    source: GenerationSource | None = None  # the generation source the variant read
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,22 @@ def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
     def build():
         with open_existing_store(request.db_path, request.store_wait_s) as store:
             store.require_dataset(request.dataset)
-            plan = plan_encoded(store.conn, request.dataset, request.spec, options, request.cache_dir)
+            plan = plan_encoded(store.conn, request.dataset, request.spec, options, request.cache_dir,
+                                request.source)
         return plan.build()  # tokenizing with the store closed
 
     return share_encoded(accelerator, build, user_errors=(UserError, RecsysError))
+
+
+def with_source(request: TrainRequest) -> TrainRequest:
+    """The request with its generation source resolved against the store (`--llm`, or the only
+    source stored; UserError listing them when several are). Opens the store briefly."""
+    from genre_local.store.variants import resolve_source
+
+    with open_existing_store(request.db_path) as store:
+        store.require_dataset(request.dataset)
+        source = resolve_source(store.conn, request.dataset, request.spec, request.llm)
+    return dataclasses.replace(request, source=source)
 
 
 def open_existing_store(db_path: Path, wait_s: float = 0.0):
@@ -166,14 +182,16 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
 
     accelerator = accelerator or make_accelerator(tracking=request.tracking())
     set_threads(request.config.threads, accelerator)  # before encoding: tokenizers and torch share the cores
+    request = _on_rank0(accelerator, lambda: with_source(request))
     data = load_encoded_variant(request, accelerator)
     cfg, spec = request.config, request.spec
     plan: _SeedPlan = _on_rank0(accelerator, lambda: _plan_seeds(request, data))
     if not plan.seeds:
-        return TrainOutcome(None, [], None, 0, plan.already_stored) if accelerator.is_main_process else None
+        return TrainOutcome(None, [], None, 0, plan.already_stored, request.source) if accelerator.is_main_process else None
     if accelerator.is_main_process:
         stats = ", ".join(f"{k} {v:,}" for k, v in data.stats.items() if v)
-        say(f"[bold]{request.model}[/] on {request.dataset} / {spec.name} ({stats}); "
+        by = f" from {request.source.label}" if request.source is not None else ""
+        say(f"[bold]{request.model}[/] on {request.dataset} / {spec.name}{by} ({stats}); "
             f"{accelerator.num_processes} process(es) on {accelerator.device}")
 
     def on_seed(result) -> None:
@@ -199,7 +217,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         return None
 
     run_ids, p_value, pairs = store_experiment(request, data, result, plan.checkpoint_root)
-    return TrainOutcome(result, run_ids, p_value, pairs, plan.already_stored)
+    return TrainOutcome(result, run_ids, p_value, pairs, plan.already_stored, request.source)
 
 
 def store_experiment(request: TrainRequest, data: EncodedDataset, result: ExperimentResult,
@@ -215,7 +233,7 @@ def store_experiment(request: TrainRequest, data: EncodedDataset, result: Experi
     try:
         with open_store_waiting(request.db_path, wait_s=max(120.0, request.store_wait_s)) as store:
             run_ids = write_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
-                                 result.device, result.runs, result.checkpoint_folders)
+                                 result.device, result.runs, result.checkpoint_folders, source=request.source)
             baseline = (original_auc_by_seed(store, ident, result.eval_split, result.stop_split)
                         if spec.name != "original" else {})
     except StoreError as exc:
@@ -247,7 +265,11 @@ def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> tu
             if run is None:
                 raise UserError(f"--run {request.run_id}: no such run in store {request.db_path}")
         else:
-            run = latest_run(store, request.ident(), request.config.seed)
+            from genre_local.store.variants import resolve_source
+
+            request = dataclasses.replace(
+                request, source=resolve_source(store.conn, request.dataset, request.spec, request.llm))
+            run = latest_run(store, request.ident(), request.config.seed, request.source)
             if run is None:
                 raise UserError(
                     f"no stored run of {request.model} on {request.dataset}/{request.spec.name} (seed "
@@ -280,4 +302,4 @@ def _request_of_run(request: TrainRequest, run) -> TrainRequest:
     config = TrainConfig(**{k: v for k, v in run.config.items() if k in fields} | {"seed": run.seed, "seeds": 1})
     image = run.config.get("image_file")
     return dataclasses.replace(request, spec=parse_variant(run.ident.variant, run.ident.ng_k), config=config,
-                               image_file=Path(image) if image else request.image_file)
+                               image_file=Path(image) if image else request.image_file, source=run.source)

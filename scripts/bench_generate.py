@@ -97,6 +97,11 @@ def run_child(args: argparse.Namespace, config: Config, base_db: Path, model_dir
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
     shutil.copyfile(base_db, db)
+    # The chain reads only its own LLM's profiles (issue 9): the truth profiles stand in for them.
+    from genre_local.store import open_store
+
+    with open_store(db) as store:
+        store.conn.execute("UPDATE generations SET model = ? WHERE run_id = 'bench-truth'", [model_id])
     result_file = work / f"config-{config.key}.json"
     result_file.unlink(missing_ok=True)
     log = work / f"config-{config.key}.log"

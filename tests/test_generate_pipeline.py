@@ -235,9 +235,13 @@ def test_chain_plans_only_users_with_a_profile_and_names_the_missing(db: Path):
         assert planner.plan(store.conn, chain, 1) == []
         assert planner.users_missing_required(store.conn, chain, 1) == {"U1", "U2", "U3"}
         assert planner.users_missing_required(store.conn, TASKS["news"], 1) == set()  # requires nothing
-    run_fake(db, tasks=("profile",), limit=2)
+    run_fake(db, tasks=("profile",), limit=2)  # written by model "fake-model"
     with open_store(db) as store:
-        planner = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m"))
+        # Another LLM's chain never reads these profiles (issue 9: sources never mix).
+        other = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="m"))
+        assert other.plan(store.conn, chain, 1) == []
+        assert other.users_missing_required(store.conn, chain, 1) == {"U1", "U2", "U3"}
+        planner = Planner(store.conn, PlanSettings(dataset=DATASET, model_id="fake-model"))
         assert [i.input_id for i in planner.plan(store.conn, chain, 1)] == ["U1", "U2"]
         assert planner.users_missing_required(store.conn, chain, 1) == {"U3"}
         assert "Interest topics: health, weather, finance" in planner.plan(store.conn, chain, 1)[0].request.messages[1]["content"]

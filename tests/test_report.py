@@ -286,7 +286,8 @@ def fill_everything(db: Path) -> None:
 
 
 EXPECTED_FILES = {
-    "variants.csv": ("model", "kind", "variant", "ng_k", "features", "group", "metric", "original_mean",
+    "variants.csv": ("model", "kind", "variant", "generation_source", "ng_k", "features", "group", "metric",
+                     "original_mean",
                      "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
                      "improvement", "improvement_pct", "p_value"),
     "user_groups.csv": None,

@@ -101,6 +101,13 @@ def test_variant_run_gets_a_paired_p_value_against_original(env) -> None:
         row = store.conn.execute(
             "SELECT ng_k, variant_stats FROM runs WHERE variant = 'ns+up+ng' LIMIT 1").fetchall()[0]
     assert row[0] == 1 and json.loads(row[1])["synthetic_news"] > 0
+    assert payload["source"] == "m/compact"  # the only generation source stored
+    with open_store(env[0]) as store:
+        sources = store.conn.execute(
+            "SELECT r.variant, s.llm, s.prompt_set FROM runs r LEFT JOIN run_sources s USING (run_id) "
+            "ORDER BY r.variant, r.seed").fetchall()
+    assert ("ns+up+ng", "m", "compact") in sources
+    assert all(llm is None for variant, llm, _ in sources if variant == "original")  # original reads no LLM
 
 
 def test_unknown_dataset_is_one_line_exit_2(env) -> None:

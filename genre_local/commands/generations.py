@@ -1,8 +1,11 @@
-"""`genre-local generations show`: a seeded sample of stored generation inputs and outputs."""
+"""`genre-local generations show|list|import`: a seeded sample of stored generation inputs and
+outputs, the generation sources (LLM, prompt set) per dataset and task, and outputs produced
+elsewhere brought in as a source of their own."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -60,3 +63,92 @@ def show(
     if as_json:
         emit_json({"dataset": dataset, "task": task, "seed": seed, "limit": limit,
                    "llms": [dataclasses.asdict(s) for s in sets]})
+
+
+@app.command("list")
+@command_errors
+def list_sources(
+    ctx: typer.Context,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only this dataset (default: all).",
+                                                   show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
+) -> None:
+    """The generation sources (LLM/prompt set) per dataset and task: outputs, validity and cost.
+    A source's label is what `train --llm` takes."""
+    from rich.table import Table
+
+    from genre_local.store.results import load_source_summaries
+
+    context = app_context(ctx)
+    if not context.db_path.exists():
+        raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import) or pass --db")
+    with context.open_store(read_only=True) as store:
+        if dataset is not None:
+            store.require_dataset(dataset)
+        rows = load_source_summaries(store, dataset)
+    console = stdout_console()
+    if not rows:
+        console.print("no generations stored" + (f" for dataset '{dataset}'" if dataset else "")
+                      + "; run `genre-local generate` or `genre-local generations import`")
+    else:
+        table = Table(title="generation sources", title_justify="left")
+        for name in ("dataset", "task", "source (--llm)", "provenance", "inputs", "valid", "tokens in",
+                     "tokens out", "engine s", "cost"):
+            table.add_column(name, justify="right" if name in ("inputs", "valid", "tokens in", "tokens out",
+                                                               "engine s", "cost") else "left")
+
+        def num(value: float | int | None, fmt: str) -> str:
+            return "—" if value is None else format(value, fmt)
+
+        for r in rows:
+            share = f"{r.valid:,} ({100.0 * r.valid / r.inputs:.0f}%)" if r.inputs else "0"
+            table.add_row(r.dataset, r.task, r.label, r.provenance, f"{r.inputs:,}", share,
+                          num(r.prompt_tokens, ","), num(r.completion_tokens, ","), num(r.engine_seconds, ",.1f"),
+                          num(r.cost, ".4g"))
+        console.print(table)
+    if as_json:
+        emit_json({"sources": [dataclasses.asdict(r) | {"source": r.label} for r in rows]})
+
+
+@app.command("import")
+@command_errors
+def import_file(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="TSV, CSV or JSONL: an id column and the output (plain text or "
+                                         "the task's JSON).", show_default=False)],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset the ids belong to.", show_default=False)],
+    task: Annotated[str, typer.Option("--task", help="summarize | profile | news | chain", show_default=False)],
+    llm: Annotated[str, typer.Option("--llm", help="Name of the LLM that wrote the outputs (the source's LLM).",
+                                     show_default=False)],
+    prompt_set: Annotated[str, typer.Option("--prompt-set", help="Prompt set the outputs were written with.")] = "imported",
+    per_user: Annotated[Optional[int], typer.Option(
+        "--per-user", help="news/chain: items kept per user (default: as many as each row has).",
+        show_default=False)] = None,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Store the valid rows and count the rest (default: any bad row stores nothing).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
+) -> None:
+    """Store outputs produced elsewhere (e.g. GENRE's released GPT-3.5 outputs) as a generation
+    source with provenance `imported`; each row is validated with the task's own parser."""
+    from genre_local.llm.tasks import TASKS
+    from genre_local.pipeline.import_generations import ImportRequest, file_format, import_generations
+
+    if task not in TASKS:
+        raise UserError(f"--task {task!r} is unknown; choose one of {', '.join(TASKS)}")
+    file_format(file)
+    if not file.is_file():
+        raise UserError(f"{file} does not exist or is not a file")
+    context = app_context(ctx)
+    if not context.db_path.exists():
+        raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import) or pass --db")
+    request = ImportRequest(path=file, dataset=dataset, task=TASKS[task], llm=llm, prompt_set=prompt_set,
+                            skip_invalid=skip_invalid, per_user=per_user)
+    with context.open_store() as store:
+        result = import_generations(store, request)
+    skipped = f"; skipped {len(result.skipped):,} invalid row(s)" if result.skipped else ""
+    stdout_console().print(f"imported {result.stored:,} {task} output(s) for {dataset} as source "
+                           f"{result.source.label}{skipped}; train on them with --llm {result.source.label}")
+    if as_json:
+        emit_json({"dataset": dataset, "task": task, "source": result.source.label, "run_id": result.run_id,
+                   "stored": result.stored, "skipped": len(result.skipped),
+                   "skipped_lines": [p.line for p in result.skipped]})

@@ -39,6 +39,11 @@ FeaturesOpt = Annotated[
 ImageOpt = Annotated[
     Optional[Path], typer.Option("--image-file", help="512-d image vectors: .npy with an id list (.txt), or parquet with nid.")
 ]
+LlmOpt = Annotated[
+    Optional[str], typer.Option("--llm", help="Generation source a non-original variant reads: a stored LLM id, its "
+                                "folder name, or LLM/prompt-set (default: the only one stored; "
+                                "`genre-local generations list` shows them).", show_default=False)
+]
 CheckpointOpt = Annotated[
     Optional[Path], typer.Option("--checkpoint-dir", help="Checkpoint folder (default: <cache_dir>/checkpoints next to the store); "
                                  "each store keeps its own checkpoints in a subfolder named by its id.")
@@ -67,7 +72,7 @@ TRACKING_FOLDER = "tracking"  # under paths.cache_dir: <cache_dir>/tracking/<run
 
 def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_file: Path | None,
              checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, tracked: bool = False,
-             encoder: str | None = None, **flags: Any):
+             encoder: str | None = None, llm: str | None = None, **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
     from genre_local.data.names import check_dataset_name
@@ -92,7 +97,7 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
     cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
     return TrainRequest(db_path=Path(context.db_path), model=model, dataset=dataset, spec=spec, config=cfg,
                         cache_dir=cache_dir, checkpoint_base=Path(checkpoint_dir or cache_dir / "checkpoints"),
-                        image_file=image_file, resume=resume, run_id=run_id,
+                        image_file=image_file, resume=resume, run_id=run_id, llm=llm,
                         track_dir=cache_dir / TRACKING_FOLDER if tracked else None)
 
 
@@ -117,6 +122,7 @@ def train(
     model: ModelOpt,
     dataset: DatasetOpt,
     variant: VariantOpt = "original",
+    llm: LlmOpt = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC, or on a held-out train slice when dev is reported).")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds (default 1; the paper used 5).")] = None,
     ng_k: NgKOpt = None,
@@ -141,7 +147,7 @@ def train(
     from recsys.train import make_accelerator
 
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
-                       encoder=encoder, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
+                       encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
                        batch_size=batch_size, lr=lr, track=track.value if track is not None else None)
     accelerator = make_accelerator(tracking=request.tracking())
     console = stderr_console()
@@ -165,9 +171,10 @@ def train(
 
     result, spec = outcome.experiment, request.spec
     summary = result.summary
+    source = outcome.source.label if outcome.source is not None else None
     stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
-    table = Table(title=f"{request.model} · {dataset} · {spec.name} · reported on {result.eval_split} "
-                        f"({stopped}) · {len(result.runs)} seed(s)")
+    table = Table(title=f"{request.model} · {dataset} · {spec.name}{f' ({source})' if source else ''} · "
+                        f"reported on {result.eval_split} ({stopped}) · {len(result.runs)} seed(s)")
     table.add_column("users")
     for metric in METRICS:
         table.add_column(metric, justify="right")
@@ -183,8 +190,8 @@ def train(
             return {m: (None if math.isnan(v[0]) else round(v[0], 6)) for m, v in summary[group].items()}
 
         emit_json({
-            "model": request.model, "dataset": dataset, "variant": spec.name, "seeds": len(result.runs),
-            "eval_split": result.eval_split, "stop_split": result.stop_split,
+            "model": request.model, "dataset": dataset, "variant": spec.name, "source": source,
+            "seeds": len(result.runs), "eval_split": result.eval_split, "stop_split": result.stop_split,
             "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
             "p_value": outcome.p_value, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
@@ -198,6 +205,7 @@ def predict(
     dataset: DatasetOpt,
     out: Annotated[Path, typer.Option("--out", help="Prediction file to write (MIND leaderboard format).")],
     variant: VariantOpt = "original",
+    llm: LlmOpt = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
     image_file: ImageOpt = None,
@@ -212,8 +220,8 @@ def predict(
     candidates' ranks as a bracketed comma list) from a trained run."""
     from genre_local.training import predict_to_file
 
-    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id, encoder,
-                       ng_k=ng_k, features=features, seed=seed)
+    request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id=run_id,
+                       encoder=encoder, llm=llm, ng_k=ng_k, features=features, seed=seed)
     written, used = predict_to_file(request, out, split)
     stdout_console().print(f"wrote {written.impressions:,} impressions of {dataset}/{split} to {written.path} "
                            f"with the weights of run {used}")

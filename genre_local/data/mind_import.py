@@ -301,7 +301,7 @@ def _tables_with_dataset_column(store: Store) -> list[str]:
 
 # Tables keyed by a training run's id without a dataset column of their own: their rows go with
 # the dataset's runs (tests/test_import.py checks the store has no other such table).
-RUN_CHILD_TABLES = ("run_metrics", "run_epochs", "run_checkpoints")
+RUN_CHILD_TABLES = ("run_metrics", "run_epochs", "run_checkpoints", "run_sources")
 
 
 def drop_dataset(store: Store, name: str) -> None:

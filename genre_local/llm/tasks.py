@@ -69,8 +69,8 @@ class GenerationTask:
     uses_per_user: bool = False
     scored_against_truth: bool = False  # outputs are profiles, scored on synthetic data
     # For a task others require: its latest valid output per input up to a round, as the
-    # requiring task's inputs carry it (conn, dataset, up_to_round) -> {input_id: output}.
-    read_latest: Callable[[Any, str, int], dict[str, Any]] | None = None
+    # requiring task's inputs carry it (conn, dataset, up_to_round, model) -> {input_id: output}.
+    read_latest: Callable[[Any, str, int, str | None], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.requires is not None and self.requires.read_latest is None:

@@ -131,13 +131,13 @@ class Planner:
         """Every request of `task` in `round_`; `only_users` (a USER task's user ids) replaces
         the task's own user selection and limit."""
         dataset = self.settings.dataset
-        titles = generations.enhanced_titles_before(conn, dataset, round_)
+        titles = generations.enhanced_titles_before(conn, dataset, round_, self.settings.model_id)
         if task.subject is Subject.NEWS:
             return [
                 self._item(task, round_, TaskInput(n.nid, news=replace(n, title=titles.get(n.nid, n.title))))
                 for n in _limited(self.news, self.settings.limit)
             ]
-        feedback = generations.chain_items(conn, dataset, round_ - 1) if task.reads_chain_feedback and round_ > 1 else {}
+        feedback = generations.chain_items(conn, dataset, round_ - 1, self.settings.model_id) if task.reads_chain_feedback and round_ > 1 else {}
         required = self._required_outputs(conn, task, round_)
         users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
         items = []
@@ -165,7 +165,7 @@ class Planner:
         """The latest outputs of the task `task` requires, per input id; None when it requires none."""
         if task.requires is None or task.requires.read_latest is None:
             return None
-        return task.requires.read_latest(conn, self.settings.dataset, round_)
+        return task.requires.read_latest(conn, self.settings.dataset, round_, self.settings.model_id)
 
     def users_missing_required(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> set[str]:
         """The task's users that lack the outputs it requires (the chain: a profile)."""

@@ -66,7 +66,7 @@ def summary_cells(summary: Summary | None) -> tuple[object, object, object]:
 
 
 COMPARISON_HEADER = (
-    "model", "kind", "variant", "ng_k", "features", "group", "metric",
+    "model", "kind", "variant", "generation_source", "ng_k", "features", "group", "metric",
     "original_mean", "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
     "improvement", "improvement_pct", "p_value",
 )
@@ -74,7 +74,8 @@ COMPARISON_HEADER = (
 
 def comparison_records(comparisons: Sequence[Comparison]) -> Records:
     return Records(COMPARISON_HEADER, [
-        (c.model, c.kind, c.other_key.variant, c.other_key.ng_k, c.other_key.features, c.group, c.metric,
+        (c.model, c.kind, c.other_key.variant, c.other_key.source, c.other_key.ng_k, c.other_key.features,
+         c.group, c.metric,
          *summary_cells(c.base), *summary_cells(c.other), c.improvement, c.improvement_pct, c.p_value)
         for c in comparisons
     ])
@@ -89,23 +90,31 @@ def comparison_table(title: str, comparisons: Sequence[Comparison], show_group: 
     table.add_column("data")
     add_metric_columns(table)
     table.add_column("seeds", justify="right")
-    blocks: dict[tuple[str, str, str], dict[str, Comparison]] = defaultdict(dict)
+    # One block per model (and group): its original row once, then each variant (one per
+    # generation source: "original vs ns from LLM A vs ns from LLM B") with its gain.
+    blocks: dict[tuple[str, str], dict[tuple[str, str], dict[str, Comparison]]] = defaultdict(lambda: defaultdict(dict))
     for c in comparisons:
-        blocks[(c.model, c.group, c.other_key.variant)][c.metric] = c
-    for (model, group, variant), by_metric in blocks.items():
-        any_c = next(iter(by_metric.values()))
+        blocks[(c.model, c.group)][(c.other_key.variant, c.other_key.source)][c.metric] = c
+    for (model, group), variants in blocks.items():
         lead = [model, group] if show_group else [model]
-        k = f" (K={any_c.other_key.ng_k})" if any_c.other_key.ng_k else ""
-        cells = {m: by_metric.get(m) for m in METRICS}
-        table.add_row(*lead, "original", *[fmt_summary(c.base if c else None) for c in cells.values()],
-                      str(any_c.base.n))
         blank = [""] * len(lead)
-        table.add_row(*blank, f"{variant}{k}", *[fmt_summary(c.other if c else None) for c in cells.values()],
-                      str(any_c.other.n))
-        table.add_row(*blank, "gain", *["—" if c is None else fmt_gain(c.improvement, c.improvement_pct)
-                                          for c in cells.values()], "")
-        p_values = [c.p_value if c else None for c in cells.values()]
-        if any(p is not None for p in p_values):
-            table.add_row(*blank, "p (paired t)", *[fmt_p(p) for p in p_values], "")
+        first = next(iter(next(iter(variants.values())).values()))
+        base_cells = {m: None for m in METRICS}
+        for by_metric in variants.values():
+            base_cells.update({m: c for m, c in by_metric.items() if base_cells.get(m) is None})
+        table.add_row(*lead, "original", *[fmt_summary(c.base if c else None) for c in base_cells.values()],
+                      str(first.base.n))
+        for (variant, source), by_metric in variants.items():
+            any_c = next(iter(by_metric.values()))
+            k = f" (K={any_c.other_key.ng_k})" if any_c.other_key.ng_k else ""
+            by = f" · {source}" if source else ""
+            cells = {m: by_metric.get(m) for m in METRICS}
+            table.add_row(*blank, f"{variant}{k}{by}", *[fmt_summary(c.other if c else None) for c in cells.values()],
+                          str(any_c.other.n))
+            table.add_row(*blank, "gain", *["—" if c is None else fmt_gain(c.improvement, c.improvement_pct)
+                                              for c in cells.values()], "")
+            p_values = [c.p_value if c else None for c in cells.values()]
+            if any(p is not None for p in p_values):
+                table.add_row(*blank, "p (paired t)", *[fmt_p(p) for p in p_values], "")
         table.rows[-1].end_section = True
     return table

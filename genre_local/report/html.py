@@ -110,11 +110,14 @@ class ViewSection:
     generation_runs: tuple[str, ...]
 
 
-def llm_source(ctx: ReportContext, variant: str) -> str:
-    """Which LLM wrote the generations a variant reads (per task when they differ); '—' for original."""
-    tasks = variant_tasks(variant)
+def llm_source(ctx: ReportContext, key: ConfigKey) -> str:
+    """Which LLM wrote the generations a configuration read: the source its runs recorded
+    (migration 006); for runs stored before, the store's present sources per task; '—' for original."""
+    tasks = variant_tasks(key.variant)
     if not tasks:
         return "—"
+    if key.source:
+        return key.source
     by_task: dict[str, list[str]] = defaultdict(list)
     for source in ctx.inputs.variant_sources:
         if source.task in tasks:
@@ -142,7 +145,7 @@ def _seed_links(ctx: ReportContext, key: ConfigKey) -> str:
 
 def _config_row(ctx: ReportContext, key: ConfigKey) -> list[str]:
     splits = "/".join(sorted(ctx.index.splits.get(key, set()))) or "-"
-    return [esc(key.model), esc(key.variant), esc(key.ng_k), esc(key.features), esc(llm_source(ctx, key.variant)),
+    return [esc(key.model), esc(key.variant), esc(key.ng_k), esc(key.features), esc(llm_source(ctx, key)),
             esc(splits), _seed_links(ctx, key)]
 
 
@@ -181,7 +184,7 @@ def _runs_section(ctx: ReportContext, sections: Sequence[ViewSection]) -> str:
             views = ", ".join(link("view", s.key, s.title) for s in used.get(key, []))
             rows.append([f"<span{ident}>{esc(rid or '-')}</span>", esc(key.model), esc(kind_of(key.model)),
                          esc(key.variant), esc(key.ng_k), esc(key.features), esc(seed),
-                         esc(ctx.index.seed_splits.get(key, {}).get(seed, "-")), esc(llm_source(ctx, key.variant)),
+                         esc(ctx.index.seed_splits.get(key, {}).get(seed, "-")), esc(llm_source(ctx, key)),
                          views or '<span class="note">none</span>'])
     if not rows:
         return '<section id="runs"><h2>Training runs</h2><p class="note">no training runs stored</p></section>'

@@ -1,6 +1,8 @@
 """Stored runs indexed by configuration and seed, and their summaries over seeds.
 
-A "configuration" of a run is (model, variant, ng_k, features); its seeds are repeats. Each
+A "configuration" of a run is (model, variant, ng_k, features, generation source); its seeds
+are repeats. The source ("LLM/prompt set", empty for `original` and for runs stored before
+migration 006) keeps runs on two LLMs' outputs apart. Each
 view compares configurations over the seeds they have, on the split the run was evaluated on
 (test when stored, otherwise dev).
 """
@@ -58,6 +60,7 @@ class ConfigKey:
     variant: str
     ng_k: int
     features: str
+    source: str = ""  # the generation source's label (GenerationSource.label); "" for none recorded
 
 
 @dataclass
@@ -77,7 +80,7 @@ class RunIndex:
     def keys(self) -> list[ConfigKey]:
         return sorted(
             self.runs,
-            key=lambda k: (model_sort_key(k.model), variant_sort_key(k.variant), k.ng_k, k.features),
+            key=lambda k: (model_sort_key(k.model), variant_sort_key(k.variant), k.ng_k, k.features, k.source),
         )
 
     def models(self) -> list[str]:
@@ -85,6 +88,10 @@ class RunIndex:
 
     def variants(self) -> list[str]:
         return sorted({k.variant for k in self.runs}, key=variant_sort_key)
+
+    def sources(self, variant: str) -> list[str]:
+        """The generation sources runs of `variant` read, sorted ("" first: none recorded)."""
+        return sorted({k.source for k in self.runs if k.variant == variant})
 
     def split_label(self) -> str:
         """Every evaluation split the indexed runs report, e.g. 'dev' or 'dev/test'; '-' for none."""
@@ -106,6 +113,7 @@ def index_runs(rows: list[MetricRow]) -> RunIndex:
             variant=variant,
             ng_k=int(row.ng_k) if has_synthetic_news(variant) else 0,
             features=canonical_features(row.features),
+            source=(row.source or "") if variant != "original" else "",
         )
         by_run[(key, int(row.seed))].append(row)
     index = RunIndex()
@@ -153,17 +161,24 @@ def main_features(index: RunIndex, default: str) -> str | None:
     return max(sorted(counts), key=lambda f: counts[f])
 
 
-def main_key(index: RunIndex, model: str, variant: str, features: str, default_k: int) -> ConfigKey | None:
+def main_key(index: RunIndex, model: str, variant: str, features: str, default_k: int,
+             source: str | None = None) -> ConfigKey | None:
     """The configuration standing for (model, variant) in the main tables.
 
     For variants with synthetic news several K may be stored (Fig. 7); the tables use the
     configured K when stored, else the largest (the paper's tables use K=2, its largest).
+    `source` picks the generation source; None takes the first stored one in sorted order (the
+    views that are not per source; the variants and cost views ask for each source).
     """
-    if not has_synthetic_news(variant):
-        key = ConfigKey(model, variant, 0, features)
-        return key if key in index.runs else None
-    ks = sorted(k.ng_k for k in index.runs if (k.model, k.variant, k.features) == (model, variant, features))
-    if not ks:
+    keys = [k for k in index.runs if (k.model, k.variant, k.features) == (model, variant, features)
+            and (source is None or k.source == source)]
+    if not keys:
         return None
+    chosen = min(k.source for k in keys)
+    keys = [k for k in keys if k.source == chosen]
+    if not has_synthetic_news(variant):
+        key = ConfigKey(model, variant, 0, features, chosen)
+        return key if key in index.runs else None
+    ks = sorted(k.ng_k for k in keys)
     k = default_k if default_k in ks else ks[-1]
-    return ConfigKey(model, variant, k, features)
+    return ConfigKey(model, variant, k, features, chosen)

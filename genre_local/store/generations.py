@@ -17,7 +17,66 @@ from typing import Any, NamedTuple
 import duckdb
 import pyarrow as pa
 
+from genre_local.errors import UserError
 from genre_local.store.connection import Store
+
+LOCAL_PROMPT_SET = "compact"
+"""The prompt set every local generation uses today (prompts/*.txt); migration 006's default."""
+IMPORTED_PROMPT_SET = "imported"
+"""The prompt set of imported outputs unless the user names one (`generations import --prompt-set`)."""
+GENERATED, IMPORTED = "generated", "imported"
+"""`generations.provenance`: written by the local pipeline, or read from a file."""
+
+
+@dataclass(frozen=True, order=True)
+class GenerationSource:
+    """Who wrote a set of generations: the LLM (`generations.model`) and the prompt set.
+
+    Part of every non-original variant and of the runs trained on it: outputs of two sources
+    never mix in one dataset variant.
+    """
+
+    llm: str
+    prompt_set: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.llm}/{self.prompt_set}"
+
+    def matches(self, wanted: str) -> bool:
+        """`--llm` names a source by its label, its model id, or the model's folder name (before '@')."""
+        return wanted in (self.label, self.llm, self.llm.split("@", 1)[0])
+
+
+def sources_with_tasks(conn: duckdb.DuckDBPyConnection, dataset: str, tasks: Sequence[str]) -> list[GenerationSource]:
+    """The sources that stored a valid output for every one of `tasks` (sorted)."""
+    if not tasks:
+        return []
+    rows = conn.execute(
+        "SELECT model, prompt_set FROM generations WHERE dataset = ? AND valid AND list_contains(?, task) "
+        "GROUP BY model, prompt_set HAVING count(DISTINCT task) = ? ORDER BY model, prompt_set",
+        [dataset, list(tasks), len(set(tasks))],
+    ).fetchall()
+    return [GenerationSource(model, prompt_set) for model, prompt_set in rows]
+
+
+def choose_source(available: Sequence[GenerationSource], wanted: str | None, what: str) -> GenerationSource:
+    """The one source `--llm wanted` names among `available` (the only one when `wanted` is None).
+
+    `what` says what the sources are for ("variant 'ns' of dataset 'd'"); `available` is not empty.
+    """
+    labels = ", ".join(s.label for s in available)
+    if wanted is None:
+        if len(available) == 1:
+            return available[0]
+        raise UserError(f"{what} has {len(available)} generation sources ({labels}); pick one with --llm NAME")
+    matching = [s for s in available if s.matches(wanted)]
+    if len(matching) == 1:
+        return matching[0]
+    if not matching:
+        raise UserError(f"--llm {wanted!r} names no generation source of {what}; stored sources: {labels}")
+    raise UserError(f"--llm {wanted!r} names {len(matching)} sources of {what} "
+                    f"({', '.join(s.label for s in matching)}); pass the full LLM/prompt-set label")
 
 
 @dataclass(frozen=True)
@@ -40,10 +99,12 @@ class GenerationRecord:
     parsed: str | None  # JSON; None when invalid
     valid: bool
     error: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
+    prompt_tokens: int | None  # None: an imported row whose file gave no token counts
+    completion_tokens: int | None
+    latency_s: float | None
     created_at: datetime
+    prompt_set: str = LOCAL_PROMPT_SET
+    provenance: str = GENERATED
 
 
 GENERATION_ARROW_SCHEMA = pa.schema(
@@ -53,7 +114,7 @@ GENERATION_ARROW_SCHEMA = pa.schema(
         ("run_id", pa.string()), ("backend", pa.string()), ("sampling", pa.string()), ("prompt", pa.string()),
         ("raw_output", pa.string()), ("parsed", pa.string()), ("valid", pa.bool_()), ("error", pa.string()),
         ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()), ("latency_s", pa.float64()),
-        ("created_at", pa.timestamp("us")),
+        ("created_at", pa.timestamp("us")), ("prompt_set", pa.string()), ("provenance", pa.string()),
     ]
 )
 
@@ -82,6 +143,7 @@ class GenerationRunRecord:
     wall_seconds: float
     price_per_hour: float | None
     cost: float | None
+    prompt_set: str = LOCAL_PROMPT_SET
 
 
 @dataclass(frozen=True)
@@ -159,31 +221,38 @@ def valid_fingerprints(conn: duckdb.DuckDBPyConnection, dataset: str, task: str)
     return {row[0] for row in rows}
 
 
-def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before_round: int) -> dict[str, str]:
+# The pipeline's readers of earlier outputs take the generating model: a round (or the chain)
+# reads only what the same LLM wrote (None: any model, as before issue 9).
+_OF_MODEL = "AND (?::VARCHAR IS NULL OR model = ?)"
+
+
+def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before_round: int,
+                           model: str | None = None) -> dict[str, str]:
     """Latest valid enhanced title per nid from rounds before `before_round` (iterative updating)."""
     if before_round <= 1:
         return {}
     rows = conn.execute(
-        """
+        f"""
         SELECT input_id, parsed ->> 'title' FROM generations
-        WHERE dataset = ? AND task = 'summarize' AND valid AND round < ?
+        WHERE dataset = ? AND task = 'summarize' AND valid AND round < ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
-        [dataset, before_round],
+        [dataset, before_round, model, model],
     ).fetchall()
     return dict(rows)
 
 
-def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int) -> dict[str, Profile]:
+def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
+                   model: str | None = None) -> dict[str, Profile]:
     """Latest valid profile per user from rounds up to `up_to_round`."""
     rows = conn.execute(
-        """
+        f"""
         SELECT input_id, from_json(parsed -> 'topics', '["VARCHAR"]'), from_json(parsed -> 'regions', '["VARCHAR"]')
         FROM generations
-        WHERE dataset = ? AND task = 'profile' AND valid AND round <= ?
+        WHERE dataset = ? AND task = 'profile' AND valid AND round <= ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
-        [dataset, up_to_round],
+        [dataset, up_to_round, model, model],
     ).fetchall()
     return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
 
@@ -198,16 +267,17 @@ def profiles_with_fingerprints(conn: duckdb.DuckDBPyConnection, fingerprints: It
     return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
 
 
-def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int) -> dict[str, list[tuple[str, str]]]:
+def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int,
+                model: str | None = None) -> dict[str, list[tuple[str, str]]]:
     """(category, title) of the chain's generated news per user in one round (fed back next round)."""
     rows = conn.execute(
-        """
-        SELECT input_id, from_json(parsed -> 'items', '[{"title": "VARCHAR", "category": "VARCHAR"}]')
+        f"""
+        SELECT input_id, from_json(parsed -> 'items', '[{{"title": "VARCHAR", "category": "VARCHAR"}}]')
         FROM generations
-        WHERE dataset = ? AND task = 'chain' AND valid AND round = ?
+        WHERE dataset = ? AND task = 'chain' AND valid AND round = ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY created_at DESC, fingerprint) = 1
         """,
-        [dataset, round_],
+        [dataset, round_, model, model],
     ).fetchall()
     return {user: [(item["category"], item["title"]) for item in items or []] for user, items in rows}
 
@@ -215,26 +285,41 @@ def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int) -> d
 # -- the views the training stage reads ------------------------------------------------------------
 
 
-def read_enhanced_titles(conn: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
-    """nid -> the latest valid enhanced title (view enhanced_titles)."""
-    rows = conn.execute("SELECT nid, title FROM enhanced_titles WHERE dataset = ? ORDER BY nid", [dataset]).fetchall()
+def _source_filter(source: GenerationSource | None) -> tuple[str, list[object]]:
+    if source is None:
+        return "", []
+    return " AND model = ? AND prompt_set = ?", [source.llm, source.prompt_set]
+
+
+def read_enhanced_titles(conn: duckdb.DuckDBPyConnection, dataset: str,
+                         source: GenerationSource | None = None) -> dict[str, str]:
+    """nid -> the latest valid enhanced title of `source` (view enhanced_titles; None: the store
+    must hold one source, else the newest source's title wins per nid)."""
+    where, params = _source_filter(source)
+    rows = conn.execute(f"SELECT nid, title FROM enhanced_titles WHERE dataset = ?{where} ORDER BY nid, created_at",
+                        [dataset, *params]).fetchall()
     return dict(rows)
 
 
-def read_user_profiles(conn: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, Profile]:
-    """user_id -> the latest valid profile (view user_profiles)."""
+def read_user_profiles(conn: duckdb.DuckDBPyConnection, dataset: str,
+                       source: GenerationSource | None = None) -> dict[str, Profile]:
+    """user_id -> the latest valid profile of `source` (view user_profiles)."""
+    where, params = _source_filter(source)
     rows = conn.execute(
-        "SELECT user_id, topics, regions FROM user_profiles WHERE dataset = ? ORDER BY user_id", [dataset]
+        f"SELECT user_id, topics, regions FROM user_profiles WHERE dataset = ?{where} ORDER BY user_id, created_at",
+        [dataset, *params],
     ).fetchall()
     return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
 
 
-def read_synthetic_news(conn: duckdb.DuckDBPyConnection, dataset: str, source_task: str) -> list[SyntheticNewsItem]:
+def read_synthetic_news(conn: duckdb.DuckDBPyConnection, dataset: str, source_task: str,
+                        source: GenerationSource | None = None) -> list[SyntheticNewsItem]:
     """The generated news of one source task (news | chain), by user and position."""
+    where, params = _source_filter(source)
     rows = conn.execute(
         "SELECT user_id, nid, position, title, abstract, category, source_task FROM synthetic_news "
-        "WHERE dataset = ? AND source_task = ? ORDER BY user_id, position",
-        [dataset, source_task],
+        f"WHERE dataset = ? AND source_task = ?{where} ORDER BY user_id, position, model, prompt_set",
+        [dataset, source_task, *params],
     ).fetchall()
     return [SyntheticNewsItem(*row) for row in rows]
 

@@ -48,6 +48,7 @@ class MetricRow:
     value: float
     created_at: datetime | None = None  # newest run wins when a seed was trained twice
     run_id: str | None = None
+    source: str | None = None  # "LLM/prompt set" the variant read (run_sources); None for original
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class GenerationRunRow:
     price_per_hour: float | None
     cost: float | None
     started_at: datetime | None = None
+    prompt_set: str = "compact"
+
+    @property
+    def source(self) -> str:
+        """The generation source's label, as runs record it (GenerationSource.label)."""
+        return f"{self.model}/{self.prompt_set}"
 
 
 @dataclass(frozen=True)
@@ -95,9 +102,11 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     placeholders = ", ".join("?" for _ in METRICS)
     return _typed_rows(
         store, MetricRow,
-        "SELECT model, variant, seed, ng_k, features, split, user_group AS \"group\", metric, value, created_at, "
-        f"run_id FROM run_results WHERE dataset = ? AND metric IN ({placeholders}) AND value IS NOT NULL "
-        "ORDER BY created_at, run_id",
+        "SELECT r.model, r.variant, r.seed, r.ng_k, r.features, r.split, r.user_group AS \"group\", r.metric, "
+        "r.value, r.created_at, r.run_id, s.llm || '/' || s.prompt_set AS source "
+        "FROM run_results r LEFT JOIN run_sources s USING (run_id) "
+        f"WHERE r.dataset = ? AND r.metric IN ({placeholders}) AND r.value IS NOT NULL "
+        "ORDER BY r.created_at, r.run_id",
         [dataset, *METRICS],
     )
 
@@ -134,8 +143,8 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
     return _typed_rows(
         store, GenerationRunRow,
         "SELECT run_id, task, model, backend, round, requests, new, valid, invalid, prompt_tokens, "
-        "completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, started_at "
-        "FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
+        "completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, started_at, "
+        "prompt_set FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
         [dataset],
     )
 
@@ -277,7 +286,8 @@ class VariantSource:
 
 def load_variant_sources(store: Store, dataset: str) -> list[VariantSource]:
     """The models behind the views variants are built from (enhanced_titles, user_profiles,
-    synthetic_news). Runs do not record the LLM themselves, so this is the store's present state."""
+    synthetic_news): the store's present state, for runs stored before migration 006 (later
+    runs record their source in run_sources, see `load_metric_rows`)."""
     return _typed_rows(
         store, VariantSource,
         "SELECT 'summarize' AS task, model, count(*) AS items FROM enhanced_titles WHERE dataset = ? GROUP BY model "
@@ -286,4 +296,46 @@ def load_variant_sources(store: Store, dataset: str) -> list[VariantSource]:
         "UNION ALL SELECT source_task AS task, model, count(DISTINCT user_id) AS items FROM synthetic_news "
         "WHERE dataset = ? GROUP BY source_task, model ORDER BY task, model",
         [dataset, dataset, dataset],
+    )
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """One generation source's outputs for one dataset and task (`generations list`)."""
+
+    dataset: str
+    task: str
+    llm: str
+    prompt_set: str
+    provenance: str  # generated | imported (both, comma-separated, when a source has both)
+    inputs: int  # inputs with any stored output
+    valid: int  # inputs with a valid output
+    prompt_tokens: int | None  # NULL when no row gave token counts (imported outputs)
+    completion_tokens: int | None
+    engine_seconds: float | None  # from generation_runs; None without any
+    cost: float | None  # money from generation_runs; None without a price
+
+    @property
+    def label(self) -> str:
+        return f"{self.llm}/{self.prompt_set}"
+
+
+def load_source_summaries(store: Store, dataset: str | None = None) -> list[SourceSummary]:
+    """Per dataset, task and generation source: counts, validity and cost."""
+    return _typed_rows(
+        store, SourceSummary,
+        "WITH outputs AS ("
+        " SELECT dataset, task, model AS llm, prompt_set, string_agg(DISTINCT provenance, ',' ORDER BY provenance) "
+        "  AS provenance, count(DISTINCT input_id) AS inputs, count(DISTINCT input_id) FILTER (WHERE valid) AS valid,"
+        "  sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
+        " FROM generations WHERE ?::VARCHAR IS NULL OR dataset = ? GROUP BY ALL"
+        "), costs AS ("
+        " SELECT dataset, task, model AS llm, prompt_set, sum(engine_seconds + startup_seconds) AS engine_seconds,"
+        "  CASE WHEN bool_and(cost IS NOT NULL) THEN sum(cost) END AS cost"
+        " FROM generation_runs GROUP BY ALL"
+        ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.provenance, o.inputs, o.valid, "
+        "CAST(o.prompt_tokens AS BIGINT) AS prompt_tokens, CAST(o.completion_tokens AS BIGINT) AS completion_tokens, "
+        "c.engine_seconds, c.cost FROM outputs o LEFT JOIN costs c USING (dataset, task, llm, prompt_set) "
+        "ORDER BY o.dataset, o.task, o.llm, o.prompt_set",
+        [dataset, dataset],
     )

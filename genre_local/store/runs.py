@@ -21,6 +21,7 @@ from genre_local.errors import StoreError
 from genre_local.store.connection import Store, now_utc, open_store
 
 if TYPE_CHECKING:
+    from genre_local.store.generations import GenerationSource
     from recsys.train import RunResult
 
 
@@ -47,6 +48,7 @@ _RUNS_SCHEMA = pa.schema([
     ("created_at", pa.timestamp("us")), ("stop_split", pa.string()),
 ])
 _CHECKPOINTS_SCHEMA = pa.schema([("run_id", pa.string()), ("checkpoint", pa.string())])
+_SOURCES_SCHEMA = pa.schema([("run_id", pa.string()), ("llm", pa.string()), ("prompt_set", pa.string())])
 _METRICS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
@@ -63,9 +65,9 @@ def new_experiment_id() -> str:
 
 def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dict, fingerprint: str,
                variant_stats: dict, device: str, results: list[RunResult],
-               checkpoints: list[Path | None] | None = None) -> list[str]:
-    """One runs row per seed (with the checkpoint folder its weights are in), its epochs and its
-    long-format metrics, in one transaction."""
+               checkpoints: list[Path | None] | None = None, source: GenerationSource | None = None) -> list[str]:
+    """One runs row per seed (with the checkpoint folder its weights are in, and the generation
+    source its variant read), its epochs and its long-format metrics, in one transaction."""
     run_rows, metric_rows, epoch_rows, checkpoint_rows = [], [], [], []
     created = now_utc()
     folders = checkpoints if checkpoints is not None else [None] * len(results)
@@ -103,6 +105,9 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
         store.insert_arrow("run_metrics", pa.Table.from_pylist(metric_rows, schema=_METRICS_SCHEMA))
         store.insert_arrow("run_epochs", pa.Table.from_pylist(epoch_rows, schema=_EPOCHS_SCHEMA))
         store.insert_arrow("run_checkpoints", pa.Table.from_pylist(checkpoint_rows, schema=_CHECKPOINTS_SCHEMA))
+        if source is not None:  # migration 006
+            source_rows = [{"run_id": r["run_id"], "llm": source.llm, "prompt_set": source.prompt_set} for r in run_rows]
+            store.insert_arrow("run_sources", pa.Table.from_pylist(source_rows, schema=_SOURCES_SCHEMA))
     return [r["run_id"] for r in run_rows]
 
 
@@ -143,19 +148,25 @@ class StoredRun:
     data_fingerprint: str
     epochs_run: int
     checkpoint: Path | None
+    source: GenerationSource | None = None  # the generation source its variant read (migration 006)
 
 
 _STORED_RUN_SQL = (
     "SELECT r.run_id, r.model, r.kind, r.dataset, r.variant, r.features, r.ng_k, r.seed, r.config, "
-    "r.data_fingerprint, r.epochs_run, c.checkpoint FROM runs r LEFT JOIN run_checkpoints c USING (run_id) "
+    "r.data_fingerprint, r.epochs_run, c.checkpoint, s.llm, s.prompt_set FROM runs r "
+    "LEFT JOIN run_checkpoints c USING (run_id) LEFT JOIN run_sources s USING (run_id) "
 )
 
 
 def _stored_run(row) -> StoredRun:
-    run_id, model, kind, dataset, variant, features, ng_k, seed, config, fingerprint, epochs_run, checkpoint = row
+    from genre_local.store.generations import GenerationSource
+
+    (run_id, model, kind, dataset, variant, features, ng_k, seed, config, fingerprint, epochs_run, checkpoint,
+     llm, prompt_set) = row
     return StoredRun(run_id=run_id, ident=RunIdentity(model, kind, dataset, variant, features, int(ng_k)),
                      seed=int(seed), config=json.loads(config), data_fingerprint=fingerprint,
-                     epochs_run=int(epochs_run), checkpoint=None if checkpoint is None else Path(checkpoint))
+                     epochs_run=int(epochs_run), checkpoint=None if checkpoint is None else Path(checkpoint),
+                     source=None if llm is None else GenerationSource(llm, prompt_set))
 
 
 def find_run(store: Store, run_id: str) -> StoredRun | None:
@@ -163,13 +174,15 @@ def find_run(store: Store, run_id: str) -> StoredRun | None:
     return None if row is None else _stored_run(row)
 
 
-def latest_run(store: Store, ident: RunIdentity, seed: int) -> StoredRun | None:
-    """The newest stored run of this model, dataset variant, features and seed."""
-    row = store.conn.execute(
-        _STORED_RUN_SQL + "WHERE r.model = ? AND r.dataset = ? AND r.variant = ? AND r.features = ? AND r.ng_k = ? "
-        "AND r.seed = ? ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1",
-        [ident.model, ident.dataset, ident.variant, ident.features, ident.ng_k, seed],
-    ).fetchone()
+def latest_run(store: Store, ident: RunIdentity, seed: int, source: GenerationSource | None = None) -> StoredRun | None:
+    """The newest stored run of this model, dataset variant (from `source`, when given), features and seed."""
+    sql = (_STORED_RUN_SQL + "WHERE r.model = ? AND r.dataset = ? AND r.variant = ? AND r.features = ? AND r.ng_k = ? "
+           "AND r.seed = ? ")
+    params: list[object] = [ident.model, ident.dataset, ident.variant, ident.features, ident.ng_k, seed]
+    if source is not None:
+        sql += "AND s.llm = ? AND s.prompt_set = ? "
+        params += [source.llm, source.prompt_set]
+    row = store.conn.execute(sql + "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1", params).fetchone()
     return None if row is None else _stored_run(row)
 
 

@@ -5,6 +5,10 @@ imported tables are never touched): the variant's rows (`read_variant`), the has
 it reads (`content_fingerprint`), and the plan that finds or builds the cached tensors
 (`plan_encoded`, `fetch_encoded`). A variant whose generations are missing names the
 `genre-local generate` command to run first.
+
+A non-original variant reads the outputs of ONE generation source (LLM, prompt set): the
+source is resolved first (`resolve_source`: the only one stored, or the one `--llm` names) and
+filters every generated row read, so outputs of two LLMs never mix in one dataset.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import duckdb
 
 from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
 from genre_local.errors import UserError
+from genre_local.store.generations import GenerationSource, choose_source, sources_with_tasks
 from recsys.catalog import NEW_USER_MAX_HISTORY
 from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
 
@@ -34,7 +39,49 @@ _GENERATE_HINT = {
 }
 
 
-def require_generations(conn: duckdb.DuckDBPyConnection, dataset: str, what: str, variant: str) -> None:
+def variant_tasks(spec: VariantSpec) -> list[str]:
+    """The generation tasks whose outputs the variant reads (empty for `original`)."""
+    tasks = []
+    if spec.ns:
+        tasks.append("summarize")
+    if spec.up:
+        tasks.append("profile")
+    if spec.ng_source is not None and spec.ng_k > 0:
+        tasks.append(spec.ng_source)
+    return tasks
+
+
+def resolve_source(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec,
+                   wanted: str | None) -> GenerationSource | None:
+    """The generation source the variant reads: None for `original`; else the only source with
+    outputs for every task the variant needs, or the one `--llm wanted` names (UserError listing
+    the stored sources when that is ambiguous or unknown, and naming the generate command when
+    no source has them)."""
+    tasks = variant_tasks(spec)
+    if not tasks:
+        if wanted is not None:
+            raise UserError(f"--llm {wanted!r}: variant '{spec.name}' reads no generations; drop --llm")
+        return None
+    available = sources_with_tasks(conn, dataset, tasks)
+    if not available:
+        for what in _what_of_tasks(spec):
+            require_generations(conn, dataset, what, spec.name)
+        raise UserError(  # every task has outputs, but no single source wrote all of them
+            f"variant '{spec.name}' needs {' and '.join(tasks)} outputs of one LLM for dataset '{dataset}', "
+            f"and no source has all of them; run `genre-local generate --dataset {dataset} --task all` with one model"
+        )
+    return choose_source(available, wanted, f"variant '{spec.name}' of dataset '{dataset}'")
+
+
+def _what_of_tasks(spec: VariantSpec) -> list[str]:
+    whats = [w for w, on in (("ns", spec.ns), ("up", spec.up)) if on]
+    if spec.ng_source is not None and spec.ng_k > 0:
+        whats.append(spec.ng_source)
+    return whats
+
+
+def require_generations(conn: duckdb.DuckDBPyConnection, dataset: str, what: str, variant: str,
+                        source: GenerationSource | None = None) -> None:
     """UserError naming the `genre-local generate` command when the variant's generations are missing."""
     view, task, label = _GENERATE_HINT[what]
     sql = f"SELECT count(*) FROM {view} WHERE dataset = ?"
@@ -42,53 +89,85 @@ def require_generations(conn: duckdb.DuckDBPyConnection, dataset: str, what: str
     if view == "synthetic_news":
         sql += " AND source_task = ?"
         params.append(task)
+    if source is not None:
+        sql += " AND model = ? AND prompt_set = ?"
+        params += [source.llm, source.prompt_set]
     try:
         count = conn.execute(sql, params).fetchall()[0][0]
     except duckdb.CatalogException:
         count = 0
     if not count:
+        by = f" from {source.label}" if source is not None else ""
         raise UserError(
-            f"variant '{variant}' needs {label} for dataset '{dataset}', and the store has none; "
+            f"variant '{variant}' needs {label}{by} for dataset '{dataset}', and the store has none; "
             f"run `genre-local generate --dataset {dataset} --task {task}` first"
         )
 
 
-def content_fingerprint(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec) -> str:
-    """A cheap hash of every store row the variant reads (computed inside DuckDB)."""
+def _of_source(source: GenerationSource | None, alias: str = "") -> str:
+    """SQL condition on the generated rows of `source` (the $llm / $prompt_set parameters)."""
+    if source is None:
+        return ""
+    prefix = f"{alias}." if alias else ""
+    return f" AND {prefix}model = $llm AND {prefix}prompt_set = $prompt_set"
+
+
+def _bind(sql: str, params: dict[str, object]) -> dict[str, object]:
+    """The parameters `sql` uses (DuckDB refuses unused named parameters)."""
+    return {name: value for name, value in params.items() if f"${name}" in sql}
+
+
+def _source_params(source: GenerationSource | None) -> dict[str, object]:
+    return {} if source is None else {"llm": source.llm, "prompt_set": source.prompt_set}
+
+
+def content_fingerprint(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec,
+                        source: GenerationSource | None = None) -> str:
+    """A cheap hash of every store row the variant reads (computed inside DuckDB), and of the
+    generation source: the encoded-data cache is keyed by it."""
     queries = [
-        "SELECT count(*), bit_xor(hash(nid, category, subcategory, title, abstract)) FROM news WHERE dataset = ?",
+        "SELECT count(*), bit_xor(hash(nid, category, subcategory, title, abstract)) FROM news WHERE dataset = $dataset",
         "SELECT count(*), bit_xor(hash(split, impression_id, user_id, history, candidates, labels)) "
-        "FROM impressions WHERE dataset = ?",
+        "FROM impressions WHERE dataset = $dataset",
     ]
+    where = _of_source(source)
     if spec.ns:
-        queries.append("SELECT count(*), bit_xor(hash(nid, title)) FROM enhanced_titles WHERE dataset = ?")
+        queries.append(f"SELECT count(*), bit_xor(hash(nid, title)) FROM enhanced_titles WHERE dataset = $dataset{where}")
     if spec.up:
-        queries.append("SELECT count(*), bit_xor(hash(user_id, topics, regions)) FROM user_profiles WHERE dataset = ?")
+        queries.append("SELECT count(*), bit_xor(hash(user_id, topics, regions)) FROM user_profiles "
+                       f"WHERE dataset = $dataset{where}")
     if spec.ng_source:
         queries.append(
             "SELECT count(*), bit_xor(hash(user_id, nid, position, title, abstract, category, subcategory, source_task)) "
-            "FROM synthetic_news WHERE dataset = ?"
+            f"FROM synthetic_news WHERE dataset = $dataset{where}"
         )
-    digest = hashlib.sha256(f"{dataset}|{spec.key()}".encode())
+    key = f"{dataset}|{spec.key()}" + ("" if source is None else f"|{source.llm}|{source.prompt_set}")
+    digest = hashlib.sha256(key.encode())
     for sql in queries:
-        digest.update(repr(conn.execute(sql, [dataset]).fetchall()).encode())
+        params = _bind(sql, {"dataset": dataset} | _source_params(source))
+        digest.update(repr(conn.execute(sql, params).fetchall()).encode())
     return digest.hexdigest()[:20]
 
 
-def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec) -> VariantRows:
-    """Read the variant's rows (read-only queries; the imported tables are never touched)."""
+def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec,
+                 source: GenerationSource | None = None) -> VariantRows:
+    """Read the variant's rows (read-only queries; the imported tables are never touched), the
+    generated ones from `source` alone (None: the only source stored; UserError with several)."""
+    if source is None:
+        source = resolve_source(conn, dataset, spec, None)
     name = spec.name
     if spec.ns:
-        require_generations(conn, dataset, "ns", name)
+        require_generations(conn, dataset, "ns", name, source)
     if spec.up:
-        require_generations(conn, dataset, "up", name)
+        require_generations(conn, dataset, "up", name, source)
     use_synthetic = spec.ng_source is not None and spec.ng_k > 0
     if use_synthetic:
-        require_generations(conn, dataset, spec.ng_source, name)
+        require_generations(conn, dataset, spec.ng_source, name, source)
 
     title_sql = "coalesce(e.title, n.title)" if spec.ns else "n.title"
     enhanced_join = (
-        "LEFT JOIN enhanced_titles e ON e.dataset = n.dataset AND e.nid = n.nid" if spec.ns else ""
+        f"LEFT JOIN enhanced_titles e ON e.dataset = n.dataset AND e.nid = n.nid{_of_source(source, 'e')}"
+        if spec.ns else ""
     )
     enhanced_flag = "e.title IS NOT NULL" if spec.ns else "false"
     news_sql = (
@@ -99,10 +178,10 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
     picked_sql = (
         "SELECT user_id, nid, title, abstract, category, subcategory, position FROM ("
         " SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY position, nid) AS rank"
-        " FROM synthetic_news WHERE dataset = $dataset AND source_task = $source"
+        f" FROM synthetic_news WHERE dataset = $dataset AND source_task = $source{_of_source(source)}"
         ") WHERE rank <= $k"
     )
-    params: dict[str, object] = {"dataset": dataset}
+    params: dict[str, object] = {"dataset": dataset} | _source_params(source)
     if use_synthetic:
         params |= {"source": spec.ng_source, "k": spec.ng_k}
         news_sql += (
@@ -111,7 +190,8 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
         )
     # A fresh cursor: Arrow output needs a connection without a half-read execute() result.
     reader = conn.cursor()
-    news = reader.sql(f"SELECT * FROM ({news_sql}) ORDER BY nid", params=params).to_arrow_table()
+    news_sql = f"SELECT * FROM ({news_sql}) ORDER BY nid"
+    news = reader.sql(news_sql, params=_bind(news_sql, params)).to_arrow_table()
 
     if use_synthetic:
         impressions_sql = (
@@ -128,13 +208,14 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
             "SELECT split, impression_id, user_id, history, len(history) AS original_history_len, candidates, labels "
             "FROM impressions WHERE dataset = $dataset ORDER BY split, impression_id"
         )
-    impressions = reader.sql(impressions_sql, params=params).to_arrow_table()
+    impressions = reader.sql(impressions_sql, params=_bind(impressions_sql, params)).to_arrow_table()
     reader.close()
 
     profiles: dict[str, tuple[list[str], list[str]]] = {}
     if spec.up:
         for user_id, topics, regions in conn.execute(
-            "SELECT user_id, topics, regions FROM user_profiles WHERE dataset = ? ORDER BY user_id", [dataset]
+            f"SELECT user_id, topics, regions FROM user_profiles WHERE dataset = $dataset{_of_source(source)} "
+            "ORDER BY user_id", {"dataset": dataset} | _source_params(source)
         ).fetchall():
             profiles[user_id] = (list(topics or []), list(regions or []))
 
@@ -147,9 +228,8 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
         "profiles": len(profiles),
     }
     if use_synthetic:
-        row = conn.execute(
-            f"SELECT count(DISTINCT user_id), count(*) FROM ({picked_sql})", params
-        ).fetchall()[0]
+        count_sql = f"SELECT count(DISTINCT user_id), count(*) FROM ({picked_sql})"
+        row = conn.execute(count_sql, _bind(count_sql, params)).fetchall()[0]
         stats["ng_users"], stats["synthetic_news"] = int(row[0]), int(row[1])
     from recsys.features import NewsRows
 
@@ -164,21 +244,23 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
 
 
 def plan_encoded(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec, options: EncodingOptions,
-                 cache_dir: Path | None) -> EncodingPlan:
+                 cache_dir: Path | None, source: GenerationSource | None = None) -> EncodingPlan:
     """Fingerprint the variant's store rows; read them only when the cache has no file for them."""
     from recsys.data import EncodingPlan, cache_file
 
-    fingerprint = content_fingerprint(conn, dataset, spec)
+    if source is None:
+        source = resolve_source(conn, dataset, spec, None)
+    fingerprint = content_fingerprint(conn, dataset, spec, source)
     path = None if cache_dir is None else cache_file(cache_dir, dataset, spec, fingerprint, options, PROFILE_VOCABULARY)
-    rows = None if path is not None and path.exists() else read_variant(conn, dataset, spec)
+    rows = None if path is not None and path.exists() else read_variant(conn, dataset, spec, source)
     return EncodingPlan(fingerprint, path, rows, options)
 
 
 def fetch_encoded(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec, features: tuple[str, ...],
                   title_len: int, abstract_len: int, image_file: Path | None,
-                  cache_dir: Path | None) -> tuple[EncodedDataset, Path | None]:
+                  cache_dir: Path | None, source: GenerationSource | None = None) -> tuple[EncodedDataset, Path | None]:
     """The encoded variant, from the cache when the store content is unchanged (else built and cached)."""
     from recsys.data import EncodingOptions
 
     options = EncodingOptions(features, title_len, abstract_len, image_file)
-    return plan_encoded(conn, dataset, spec, options, cache_dir).build()
+    return plan_encoded(conn, dataset, spec, options, cache_dir, source).build()

@@ -1,4 +1,8 @@
-"""Table 8: what each GENRE scheme's generation cost, what it gained, and the ratio (CCR)."""
+"""Table 8: what each GENRE scheme's generation cost, what it gained, and the ratio (CCR), per
+generation source (LLM, prompt set): each source's cost beside the gain of the runs that read it.
+
+A source without generation runs (imported outputs) has its gain and no cost; runs stored before
+migration 006 recorded no source and count for the only generating source there is."""
 
 from __future__ import annotations
 
@@ -38,6 +42,12 @@ class CostRow:
     ranking_models: int
     unit: str  # what one unit of cost is: 'price' or 'engine-hour'
     run_ids: tuple[str, ...] = ()  # the generation runs whose cost the row sums
+    source: str = ""  # the generation source (LLM/prompt set); "" when runs recorded none
+
+    @property
+    def has_cost(self) -> bool:
+        """False for a source with no generation runs (imported outputs): its cost is unknown."""
+        return bool(self.run_ids)
 
     @property
     def engine_hours(self) -> float:
@@ -63,7 +73,7 @@ class CostRow:
 
 
 def _mean_auc_gain(index: RunIndex, variant: str, kind: str, features: str | None,
-                   default_k: int) -> tuple[float | None, int]:
+                   default_k: int, source: str | None = None) -> tuple[float | None, int]:
     if features is None:
         return None, 0
     gains = []
@@ -71,7 +81,7 @@ def _mean_auc_gain(index: RunIndex, variant: str, kind: str, features: str | Non
         if kind_of(model) != kind:
             continue
         base = main_key(index, model, "original", features, default_k)
-        other = main_key(index, model, variant, features, default_k)
+        other = main_key(index, model, variant, features, default_k, source)
         b = index.summary(base, "auc") if base else None
         o = index.summary(other, "auc") if other else None
         if b is not None and o is not None:
@@ -91,32 +101,39 @@ def cost_table(
     unit = "price" if relevant and all(r.cost is not None for r in relevant) else "engine-hour"
     out = []
     for scheme, tasks, variant in SCHEMES:
-        picked = [r for r in runs if r.task in tasks]
-        if not picked:
-            continue
-        m_gain, m_n = _mean_auc_gain(index, variant, "matching", features, default_k)
-        r_gain, r_n = _mean_auc_gain(index, variant, "ranking", features, default_k)
-        out.append(CostRow(
-            scheme=scheme,
-            tasks=tuple(t for t in tasks if any(r.task == t for r in picked)),
-            variant=variant,
-            runs=len(picked),
-            models=tuple(sorted({r.model for r in picked})),
-            requests=sum(r.requests for r in picked),
-            valid=sum(r.valid for r in picked),
-            invalid=sum(r.invalid for r in picked),
-            prompt_tokens=sum(r.prompt_tokens for r in picked),
-            completion_tokens=sum(r.completion_tokens for r in picked),
-            engine_seconds=math.fsum(r.engine_seconds for r in picked),
-            wall_seconds=math.fsum(r.wall_seconds + r.startup_seconds for r in picked),
-            money=math.fsum(r.cost for r in picked) if all(r.cost is not None for r in picked) else None,
-            matching_improvement=m_gain,
-            matching_models=m_n,
-            ranking_improvement=r_gain,
-            ranking_models=r_n,
-            unit=unit,
-            run_ids=tuple(dict.fromkeys(r.run_id for r in picked)),
-        ))
+        generated = [r for r in runs if r.task in tasks]
+        trained = [s for s in index.sources(variant) if s]
+        sources = list(dict.fromkeys([*sorted({r.source for r in generated}), *trained]))
+        # Runs stored before migration 006 recorded no source: they read the only generating one.
+        legacy = len(sources) == 1 and sources[0] not in trained and "" in index.sources(variant)
+        for source in sources:
+            picked = [r for r in generated if r.source == source]
+            gain_source = "" if legacy else source
+            m_gain, m_n = _mean_auc_gain(index, variant, "matching", features, default_k, gain_source)
+            r_gain, r_n = _mean_auc_gain(index, variant, "ranking", features, default_k, gain_source)
+            out.append(CostRow(
+                scheme=scheme,
+                tasks=tuple(t for t in tasks if any(r.task == t for r in picked)) or tasks,
+                variant=variant,
+                runs=len(picked),
+                models=tuple(sorted({r.model for r in picked})) or (source.rsplit("/", 1)[0],),
+                requests=sum(r.requests for r in picked),
+                valid=sum(r.valid for r in picked),
+                invalid=sum(r.invalid for r in picked),
+                prompt_tokens=sum(r.prompt_tokens for r in picked),
+                completion_tokens=sum(r.completion_tokens for r in picked),
+                engine_seconds=math.fsum(r.engine_seconds for r in picked),
+                wall_seconds=math.fsum(r.wall_seconds + r.startup_seconds for r in picked),
+                money=(math.fsum(r.cost for r in picked) if picked and all(r.cost is not None for r in picked)
+                       else None),
+                matching_improvement=m_gain,
+                matching_models=m_n,
+                ranking_improvement=r_gain,
+                ranking_models=r_n,
+                unit=unit,
+                run_ids=tuple(dict.fromkeys(r.run_id for r in picked)),
+                source=source,
+            ))
     return out
 
 
@@ -130,12 +147,13 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(rows: Sequence[CostRow]) -> Records:
     return Records(
-        ("scheme", "tasks", "variant", "runs", "llm", "requests", "valid", "invalid", "prompt_tokens",
+        ("scheme", "tasks", "variant", "generation_source", "runs", "llm", "requests", "valid", "invalid", "prompt_tokens",
          "completion_tokens", "engine_seconds", "wall_seconds", "cost", "cost_unit", "cost_units",
          "matching_auc_improvement", "matching_models", "matching_ccr",
          "ranking_auc_improvement", "ranking_models", "ranking_ccr"),
-        [(r.scheme, "+".join(r.tasks), r.variant, r.runs, " ".join(r.models), r.requests, r.valid, r.invalid,
-          r.prompt_tokens, r.completion_tokens, r.engine_seconds, r.wall_seconds, r.money, r.unit, r.cost_units,
+        [(r.scheme, "+".join(r.tasks), r.variant, r.source, r.runs, " ".join(r.models), r.requests, r.valid,
+          r.invalid, r.prompt_tokens, r.completion_tokens, r.engine_seconds, r.wall_seconds, r.money, r.unit,
+          r.cost_units if r.has_cost else None,
           r.matching_improvement, r.matching_models, r.matching_ccr,
           r.ranking_improvement, r.ranking_models, r.ranking_ccr) for r in rows],
     )
@@ -146,22 +164,26 @@ def _tables(rows: Sequence[CostRow], ctx: ReportContext) -> list[Table]:
     unit = rows[0].unit if rows else "engine-hour"
     cost_label = "cost" if unit == "price" else "engine h"
     spent = Table(title="Table 8a: generation cost per GENRE scheme", title_justify="left")
-    for name in ("scheme", "tasks", "requests", "valid", "tokens in", "tokens out", "engine s", "wall+start s",
-                 cost_label):
-        spent.add_column(name, justify="left" if name in ("scheme", "tasks") else "right")
+    for name in ("scheme", "source", "tasks", "requests", "valid", "tokens in", "tokens out", "engine s",
+                 "wall+start s", cost_label):
+        spent.add_column(name, justify="left" if name in ("scheme", "source", "tasks") else "right")
     for r in rows:
+        if not r.has_cost:
+            spent.add_row(r.scheme, r.source, "+".join(r.tasks), *["—"] * 7)
+            continue
         written = r.valid + r.invalid
         valid = f"{100.0 * r.valid / written:.1f}%" if written else "—"
-        spent.add_row(r.scheme, "+".join(r.tasks), f"{r.requests:,}", valid, f"{r.prompt_tokens:,}",
+        spent.add_row(r.scheme, r.source, "+".join(r.tasks), f"{r.requests:,}", valid, f"{r.prompt_tokens:,}",
                       f"{r.completion_tokens:,}", f"{r.engine_seconds:,.1f}", f"{r.wall_seconds:,.1f}",
                       f"{r.cost_units:.4g}")
     per = "unit of price" if unit == "price" else "engine-hour (no --price-per-hour stored)"
     gain = Table(title=f"Table 8b: cost conversion rate, CCR = AUC gain per {per}", title_justify="left")
-    for name in ("scheme", "variant", "AUC gain matching", "CCR matching", "AUC gain ranking", "CCR ranking"):
-        gain.add_column(name, justify="left" if name in ("scheme", "variant") else "right")
+    for name in ("scheme", "variant", "source", "AUC gain matching", "CCR matching", "AUC gain ranking",
+                 "CCR ranking"):
+        gain.add_column(name, justify="left" if name in ("scheme", "variant", "source") else "right")
     for r in rows:
         gain.add_row(
-            r.scheme, r.variant,
+            r.scheme, r.variant, r.source,
             fmt_signed(r.matching_improvement) + _models(r.matching_models),
             fmt_ratio(r.matching_ccr),
             fmt_signed(r.ranking_improvement) + _models(r.ranking_models),
@@ -177,7 +199,8 @@ def _models(count: int) -> str:
 def plot_cost(rows: Sequence[CostRow], dataset: str, path: Path) -> Path:
     """Table 8: cost per scheme and the cost conversion rate for matching and ranking models."""
     unit = rows[0].unit if rows else "engine-hour"
-    schemes = [r.scheme for r in rows]
+    several = len({r.source for r in rows}) > len({r.scheme for r in rows}) or len({r.source for r in rows}) > 1
+    schemes = [f"{r.scheme}\n{r.source}" if several else r.scheme for r in rows]
     fig = figures.figure(11.0, 4.2)
     left, right = fig.subplots(1, 2)
     left.bar(schemes, [r.cost_units for r in rows], color="tab:gray")

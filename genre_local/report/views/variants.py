@@ -36,7 +36,8 @@ class VariantTable:
 
 
 def variant_tables(index: RunIndex, features: str, default_k: int) -> list[VariantTable]:
-    """One table per stored variant: every model that has it and `original` (Tables 3, 4, 5)."""
+    """One table per stored variant: every model that has it and `original` (Tables 3, 4, 5),
+    with one row group per generation source the variant's runs read."""
     tables = []
     for variant in index.variants():
         if variant == "original":
@@ -44,9 +45,10 @@ def variant_tables(index: RunIndex, features: str, default_k: int) -> list[Varia
         comparisons: list[Comparison] = []
         for model in index.models():
             base = main_key(index, model, "original", features, default_k)
-            other = main_key(index, model, variant, features, default_k)
-            if base and other:
-                comparisons.extend(compare(index, base, other))
+            for source in index.sources(variant):
+                other = main_key(index, model, variant, features, default_k, source)
+                if base and other:
+                    comparisons.extend(compare(index, base, other))
         if comparisons:
             tables.append(VariantTable(variant, comparisons))
     return tables
@@ -81,9 +83,11 @@ def plot_variants(tables: Sequence[VariantTable], dataset: str, path: Path) -> P
     models = sorted({c.model for t in tables for c in t.comparisons}, key=model_sort_key)
     series: list[figures.Series] = []
     for table in tables:
-        by_model = {c.model: c for c in table.comparisons if c.metric == "auc"}
-        series.append((table.variant, [by_model[m].improvement if m in by_model else None for m in models],
-                       [None] * len(models)))
+        for source in dict.fromkeys(c.other_key.source for c in table.comparisons):
+            by_model = {c.model: c for c in table.comparisons if c.metric == "auc" and c.other_key.source == source}
+            label = f"{table.variant} · {source}" if source else table.variant
+            series.append((label, [by_model[m].improvement if m in by_model else None for m in models],
+                           [None] * len(models)))
     fig = figures.figure(max(6.0, 1.1 * len(models) + 2.5), 4.2)
     ax = fig.add_subplot()
     figures.grouped_bars(ax, [figures.model_label(m) for m in models], series, zero_line=True)
