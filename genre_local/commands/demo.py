@@ -148,3 +148,6 @@ def demo(
         f"demo finished in {(time.perf_counter() - started) / 60:.1f} min; trained {trained} model/variant runs, "
         f"{seeds} seed{'s' if seeds != 1 else ''} each ([train] seeds); store: {context.db_path}; report: {report_dir}"
     )
+    page = report_dir / "index.html"  # the report step writes it for --dataset with --out
+    if page.exists():
+        console.print(f"open in a browser: {page.absolute()}", highlight=False)
