@@ -217,7 +217,8 @@ def _vllm_pass(items: list[WorkItem], job: ShardJob, cluster: RayCluster, option
             "max_model_len": options.max_model_len,
             "dtype": options.dtype,
             "enable_prefix_caching": options.prefix_caching,
-            "gpu_memory_utilization": options.gpu_memory_utilization,
+            # Unset: vLLM's own default share of each replica's GPU.
+            **({} if options.gpu_memory_utilization is None else {"gpu_memory_utilization": options.gpu_memory_utilization}),
         },
         concurrency=cluster.replicas,
         batch_size=max(1, job.settings.batch_size),
