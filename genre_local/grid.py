@@ -37,7 +37,7 @@ ENGINES = ("local", "ray")
 # other values of these still counts. seed/seeds are the cell's own; features and ng_k are
 # compared through the run's identity columns.
 _NOT_SETTINGS = frozenset({"seed", "seeds", "threads", "num_workers", "checkpoint_every", "fast_eval",
-                           "features", "ng_k"})
+                           "features", "ng_k", "track"})
 
 
 @dataclass(frozen=True)

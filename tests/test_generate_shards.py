@@ -240,4 +240,6 @@ def test_per_worker_options_share_the_cpu_not_the_gpu():
     assert per_worker_options(options, 4, 8, on_gpu=True) == options
     shared = per_worker_options(options, 2, 2, on_gpu=False)
     assert shared.threads == 1 and shared.gpu_memory_utilization == pytest.approx(0.2)
+    unset = per_worker_options(EngineOptions(model_dir=Path("m")), 2, 2, on_gpu=False)
+    assert unset.threads == 1 and unset.gpu_memory_utilization is None  # each engine sizes its own cache
     assert per_worker_options(options, 2, 9, on_gpu=False).threads == 4

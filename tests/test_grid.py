@@ -109,7 +109,8 @@ def test_plan_skips_exactly_the_cells_stored_with_the_same_settings(tmp_path: Pa
     config = TrainConfig(epochs=2, seeds=2, lr=0.01)
     spec = grid.GridSpec("tiny", ("din", "nrms"), grid.parse_variants("original,ng", 2), config)
     with open_store(db) as store:
-        same = _store_run(store, "din", "original", 1, dataclasses.replace(config, seeds=1, threads=3, num_workers=1))
+        same = _store_run(store, "din", "original", 1,
+                          dataclasses.replace(config, seeds=1, threads=3, num_workers=1, track="none"))
         ng = _store_run(store, "din", "ng", 2, config, ng_k=2)
         _store_run(store, "din", "original", 2, dataclasses.replace(config, lr=0.02))  # other settings
         _store_run(store, "din", "ng", 1, config, ng_k=3)  # other ng_k

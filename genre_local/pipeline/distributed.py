@@ -218,4 +218,6 @@ def per_worker_options(options: EngineOptions, workers: int, cores: int, on_gpu:
     if on_gpu or workers <= 1:
         return options
     threads = max(1, (cores - 1) // workers) if cores > 2 else 1
-    return replace(options, threads=threads, gpu_memory_utilization=options.gpu_memory_utilization / workers)
+    share = options.gpu_memory_utilization
+    # Unset: each worker's engine sizes its own KV cache from the model (llm/engine_sizing.py).
+    return replace(options, threads=threads, gpu_memory_utilization=None if share is None else share / workers)

@@ -210,14 +210,17 @@ def _vllm_pass(items: list[WorkItem], job: ShardJob, cluster: RayCluster, option
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
+    from genre_local.llm.engine_sizing import resolve_dtype
+
     config = vLLMEngineProcessorConfig(
         model_source=str(options.model_dir),
         engine_kwargs={
             "tensor_parallel_size": cluster.tensor_parallel,
             "max_model_len": options.max_model_len,
-            "dtype": options.dtype,
+            "dtype": resolve_dtype(options.dtype, on_cuda=True),  # the GPU branch: auto is bfloat16
             "enable_prefix_caching": options.prefix_caching,
-            "gpu_memory_utilization": options.gpu_memory_utilization,
+            # Unset: vLLM's own default share of each replica's GPU.
+            **({} if options.gpu_memory_utilization is None else {"gpu_memory_utilization": options.gpu_memory_utilization}),
         },
         concurrency=cluster.replicas,
         batch_size=max(1, job.settings.batch_size),
