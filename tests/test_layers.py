@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsys.inputs import NewsInputs, UserInputs
+from recsys.inputs import NewsInputs
 from recsys.layers import (
     AdditiveAttention,
     CNNTextEncoder,
