@@ -313,7 +313,7 @@ def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
     accelerator = make_accelerator()
     encoded: dict[str, tuple[object, object]] = {}  # variant -> (data, its object ref): one copy per variant
     started: dict = {}
-    with open_existing_store(jobs[0].request().db_path) as store:
+    with open_existing_store(jobs[0].request().db_path, wait_s=60.0) as store:
         owner = store_id(store)
     for job in jobs:
         request = job.request()

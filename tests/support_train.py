@@ -132,3 +132,13 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def small_train_toml(**changes: object) -> str:
+    """A genre.toml [train] section for CLI tests: tiny models, two epochs, one thread.
+    Keyword arguments replace or add keys (strings are quoted)."""
+    keys: dict[str, object] = {"embed_dim": 16, "num_heads": 2, "transformer_layers": 1, "history_len": 10,
+                               "title_len": 12, "batch_size": 32, "lr": 0.01, "epochs": 2, "threads": 1}
+    keys.update(changes)
+    lines = [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in keys.items()]
+    return "[train]\n" + "\n".join(lines) + "\n"

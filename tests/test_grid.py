@@ -20,24 +20,12 @@ from genre_local.errors import UserError
 from genre_local.store import open_store
 from recsys.catalog import MODEL_NAMES
 from recsys.config import TrainConfig
-from tests.support_train import add_all_generations, make_store, one_thread
+from tests.support_train import add_all_generations, make_store, one_thread, small_train_toml
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = """
-[train]
-embed_dim = 16
-num_heads = 2
-transformer_layers = 1
-history_len = 10
-title_len = 12
-batch_size = 32
-lr = 0.01
-epochs = 2
-threads = 1
-checkpoint_every = 2
-"""
+SMALL = small_train_toml(checkpoint_every=2)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -169,8 +157,15 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, monkeyp
     env = _env(tmp_path)
     args = ["grid", "--dataset", "tiny", "--models", "din", "--variants", "original", "--epochs", "1", "--json"]
 
-    def locked(db_path, wait_s: float = 0.0):
-        raise StoreError(f"store {db_path} is locked by another genre-local process")
+    from genre_local.store import runs
+
+    real_open, opened = runs.open_store_waiting, []
+
+    def locked(db_path, wait_s: float = 0.0, **options):
+        opened.append(db_path)
+        if len(opened) == 1:  # the grid's plan (it waits for a lock too): let it through
+            return real_open(db_path, wait_s=wait_s, **options)
+        raise StoreError(f"store {db_path} is locked by another genre-local process")  # the final write
 
     with monkeypatch.context() as patch:
         patch.setattr("genre_local.store.runs.open_store_waiting", locked)

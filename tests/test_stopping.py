@@ -22,7 +22,7 @@ from recsys.models import ModelConfig
 from recsys.stopping import HOLDOUT_SPLIT, holdout_mask, plan_splits, take_rows
 from recsys.train import RunSettings, Trainer, evaluate, make_accelerator
 from recsys.variants import parse_variant
-from tests.support_train import make_store, one_thread
+from tests.support_train import make_store, one_thread, small_train_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,18 +181,7 @@ def test_trainer_with_labelled_test_stops_on_dev(labeled) -> None:
 
 # -- the CLI and the store record both splits -----------------------------------------------------
 
-SMALL = """
-[train]
-embed_dim = 16
-num_heads = 2
-transformer_layers = 1
-history_len = 10
-title_len = 12
-batch_size = 32
-lr = 0.01
-epochs = 1
-threads = 1
-"""
+SMALL = small_train_toml(epochs=1)
 
 
 @pytest.mark.parametrize("test_labeled,expected", [(False, ("dev", HOLDOUT_SPLIT)), (True, ("test", "dev"))])

@@ -14,22 +14,11 @@ from recsys import tracking
 from recsys.catalog import METRICS
 from recsys.config import TrainConfig
 from recsys.errors import ConfigError
-from tests.support_train import make_store, one_thread
+from tests.support_train import make_store, one_thread, small_train_toml
 
 runner = CliRunner()
 
-SMALL = """
-[train]
-embed_dim = 16
-num_heads = 2
-transformer_layers = 1
-history_len = 10
-title_len = 12
-batch_size = 32
-lr = 0.01
-epochs = 2
-threads = 1
-"""
+SMALL = small_train_toml()
 
 
 @pytest.fixture(scope="module")

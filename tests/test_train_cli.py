@@ -10,22 +10,11 @@ from typer.testing import CliRunner
 
 from genre_local.cli import app
 from genre_local.store import open_store
-from tests.support_train import add_all_generations, make_store, one_thread
+from tests.support_train import add_all_generations, make_store, one_thread, small_train_toml
 
 runner = CliRunner()
 
-SMALL = """
-[train]
-embed_dim = 16
-num_heads = 2
-transformer_layers = 1
-history_len = 10
-title_len = 12
-batch_size = 32
-lr = 0.01
-epochs = 2
-threads = 1
-"""
+SMALL = small_train_toml()
 
 
 @pytest.fixture(autouse=True, scope="module")

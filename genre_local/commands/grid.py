@@ -17,6 +17,10 @@ from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
 from recsys.errors import ConfigError
 
+# A grid started right after another command (or a killed grid's last worker) waits this long
+# for the store's lock instead of failing at once.
+PLAN_LOCK_WAIT_S = 60.0
+
 
 def _clock(seconds: float | None) -> str:
     if seconds is None:
@@ -63,7 +67,7 @@ def grid(
     if "image" in cfg.feature_names:
         raise UserError("--features: grid does not take image features; run `genre-local train --image-file ...` for them")
     spec = grid_lib.GridSpec(dataset, grid_lib.parse_models(models), grid_lib.parse_variants(variants, cfg.ng_k), cfg)
-    with open_existing_store(context.db_path) as store:
+    with open_existing_store(context.db_path, wait_s=PLAN_LOCK_WAIT_S) as store:
         store.require_dataset(dataset)
         plan = grid_lib.plan_grid(store.conn, spec)
     console = stderr_console()

@@ -9,11 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.catalog import IMAGE_DIM
+from recsys.catalog import NEWS_FEATURES as SEQUENCE_ORDER  # the catalog's order is the sequence's
 from recsys.inputs import NewsInputs
 from recsys.layers.word_embedding import WordEmbedding
-
-IMAGE_DIM = 512
-SEQUENCE_ORDER = ("title", "abstract", "category", "subcategory", "image")
 
 
 class NewsFeatureEmbedder(nn.Module):
