@@ -13,7 +13,7 @@ import typer
 from genre_local.cli_support import app_context, command_errors, emit_json, stdout_console
 from genre_local.errors import UserError
 
-app = typer.Typer(help="Look at stored generations.", no_args_is_help=True)
+app = typer.Typer(help="List, show and import generations (outputs of any LLM, by source).", no_args_is_help=True)
 
 
 @app.command("show")
