@@ -16,16 +16,18 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from recsys import features as feats
 from recsys.catalog import NEW_USER_MAX_HISTORY
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CACHE_FORMAT = 4  # 3: profile vocabularies travel in the file; 4: the dataset-local word vocabulary
 MAX_REGIONS = 8
@@ -104,6 +106,8 @@ class EncodedDataset:
 
 def _index_of(values: pa.Array, universe: pa.Array) -> np.ndarray:
     """1-based positions of `values` in `universe` (0 where absent), vectorized in Arrow."""
+    import pyarrow.compute as pc
+
     found = pc.index_in(values, value_set=universe)
     return pc.fill_null(pc.add(found, 1), 0).to_numpy(zero_copy_only=False).astype(np.int32)
 
@@ -136,6 +140,11 @@ def encode_variant(
     fingerprint: str = "",
     tokenizer=None,
 ) -> EncodedDataset:
+    # pyarrow only here: training from an EncodedDataset built in memory (recsys/synthetic.py)
+    # must work where only torch and numpy are installed (scripts/gpu_check.sh).
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     tokenizer = tokenizer or feats.load_tokenizer()
     news, categories, subcategories = feats.tensorize_news(
         rows.news, features, title_len, abstract_len, image_file, tokenizer

