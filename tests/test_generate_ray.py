@@ -140,8 +140,9 @@ def test_vllm_sampling_carries_the_plan_and_the_schema(tmp_path: Path):
     params = vllm_sampling(json.loads(json.dumps(item_to_row(item))))
     assert params == {
         "temperature": 0.3, "top_p": 1.0, "seed": 5, "max_tokens": item.request.max_tokens,
-        "repetition_penalty": item.request.repetition_penalty, "structured_outputs": {"json": item.request.schema},
+        "repetition_penalty": item.request.repetition_penalty, "structured_outputs": {"json": item_to_row(item)["schema"]},
     }
+    assert json.loads(params["structured_outputs"]["json"]) == item.request.schema
     assert uses_vllm_processor({"CPU": 16, "GPU": 2}, "vllm", 2)
     assert not uses_vllm_processor({"CPU": 16, "GPU": 1}, "vllm", 2)  # too few GPUs for one replica
     assert not uses_vllm_processor({"CPU": 16, "GPU": 8}, "transformers", 1)

@@ -29,7 +29,7 @@ from genre_local.errors import UserError
 from genre_local.llm.backend import Backend, EngineOptions
 from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, records_table, row_to_item
 from genre_local.pipeline.plan import WorkItem
-from genre_local.pipeline.runner import _Outcome, outcome_records, repair_request
+from genre_local.pipeline.runner import Outcome, outcome_records, repair_request
 from genre_local.pipeline.shards import ShardError, read_shard, write_shard
 
 
@@ -185,7 +185,7 @@ class RayDispatch:
                     if not row["valid"]:
                         errors[row["fingerprint"]] = row["error"] or "invalid"
             # The retry note names why the last answer was rejected, as in the in-process loop.
-            failed = [_Outcome(i, error=errors[i.fingerprint]) for i in pending if i.fingerprint in errors]
+            failed = [Outcome(i, error=errors[i.fingerprint]) for i in pending if i.fingerprint in errors]
             pending = [replace(o.item, request=repair_request(o.item.request, o, attempt + 1)) for o in failed]
 
 
@@ -196,44 +196,75 @@ def uses_vllm_processor(resources: dict[str, float], backend: str, tensor_parall
 
 
 def vllm_sampling(row: dict[str, Any]) -> dict[str, Any]:
-    """A planned row's sampling parameters as ray.data.llm's vLLM stage takes them."""
+    """A planned row's sampling parameters as ray.data.llm's vLLM stage takes them: it builds
+    `vllm.SamplingParams(**params, structured_outputs=StructuredOutputsParams(**params.pop(
+    "structured_outputs")))`. The schema stays a JSON string (StructuredOutputsParams takes str or
+    dict): as a nested dict, Arrow would merge the tasks' schemas into one struct type and hand
+    each row the other schemas' keys as nulls. Plain Python numbers: Arrow rows may carry numpy
+    scalars."""
     params: dict[str, Any] = {
-        "temperature": row["temperature"], "top_p": row["top_p"], "seed": row["seed"],
-        "max_tokens": row["max_tokens"], "repetition_penalty": row["repetition_penalty"],
+        "temperature": float(row["temperature"]), "top_p": float(row["top_p"]), "seed": int(row["seed"]),
+        "max_tokens": int(row["max_tokens"]), "repetition_penalty": float(row["repetition_penalty"]),
     }
     if row["schema"]:
-        params["structured_outputs"] = {"json": json.loads(row["schema"])}
+        params["structured_outputs"] = {"json": row["schema"]}
     return params
 
 
-def _vllm_pass(items: list[WorkItem], job: ShardJob, cluster: RayCluster, options: EngineOptions, attempt: int) -> Iterator[Path]:
-    import ray
-    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+def vllm_processor_config(options: EngineOptions, cluster: RayCluster, batch_size: int) -> Any:
+    """ray.data.llm's vLLMEngineProcessorConfig for `cluster.replicas` engines of
+    `cluster.tensor_parallel` GPUs each. Builds without a GPU (it is a pydantic model)."""
+    from ray.data.llm import vLLMEngineProcessorConfig
 
     from genre_local.llm.engine_sizing import resolve_dtype
 
-    config = vLLMEngineProcessorConfig(
+    return vLLMEngineProcessorConfig(
         model_source=str(options.model_dir),
         engine_kwargs={
             "tensor_parallel_size": cluster.tensor_parallel,
             "max_model_len": options.max_model_len,
             "dtype": resolve_dtype(options.dtype, on_cuda=True),  # the GPU branch: auto is bfloat16
             "enable_prefix_caching": options.prefix_caching,
+            **({} if options.max_num_seqs is None else {"max_num_seqs": options.max_num_seqs}),
             # Unset: vLLM's own default share of each replica's GPU.
             **({} if options.gpu_memory_utilization is None else {"gpu_memory_utilization": options.gpu_memory_utilization}),
         },
         concurrency=cluster.replicas,
-        batch_size=max(1, job.settings.batch_size),
+        batch_size=max(1, batch_size),
     )
+
+
+def vllm_preprocess(row: dict[str, Any]) -> dict[str, Any]:
+    """Planned row -> the processor's input: `messages` as a list (its chat-template stage
+    applies the model's template) and `sampling_params`; the planned columns ride along."""
+    return {**row, "messages": json.loads(row["messages"]), "sampling_params": vllm_sampling(row)}
+
+
+class VllmPostprocess:
+    """Processor output row -> the planned row's columns (messages as JSON again) plus the
+    answer and its token counts, as _ParsedShards reads them. A class, not a closure over the
+    work items: Ray pickles it to every worker, so it carries only the column names."""
+
+    def __init__(self, planned_columns: list[str]):
+        self.planned_columns = planned_columns
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: row[k] for k in self.planned_columns}
+        messages = row["messages"]
+        out["messages"] = messages if isinstance(messages, str) else json.dumps(list(messages), ensure_ascii=False)
+        out.update(text=row["generated_text"], prompt_tokens=int(row["num_input_tokens"]),
+                   completion_tokens=int(row["num_generated_tokens"]))
+        return out
+
+
+def _vllm_pass(items: list[WorkItem], job: ShardJob, cluster: RayCluster, options: EngineOptions, attempt: int) -> Iterator[Path]:
+    import ray
+    from ray.data.llm import build_processor
+
     processor = build_processor(
-        config,
-        preprocess=lambda row: {**row, "messages": json.loads(row["messages"]), "sampling_params": vllm_sampling(row)},
-        postprocess=lambda row: {
-            **{k: row[k] for k in item_to_row(items[0])},
-            "messages": json.dumps(list(row["messages"]), ensure_ascii=False) if not isinstance(row["messages"], str) else row["messages"],
-            "text": row["generated_text"], "prompt_tokens": row["num_input_tokens"],
-            "completion_tokens": row["num_generated_tokens"],
-        },
+        vllm_processor_config(options, cluster, job.settings.batch_size),
+        preprocess=vllm_preprocess,
+        postprocess=VllmPostprocess(list(item_to_row(items[0]))),
     )
     with _quiet_remote_args():
         dataset = processor(_planned_rows(items, job)).map_batches(
@@ -257,7 +288,7 @@ class _ParsedShards:
         for row in batch.to_pylist():
             item = row_to_item(row)
             parsed = item.task.parse(row["text"], self.job.settings.plan.per_user, item.history_titles)
-            outcomes.append(_Outcome(
+            outcomes.append(Outcome(
                 item, text=row["text"], messages=item.request.messages, parsed=parsed.value, error=parsed.error,
                 attempt=self.attempt, prompt_tokens=int(row["prompt_tokens"]), completion_tokens=int(row["completion_tokens"]),
             ))

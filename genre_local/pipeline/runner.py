@@ -112,7 +112,10 @@ def new_run_id() -> str:
 
 
 @dataclass
-class _Outcome:
+class Outcome:
+    """One request's result after its last attempt: what outcome_records stores (the in-process
+    loop and the Ray pipeline's parse step both build these)."""
+
     item: WorkItem
     text: str = ""
     messages: tuple[dict[str, str], ...] = ()  # the conversation of the last attempt
@@ -124,7 +127,7 @@ class _Outcome:
     latency: float = 0.0
 
 
-def repair_request(request: GenRequest, failed: _Outcome, attempt: int) -> GenRequest:
+def repair_request(request: GenRequest, failed: Outcome, attempt: int) -> GenRequest:
     """A retry: the user message gains a note on why the last answer was rejected, and decoding
     samples (hotter each time) with a new seed, since greedy decoding would say it again.
 
@@ -149,13 +152,13 @@ def repair_request(request: GenRequest, failed: _Outcome, attempt: int) -> GenRe
 
 def complete_batch(
     backend: Backend, items: Sequence[WorkItem], retries: int, per_user: int
-) -> tuple[list[_Outcome], float, int]:
+) -> tuple[list[Outcome], float, int]:
     """Generate, parse, and retry the invalid ones (sampling, new seed) up to `retries` times.
 
     Returns the outcomes, the seconds spent inside the engine, and the engine requests made.
     Each request is charged its share of its engine call's time as latency.
     """
-    outcomes = [_Outcome(item) for item in items]
+    outcomes = [Outcome(item) for item in items]
     pending = list(range(len(items)))
     engine_seconds = 0.0
     requests_made = 0
@@ -191,7 +194,7 @@ def complete_batch(
     return outcomes, engine_seconds, requests_made
 
 
-def outcome_records(outcomes: Sequence[_Outcome], settings: RunSettings, run_id: str) -> list[GenerationRecord]:
+def outcome_records(outcomes: Sequence[Outcome], settings: RunSettings, run_id: str) -> list[GenerationRecord]:
     created = now_utc()
     return [
         GenerationRecord(

@@ -1,0 +1,63 @@
+"""scripts/estimate_grid.py: the training grid's hours, checked by hand on round numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "estimate_grid.py"
+
+
+@pytest.fixture(scope="module")
+def grid():
+    spec = importlib.util.spec_from_file_location("_estimate_grid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_run_by_hand(grid):
+    data = grid.GridData("d", train_impressions=10_000, clicks_per_impression=1.5, candidates_per_impression=20, dev_impressions=2_000)
+    # matching: 10,000 x 0.9 x 1.5 = 13,500 samples per epoch; ranking: 10,000 x 0.9 x 20 = 180,000
+    assert grid.samples_per_epoch(data, "nrms", 0.1) == pytest.approx(13_500)
+    assert grid.samples_per_epoch(data, "din", 0.1) == pytest.approx(180_000)
+    # evaluation: 3 epochs x 1,000 held-out impressions + 2,000 dev = 5,000
+    assert grid.eval_impressions_per_run(data, 3, 0.1) == pytest.approx(5_000)
+    rate = grid.ModelRate(train_samples_per_s=100, eval_impressions_per_s=50)
+    # (3 x 13,500 / (100 x 10) + 5,000 / (50 x 10)) s = 40.5 + 10 = 50.5 s
+    assert grid.run_hours(data, "nrms", rate, 10.0, 3, 0.1) == pytest.approx(50.5 / 3600)
+    assert grid.run_hours(data, "nrms", rate, 1.0, 3, 0.1) == pytest.approx(505 / 3600)
+
+
+def test_grid_multiplies_by_variants_and_seeds(grid):
+    factors, sources = grid.speedups(None)
+    rows = grid.grid_rows((grid.MIND_SMALL,), variants=6, seeds=5, epochs=3, holdout_fraction=0.1, factors=factors, sources=sources)
+    assert [r["model"] for r in rows] == list(grid.CPU_RATES) and len(rows) == 8
+    for r in rows:
+        assert r["runs"] == 30 and r["gpu_hours"] == pytest.approx(30 * r["gpu_hours_per_run"])
+        assert r["cpu_hours_per_run"] == pytest.approx(r["gpu_hours_per_run"] * r["speedup"])
+        assert r["speedup_source"] == "assumed"
+    assert {r["speedup"] for r in rows} == {grid.ASSUMED_SPEEDUP["light"], grid.ASSUMED_SPEEDUP["plmnr"]}
+
+
+def test_a_cuda_gpu_check_replaces_the_assumption_for_the_models_it_measured(grid):
+    measured = {"environment": {"device": "cuda"}, "train": [{"model": "nrms", "train_samples_per_s": 353 * 40}]}
+    factors, sources = grid.speedups(measured)
+    assert factors["nrms"] == pytest.approx(40.0) and sources["nrms"] == "measured (gpu_check)"
+    assert factors["din"] == grid.ASSUMED_SPEEDUP["light"] and sources["din"] == "assumed"
+    on_cpu = {"environment": {"device": "cpu"}, "train": [{"model": "nrms", "train_samples_per_s": 353 * 40}]}
+    assert grid.speedups(on_cpu)[1]["nrms"] == "assumed"  # a CPU run of gpu_check says nothing about GPUs
+
+
+def test_unreadable_gpu_check_is_one_line_and_exit_2(grid, tmp_path, capsys):
+    assert grid.main(["--gpu-check", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.json" in err[0]
+    out = tmp_path / "grid.json"
+    assert grid.main(["--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())["rows"]) == 16
