@@ -27,6 +27,7 @@ def test_arrays_follow_the_encoders_conventions():
         for row in range(len(split)):
             clicked = split.impression_candidates(row)[split.impression_labels(row) == 1]
             assert 1 <= len(clicked) <= 2
+            assert len(set(split.impression_candidates(row).tolist())) == sizes.candidates  # distinct
             history = split.history[split.history_offsets[row]:split.history_offsets[row + 1]]
             # Every click is of the category the user's history is of: the learnable signal.
             assert set(data.news.category[clicked].tolist()) == set(data.news.category[history].tolist())
@@ -40,7 +41,8 @@ def test_same_seed_same_data_other_seed_other_data():
     assert not a.news.title.equal(c.news.title)
 
 
-@pytest.mark.parametrize("bad", [dict(news=10, categories=8), dict(users=0), dict(title_len=2), dict(candidates=2)])
+@pytest.mark.parametrize("bad", [dict(news=10, categories=8), dict(users=0), dict(title_len=2), dict(candidates=2),
+                                 dict(news=8, categories=4, candidates=8)])
 def test_too_small_sizes_are_refused(bad):
     with pytest.raises(ValueError, match="too small"):
         SyntheticSizes(**bad)
