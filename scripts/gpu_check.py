@@ -329,6 +329,7 @@ def environment(device: str) -> dict:
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+        info["gpu_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated(0) / 2**30, 2)
     return info
 
 

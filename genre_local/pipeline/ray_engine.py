@@ -7,8 +7,10 @@
       -> one Parquet shard per completed batch in the run folder (shared storage on a cluster)
       -> merged into DuckDB by this driver as the shards arrive (shards.py, exactly once)
 
-The GPU branch is built against ray.data.llm's documented API (Ray 2.60) and is NOT exercised
-by the tests: this project's CI has no GPU and no GPU build of vLLM.
+The GPU branch is built against ray.data.llm's API (Ray 2.60: its documentation and source) and
+has never run: this project's CI has no GPU and no GPU build of vLLM. Its pieces are tested
+without a GPU (tests/test_ray_vllm_config.py): the processor config, the rows the preprocess step
+hands Ray's vLLM stage (made into vllm.SamplingParams as that stage does) and the postprocess.
 """
 
 from __future__ import annotations
