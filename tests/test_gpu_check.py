@@ -125,3 +125,15 @@ def test_rate_table_shows_the_cpu_reference_and_ratio():
                                seconds=1.0, cpu_reference_samples_per_s=4021)
     row = [line for line in check.table([figure], []).splitlines() if line.startswith("| DIN")][0]
     assert "| 40,210 | 4,021 | 10.0x |" in row
+
+
+def test_the_shell_wrapper_runs_the_script_from_the_repository_root(tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHON": sys.executable, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\nexit 1\n")  # a machine whose GPU query fails still runs
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "--device {auto,cuda,cpu}" in done.stdout and "--tiny-llm" in done.stdout
