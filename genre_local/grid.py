@@ -231,8 +231,10 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 
 
 def execute(plan: GridPlan, request_base, *, workers: int = 1, engine: str = "local",
+            ray_address: str | None = None,
             on_cell: Callable[[GridProgress], None] = lambda progress: None) -> list[CellOutcome]:
-    """Run the plan's cells; `on_cell` after each with done / total and an ETA."""
+    """Run the plan's cells; `on_cell` after each with done / total and an ETA. `ray_address`
+    (engine "ray" only): a running cluster; None: RAY_ADDRESS, else a Ray started here."""
     if engine not in ENGINES:
         raise UserError(f"--engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
     if workers < 1:
@@ -240,7 +242,7 @@ def execute(plan: GridPlan, request_base, *, workers: int = 1, engine: str = "lo
     threads = request_base.config.threads or threads_per_worker(workers)
     jobs = [CellJob(c, plan.spec.variant(c.variant), request_base, threads) for c in plan.todo]
     if engine == "ray":
-        results = _execute_ray(jobs, workers)
+        results = _execute_ray(jobs, workers, ray_address)
     elif workers == 1:
         results = (run_cell(job) for job in jobs)
     else:
@@ -282,18 +284,22 @@ def _execute_processes(jobs: list[CellJob], workers: int, threads: int) -> Itera
                 future.cancel()
 
 
-def _execute_ray(jobs: list[CellJob], workers: int) -> Iterator[CellOutcome]:
+def _execute_ray(jobs: list[CellJob], workers: int, address: str | None) -> Iterator[CellOutcome]:
     """The driver encodes each cell and writes its runs; Ray tasks (num_cpus = their threads, one
-    GPU each where the cluster has GPUs) train. Uses the running Ray (ray.init() when none)."""
+    GPU each where the cluster has GPUs) train. Uses the running Ray, else the cluster at `address`
+    (or RAY_ADDRESS), else a Ray started here."""
     try:
         import ray
     except ImportError as exc:
         raise UserError("--engine ray needs Ray (pip install 'ray[data]==2.60.0')") from exc
+    from genre_local.pipeline.ray_engine import RayCluster, start_ray
+
     if not jobs:
         return
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(num_cpus=workers if workers > 1 else None, include_dashboard=False, log_to_driver=False)
+    # A local Ray gets one logical CPU per worker; a cluster keeps its own resources (Ray refuses
+    # num_cpus when connecting to one).
+    started_here = start_ray(RayCluster(address=address, replicas=workers,
+                                        local_cpus=workers if workers > 1 else None))
     try:
         yield from _ray_cells(ray, jobs)
     finally:

@@ -127,6 +127,7 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--seeds", "0"), "--seeds")
     one_line_error(invoke(env, "grid", "--dataset", "nope"), "dataset 'nope'")
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--features", "title,image"), "image")
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--ray-address", "127.0.0.1:9"), "--ray-address needs --engine ray")
     missing = (tmp_path / "none.duckdb")
     one_line_error(runner.invoke(app, ["--db", str(missing), "grid", "--dataset", "tiny"]), "does not exist")
     assert not missing.exists()
@@ -249,3 +250,16 @@ def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> Non
     with open_store(env[0]) as store:
         stored = store.conn.execute("SELECT count(*) FROM run_checkpoints").fetchone()[0]
     assert stored == 2  # the tasks' checkpoint folders, as train keys them
+
+
+def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("ray")
+    env = _env(tmp_path)
+    dead = "127.0.0.1:9"  # the discard port: nothing listens there
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--seeds", "1", "--epochs", "1",
+                          "--engine", "ray", "--ray-address", dead), f"--ray-address {dead}", "nothing answers")
+    # RAY_ADDRESS names the cluster the same way (Ray would refuse num_cpus for it).
+    monkeypatch.setenv("RAY_ADDRESS", dead)
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--seeds", "1", "--epochs", "1",
+                          "--engine", "ray"), f"--ray-address {dead}", "nothing answers")
+    assert cell_counts(env[0]) == {}

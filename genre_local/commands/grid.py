@@ -6,6 +6,7 @@ plan, executes the cells not yet stored and prints one progress line per finishe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -42,6 +43,8 @@ def grid(
                                          "(one GPU each where there are GPUs), or Ray tasks with --engine ray.")] = 1,
     engine: Annotated[str, typer.Option("--engine", help="local (this machine) or ray (the running Ray cluster, "
                                         "else a local one; the store is written by this process).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster's "
+                                                       "HOST:PORT (default RAY_ADDRESS, else a Ray started here).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default [train] epochs).")] = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
@@ -64,6 +67,12 @@ def grid(
         raise UserError(f"--engine {engine} is unknown; use one of {', '.join(grid_lib.ENGINES)}")
     if workers < 1:
         raise UserError(f"--workers must be 1 or more, got {workers}")
+    if ray_address and engine != "ray":
+        raise UserError("--ray-address needs --engine ray")
+    if engine == "ray" and not dry_run and (ray_address or os.environ.get("RAY_ADDRESS")):
+        from genre_local.pipeline.ray_engine import check_reachable
+
+        check_reachable(ray_address or os.environ["RAY_ADDRESS"])  # before the plan is printed
     if "image" in cfg.feature_names:
         raise UserError("--features: grid does not take image features; run `genre-local train --image-file ...` for them")
     spec = grid_lib.GridSpec(dataset, grid_lib.parse_models(models), grid_lib.parse_variants(variants, cfg.ng_k), cfg)
@@ -90,7 +99,8 @@ def grid(
                           f"{' (resumed)' if done.resumed else ''}{auc} in {_clock(done.seconds)}; "
                           f"ETA {_clock(progress.eta_s)}", soft_wrap=True, highlight=False)
 
-        outcomes = grid_lib.execute(plan, base, workers=workers, engine=engine, on_cell=on_cell)
+        outcomes = grid_lib.execute(plan, base, workers=workers, engine=engine, ray_address=ray_address,
+                                    on_cell=on_cell)
     stdout_console().print(f"grid on {dataset}: {len(plan.stored) + len(outcomes)}/{plan.total} runs stored"
                            + (" (dry run)" if dry_run else ""))
     if as_json:

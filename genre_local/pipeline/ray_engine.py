@@ -53,18 +53,20 @@ def start_ray(cluster: RayCluster) -> bool:
 
     if ray.is_initialized():
         return False
-    if cluster.address:
-        check_reachable(cluster.address)
+    # RAY_ADDRESS names a cluster as --ray-address does; Ray refuses num_cpus when connecting.
+    address = cluster.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_reachable(address)
     options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
-        if cluster.address:
-            ray.init(address=cluster.address, **options)
+        if address:
+            ray.init(address=address, **options)
         else:
             # Logical CPUs: one per replica at least; on a GPU machine the processor's CPU stages
             # (chat template, tokenizer) need the other cores.
             ray.init(num_cpus=cluster.local_cpus or max(cluster.replicas, os.cpu_count() or 1), **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"--ray-address {cluster.address}" if cluster.address else "a local Ray"
+        where = f"--ray-address {address}" if address else "a local Ray"
         raise UserError(f"cannot start {where}: {' '.join(str(exc).split())[:200]}; check the address or run `ray status` there") from exc
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
