@@ -64,9 +64,10 @@ class NewsInputs:
     index: [N] rows of these items in the catalogue they were selected from, or None for a whole
         catalogue; set by `select`, so a model with a per-catalogue cache (PLMNR, DIRE: frozen
         lower-layer hidden states) can look its rows up.
-    texts: the raw title/abstract/category/subcategory strings of these N news (NewsTexts), or
-        None where the data was not encoded from text (hand-made tensors); `select` picks its
-        rows, `to` leaves it on the host.
+    texts: the raw title/abstract/category/subcategory strings of these N news (NewsTexts): set
+        on a whole catalogue encoded from text, None elsewhere. `select` drops it: a selection
+        finds its strings through `index` in its catalogue's texts (a batch would otherwise pay
+        for copying, and a DataLoader worker for pickling, thousands of strings per step).
     """
 
     title: torch.Tensor
@@ -86,7 +87,6 @@ class NewsInputs:
         flat = index.reshape(-1)
         picked = NewsInputs(**{name: _take(getattr(self, name), flat) for name in TENSOR_FIELDS if name != "index"})
         picked.index = flat.to(torch.long) if self.index is None else _take(self.index, flat)
-        picked.texts = None if self.texts is None else self.texts.select(flat)
         return picked
 
     def to(self, device: torch.device | str) -> NewsInputs:

@@ -15,7 +15,7 @@ from recsys.inputs import NewsInputs, NewsTexts
 from genre_local.store import open_store
 from genre_local.store.variants import fetch_encoded
 from recsys.models import ModelConfig, build_model
-from recsys.models.dire import LORA, news_prompt
+from recsys.models.dire import LORA, PromptSegments, news_prompt
 from recsys.pretrained import minilm_path
 from recsys.evaluate import score_split
 from recsys.train import RunSettings, Trainer, feature_sizes, make_accelerator, run_training
@@ -116,11 +116,23 @@ def test_the_prompt_reads_the_raw_cased_text_and_category_names(dire) -> None:
     category = news.texts.category
     # the dire fixture's features: title, category, image (no subcategory, no abstract)
     assert texts == [f"title: Story {r} about {category[r]} in Paris, category: {category[r]}" for r in range(2)]
-    assert texts[1] == dire.news_encoder.segments.texts(news.select(torch.tensor([1])))[0]
+    segments = dire.news_encoder.segments
+    with pytest.raises(RecsysError, match="raw text"):  # a selection of a catalogue never prepared
+        PromptSegments.texts(replace_catalogue(segments, None), news.select(torch.tensor([1])))
+    prepared = replace_catalogue(segments, news.texts)  # prepare_news keeps the catalogue's strings
+    assert PromptSegments.texts(prepared, news.select(torch.tensor([1, 0]))) == [texts[1], texts[0]]
     assert news_prompt({"abstract": " c\n d ", "title": " A  b ", "category": "", "subcategory": "x"}) == \
         "title: A b, subcategory: x, abstract: c d"
     # the category is a word of the prompt, not a learned token; the image still is one
     assert dire.news_encoder.category is None and dire.news_encoder.special_fields == ("image",)
+
+
+def replace_catalogue(segments, catalogue):
+    import copy
+
+    other = copy.copy(segments)
+    other.catalogue = catalogue
+    return other
 
 
 def test_the_prompt_is_truncated_by_the_llm_tokenizer_abstract_first(smollm2) -> None:
@@ -198,8 +210,9 @@ def test_encoded_data_carries_the_variants_raw_strings(rich_data, tmp_path) -> N
     assert list(enhanced.news.texts.title) != list(texts.title)  # a variant's own (enhanced) titles
     reloaded = load_encoded(next(tmp_path.glob("*.pt")))  # the encoded cache keeps them
     assert reloaded.news.texts.to_lists() == texts.to_lists()
-    picked = reloaded.news.select(torch.tensor([2, 1]))
-    assert list(picked.texts.title) == [texts.title[2], texts.title[1]]
+    picked = reloaded.news.texts.select(torch.tensor([2, 1]))
+    assert list(picked.title) == [texts.title[2], texts.title[1]]
+    assert reloaded.news.select(torch.tensor([2, 1])).texts is None  # batches carry rows, not strings
 
 
 def test_fast_scores_equal_naive_scores(rich_data, smollm2, tmp_path) -> None:
@@ -288,7 +301,8 @@ def test_news_vectors_do_not_depend_on_the_batch(dire) -> None:
 
     def unindexed(rows: torch.Tensor):
         picked = news.select(rows)
-        picked.index = None  # not from a prepared catalogue: the direct path
+        picked.index = None  # not from a prepared catalogue: the direct path, with its own strings
+        picked.texts = news.texts.select(rows)
         return picked
 
     dire.eval()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from recsys.errors import RecsysError
-from recsys.inputs import NewsInputs, UserInputs
+from recsys.inputs import NewsInputs, NewsTexts, UserInputs
 from recsys.layer_cache import TokenSegment
 from recsys.lm_split import LlamaSplit, LoraRecipe, load_llama_tokenizer
 from recsys.models.base import FeatureSizes, MatchingModel, ModelConfig
@@ -59,13 +59,19 @@ class PromptSegments:
         self.fields, self.max_tokens = fields, max_tokens
         self.llama = load_llama_tokenizer(folder)
 
+    catalogue: NewsTexts | None = None  # the prepared catalogue's strings, for its selections
+
     def texts(self, news: NewsInputs) -> list[str]:
-        if news.texts is None:
+        source = news.texts
+        if source is None and news.index is not None and self.catalogue is not None:
+            source = self.catalogue.select(news.index)
+        if source is None:
             raise RecsysError(
-                "DIRE reads the news' raw text, which these NewsInputs do not carry (NewsInputs.texts); "
-                "encode the dataset with recsys.data.encode_variant (an older encoded cache is rebuilt)"
+                "DIRE reads the news' raw text, which these NewsInputs do not carry (NewsInputs.texts, or rows "
+                "of a prepared catalogue); encode the dataset with recsys.data.encode_variant (an older encoded "
+                "cache is rebuilt)"
             )
-        columns = {field: getattr(news.texts, field) for field in self.fields}
+        columns = {field: getattr(source, field) for field in self.fields}
         return [news_prompt({f: str(columns[f][row]) for f in self.fields}) for row in range(len(news))]
 
     def __call__(self, news: NewsInputs) -> dict[str, TokenSegment]:
@@ -97,6 +103,7 @@ class DIRE(MatchingModel):
         self.user_encoder = NRMSUserEncoder(config)
 
     def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
+        self.news_encoder.segments.catalogue = news.texts
         self.news_encoder.prepare(news, cache_dir)
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
