@@ -79,3 +79,20 @@ def test_children_cpu_seconds_counts_a_finished_child() -> None:
     before = children_cpu_seconds()
     subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
     assert children_cpu_seconds() - before > 0.05
+
+
+def test_the_default_plan_is_nrms_and_full_adds_din() -> None:
+    from genre_local.commands.demo import demo_models
+
+    assert demo_models(None, full=False) == ["nrms"]
+    assert demo_models(None, full=True) == ["nrms", "din"]
+    assert demo_models("lstur, naml", full=True) == ["lstur", "naml"]  # an explicit list wins
+
+
+def test_the_demo_help_names_the_full_set() -> None:
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--full" in result.output and "nrms,din" in result.output

@@ -26,6 +26,11 @@ from genre_local.errors import UserError
 from recsys.catalog import MODEL_NAMES, VARIANT_PARTS
 
 DEMO_DATASET = "demo"
+# The default plan fits in 8 minutes on an idle 2-core machine (BENCHMARKS.md, "The demo's time"):
+# generation takes over half of it, each train run about half a minute. --full adds DIN, the
+# ranking side, as the paper's tables have it (about 2 minutes more).
+DEFAULT_MODELS = "nrms"
+FULL_MODELS = "nrms,din"
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,13 @@ def _split_list(value: str, option: str) -> list[str]:
     return items
 
 
+def demo_models(models: str | None, full: bool) -> list[str]:
+    """The models to train: --models when given, else the default set or, with --full, the full one."""
+    if models is None:
+        models = FULL_MODELS if full else DEFAULT_MODELS
+    return _split_list(models, "--models")
+
+
 def check_plan_names(models: list[str], variants: list[str]) -> None:
     """Before the first step: a misspelt name would otherwise fail only after data and generation."""
     for model in models:
@@ -133,7 +145,12 @@ def demo(
     news: Annotated[int, typer.Option(help="News items in the synthetic dataset.")] = 600,
     users: Annotated[int, typer.Option(help="Users in the synthetic dataset.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic dataset.")] = 7,
-    models: Annotated[str, typer.Option(help="Recommenders to train, comma-separated.")] = "nrms,din",
+    models: Annotated[
+        Optional[str], typer.Option(help=f"Recommenders to train, comma-separated [default: {DEFAULT_MODELS}, "
+                                         f"with --full {FULL_MODELS}].")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help=f"Train {FULL_MODELS} (a matching and a ranking model), "
+                                                      "about 2 minutes more.")] = False,
     variants: Annotated[str, typer.Option(help="Dataset variants to train on, comma-separated.")] = "original,ns,up,ng",
     epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 3,
     llm: Annotated[str, typer.Option("--llm", help="Generation model alias or local HF folder.")] = "llama",
@@ -145,7 +162,7 @@ def demo(
 
     Steps already done (data written, dataset imported, generations stored) are skipped on a rerun.
     """
-    model_names, variant_names = _split_list(models, "--models"), _split_list(variants, "--variants")
+    model_names, variant_names = demo_models(models, full), _split_list(variants, "--variants")
     check_plan_names(model_names, variant_names)
     context = app_context(ctx)
     store_dir = context.db_path.resolve().parent
