@@ -125,7 +125,8 @@ def test_bench_train_smoke(tmp_path: Path):
 def test_bench_train_runs_the_language_model_encoders_on_their_layer_cache(tmp_path: Path):
     """--models all includes DIRE: the embedded SmolLM2 is its encoder, and PLMNR/DIRE build their
     frozen-layer cache before the timed steps, as the trainer does."""
-    proc = _run("bench_train.py", "--smoke", "--models", "plmnr,dire", "--out", str(tmp_path))
+    # preparing SmolLM2 and two layer caches: minutes on a busy 2-core machine
+    proc = _run("bench_train.py", "--smoke", "--models", "plmnr,dire", "--out", str(tmp_path), timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads((tmp_path / "train-smoke.json").read_text())
     by_model = {r["model"]: r for r in payload["results"]}

@@ -58,8 +58,7 @@ class PromptSegments:
     def __init__(self, folder: Path, fields: tuple[str, ...], max_tokens: int) -> None:
         self.fields, self.max_tokens = fields, max_tokens
         self.llama = load_llama_tokenizer(folder)
-
-    catalogue: NewsTexts | None = None  # the prepared catalogue's strings, for its selections
+        self.catalogue: NewsTexts | None = None  # the prepared catalogue's strings, for its selections
 
     def texts(self, news: NewsInputs) -> list[str]:
         source = news.texts

@@ -47,7 +47,9 @@ class LayerCachedNewsEncoder(nn.Module):
         self.project = nn.Linear(hidden, dim)
         self._cache: LayerCache | None = None
         self._cache_masks: dict[str, torch.Tensor] = {}
-        self._resident: dict = {}
+        # the cache copied onto an accelerator (segment -> (states, masks)), and which one
+        self._resident: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._resident_device: torch.device | None = None
 
     @property
     def cache(self) -> LayerCache | None:
@@ -67,7 +69,7 @@ class LayerCachedNewsEncoder(nn.Module):
                                   self.cache_prefix, batch_size=batch_size)
         self.split.offload_frozen()
         self._cache_masks = {name: s.mask[:, : self._cache.width(name)].to(torch.bool) for name, s in segments.items()}
-        self._resident = {}
+        self._resident, self._resident_device = {}, None
         return self._cache
 
     def _resident_states(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
@@ -76,13 +78,13 @@ class LayerCachedNewsEncoder(nn.Module):
         mapped shards are read directly (None)."""
         if device.type == "cpu" or self._cache is None:
             return None
-        if self._resident.get("device") != device:
-            self._resident = {"device": device}
+        if self._resident_device != device:
+            self._resident, self._resident_device = {}, device
             if _fits_on(device, self._cache.nbytes):
                 for name in self._cache.segments:
                     states = self._cache.gather(name, torch.arange(self._cache.rows)).to(device)
                     self._resident[name] = (states, self._cache_masks[name].to(device))
-        return {k: v for k, v in self._resident.items() if k != "device"} or None
+        return self._resident or None
 
     def _text_states(self, news: NewsInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these rows."""
