@@ -153,6 +153,17 @@ def test_news_without_raw_text_is_refused_clearly(dire) -> None:
         dire.encode_news(news)
 
 
+def test_encoder_mistakes_are_user_errors(smollm2, tmp_path) -> None:
+    with pytest.raises(RecsysError, match="encoder"):
+        build_model("dire", tiny_config(), SIZES)
+    with pytest.raises(RecsysError, match="config.json"):
+        build_model("dire", tiny_config(encoder=str(tmp_path)), SIZES)
+    with pytest.raises(RecsysError, match="bert"):
+        build_model("dire", tiny_config(encoder=str(minilm_path())), SIZES)
+    with pytest.raises(RecsysError, match="title or abstract"):
+        build_model("dire", tiny_config(encoder=str(smollm2), features=("category",)), SIZES)
+
+
 @pytest.fixture(scope="module")
 def rich_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dire-rich")
