@@ -23,13 +23,14 @@ import torch
 
 from recsys import features as feats
 from recsys.catalog import NEW_USER_MAX_HISTORY
-from recsys.inputs import NewsInputs, UserInputs
+from recsys.inputs import TENSOR_FIELDS, NewsInputs, NewsTexts, UserInputs
 from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-CACHE_FORMAT = 4  # 3: profile vocabularies travel in the file; 4: the dataset-local word vocabulary
+CACHE_FORMAT = 5  # 3: profile vocabularies travel in the file; 4: the dataset-local word vocabulary;
+# 5: the news' raw strings (NewsInputs.texts) for DIRE's prompts
 MAX_REGIONS = 8
 
 
@@ -270,7 +271,8 @@ def save_encoded(data: EncodedDataset, path: Path) -> None:
             "vocabulary": [list(data.vocabulary.topics), list(data.vocabulary.regions)],
         },
         "word_ids": torch.from_numpy(np.ascontiguousarray(data.word_ids)),
-        "news": {f.name: getattr(data.news, f.name) for f in fields(NewsInputs)},
+        "news": {name: getattr(data.news, name) for name in TENSOR_FIELDS},
+        "news_texts": None if data.news.texts is None else data.news.texts.to_lists(),
         "profiles": None if data.profiles is None else {f.name: getattr(data.profiles, f.name) for f in fields(ProfileTable)},
         "splits": {
             name: {f.name: torch.from_numpy(np.ascontiguousarray(getattr(s, f.name))) for f in fields(SplitArrays)}
@@ -292,13 +294,20 @@ def load_encoded(path: Path) -> EncodedDataset:
     }
     return EncodedDataset(
         dataset=meta["dataset"], variant=meta["variant"], fingerprint=meta["fingerprint"],
-        news=NewsInputs(**payload["news"]), news_ids=list(meta["news_ids"]),
+        news=_news_from_payload(payload), news_ids=list(meta["news_ids"]),
         num_categories=meta["num_categories"], num_subcategories=meta["num_subcategories"],
         num_users=meta["num_users"], vocab_size=meta["vocab_size"], profiles=profiles,
         splits=splits, stats=dict(meta["stats"]),
         vocabulary=ProfileVocabulary(*(tuple(v) for v in meta["vocabulary"])),
         word_ids=payload["word_ids"].numpy(),
     )
+
+
+def _news_from_payload(payload: dict) -> NewsInputs:
+    news = NewsInputs(**payload["news"])
+    texts = payload.get("news_texts")
+    news.texts = None if texts is None else NewsTexts.of(**texts)
+    return news
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from recsys.catalog import IMAGE_DIM, NEWS_FEATURES
 from recsys.config import parse_features
 from recsys.errors import RecsysError
-from recsys.inputs import NewsInputs
+from recsys.inputs import NewsInputs, NewsTexts
 
 __all__ = ["IMAGE_DIM", "NEWS_FEATURES", "NewsRows", "load_image_vectors", "load_tokenizer", "parse_features",
            "tensorize_news", "tokenize", "tokenizer_fingerprint"]
@@ -227,6 +227,8 @@ def tensorize_news(
         title_mask=title_mask,
         category=categories.ids(pad + rows.categories),
         subcategory=subcategories.ids(pad + rows.subcategories),
+        # the strings themselves, for models that read text with their own tokenizer (DIRE)
+        texts=NewsTexts.of(pad + rows.titles, pad + rows.abstracts, pad + rows.categories, pad + rows.subcategories),
     )
     if "abstract" in features:
         abstract, abstract_mask = tokenize(tokenizer, pad + rows.abstracts, abstract_len)

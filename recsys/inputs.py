@@ -10,7 +10,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
+
+TEXT_FIELDS = ("title", "abstract", "category", "subcategory")
+
+
+@dataclass(frozen=True)
+class NewsTexts:
+    """The raw strings of N news, row-aligned with their NewsInputs (row 0 of a catalogue, the
+    padding news, is all empty). Models that read text with their own tokenizer (DIRE's LLM)
+    use these instead of decoding the WordPiece ids. Object arrays, so a batch's selection is
+    one fancy index, not a Python loop."""
+
+    title: np.ndarray
+    abstract: np.ndarray
+    category: np.ndarray
+    subcategory: np.ndarray
+
+    @classmethod
+    def of(cls, title: list[str], abstract: list[str], category: list[str], subcategory: list[str]) -> NewsTexts:
+        columns = [np.asarray(list(column), dtype=object) for column in (title, abstract, category, subcategory)]
+        if len({len(c) for c in columns}) != 1:
+            raise ValueError(f"news text columns disagree on the number of rows: {[len(c) for c in columns]}")
+        return cls(*columns)
+
+    def select(self, index: torch.Tensor) -> NewsTexts:
+        rows = index.detach().reshape(-1).cpu().numpy()
+        return NewsTexts(*(getattr(self, name)[rows] for name in TEXT_FIELDS))
+
+    def row(self, number: int) -> dict[str, str]:
+        return {name: str(getattr(self, name)[number]) for name in TEXT_FIELDS}
+
+    def to_lists(self) -> dict[str, list[str]]:
+        """Plain lists (what torch.save(weights_only) can store)."""
+        return {name: [str(v) for v in getattr(self, name)] for name in TEXT_FIELDS}
+
+    def __len__(self) -> int:
+        return int(self.title.shape[0])
 
 
 @dataclass
@@ -27,6 +64,10 @@ class NewsInputs:
     index: [N] rows of these items in the catalogue they were selected from, or None for a whole
         catalogue; set by `select`, so a model with a per-catalogue cache (PLMNR, DIRE: frozen
         lower-layer hidden states) can look its rows up.
+    texts: the raw title/abstract/category/subcategory strings of these N news (NewsTexts): set
+        on a whole catalogue encoded from text, None elsewhere. `select` drops it: a selection
+        finds its strings through `index` in its catalogue's texts (a batch would otherwise pay
+        for copying, and a DataLoader worker for pickling, thousands of strings per step).
     """
 
     title: torch.Tensor
@@ -38,20 +79,26 @@ class NewsInputs:
     image: torch.Tensor | None = None
     image_present: torch.Tensor | None = None
     index: torch.Tensor | None = None
+    texts: NewsTexts | None = None
 
     def select(self, index: torch.Tensor) -> NewsInputs:
         """Rows `index` (any shape is flattened) of every present field; `index` of the result
         says which catalogue rows they are (composed when this is itself a selection)."""
         flat = index.reshape(-1)
-        picked = NewsInputs(**{f.name: _take(getattr(self, f.name), flat) for f in fields(self) if f.name != "index"})
+        picked = NewsInputs(**{name: _take(getattr(self, name), flat) for name in TENSOR_FIELDS if name != "index"})
         picked.index = flat.to(torch.long) if self.index is None else _take(self.index, flat)
         return picked
 
     def to(self, device: torch.device | str) -> NewsInputs:
-        return NewsInputs(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
+        moved = NewsInputs(**{name: _move(getattr(self, name), device) for name in TENSOR_FIELDS})
+        moved.texts = self.texts
+        return moved
 
     def __len__(self) -> int:
         return int(self.title.shape[0])
+
+
+TENSOR_FIELDS = tuple(f.name for f in fields(NewsInputs) if f.name != "texts")
 
 
 @dataclass

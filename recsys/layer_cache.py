@@ -103,6 +103,10 @@ class LayerCache:
     def segments(self) -> tuple[str, ...]:
         return tuple(self._shards)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(int(shard.nbytes) for shards in self._shards.values() for shard in shards)
+
     def width(self, segment: str) -> int:
         return int(self._shards[segment][0].shape[1])
 

@@ -84,6 +84,7 @@ class SplitEncoder(nn.Module):
     hidden_size: int
     lower_layers: int
     fingerprint: str
+    cache_dtype: str = "float16"  # how the layer cache stores lower()'s states
 
     def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -99,6 +100,15 @@ class SplitEncoder(nn.Module):
             parameter.requires_grad_(False)
         module.eval()
         self.__dict__["_lower_module"] = module  # unregistered on purpose, see the module doc
+
+    def offload_frozen(self) -> None:
+        """Back to the host once the cache holds the frozen layers' output: on a GPU they would
+        otherwise keep their memory (14 GB for a 7B model in bf16) through all of training."""
+        module = self._frozen()
+        if next(module.parameters()).device.type != "cpu":
+            module.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     def _frozen_on(self, device: torch.device) -> nn.Module:
         module = self._frozen()
@@ -150,13 +160,66 @@ class BertSplit(SplitEncoder):
         return states
 
 
+FROZEN_RAM_SHARE = 0.5  # fp32 frozen weights above this share of the free RAM load in bf16 instead
+
+
+def frozen_dtype(device_type: str, fp32_bytes: int, available_bytes: int, cuda_bf16: bool = True,
+                 flags: frozenset[str] | None = None) -> torch.dtype:
+    """The dtype of an LLM's frozen layers: bfloat16 on CUDA (float16 where the GPU lacks bf16)
+    and on a CPU with native bf16; on other CPUs float32 (bf16 is emulated there and slower)
+    unless the float32 weights would take more than FROZEN_RAM_SHARE of the available memory,
+    then bfloat16 anyway: slower, but a 7B model needs 14 GB instead of 28."""
+    from recsys.cpu import cpu_has_native_bf16
+
+    if device_type == "cuda":
+        return torch.bfloat16 if cuda_bf16 else torch.float16
+    if cpu_has_native_bf16(flags) or fp32_bytes > FROZEN_RAM_SHARE * available_bytes:
+        return torch.bfloat16
+    return torch.float32
+
+
+def available_memory(device_type: str) -> int:
+    """Free bytes where the frozen layers will live: the current GPU's, or the host's RAM."""
+    if device_type == "cuda":
+        return int(torch.cuda.mem_get_info()[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**62  # unknown: do not force bf16 on a machine we cannot measure
+
+
+def llama_parameter_count(config) -> tuple[int, int]:
+    """(all parameters, parameters of one decoder layer) of a LLaMA config, on the meta device."""
+    from accelerate import init_empty_weights
+    from transformers import LlamaModel
+
+    with init_empty_weights():
+        model = LlamaModel(config)
+    return sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.layers[0].parameters())
+
+
+def _announce(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 class LlamaSplit(SplitEncoder):
     """A LLaMA-family causal LM folder: all layers but the last `tuned_layers` frozen, those tuned
     with LoRA, then the final norm. Texts are right-padded; attention is causal and never sees a
-    padded key, and rotary positions skip the padding (see `_run`)."""
+    padded key, and rotary positions skip the padding (see `_run`).
 
-    def __init__(self, folder: Path, tuned_layers: int, lora: LoraRecipe, dtype: torch.dtype = torch.float32) -> None:
+    The frozen part loads in `dtype` (None: `frozen_dtype` for `device_type`), the tuned layers
+    and the final norm are kept in float32; the memory the weights take is announced first."""
+
+    def __init__(self, folder: Path, tuned_layers: int, lora: LoraRecipe, dtype: torch.dtype | None = None,
+                 device_type: str = "cpu", announce=_announce) -> None:
         super().__init__()
+        import copy
+
         from transformers import AutoConfig, LlamaModel
 
         folder = Path(folder)
@@ -168,16 +231,27 @@ class LlamaSplit(SplitEncoder):
                 f"encoder folder {folder} holds a {getattr(config, 'model_type', '?')} model; "
                 "DIRE needs a LLaMA-architecture causal LM folder (model_type llama)"
             )
+        total = int(config.num_hidden_layers)
+        tuned = max(1, min(tuned_layers, total))
+        parameters, per_layer = llama_parameter_count(config)
+        if dtype is None:
+            cuda_bf16 = device_type != "cuda" or torch.cuda.is_bf16_supported()
+            dtype = frozen_dtype(device_type, parameters * 4, available_memory(device_type), cuda_bf16)
+        frozen_bytes = (parameters - tuned * per_layer) * torch.finfo(dtype).bits // 8
+        announce(f"{folder.name}: loading {total - tuned} frozen layers in {str(dtype).removeprefix('torch.')} "
+                 f"(about {frozen_bytes / 2**30:.2f} GiB) and {tuned} tuned in float32 "
+                 f"(about {tuned * per_layer * 4 / 2**30:.2f} GiB, plus LoRA and optimizer state)")
         with _quiet_hf():
             model = LlamaModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
-        total = len(model.layers)
-        tuned = max(1, min(tuned_layers, total))
+        self.frozen_dtype = dtype
+        self.cache_dtype = "bfloat16" if dtype == torch.bfloat16 else "float16"
         self.hidden_size = int(config.hidden_size)
         self.lower_layers = total - tuned
         self.fingerprint = folder_fingerprint(folder)
-        self.layers = nn.ModuleList(model.layers[self.lower_layers :])
-        self.norm = model.norm
-        self.rotary = model.rotary_emb
+        # the tuned top and the final norm train in float32 whatever the frozen part's dtype
+        self.layers = nn.ModuleList(model.layers[self.lower_layers :]).to(torch.float32)
+        self.norm = model.norm.to(torch.float32)
+        self.rotary = copy.deepcopy(model.rotary_emb).to(torch.float32)
         model.layers = nn.ModuleList(model.layers[: self.lower_layers])
         model.norm = nn.Identity()
         self._set_frozen(model)
@@ -212,6 +286,8 @@ class LlamaSplit(SplitEncoder):
         return self._run(model.layers, model.rotary_emb, model.embed_tokens(ids), mask)
 
     def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # states from the frozen part (or its cache) may be 16-bit; the tuned top runs in its own dtype
+        states = states.to(self.norm.weight.dtype)
         return self.norm(self._run(self.layers, self.rotary, states, mask))
 
 

@@ -335,8 +335,10 @@ class Trainer:
         accelerator.free_memory()  # forget the previous seed's model and optimizer
         set_seed(settings.seed)
         model = build_model(settings.model, settings.model_config, feature_sizes(data))
-        # PLMNR/DIRE compute their frozen lower layers' states for the whole catalogue once here
-        model.prepare_news(data.news, settings.layer_cache_dir)
+        # PLMNR/DIRE compute their frozen lower layers' states for the whole catalogue once here;
+        # on disk, the main process writes the cache while the other ranks wait, then open it
+        with accelerator.main_process_first():
+            model.prepare_news(data.news, settings.layer_cache_dir)
         optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
         self.step_module, self.optimizer = accelerator.prepare(TrainStep(model), optimizer)
         if settings.resume:

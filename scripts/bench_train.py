@@ -104,7 +104,8 @@ def run_child(args: argparse.Namespace, model: str, cache: Path) -> dict:
         "--batch-size", str(args.batch_size), "--eval-impressions", str(args.eval_impressions),
         "--ranking-eval-impressions", str(args.ranking_eval_impressions),
         "--naive-impressions", str(args.naive_impressions), "--features", args.features,
-        "--title-len", str(args.title_len), "--bf16", args.bf16, "--threads", str(args.threads), "--warmup", str(args.warmup), "--profile-steps", str(args.profile_steps),
+        "--title-len", str(args.title_len), "--bf16", args.bf16, "--encoder", str(args.encoder or ""),
+        "--threads", str(args.threads), "--warmup", str(args.warmup), "--profile-steps", str(args.profile_steps),
     ]
     print(f"[{model}] ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -164,6 +165,10 @@ def parent(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     cache, data_info = prepare_data(args)
     print(f"data ready in {time.perf_counter() - started:.0f}s: {data_info}", file=sys.stderr, flush=True)
+    if "dire" in models and args.encoder is None:  # DIRE reads news with an LLM: the embedded SmolLM2
+        from genre_local.llm.models import prepare_embedded
+
+        args.encoder = prepare_embedded(args.out / "models" / "smollm2")
     results = [run_child(args, model, cache) for model in models]
     goals = {}
     for r in results:
@@ -359,6 +364,8 @@ def bench_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def child(args: argparse.Namespace) -> None:
+    import dataclasses
+
     import torch
 
     from recsys.data import load_encoded
@@ -374,9 +381,15 @@ def child(args: argparse.Namespace) -> None:
     data = load_encoded(Path(args.cache))
     rss_data = _rss_mb()
     torch.manual_seed(1)
-    model = build_model(args.child, model_config(bench_config(args), use_profile=False), feature_sizes(data))
+    config = dataclasses.replace(model_config(bench_config(args), use_profile=False), encoder=args.encoder or None)
+    model = build_model(args.child, config, feature_sizes(data))
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    train = train_steps(model, data, args)
+    # PLMNR/DIRE: the frozen layers' states of the whole catalogue, once, as the trainer does
+    # before its first step (timed apart from the steps; kept under OUT for reruns)
+    started = time.perf_counter()
+    model.prepare_news(data.news, Path(args.cache).parent / "layers")
+    prepare_seconds = time.perf_counter() - started
+    train = train_steps(model, data, args) | {"prepare_news_seconds": round(prepare_seconds, 2)}
     evaluation = eval_paths(model, data, args)
     Path(args.result).write_text(json.dumps({
         "model": args.child,
@@ -415,6 +428,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="[train] threads (0: chosen from cores and load)")
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--child-timeout", type=int, default=600)
+    parser.add_argument("--encoder", default=None,
+                        help="DIRE's LLaMA-family folder (default: the embedded SmolLM2, prepared under OUT)")
     parser.add_argument("--smoke", action="store_true", help="tiny run: small dataset, few steps, two models")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)

@@ -121,6 +121,21 @@ def test_bench_train_smoke(tmp_path: Path):
     assert "nrms_fast_eval_speedup" in payload["goals"] and "din_fast_eval_speedup" not in payload["goals"]
 
 
+@pytest.mark.slow
+def test_bench_train_runs_the_language_model_encoders_on_their_layer_cache(tmp_path: Path):
+    """--models all includes DIRE: the embedded SmolLM2 is its encoder, and PLMNR/DIRE build their
+    frozen-layer cache before the timed steps, as the trainer does."""
+    # preparing SmolLM2 and two layer caches: minutes on a busy 2-core machine
+    proc = _run("bench_train.py", "--smoke", "--models", "plmnr,dire", "--out", str(tmp_path), timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "train-smoke.json").read_text())
+    by_model = {r["model"]: r for r in payload["results"]}
+    assert set(by_model) == {"plmnr", "dire"}
+    for name, result in by_model.items():
+        assert result["train"]["samples_per_s"] > 0 and result["train"]["prepare_news_seconds"] > 0
+        assert len(list(tmp_path.rglob(f"layers/{name}-*/manifest.json"))) == 1
+
+
 def test_bench_train_refuses_unknown_model(tmp_path: Path):
     proc = _run("bench_train.py", "--models", "nrms,gpt", "--out", str(tmp_path), timeout=60)
     assert proc.returncode != 0 and "--models: unknown ['gpt']" in proc.stderr

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from recsys.errors import RecsysError
+from recsys.inputs import NewsInputs, NewsTexts
 from genre_local.store import open_store
 from genre_local.store.variants import fetch_encoded
 from recsys.models import ModelConfig, build_model
-from recsys.models.dire import LORA, news_prompt
+from recsys.models.dire import LORA, PromptSegments, news_prompt
 from recsys.pretrained import minilm_path
 from recsys.evaluate import score_split
 from recsys.train import RunSettings, Trainer, feature_sizes, make_accelerator, run_training
@@ -43,9 +44,22 @@ def dire(smollm2):
     return build_model("dire", tiny_config(encoder=str(smollm2), features=("title", "category", "image")), SIZES)
 
 
+CATEGORY_NAMES = ("", "Sports", "Finance", "Weather", "Health", "Travel", "Music", "Autos", "Food", "Movies", "Kids", "Video")
+
+
+def with_texts(news: NewsInputs) -> NewsInputs:
+    """Raw strings for hand-made news: a cased title naming the row and its category."""
+    rows = range(len(news))
+    category = [CATEGORY_NAMES[int(c) % len(CATEGORY_NAMES)] for c in news.category]
+    news.texts = NewsTexts.of([f"Story {r} about {category[r]} in Paris" for r in rows],
+                              [f"Abstract of story {r}." for r in rows], category,
+                              [f"sub{int(s)}" for s in news.subcategory])
+    return news
+
+
 def catalogue(count: int = 9, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
-    return make_news(torch.randint(1, SIZES.num_categories, (count,), generator=generator), generator)
+    return with_texts(make_news(torch.randint(1, SIZES.num_categories, (count,), generator=generator), generator))
 
 
 def test_the_cut_model_equals_the_uncut_one(smollm2) -> None:
@@ -53,7 +67,7 @@ def test_the_cut_model_equals_the_uncut_one(smollm2) -> None:
 
     from recsys.lm_split import LlamaSplit, load_llama_tokenizer
 
-    split = LlamaSplit(smollm2, 2, replace(LORA, dropout=0.0)).eval()
+    split = LlamaSplit(smollm2, 2, replace(LORA, dropout=0.0), dtype=torch.float32).eval()
     tokens = load_llama_tokenizer(smollm2)(["News title: storm hits the coast", "hi"], padding=True, return_tensors="pt")
     mask = tokens["attention_mask"].to(torch.bool)
     whole = LlamaModel.from_pretrained(smollm2).eval()
@@ -88,7 +102,7 @@ def test_cached_states_give_the_direct_vectors_and_are_reused(dire, smollm2, tmp
         cached = dire.encode_news(news.select(torch.arange(len(news))))
     assert torch.allclose(direct, cached, atol=5e-3 * direct.abs().max()), (direct - cached).abs().max()
     manifest = json.loads(next(tmp_path.glob("dire-*/manifest.json")).read_text())
-    assert manifest["dtype"] == "float16" and manifest["layer"] == dire.news_encoder.split.lower_layers
+    assert manifest["dtype"] == dire.news_encoder.split.cache_dtype and manifest["layer"] == dire.news_encoder.split.lower_layers
     assert manifest["hidden"] == 576 and list(manifest["segments"]) == ["prompt"]
     again = build_model("dire", tiny_config(encoder=str(smollm2), features=("title", "category", "image")), SIZES)
     again.news_encoder.split.lower = None  # would fail if called: the cache on disk is opened instead
@@ -96,11 +110,47 @@ def test_cached_states_give_the_direct_vectors_and_are_reused(dire, smollm2, tmp
     assert len(list(tmp_path.iterdir())) == 1
 
 
-def test_the_prompt_reads_the_news_text(dire) -> None:
+def test_the_prompt_reads_the_raw_cased_text_and_category_names(dire) -> None:
     news = catalogue(count=2)
     texts = dire.news_encoder.segments.texts(news)
-    assert len(texts) == 2 and all(t.startswith("News title: ") and "\n" not in t for t in texts)
-    assert news_prompt({"title": " A b ", "abstract": "c"}) == "News title: A b\nAbstract: c"
+    category = news.texts.category
+    # the dire fixture's features: title, category, image (no subcategory, no abstract)
+    assert texts == [f"title: Story {r} about {category[r]} in Paris, category: {category[r]}" for r in range(2)]
+    segments = dire.news_encoder.segments
+    with pytest.raises(RecsysError, match="raw text"):  # a selection of a catalogue never prepared
+        PromptSegments.texts(replace_catalogue(segments, None), news.select(torch.tensor([1])))
+    prepared = replace_catalogue(segments, news.texts)  # prepare_news keeps the catalogue's strings
+    assert PromptSegments.texts(prepared, news.select(torch.tensor([1, 0]))) == [texts[1], texts[0]]
+    assert news_prompt({"abstract": " c\n d ", "title": " A  b ", "category": "", "subcategory": "x"}) == \
+        "title: A b, subcategory: x, abstract: c d"
+    # the category is a word of the prompt, not a learned token; the image still is one
+    assert dire.news_encoder.category is None and dire.news_encoder.special_fields == ("image",)
+
+
+def replace_catalogue(segments, catalogue):
+    import copy
+
+    other = copy.copy(segments)
+    other.catalogue = catalogue
+    return other
+
+
+def test_the_prompt_is_truncated_by_the_llm_tokenizer_abstract_first(smollm2) -> None:
+    from recsys.models.dire import PromptSegments
+
+    segments = PromptSegments(smollm2, ("title", "abstract"), max_tokens=10)
+    news = catalogue(count=1)
+    news.texts = NewsTexts.of(["Short title"], [" ".join(["word"] * 50)], ["c"], ["s"])
+    ids = segments(news)["prompt"].ids[0]
+    assert ids.shape == (10,)
+    assert segments.llama.decode(ids).startswith("title: Short title, abstract: word word")
+
+
+def test_news_without_raw_text_is_refused_clearly(dire) -> None:
+    news = catalogue(count=2)
+    news.texts = None
+    with pytest.raises(RecsysError, match="raw text"):
+        dire.encode_news(news)
 
 
 def test_encoder_mistakes_are_user_errors(smollm2, tmp_path) -> None:
@@ -152,6 +202,28 @@ def test_trains_evaluates_and_resumes_on_enriched_variants(rich_data, smollm2, t
     resumed = run_training(accelerator, data, replace(base, checkpoint_dir=tmp_path / "b", resume=True))
     assert resumed.metrics == plain.metrics
     assert len(list((tmp_path / "layers").iterdir())) == 1  # one cache, reused by all three runs
+
+
+def test_encoded_data_carries_the_variants_raw_strings(rich_data, tmp_path) -> None:
+    from recsys.data import load_encoded
+    from recsys.features import load_tokenizer, tokenize
+
+    with open_store(rich_data) as store:
+        original, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title", "category"), 12, 8, None,
+                                    tmp_path)
+        enhanced, _ = fetch_encoded(store.conn, "tiny", parse_variant("ns"), ("title", "category"), 12, 8, None, None)
+    texts = original.news.texts
+    assert texts is not None and len(texts) == len(original.news) == len(original.news_ids) + 1
+    assert texts.row(0) == {"title": "", "abstract": "", "category": "", "subcategory": ""}
+    assert all(texts.category[1:]) and all(texts.title[1:])
+    ids, _ = tokenize(load_tokenizer(), list(texts.title[1:]), 12)
+    assert torch.equal(ids, original.news.title[1:])  # the strings are the ones the tensors came from
+    assert list(enhanced.news.texts.title) != list(texts.title)  # a variant's own (enhanced) titles
+    reloaded = load_encoded(next(tmp_path.glob("*.pt")))  # the encoded cache keeps them
+    assert reloaded.news.texts.to_lists() == texts.to_lists()
+    picked = reloaded.news.texts.select(torch.tensor([2, 1]))
+    assert list(picked.title) == [texts.title[2], texts.title[1]]
+    assert reloaded.news.select(torch.tensor([2, 1])).texts is None  # batches carry rows, not strings
 
 
 def test_fast_scores_equal_naive_scores(rich_data, smollm2, tmp_path) -> None:
@@ -240,7 +312,8 @@ def test_news_vectors_do_not_depend_on_the_batch(dire) -> None:
 
     def unindexed(rows: torch.Tensor):
         picked = news.select(rows)
-        picked.index = None  # not from a prepared catalogue: the direct path
+        picked.index = None  # not from a prepared catalogue: the direct path, with its own strings
+        picked.texts = news.texts.select(rows)
         return picked
 
     dire.eval()
@@ -252,3 +325,60 @@ def test_news_vectors_do_not_depend_on_the_batch(dire) -> None:
         cached_together = dire.encode_news(news.select(torch.arange(len(news))))
     torch.testing.assert_close(direct_alone, direct_together, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(cached_alone, cached_together, rtol=1e-4, atol=1e-5)
+
+
+# -- memory and devices -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "fp32_gb", "free_gb", "flags", "expected"), [
+    ("cuda", 28, 80, frozenset(), torch.bfloat16),
+    ("cpu", 28, 64, frozenset({"avx512_bf16"}), torch.bfloat16),
+    ("cpu", 0.5, 16, frozenset({"avx2"}), torch.float32),  # emulated bf16 is slower: fp32 while it fits
+    ("cpu", 28, 24, frozenset({"avx2"}), torch.bfloat16),  # a 7B model on a 24 GB machine: 14 GB, not 28
+])
+def test_the_frozen_layers_dtype(device, fp32_gb, free_gb, flags, expected) -> None:
+    from recsys.lm_split import frozen_dtype
+
+    assert frozen_dtype(device, int(fp32_gb * 2**30), int(free_gb * 2**30), flags=flags) == expected
+    assert frozen_dtype("cuda", 1, 2**40, cuda_bf16=False) == torch.float16
+
+
+def test_frozen_layers_load_in_bf16_the_tuned_top_stays_fp32(smollm2, tmp_path) -> None:
+    from recsys.lm_split import LlamaSplit
+
+    said = []
+    split = LlamaSplit(smollm2, 1, replace(LORA, dropout=0.0), dtype=torch.bfloat16, announce=said.append)
+    frozen = split._frozen()
+    assert {p.dtype for p in frozen.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in split.parameters()} == {torch.float32}  # tuned layer, LoRA, final norm
+    assert split.cache_dtype == "bfloat16"
+    # announced before loading: SmolLM2-135M's 29 frozen layers plus embeddings in bf16 are ~0.25 GiB
+    assert len(said) == 1 and "bfloat16" in said[0] and "0.2" in said[0].split("about ")[1][:4], said
+    full = LlamaSplit(smollm2, 1, replace(LORA, dropout=0.0), dtype=torch.float32, announce=said.append).eval()
+    tokens = split_tokens(smollm2)
+    mask = tokens["attention_mask"].to(torch.bool)
+    with torch.no_grad():
+        low = split.eval().upper(split.lower(tokens["input_ids"], mask).float(), mask)
+        high = full.upper(full.lower(tokens["input_ids"], mask), mask)
+    assert low.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(low[mask], high[mask], dim=-1)
+    assert cosine.min() > 0.95, cosine.min()
+
+
+def split_tokens(folder: Path):
+    from recsys.lm_split import load_llama_tokenizer
+
+    return load_llama_tokenizer(folder)(["title: Storm hits the coast, category: weather", "hi"], padding=True,
+                                        return_tensors="pt")
+
+
+def test_a_step_on_an_accelerator_device_never_leaves_it(smollm2) -> None:
+    """The model and the batch on the meta device (no data, no host copies possible): the cached
+    path must gather its rows where the model is, with no .cpu()/.numpy() on the way."""
+    model = build_model("dire", tiny_config(encoder=str(smollm2), features=("title", "category", "image")), SIZES)
+    news = catalogue(count=6, seed=4)
+    model.prepare_news(news, None)  # built on the CPU, as each rank does before training
+    model.to("meta")
+    batch = news.select(torch.tensor([3, 1, 1, 5])).to("meta")
+    vectors = model.encode_news(batch)
+    assert vectors.device.type == "meta" and vectors.shape == (4, model.config.embed_dim)

@@ -7,6 +7,8 @@ engine and accelerate's state never outlive their step.
 
 from __future__ import annotations
 
+import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -24,6 +26,11 @@ from genre_local.errors import UserError
 from recsys.catalog import MODEL_NAMES, VARIANT_PARTS
 
 DEMO_DATASET = "demo"
+# The default plan fits in 8 minutes on an idle 2-core machine (BENCHMARKS.md, "The demo's time"):
+# generation takes over half of it, each train run about half a minute. --full adds DIN, the
+# ranking side, as the paper's tables have it (about 2 minutes more).
+DEFAULT_MODELS = "nrms"
+FULL_MODELS = "nrms,din"
 
 
 @dataclass(frozen=True)
@@ -72,11 +79,49 @@ def demo_steps(
     return steps
 
 
+@dataclass(frozen=True)
+class StepTime:
+    """One finished step: wall seconds, and the CPU seconds (user + system) of its process tree."""
+
+    title: str
+    wall_s: float
+    cpu_s: float
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of every finished child process (and the children they waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_summary(times: list[StepTime], cores: int) -> list[str]:
+    """Where the demo's time went. On a shared machine wall time measures the neighbours too, while
+    CPU time stays about what the work costs; so the idle-machine figure is estimated from CPU time:
+    a CPU-bound step takes at least CPU/cores (all cores busy) and at most its CPU time (one
+    core busy, the trainer's single-thread case on a loaded machine)."""
+    cores = max(1, cores)
+    width = max([len(t.title) for t in times] + [5])
+    lines = [f"{'step':<{width}}  {'wall s':>7}  {'CPU s':>7}"]
+    lines += [f"{t.title:<{width}}  {t.wall_s:>7.0f}  {t.cpu_s:>7.0f}" for t in times]
+    wall, cpu = sum(t.wall_s for t in times), sum(t.cpu_s for t in times)
+    lines.append(f"{'total':<{width}}  {wall:>7.0f}  {cpu:>7.0f}")
+    lines.append(f"idle-machine estimate from CPU time: {cpu / cores / 60:.1f} to {cpu / 60:.1f} min "
+                 f"(CPU time over {cores} cores to CPU time on one); this run's wall time: {wall / 60:.1f} min")
+    return lines
+
+
 def _split_list(value: str, option: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
         raise UserError(f"{option} '{value}' names nothing; give a comma-separated list")
     return items
+
+
+def demo_models(models: str | None, full: bool) -> list[str]:
+    """The models to train: --models when given, else the default set or, with --full, the full one."""
+    if models is None:
+        models = FULL_MODELS if full else DEFAULT_MODELS
+    return _split_list(models, "--models")
 
 
 def check_plan_names(models: list[str], variants: list[str]) -> None:
@@ -100,7 +145,12 @@ def demo(
     news: Annotated[int, typer.Option(help="News items in the synthetic dataset.")] = 600,
     users: Annotated[int, typer.Option(help="Users in the synthetic dataset.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic dataset.")] = 7,
-    models: Annotated[str, typer.Option(help="Recommenders to train, comma-separated.")] = "nrms,din",
+    models: Annotated[
+        Optional[str], typer.Option(help=f"Recommenders to train, comma-separated [default: {DEFAULT_MODELS}, "
+                                         f"with --full {FULL_MODELS}].")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help=f"Train {FULL_MODELS} (a matching and a ranking model), "
+                                                      "about 2 minutes more.")] = False,
     variants: Annotated[str, typer.Option(help="Dataset variants to train on, comma-separated.")] = "original,ns,up,ng",
     epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 3,
     llm: Annotated[str, typer.Option("--llm", help="Generation model alias or local HF folder.")] = "llama",
@@ -112,7 +162,7 @@ def demo(
 
     Steps already done (data written, dataset imported, generations stored) are skipped on a rerun.
     """
-    model_names, variant_names = _split_list(models, "--models"), _split_list(variants, "--variants")
+    model_names, variant_names = demo_models(models, full), _split_list(variants, "--variants")
     check_plan_names(model_names, variant_names)
     context = app_context(ctx)
     store_dir = context.db_path.resolve().parent
@@ -131,17 +181,22 @@ def demo(
     shown = ["genre-local", "--db", str(context.db_path)]
     console = stdout_console()
     started = time.perf_counter()
+    times: list[StepTime] = []
     for number, step in enumerate(steps, start=1):
         console.print(Rule(f"[bold]{number}/{len(steps)} {step.title}"))
         console.print(f"$ {shlex.join(shown + step.args)}", highlight=False)
-        step_started = time.perf_counter()
+        step_started, cpu_started = time.perf_counter(), children_cpu_seconds()
         completed = subprocess.run(base + step.args, check=False)
         if completed.returncode != 0:
             raise UserError(
                 f"demo step {number} ({step.title}) failed with exit code {completed.returncode}; "
                 f"fix the cause above and rerun `genre-local demo` (finished steps are skipped)"
             )
-        console.print(f"[dim]step took {time.perf_counter() - step_started:.0f}s[/dim]")
+        times.append(StepTime(step.title, time.perf_counter() - step_started, children_cpu_seconds() - cpu_started))
+        console.print(f"[dim]step took {times[-1].wall_s:.0f}s ({times[-1].cpu_s:.0f} CPU s)[/dim]")
+    console.print(Rule("time per step"))
+    for line in time_summary(times, os.cpu_count() or 1):
+        console.print(line, highlight=False)
     console.print(Rule())
     trained = len(model_names) * len(variant_names)
     console.print(

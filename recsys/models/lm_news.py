@@ -47,6 +47,9 @@ class LayerCachedNewsEncoder(nn.Module):
         self.project = nn.Linear(hidden, dim)
         self._cache: LayerCache | None = None
         self._cache_masks: dict[str, torch.Tensor] = {}
+        # the cache copied onto an accelerator (segment -> (states, masks)), and which one
+        self._resident: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._resident_device: torch.device | None = None
 
     @property
     def cache(self) -> LayerCache | None:
@@ -56,22 +59,47 @@ class LayerCachedNewsEncoder(nn.Module):
         """Compute (or open) the lower-layer states of every catalogue row; rows of later
         NewsInputs selected from this catalogue (NewsInputs.index) are then read from it."""
         segments = self.segments(news)
-        spec = CacheSpec(self.split.fingerprint, self.split.lower_layers, self.split.hidden_size, "float16")
-        device = _compute_device()
+        spec = CacheSpec(self.split.fingerprint, self.split.lower_layers, self.split.hidden_size, self.split.cache_dtype)
+        device = compute_device()
 
         def encode(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             return self.split.lower(ids.to(device), mask.to(device))
 
         self._cache = layer_cache(segments, spec, encode, None if cache_dir is None else Path(cache_dir),
                                   self.cache_prefix, batch_size=batch_size)
+        self.split.offload_frozen()
         self._cache_masks = {name: s.mask[:, : self._cache.width(name)].to(torch.bool) for name, s in segments.items()}
+        self._resident, self._resident_device = {}, None
         return self._cache
+
+    def _resident_states(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+        """The whole cache (states, masks) on an accelerator `device`, when it fits there: then a
+        step gathers its rows on the device, with no host round trip. On the CPU the memory-
+        mapped shards are read directly (None)."""
+        if device.type == "cpu" or self._cache is None:
+            return None
+        if self._resident_device != device:
+            self._resident, self._resident_device = {}, device
+            if _fits_on(device, self._cache.nbytes):
+                for name in self._cache.segments:
+                    states = self._cache.gather(name, torch.arange(self._cache.rows)).to(device)
+                    self._resident[name] = (states, self._cache_masks[name].to(device))
+        return self._resident or None
 
     def _text_states(self, news: NewsInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these rows."""
         device = self.project.weight.device
         dtype = self.project.weight.dtype
         cache = self._cache
+        resident = self._resident_states(device) if news.index is not None else None
+        if resident is not None:
+            out = []
+            for states, masks in resident.values():
+                index = news.index.to(device)
+                mask = masks[index]
+                # the batch's used width without a host sync: padded columns stay, masked out
+                out.append((states[index].to(dtype), mask))
+            return out
         if cache is not None and news.index is not None:
             out = []
             for name in cache.segments:
@@ -116,12 +144,21 @@ class LayerCachedNewsEncoder(nn.Module):
         return self.project(self.pool(self.dropout(top), mask))
 
 
-def _compute_device() -> torch.device:
+def compute_device() -> torch.device:
     """Where the frozen layers run while the cache is built: this process's GPU when there is
     one (under accelerate each rank's current device), else the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+RESIDENT_SHARE = 0.25  # a cache up to this share of the accelerator's free memory is copied onto it
+
+
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    if device.type == "cuda":
+        return nbytes <= RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]
+    return True  # other accelerators (and the meta device of the placement test): no query, keep it there
 
 
 def _used_width(mask: torch.Tensor) -> int:
