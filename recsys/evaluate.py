@@ -169,13 +169,19 @@ def _ranking_fast(model, data, split, rows, history_len, batch_size, device) -> 
 
 
 def group_metrics(split: SplitArrays, scored: SplitScores) -> dict[str, dict[str, float]]:
-    """{'all'|'new'|'warm': {auc, mrr, ndcg@5, ndcg@10, impressions}} (new = history <= 5)."""
+    """{'all'|'empty'|'new'|'warm': {auc, mrr, ndcg@5, ndcg@10, impressions}}.
+
+    new = 1..5 history items before ng, empty = none, warm = more (recsys.catalog.user_group).
+    "empty" is present only when a scored impression has no history (so a dataset without such
+    users reports the paper's all/new/warm as before); a new or warm group without impressions
+    has NaN metrics and 0 impressions."""
     labels = [split.impression_labels(int(r)) for r in scored.rows]
-    new = split.is_new_user()[scored.rows]
+    masks = split.group_masks()
     out = {}
-    masks = {"all": np.ones(len(scored.rows), bool), "new": new, "warm": ~new}
     for name in USER_GROUPS:
-        keep = masks[name]
+        keep = masks[name][scored.rows]
+        if name == "empty" and not keep.any():
+            continue
         picked = np.flatnonzero(keep)
         result = impression_metrics([labels[i] for i in picked], [scored.scores[i] for i in picked])
         out[name] = {k: float(result[k]) for k in METRICS} | {"impressions": int(result["impressions"])}

@@ -60,11 +60,15 @@ class ExperimentResult:
 
     @property
     def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
-        """group -> metric -> (mean, sample std; None with one seed) on each run's reported split."""
+        """group -> metric -> (mean, sample std; None with one seed) on each run's reported split.
+
+        Groups no run reports ("empty" on a dataset where every user has a history) are left out."""
         return {
-            group: {metric: stats.mean_std([r.metrics[r.eval_split][group][metric] for r in self.runs])
+            group: {metric: stats.mean_std([r.metrics[r.eval_split][group][metric] for r in self.runs
+                                            if group in r.metrics[r.eval_split]])
                     for metric in METRICS}
             for group in USER_GROUPS
+            if any(group in r.metrics[r.eval_split] for r in self.runs)
         }
 
     def auc_by_seed(self) -> dict[int, float]:
@@ -85,7 +89,7 @@ def model_config(config: TrainConfig, use_profile: bool):
         embed_dim=config.embed_dim, num_heads=config.num_heads, transformer_layers=config.transformer_layers,
         dropout=config.dropout, history_len=config.history_len, title_len=config.title_len,
         abstract_len=config.abstract_len, features=config.feature_names, use_profile=use_profile,
-        lora_rank=config.lora_rank, encoder=config.encoder or None,
+        lora_rank=config.lora_rank, encoder=config.encoder or None, interest_fusion=config.interest_fusion,
     )
 
 
@@ -111,7 +115,7 @@ def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: in
         model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
         num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, layer_cache_dir=layer_cache_dir,
         holdout_fraction=config.holdout_fraction,
-        bf16=config.bf16,
+        bf16=config.bf16, optimizer=config.optimizer,
     )
     if checkpoint_root is None:
         return settings
