@@ -28,6 +28,7 @@ from genre_local.store.results import (
     load_generation_runs,
     load_metric_rows,
 )
+from tests.support_train import add_generation
 from tests.support_report import add_dataset, add_fidelity, add_generation_run, add_run, all_metrics
 
 runner = CliRunner()
@@ -283,9 +284,11 @@ def fill_everything(db: Path) -> None:
         for task in ("summarize", "profile", "news", "chain"):
             add_generation_run(store, "d", task)
         add_fidelity(store, "d", 0.6, 0.5, 0.25)
+        add_generation(store, "d", "profile", "U1", {"topics": ["finance"], "regions": ["Ohio"]})  # Table 1
 
 
 EXPECTED_FILES = {
+    "enrichment.csv": None,
     "variants.csv": ("model", "kind", "variant", "generation_source", "ng_k", "features", "group", "metric",
                      "original_mean",
                      "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
