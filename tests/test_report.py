@@ -348,7 +348,8 @@ def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: 
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
-    assert len(notes) == 8
+    assert len(notes) == 9
+    assert any("Table 1" in n and "no valid generation stored for dataset 'd'" in n for n in notes)
     assert any("Training curves" in n and "no training runs stored" in n for n in notes)
     assert any("Table 8" in n and "no generation runs stored" in n for n in notes)
     assert "nothing stored to report yet" in result.stdout
