@@ -28,6 +28,7 @@ from genre_local.store.results import (
     load_generation_runs,
     load_metric_rows,
 )
+from genre_local.store.enrichment import load_enrichment_stats
 from tests.support_train import add_generation
 from tests.support_report import add_dataset, add_fidelity, add_generation_run, add_run, all_metrics
 
@@ -402,7 +403,8 @@ def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) ->
     fill_everything(db)
     with open_store(db) as store:
         inputs = ReportInputs("d", load_metric_rows(store, "d"), load_generation_runs(store, "d"),
-                              load_fidelity(store, "d"), FEATURES, 2, epochs=load_epoch_rows(store, "d"))
+                              load_fidelity(store, "d"), FEATURES, 2, epochs=load_epoch_rows(store, "d"),
+                              enrichment=load_enrichment_stats(store.conn, "d"))
     report = build_report(inputs, tmp_path / "o", with_plots=False)
     files = sorted(p.name for r in report.views for p in r.files)
     assert files == sorted(EXPECTED_FILES)
