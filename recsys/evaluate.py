@@ -7,6 +7,8 @@ and scores from the cached vectors. The tests hold them equal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import time
 from dataclasses import dataclass
 
@@ -168,7 +170,8 @@ def _ranking_fast(model, data, split, rows, history_len, batch_size, device) -> 
     return _split_by_counts(flat, counts)
 
 
-def group_metrics(split: SplitArrays, scored: SplitScores) -> dict[str, dict[str, float]]:
+def group_metrics(split: SplitArrays, scored: SplitScores,
+                  cohorts: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """{'all'|'empty'|'new'|'warm': {auc, mrr, ndcg@5, ndcg@10, impressions}}.
 
     new = 1..5 history items before ng, empty = none, warm = more (recsys.catalog.user_group).
@@ -183,6 +186,12 @@ def group_metrics(split: SplitArrays, scored: SplitScores) -> dict[str, dict[str
         if name == "empty" and not keep.any():
             continue
         picked = np.flatnonzero(keep)
+        result = impression_metrics([labels[i] for i in picked], [scored.scores[i] for i in picked])
+        out[name] = {k: float(result[k]) for k in METRICS} | {"impressions": int(result["impressions"])}
+    # Cohorts: named sets of impression ids (e.g. GENRE Table 7's "Chain" users), always
+    # reported, NaN when none of their impressions was scored.
+    for name, impression_ids in (cohorts or {}).items():
+        picked = np.flatnonzero(np.isin(split.impression_id[scored.rows], impression_ids))
         result = impression_metrics([labels[i] for i in picked], [scored.scores[i] for i in picked])
         out[name] = {k: float(result[k]) for k in METRICS} | {"impressions": int(result["impressions"])}
     return out

@@ -65,6 +65,9 @@ class RunSettings:
     holdout_fraction: float = 0.1
     bf16: str = "auto"  # bfloat16 autocast of the training forward (recsys/cpu.py use_bf16)
     optimizer: str = "adam"  # recsys.catalog.OPTIMIZERS: adam (L2 decay, GENRE) | adamw (decoupled)
+    # Evaluation-only cohorts: group name -> split -> impression ids, each reported as one more
+    # metric group (GENRE Table 7's "Chain" users). Not part of identity(): it changes no weight.
+    cohorts: dict[str, dict[str, np.ndarray]] | None = None
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -201,7 +204,10 @@ def evaluate(accelerator, model, data: EncodedDataset, split_name: str, settings
         pairs.sort(key=lambda p: p[0])
         scored.rows = np.asarray([p[0] for p in pairs], dtype=np.int64)
         scored.scores = [p[1] for p in pairs]
-    return group_metrics(split, scored), scored.impressions_per_s * accelerator.num_processes
+    # Cohorts are impression ids of the dataset's own splits; a train hold-out (arrays) has none.
+    cohorts = {name: ids[split_name] for name, ids in (settings.cohorts or {}).items()
+               if arrays is None and split_name in ids}
+    return group_metrics(split, scored, cohorts), scored.impressions_per_s * accelerator.num_processes
 
 
 class _CtrlC:

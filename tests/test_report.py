@@ -410,3 +410,27 @@ def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) ->
     assert files == sorted(EXPECTED_FILES)
     assert report.html == tmp_path / "o" / "index.html"  # the page beside the CSV files
     assert "<img" not in report.html.read_text()  # no plots drawn, none embedded
+
+
+def test_chain_table_scores_every_column_on_the_sources_chain_cohort(db: Path) -> None:
+    cohort = {"a/compact": "chain-cohort:a/compact", "b/compact": "chain-cohort:b/compact"}
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "bst", "original", seed, all_metrics(0.60) | {
+                (cohort["a/compact"], "auc"): 0.50, (cohort["b/compact"], "auc"): 0.55})
+            for src, ng, chain in (("a", 0.52, 0.58), ("b", 0.56, 0.57)):
+                group = cohort[f"{src}/compact"]
+                add_run(store, "d", "bst", "ng", seed, all_metrics(0.61) | {(group, "auc"): ng}, ng_k=2,
+                        source=(src, "compact"))
+                add_run(store, "d", "bst", "chain", seed, all_metrics(0.62) | {(group, "auc"): chain}, ng_k=2,
+                        source=(src, "compact"))
+        add_run(store, "d", "dcn", "original", 1, all_metrics(0.70))  # stored before cohorts existed
+        add_run(store, "d", "dcn", "chain", 1, all_metrics(0.71), ng_k=2, source=("a", "compact"))
+    rows = {(r.model, r.source): r for r in chain_table(load_index(db), FEATURES, 2, {"a/compact": 40})
+            if r.metric == "auc"}
+    assert set(rows) == {("bst", "a/compact"), ("bst", "b/compact"), ("dcn", "a/compact")}
+    a, b, old = rows[("bst", "a/compact")], rows[("bst", "b/compact")], rows[("dcn", "a/compact")]
+    assert (a.original.mean, a.one_pass.mean, a.chain.mean) == (approx(0.50), approx(0.52), approx(0.58))
+    assert (b.original.mean, b.one_pass.mean, b.chain.mean) == (approx(0.55), approx(0.56), approx(0.57))
+    assert a.on_cohort and a.users_label == "Chain cohort, 40 users" and b.users_label == "Chain cohort"
+    assert not old.on_cohort and old.chain_improvement == approx(0.01) and "retrain" in old.users_label

@@ -77,3 +77,13 @@ def test_cold_users_the_generation_tasks_select_are_1_to_5() -> None:
     # news/chain generation (cold_users_only) selects UserHistory.cold: never an empty history.
     for length, group in BOUNDARIES.items():
         assert UserHistory("U", tuple(f"N{i}" for i in range(length))).cold == (group == "new")
+
+
+def test_cohorts_are_extra_groups_of_their_impression_ids() -> None:
+    split = _split([0, 1, 5, 6])
+    scores = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([1.0, 0.0])]
+    result = group_metrics(split, SplitScores(np.arange(4), scores, 1.0),
+                           {"chain-cohort:a/x": np.array([1, 2, 99]), "chain-cohort:b/x": np.array([], np.int64)})
+    assert result["chain-cohort:a/x"]["impressions"] == 2 and result["chain-cohort:a/x"]["auc"] == 0.5
+    assert result["chain-cohort:b/x"]["impressions"] == 0 and np.isnan(result["chain-cohort:b/x"]["auc"])
+    assert result["all"]["impressions"] == 4  # cohorts change no other group

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 
 from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
 
@@ -122,6 +123,33 @@ def chain_cohort_users(conn: duckdb.DuckDBPyConnection, dataset: str, llm: str, 
         [dataset, llm, prompt_set, list(PROFILE_TOPICS)],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+CHAIN_COHORT_PREFIX = "chain-cohort:"
+
+
+def chain_cohort_group(source_label: str) -> str:
+    """The metric group (run_metrics.user_group) of the Chain cohort of one generation source."""
+    return f"{CHAIN_COHORT_PREFIX}{source_label}"
+
+
+def chain_cohort_impressions(conn: duckdb.DuckDBPyConnection, dataset: str, llm: str,
+                             prompt_set: str) -> dict[str, np.ndarray]:
+    """split -> impression ids (sorted int64) of the Chain cohort's users (`chain_cohort_users`)."""
+    rows = conn.execute(
+        "SELECT i.split, list(i.impression_id ORDER BY i.impression_id) FROM impressions i "
+        "JOIN user_profiles p ON p.dataset = i.dataset AND p.user_id = i.user_id "
+        "WHERE i.dataset = ? AND p.model = ? AND p.prompt_set = ? "
+        "AND len(list_filter(p.topics, lambda t: list_contains(?, t))) > 0 GROUP BY i.split ORDER BY i.split",
+        [dataset, llm, prompt_set, list(PROFILE_TOPICS)],
+    ).fetchall()
+    return {split: np.asarray(ids, dtype=np.int64) for split, ids in rows}
+
+
+def profile_sources(conn: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple[str, str]]:
+    """(LLM, prompt set) of every source with at least one valid profile for `dataset`."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT DISTINCT model, prompt_set FROM user_profiles WHERE dataset = ? ORDER BY ALL", [dataset]).fetchall()]
 
 
 def _float(value) -> float | None:
