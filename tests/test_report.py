@@ -295,9 +295,10 @@ EXPECTED_FILES = {
                      "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
                      "improvement", "improvement_pct", "p_value"),
     "user_groups.csv": None,
-    "ng_k.csv": ("model", "kind", "ng_k", "source", "metric", "mean", "std", "seeds"),
+    "ng_k.csv": ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds"),
     "chain.csv": None,
-    "feature_ablation.csv": ("model", "kind", "variant", "features", "metric", "mean", "std", "seeds"),
+    "feature_ablation.csv": ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std",
+                             "seeds"),
     "cost.csv": None,
     "profile_fidelity.csv": ("run_id", "model", "round", "precision_at_3", "recall", "region_accuracy",
                              "users", "created_at"),
@@ -434,3 +435,28 @@ def test_chain_table_scores_every_column_on_the_sources_chain_cohort(db: Path) -
     assert (b.original.mean, b.one_pass.mean, b.chain.mean) == (approx(0.55), approx(0.56), approx(0.57))
     assert a.on_cohort and a.users_label == "Chain cohort, 40 users" and b.users_label == "Chain cohort"
     assert not old.on_cohort and old.chain_improvement == approx(0.01) and "retrain" in old.users_label
+
+
+def test_views_keep_each_generation_source_apart(db: Path) -> None:
+    """Fig. 6, Fig. 7 and Table 6 show one row group (curve) per LLM source, as Tables 3-5 do."""
+    groups = ("all", "new", "warm", "empty")
+    with open_store(db) as store:
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.60, groups=groups))
+        for src, auc in (("a", 0.62), ("b", 0.70)):
+            for k in (1, 2):
+                add_run(store, "d", "nrms", "ng", 1, all_metrics(auc + k / 100, groups=groups), ng_k=k,
+                        source=(src, "compact"))
+            add_run(store, "d", "nrms", "ng", 1, all_metrics(auc - 0.05), ng_k=2, features="title",
+                    source=(src, "compact"))
+    index = load_index(db)
+    curve = {(p.generation_source, p.ng_k): p.summary.mean for p in ng_k_curve(index, FEATURES) if p.metric == "auc"}
+    assert curve == {("a/compact", 0): approx(0.60), ("a/compact", 1): approx(0.63), ("a/compact", 2): approx(0.64),
+                     ("b/compact", 0): approx(0.60), ("b/compact", 1): approx(0.71), ("b/compact", 2): approx(0.72)}
+    ablation = {(r.data, r.features): r.summary.mean for r in feature_ablation(index, 2)
+                if r.metric == "auc" and r.variant == "ng"}
+    assert ablation == {("ng · a/compact", "title"): approx(0.57), ("ng · a/compact", FEATURES): approx(0.64),
+                        ("ng · b/compact", "title"): approx(0.65), ("ng · b/compact", FEATURES): approx(0.72)}
+    table6 = {(c.other_key.source, c.group): c.other.mean for c in user_group_table(index, FEATURES, 2)
+              if c.metric == "auc"}
+    assert table6 == {(s, g): approx(v) for s, v in (("a/compact", 0.64), ("b/compact", 0.72))
+                      for g in ("new", "warm", "empty")}
