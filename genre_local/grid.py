@@ -309,7 +309,7 @@ def _execute_ray(jobs: list[CellJob], workers: int, address: str | None) -> Iter
 
 def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
     from genre_local.store.runs import store_id
-    from genre_local.training import load_encoded_variant, open_existing_store, store_experiment
+    from genre_local.training import chain_cohorts, load_encoded_variant, open_existing_store, store_experiment
     from recsys import experiment
     from recsys.train import make_accelerator
 
@@ -329,10 +329,12 @@ def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
         data, data_ref = encoded[job.cell.variant]
         root = request.checkpoint_base / owner
         resume = bool(experiment.resumable_seeds(request.model, data, request.config, root))
+        with open_existing_store(request.db_path, wait_s=60.0) as store:
+            cohorts = chain_cohorts(store.conn, request)  # Table 7's Chain cohorts, as train_and_store
         # A task asking for more CPUs than the cluster has would wait forever.
         cpus = max(1, min(job.threads, int(resources.get("CPU", 1))))
         ref = train_remote.options(num_cpus=cpus, num_gpus=gpus).remote(
-            request.model, data_ref, request.config, root, resume, owner)
+            request.model, data_ref, request.config, root, resume, owner, cohorts)
         started[ref] = (job, request, data, root, resume, time.monotonic())
     pending = list(started)
     while pending:
@@ -344,7 +346,7 @@ def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
                           result.eval_split, resume, time.monotonic() - since)
 
 
-def _ray_train(model: str, data, config: TrainConfig, root: Path, resume: bool, owner: str):
+def _ray_train(model: str, data, config: TrainConfig, root: Path, resume: bool, owner: str, cohorts=None):
     """A Ray task: one seed's training with its checkpoints under `root` (shared storage across machines)."""
     from recsys import experiment
     from recsys.train import make_accelerator, set_threads
@@ -352,4 +354,4 @@ def _ray_train(model: str, data, config: TrainConfig, root: Path, resume: bool, 
     accelerator = make_accelerator()
     set_threads(config.threads, accelerator)
     return experiment.run(model, data, config, checkpoint_root=root, resume=resume, owner=owner,
-                          seeds=config.seed_list, accelerator=accelerator)
+                          seeds=config.seed_list, accelerator=accelerator, cohorts=cohorts)

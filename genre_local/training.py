@@ -81,6 +81,7 @@ class _SeedPlan:
     seeds: list[int]  # to train (or to finish and store)
     already_stored: dict[int, str]
     resume: bool  # some of `seeds` have a checkpoint to continue
+    cohorts: dict | None = None  # Chain-cohort group -> split -> impression ids (evaluation only)
 
 
 def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
@@ -149,8 +150,29 @@ def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
                     run_id = run_stored_from(store, folder, len(state.epoch_seconds), data.fingerprint)
                     if run_id is not None:
                         stored[seed] = run_id
+        cohorts = chain_cohorts(store.conn, request)
     seeds = [s for s in cfg.seed_list if s not in stored]
-    return _SeedPlan(owner, root, seeds, stored, resume=any(s in resumable for s in seeds))
+    return _SeedPlan(owner, root, seeds, stored, resume=any(s in resumable for s in seeds), cohorts=cohorts)
+
+
+# The columns of GENRE Table 7 (original, one-pass ng, chain): evaluated on the Chain cohort too.
+_CHAIN_TABLE_VARIANTS = ("original", "ng", "chain")
+
+
+def chain_cohorts(conn, request: TrainRequest) -> dict | None:
+    """The Chain cohorts a run of Table 7's variants is also evaluated on: for `original`, one per
+    source with valid profiles; for ng/chain, its own source's. None for other variants."""
+    from genre_local.store.enrichment import chain_cohort_group, chain_cohort_impressions, profile_sources
+
+    if request.spec.name not in _CHAIN_TABLE_VARIANTS:
+        return None
+    if request.source is not None:
+        sources = [(request.source.llm, request.source.prompt_set)]
+    else:
+        sources = profile_sources(conn, request.dataset)
+    cohorts = {chain_cohort_group(f"{llm}/{prompt_set}"): chain_cohort_impressions(conn, request.dataset, llm, prompt_set)
+               for llm, prompt_set in sources}
+    return cohorts or None
 
 
 def _on_rank0(accelerator, work: Callable[[], object]):
@@ -206,7 +228,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         result = experiment.run(request.model, data, cfg, checkpoint_root=plan.checkpoint_root, resume=plan.resume,
                                 owner=plan.owner, seeds=plan.seeds, accelerator=accelerator, progress=progress,
                                 on_seed=on_seed, layer_cache_dir=request.cache_dir / "layers",
-                                track_dir=request.track_dir)
+                                track_dir=request.track_dir, cohorts=plan.cohorts)
     except CheckpointError as exc:
         raise UserError(f"--resume: {exc}" if request.resume else str(exc)) from exc
     except KeyboardInterrupt:

@@ -18,17 +18,36 @@ MODEL_NAMES: tuple[str, ...] = MATCHING_MODELS + RANKING_MODELS
 METRICS: tuple[str, ...] = ("auc", "mrr", "ndcg@5", "ndcg@10")
 METRIC_LABELS: dict[str, str] = {"auc": "AUC", "mrr": "MRR", "ndcg@5": "nDCG@5", "ndcg@10": "nDCG@10"}
 
-USER_GROUPS: tuple[str, ...] = ("all", "new", "warm")
-"""Metric groups: every impression, users with a short history, users with a longer one."""
+USER_GROUPS: tuple[str, ...] = ("all", "empty", "new", "warm")
+"""Metric groups: every impression; users with no history; users with a short history (new);
+users with a longer one (warm). empty, new and warm partition "all"."""
 
 NEW_USER_MAX_HISTORY = 5
-"""Users with 1..5 history items are "new" (cold) users: GENRE §3.4 and Table 6."""
+"""Users with 1..5 history items are "new" (cold) users: GENRE §3.4 and Table 6. A user with an
+empty history is not "new" but in the group "empty" (no history to enrich or generate from)."""
+
+
+def user_group(history_len: int) -> str:
+    """'empty' (0 items), 'new' (1..NEW_USER_MAX_HISTORY) or 'warm' (more); ValueError below 0."""
+    if history_len < 0:
+        raise ValueError(f"a history length cannot be negative (got {history_len})")
+    if history_len == 0:
+        return "empty"
+    return "new" if history_len <= NEW_USER_MAX_HISTORY else "warm"
 
 NEWS_FEATURES: tuple[str, ...] = ("title", "abstract", "category", "subcategory", "image")
 """News features a model may read, in the order they enter a model's token sequence."""
 
 IMAGE_DIM = 512
 """Width of the image vectors `--image-file` supplies (GENRE's feature ablation)."""
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
+"""adam: GENRE's Adam with L2 weight decay (the decay is added to the gradient, torch.optim.Adam);
+adamw: decoupled weight decay (torch.optim.AdamW)."""
+
+FUSION_FORMS: tuple[str, ...] = ("gated", "paper")
+"""How a user profile meets the user vector (recsys/layers/fusion.py): gated starts as the identity
+on v_u; paper is GENRE eq. 2 as written (an MLP of [v_u; v_i] replaces v_u)."""
 
 VARIANT_PARTS: tuple[str, ...] = ("original", "ns", "up", "ng", "chain")
 """Dataset variants: the imported data, and GENRE's enrichments (combined with '+')."""

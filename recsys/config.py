@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from recsys.catalog import NEWS_FEATURES
+from recsys.catalog import FUSION_FORMS, NEWS_FEATURES, OPTIMIZERS
 from recsys.cpu import BF16_CHOICES
 from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
@@ -60,6 +60,11 @@ class TrainConfig:
     dropout: float = 0.2
     lr: float = 1e-3
     weight_decay: float = 0.01
+    # GENRE trains with Adam and L2 weight decay 0.01 (added to the gradient); "adamw" decouples it.
+    optimizer: str = "adam"
+    # How the `up` profile meets the user vector: "gated" (starts as the identity on v_u) or
+    # "paper" (GENRE eq. 2 as written); recsys/layers/fusion.py.
+    interest_fusion: str = "gated"
     epochs: int = 3
     batch_size: int = 64
     eval_batch_size: int = 256
@@ -108,6 +113,10 @@ class TrainConfig:
             raise ConfigError("embed_dim", f"must be a multiple of num_heads ({self.num_heads}), got {self.embed_dim}")
         if self.bf16 not in BF16_CHOICES:
             raise ConfigError("bf16", f"must be one of {', '.join(BF16_CHOICES)}, got {self.bf16!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.interest_fusion not in FUSION_FORMS:
+            raise ConfigError("interest_fusion", f"must be one of {', '.join(FUSION_FORMS)}, got {self.interest_fusion!r}")
         parse_features(self.features)
         check_tracker_name(self.track)
 

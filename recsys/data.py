@@ -62,7 +62,16 @@ class SplitArrays:
         return self.candidates[self.candidate_offsets[row] : self.candidate_offsets[row + 1]]
 
     def is_new_user(self) -> np.ndarray:
-        return self.original_history_len <= NEW_USER_MAX_HISTORY
+        """1..NEW_USER_MAX_HISTORY items before ng (an empty history is its own group)."""
+        return (self.original_history_len >= 1) & (self.original_history_len <= NEW_USER_MAX_HISTORY)
+
+    def is_empty_user(self) -> np.ndarray:
+        return self.original_history_len == 0
+
+    def group_masks(self) -> dict[str, np.ndarray]:
+        """USER_GROUPS name -> which impressions belong to it (empty/new/warm partition all)."""
+        new, empty = self.is_new_user(), self.is_empty_user()
+        return {"all": np.ones(len(self), bool), "empty": empty, "new": new, "warm": ~(new | empty)}
 
 
 @dataclass

@@ -7,6 +7,8 @@ and scores from the cached vectors. The tests hold them equal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import time
 from dataclasses import dataclass
 
@@ -168,15 +170,28 @@ def _ranking_fast(model, data, split, rows, history_len, batch_size, device) -> 
     return _split_by_counts(flat, counts)
 
 
-def group_metrics(split: SplitArrays, scored: SplitScores) -> dict[str, dict[str, float]]:
-    """{'all'|'new'|'warm': {auc, mrr, ndcg@5, ndcg@10, impressions}} (new = history <= 5)."""
+def group_metrics(split: SplitArrays, scored: SplitScores,
+                  cohorts: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """{'all'|'empty'|'new'|'warm': {auc, mrr, ndcg@5, ndcg@10, impressions}}.
+
+    new = 1..5 history items before ng, empty = none, warm = more (recsys.catalog.user_group).
+    "empty" is present only when a scored impression has no history (so a dataset without such
+    users reports the paper's all/new/warm as before); a new or warm group without impressions
+    has NaN metrics and 0 impressions."""
     labels = [split.impression_labels(int(r)) for r in scored.rows]
-    new = split.is_new_user()[scored.rows]
+    masks = split.group_masks()
     out = {}
-    masks = {"all": np.ones(len(scored.rows), bool), "new": new, "warm": ~new}
     for name in USER_GROUPS:
-        keep = masks[name]
+        keep = masks[name][scored.rows]
+        if name == "empty" and not keep.any():
+            continue
         picked = np.flatnonzero(keep)
+        result = impression_metrics([labels[i] for i in picked], [scored.scores[i] for i in picked])
+        out[name] = {k: float(result[k]) for k in METRICS} | {"impressions": int(result["impressions"])}
+    # Cohorts: named sets of impression ids (e.g. GENRE Table 7's "Chain" users), always
+    # reported, NaN when none of their impressions was scored.
+    for name, impression_ids in (cohorts or {}).items():
+        picked = np.flatnonzero(np.isin(split.impression_id[scored.rows], impression_ids))
         result = impression_metrics([labels[i] for i in picked], [scored.scores[i] for i in picked])
         out[name] = {k: float(result[k]) for k in METRICS} | {"impressions": int(result["impressions"])}
     return out

@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys import stats
 from recsys.catalog import METRICS, MODEL_NAMES, USER_GROUPS
 from recsys.config import TrainConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 from recsys.data import EncodedDataset, load_encoded, safe_name
 from recsys.errors import CheckpointError, ConfigError, RecsysError
 from recsys.tracking import Tracking, finish_run, start_run
@@ -60,11 +64,15 @@ class ExperimentResult:
 
     @property
     def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
-        """group -> metric -> (mean, sample std; None with one seed) on each run's reported split."""
+        """group -> metric -> (mean, sample std; None with one seed) on each run's reported split.
+
+        Groups no run reports ("empty" on a dataset where every user has a history) are left out."""
         return {
-            group: {metric: stats.mean_std([r.metrics[r.eval_split][group][metric] for r in self.runs])
+            group: {metric: stats.mean_std([r.metrics[r.eval_split][group][metric] for r in self.runs
+                                            if group in r.metrics[r.eval_split]])
                     for metric in METRICS}
             for group in USER_GROUPS
+            if any(group in r.metrics[r.eval_split] for r in self.runs)
         }
 
     def auc_by_seed(self) -> dict[int, float]:
@@ -85,7 +93,7 @@ def model_config(config: TrainConfig, use_profile: bool):
         embed_dim=config.embed_dim, num_heads=config.num_heads, transformer_layers=config.transformer_layers,
         dropout=config.dropout, history_len=config.history_len, title_len=config.title_len,
         abstract_len=config.abstract_len, features=config.feature_names, use_profile=use_profile,
-        lora_rank=config.lora_rank, encoder=config.encoder or None,
+        lora_rank=config.lora_rank, encoder=config.encoder or None, interest_fusion=config.interest_fusion,
     )
 
 
@@ -101,7 +109,8 @@ def checkpoint_folder(root: Path, model: str, data: EncodedDataset, config: Trai
 
 def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: int,
                  checkpoint_root: Path | None = None, resume: bool = False, owner: str = "",
-                 layer_cache_dir: Path | None = None) -> RunSettings:
+                 layer_cache_dir: Path | None = None,
+                 cohorts: dict[str, dict[str, np.ndarray]] | None = None) -> RunSettings:
     """One seed's RunSettings; `resume` continues the seed's checkpoint when it has one.
     `layer_cache_dir`: where PLMNR/DIRE keep their frozen layers' states (None: in memory)."""
     settings = RunSettings(
@@ -111,7 +120,7 @@ def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: in
         model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
         num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, layer_cache_dir=layer_cache_dir,
         holdout_fraction=config.holdout_fraction,
-        bf16=config.bf16,
+        bf16=config.bf16, optimizer=config.optimizer, cohorts=cohorts,
     )
     if checkpoint_root is None:
         return settings
@@ -139,6 +148,7 @@ def run(
     on_seed: Callable[[RunResult], None] | None = None,
     layer_cache_dir: Path | None = None,
     track_dir: Path | None = None,
+    cohorts: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> ExperimentResult:
     """Train `config.seeds` seeds (from `config.seed`, or exactly `seeds`) and evaluate each.
 
@@ -160,7 +170,8 @@ def run(
         raise RecsysError(f"tracking to {config.track} needs an accelerator made with make_accelerator(tracking=...)")
     set_threads(config.threads, accelerator)
     seed_list = list(seeds) if seeds is not None else config.seed_list
-    settings = [run_settings(model, data, config, s, checkpoint_root, resume, owner, layer_cache_dir) for s in seed_list]
+    settings = [run_settings(model, data, config, s, checkpoint_root, resume, owner, layer_cache_dir, cohorts)
+                for s in seed_list]
     if resume and not any(s.resume for s in settings):
         raise CheckpointError(f"no checkpoint of {model} on {data.dataset}/{data.variant} to resume under {checkpoint_root}")
     runs = []

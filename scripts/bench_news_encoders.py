@@ -8,7 +8,7 @@ Prints two tables and writes OUT/news_encoders.json.
    (every news through all `transformer_layers` MiniLM layers, forward and backward, LoRA on
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
    layer cache, the top layer tuned with LoRA). Both use the trainer's step (TrainStep under
-   accelerate, AdamW) on the trainer's batches; --warmup steps are not timed.
+   accelerate, the default optimizer) on the trainer's batches; --warmup steps are not timed.
 2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
    (recsys.train.run_training) for --epochs: test AUC (all users), training samples/s (mean
    over epochs) and the time to build the layer cache (PLMNR, DIRE; part of the run's wall time).
@@ -105,7 +105,7 @@ def model_config(args: argparse.Namespace, encoder: str | None = None):
 
 
 def time_steps(model, data, args: argparse.Namespace) -> dict:
-    """Seconds per trainer step (forward, backward, AdamW) on the first warmup+steps batches."""
+    """Seconds per trainer step (forward, backward, optimizer) on the first warmup+steps batches."""
     from recsys.data import BatchStream, TrainSamples, epoch_batches
     from recsys.train import TrainStep, make_accelerator, make_optimizer
 

@@ -69,8 +69,10 @@ def test_group_metrics_split_new_and_warm_users(data) -> None:
     rng = np.random.default_rng(0)
     scores = [rng.normal(size=len(split.impression_labels(r))) for r in rows]
     result = group_metrics(split, SplitScores(rows, scores, 1.0))
-    new = split.original_history_len <= 5
-    assert new.any() and (~new).any()
+    new = (split.original_history_len >= 1) & (split.original_history_len <= 5)
+    empty = split.original_history_len == 0
+    assert new.any() and (~new).any() and not empty.any()
+    assert "empty" not in result  # every user here has a history (tests/test_user_groups.py has empty ones)
     for group, keep in (("all", np.ones(len(rows), bool)), ("new", new), ("warm", ~new)):
         idx = np.flatnonzero(keep)
         expected = impression_metrics([split.impression_labels(r) for r in idx], [scores[i] for i in idx])

@@ -44,6 +44,16 @@ def test_pick_is_a_reproducible_sample_in_id_order() -> None:
     assert pick(["b", "a", "a"], 5, seed=0, salt="s") == ["a", "b"]  # fewer than the limit: all
 
 
+def test_pick_stays_put_when_more_outputs_are_stored() -> None:
+    ids = [f"N{i}" for i in range(100)]
+    first = set(pick(ids, 5, seed=0, salt="d:summarize:m"))
+    for extra in range(100, 140):
+        grown = set(pick(ids + [f"N{extra}"], 5, seed=0, salt="d:summarize:m"))
+        # one more stored output either leaves the sample alone or takes exactly one place in it
+        assert grown == first or (len(grown - first) == 1 and grown - first == {f"N{extra}"})
+    assert any(set(pick(ids + [f"N{e}"], 5, seed=0, salt="d:summarize:m")) != first for e in range(100, 400))
+
+
 def test_matching_llms_by_id_or_folder_name() -> None:
     stored = ["SmolLM2@aa", "SmolLM2@bb", "other@cc"]
     assert matching_llms(stored, None) == sorted(stored)

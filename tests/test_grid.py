@@ -249,7 +249,11 @@ def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> Non
     assert cell_counts(env[0]) == {("din", "original", 1): 1, ("din", "ns", 1): 1}
     with open_store(env[0]) as store:
         stored = store.conn.execute("SELECT count(*) FROM run_checkpoints").fetchone()[0]
+        cohort = store.conn.execute(
+            "SELECT r.variant, list(DISTINCT m.user_group) FILTER (WHERE m.user_group LIKE 'chain-cohort:%') "
+            "FROM runs r JOIN run_metrics m USING (run_id) GROUP BY r.variant ORDER BY r.variant").fetchall()
     assert stored == 2  # the tasks' checkpoint folders, as train keys them
+    assert cohort == [("ns", None), ("original", ["chain-cohort:m/compact"])]  # Table 7's cohort, as train
 
 
 def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, monkeypatch) -> None:

@@ -28,6 +28,8 @@ from genre_local.store.results import (
     load_generation_runs,
     load_metric_rows,
 )
+from genre_local.store.enrichment import load_enrichment_stats
+from tests.support_train import add_generation
 from tests.support_report import add_dataset, add_fidelity, add_generation_run, add_run, all_metrics
 
 runner = CliRunner()
@@ -283,17 +285,20 @@ def fill_everything(db: Path) -> None:
         for task in ("summarize", "profile", "news", "chain"):
             add_generation_run(store, "d", task)
         add_fidelity(store, "d", 0.6, 0.5, 0.25)
+        add_generation(store, "d", "profile", "U1", {"topics": ["finance"], "regions": ["Ohio"]})  # Table 1
 
 
 EXPECTED_FILES = {
+    "enrichment.csv": None,
     "variants.csv": ("model", "kind", "variant", "generation_source", "ng_k", "features", "group", "metric",
                      "original_mean",
                      "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
                      "improvement", "improvement_pct", "p_value"),
     "user_groups.csv": None,
-    "ng_k.csv": ("model", "kind", "ng_k", "source", "metric", "mean", "std", "seeds"),
+    "ng_k.csv": ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds"),
     "chain.csv": None,
-    "feature_ablation.csv": ("model", "kind", "variant", "features", "metric", "mean", "std", "seeds"),
+    "feature_ablation.csv": ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std",
+                             "seeds"),
     "cost.csv": None,
     "profile_fidelity.csv": ("run_id", "model", "round", "precision_at_3", "recall", "region_accuracy",
                              "users", "created_at"),
@@ -345,7 +350,8 @@ def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: 
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
-    assert len(notes) == 8
+    assert len(notes) == 9
+    assert any("Table 1" in n and "no valid generation stored for dataset 'd'" in n for n in notes)
     assert any("Training curves" in n and "no training runs stored" in n for n in notes)
     assert any("Table 8" in n and "no generation runs stored" in n for n in notes)
     assert "nothing stored to report yet" in result.stdout
@@ -398,9 +404,59 @@ def test_build_report_without_plots_writes_only_csv(db: Path, tmp_path: Path) ->
     fill_everything(db)
     with open_store(db) as store:
         inputs = ReportInputs("d", load_metric_rows(store, "d"), load_generation_runs(store, "d"),
-                              load_fidelity(store, "d"), FEATURES, 2, epochs=load_epoch_rows(store, "d"))
+                              load_fidelity(store, "d"), FEATURES, 2, epochs=load_epoch_rows(store, "d"),
+                              enrichment=load_enrichment_stats(store.conn, "d"))
     report = build_report(inputs, tmp_path / "o", with_plots=False)
     files = sorted(p.name for r in report.views for p in r.files)
     assert files == sorted(EXPECTED_FILES)
     assert report.html == tmp_path / "o" / "index.html"  # the page beside the CSV files
     assert "<img" not in report.html.read_text()  # no plots drawn, none embedded
+
+
+def test_chain_table_scores_every_column_on_the_sources_chain_cohort(db: Path) -> None:
+    cohort = {"a/compact": "chain-cohort:a/compact", "b/compact": "chain-cohort:b/compact"}
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "bst", "original", seed, all_metrics(0.60) | {
+                (cohort["a/compact"], "auc"): 0.50, (cohort["b/compact"], "auc"): 0.55})
+            for src, ng, chain in (("a", 0.52, 0.58), ("b", 0.56, 0.57)):
+                group = cohort[f"{src}/compact"]
+                add_run(store, "d", "bst", "ng", seed, all_metrics(0.61) | {(group, "auc"): ng}, ng_k=2,
+                        source=(src, "compact"))
+                add_run(store, "d", "bst", "chain", seed, all_metrics(0.62) | {(group, "auc"): chain}, ng_k=2,
+                        source=(src, "compact"))
+        add_run(store, "d", "dcn", "original", 1, all_metrics(0.70))  # stored before cohorts existed
+        add_run(store, "d", "dcn", "chain", 1, all_metrics(0.71), ng_k=2, source=("a", "compact"))
+    rows = {(r.model, r.source): r for r in chain_table(load_index(db), FEATURES, 2, {"a/compact": 40})
+            if r.metric == "auc"}
+    assert set(rows) == {("bst", "a/compact"), ("bst", "b/compact"), ("dcn", "a/compact")}
+    a, b, old = rows[("bst", "a/compact")], rows[("bst", "b/compact")], rows[("dcn", "a/compact")]
+    assert (a.original.mean, a.one_pass.mean, a.chain.mean) == (approx(0.50), approx(0.52), approx(0.58))
+    assert (b.original.mean, b.one_pass.mean, b.chain.mean) == (approx(0.55), approx(0.56), approx(0.57))
+    assert a.on_cohort and a.users_label == "Chain cohort, 40 users" and b.users_label == "Chain cohort"
+    assert not old.on_cohort and old.chain_improvement == approx(0.01) and "retrain" in old.users_label
+
+
+def test_views_keep_each_generation_source_apart(db: Path) -> None:
+    """Fig. 6, Fig. 7 and Table 6 show one row group (curve) per LLM source, as Tables 3-5 do."""
+    groups = ("all", "new", "warm", "empty")
+    with open_store(db) as store:
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.60, groups=groups))
+        for src, auc in (("a", 0.62), ("b", 0.70)):
+            for k in (1, 2):
+                add_run(store, "d", "nrms", "ng", 1, all_metrics(auc + k / 100, groups=groups), ng_k=k,
+                        source=(src, "compact"))
+            add_run(store, "d", "nrms", "ng", 1, all_metrics(auc - 0.05), ng_k=2, features="title",
+                    source=(src, "compact"))
+    index = load_index(db)
+    curve = {(p.generation_source, p.ng_k): p.summary.mean for p in ng_k_curve(index, FEATURES) if p.metric == "auc"}
+    assert curve == {("a/compact", 0): approx(0.60), ("a/compact", 1): approx(0.63), ("a/compact", 2): approx(0.64),
+                     ("b/compact", 0): approx(0.60), ("b/compact", 1): approx(0.71), ("b/compact", 2): approx(0.72)}
+    ablation = {(r.data, r.features): r.summary.mean for r in feature_ablation(index, 2)
+                if r.metric == "auc" and r.variant == "ng"}
+    assert ablation == {("ng · a/compact", "title"): approx(0.57), ("ng · a/compact", FEATURES): approx(0.64),
+                        ("ng · b/compact", "title"): approx(0.65), ("ng · b/compact", FEATURES): approx(0.72)}
+    table6 = {(c.other_key.source, c.group): c.other.mean for c in user_group_table(index, FEATURES, 2)
+              if c.metric == "auc"}
+    assert table6 == {(s, g): approx(v) for s, v in (("a/compact", 0.64), ("b/compact", 0.72))
+                      for g in ("new", "warm", "empty")}

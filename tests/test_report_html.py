@@ -23,7 +23,7 @@ from tests.support_report import add_run, all_metrics
 
 runner = CliRunner()
 HOSTILE = '<script>alert("x")</script><img src=http://evil/x onerror=alert(1)> & [bold]B[/bold]'
-VIEW_KEYS = ("variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity")
+VIEW_KEYS = ("enrichment", "variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity")
 PLOTS = 7  # every view but profile fidelity draws one
 
 

@@ -29,7 +29,7 @@ def inputs(metrics: list[MetricRow] | None = None) -> ReportInputs:
 
 def test_every_view_is_declared_once_with_its_own_files() -> None:
     keys = [v.key for v in VIEWS]
-    assert keys == ["variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity",
+    assert keys == ["enrichment", "variants", "user_groups", "ng_k", "chain", "feature_ablation", "cost", "profile_fidelity",
                     "epoch_curves"]
     files = [v.csv_file for v in VIEWS] + [v.plot.file for v in VIEWS if v.plot]
     assert len(files) == len(set(files))  # no view overwrites another's file
@@ -95,7 +95,9 @@ def test_every_declared_view_is_empty_without_stored_rows(tmp_path: Path) -> Non
     assert report.html is None and not report.written
     assert [r.name for r in results] == [v.key for v in VIEWS]
     assert all(r.skipped and r.note and "\n" not in r.note for r in results)
-    assert "no training runs stored for dataset 'd'" in results[0].note
+    notes = {r.name: r.note for r in results}
+    assert "no training runs stored for dataset 'd'" in notes["variants"]
+    assert notes["enrichment"] == "no valid generation stored for dataset 'd' (genre-local generate --dataset d)"
     assert not (tmp_path / "o").exists()
 
 

@@ -73,7 +73,7 @@ def test_learns_on_a_small_synthetic_dataset(data, accelerator, model: str) -> N
     auc = first.metrics["test"]["all"]["auc"]
     assert auc > 0.7, f"{model} test AUC {auc:.3f} after 3 epochs"
     assert first.eval_split == "test" and set(first.metrics) == {"dev", "test"}
-    assert set(first.metrics["test"]) == {"all", "new", "warm"}
+    assert set(first.metrics["test"]) == {"all", "new", "warm"}  # no user without history: no "empty" group
     assert len(first.epoch_seconds) == len(first.train_samples_per_s) == len(first.dev_auc) == first.epochs_run
     assert all(rate > 0 for rate in first.train_samples_per_s) and first.eval_impressions_per_s > 0
     # batches are assembled in well under the time of the steps they feed

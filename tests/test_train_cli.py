@@ -64,6 +64,7 @@ def test_train_stores_runs_and_prints_json(env) -> None:
             assert (variant, features, ng_k, split) == ("original", "title,category", 0, "test")
             assert n_sec == n_rate == epochs >= 1 and eval_rate > 0
             assert json.loads(config)["embed_dim"] == 16
+            assert (json.loads(config)["optimizer"], json.loads(config)["interest_fusion"]) == ("adam", "gated")
         epochs = store.conn.execute(
             "SELECT e.epoch, e.seconds = r.epoch_seconds[e.epoch], e.data_wait_seconds < e.seconds "
             "FROM run_epochs e JOIN runs r USING (run_id) WHERE r.seed = 1 AND r.model = 'din' ORDER BY e.epoch"
@@ -71,7 +72,8 @@ def test_train_stores_runs_and_prints_json(env) -> None:
         assert epochs == [(e, True, True) for e in range(1, runs[0][5] + 1)]
         groups = store.conn.execute(
             "SELECT DISTINCT split, user_group FROM run_metrics ORDER BY ALL").fetchall()
-        assert groups == [(s, g) for s in ("dev", "test") for g in ("all", "new", "warm")]
+        # original is one of Table 7's columns: also scored on source m/compact's Chain cohort
+        assert groups == [(s, g) for s in ("dev", "test") for g in ("all", "chain-cohort:m/compact", "new", "warm")]
         mean_auc = store.conn.execute(
             "SELECT avg(value) FROM run_results WHERE model = 'din' AND user_group = 'all' AND metric = 'auc'"
         ).fetchall()[0][0]
@@ -126,6 +128,18 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
 ])
 def test_bad_flags_are_one_line_exit_2(env, args: list[str], needle: str) -> None:
     one_line_error(invoke(env, "train", "--model", "din", "--dataset", "tiny", *args), needle)
+
+
+def test_unknown_optimizer_or_fusion_is_rejected(tmp_path: Path, env) -> None:
+    for flag, value in (("--optimizer", "sgd"), ("--interest-fusion", "mlp")):
+        result = invoke(env, "train", "--model", "din", "--dataset", "tiny", flag, value)
+        assert result.exit_code == 2 and flag in result.output
+    config = tmp_path / "bad.toml"
+    for line, needle in (('optimizer = "sgd"', "optimizer"), ('interest_fusion = "mlp"', "interest_fusion")):
+        config.write_text(SMALL + line + "\n")
+        result = runner.invoke(app, ["--db", str(env[0]), "--config", str(config), "train", "--model", "din",
+                                     "--dataset", "tiny"])
+        one_line_error(result, needle, "adam" if needle == "optimizer" else "gated")
 
 
 def test_unknown_model_is_rejected_by_the_cli(env) -> None:

@@ -40,6 +40,7 @@ def report(
     from genre_local.config import resolve_relative
     from genre_local.report.build import ReportInputs, build_report
     from genre_local.report.samples import collect_all_samples
+    from genre_local.store.enrichment import load_enrichment_stats
     from genre_local.store.results import (
         load_epoch_rows,
         load_fidelity,
@@ -74,6 +75,7 @@ def report(
                 samples=collect_all_samples(store, name, SAMPLES_PER_LLM, SAMPLE_SEED) if html else [],
                 variant_sources=load_variant_sources(store, name),
                 epochs=load_epoch_rows(store, name),
+                enrichment=load_enrichment_stats(store.conn, name),
             )
             for name in names
         ]

@@ -17,12 +17,14 @@ import typer
 from genre_local.cli_support import app_context, command_errors, emit_json, stderr_console, stdout_console
 from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
-from recsys.catalog import MATCHING_MODELS, METRICS, MODEL_NAMES, RANKING_MODELS, USER_GROUPS
+from recsys.catalog import FUSION_FORMS, MATCHING_MODELS, METRICS, MODEL_NAMES, OPTIMIZERS, RANKING_MODELS, USER_GROUPS
 from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, TRACKERS
 
 TrackerName = Enum("TrackerName", {name: name for name in TRACKERS}, type=str)  # type: ignore[misc]
 ModelName = Enum("ModelName", {name: name for name in MODEL_NAMES}, type=str)  # type: ignore[misc]
+OptimizerName = Enum("OptimizerName", {name: name for name in OPTIMIZERS}, type=str)  # type: ignore[misc]
+FusionForm = Enum("FusionForm", {name: name for name in FUSION_FORMS}, type=str)  # type: ignore[misc]
 
 ModelOpt = Annotated[ModelName, typer.Option(
     "--model", help=f"Recommender ({', '.join(MATCHING_MODELS)}: matching; {', '.join(RANKING_MODELS)}: ranking).",
@@ -130,6 +132,13 @@ def train(
     image_file: ImageOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Training batch size per process (default 64).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
+    optimizer: Annotated[Optional[OptimizerName], typer.Option(
+        "--optimizer", case_sensitive=False,
+        help="adam: Adam with L2 weight decay, as GENRE (default, or [train] optimizer); adamw: decoupled weight decay.")] = None,
+    interest_fusion: Annotated[Optional[FusionForm], typer.Option(
+        "--interest-fusion", case_sensitive=False,
+        help="How `up` profiles meet the user vector: gated (starts as the identity; default, or [train] "
+             "interest_fusion) or paper (GENRE eq. 2 as written).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
@@ -148,7 +157,9 @@ def train(
 
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
                        encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
-                       batch_size=batch_size, lr=lr, track=track.value if track is not None else None)
+                       batch_size=batch_size, lr=lr, track=track.value if track is not None else None,
+                       optimizer=optimizer.value if optimizer is not None else None,
+                       interest_fusion=interest_fusion.value if interest_fusion is not None else None)
     accelerator = make_accelerator(tracking=request.tracking())
     console = stderr_console()
     # Only rank 0 draws progress; the other ranks would paint empty bars over it.
@@ -179,7 +190,8 @@ def train(
     for metric in METRICS:
         table.add_column(metric, justify="right")
     for group in USER_GROUPS:
-        table.add_row(group, *(_fmt(summary[group][m]) for m in METRICS))
+        if group in summary:  # "empty" only where some user has no history
+            table.add_row(group, *(_fmt(summary[group][m]) for m in METRICS))
     out = stdout_console()
     out.print(table)
     out.print(f"stored runs {', '.join(outcome.run_ids)}"
@@ -192,7 +204,7 @@ def train(
         emit_json({
             "model": request.model, "dataset": dataset, "variant": spec.name, "source": source,
             "seeds": len(result.runs), "eval_split": result.eval_split, "stop_split": result.stop_split,
-            "metrics": means("all"), "groups": {"new": means("new"), "warm": means("warm")},
+            "metrics": means("all"), "groups": {g: means(g) for g in USER_GROUPS if g != "all" and g in summary},
             "p_value": outcome.p_value, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
         })

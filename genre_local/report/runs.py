@@ -24,8 +24,8 @@ from genre_local.report.naming import (
 )
 from genre_local.store.results import MetricRow
 
-# Every impression, users with a short history, users with a longer one (GENRE Table 6).
-ALL_USERS, NEW_USERS, WARM_USERS = USER_GROUPS
+# Every impression; users with no history; a short history (1..5, GENRE Table 6); a longer one.
+ALL_USERS, EMPTY_USERS, NEW_USERS, WARM_USERS = USER_GROUPS
 
 
 @dataclass(frozen=True)

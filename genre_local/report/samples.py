@@ -8,8 +8,8 @@ their errors. `generations show` prints these, the HTML report shows them per ta
 
 from __future__ import annotations
 
+import hashlib
 import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,13 +78,16 @@ class SampleSet:
 def pick(ids: Sequence[str], limit: int, seed: int, salt: str) -> list[str]:
     """A reproducible sample of `limit` ids (all when fewer), in id order.
 
-    The same (ids, limit, seed, salt) always gives the same sample; the salt (dataset, task, LLM)
-    keeps the samples of different tasks independent.
+    Each id is ranked by a hash of (seed, salt, id) and the lowest `limit` are kept, so the
+    same (ids, limit, seed, salt) always gives the same sample, and outputs stored later never
+    reshuffle it: a new id either enters the sample (displacing one) or leaves it as it was. The
+    salt (dataset, task, LLM) keeps the samples of different tasks and sources independent.
     """
     ordered = sorted(set(ids))
     if len(ordered) <= limit:
         return ordered
-    return sorted(random.Random(f"{seed}:{salt}").sample(ordered, limit))
+    rank = {i: hashlib.sha256(f"{seed}:{salt}:{i}".encode()).digest() for i in ordered}
+    return sorted(sorted(ordered, key=rank.__getitem__)[:limit])
 
 
 def _history_titles(store: Store, dataset: str, histories: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from genre_local.report.runs import ConfigKey, RunIndex, index_runs, main_features
 from genre_local.report.samples import SampleSet
+from genre_local.store.enrichment import EnrichmentStats
 from genre_local.store.results import EpochRow, FidelityRow, GenerationRunRow, MetricRow, VariantSource
 
 Row = TypeVar("Row")
@@ -36,6 +37,7 @@ class ReportInputs:
     samples: list[SampleSet] = field(default_factory=list)  # per generation task and LLM (HTML report)
     variant_sources: list[VariantSource] = field(default_factory=list)  # the LLMs behind each variant's data
     epochs: list[EpochRow] = field(default_factory=list)  # every run's epochs (the epoch-curves view)
+    enrichment: list[EnrichmentStats] = field(default_factory=list)  # per generation source (Table 1 view)
 
 
 @dataclass(frozen=True)

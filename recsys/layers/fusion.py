@@ -25,10 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.catalog import FUSION_FORMS
 from recsys.inputs import UserInputs
 from recsys.layers.attention import masked_mean
 
-FUSION_FORMS = ("gated", "paper")
 _STREAM_OFFSET = 0x5EED_F05E  # the fusion's own init stream: seed + this
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from genre_local.report.view import View
 from genre_local.report.views import (
-    chain, cost, epoch_curves, feature_ablation, ng_k, profile_fidelity, user_groups, variants,
+    chain, cost, enrichment, epoch_curves, feature_ablation, ng_k, profile_fidelity, user_groups, variants,
 )
 
 VIEWS: tuple[View, ...] = (
+    enrichment.VIEW,
     variants.VIEW,
     user_groups.VIEW,
     ng_k.VIEW,

@@ -27,6 +27,15 @@ class AblationRow:
     summary: Summary
     key: ConfigKey | None = None  # the configuration the row was read from
 
+    @property
+    def source(self) -> str:
+        """The generation source the variant's runs read ("" for original or none recorded)."""
+        return self.key.source if self.key is not None else ""
+
+    @property
+    def data(self) -> str:
+        return f"{self.variant} · {self.source}" if self.source else self.variant
+
 
 def feature_ablation(index: RunIndex, default_k: int) -> list[AblationRow]:
     """Every (model, variant) trained with two or more feature sets, each set's metrics."""
@@ -37,14 +46,15 @@ def feature_ablation(index: RunIndex, default_k: int) -> list[AblationRow]:
                                   key=lambda f: (len(f.split(",")), f))
             if len(feature_sets) < 2:
                 continue
-            for features in feature_sets:
-                key = main_key(index, model, variant, features, default_k)
-                if key is None:
-                    continue
-                for metric in METRICS:
-                    summary = index.summary(key, metric)
-                    if summary is not None:
-                        out.append(AblationRow(model, variant, features, metric, summary, key))
+            for source in index.sources(variant):  # one row group per generation source
+                for features in feature_sets:
+                    key = main_key(index, model, variant, features, default_k, source)
+                    if key is None:
+                        continue
+                    for metric in METRICS:
+                        summary = index.summary(key, metric)
+                        if summary is not None:
+                            out.append(AblationRow(model, variant, features, metric, summary, key))
     return out
 
 
@@ -58,8 +68,9 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(rows: Sequence[AblationRow]) -> Records:
     return Records(
-        ("model", "kind", "variant", "features", "metric", "mean", "std", "seeds"),
-        [(r.model, kind_of(r.model), r.variant, r.features, r.metric, *summary_cells(r.summary)) for r in rows],
+        ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std", "seeds"),
+        [(r.model, kind_of(r.model), r.variant, r.source, r.features, r.metric, *summary_cells(r.summary))
+         for r in rows],
     )
 
 
@@ -71,10 +82,10 @@ def _tables(rows: Sequence[AblationRow], ctx: ReportContext) -> list[Table]:
     add_metric_columns(table)
     cells: dict[tuple[str, str, str], dict[str, AblationRow]] = defaultdict(dict)
     for r in rows:
-        cells[(r.model, r.variant, r.features)][r.metric] = r
+        cells[(r.model, r.data, r.features)][r.metric] = r
     previous = None
-    for (model, variant, features), by_metric in cells.items():
-        table.add_row(model if model != previous else "", variant, features,
+    for (model, data, features), by_metric in cells.items():
+        table.add_row(model if model != previous else "", data, features,
                       *[fmt_summary(by_metric[m].summary if m in by_metric else None) for m in METRICS])
         previous = model
     return [table]
@@ -84,8 +95,8 @@ def plot_ablation(rows: Sequence[AblationRow], dataset: str, path: Path) -> Path
     """Fig. 6: AUC per model for each (variant, feature set) trained."""
     auc = [r for r in rows if r.metric == "auc"]
     models = sorted({r.model for r in auc}, key=model_sort_key)
-    combos = sorted({(r.variant, r.features) for r in auc}, key=lambda c: (c[0] != "original", c[0], len(c[1]), c[1]))
-    cells = {(r.model, r.variant, r.features): r.summary for r in auc}
+    combos = sorted({(r.data, r.features) for r in auc}, key=lambda c: (c[0] != "original", c[0], len(c[1]), c[1]))
+    cells = {(r.model, r.data, r.features): r.summary for r in auc}
     series: list[figures.Series] = []
     for variant, features in combos:
         got = [cells.get((m, variant, features)) for m in models]

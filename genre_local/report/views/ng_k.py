@@ -26,30 +26,38 @@ class CurvePoint:
     summary: Summary
     source: str  # 'ng' or 'original' (K = 0 taken from the original runs)
     key: ConfigKey | None = None  # the configuration the point was read from
+    generation_source: str = ""  # the LLM/prompt set the ng runs read: one curve per source
+
+    @property
+    def line(self) -> str:
+        """The curve's legend label: the model, and the generation source when one is recorded."""
+        return self.model.upper() + (f" · {self.generation_source}" if self.generation_source else "")
 
 
 def ng_k_curve(index: RunIndex, features: str) -> list[CurvePoint]:
-    """Metric vs K for the one-pass `ng` variant; K=0 is `ng --ng-k 0` when stored, else original.
+    """Metric vs K for the one-pass `ng` variant, one curve per model and generation source; K=0
+    is `ng --ng-k 0` when stored, else original.
 
-    Only models with at least two K values appear: a single point is no curve.
+    Only curves with at least two K values appear: a single point is no curve.
     """
     out: list[CurvePoint] = []
     for model in index.models():
-        points: dict[int, tuple[ConfigKey, str]] = {}
-        for key in index.runs:
-            if (key.model, key.variant, key.features) == (model, "ng", features):
-                points[key.ng_k] = (key, "ng")
-        original = ConfigKey(model, "original", 0, features)
-        if 0 not in points and original in index.runs:
-            points[0] = (original, "original")
-        if len(points) < 2:
-            continue
-        for k in sorted(points):
-            key, source = points[k]
-            for metric in METRICS:
-                summary = index.summary(key, metric)
-                if summary is not None:
-                    out.append(CurvePoint(model, k, metric, summary, source, key))
+        for generation_source in index.sources("ng"):
+            points: dict[int, tuple[ConfigKey, str]] = {}
+            for key in index.runs:
+                if (key.model, key.variant, key.features, key.source) == (model, "ng", features, generation_source):
+                    points[key.ng_k] = (key, "ng")
+            original = ConfigKey(model, "original", 0, features)
+            if 0 not in points and original in index.runs:
+                points[0] = (original, "original")
+            if len(points) < 2:
+                continue
+            for k in sorted(points):
+                key, source = points[k]
+                for metric in METRICS:
+                    summary = index.summary(key, metric)
+                    if summary is not None:
+                        out.append(CurvePoint(model, k, metric, summary, source, key, generation_source))
     return out
 
 
@@ -63,8 +71,9 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(points: Sequence[CurvePoint]) -> Records:
     return Records(
-        ("model", "kind", "ng_k", "source", "metric", "mean", "std", "seeds"),
-        [(p.model, kind_of(p.model), p.ng_k, p.source, p.metric, *summary_cells(p.summary)) for p in points],
+        ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds"),
+        [(p.model, kind_of(p.model), p.ng_k, p.source, p.generation_source, p.metric, *summary_cells(p.summary))
+         for p in points],
     )
 
 
@@ -76,14 +85,14 @@ def _tables(points: Sequence[CurvePoint], ctx: ReportContext) -> list[Table]:
     table.add_column("from")
     cells: dict[tuple[str, int], dict[str, CurvePoint]] = defaultdict(dict)
     for p in points:
-        cells[(p.model, p.ng_k)][p.metric] = p
+        cells[(p.line, p.ng_k)][p.metric] = p
     previous = None
-    for (model, k), by_metric in cells.items():
+    for (line, k), by_metric in cells.items():
         source = next(iter(by_metric.values())).source
-        table.add_row(model if model != previous else "", str(k),
+        table.add_row(line if line != previous else "", str(k),
                       *[fmt_summary(by_metric[m].summary if m in by_metric else None) for m in METRICS],
                       "original runs" if source == "original" else f"ng --ng-k {k}")
-        previous = model
+        previous = line
     return [table]
 
 
@@ -92,15 +101,15 @@ def plot_ng_k(points: Sequence[CurvePoint], dataset: str, path: Path,
     """Fig. 7: metric vs number of synthetic news per cold user, one line per model."""
     fig = figures.figure(5.0 * len(metrics) + 1.5, 4.0)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    models = sorted({p.model for p in points}, key=model_sort_key)
+    lines = sorted({(p.model, p.line) for p in points}, key=lambda m: (model_sort_key(m[0]), m[1]))
     ks = sorted({p.ng_k for p in points})
     for ax, metric in zip(axes, metrics):
-        for model in models:
-            line = sorted((p for p in points if p.model == model and p.metric == metric), key=lambda p: p.ng_k)
+        for _, label in lines:
+            line = sorted((p for p in points if p.line == label and p.metric == metric), key=lambda p: p.ng_k)
             if not line:
                 continue
             ax.errorbar([p.ng_k for p in line], [p.summary.mean for p in line],
-                        yerr=[p.summary.std or 0.0 for p in line], marker="o", capsize=3, label=model.upper())
+                        yerr=[p.summary.std or 0.0 for p in line], marker="o", capsize=3, label=label)
         ax.set_xticks(ks)
         ax.set_xlabel("synthetic news per cold user (K)")
         ax.set_ylabel(METRIC_LABELS[metric])
