@@ -33,14 +33,17 @@ def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
 
 def use_bf16(choice: str, device_type: str, flags: frozenset[str] | None = None) -> bool:
     """Whether training runs under bfloat16 autocast: `on`/`off` force it; `auto` takes it on
-    CUDA always and on a CPU only with native bf16 (elsewhere it is emulated and slower)."""
+    CUDA only.
+
+    Not on CPUs, even with native bf16: on an AMD EPYC with avx512_bf16 (BENCHMARKS.md §2b),
+    autocast made DIN's steps about half as fast (the casts around every small matmul cost more
+    than the bf16 arithmetic saves at these sizes) and NRMS's no faster. CPUs with AMX were not
+    measured; `on` forces it there. `flags` stays for the callers that report the CPU."""
     if choice not in BF16_CHOICES:
         raise ValueError(f"bf16 must be one of {', '.join(BF16_CHOICES)}, got {choice!r}")
     if choice != "auto":
         return choice == "on"
-    if device_type == "cuda":
-        return True
-    return device_type == "cpu" and cpu_has_native_bf16(flags)
+    return device_type == "cuda"
 
 
 def auto_threads(cores: int, load1: float, processes: int = 1) -> int:

@@ -1,7 +1,8 @@
 """Our NRMS and NAML against a plain PyTorch reference, side by side on one MIND-format folder.
 
 Usage: .venv/bin/python scripts/bench_reference.py [--mind FOLDER] [--models nrms,naml] [--rounds 3]
-Prints a table and writes bench-results/reference.json.
+           [--auc-epochs E --auc-seeds S] [--versus reference|bf16]
+Prints a table and writes bench-results/reference.json (bench-results/bf16.json with --versus bf16).
 
 The reference is written here in the style of the popular public implementations: a word
 embedding over the full 30,522-id BERT vocabulary, nn.MultiheadAttention / nn.Conv1d, nn.Dropout,
@@ -14,7 +15,9 @@ Method: throughput rounds alternate ours / reference (which goes first alternate
 fresh model trained for --seconds after --warmup steps; the table shows the medians and the
 median ratio. Then each side trains a fresh model for the same number of samples (--auc-steps
 batches, default one epoch) and is scored on the folder's dev split with the same metric code
-(recsys.metrics.impression_metrics). Without --mind a synthetic folder is generated
+(recsys.metrics.impression_metrics); with --auc-seeds S, seeds 1..S each train a fresh model
+and the table shows the mean ± sample std. `--versus bf16` compares ours with bf16 autocast on
+against off the same way (speed and AUC). Without --mind a synthetic folder is generated
 (`data synth`, --news/--users).
 
 DIN, DCN, PNN and BST have no popular public implementation to mirror; their reference
@@ -254,8 +257,9 @@ class Reference(Side):
 
 
 class Ours(Side):
-    def __init__(self, name: str, data, args) -> None:
+    def __init__(self, name: str, data, args, bf16: str | None = None) -> None:
         self.name, self.data, self.args = name, data, args
+        self.bf16_choice = args.bf16 if bf16 is None else bf16
 
     def config(self):
         from recsys.config import TrainConfig
@@ -264,7 +268,7 @@ class Ours(Side):
         features = "title" if self.name == "nrms" else "title,category"  # NAML and the ranking models
         return TrainConfig(embed_dim=a.embed_dim, num_heads=a.heads, dropout=a.dropout, lr=a.lr,
                            batch_size=a.batch_size, negatives=a.negatives, history_len=a.history_len,
-                           title_len=a.title_len, features=features, bf16=a.bf16)
+                           title_len=a.title_len, features=features, bf16=self.bf16_choice)
 
     def fresh(self, seed: int) -> None:
         from recsys.cpu import use_bf16
@@ -309,15 +313,34 @@ class Ours(Side):
         return metrics["all"]["auc"]
 
 
+class PlainDINActivation(nn.Module):
+    """DIN's local activation unit as the paper and the public code write it: the MLP over
+    [h, c, h - c, h * c] of every history slot, padding included, then masked. The same
+    parameters (`mlp`) as ours, which computes the same function only on the real items."""
+
+    def __init__(self, mlp: nn.Sequential) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, history: torch.Tensor, candidate: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        c = candidate.unsqueeze(1).expand_as(history)
+        weights = self.mlp(torch.cat([history, c, history - c, history * c], dim=-1)).squeeze(-1)
+        if mask is not None:
+            weights = weights * mask.to(weights.dtype)
+        return torch.einsum("bh,bhd->bd", weights, history)
+
+
 class PlainLoop(Ours):
     """The ranking models' plain PyTorch loop: the same architecture and batches, but what a plain
-    loop does by default: a full-vocabulary word table, nn.Dropout, torch.optim.Adam, float32."""
+    loop does by default: a full-vocabulary word table, nn.Dropout, torch.optim.Adam, float32,
+    and DIN's activation unit over every history slot (PlainDINActivation)."""
 
     def fresh(self, seed: int) -> None:
         import dataclasses
 
         from recsys.data import BatchStream, TrainSamples, epoch_batches
         from recsys.experiment import model_config, run_settings
+        from recsys.layers import DINActivationUnit
         from recsys.layers.dropout import Dropout
         from recsys.models import build_model
         from recsys.train import TrainStep, feature_sizes, make_accelerator
@@ -332,6 +355,8 @@ class PlainLoop(Ours):
             for child_name, child in list(module.named_children()):
                 if isinstance(child, Dropout):
                     setattr(module, child_name, nn.Dropout(child.p))
+                elif isinstance(child, DINActivationUnit):
+                    setattr(module, child_name, PlainDINActivation(child.mlp))
         self.step_module = TrainStep(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.bf16 = False
@@ -393,6 +418,72 @@ def prepare(args) -> tuple[Path, object]:
     return Path(folder), data
 
 
+def pair_sides(name: str, data, mind: MindFolder, args) -> dict[str, Side]:
+    """The two sides one row compares, first ÷ second: ours vs its reference, or ours with
+    bf16 autocast on vs off (--versus bf16)."""
+    if args.versus == "bf16":
+        return {"bf16_on": Ours(name, data, args, bf16="on"), "bf16_off": Ours(name, data, args, bf16="off")}
+    reference = PlainLoop(name, data, args) if name in RANKING else Reference(name, mind, args)
+    return {"ours": Ours(name, data, args), "reference": reference}
+
+
+def auc_steps(name: str, data, mind: MindFolder, args) -> int:
+    """Batches each side trains before it is scored: --auc-epochs whole epochs, else --auc-steps
+    (0: one epoch). An epoch is the side's own sample count: (user, candidate) pairs for the
+    ranking models, clicks for NRMS/NAML (the same on both sides)."""
+    if name in RANKING:
+        epoch = -(-int((data.split("train").labels >= 0).sum()) // args.batch_size)
+    else:
+        epoch = -(-len(ReferenceSamples(mind, args.history_len, args.negatives, 1)) // args.batch_size)
+    if args.auc_epochs:
+        return args.auc_epochs * epoch
+    return args.auc_steps or epoch
+
+
+def compare(name: str, sides: dict[str, Side], steps: int, args) -> dict:
+    """Throughput rounds (alternating which side goes first), then each side's dev AUC over
+    --auc-seeds fresh models trained for `steps` batches (no AUC when --auc-steps is -1)."""
+    from recsys.stats import mean_std
+
+    first, second = sides
+    rates: dict[str, list[float]] = {key: [] for key in sides}
+    for r in range(args.rounds):
+        for key in (first, second) if r % 2 == 0 else (second, first):
+            rates[key].append(timed(sides[key], 100 + r, args.warmup, args.seconds))
+        print(f"[{name}] round {r + 1}: " + ", ".join(f"{k} {rates[k][-1]:,.0f}" for k in sides) + " samples/s",
+              file=sys.stderr, flush=True)
+    ratios = [a / b for a, b in zip(rates[first], rates[second], strict=True)]
+    row = {"model": name, "sides": [first, second], "ratios": ratios, "ratio_median": statistics.median(ratios)}
+    for key in sides:
+        row[key] = rates[key]
+        row[f"{key}_median"] = statistics.median(rates[key])
+    if args.auc_steps < 0:
+        return row
+    row["auc_steps"], row["auc_seeds"] = steps, list(range(1, args.auc_seeds + 1))
+    for key in sides:
+        aucs, seconds = [], []
+        for seed in row["auc_seeds"]:
+            side = sides[key]
+            side.fresh(seed)
+            started = time.perf_counter()
+            for _ in range(steps):
+                side.step()
+            seconds.append(round(time.perf_counter() - started, 1))
+            aucs.append(side.auc())
+            print(f"[{name}] {key} seed {seed}: dev AUC {aucs[-1]:.4f} after {steps} batches ({seconds[-1]} s)",
+                  file=sys.stderr, flush=True)
+        row[f"{key}_aucs"], row[f"{key}_auc_seconds"] = aucs, seconds
+        row[f"{key}_auc"], row[f"{key}_auc_std"] = mean_std(aucs)
+    return row
+
+
+def auc_cell(row: dict, key: str) -> str:
+    if f"{key}_auc" not in row:
+        return "–"
+    std = row[f"{key}_auc_std"]
+    return f"{row[f'{key}_auc']:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mind", type=Path, help="a MIND-format folder (train/ and dev/); default: a synthetic one")
@@ -403,6 +494,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="timed training per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--auc-steps", type=int, default=0, help="batches trained before the AUC (0: one epoch; -1: skip)")
+    parser.add_argument("--auc-epochs", type=int, default=0, help="whole epochs trained before the AUC (overrides --auc-steps)")
+    parser.add_argument("--auc-seeds", type=int, default=1, help="seeds 1..N, a fresh model each, for the AUC mean ± std")
+    parser.add_argument("--versus", default="reference", choices=("reference", "bf16"),
+                        help="compare ours with the reference, or ours with bf16 autocast on vs off")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--negatives", type=int, default=4)
     parser.add_argument("--title-len", type=int, default=30)
@@ -418,8 +513,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.news, args.users, args.rounds, args.seconds, args.warmup, args.auc_steps = 300, 120, 1, 1.0, 1, 5
+        args.auc_epochs = 0
+    if args.auc_seeds < 1 or args.auc_epochs < 0:
+        parser.error("--auc-seeds must be >= 1 and --auc-epochs >= 0")
 
-    from recsys.cpu import auto_threads, machine_load, use_bf16
+    from recsys.cpu import auto_threads, cpu_has_native_bf16, machine_load, use_bf16
 
     threads = args.threads or auto_threads(os.cpu_count() or 1, machine_load())
     torch.set_num_threads(threads)
@@ -430,49 +528,27 @@ def main() -> None:
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         if name not in ("nrms", "naml", *RANKING):
             parser.error(f"--models: {name!r} has no reference; choose from nrms, naml, {', '.join(RANKING)}")
-        reference = PlainLoop(name, data, args) if name in RANKING else Reference(name, mind, args)
-        sides = {"ours": Ours(name, data, args), "reference": reference}
-        rates: dict[str, list[float]] = {"ours": [], "reference": []}
-        for r in range(args.rounds):
-            order = ["ours", "reference"] if r % 2 == 0 else ["reference", "ours"]
-            for key in order:
-                rates[key].append(timed(sides[key], 100 + r, args.warmup, args.seconds))
-            print(f"[{name}] round {r + 1}: ours {rates['ours'][-1]:,.0f}, reference {rates['reference'][-1]:,.0f} samples/s",
-                  file=sys.stderr, flush=True)
-        ratios = [o / f for o, f in zip(rates["ours"], rates["reference"], strict=True)]
-        row = {"model": name, "ours": rates["ours"], "reference": rates["reference"], "ratios": ratios,
-               "ours_median": statistics.median(rates["ours"]), "reference_median": statistics.median(rates["reference"]),
-               "ratio_median": statistics.median(ratios)}
-        if args.auc_steps >= 0:
-            if args.auc_steps:
-                steps = args.auc_steps
-            elif name in RANKING:  # one epoch of (user, candidate) pairs
-                steps = -(-int((data.split("train").labels >= 0).sum()) // args.batch_size)
-            else:
-                steps = -(-len(ReferenceSamples(mind, args.history_len, args.negatives, 1)) // args.batch_size)
-            for key, side in sides.items():
-                side.fresh(1)
-                started = time.perf_counter()
-                for _ in range(steps):
-                    side.step()
-                row[f"{key}_auc_seconds"] = round(time.perf_counter() - started, 1)
-                row[f"{key}_auc"] = side.auc()
-            row["auc_steps"] = steps
-        rows.append(row)
+        steps = auc_steps(name, data, mind, args) if args.auc_steps >= 0 else 0
+        rows.append(compare(name, pair_sides(name, data, mind, args), steps, args))
     result = {
+        "versus": args.versus, "cpu_native_bf16": cpu_has_native_bf16(),
         "threads": threads, "bf16_ours": use_bf16(args.bf16, "cpu"), "load_start": load_start, "load_end": machine_load(),
         "train_impressions": len(mind.train), "dev_impressions": len(mind.dev), "news": len(mind.titles) - 1,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reference.json").write_text(json.dumps(result, indent=2))
+    (args.out / ("reference.json" if args.versus == "reference" else "bf16.json")).write_text(json.dumps(result, indent=2))
     print(f"threads {threads}, bf16 (ours) {result['bf16_ours']}, load {load_start:.1f} -> {result['load_end']:.1f}")
-    print("| model | ours samples/s | reference samples/s | ours ÷ reference (median of rounds) | rounds | ours dev AUC | reference dev AUC |")
-    print("|---|--:|--:|--:|--:|--:|--:|")
     for row in rows:
-        auc = (f"{row['ours_auc']:.4f} | {row['reference_auc']:.4f}" if "ours_auc" in row else "– | –")
-        print(f"| {row['model'].upper()} | {row['ours_median']:,.0f} | {row['reference_median']:,.0f} | "
-              f"**{row['ratio_median']:.2f}×** | {len(row['ratios'])} | {auc} |")
+        first, second = row["sides"]
+        if row is rows[0]:
+            print(f"| model | {first} samples/s | {second} samples/s | {first} ÷ {second} (median of rounds) | rounds "
+                  f"| {first} dev AUC | {second} dev AUC | AUC seeds × batches |")
+            print("|---|--:|--:|--:|--:|--:|--:|--:|")
+        runs = f"{len(row['auc_seeds'])} × {row['auc_steps']}" if "auc_seeds" in row else "–"
+        print(f"| {row['model'].upper()} | {row[f'{first}_median']:,.0f} | {row[f'{second}_median']:,.0f} | "
+              f"**{row['ratio_median']:.2f}×** | {len(row['ratios'])} | {auc_cell(row, first)} | "
+              f"{auc_cell(row, second)} | {runs} |")
 
 
 if __name__ == "__main__":

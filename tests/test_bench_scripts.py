@@ -156,11 +156,51 @@ def test_bench_reference_smoke(tmp_path: Path):
     payload = json.loads((tmp_path / "reference.json").read_text())
     assert [r["model"] for r in payload["rows"]] == ["nrms", "dcn"]
     for row in payload["rows"]:
+        assert row["sides"] == ["ours", "reference"]
         assert row["ours_median"] > 0 and row["reference_median"] > 0
         assert row["ratio_median"] == pytest.approx(row["ours_median"] / row["reference_median"])  # one round
+        assert row["auc_seeds"] == [1] and row["auc_steps"] == 5
         for side in ("ours_auc", "reference_auc"):
             assert 0.0 <= row[side] <= 1.0  # finite: no NaN from all-padding news
     assert "| NRMS |" in proc.stdout and "| DCN |" in proc.stdout
+
+
+def test_bench_reference_compares_bf16_on_with_off(tmp_path: Path):
+    proc = _run("bench_reference.py", "--smoke", "--versus", "bf16", "--models", "dcn", "--auc-seeds", "2",
+                "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "bf16.json").read_text())
+    assert payload["versus"] == "bf16" and isinstance(payload["cpu_native_bf16"], bool)
+    (row,) = payload["rows"]
+    assert row["sides"] == ["bf16_on", "bf16_off"]
+    assert row["ratio_median"] == pytest.approx(row["bf16_on_median"] / row["bf16_off_median"])
+    assert row["auc_seeds"] == [1, 2]
+    for side in ("bf16_on", "bf16_off"):
+        aucs = row[f"{side}_aucs"]
+        assert len(aucs) == 2 and all(0.0 <= a <= 1.0 for a in aucs)
+        assert row[f"{side}_auc"] == pytest.approx(sum(aucs) / 2)
+        assert row[f"{side}_auc_std"] == pytest.approx(abs(aucs[0] - aucs[1]) / 2**0.5)
+    assert "bf16_on ÷ bf16_off" in proc.stdout and " ± " in proc.stdout
+
+
+def test_bench_reference_refuses_bad_seed_and_epoch_counts(tmp_path: Path):
+    proc = _run("bench_reference.py", "--smoke", "--auc-seeds", "0", "--out", str(tmp_path), timeout=200)
+    assert proc.returncode == 2 and "--auc-seeds must be >= 1" in proc.stderr
+
+
+def test_plain_din_activation_is_ours_in_value():
+    """The DIN reference's activation unit (every slot, then masked) computes ours (real items only)."""
+    import torch
+
+    from recsys.layers import DINActivationUnit
+
+    bench = _load("bench_reference")
+    torch.manual_seed(0)
+    ours = DINActivationUnit(8).double()
+    plain = bench.PlainDINActivation(ours.mlp)
+    history, candidate = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.allclose(plain(history, candidate, mask), ours(history, candidate, mask), atol=1e-12)
 
 
 def test_bench_reference_refuses_a_model_without_reference(tmp_path: Path):

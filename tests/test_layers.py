@@ -107,6 +107,46 @@ def test_din_activation_is_an_unnormalised_masked_weighted_sum() -> None:
     assert torch.allclose(doubled, 2 * pooled, atol=1e-5)  # intensity is kept
 
 
+
+def _din_plain(unit: DINActivationUnit, history, candidate, mask):
+    """DIN's activation unit as the paper writes it: the MLP over [h, c, h - c, h * c] of every slot."""
+    c = candidate.unsqueeze(1).expand_as(history)
+    weights = unit.mlp(torch.cat([history, c, history - c, history * c], -1)).squeeze(-1)
+    if mask is not None:
+        weights = weights * mask
+    return torch.einsum("bh,bhd->bd", weights, history)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_din_activation_packed_equals_the_plain_mlp_in_value_and_gradient(masked: bool) -> None:
+    torch.manual_seed(3)
+    # float64: in float32 a pre-activation within rounding of PReLU's kink flips its derivative
+    unit = DINActivationUnit(8).double()
+    history = torch.randn(4, 6, 8, dtype=torch.float64, requires_grad=True)
+    candidate = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    # a full history, a partial one, an empty one (pools to zero), one real item at the front
+    mask = torch.tensor([[1] * 6, [0, 0, 0, 1, 1, 1], [0] * 6, [1, 0, 0, 0, 0, 0]], dtype=torch.bool) if masked else None
+    packed = unit(history, candidate, mask)
+    plain = _din_plain(unit, history, candidate, mask)
+    assert torch.allclose(packed, plain, atol=1e-12)
+    if masked:
+        assert torch.equal(packed[2], torch.zeros(8, dtype=torch.float64))
+    upstream = torch.randn_like(plain)
+    grads_packed = torch.autograd.grad((packed * upstream).sum(), [history, candidate, *unit.parameters()])
+    grads_plain = torch.autograd.grad((plain * upstream).sum(), [history, candidate, *unit.parameters()])
+    for got, want in zip(grads_packed, grads_plain, strict=True):
+        assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_din_activation_runs_under_bf16_autocast() -> None:
+    unit = DINActivationUnit(8)
+    history, candidate = torch.randn(2, 5, 8), torch.randn(2, 8)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = unit(history, candidate, mask)
+    assert pooled.shape == (2, 8) and torch.isfinite(pooled).all()
+    assert torch.allclose(pooled.float(), _din_plain(unit, history, candidate, mask), atol=0.1, rtol=0.05)
+
 def _news(image_present: list[bool]) -> NewsInputs:
     count = len(image_present)
     title = torch.tensor([[101, 7, 8, 102, 0]] * count)
@@ -150,3 +190,37 @@ def test_news_sequence_reports_a_missing_tensor() -> None:
     news.image = None
     with pytest.raises(ValueError, match="image"):
         embedder.sequence(news)
+
+
+@pytest.mark.parametrize("features", [("title", "category"), ("title", "abstract", "category", "subcategory", "image"),
+                                      ("category",), ("abstract", "image")])
+@pytest.mark.parametrize("word_ids", [(), (7, 8, 9, 101, 102)])
+def test_embedder_mean_equals_the_masked_mean_of_the_sequence(features, word_ids) -> None:
+    """The ranking models' news encoder sums through embedding_bag; it must be the same average
+    pooling as masked_mean over the token sequence, in value and in every gradient."""
+    from recsys.layers import masked_mean
+
+    torch.manual_seed(5)
+    embedder = NewsFeatureEmbedder(features, 8, 200, 3, 4, word_ids).double()
+    news = _news([True, False])
+    news.image = news.image.double()
+    news.title = torch.tensor([[101, 7, 8, 102, 0], [101, 0, 0, 0, 0]])  # a shorter title
+    news.title_mask = news.title != 0
+    news.category = torch.tensor([1, 0])  # the second news has no category: masked out
+    upstream = torch.randn(2, 8, dtype=torch.float64)
+    got = embedder.mean(news)
+    want = masked_mean(*embedder.sequence(news))
+    assert torch.allclose(got, want, atol=1e-12)
+    params = [p for p in embedder.parameters() if p.requires_grad]
+    grads_got = torch.autograd.grad((got * upstream).sum(), params, allow_unused=True)
+    grads_want = torch.autograd.grad((want * upstream).sum(), params, allow_unused=True)
+    for g, w in zip(grads_got, grads_want, strict=True):
+        assert (g is None and w is None) or torch.allclose(g, w, atol=1e-12)
+
+
+def test_embedder_mean_reports_a_missing_text() -> None:
+    embedder = NewsFeatureEmbedder(("title", "category"), 8, 200, 3, 4)
+    news = _news([True])
+    news.title_mask = None
+    with pytest.raises(ValueError, match="title"):
+        embedder.mean(news)

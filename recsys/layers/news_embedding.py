@@ -63,6 +63,32 @@ class NewsFeatureEmbedder(nn.Module):
         ids = getattr(news, field)
         return getattr(self, field)(ids), ids != 0
 
+    def mean(self, news: NewsInputs) -> torch.Tensor:
+        """masked_mean(*self.sequence(news)) [N, D], computed as sums: text fields through one
+        embedding_bag each, so the [N, L, D] token tensor of the ranking models' average-pooling
+        news encoder is never built (it and its gradient were most of a DCN/DIN step)."""
+        total: torch.Tensor | None = None
+        count: torch.Tensor | None = None
+        for field in SEQUENCE_ORDER:
+            if field not in self.features:
+                continue
+            if field in ("title", "abstract"):
+                ids, mask = getattr(news, field), getattr(news, f"{field}_mask")
+                if ids is None or mask is None:
+                    raise ValueError(f"the {field} feature is on but NewsInputs.{field}/{field}_mask is None")
+                assert self.words is not None
+                weights = mask.to(torch.bool).to(self.words.weight.dtype)
+                part, n = self.words.weighted_sum(ids, weights), weights.sum(1)
+            else:
+                token, present = self.special(news, field)
+                weights = present.to(token.dtype)
+                part, n = token * weights.unsqueeze(-1), weights
+            total = part if total is None else total + part
+            count = n if count is None else count + n
+        if total is None or count is None:
+            raise ValueError(f"no news feature left to encode among {self.features}")
+        return total / count.clamp_min(1.0).unsqueeze(-1)
+
     def sequence(self, news: NewsInputs, parts: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Token sequence [N, L, D] and mask [N, L] of the configured features (or of `parts` of them)."""
         wanted = self.features if parts is None else tuple(p for p in parts if p in self.features)

@@ -45,3 +45,12 @@ class WordEmbedding(nn.Module):
         if self.local:
             ids = self.rows[ids]  # an id beyond the tokenizer's range raises, as nn.Embedding does
         return self.table(ids)
+
+    def weighted_sum(self, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Σ_l weights[n, l] * embedding(ids[n, l]) -> [N, D], without the [N, L, D] token tensor
+        (one embedding_bag: forward and backward touch each token's row once)."""
+        if self.local:
+            ids = self.rows[ids]
+        return nn.functional.embedding_bag(ids, self.table.weight, mode="sum",
+                                           per_sample_weights=weights.to(self.table.weight.dtype),
+                                           padding_idx=PAD_ROW)

@@ -164,9 +164,9 @@ class RankingModel(NewsRecommender):
         self.embedder = self.feature_embedder()
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
-        """The ranking models' simple news encoder (GENRE Table 2): average pooling of the feature tokens."""
-        tokens, mask = self.embedder.sequence(news)
-        return masked_mean(tokens, mask)
+        """The ranking models' simple news encoder (GENRE Table 2): average pooling of the feature
+        tokens (masked_mean of embedder.sequence, computed without the token tensor)."""
+        return self.embedder.mean(news)
 
     @staticmethod
     def mean_history(history: torch.Tensor, user: UserInputs) -> torch.Tensor:
