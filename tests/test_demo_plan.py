@@ -57,3 +57,23 @@ def test_misspelt_models_or_variants_stop_the_demo_before_anything_runs(tmp_path
         assert result.exit_code == 2, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "store").exists()  # no folder, store or data written
+
+
+def test_the_plan_passes_the_prompt_set_and_the_source_to_enriched_runs(tmp_path: Path) -> None:
+    steps = demo_steps(tmp_path / "data", tmp_path / "report", True, 600, 300, 7, ["nrms"], ["original", "ns", "up"], 2,
+                       "llama", 1, "paper", "llama:x/paper")
+    generate = next(s.args for s in steps if s.args[0] == "generate")
+    assert generate[generate.index("--prompts") + 1] == "paper"
+    train = {s.args[s.args.index("--variant") + 1]: s.args for s in steps if s.args[0] == "train"}
+    assert "--llm" not in train["original"]
+    assert all(train[v][train[v].index("--llm") + 1] == "llama:x/paper" for v in ("ns", "up"))
+
+
+def test_demo_refuses_an_unknown_prompt_set_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "d.duckdb"), "demo", "--prompts", "fancy"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "--prompts 'fancy'" in result.stderr
+    assert not (tmp_path / "demo-data").exists()
