@@ -269,3 +269,28 @@ def test_samples_group_by_llm_and_prompt_set(db: Path):
         assert [(s.task, s.source) for s in collect_all_samples(store, DATASET, 2)] == [
             ("news", "fake-model/compact"), ("news", "fake-model/paper")]
     assert matching_sources([("m@1", "compact"), ("m@1", "paper")], "m") == [("m@1", "compact"), ("m@1", "paper")]
+
+
+@pytest.mark.slow  # one training run
+def test_two_prompt_sets_of_one_llm_are_two_sources_to_train(tmp_path: Path):
+    from tests.support_train import add_generation, make_store, one_thread, small_train_toml
+
+    db = make_store(tmp_path / "t.duckdb", users=8, news_per_cat=3)
+    with open_store(db) as store:
+        nids = [r[0] for r in store.conn.execute("SELECT nid FROM news ORDER BY nid").fetchall()]
+        for nid in nids:
+            for prompt_set in ("compact", "paper"):
+                add_generation(store, "tiny", "summarize", nid, {"title": f"{prompt_set} says {nid}"},
+                               model="smollm2@1", prompt_set=prompt_set)
+    config = tmp_path / "genre.toml"
+    config.write_text(small_train_toml(epochs=1))
+    base = ["--db", str(db), "--config", str(config), "train", "--model", "nrms", "--dataset", "tiny", "--variant", "ns"]
+    result = runner.invoke(app, base)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "smollm2@1/compact, smollm2@1/paper" in lines[0], lines
+    with one_thread():
+        result = runner.invoke(app, [*base, "--llm", "smollm2@1/paper", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["source"] == "smollm2@1/paper"
+    assert _rows(db, "SELECT llm, prompt_set FROM run_sources") == [("smollm2@1", "paper")]
