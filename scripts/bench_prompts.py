@@ -61,6 +61,24 @@ def chance_precision_at_3(db: Path, users: list[str]) -> float | None:
     return sum(len(set(topics)) / len(PROFILE_TOPICS) for topics, _ in known) / len(known)
 
 
+def output_shape(db: Path, prompt_set: str) -> dict:
+    """What validity does not show: distinct generated titles per generated news (a degenerate
+    generator passes the parser with the same title again and again), and how many topics and
+    states a valid profile names (naming nearly all raises recall and region accuracy)."""
+    from genre_local.store import open_store
+
+    with open_store(db, read_only=True) as store:
+        news = dict((task, (n, distinct)) for task, n, distinct in store.conn.execute(
+            "SELECT source_task, count(*), count(DISTINCT lower(title)) FROM synthetic_news "
+            "WHERE dataset = ? AND prompt_set = ? GROUP BY source_task", [DATASET, prompt_set]).fetchall())
+        topics, regions = store.conn.execute(
+            "SELECT avg(len(from_json(parsed -> 'topics', '[\"VARCHAR\"]'))), "
+            "avg(len(from_json(parsed -> 'regions', '[\"VARCHAR\"]'))) FROM generations "
+            "WHERE dataset = ? AND task = 'profile' AND valid AND prompt_set = ?", [DATASET, prompt_set]).fetchone()
+    return {"distinct_titles": {task: {"news": n, "distinct": d} for task, (n, d) in news.items()},
+            "profile_topics_mean": topics, "profile_regions_mean": regions}
+
+
 def run_set(db: Path, name: str, engine, args: argparse.Namespace, model_id: str, backend: str) -> dict:
     from genre_local.llm.prompt_sets import prompt_set_named
     from genre_local.pipeline.plan import PlanSettings
@@ -87,7 +105,7 @@ def run_set(db: Path, name: str, engine, args: argparse.Namespace, model_id: str
             },
         }
     return {"prompt_set": name, "run_id": run.run_id, "tasks": tasks,
-            "chance_precision_at_3": chance_precision_at_3(db, profile_users)}
+            "chance_precision_at_3": chance_precision_at_3(db, profile_users), "shape": output_shape(db, name)}
 
 
 def render(results: list[dict]) -> None:
@@ -110,6 +128,19 @@ def render(results: list[dict]) -> None:
         if f:
             print(f"| {r['prompt_set']} | {f['precision_at_3']:.3f} | {chance:.3f} | {f['recall']:.3f} | "
                   f"{f['region_accuracy']:.3f} | {f['users']} |")
+    print()
+    render_shape(results)
+
+
+def render_shape(results: list[dict]) -> None:
+    print("| set | news: distinct titles | chain: distinct titles | topics per profile | states per profile |")
+    print("|---|--:|--:|--:|--:|")
+    for r in results:
+        shape = r["shape"]
+        titles = shape["distinct_titles"]
+        cells = [f"{titles[t]['distinct']} of {titles[t]['news']}" if t in titles else "—" for t in ("news", "chain")]
+        print(f"| {r['prompt_set']} | {cells[0]} | {cells[1]} | {shape['profile_topics_mean'] or 0:.1f} | "
+              f"{shape['profile_regions_mean'] or 0:.1f} |")
 
 
 def main() -> None:

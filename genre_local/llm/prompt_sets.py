@@ -68,9 +68,11 @@ def prompt_set_named(name: str, flag: str = "--prompts") -> PromptSet:
 def default_prompt_set(model: str) -> PromptSet:
     """The set a model gets when neither --prompts nor [generate] prompts names one.
 
-    Decided by measurement (BENCHMARKS.md, "Prompt sets"): the embedded 135M model follows the
-    compact prompts better; any other model (a --model folder or a [models] alias, in practice
-    a bigger one) gets the paper's prompts.
+    Decided by measurement (BENCHMARKS.md §6): on the embedded 135M model the paper set passes
+    the parsers as often or more, but its one-news requests repeat a handful of titles across
+    users and its profiles name most topics and states, so the embedded model keeps compact; any
+    other model (a --model folder or a [models] alias, in practice a bigger one) gets the
+    paper's prompts.
     """
     return COMPACT if model == EMBEDDED_ALIAS else PAPER
 
