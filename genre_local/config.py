@@ -30,6 +30,8 @@ INT64_MAX = 2**63 - 1
 SEED32_MAX = 2**32 - 1
 
 GENERATE_BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
+# The prompt sets in prompts/<set>/ (genre_local/llm/prompt_sets.py; a test keeps the two equal).
+GENERATE_PROMPT_SETS: tuple[str, ...] = ("compact", "paper")
 GENERATE_DTYPES: tuple[str, ...] = ("float32", "float", "bfloat16", "float16", "half", "auto")
 EMBEDDED_MODEL_ALIAS = "llama"  # the embedded SmolLM2 (genre_local.llm.models.EMBEDDED_ALIAS)
 
@@ -126,6 +128,8 @@ class GenerateConfig:
     rounds: int = 1
     batch_size: int = 256
     history_items: int = 20
+    # compact | paper; unset: compact for the embedded model, paper for any other (prompt_sets.py)
+    prompts: str | None = None
     price_per_hour: float = 0.0
     # vLLM only: skip torch.compile (faster engine start, slower decode); CPU micro-batch for
     # the transformers backend.
@@ -151,6 +155,8 @@ class GenerateConfig:
         _int_in("generate", "rounds", self.rounds, 1, 100)
         _int_in("generate", "batch_size", self.batch_size, 1, 65_536)
         _int_in("generate", "history_items", self.history_items, 1, 500)
+        if self.prompts is not None:
+            _one_of("generate", "prompts", self.prompts, GENERATE_PROMPT_SETS)
         _float_in("generate", "price_per_hour", self.price_per_hour, 0.0, math.inf)
         _int_in("generate", "hf_micro_batch", self.hf_micro_batch, 1, 4096)
 

@@ -127,8 +127,9 @@ class FakeBackend:
 def run_fake(db: Path, sleep: float = 0.0, batch_size: int = 1, tasks=("summarize", "profile", "news", "chain"),
              rounds: int = 1, retries: int = 2, backend: FakeBackend | None = None, model_id: str = "fake-model",
              **plan_kwargs):
-    """Run tasks through the real pipeline with a fake engine; (stats, backend, run_id)."""
-    from genre_local.llm.tasks import TASKS
+    """Run tasks (of the prompt set plan_kwargs may name) through the real pipeline with a fake
+    engine; (stats, backend, run_id)."""
+    from genre_local.llm.prompt_sets import prompt_set_named
     from genre_local.pipeline.plan import PlanSettings
     from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
 
@@ -138,7 +139,8 @@ def run_fake(db: Path, sleep: float = 0.0, batch_size: int = 1, tasks=("summariz
         backend="fake", batch_size=batch_size, rounds=rounds, retries=retries,
     )
     run = GenerationRun(db, settings, LazyEngine(lambda: backend))
-    return run.run([TASKS[name] for name in tasks]), backend, run.run_id
+    prompt_set = prompt_set_named(settings.plan.prompt_set)
+    return run.run([prompt_set.task(name) for name in tasks]), backend, run.run_id
 
 
 if __name__ == "__main__":

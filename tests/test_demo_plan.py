@@ -59,36 +59,6 @@ def test_misspelt_models_or_variants_stop_the_demo_before_anything_runs(tmp_path
     assert not (tmp_path / "store").exists()  # no folder, store or data written
 
 
-def test_the_time_summary_estimates_the_idle_machine_from_cpu_time() -> None:
-    from genre_local.commands.demo import StepTime, time_summary
-
-    lines = time_summary([StepTime("GENRE generation", 300.0, 240.0), StepTime("train nrms on ns (1 seed)", 100.0, 60.0)],
-                         cores=2)
-    assert lines[1].split() == ["GENRE", "generation", "300", "240"]
-    assert lines[3].split() == ["total", "400", "300"]
-    # 300 CPU s: 2.5 min over both cores, 5.0 min on one; the wall time of this (busy) run apart
-    assert "2.5 to 5.0 min" in lines[4] and "wall time: 6.7 min" in lines[4]
-
-
-def test_children_cpu_seconds_counts_a_finished_child() -> None:
-    import subprocess
-    import sys
-
-    from genre_local.commands.demo import children_cpu_seconds
-
-    before = children_cpu_seconds()
-    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
-    assert children_cpu_seconds() - before > 0.05
-
-
-def test_the_default_plan_is_nrms_and_full_adds_din() -> None:
-    from genre_local.commands.demo import demo_models
-
-    assert demo_models(None, full=False) == ["nrms"]
-    assert demo_models(None, full=True) == ["nrms", "din"]
-    assert demo_models("lstur, naml", full=True) == ["lstur", "naml"]  # an explicit list wins
-
-
 def test_the_demo_help_names_the_full_set() -> None:
     from typer.testing import CliRunner
 
@@ -96,3 +66,27 @@ def test_the_demo_help_names_the_full_set() -> None:
 
     result = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "--full" in result.output and "nrms,din" in result.output
+
+
+def test_the_plan_passes_the_prompt_set_and_the_source_to_enriched_runs(tmp_path: Path) -> None:
+    steps = demo_steps(tmp_path / "data", tmp_path / "report", True, 600, 300, 7, ["nrms"], ["original", "ns", "up"], 2,
+                       "llama", 1, "paper", "llama:x/paper")
+    generate = next(s.args for s in steps if s.args[0] == "generate")
+    assert generate[generate.index("--prompts") + 1] == "paper"
+    train = {s.args[s.args.index("--variant") + 1]: s.args for s in steps if s.args[0] == "train"}
+    assert "--llm" not in train["original"]
+    assert all(train[v][train[v].index("--llm") + 1] == "llama:x/paper" for v in ("ns", "up"))
+
+
+def test_demo_refuses_an_unknown_prompt_set_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "d.duckdb"), "demo", "--prompts", "fancy"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "--prompts 'fancy'" in result.stderr
+    assert not (tmp_path / "demo-data").exists()

@@ -28,7 +28,8 @@ def test_dry_run_prints_one_prompt_per_task_and_json(db: Path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     payload = json.loads(lines[-1])
-    assert payload == {"dry_run": True, "dataset": DATASET, "requests": {"summarize": 2, "profile": 2, "news": 2, "chain": 1}}
+    assert payload == {"dry_run": True, "dataset": DATASET, "prompt_set": "compact",
+                       "requests": {"summarize": 2, "profile": 2, "news": 2, "chain": 1}}
     text = result.stdout
     for task in ("summarize", "profile", "news", "chain"):
         assert f"{task}:" in text
@@ -52,9 +53,11 @@ def test_rerun_with_everything_stored_prints_json_without_a_model(db: Path, tmp_
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
-    run_fake(db, tasks=("summarize",), model_id=resolve_model(str(model), tmp_path, {}).model_id)
+    # A --model folder gets the paper prompt set by default (llm/prompt_sets.py).
+    run_fake(db, tasks=("summarize",), model_id=resolve_model(str(model), tmp_path, {}).model_id, prompt_set="paper")
     result = _invoke(db, "generate", "--dataset", DATASET, "--task", "summarize", "--model", str(model), "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["prompt_set"] == "paper"
     assert "nothing new to generate" in result.stdout
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert {k: payload[k] for k in ("task", "requested", "new", "skipped", "valid", "invalid", "prompt_tokens", "completion_tokens")} == {
@@ -74,7 +77,7 @@ def test_cost_column_and_stored_cost_use_one_formula(db: Path, tmp_path: Path):
     (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
     run_fake(db, tasks=("summarize",), model_id=resolve_model(str(model), tmp_path, {}).model_id)
     result = _invoke(db, "generate", "--dataset", DATASET, "--task", "summarize", "--model", str(model),
-                     "--price-per-hour", "360000")
+                     "--prompts", "compact", "--price-per-hour", "360000")
     assert result.exit_code == 0, result.output
     with open_store(db) as store:
         price, cost, wall, startup = store.conn.execute(

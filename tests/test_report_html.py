@@ -141,9 +141,12 @@ def test_runs_behind_the_numbers_link_to_each_run_with_its_llm_source(report_dir
 def test_generation_runs_and_samples_per_task_and_llm(report_dir: Path) -> None:
     text = (report_dir / "index.html").read_text(encoding="utf-8")
     page = Page(text)
+    # One sample block per task and generation source (LLM/prompt set), linked from its runs.
     for task in ("summarize", "profile", "news", "chain"):
-        assert anchor("samples", f"{task}:fake-model") in page.ids
-    assert anchor("samples", "summarize:bad-model@1234") in page.ids
+        assert anchor("samples", f"{task}:fake-model/compact") in page.ids
+        assert f'href="#{anchor("samples", f"{task}:fake-model/compact")}"' in text
+    assert anchor("samples", "summarize:bad-model@1234/compact") in page.ids
+    assert "source fake-model/compact" in text
     samples = text[text.index('id="samples"'):]
     assert "no JSON object in the output" in samples and "Sorry, I cannot help with that." in samples
     assert "Dolphins beat Jets" not in text  # N1's original title was replaced by the hostile one

@@ -51,7 +51,12 @@ def demo_steps(
     epochs: int,
     llm: str,
     seeds: int = 1,
+    prompts: str | None = None,
+    source: str | None = None,
 ) -> list[DemoStep]:
+    """The demo's commands. `prompts`: the generate step's prompt set (None: generate's default
+    for the model); `source`: the generation source (LLM/set label) the train steps of enriched
+    variants read, so a store holding other sources too never stops the demo to ask."""
     steps = []
     if not (data_dir / "train" / "behaviors.tsv").exists():
         steps.append(
@@ -63,7 +68,8 @@ def demo_steps(
     steps.append(
         DemoStep(
             "GENRE generation: summarize, profile, news, chain",
-            ["generate", "--dataset", DEMO_DATASET, "--model", llm, "--task", "all"],
+            ["generate", "--dataset", DEMO_DATASET, "--model", llm, "--task", "all"]
+            + (["--prompts", prompts] if prompts else []),
         )
     )
     for model in models:
@@ -72,7 +78,7 @@ def demo_steps(
                 DemoStep(
                     f"train {model} on {variant} ({seeds} seed{'s' if seeds != 1 else ''})",
                     ["train", "--model", model, "--dataset", DEMO_DATASET, "--variant", variant, "--epochs", str(epochs),
-                     "--seeds", str(seeds)],
+                     "--seeds", str(seeds)] + (["--llm", source] if source and variant != "original" else []),
                 )
             )
     steps.append(DemoStep("report", ["report", "--dataset", DEMO_DATASET, "--out", str(report_dir)]))
@@ -154,6 +160,7 @@ def demo(
     variants: Annotated[str, typer.Option(help="Dataset variants to train on, comma-separated.")] = "original,ns,up,ng",
     epochs: Annotated[int, typer.Option(help="Training epochs per run.")] = 3,
     llm: Annotated[str, typer.Option("--llm", help="Generation model alias or local HF folder.")] = "llama",
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt set: compact | paper [default: [generate] prompts, else the model's default].")] = None,
     data_dir: Annotated[
         Optional[Path], typer.Option(help="Where the synthetic MIND folder goes (default: demo-data next to the store).")
     ] = None,
@@ -162,9 +169,16 @@ def demo(
 
     Steps already done (data written, dataset imported, generations stored) are skipped on a rerun.
     """
+    from genre_local.llm.models import resolve_model
+    from genre_local.llm.prompt_sets import resolve_prompt_set
+
     model_names, variant_names = demo_models(models, full), _split_list(variants, "--variants")
     check_plan_names(model_names, variant_names)
     context = app_context(ctx)
+    prompt_set = resolve_prompt_set(prompts or context.config.generate.prompts, llm)
+    # The model id names the source the train steps read (prepares the embedded model, as generate would).
+    model_id = resolve_model(llm, resolve_relative(context.db_path, context.config.paths.models_dir),
+                             context.config.models).model_id
     store_dir = context.db_path.resolve().parent
     store_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir or store_dir / "demo-data"
@@ -174,7 +188,7 @@ def demo(
     # the seed count is passed explicitly, so the summary states what every train step ran
     seeds = context.config.train.seeds
     steps = demo_steps(data_dir, report_dir, dataset_exists, news, users, seed, model_names, variant_names, epochs, llm,
-                       seeds)
+                       seeds, prompt_set.name, f"{model_id}/{prompt_set.name}")
     base = [sys.executable, "-m", "genre_local", "--db", str(context.db_path)]
     if context.config.source is not None:
         base += ["--config", str(context.config.source)]

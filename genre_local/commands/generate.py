@@ -31,6 +31,7 @@ def generate(
     price_per_hour: Annotated[Optional[float], typer.Option("--price-per-hour", help="Machine price per hour, to state the run's cost in money.")] = None,
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="vLLM prefix cache (shared instructions computed once).")] = True,
     constrained: Annotated[bool, typer.Option("--constrained/--no-constrained", help="Constrain decoding to each task's JSON schema.")] = True,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt set: compact | paper [default from config; unset: compact for the embedded model, paper for others].")] = None,
     gpus: Annotated[int, typer.Option("--gpus", help="Engine processes, one per GPU (without GPUs: CPU worker processes), each on its own share of the requests.")] = 1,
     engine: Annotated[str, typer.Option("--engine", help="local (this machine) | ray (a Ray Data pipeline).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: a running cluster (HOST:PORT); default starts Ray here.")] = None,
@@ -42,38 +43,41 @@ def generate(
 ) -> None:
     """Run a GENRE generation task (summarize | profile | news | chain | all) with a local LLM."""
     from genre_local.data.names import check_dataset_name
-    from genre_local.llm.tasks import resolve_tasks
+    from genre_local.llm.prompt_sets import resolve_prompt_set
     from genre_local.pipeline.scale import ScaleSettings, check_scale
 
     check_dataset_name(dataset, "--dataset")
     context = app_context(ctx)
     cfg = with_overrides(
         context.config.generate, model=model, backend=backend, rounds=rounds, per_user=per_user, retries=retries,
-        batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour,
+        batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour, prompts=prompts,
     )
     check_generate_limit(limit)
     scale = check_scale(ScaleSettings(engine, gpus, ray_address, replicas, tensor_parallel, run_dir))
-    tasks = resolve_tasks(task)
+    prompt_set = resolve_prompt_set(cfg.prompts, cfg.model)
+    tasks = prompt_set.resolve_tasks(task)
     if dry_run:
-        _dry_run(context, cfg, dataset, tasks, limit, constrained, as_json)
+        _dry_run(context, cfg, dataset, tasks, limit, constrained, as_json, prompt_set.name)
         return
-    _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json, scale)
+    _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json, scale, prompt_set.name)
 
 
-def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrained: bool):
+def _plan_settings(cfg, dataset: str, model_id: str, limit: int | None, constrained: bool, prompt_set: str):
     from genre_local.pipeline.plan import PlanSettings
 
     return PlanSettings(
         dataset=dataset, model_id=model_id, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
         per_user=cfg.per_user, history_items=cfg.history_items, limit=limit, constrained=constrained,
+        prompt_set=prompt_set, context_tokens=cfg.max_model_len,
     )
 
 
-def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int | None, constrained: bool, as_json: bool) -> None:
+def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int | None, constrained: bool, as_json: bool,
+             prompt_set: str) -> None:
     from genre_local.pipeline.plan import Planner
 
     console = stdout_console()
-    settings = _plan_settings(cfg, dataset, f"(dry run: {cfg.model})", limit, constrained)
+    settings = _plan_settings(cfg, dataset, f"(dry run: {cfg.model})", limit, constrained, prompt_set)
     counts = {}
     with context.open_store() as store:
         store.require_dataset(dataset)
@@ -84,7 +88,8 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
                 # What it requires is not made yet (the chain's profiles): show the prompt with a stand-in.
                 items = planner.preview(task)
             counts[task.name] = len(items)
-            console.rule(f"{task.name}: {len(items)} requests, prompt version {planner.templates[task.name].version}")
+            console.rule(f"{task.name}: {len(items)} requests, prompt set {prompt_set}, "
+                         f"prompt version {planner.templates[task.name].version}")
             if not items:
                 console.print("(no inputs for this task in the dataset)")
                 continue
@@ -92,10 +97,10 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
                 console.print(f"[bold]{message['role']}[/bold]", highlight=False)
                 console.print(message["content"], markup=False, highlight=False)
     if as_json:
-        emit_json({"dry_run": True, "dataset": dataset, "requests": counts})
+        emit_json({"dry_run": True, "dataset": dataset, "prompt_set": prompt_set, "requests": counts})
 
 
-def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json, scale) -> None:
+def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_json, scale, prompt_set) -> None:
     from genre_local.llm.backend import EngineOptions, choose_backend, open_backend
     from genre_local.llm.models import resolve_model
     from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
@@ -119,10 +124,11 @@ def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_js
         micro_batch=cfg.hf_micro_batch,
     )
     settings = RunSettings(
-        plan=_plan_settings(cfg, dataset, resolved.model_id, limit, constrained), backend=backend_name,
+        plan=_plan_settings(cfg, dataset, resolved.model_id, limit, constrained, prompt_set), backend=backend_name,
         retries=cfg.retries, batch_size=cfg.batch_size, rounds=cfg.rounds, price_per_hour=cfg.price_per_hour or None,
     )
-    console.print(f"backend: {backend_name} ({why}); model: {resolved.model_id} at {resolved.folder}", highlight=False)
+    console.print(f"backend: {backend_name} ({why}); model: {resolved.model_id} at {resolved.folder}; prompt set: {prompt_set}",
+                  highlight=False)
     engine = LazyEngine(lambda: open_backend(backend_name, options))
     # --gpus N / --engine ray: the engines run in workers that write shards this process merges.
     cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
@@ -139,7 +145,7 @@ def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_js
     started = any(r.startup_seconds for r in results) or (executor is not None and any(r.new for r in results))
     _render(console, run.run_id, results, settings, engine_started=started)
     if as_json:
-        emit_json(_summary_json([t.name for t in tasks], results, run.run_id, backend_name, resolved.model_id))
+        emit_json(_summary_json([t.name for t in tasks], results, run.run_id, backend_name, resolved.model_id, prompt_set))
 
 
 def _render(console, run_id, results, settings, engine_started: bool) -> None:
@@ -188,10 +194,11 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
                           f"region accuracy {f.region_accuracy:.3f} over {f.users} users")
 
 
-def _summary_json(task_names, results, run_id, backend, model_id) -> dict:
+def _summary_json(task_names, results, run_id, backend, model_id, prompt_set) -> dict:
     keys = ("requested", "new", "skipped", "valid", "invalid", "prompt_tokens", "completion_tokens")
     per_task = [r.as_json() for r in results]
     total = {k: sum(t[k] for t in per_task) for k in keys}
     seconds = round(sum(t["seconds"] for t in per_task), 3)
     task = task_names[0] if len(task_names) == 1 else "all"
-    return {"task": task, **total, "seconds": seconds, "run_id": run_id, "backend": backend, "model": model_id, "tasks": per_task}
+    return {"task": task, **total, "seconds": seconds, "run_id": run_id, "backend": backend, "model": model_id,
+            "prompt_set": prompt_set, "source": f"{model_id}/{prompt_set}", "tasks": per_task}

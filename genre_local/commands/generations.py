@@ -24,10 +24,10 @@ def show(
     task: Annotated[str, typer.Option("--task", help="summarize | profile | news | chain", show_default=False)],
     llm: Annotated[
         Optional[str],
-        typer.Option("--llm", help="LLM source: a stored model id, or its folder name (the part before '@'). "
-                     "Default: every LLM that generated the task.", show_default=False),
+        typer.Option("--llm", help="Generation source: a label LLM/SET, a stored model id, or its folder name "
+                     "(the part before '@'). Default: every source that generated the task.", show_default=False),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Outputs per LLM: valid ones, and as many invalid ones.")] = 5,
+    limit: Annotated[int, typer.Option("--limit", help="Outputs per source: valid ones, and as many invalid ones.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Sample seed: the same seed shows the same inputs.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
@@ -35,7 +35,7 @@ def show(
     synthetic news, and invalid outputs with their errors."""
     from genre_local.llm.tasks import TASKS
     from genre_local.report.sample_tables import sample_set_renderables
-    from genre_local.report.samples import collect_samples, matching_llms
+    from genre_local.report.samples import collect_samples, matching_sources
     from genre_local.store.results import load_generation_sources
 
     if task not in TASKS:
@@ -47,22 +47,22 @@ def show(
         raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import) or pass --db")
     with context.open_store(read_only=True) as store:
         store.require_dataset(dataset)
-        stored = [s.model for s in load_generation_sources(store, dataset) if s.task == task]
+        stored = [(s.model, s.prompt_set) for s in load_generation_sources(store, dataset) if s.task == task]
         if not stored:
             raise UserError(f"no '{task}' generations stored for dataset '{dataset}'; "
                             f"run `genre-local generate --dataset {dataset} --task {task}` first")
-        llms = matching_llms(stored, llm)
-        if not llms:
+        sources = matching_sources(stored, llm)
+        if not sources:
             raise UserError(f"--llm {llm!r} generated no '{task}' outputs for dataset '{dataset}'; "
-                            f"stored LLMs: {', '.join(sorted(stored))}")
-        sets = [collect_samples(store, dataset, task, name, limit, seed) for name in llms]
+                            f"stored sources: {', '.join(f'{m}/{p}' for m, p in sorted(stored))}")
+        sets = [collect_samples(store, dataset, task, model, limit, seed, prompt_set) for model, prompt_set in sources]
     console = stdout_console()
     for sample_set in sets:
         for renderable in sample_set_renderables(sample_set):
             console.print(renderable)
     if as_json:
         emit_json({"dataset": dataset, "task": task, "seed": seed, "limit": limit,
-                   "llms": [dataclasses.asdict(s) for s in sets]})
+                   "llms": [dataclasses.asdict(s) | {"source": s.source} for s in sets]})
 
 
 @app.command("list")

@@ -104,26 +104,26 @@ def normalize_title_key(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", title.lower()).strip()
 
 
-def _check_title(value: Any, what: str) -> tuple[str | None, str | None]:
+def _check_title(value: Any, what: str, max_chars: int = TITLE_MAX_CHARS) -> tuple[str | None, str | None]:
     title = clean_text(value)
     if len(title) < TITLE_MIN_CHARS:
         return None, f"{what} is empty or too short"
-    if len(title) > TITLE_MAX_CHARS:
-        return None, f"{what} is longer than {TITLE_MAX_CHARS} characters"
+    if len(title) > max_chars:
+        return None, f"{what} is longer than {max_chars} characters"
     if _PLACEHOLDER.search(title):
         # Small models copy the answer format's "<the new headline>" instead of filling it in.
         return None, f"{what} is a template placeholder"
     return title, None
 
 
-def parse_summary(text: str) -> Parsed:
-    """Summarizer output: {"title": "..."} -> the cleaned enhanced title."""
+def parse_summary(text: str, max_chars: int = TITLE_MAX_CHARS) -> Parsed:
+    """Summarizer output: {"title": "..."} -> the cleaned enhanced title (at most max_chars)."""
     obj, error = extract_json_object(text)
     if error:
         return _bad(error)
     if not isinstance(obj, dict) or "title" not in obj:
         return _bad("JSON lacks the 'title' field")
-    title, error = _check_title(obj["title"], "title")
+    title, error = _check_title(obj["title"], "title", max_chars)
     if error:
         return _bad(error)
     return _ok({"title": title})
@@ -147,8 +147,9 @@ def _canonical_list(values: Any, lookup: dict[str, str], limit: int) -> tuple[li
     return known[:limit], unknown
 
 
-def parse_profile(text: str) -> Parsed:
-    """Profiler output: {"topics": [...], "regions": [...]} with topics from the 19 and US states.
+def parse_profile(text: str, max_topics: int = PROFILE_MAX_TOPICS, max_regions: int = PROFILE_MAX_REGIONS) -> Parsed:
+    """Profiler output: {"topics": [...], "regions": [...]} with topics from the 19 and US states,
+    the first max_topics and max_regions kept.
 
     Unknown topics and regions are dropped rather than failing the whole profile; a profile
     with no known topic left is invalid.
@@ -158,11 +159,11 @@ def parse_profile(text: str) -> Parsed:
         return _bad(error)
     if not isinstance(obj, dict) or "topics" not in obj:
         return _bad("JSON lacks the 'topics' field")
-    topics, unknown = _canonical_list(obj["topics"], _TOPIC_LOOKUP, PROFILE_MAX_TOPICS)
+    topics, unknown = _canonical_list(obj["topics"], _TOPIC_LOOKUP, max_topics)
     if not topics:
         shown = ", ".join(unknown[:3]) or "none"
         return _bad(f"no known interest topic (got: {shown})")
-    regions, _ = _canonical_list(obj.get("regions", []), _STATE_LOOKUP, PROFILE_MAX_REGIONS)
+    regions, _ = _canonical_list(obj.get("regions", []), _STATE_LOOKUP, max_regions)
     return _ok({"topics": topics, "regions": regions})
 
 

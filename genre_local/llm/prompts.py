@@ -1,5 +1,6 @@
-"""Prompt templates: prompts/<task>.txt, a system part (shared by every request of the task,
-so vLLM's prefix cache reuses it) and a user part holding the per-item text.
+"""Prompt templates: prompts/<set>/<task>.txt (a folder per prompt set, llm/prompt_sets.py), a
+system part (shared by every request of the task, so vLLM's prefix cache reuses it) and a user
+part holding the per-item text.
 
 File format: a line `=== system ===`, the system text, a line `=== user ===`, the user text.
 Slots are `${name}` (string.Template), filled with plain text that is never re-parsed, so
@@ -21,7 +22,7 @@ _MARKER = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
 
 
 def prompts_dir() -> Path:
-    """prompts/ beside the genre_local package (the project root in a checkout)."""
+    """prompts/ beside the genre_local package (the project root in a checkout); a folder per set."""
     return Path(genre_local.__file__).resolve().parent.parent / "prompts"
 
 
@@ -56,5 +57,5 @@ def parse_template(name: str, path: Path, text: str) -> PromptTemplate:
 def load_template(name: str, folder: Path | None = None) -> PromptTemplate:
     path = (folder or prompts_dir()) / f"{name}.txt"
     if not path.is_file():
-        raise UserError(f"prompt template {path} is missing; restore prompts/{name}.txt from the project")
+        raise UserError(f"prompt template {path} is missing; restore {path.parent.name}/{name}.txt under prompts/ from the project")
     return parse_template(name, path, path.read_text("utf-8"))

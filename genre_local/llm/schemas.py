@@ -15,25 +15,25 @@ SCHEMA_TITLE_MAX = 90
 SCHEMA_ABSTRACT_MAX = 160
 
 
-def _title() -> dict[str, Any]:
-    return {"type": "string", "minLength": 8, "maxLength": SCHEMA_TITLE_MAX}
+def _title(max_chars: int = SCHEMA_TITLE_MAX) -> dict[str, Any]:
+    return {"type": "string", "minLength": 8, "maxLength": max_chars}
 
 
-def summary_schema() -> dict[str, Any]:
+def summary_schema(max_chars: int = SCHEMA_TITLE_MAX) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"title": _title()},
+        "properties": {"title": _title(max_chars)},
         "required": ["title"],
         "additionalProperties": False,
     }
 
 
-def profile_schema() -> dict[str, Any]:
+def profile_schema(max_topics: int = PROFILE_MAX_TOPICS, max_regions: int = PROFILE_MAX_REGIONS) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "topics": {"type": "array", "items": {"enum": list(PROFILE_TOPICS)}, "minItems": 1, "maxItems": PROFILE_MAX_TOPICS},
-            "regions": {"type": "array", "items": {"enum": list(US_STATES)}, "maxItems": PROFILE_MAX_REGIONS},
+            "topics": {"type": "array", "items": {"enum": list(PROFILE_TOPICS)}, "minItems": 1, "maxItems": max_topics},
+            "regions": {"type": "array", "items": {"enum": list(US_STATES)}, "maxItems": max_regions},
         },
         "required": ["topics", "regions"],
         "additionalProperties": False,

@@ -8,15 +8,16 @@ from there the task objects travel down, and the planner and runner stay generic
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS
+from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS, US_STATES
 from genre_local.errors import UserError
 from genre_local.llm import parsing, schemas
-from genre_local.llm.prompts import PromptTemplate, load_template
+from genre_local.llm.prompts import PromptTemplate, load_template, prompts_dir
 from genre_local.store.datasets import NewsRow
 from genre_local.store.generations import Profile, profiles_up_to
 
@@ -51,7 +52,7 @@ class TaskInput:
 class GenerationTask:
     """One GENRE generation scheme. Everything the pipeline does differently per task is here."""
 
-    name: str  # also the prompts/<name>.txt template and the `generations.task` value
+    name: str  # also the prompts/<prompt_set>/<name>.txt template and the `generations.task` value
     subject: Subject
     render_slots: Callable[[TaskInput, int], dict[str, str]]  # (input, per_user) -> template slots
     schema_for: Callable[[int], dict[str, Any]]  # per_user -> JSON schema
@@ -70,14 +71,43 @@ class GenerationTask:
     scored_against_truth: bool = False  # outputs are profiles, scored on synthetic data
     # For a task others require: its latest valid output per input up to a round, as the
     # requiring task's inputs carry it (conn, dataset, up_to_round, model) -> {input_id: output}.
-    read_latest: Callable[[Any, str, int, str | None], dict[str, Any]] | None = None
+    # (conn, dataset, up_to_round, model, prompt_set=...) -> {input_id: output}.
+    read_latest: Callable[..., dict[str, Any]] | None = None
+    # The prompt set (prompts/<prompt_set>/) this task object belongs to; see llm/prompt_sets.py.
+    prompt_set: str = "compact"
+    # Generators (uses_per_user): news items asked per request; None asks for all per_user in
+    # one request, 1 sends per_user requests per user, each with its own index and seed.
+    news_per_request: int | None = None
+    # One news per request: per_user identical greedy requests would write the same news
+    # per_user times, so a greedy setting (temperature 0) samples at this temperature instead.
+    greedy_fallback_temperature: float | None = None
 
     def __post_init__(self) -> None:
         if self.requires is not None and self.requires.read_latest is None:
             raise ValueError(f"task {self.name!r} requires {self.requires.name!r}, which has no read_latest")
+        if self.requires is not None and self.requires.prompt_set != self.prompt_set:
+            raise ValueError(f"task {self.name!r} of prompt set {self.prompt_set!r} requires a task of another set")
 
     def template(self, folder: Path | None = None) -> PromptTemplate:
-        return load_template(self.name, folder)
+        """prompts/<prompt_set>/<name>.txt. The compact set's versions are the bare file hashes they
+        were before prompt sets existed (so stores written then stay valid); every other set's
+        version names the set, so each output's prompt_version says which set wrote it."""
+        template = load_template(self.name, folder or prompts_dir() / self.prompt_set)
+        if self.prompt_set == COMPACT_SET:
+            return template
+        return replace(template, version=f"{self.prompt_set}:{template.version}")
+
+    def requests_per_input(self, per_user: int) -> int:
+        """Requests one input needs: per_user / news_per_request for generators, else 1."""
+        if not self.uses_per_user or self.news_per_request is None:
+            return 1
+        return math.ceil(per_user / self.news_per_request)
+
+    def items_per_request(self, per_user: int) -> int:
+        """What a request's schema, token budget and parser are sized for (news items asked)."""
+        if not self.uses_per_user or self.news_per_request is None:
+            return per_user
+        return min(per_user, self.news_per_request)
 
     def schema(self, per_user: int) -> dict[str, Any]:
         return self.schema_for(per_user)
@@ -90,6 +120,10 @@ class GenerationTask:
 
     def parse(self, text: str, per_user: int, history_titles: Sequence[str] = ()) -> parsing.Parsed:
         return self.parse_text(text, per_user, tuple(history_titles))
+
+
+COMPACT_SET = "compact"
+PAPER_SET = "paper"
 
 
 def _line(text: str, limit: int = MAX_LINE_CHARS) -> str:
@@ -113,6 +147,14 @@ def profile_slots(history_titles: Sequence[str]) -> dict[str, str]:
     return {
         "topics": ", ".join(PROFILE_TOPICS),
         "history": "\n".join(f"- {_line(t)}" for t in history_titles),
+    }
+
+
+def numbered_profile_slots(history_titles: Sequence[str]) -> dict[str, str]:
+    """The paper's profiler lists the browsed titles as (1) ... (n), oldest first."""
+    return {
+        "topics": ", ".join(PROFILE_TOPICS),
+        "history": "\n".join(f"({number}) {_line(t)}" for number, t in enumerate(history_titles, start=1)),
     }
 
 
@@ -214,11 +256,53 @@ CHAIN = GenerationTask(
 TASKS: dict[str, GenerationTask] = {task.name: task for task in (SUMMARIZE, PROFILE, NEWS, CHAIN)}
 
 
-def resolve_tasks(spec: str) -> list[GenerationTask]:
-    """The tasks a `--task` value names: one task, or `all` in GENRE's order."""
+def resolve_tasks(spec: str, registry: dict[str, GenerationTask] | None = None) -> list[GenerationTask]:
+    """The tasks a `--task` value names among `registry` (a prompt set's tasks; default the
+    compact set's TASKS): one task, or `all` in GENRE's order."""
+    registry = TASKS if registry is None else registry
     if spec == "all":
-        return list(TASKS.values())
-    task = TASKS.get(spec)
+        return list(registry.values())
+    task = registry.get(spec)
     if task is None:
-        raise UserError(f"--task {spec!r} is not known; use one of {', '.join(TASKS)} or all")
+        raise UserError(f"--task {spec!r} is not known; use one of {', '.join(registry)} or all")
     return [task]
+
+
+# -- the paper's prompt set (prompts/paper/): GENRE's figures and the authors' request scripts ---
+# The summarizer may expand the title (no fifteen-word cap): the schema bounds it at a sane
+# PAPER_TITLE_SCHEMA_MAX characters, the validator a little above. The profiler keeps every
+# topic and state the schema allows (each at most once after parsing) instead of 5 and 3. The
+# generators write one news per request, as the authors' scripts did; the chain prompt gives
+# the profiler's topics only (its template leaves out the regions slot).
+PAPER_TITLE_SCHEMA_MAX = 200
+PAPER_TITLE_MAX_CHARS = 240
+# A profile naming every topic and every state: about 6 tokens a topic, 5 a state, plus braces.
+_PAPER_PROFILE_MAX_TOKENS = 24 + 6 * len(PROFILE_TOPICS) + 5 * len(US_STATES)
+# The authors sampled GPT-3.5 at the API's default temperature (1.0).
+_PAPER_GENERATOR_TEMPERATURE = 1.0
+
+PAPER_SUMMARIZE = replace(
+    SUMMARIZE,
+    prompt_set=PAPER_SET,
+    schema_for=lambda per_user: schemas.summary_schema(PAPER_TITLE_SCHEMA_MAX),
+    max_tokens_for=lambda per_user: PAPER_TITLE_SCHEMA_MAX + 12,
+    parse_text=lambda text, per_user, titles: parsing.parse_summary(text, max_chars=PAPER_TITLE_MAX_CHARS),
+)
+PAPER_PROFILE = replace(
+    PROFILE,
+    prompt_set=PAPER_SET,
+    render_slots=lambda task_input, per_user: numbered_profile_slots(task_input.history_titles),
+    schema_for=lambda per_user: schemas.profile_schema(len(PROFILE_TOPICS), len(US_STATES)),
+    max_tokens_for=lambda per_user: _PAPER_PROFILE_MAX_TOKENS,
+    parse_text=lambda text, per_user, titles: parsing.parse_profile(text, len(PROFILE_TOPICS), len(US_STATES)),
+)
+PAPER_NEWS = replace(
+    NEWS, prompt_set=PAPER_SET, news_per_request=1, greedy_fallback_temperature=_PAPER_GENERATOR_TEMPERATURE
+)
+PAPER_CHAIN = replace(
+    CHAIN, prompt_set=PAPER_SET, news_per_request=1, greedy_fallback_temperature=_PAPER_GENERATOR_TEMPERATURE,
+    requires=PAPER_PROFILE,
+)
+PAPER_TASKS: dict[str, GenerationTask] = {
+    task.name: task for task in (PAPER_SUMMARIZE, PAPER_PROFILE, PAPER_NEWS, PAPER_CHAIN)
+}

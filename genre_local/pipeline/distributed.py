@@ -21,7 +21,7 @@ import pyarrow as pa
 from genre_local.errors import UserError
 from genre_local.llm.backend import Backend, EngineOptions, GenRequest, open_backend
 from genre_local.pipeline.plan import WorkItem
-from genre_local.llm.tasks import TASKS
+from genre_local.llm.prompt_sets import prompt_set_named
 from genre_local.pipeline.runner import RunSettings, TaskStats, complete_batch, outcome_records
 from genre_local.pipeline.shards import RunFolder, merge_ready, recover, write_shard
 from genre_local.store.connection import open_store
@@ -52,7 +52,7 @@ def complete_to_shard(backend: Backend, items: Sequence[WorkItem], job: ShardJob
     """One batch: the runner's own generate/parse/retry, its row layout, then one shard file."""
     if not items:
         return None
-    outcomes, _, _ = complete_batch(backend, items, job.settings.retries, job.settings.plan.per_user)
+    outcomes, _, _ = complete_batch(backend, items, job.settings.retries)
     return write_shard(job.folder, records_table(outcome_records(outcomes, job.settings, job.run_id)), job.run_id, worker)
 
 
@@ -66,6 +66,8 @@ def item_to_row(item: WorkItem) -> dict[str, Any]:
     return {
         "fingerprint": item.fingerprint,
         "task": item.task.name,
+        "prompt_set": item.task.prompt_set,
+        "per_request": item.per_request,
         "input_id": item.input_id,
         "round": item.round,
         "prompt_version": item.prompt_version,
@@ -83,7 +85,7 @@ def item_to_row(item: WorkItem) -> dict[str, Any]:
 
 def row_to_item(row: dict[str, Any]) -> WorkItem:
     return WorkItem(
-        task=TASKS[str(row["task"])],
+        task=prompt_set_named(str(row["prompt_set"])).task(str(row["task"])),
         input_id=str(row["input_id"]),
         round=int(row["round"]),
         fingerprint=str(row["fingerprint"]),
@@ -99,6 +101,7 @@ def row_to_item(row: dict[str, Any]) -> WorkItem:
             repetition_penalty=float(row["repetition_penalty"]),
         ),
         history_titles=tuple(json.loads(row["history_titles"])),
+        per_request=int(row["per_request"]),
     )
 
 

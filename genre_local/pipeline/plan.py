@@ -15,8 +15,9 @@ from typing import Any
 import duckdb
 
 from genre_local.llm.backend import GenRequest
+from genre_local.llm.prompt_sets import prompt_set_named
 from genre_local.llm.prompts import PromptTemplate
-from genre_local.llm.tasks import TASKS, GenerationTask, Subject, TaskInput
+from genre_local.llm.tasks import GenerationTask, Subject, TaskInput
 from genre_local.store import datasets, generations
 from genre_local.store.generations import Profile
 
@@ -29,9 +30,19 @@ class PlanSettings:
     top_p: float = 1.0
     seed: int = 0
     per_user: int = 2
-    history_items: int = 20
+    history_items: int = 20  # the prompt set shows at most this many reads (unless it shows the whole history)
     limit: int | None = None
     constrained: bool = True
+    prompt_set: str = "compact"  # llm/prompt_sets.py; the tasks planned must belong to it
+    context_tokens: int = 2048  # the engine's max_model_len: bounds a whole-history prompt
+
+
+# A whole-history prompt keeps this many tokens of the context for the template's instructions
+# and the chat markup, and counts a history character as at most a third of a token (English
+# text runs about four characters a token): generous, because a prompt over max_model_len
+# fails as a whole, while a few old reads less changes little.
+_TEMPLATE_TOKENS = 600
+_CHARS_PER_TOKEN = 3
 
 
 @dataclass(frozen=True)
@@ -44,22 +55,39 @@ class WorkItem:
     sampling: str  # JSON of what the fingerprint saw besides task/input/model/prompt/round
     request: GenRequest
     history_titles: tuple[str, ...] = ()  # for the "does not copy the history" check
+    per_request: int = 2  # news items the request asks for (what its output is parsed against)
 
 
-def sampling_key(settings: PlanSettings, task: GenerationTask) -> dict[str, Any]:
-    """Everything besides the prompt that changes what the model writes."""
+def request_temperature(settings: PlanSettings, task: GenerationTask) -> float:
+    """The configured temperature, except where a task sends one news per request: greedy
+    decoding would write the same news in each of a user's requests, so it samples instead."""
+    if settings.temperature == 0 and task.greedy_fallback_temperature is not None and task.requests_per_input(settings.per_user) > 1:
+        return task.greedy_fallback_temperature
+    return settings.temperature
+
+
+def sampling_key(settings: PlanSettings, task: GenerationTask, request_index: int | None = None) -> dict[str, Any]:
+    """Everything besides the prompt that changes what the model writes. `request_index`: which
+    of an input's requests this is, for tasks that send several (one news per request); each
+    gets its own seed."""
     key: dict[str, Any] = {
-        "temperature": settings.temperature,
+        "temperature": request_temperature(settings, task),
         "top_p": settings.top_p,
-        "seed": settings.seed,
-        "max_tokens": task.max_tokens(settings.per_user),
+        "seed": settings.seed if request_index is None else settings.seed + request_index,
+        "max_tokens": task.max_tokens(task.items_per_request(settings.per_user)),
         "constrained": settings.constrained,
         "repetition_penalty": task.repetition_penalty,
     }
     if task.uses_history_items:
-        key["history_items"] = settings.history_items
+        if prompt_set_named(task.prompt_set).whole_history:
+            key["history_items"] = "all"
+            key["context_tokens"] = settings.context_tokens
+        else:
+            key["history_items"] = settings.history_items
     if task.uses_per_user:
         key["per_user"] = settings.per_user
+    if request_index is not None:
+        key["news_index"] = request_index
     return key
 
 
@@ -72,6 +100,20 @@ def fingerprint(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def fit_history(lines: Sequence[tuple[str, str]], char_budget: int) -> tuple[tuple[str, str], ...]:
+    """The newest (category, title) lines whose text fits `char_budget` characters, oldest
+    first: a whole-history prompt drops the oldest reads only where the model's context
+    could not hold them (the newest say most about what the user reads now)."""
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for category, title in reversed(lines):
+        used += len(category) + len(title) + 8  # the line's markup: "(n) ", "- (", ") ", newline
+        if used > char_budget:
+            break
+        kept.append((category, title))
+    return tuple(reversed(kept))
+
+
 def _limited(items: list[Any], limit: int | None) -> list[Any]:
     return items if limit is None else items[: max(0, limit)]
 
@@ -82,7 +124,8 @@ class Planner:
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, settings: PlanSettings, templates: dict[str, PromptTemplate] | None = None):
         self.settings = settings
-        self.templates = templates or {name: task.template() for name, task in TASKS.items()}
+        self.prompt_set = prompt_set_named(settings.prompt_set)
+        self.templates = templates or {name: task.template() for name, task in self.prompt_set.tasks.items()}
         self.news = datasets.read_news(conn, settings.dataset)
         self.news_by_id = {n.nid: n for n in self.news}
         self.users = datasets.read_histories(conn, settings.dataset)
@@ -92,10 +135,20 @@ class Planner:
         users = [u for u in self.users if u.cold] if task.cold_users_only else self.users
         return _limited(users, self.settings.limit)
 
-    def _item(self, task: GenerationTask, round_: int, task_input: TaskInput) -> WorkItem:
+    def _items(self, task: GenerationTask, round_: int, task_input: TaskInput) -> list[WorkItem]:
+        """The input's requests: one, or one per news item for a set that asks for one at a time."""
+        if task.prompt_set != self.prompt_set.name:
+            raise ValueError(f"task {task.name!r} of prompt set {task.prompt_set!r} planned by a {self.prompt_set.name!r} planner")
+        count = task.requests_per_input(self.settings.per_user)
+        if count == 1:
+            return [self._item(task, round_, task_input, None)]
+        return [self._item(task, round_, task_input, index) for index in range(count)]
+
+    def _item(self, task: GenerationTask, round_: int, task_input: TaskInput, request_index: int | None) -> WorkItem:
         s = self.settings
         template = self.templates[task.name]
-        key = sampling_key(s, task)
+        key = sampling_key(s, task, request_index)
+        per_request = task.items_per_request(s.per_user)
         return WorkItem(
             task=task,
             input_id=task_input.input_id,
@@ -104,40 +157,51 @@ class Planner:
             prompt_version=template.version,
             sampling=json.dumps(key, sort_keys=True),
             request=GenRequest(
-                messages=tuple(template.render(task.slots(task_input, s.per_user))),
-                max_tokens=task.max_tokens(s.per_user),
+                messages=tuple(template.render(task.slots(task_input, per_request))),
+                max_tokens=task.max_tokens(per_request),
                 # Unconstrained (--no-constrained, benchmark (d)): no schema reaches the engine.
-                schema=task.schema(s.per_user) if s.constrained else None,
-                temperature=s.temperature,
+                schema=task.schema(per_request) if s.constrained else None,
+                temperature=key["temperature"],
                 top_p=s.top_p,
-                seed=s.seed,
+                seed=key["seed"],
                 repetition_penalty=task.repetition_penalty,
             ),
             history_titles=task_input.history_titles,
+            per_request=per_request,
         )
 
-    def _history(self, user: datasets.UserHistory, titles: dict[str, str], extra: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-        """(category, title) of the user's last history_items reads, enhanced titles where a
-        previous round wrote them, then any news the chain generated for them last round."""
+    def _history(self, task: GenerationTask, user: datasets.UserHistory, titles: dict[str, str],
+                 extra: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        """(category, title) of the user's reads, enhanced titles where a previous round wrote
+        them, then any news the chain generated for them last round: the last history_items
+        of them, or (a whole-history set) all that fit the context."""
         lines = []
         for nid in user.history:
             news = self.news_by_id.get(nid)
             if news is not None:
                 lines.append((news.category, titles.get(nid, news.title)))
         lines.extend(extra)
+        if self.prompt_set.whole_history:
+            return fit_history(lines, self.history_char_budget(task))
         return tuple(lines[-self.settings.history_items :] if self.settings.history_items > 0 else lines)
+
+    def history_char_budget(self, task: GenerationTask) -> int:
+        """Characters of history lines a whole-history prompt of `task` may hold."""
+        answer = task.max_tokens(task.items_per_request(self.settings.per_user))
+        return max(0, self.settings.context_tokens - answer - _TEMPLATE_TOKENS) * _CHARS_PER_TOKEN
 
     def plan(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int, only_users: set[str] | None = None) -> list[WorkItem]:
         """Every request of `task` in `round_`; `only_users` (a USER task's user ids) replaces
         the task's own user selection and limit."""
         dataset = self.settings.dataset
-        titles = generations.enhanced_titles_before(conn, dataset, round_, self.settings.model_id)
+        titles = generations.enhanced_titles_before(conn, dataset, round_, self.settings.model_id, self.settings.prompt_set)
         if task.subject is Subject.NEWS:
             return [
-                self._item(task, round_, TaskInput(n.nid, news=replace(n, title=titles.get(n.nid, n.title))))
+                item
                 for n in _limited(self.news, self.settings.limit)
+                for item in self._items(task, round_, TaskInput(n.nid, news=replace(n, title=titles.get(n.nid, n.title))))
             ]
-        feedback = generations.chain_items(conn, dataset, round_ - 1, self.settings.model_id) if task.reads_chain_feedback and round_ > 1 else {}
+        feedback = generations.chain_items(conn, dataset, round_ - 1, self.settings.model_id, self.settings.prompt_set) if task.reads_chain_feedback and round_ > 1 else {}
         required = self._required_outputs(conn, task, round_)
         users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
         items = []
@@ -147,8 +211,8 @@ class Planner:
                 profile = required.get(user.user_id)
                 if profile is None:
                     continue  # the runner makes the missing ones first
-            history = self._history(user, titles, feedback.get(user.user_id, []))
-            items.append(self._item(task, round_, TaskInput(user.user_id, history=history, profile=profile)))
+            history = self._history(task, user, titles, feedback.get(user.user_id, []))
+            items.extend(self._items(task, round_, TaskInput(user.user_id, history=history, profile=profile)))
         return items
 
     def preview(self, task: GenerationTask) -> list[WorkItem]:
@@ -157,15 +221,16 @@ class Planner:
         users = self.task_users(task)
         if not users:
             return []
-        history = self._history(users[0], {}, [])
+        history = self._history(task, users[0], {}, [])
         stand_in = Profile(["(topics from the profiler)"], [])
-        return [self._item(task, 1, TaskInput(users[0].user_id, history=history, profile=stand_in))]
+        return self._items(task, 1, TaskInput(users[0].user_id, history=history, profile=stand_in))
 
     def _required_outputs(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> dict[str, Any] | None:
         """The latest outputs of the task `task` requires, per input id; None when it requires none."""
         if task.requires is None or task.requires.read_latest is None:
             return None
-        return task.requires.read_latest(conn, self.settings.dataset, round_, self.settings.model_id)
+        return task.requires.read_latest(conn, self.settings.dataset, round_, self.settings.model_id,
+                                         prompt_set=self.settings.prompt_set)
 
     def users_missing_required(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> set[str]:
         """The task's users that lack the outputs it requires (the chain: a profile)."""

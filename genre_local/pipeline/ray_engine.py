@@ -291,7 +291,7 @@ class _ParsedShards:
         outcomes = []
         for row in batch.to_pylist():
             item = row_to_item(row)
-            parsed = item.task.parse(row["text"], self.job.settings.plan.per_user, item.history_titles)
+            parsed = item.task.parse(row["text"], item.per_request, item.history_titles)
             outcomes.append(Outcome(
                 item, text=row["text"], messages=item.request.messages, parsed=parsed.value, error=parsed.error,
                 attempt=self.attempt, prompt_tokens=int(row["prompt_tokens"]), completion_tokens=int(row["completion_tokens"]),

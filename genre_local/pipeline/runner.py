@@ -151,7 +151,7 @@ def repair_request(request: GenRequest, failed: Outcome, attempt: int) -> GenReq
 
 
 def complete_batch(
-    backend: Backend, items: Sequence[WorkItem], retries: int, per_user: int
+    backend: Backend, items: Sequence[WorkItem], retries: int
 ) -> tuple[list[Outcome], float, int]:
     """Generate, parse, and retry the invalid ones (sampling, new seed) up to `retries` times.
 
@@ -177,7 +177,8 @@ def complete_batch(
         still = []
         for index, request, result in zip(pending, batch, results):
             outcome = outcomes[index]
-            parsed = outcome.item.task.parse(result.text, per_user, outcome.item.history_titles)
+            # Parsed against what this request asked for (one news of a one-news-per-request set).
+            parsed = outcome.item.task.parse(result.text, outcome.item.per_request, outcome.item.history_titles)
             if parsed.valid is False and result.finish_reason == "length":
                 parsed = replace(parsed, error=f"{parsed.error} (hit max_tokens)")
             outcome.text = result.text
@@ -218,6 +219,7 @@ def outcome_records(outcomes: Sequence[Outcome], settings: RunSettings, run_id: 
             completion_tokens=o.completion_tokens,
             latency_s=o.latency,
             created_at=created,
+            prompt_set=settings.plan.prompt_set,
         )
         for o in outcomes
     ]
@@ -282,7 +284,7 @@ class GenerationRun:
             batch = todo[begin : begin + max(1, s.batch_size)]
             backend, startup = self.engine.get()
             stats.startup_seconds += startup
-            outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries, s.plan.per_user)
+            outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries)
             with open_store(self.db_path) as store:
                 generations.write_generations(store, outcome_records(outcomes, s, self.run_id))
             stats.engine_seconds += engine_seconds
@@ -330,5 +332,6 @@ class GenerationRun:
                 engine_seconds=stats.engine_seconds, startup_seconds=stats.startup_seconds,
                 wall_seconds=stats.wall_seconds, price_per_hour=self.settings.price_per_hour or None,
                 cost=generation_cost(self.settings.price_per_hour, stats.wall_seconds, stats.startup_seconds),
+                prompt_set=plan.prompt_set,
             ),
         )

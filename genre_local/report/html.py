@@ -195,7 +195,7 @@ def _runs_section(ctx: ReportContext, sections: Sequence[ViewSection]) -> str:
 
 
 def _sample_anchor(s: SampleSet) -> str:
-    return anchor("samples", f"{s.task}:{s.llm}")
+    return anchor("samples", f"{s.task}:{s.source}")
 
 
 def _generation_section(ctx: ReportContext) -> str:
@@ -203,13 +203,13 @@ def _generation_section(ctx: ReportContext) -> str:
     if not runs:
         return ('<section id="generation-runs"><h2>Generation runs and cost</h2>'
                 '<p class="note">no generation runs stored</p></section>')
-    samples = {(s.task, s.llm): s for s in ctx.inputs.samples}
+    samples = {(s.task, s.llm, s.prompt_set): s for s in ctx.inputs.samples}
     seen: set[str] = set()
     rows = []
     for r in runs:
         ident = "" if r.run_id in seen else f' id="{esc(anchor("gen", r.run_id))}"'
         seen.add(r.run_id)
-        sample = samples.get((r.task, r.model))
+        sample = samples.get((r.task, r.model, r.prompt_set))
         task = f'<a href="#{esc(_sample_anchor(sample))}">{esc(r.task)}</a>' if sample else esc(r.task)
         rows.append([f"<span{ident}>{esc(r.run_id)}</span>", task, esc(r.model), esc(r.backend), esc(r.round),
                      esc(f"{r.requests:,}"), esc(f"{r.valid:,}"), esc(f"{r.invalid:,}"),
@@ -273,11 +273,11 @@ def _samples_section(ctx: ReportContext) -> str:
     if not sets:
         parts.append('<p class="note">no generations stored</p></section>')
         return "".join(parts)
-    parts.append(f"<p>Per task and LLM source, a seeded sample (seed {esc(sets[0].seed)}) of inputs beside "
+    parts.append(f"<p>Per task and generation source (LLM/prompt set), a seeded sample (seed {esc(sets[0].seed)}) of inputs beside "
                  "their latest valid outputs, then of the outputs that stayed invalid.</p>")
     for s_set in sets:
         parts.append(f'<h3 id="{esc(_sample_anchor(s_set))}">{esc(TASK_TITLES.get(s_set.task, s_set.task))} '
-                     f'— LLM {esc(s_set.llm)}</h3>')
+                     f'— source {esc(s_set.source)}</h3>')
         parts.append(f"<p>{len(s_set.samples)} of {s_set.valid_inputs:,} valid outputs; "
                      f"{s_set.invalid_inputs:,} inputs stayed invalid.</p>")
         if s_set.samples:

@@ -50,7 +50,7 @@ def _items(s: Sample) -> str:
 def sample_table(sample_set: SampleSet) -> Table:
     """The valid outputs of one (task, LLM) sample, one row per input."""
     s_set = sample_set
-    title = (f"{TASK_TITLES.get(s_set.task, s_set.task)} — LLM {s_set.llm}, "
+    title = (f"{TASK_TITLES.get(s_set.task, s_set.task)} — source {s_set.source}, "
              f"{len(s_set.samples)} of {s_set.valid_inputs} valid (seed {s_set.seed})")
     table = Table(title=escape(title), title_justify="left", show_lines=True)
     has_truth = any(s.truth for s in s_set.samples)
@@ -78,7 +78,7 @@ def sample_table(sample_set: SampleSet) -> Table:
 
 def invalid_table(sample_set: SampleSet) -> Table:
     s_set = sample_set
-    table = Table(title=escape(f"invalid outputs — {s_set.task}, LLM {s_set.llm}, {len(s_set.invalid)} of "
+    table = Table(title=escape(f"invalid outputs — {s_set.task}, source {s_set.source}, {len(s_set.invalid)} of "
                                f"{s_set.invalid_inputs} (seed {s_set.seed})"), title_justify="left", show_lines=True)
     for name in ("input", "tries", "error", "raw output"):
         table.add_column(name, overflow="fold")
@@ -92,5 +92,5 @@ def sample_set_renderables(sample_set: SampleSet) -> list[RenderableType]:
     stayed invalid."""
     s_set = sample_set
     out: list[RenderableType] = [sample_table(s_set)] if s_set.samples else [
-        Text(f"{s_set.task}, LLM {s_set.llm}: no valid output stored", style="dim")]
+        Text(f"{s_set.task}, source {s_set.source}: no valid output stored", style="dim")]
     return out + ([invalid_table(s_set)] if s_set.invalid else [])

@@ -67,12 +67,18 @@ class InvalidSample:
 class SampleSet:
     dataset: str
     task: str
-    llm: str  # the LLM source: generations.model
+    llm: str  # the LLM: generations.model
     seed: int
     valid_inputs: int  # inputs with a valid output, of which `samples` is a sample
     invalid_inputs: int
     samples: tuple[Sample, ...]
     invalid: tuple[InvalidSample, ...]
+    prompt_set: str | None = None  # with llm, the generation source; None: every set of the LLM
+
+    @property
+    def source(self) -> str:
+        """The generation source's label (LLM/prompt set), or the LLM when sets are not split."""
+        return self.llm if self.prompt_set is None else f"{self.llm}/{self.prompt_set}"
 
 
 def pick(ids: Sequence[str], limit: int, seed: int, salt: str) -> list[str]:
@@ -96,7 +102,8 @@ def _history_titles(store: Store, dataset: str, histories: dict[str, tuple[str, 
     return {u: tuple(titles.get(n, n) for n in h) for u, h in shown.items()}
 
 
-def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[results.GenerationOutput]) -> list[Sample]:
+def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[results.GenerationOutput],
+             prompt_set: str | None) -> list[Sample]:
     ids = [o.input_id for o in outputs]
     parsed = {o.input_id: json.loads(o.parsed) if o.parsed else {} for o in outputs}
     if task == "summarize":
@@ -106,7 +113,7 @@ def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[resu
     histories = results.load_user_histories(store, dataset, ids)
     titles = _history_titles(store, dataset, histories)
     truth = results.load_user_truth(store, dataset, ids) if task == "profile" else {}
-    profiles = results.load_profiles(store, dataset, llm, ids) if task == "chain" else {}
+    profiles = results.load_profiles(store, dataset, llm, ids, prompt_set) if task == "chain" else {}
     out = []
     for o in outputs:
         p = parsed[o.input_id]
@@ -127,31 +134,35 @@ def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[resu
     return out
 
 
-def collect_samples(store: Store, dataset: str, task: str, llm: str, limit: int, seed: int = 0) -> SampleSet:
-    """A seeded sample of `limit` valid outputs and of `limit` invalid ones for (task, LLM)."""
-    salt = f"{dataset}:{task}:{llm}"
-    valid_ids = results.load_generation_input_ids(store, dataset, task, llm, valid=True)
-    invalid_ids = results.load_generation_input_ids(store, dataset, task, llm, valid=False)
-    valid = results.load_generation_outputs(store, dataset, task, llm, True, pick(valid_ids, limit, seed, salt))
+def collect_samples(store: Store, dataset: str, task: str, llm: str, limit: int, seed: int = 0,
+                    prompt_set: str | None = None) -> SampleSet:
+    """A seeded sample of `limit` valid outputs and of `limit` invalid ones for (task, LLM), of
+    one prompt set (None: every set of the LLM)."""
+    salt = f"{dataset}:{task}:{llm}" + ("" if prompt_set is None else f":{prompt_set}")
+    valid_ids = results.load_generation_input_ids(store, dataset, task, llm, True, prompt_set)
+    invalid_ids = results.load_generation_input_ids(store, dataset, task, llm, False, prompt_set)
+    valid = results.load_generation_outputs(store, dataset, task, llm, True, pick(valid_ids, limit, seed, salt), prompt_set)
     invalid = results.load_generation_outputs(store, dataset, task, llm, False,
-                                              pick(invalid_ids, limit, seed, salt + ":invalid"))
+                                              pick(invalid_ids, limit, seed, salt + ":invalid"), prompt_set)
     return SampleSet(
         dataset=dataset, task=task, llm=llm, seed=seed,
         valid_inputs=len(valid_ids), invalid_inputs=len(invalid_ids),
-        samples=tuple(_samples(store, dataset, task, llm, valid)),
+        samples=tuple(_samples(store, dataset, task, llm, valid, prompt_set)),
         invalid=tuple(InvalidSample(o.input_id, o.round, o.attempt, o.run_id, o.raw_output, o.error or "")
                       for o in invalid),
+        prompt_set=prompt_set,
     )
 
 
 def collect_all_samples(store: Store, dataset: str, limit: int, seed: int = 0) -> list[SampleSet]:
-    """One sample set per task and LLM source stored for the dataset (task order of GENRE)."""
+    """One sample set per task and generation source (LLM, prompt set) stored for the dataset
+    (task order of GENRE)."""
     from genre_local.llm.tasks import TASKS
 
     sources = results.load_generation_sources(store, dataset)
     order = {t: i for i, t in enumerate(TASKS)}
-    sources = sorted(sources, key=lambda s: (order.get(s.task, len(order)), s.task, s.model))
-    return [collect_samples(store, dataset, s.task, s.model, limit, seed) for s in sources]
+    sources = sorted(sources, key=lambda s: (order.get(s.task, len(order)), s.task, s.model, s.prompt_set))
+    return [collect_samples(store, dataset, s.task, s.model, limit, seed, s.prompt_set) for s in sources]
 
 
 def matching_llms(stored: Sequence[str], wanted: str | None) -> list[str]:
@@ -162,3 +173,15 @@ def matching_llms(stored: Sequence[str], wanted: str | None) -> list[str]:
     if wanted in stored:
         return [wanted]
     return sorted(s for s in stored if s.split("@", 1)[0] == wanted)
+
+
+def matching_sources(stored: Sequence[tuple[str, str]], wanted: str | None) -> list[tuple[str, str]]:
+    """The stored (LLM, prompt set) sources `wanted` names: all without it, else the one whose
+    label (LLM/set) it is, else every set of the LLMs matching_llms finds."""
+    if wanted is None:
+        return sorted(set(stored))
+    exact = [s for s in stored if f"{s[0]}/{s[1]}" == wanted]
+    if exact:
+        return exact
+    llms = set(matching_llms([llm for llm, _ in stored], wanted))
+    return sorted({s for s in stored if s[0] in llms})

@@ -221,13 +221,16 @@ def valid_fingerprints(conn: duckdb.DuckDBPyConnection, dataset: str, task: str)
     return {row[0] for row in rows}
 
 
-# The pipeline's readers of earlier outputs take the generating model: a round (or the chain)
-# reads only what the same LLM wrote (None: any model, as before issue 9).
-_OF_MODEL = "AND (?::VARCHAR IS NULL OR model = ?)"
+# The pipeline's readers of earlier outputs take the generating model and prompt set: a round
+# (or the chain) reads only what the same source wrote (None: any, as before issue 9).
+_OF_MODEL = "AND (?::VARCHAR IS NULL OR model = ?) AND (?::VARCHAR IS NULL OR prompt_set = ?)"
+# A generator's requests for one user and round: one, or (one news per request) one per
+# `news_index` of the sampling key, each kept on its own.
+_NEWS_REQUEST = "coalesce(sampling ->> 'news_index', '')"
 
 
 def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before_round: int,
-                           model: str | None = None) -> dict[str, str]:
+                           model: str | None = None, prompt_set: str | None = None) -> dict[str, str]:
     """Latest valid enhanced title per nid from rounds before `before_round` (iterative updating)."""
     if before_round <= 1:
         return {}
@@ -237,13 +240,13 @@ def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before
         WHERE dataset = ? AND task = 'summarize' AND valid AND round < ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
-        [dataset, before_round, model, model],
+        [dataset, before_round, model, model, prompt_set, prompt_set],
     ).fetchall()
     return dict(rows)
 
 
 def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
-                   model: str | None = None) -> dict[str, Profile]:
+                   model: str | None = None, prompt_set: str | None = None) -> dict[str, Profile]:
     """Latest valid profile per user from rounds up to `up_to_round`."""
     rows = conn.execute(
         f"""
@@ -252,7 +255,7 @@ def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: i
         WHERE dataset = ? AND task = 'profile' AND valid AND round <= ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
-        [dataset, up_to_round, model, model],
+        [dataset, up_to_round, model, model, prompt_set, prompt_set],
     ).fetchall()
     return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
 
@@ -268,18 +271,23 @@ def profiles_with_fingerprints(conn: duckdb.DuckDBPyConnection, fingerprints: It
 
 
 def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int,
-                model: str | None = None) -> dict[str, list[tuple[str, str]]]:
-    """(category, title) of the chain's generated news per user in one round (fed back next round)."""
+                model: str | None = None, prompt_set: str | None = None) -> dict[str, list[tuple[str, str]]]:
+    """(category, title) of the chain's generated news per user in one round (fed back next
+    round), in request order where one request wrote each news."""
     rows = conn.execute(
         f"""
         SELECT input_id, from_json(parsed -> 'items', '[{{"title": "VARCHAR", "category": "VARCHAR"}}]')
         FROM generations
         WHERE dataset = ? AND task = 'chain' AND valid AND round = ? {_OF_MODEL}
-        QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY created_at DESC, fingerprint) = 1
+        QUALIFY row_number() OVER (PARTITION BY input_id, {_NEWS_REQUEST} ORDER BY created_at DESC, fingerprint) = 1
+        ORDER BY input_id, try_cast(sampling ->> 'news_index' AS INTEGER) NULLS FIRST
         """,
-        [dataset, round_, model, model],
+        [dataset, round_, model, model, prompt_set, prompt_set],
     ).fetchall()
-    return {user: [(item["category"], item["title"]) for item in items or []] for user, items in rows}
+    result: dict[str, list[tuple[str, str]]] = {}
+    for user, items in rows:
+        result.setdefault(user, []).extend((item["category"], item["title"]) for item in items or [])
+    return result
 
 
 # -- the views the training stage reads ------------------------------------------------------------

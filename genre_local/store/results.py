@@ -7,7 +7,8 @@ the wrong field. The report computes everything else from these rows, never from
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+import json
+from dataclasses import MISSING, dataclass, fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -163,12 +164,18 @@ def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GenerationSource:
-    """One (task, LLM) pair's stored outputs: how many inputs have a valid / an invalid latest row."""
+    """One (task, LLM, prompt set) source's stored outputs: how many inputs have a valid / an
+    invalid row."""
 
     task: str
-    model: str  # the LLM source: generations.model, the generating model's id
+    model: str  # the LLM: generations.model, the generating model's id
     valid: int
     invalid: int
+    prompt_set: str = "compact"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.prompt_set}"
 
 
 @dataclass(frozen=True)
@@ -195,36 +202,54 @@ _LATEST = ("QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC
 def load_generation_sources(store: Store, dataset: str) -> list[GenerationSource]:
     return _typed_rows(
         store, GenerationSource,
-        "SELECT task, model, count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
+        "SELECT task, model, prompt_set, count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
         "count(DISTINCT input_id) FILTER (WHERE NOT valid) AS invalid "
-        "FROM generations WHERE dataset = ? GROUP BY task, model ORDER BY task, model",
+        "FROM generations WHERE dataset = ? GROUP BY task, model, prompt_set ORDER BY task, model, prompt_set",
         [dataset],
     )
 
 
-def load_generation_input_ids(store: Store, dataset: str, task: str, model: str, valid: bool) -> list[str]:
-    """Every input id with a valid (or an invalid) row for the task and LLM, sorted."""
+# A source filter: one prompt set of the LLM, or (NULL) every set of it.
+_OF_SET = " AND (?::VARCHAR IS NULL OR prompt_set = ?)"
+# Sets that write one news per request store one row per news_index of an input: latest per request.
+_LATEST_PER_REQUEST = ("QUALIFY row_number() OVER (PARTITION BY input_id, coalesce(sampling ->> 'news_index', '') "
+                       "ORDER BY round DESC, created_at DESC, fingerprint) = 1")
+
+
+def load_generation_input_ids(store: Store, dataset: str, task: str, model: str, valid: bool,
+                              prompt_set: str | None = None) -> list[str]:
+    """Every input id with a valid (or an invalid) row for the task and LLM (and prompt set), sorted."""
     rows = store.conn.execute(
-        "SELECT DISTINCT input_id FROM generations WHERE dataset = ? AND task = ? AND model = ? AND valid = ? "
-        "ORDER BY input_id",
-        [dataset, task, model, valid],
+        "SELECT DISTINCT input_id FROM generations WHERE dataset = ? AND task = ? AND model = ? AND valid = ?"
+        + _OF_SET + " ORDER BY input_id",
+        [dataset, task, model, valid, prompt_set, prompt_set],
     ).fetchall()
     return [r[0] for r in rows]
 
 
 def load_generation_outputs(store: Store, dataset: str, task: str, model: str, valid: bool,
-                            input_ids: list[str]) -> list[GenerationOutput]:
-    """The latest valid (or invalid) row of each of `input_ids`, in the order given."""
+                            input_ids: list[str], prompt_set: str | None = None) -> list[GenerationOutput]:
+    """The latest valid (or invalid) output of each of `input_ids`, in the order given. Where a
+    prompt set wrote one news per request, an input's valid requests are one output (their items
+    in request order); of invalid ones, the first request's row stands for the input."""
     if not input_ids:
         return []
     rows = _typed_rows(
         store, GenerationOutput,
         "SELECT input_id, task, model, round, attempt, run_id, valid, CAST(parsed AS VARCHAR) AS parsed, "
         "raw_output, error FROM generations "
-        "WHERE dataset = ? AND task = ? AND model = ? AND valid = ? AND list_contains(?, input_id) " + _LATEST,
-        [dataset, task, model, valid, input_ids],
+        "WHERE dataset = ? AND task = ? AND model = ? AND valid = ? AND list_contains(?, input_id)" + _OF_SET
+        + " " + _LATEST_PER_REQUEST + " ORDER BY input_id, try_cast(sampling ->> 'news_index' AS INTEGER) NULLS FIRST",
+        [dataset, task, model, valid, input_ids, prompt_set, prompt_set],
     )
-    by_id = {r.input_id: r for r in rows}
+    by_id: dict[str, GenerationOutput] = {}
+    for r in rows:
+        first = by_id.get(r.input_id)
+        if first is None:
+            by_id[r.input_id] = r
+        elif valid and first.parsed and r.parsed:
+            items = json.loads(first.parsed).get("items", []) + json.loads(r.parsed).get("items", [])
+            by_id[r.input_id] = replace(first, parsed=json.dumps({"items": items}, ensure_ascii=False))
     return [by_id[i] for i in input_ids if i in by_id]
 
 
@@ -262,15 +287,17 @@ def load_user_truth(store: Store, dataset: str, user_ids: list[str]) -> dict[str
     return {user: (tuple(topics), region) for user, topics, region in rows}
 
 
-def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The latest valid profile (topics, regions) the LLM wrote for each user: what chain read."""
+def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str],
+                  prompt_set: str | None = None) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The latest valid profile (topics, regions) the LLM (with the prompt set) wrote for each
+    user: what chain read."""
     if not user_ids:
         return {}
     rows = store.conn.execute(
         "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
         "FROM generations WHERE dataset = ? AND task = 'profile' AND model = ? AND valid "
-        "AND list_contains(?, input_id) " + _LATEST,
-        [dataset, model, user_ids],
+        "AND list_contains(?, input_id)" + _OF_SET + " " + _LATEST,
+        [dataset, model, user_ids, prompt_set, prompt_set],
     ).fetchall()
     return {user: (tuple(topics or ()), tuple(regions or ())) for user, topics, regions in rows}
 
