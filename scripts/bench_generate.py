@@ -8,10 +8,21 @@ Configurations (each in its own child process, so each engine starts and frees m
   b  transformers backend: batched generate() with left padding (the baseline of every ratio)
   c  vLLM without prefix caching
   d  vLLM without constrained decoding
+  e, f  as a, in float32 / bfloat16 (whatever --dtype says), for the dtype comparison
+  g, h  as e, f with the engine's OpenMP threads bound to every CPU (VLLM_CPU_OMP_THREADS_BIND);
+        vLLM's own default on x86 keeps one core for its front-end process
 Every configuration runs the real pipeline (plan and render prompts, one engine call per task,
 parse, validate, one store transaction per batch) on its own copy of one store, with the same
 model, dtype, max tokens, per-task request count and greedy decoding, so every configuration
 sends identical prompts. Engine start is timed apart and excluded from the rates.
+
+Close to the hardware (--roofline, on by default, CPU only): after its run each vLLM child
+replays every engine call's requests from a cold prefix cache with max_tokens=1, which times the
+prefill (the rest of the call is decode) and says which prompt tokens the batch shared through the
+cache. FLOPs are counted from the model's config.json (genre_local/llm/compute_peak.py). The
+parent then measures torch matmul GFLOP/s on the model's layer shapes (float32 and bfloat16, one
+thread and every CPU, 32 and 1024 rows: a decode batch and a prefill chunk) and prints the
+engine's FLOP/s as a share of them.
 
 Chain prompts hold each user's profile; the base store carries the synthetic users' true
 interests as stored profiles, and the profile task runs last, so the chain prompts cannot
@@ -279,6 +290,9 @@ def share_of_peak(results: dict[str, dict], rates: list[dict]) -> dict[str, dict
             "share_same_threads": {k: (v / same[k] if same[k] else None) for k, v in achieved.items()},
             "prefill_time_share": prefill_s / call_s if call_s else None,
             "cached_prompt_share": sum(r["cached_tokens"] for r in rows) / max(1, sum(r["prompt_tokens"] for r in rows)),
+            # Calls whose prefill replay took as long as the whole call: the machine's noise, not
+            # the engine; their decode time reads as 0 and inflates the decode rate.
+            "noisy_calls": sum(1 for r in rows if r["prefill_seconds"] >= r["call_seconds"]),
         }
     return shares
 
@@ -307,6 +321,9 @@ def render_peak(console, shares: dict[str, dict], rates: list[dict], cpu_name: s
                       pct(s["share_of_fp32_peak"]["all"]), pct(s["share_same_threads"]["prefill"]),
                       pct(s["share_same_threads"]["decode"]))
     console.print(table)
+    noisy = {k: s["noisy_calls"] for k, s in shares.items() if s["noisy_calls"]}
+    if noisy:
+        console.print(f"noisy: calls whose prefill replay took as long as the call (decode split unreliable): {noisy}")
 
 
 def render(summary: dict, results: dict, title: str) -> None:

@@ -100,6 +100,9 @@ def test_generate_share_of_peak_from_the_prefill_replay():
     assert e["share_same_threads"]["prefill"] == pytest.approx(30 / 40)  # one thread, prefill rows
     assert e["share_same_threads"]["decode"] == pytest.approx(10 / 20)  # one thread, decode rows
     assert e["prefill_time_share"] == pytest.approx(1 / 3) and e["cached_prompt_share"] == pytest.approx(0.25)
+    assert e["noisy_calls"] == 0
+    noisy = [{**roofline[0], "prefill_seconds": 3.5, "decode_seconds": 0.0}]
+    assert bench.share_of_peak({"e": {"dtype": "float32", "roofline": noisy}}, rates)["e"]["noisy_calls"] == 1
     f = shares["f"]
     assert f["share_of_peak"]["prefill"] == pytest.approx(30 / 100)
     assert f["share_of_fp32_peak"]["prefill"] == pytest.approx(30 / 80)
