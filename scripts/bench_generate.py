@@ -8,10 +8,21 @@ Configurations (each in its own child process, so each engine starts and frees m
   b  transformers backend: batched generate() with left padding (the baseline of every ratio)
   c  vLLM without prefix caching
   d  vLLM without constrained decoding
+  e, f  as a, in float32 / bfloat16 (whatever --dtype says), for the dtype comparison
+  g, h  as e, f with the engine's OpenMP threads bound to every CPU (VLLM_CPU_OMP_THREADS_BIND);
+        vLLM's own default on x86 keeps one core for its front-end process
 Every configuration runs the real pipeline (plan and render prompts, one engine call per task,
 parse, validate, one store transaction per batch) on its own copy of one store, with the same
 model, dtype, max tokens, per-task request count and greedy decoding, so every configuration
 sends identical prompts. Engine start is timed apart and excluded from the rates.
+
+Close to the hardware (--roofline, on by default, CPU only): after its run each vLLM child
+replays every engine call's requests from a cold prefix cache with max_tokens=1, which times the
+prefill (the rest of the call is decode) and says which prompt tokens the batch shared through the
+cache. FLOPs are counted from the model's config.json (genre_local/llm/compute_peak.py). The
+parent then measures torch matmul GFLOP/s on the model's layer shapes (float32 and bfloat16, one
+thread and every CPU, 32 and 1024 rows: a decode batch and a prefill chunk) and prints the
+engine's FLOP/s as a share of them.
 
 Chain prompts hold each user's profile; the base store carries the synthetic users' true
 interests as stored profiles, and the profile task runs last, so the chain prompts cannot
@@ -22,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +56,10 @@ class Config:
     label: str
     prefix_caching: bool = True
     constrained: bool = True
+    dtype: str | None = None  # None: --dtype
+    # VLLM_CPU_OMP_THREADS_BIND for the child: None leaves the environment as it is; "all"
+    # binds the engine's OpenMP threads to every CPU this process may use.
+    threads_bind: str | None = None
 
 
 CONFIGS = {
@@ -50,6 +67,10 @@ CONFIGS = {
     "b": Config("b", "transformers", "transformers batched generate"),
     "c": Config("c", "vllm", "vLLM, no prefix caching", prefix_caching=False),
     "d": Config("d", "vllm", "vLLM, no constrained decoding", constrained=False),
+    "e": Config("e", "vllm", "vLLM as (a), float32", dtype="float32"),
+    "f": Config("f", "vllm", "vLLM as (a), bfloat16", dtype="bfloat16"),
+    "g": Config("g", "vllm", "vLLM as (a), float32, threads on all CPUs", dtype="float32", threads_bind="all"),
+    "h": Config("h", "vllm", "vLLM as (a), bfloat16, threads on all CPUs", dtype="bfloat16", threads_bind="all"),
 }
 BASELINE = "b"
 
@@ -108,17 +129,26 @@ def run_child(args: argparse.Namespace, config: Config, base_db: Path, model_dir
     command = [
         sys.executable, str(Path(__file__).resolve()), "--child", config.key, "--db", str(db),
         "--model-dir", str(model_dir), "--model-id", model_id, "--requests", str(args.requests),
-        "--per-user", str(args.per_user), "--dtype", args.dtype, "--max-model-len", str(args.max_model_len),
+        "--per-user", str(args.per_user), "--dtype", config.dtype or args.dtype, "--max-model-len", str(args.max_model_len),
         "--gpu-memory-utilization", str(args.gpu_memory_utilization), "--hf-batch", str(args.hf_batch),
         "--result", str(result_file),
     ]
+    if args.max_tokens_cap is not None:
+        command += ["--max-tokens-cap", str(args.max_tokens_cap)]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.roofline:
+        command += ["--roofline"]
+    env = dict(os.environ)
+    if config.threads_bind == "all":
+        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
+    elif config.threads_bind is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = config.threads_bind
     print(f"[{config.key}] {config.label} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     with log.open("w") as handle:
         try:
-            proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=args.child_timeout)
+            proc = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=args.child_timeout, env=env)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
@@ -127,9 +157,20 @@ def run_child(args: argparse.Namespace, config: Config, base_db: Path, model_dir
         print(f"[{config.key}] FAILED ({code}); last lines of {log}:\n{tail}", file=sys.stderr, flush=True)
         return {"config": config.key, "error": f"exit {code}; see {log}"}
     result = json.loads(result_file.read_text())
+    result["dtype"] = config.dtype or args.dtype
+    result["engine_cpus"] = engine_cpus(log.read_text(errors="replace"))
     print(f"[{config.key}] done in {time.perf_counter() - started:.0f}s "
           f"(engine start {result['startup_seconds']:.1f}s)", file=sys.stderr, flush=True)
     return result
+
+
+def engine_cpus(log: str) -> list[int] | None:
+    """The CPUs vLLM bound its worker's OpenMP threads to, from its start-up log line
+    ("local_rank=0, core ids=[1]"); None when the log does not say (transformers, other builds)."""
+    found = re.findall(r"local_rank=0, core ids=\[([0-9, ]*)\]", log)
+    if not found:
+        return None
+    return [int(cpu) for cpu in found[-1].replace(" ", "").split(",") if cpu]
 
 
 def rates(task: dict) -> dict:
@@ -181,6 +222,110 @@ def summarize(results: dict[str, dict], on_gpu: bool) -> dict:
     return {"rows": rows, "goals": goals}
 
 
+# GEMM rows measured: a decode step's batch (max_num_seqs on CPU) and a prefill chunk.
+DECODE_ROWS = 32
+PREFILL_ROWS = 1024
+SHARE_GOAL = 0.5
+
+
+def measure_gemm_rates(model_dir: Path, seconds: float) -> list[dict]:
+    """torch matmul GFLOP/s on the model's layer shapes: float32 and bfloat16, one thread and
+    every usable CPU, decode and prefill row counts; each the best of three short rounds, as
+    other work on a shared machine only ever slows a round down."""
+    from genre_local.llm.compute_peak import measure_gemm, read_model_shape
+
+    shape = read_model_shape(model_dir)
+    if shape is None:
+        return []
+    cpus = len(os.sched_getaffinity(0))
+    rates = []
+    for dtype in ("float32", "bfloat16"):
+        for threads in sorted({1, cpus}):
+            for rows in (DECODE_ROWS, PREFILL_ROWS):
+                best = max(measure_gemm(shape, dtype, threads, rows, seconds / 3).gflops for _ in range(3))
+                rates.append({"dtype": dtype, "threads": threads, "rows": rows, "gflops": best})
+    return rates
+
+
+def gemm_rate(rates: list[dict], dtype: str, threads: int | None = None, rows: int | None = None) -> float | None:
+    """The best measured rate for a dtype, optionally at one thread count and row count."""
+    matching = [r["gflops"] for r in rates if r["dtype"] == dtype and threads in (None, r["threads"])
+                and rows in (None, r["rows"])]
+    return max(matching) if matching else None
+
+
+def share_of_peak(results: dict[str, dict], rates: list[dict]) -> dict[str, dict]:
+    """Per vLLM config with a prefill replay: achieved GFLOP/s in prefill, decode and overall, and
+    their shares of the GEMM rates: `peak` is the dtype's best rate on this machine (any thread
+    count, prefill rows); `same_threads` is at the engine's own thread count and row count."""
+    shares = {}
+    for key, result in results.items():
+        rows = result.get("roofline") or []
+        if not rows or not rates:
+            continue
+        dtype = result["dtype"]
+        threads = len(result["engine_cpus"]) if result.get("engine_cpus") else None
+        prefill_s = sum(r["prefill_seconds"] for r in rows)
+        decode_s = sum(r["decode_seconds"] for r in rows)
+        call_s = sum(r["call_seconds"] for r in rows)
+        prefill_f = sum(r["prefill_flops"] for r in rows)
+        decode_f = sum(r["decode_flops"] for r in rows)
+        achieved = {
+            "prefill": prefill_f / prefill_s / 1e9 if prefill_s else 0.0,
+            "decode": decode_f / decode_s / 1e9 if decode_s else 0.0,
+            "all": (prefill_f + decode_f) / call_s / 1e9 if call_s else 0.0,
+        }
+        peak = gemm_rate(rates, dtype, rows=PREFILL_ROWS)
+        fp32_peak = gemm_rate(rates, "float32", rows=PREFILL_ROWS)
+        same = {
+            "prefill": gemm_rate(rates, dtype, threads, PREFILL_ROWS),
+            "decode": gemm_rate(rates, dtype, threads, DECODE_ROWS),
+            "all": gemm_rate(rates, dtype, threads, PREFILL_ROWS),
+        }
+        shares[key] = {
+            "dtype": dtype, "engine_threads": threads, "gflops": achieved,
+            "peak_gflops": peak, "fp32_peak_gflops": fp32_peak,
+            "share_of_peak": {k: v / peak if peak else None for k, v in achieved.items()},
+            "share_of_fp32_peak": {k: v / fp32_peak if fp32_peak else None for k, v in achieved.items()},
+            "share_same_threads": {k: (v / same[k] if same[k] else None) for k, v in achieved.items()},
+            "prefill_time_share": prefill_s / call_s if call_s else None,
+            "cached_prompt_share": sum(r["cached_tokens"] for r in rows) / max(1, sum(r["prompt_tokens"] for r in rows)),
+            # Calls whose prefill replay took as long as the whole call: the machine's noise, not
+            # the engine; their decode time reads as 0 and inflates the decode rate.
+            "noisy_calls": sum(1 for r in rows if r["prefill_seconds"] >= r["call_seconds"]),
+        }
+    return shares
+
+
+def render_peak(console, shares: dict[str, dict], rates: list[dict], cpu_name: str) -> None:
+    from rich.table import Table
+
+    gemm = Table(title=f"torch GEMM GFLOP/s on the model's layer shapes ({cpu_name})")
+    for column in ("dtype", "threads", "rows", "GFLOP/s"):
+        gemm.add_column(column, justify="right")
+    for r in rates:
+        gemm.add_row(r["dtype"], str(r["threads"]), str(r["rows"]), f"{r['gflops']:.1f}")
+    console.print(gemm)
+    table = Table(title="engine FLOP/s as a share of the GEMM rate (peak: the dtype's best; same: the engine's threads and rows)")
+    for column in ("cfg", "dtype", "thr", "prefill GF/s", "decode GF/s", "all GF/s", "prefill time",
+                   "prefill %peak", "decode %peak", "all %peak", "all %fp32 peak", "prefill %same", "decode %same"):
+        table.add_column(column, justify="left" if column == "cfg" else "right")
+
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.0f}"
+
+    for key, s in shares.items():
+        table.add_row(key, s["dtype"], str(s["engine_threads"] or "?"), f"{s['gflops']['prefill']:.1f}",
+                      f"{s['gflops']['decode']:.1f}", f"{s['gflops']['all']:.1f}", pct(s["prefill_time_share"]),
+                      pct(s["share_of_peak"]["prefill"]), pct(s["share_of_peak"]["decode"]), pct(s["share_of_peak"]["all"]),
+                      pct(s["share_of_fp32_peak"]["all"]), pct(s["share_same_threads"]["prefill"]),
+                      pct(s["share_same_threads"]["decode"]))
+    console.print(table)
+    noisy = {k: s["noisy_calls"] for k, s in shares.items() if s["noisy_calls"]}
+    if noisy:
+        console.print(f"noisy: calls whose prefill replay took as long as the call (decode split unreliable): {noisy}")
+
+
 def render(summary: dict, results: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -216,6 +361,8 @@ def render(summary: dict, results: dict, title: str) -> None:
     for key, result in results.items():
         if "error" in result:
             console.print(f"config {key} failed: {result['error']}")
+    if summary.get("gemm"):
+        render_peak(console, summary["share_of_peak"], summary["gemm"], summary.get("cpu_name", "this CPU"))
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -237,6 +384,16 @@ def parent(args: argparse.Namespace) -> None:
 
     on_gpu = torch.cuda.is_available()
     summary = summarize(results, on_gpu)
+    if args.roofline and not on_gpu:
+        from genre_local.llm.compute_peak import cpu_flags, native_bf16
+
+        summary["gemm"] = measure_gemm_rates(resolved.folder, args.gemm_seconds)
+        summary["share_of_peak"] = share_of_peak(results, summary["gemm"])
+        summary["native_bf16"] = native_bf16(cpu_flags())
+        summary["cpu_name"] = machine_info(()).get("model_name", "this CPU")
+        best = max((s["share_of_peak"]["all"] or 0.0 for s in summary["share_of_peak"].values()), default=None)
+        if best is not None:
+            summary["goals"]["share_of_peak"] = {"value": best, "goal": SHARE_GOAL, "met": best >= SHARE_GOAL}
     payload = {
         "benchmark": "generate",
         "machine": machine_info(),
@@ -246,7 +403,7 @@ def parent(args: argparse.Namespace) -> None:
             "requests_per_task": args.requests, "per_user": args.per_user, "dtype": args.dtype,
             "max_model_len": args.max_model_len, "gpu_memory_utilization": args.gpu_memory_utilization,
             "hf_micro_batch": args.hf_batch, "synth_news": args.news, "synth_users": args.users,
-            "task_order": list(TASK_ORDER), "decoding": "greedy", "retries": 0,
+            "task_order": list(TASK_ORDER), "decoding": "greedy", "retries": 0, "max_tokens_cap": args.max_tokens_cap,
         },
         "configs": {k: asdict(CONFIGS[k]) for k in keys},
         "results": results,
@@ -263,6 +420,69 @@ def parent(args: argparse.Namespace) -> None:
 
 
 # -- child: one configuration, one engine --------------------------------------------------------
+
+
+@dataclass
+class EngineCall:
+    requests: list
+    results: list
+    seconds: float
+
+
+class RecordingBackend:
+    """Passes every call through to the engine and keeps the requests, results and seconds."""
+
+    def __init__(self, backend, max_tokens_cap: int | None = None):
+        self.backend = backend
+        self.name = backend.name
+        self.options = backend.options
+        self.max_tokens_cap = max_tokens_cap
+        self.calls: list[EngineCall] = []
+
+    def generate(self, requests):
+        if self.max_tokens_cap is not None:
+            from dataclasses import replace
+
+            requests = [replace(r, max_tokens=min(r.max_tokens, self.max_tokens_cap)) for r in requests]
+        started = time.perf_counter()
+        results = self.backend.generate(requests)
+        self.calls.append(EngineCall(list(requests), results, time.perf_counter() - started))
+        return results
+
+    def close(self) -> None:
+        """The bench closes the engine itself, after the prefill replay."""
+
+
+def prefill_replay(backend, calls: list[EngineCall], model_dir: Path) -> list[dict]:
+    """Splits each engine call into prefill and decode: the same requests again from a cold
+    prefix cache with max_tokens=1 time the prefill (and say which prompt tokens the batch
+    shared through the cache); the rest of the call's time is decode. FLOPs are counted as
+    compute_peak.py describes, from the original call's token counts."""
+    from dataclasses import replace
+
+    from genre_local.llm.compute_peak import read_model_shape
+
+    shape = read_model_shape(model_dir)
+    if shape is None:
+        return []
+    rows = []
+    for call in calls:
+        backend.reset_prefix_cache()
+        started = time.perf_counter()
+        firsts = backend.generate([replace(r, max_tokens=1) for r in call.requests])
+        prefill_seconds = time.perf_counter() - started
+        prompt = sum(r.prompt_tokens for r in call.results)
+        cached = sum(f.cached_tokens or 0 for f in firsts)
+        prefill_flops = sum(shape.prefill_flops(r.prompt_tokens, f.cached_tokens or 0) for r, f in zip(call.results, firsts))
+        decode_flops = sum(shape.decode_flops(r.prompt_tokens, r.completion_tokens) for r in call.results)
+        rows.append({
+            "requests": len(call.requests), "prompt_tokens": prompt, "cached_tokens": cached,
+            "completion_tokens": sum(r.completion_tokens for r in call.results),
+            "call_seconds": call.seconds, "prefill_seconds": prefill_seconds,
+            "decode_seconds": max(0.0, call.seconds - prefill_seconds),
+            "prefill_flops": prefill_flops, "decode_flops": decode_flops,
+        })
+    return rows
 
 
 def child(args: argparse.Namespace) -> None:
@@ -291,9 +511,13 @@ def child(args: argparse.Namespace) -> None:
                           constrained=config.constrained),
         backend=config.backend, retries=0, batch_size=max(1, args.requests),
     )
+    recorder = RecordingBackend(backend, args.max_tokens_cap)
+    roofline = None
     try:
-        run = GenerationRun(Path(args.db), settings, LazyEngine(lambda: backend))
+        run = GenerationRun(Path(args.db), settings, LazyEngine(lambda: recorder))
         stats = run.run([TASKS[name] for name in TASK_ORDER])
+        if args.roofline and hasattr(backend, "reset_prefix_cache"):
+            roofline = prefill_replay(backend, recorder.calls, Path(args.model_dir))
     finally:
         backend.close()
     tasks = {
@@ -304,7 +528,8 @@ def child(args: argparse.Namespace) -> None:
         }
         for s in stats
     }
-    Path(args.result).write_text(json.dumps({"config": config.key, "startup_seconds": startup, "tasks": tasks}))
+    Path(args.result).write_text(json.dumps({"config": config.key, "startup_seconds": startup, "tasks": tasks,
+                                             "roofline": roofline}))
 
 
 def main() -> None:
@@ -325,8 +550,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--models-dir", type=Path, default=None, help="where the embedded model is prepared (default OUT/models)")
     parser.add_argument("--child-timeout", type=int, default=900, help="seconds per configuration")
-    parser.add_argument("--smoke", action="store_true", help="tiny run: transformers only, 1 request per task, 1 thread")
+    parser.add_argument("--smoke", action="store_true", help="tiny run: transformers only, 1 request per task of at most 8 tokens, 1 thread")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--roofline", action=argparse.BooleanOptionalAction, default=True,
+                        help="vLLM configs: replay each call's prompts for the prefill/decode split and the "
+                             "share of this machine's measured GEMM rate (on by default; off in --smoke)")
+    parser.add_argument("--max-tokens-cap", type=int, default=None,
+                        help="cap every request's max tokens (the smoke run: outputs are cut short, validity is not meaningful)")
+    parser.add_argument("--gemm-seconds", type=float, default=1.0, help="seconds per GEMM rate measurement")
     parser.add_argument("--child", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -342,8 +573,12 @@ def main() -> None:
     if args.smoke:
         args.configs, args.requests, args.news, args.users = "b", 1, 200, 40
         args.threads = args.threads or 1
-    if args.requests < 1 or args.per_user < 1:
-        raise SystemExit("--requests and --per-user must be at least 1")
+        args.roofline = False
+        # Eight tokens per request: enough to exercise generation and parsing end to end while
+        # keeping the run short on one loaded core (a full answer is ~40-100 tokens).
+        args.max_tokens_cap = args.max_tokens_cap or 8
+    if args.requests < 1 or args.per_user < 1 or (args.max_tokens_cap is not None and args.max_tokens_cap < 1):
+        raise SystemExit("--requests, --per-user and --max-tokens-cap must be at least 1")
     if args.child:
         child(args)
     else:

@@ -72,6 +72,44 @@ def test_generate_summary_skips_failed_configs_and_missing_baseline():
     assert set(summary["goals"]) == {"outside_share_max"} and summary["goals"]["outside_share_max"]["met"]
 
 
+def test_generate_share_of_peak_from_the_prefill_replay():
+    bench = _load("bench_generate")
+    log = "INFO ... OpenMP thread binding info:\n\tlocal_rank=0, core ids=[0, 1]\n\treserved_cpus=[]"
+    assert bench.engine_cpus(log) == [0, 1]
+    assert bench.engine_cpus("no such line") is None
+    rates = [
+        {"dtype": "float32", "threads": 1, "rows": 32, "gflops": 20.0},
+        {"dtype": "float32", "threads": 1, "rows": 1024, "gflops": 40.0},
+        {"dtype": "float32", "threads": 2, "rows": 1024, "gflops": 80.0},
+        {"dtype": "bfloat16", "threads": 1, "rows": 1024, "gflops": 100.0},
+    ]
+    roofline = [{"requests": 2, "prompt_tokens": 100, "cached_tokens": 25, "completion_tokens": 10,
+                 "call_seconds": 3.0, "prefill_seconds": 1.0, "decode_seconds": 2.0,
+                 "prefill_flops": 30e9, "decode_flops": 20e9}]
+    results = {
+        "e": {"dtype": "float32", "engine_cpus": [1], "roofline": roofline},
+        "f": {"dtype": "bfloat16", "engine_cpus": None, "roofline": roofline},
+        "b": {"dtype": "float32", "roofline": None},
+        "x": {"error": "exit 1"},
+    }
+    shares = bench.share_of_peak(results, rates)
+    assert set(shares) == {"e", "f"}
+    e = shares["e"]
+    assert e["gflops"] == {"prefill": 30.0, "decode": 10.0, "all": pytest.approx(50 / 3)}
+    assert e["share_of_peak"]["prefill"] == pytest.approx(30 / 80)  # the best float32 rate, any threads
+    assert e["share_same_threads"]["prefill"] == pytest.approx(30 / 40)  # one thread, prefill rows
+    assert e["share_same_threads"]["decode"] == pytest.approx(10 / 20)  # one thread, decode rows
+    assert e["prefill_time_share"] == pytest.approx(1 / 3) and e["cached_prompt_share"] == pytest.approx(0.25)
+    assert e["noisy_calls"] == 0
+    noisy = [{**roofline[0], "prefill_seconds": 3.5, "decode_seconds": 0.0}]
+    assert bench.share_of_peak({"e": {"dtype": "float32", "roofline": noisy}}, rates)["e"]["noisy_calls"] == 1
+    f = shares["f"]
+    assert f["share_of_peak"]["prefill"] == pytest.approx(30 / 100)
+    assert f["share_of_fp32_peak"]["prefill"] == pytest.approx(30 / 80)
+    assert f["engine_threads"] is None and f["share_same_threads"]["prefill"] == pytest.approx(30 / 100)
+    assert bench.share_of_peak(results, []) == {}
+
+
 def test_stub_backend_outputs_parse_as_valid():
     from genre_local.llm import tasks
     from genre_local.llm.backend import GenRequest
@@ -95,6 +133,8 @@ def test_bench_generate_smoke(tmp_path: Path, models_dir: Path):
     rows = payload["summary"]["rows"]["b"]
     assert set(rows) == {"summarize", "news", "chain", "profile", "all"}
     assert rows["all"]["requests"] == 4 and rows["all"]["completion_tokens"] > 0
+    # The smoke run caps every answer at 8 tokens so it stays short on a loaded core.
+    assert payload["settings"]["max_tokens_cap"] == 8 and rows["all"]["completion_tokens"] <= 4 * 8
     assert 0 <= rows["all"]["outside_share"] < 1
     assert "gen tok/s" in proc.stdout
 

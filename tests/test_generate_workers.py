@@ -35,6 +35,18 @@ class CrashingBackend(FakeBackend):
         return super().generate(requests)
 
 
+class SlowStartBackend(FakeBackend):
+    """Takes START_SECONDS to open, like an engine loading its model."""
+
+    START_SECONDS = 1.5
+
+    def __init__(self):
+        import time
+
+        time.sleep(self.START_SECONDS)
+        super().__init__()
+
+
 def _run(db: Path, folder: Path, factory, workers: int = 2, batch_size: int = 1, tasks=ALL, settings: RunSettings | None = None):
     settings = settings or RunSettings(plan=PlanSettings(dataset=DATASET, model_id="fake-model"), backend="fake", batch_size=batch_size)
     dispatch = ProcessDispatch(factory, worker_slots(workers, on_gpu=False, cores=2), poll_seconds=0.1)
@@ -80,6 +92,41 @@ def test_a_dead_worker_fails_the_run_and_a_rerun_finishes_exactly_once(tmp_path:
     stats, _ = _run(db, tmp_path / "run", FakeBackend, tasks=("summarize",))
     assert stats[0].skipped == stored and stats[0].new == 7 - stored
     assert key_counts(db) == (7, 7)
+
+
+def test_worker_engine_start_is_startup_not_outside_time(tmp_path: Path):
+    """As in the single-process loop: the workers' engine start-up is startup_seconds, and the
+    task's wall (hence outside-the-engine) time leaves it out."""
+    import time
+
+    db = build_store(tmp_path / "g.duckdb")
+    started = time.perf_counter()
+    stats, _ = _run(db, tmp_path / "run", SlowStartBackend, tasks=("summarize",))
+    elapsed = time.perf_counter() - started
+    (summary,) = stats
+    assert summary.new == 7
+    # Two workers start side by side: the wait is the slowest start, not the sum.
+    assert SlowStartBackend.START_SECONDS <= summary.startup_seconds < 2 * SlowStartBackend.START_SECONDS
+    assert summary.wall_seconds + summary.startup_seconds <= elapsed
+    assert summary.as_json()["startup_seconds"] == pytest.approx(summary.startup_seconds, abs=1e-3)
+    assert not list((tmp_path / "run" / "startup").glob("*.json"))  # each record read once
+
+
+def test_startup_records_are_read_once_per_run_and_combined_as_wall_time(tmp_path: Path):
+    from genre_local.pipeline.distributed import Startup, collect_startups, record_startup, startup_wall_seconds
+
+    folder = RunFolder(tmp_path / "run").create()
+    record_startup(folder, "r1", "driver", "cluster", 2.0)
+    record_startup(folder, "r1", "w0", "engine", 5.0)
+    record_startup(folder, "r1", "w1", "engine", 7.0)
+    record_startup(folder, "r2", "w0", "engine", 1.0)
+    (folder.root / "startup" / "r1.w9.bad.json").write_text("{not json")
+    found = collect_startups(folder, "r1")
+    assert sorted(found, key=lambda s: s.seconds) == [Startup("cluster", 2.0), Startup("engine", 5.0), Startup("engine", 7.0)]
+    assert startup_wall_seconds(found) == 9.0  # the cluster first, then the slowest engine
+    assert collect_startups(folder, "r1") == []  # read once, the corrupt one removed too
+    assert collect_startups(folder, "r2") == [Startup("engine", 1.0)]
+    assert startup_wall_seconds([]) == 0.0
 
 
 @pytest.mark.slow
@@ -129,6 +176,37 @@ def test_a_file_as_run_dir_is_refused(tmp_path: Path):
     (tmp_path / "shards").write_text("x")
     result = _cli(db, "--gpus", "2", "--run-dir", str(tmp_path / "shards"))
     assert result.exit_code == 2 and f"--run-dir {tmp_path / 'shards'} is a file" in result.stderr
+
+
+def test_scale_keys_come_from_config_and_flags_override_them():
+    from genre_local.config import GenerateConfig
+    from genre_local.pipeline.scale import scale_from_config
+
+    config = GenerateConfig(gpus=3, engine="ray", ray_address="10.0.0.1:6379")
+    assert (s := scale_from_config(config)).gpus == 3 and s.engine == "ray" and s.ray_address == "10.0.0.1:6379"
+    s = scale_from_config(config, gpus=1, engine="local", ray_address="10.0.0.2:1")
+    assert (s.gpus, s.engine, s.ray_address) == (1, "local", "10.0.0.2:1")
+    assert scale_from_config(GenerateConfig()) == scale_from_config(GenerateConfig(), gpus=1, engine="local")
+
+
+def test_config_gpus_reaches_the_scaling_checks(tmp_path: Path):
+    """[generate] gpus = 2 makes the run sharded: --run-dir is accepted as an option and then
+    checked as a folder (without the key, --run-dir alone is refused as needing --gpus N)."""
+    from typer.testing import CliRunner
+
+    from genre_local.cli import app
+
+    db = build_store(tmp_path / "g.duckdb")
+    (tmp_path / "shards").write_text("x")
+    config = tmp_path / "genre.toml"
+    config.write_text("[generate]\ngpus = 2\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "--db", str(db), "generate", "--dataset", DATASET,
+                                      "--task", "summarize", "--run-dir", str(tmp_path / "shards")])
+    assert result.exit_code == 2 and f"--run-dir {tmp_path / 'shards'} is a file" in result.stderr
+    config.write_text("[generate]\nengine = 'spark'\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "--db", str(db), "generate", "--dataset", DATASET])
+    assert result.exit_code == 2 and "[generate] engine = 'spark' is not known" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_an_unreachable_ray_cluster_is_one_line_exit_2(tmp_path: Path):

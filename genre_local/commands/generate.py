@@ -32,9 +32,9 @@ def generate(
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", help="vLLM prefix cache (shared instructions computed once).")] = True,
     constrained: Annotated[bool, typer.Option("--constrained/--no-constrained", help="Constrain decoding to each task's JSON schema.")] = True,
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt set: compact | paper [default from config; unset: compact for the embedded model, paper for others].")] = None,
-    gpus: Annotated[int, typer.Option("--gpus", help="Engine processes, one per GPU (without GPUs: CPU worker processes), each on its own share of the requests.")] = 1,
-    engine: Annotated[str, typer.Option("--engine", help="local (this machine) | ray (a Ray Data pipeline).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: a running cluster (HOST:PORT); default starts Ray here.")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="Engine processes, one per GPU (without GPUs: CPU worker processes), each on its own share of the requests [default from config: 1].")] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", help="local (this machine) | ray (a Ray Data pipeline) [default from config: local].")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: a running cluster (HOST:PORT) [default from config; unset starts Ray here].")] = None,
     replicas: Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: engine replicas [default --gpus when > 1, else 2].")] = None,
     tensor_parallel: Annotated[int, typer.Option("--tensor-parallel", help="--engine ray on GPUs: GPUs per vLLM replica.")] = 1,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Folder for result shards (shared storage on a cluster) [default <cache_dir>/generation-shards].")] = None,
@@ -44,7 +44,7 @@ def generate(
     """Run a GENRE generation task (summarize | profile | news | chain | all) with a local LLM."""
     from genre_local.data.names import check_dataset_name
     from genre_local.llm.prompt_sets import resolve_prompt_set
-    from genre_local.pipeline.scale import ScaleSettings, check_scale
+    from genre_local.pipeline.scale import check_scale, scale_from_config
 
     check_dataset_name(dataset, "--dataset")
     context = app_context(ctx)
@@ -53,7 +53,8 @@ def generate(
         batch_size=batch_size, temperature=temperature, seed=seed, price_per_hour=price_per_hour, prompts=prompts,
     )
     check_generate_limit(limit)
-    scale = check_scale(ScaleSettings(engine, gpus, ray_address, replicas, tensor_parallel, run_dir))
+    scale = check_scale(scale_from_config(cfg, engine=engine, gpus=gpus, ray_address=ray_address, replicas=replicas,
+                                          tensor_parallel=tensor_parallel, run_dir=run_dir))
     prompt_set = resolve_prompt_set(cfg.prompts, cfg.model)
     tasks = prompt_set.resolve_tasks(task)
     if dry_run:

@@ -38,6 +38,8 @@ class GenResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length" | engine-specific
+    # Prompt tokens served from the prefix cache (vLLM); None where the engine does not say.
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)

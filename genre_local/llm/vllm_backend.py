@@ -142,9 +142,14 @@ class VllmBackend:
                     prompt_tokens=len(output.prompt_token_ids or []),
                     completion_tokens=len(completion.token_ids),
                     finish_reason=str(completion.finish_reason),
+                    cached_tokens=getattr(output, "num_cached_tokens", None),
                 )
             )
         return results
+
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prefixes, so a benchmark can time the same prompts from a cold cache."""
+        self._llm.reset_prefix_cache()
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -46,6 +47,60 @@ class ShardJob:
     settings: RunSettings
     run_id: str
     folder: RunFolder
+
+
+# Engine start-up in workers, told to the driver through small files in the run folder so the
+# driver can keep it out of its "outside the engine" time, as the single-process loop does.
+STARTUP_SUBDIR = "startup"
+
+
+@dataclass(frozen=True)
+class Startup:
+    stage: str  # "cluster": once before any engine (ray.init), "engine": one worker's backend
+    seconds: float
+
+
+def record_startup(folder: RunFolder, run_id: str, worker: str, stage: str, seconds: float) -> None:
+    """Written atomically (temp name, rename), one file per start, read once by the driver."""
+    where = folder.root / STARTUP_SUBDIR
+    where.mkdir(parents=True, exist_ok=True)
+    name = f"{run_id}.{worker}.{uuid.uuid4().hex[:8]}.json"
+    temp = where / f".{name}.tmp"
+    temp.write_text(json.dumps({"stage": stage, "seconds": seconds}))
+    temp.rename(where / name)
+
+
+def open_timed(factory: Callable[[], Backend], job: ShardJob, worker: str) -> Backend:
+    """The worker's backend, its start-up time recorded for the driver."""
+    started = time.perf_counter()
+    backend = factory()
+    record_startup(job.folder, job.run_id, worker, "engine", time.perf_counter() - started)
+    return backend
+
+
+def collect_startups(folder: RunFolder, run_id: str) -> list[Startup]:
+    """This run's start-up records, removed once read (a later task counts only its own);
+    an unreadable record is skipped and removed."""
+    where = folder.root / STARTUP_SUBDIR
+    if not where.is_dir():
+        return []
+    found = []
+    for path in sorted(where.glob(f"{run_id}.*.json")):
+        try:
+            data = json.loads(path.read_text())
+            found.append(Startup(str(data["stage"]), float(data["seconds"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        path.unlink(missing_ok=True)
+    return found
+
+
+def startup_wall_seconds(startups: Sequence[Startup]) -> float:
+    """Wall time the driver waited for start-up: cluster stages one after another, then the
+    engines, which start side by side (so the slowest one counts)."""
+    cluster = sum(s.seconds for s in startups if s.stage == "cluster")
+    engines = max((s.seconds for s in startups if s.stage == "engine"), default=0.0)
+    return cluster + engines
 
 
 def complete_to_shard(backend: Backend, items: Sequence[WorkItem], job: ShardJob, worker: str) -> Path | None:
@@ -172,6 +227,7 @@ class ShardedExecutor:
                 done |= self._merge(shards, stats, run_id, on_rows)
         except Exception as exc:  # merge what finished before reporting the failure
             failure = exc
+        stats.startup_seconds += startup_wall_seconds(collect_startups(self.folder, run_id))
         done |= self._merge(self.folder.ready_shards(), stats, run_id, on_rows)
         missing = wanted - done
         if isinstance(failure, UserError):  # e.g. an unreachable cluster: the user's to fix, said as is

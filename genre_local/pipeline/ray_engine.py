@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,7 +30,9 @@ from typing import Any
 
 from genre_local.errors import UserError
 from genre_local.llm.backend import Backend, EngineOptions
-from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, records_table, row_to_item
+from genre_local.pipeline.distributed import (
+    ShardJob, complete_to_shard, item_to_row, open_timed, record_startup, records_table, row_to_item,
+)
 from genre_local.pipeline.plan import WorkItem
 from genre_local.pipeline.runner import Outcome, outcome_records, repair_request
 from genre_local.pipeline.shards import ShardError, read_shard, write_shard
@@ -115,8 +118,8 @@ class ShardWriter:
 
     def __init__(self, job: ShardJob, factory: Callable[[], Backend]):
         self.job = job
-        self.backend = factory()
         self.worker = f"ray{uuid.uuid4().hex[:6]}"
+        self.backend = open_timed(factory, job, self.worker)
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         items = [row_to_item(row) for row in batch.to_pylist()]
@@ -138,7 +141,9 @@ class RayDispatch:
         # Ray starts once per command (tens of seconds) and stays up for its tasks and rounds.
         import ray
 
+        started = time.perf_counter()
         self._started = start_ray(self.cluster) or self._started
+        record_startup(job.folder, job.run_id, "driver", "cluster", time.perf_counter() - started)
         if self.options is not None and uses_vllm_processor(ray.cluster_resources(), self.backend, self.cluster.tensor_parallel):
             yield from self._gpu(todo, job)
         else:

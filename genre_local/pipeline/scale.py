@@ -7,12 +7,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from genre_local.config import GENERATE_ENGINES, GenerateConfig
 from genre_local.errors import UserError
 from genre_local.llm.backend import EngineOptions
 from genre_local.pipeline.distributed import BackendFactory, ShardedExecutor, per_worker_options
 from genre_local.pipeline.shards import RunFolder, default_run_folder
 
-ENGINES = ("local", "ray")
+ENGINES = GENERATE_ENGINES
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,18 @@ class ScaleSettings:
     @property
     def sharded(self) -> bool:
         return self.engine == "ray" or self.gpus > 1
+
+
+def scale_from_config(config: GenerateConfig, *, engine: str | None = None, gpus: int | None = None,
+                      ray_address: str | None = None, replicas: int | None = None, tensor_parallel: int = 1,
+                      run_dir: Path | None = None) -> ScaleSettings:
+    """[generate] gpus / engine / ray_address, each overridden by its flag when the flag is given."""
+    return ScaleSettings(
+        engine=engine if engine is not None else config.engine,
+        gpus=gpus if gpus is not None else config.gpus,
+        ray_address=ray_address if ray_address is not None else config.ray_address,
+        replicas=replicas, tensor_parallel=tensor_parallel, run_dir=run_dir,
+    )
 
 
 def check_scale(s: ScaleSettings) -> ScaleSettings:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_local.llm.backend import Backend
-from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, poll, row_to_item
+from genre_local.pipeline.distributed import ShardJob, complete_to_shard, item_to_row, open_timed, poll, row_to_item
 from genre_local.pipeline.plan import WorkItem
 
 
@@ -53,7 +53,7 @@ def _worker_main(slot: WorkerSlot, rows: list[dict], job: ShardJob, factory: Cal
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", slot.cpu_cores)
     # Planned rows, not WorkItems: a task object holds lambdas, which pickle cannot carry.
     items = [row_to_item(row) for row in rows]
-    backend = factory()
+    backend = open_timed(factory, job, f"w{slot.index}")
     try:
         step = max(1, job.settings.batch_size)
         for begin in range(0, len(items), step):
