@@ -130,6 +130,9 @@ def train(
     image_file: ImageOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Training batch size per process (default 64).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", help="Training steps per epoch at most (default 0: every batch); with --epochs 1 it "
+        "bounds the whole training.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
@@ -148,7 +151,7 @@ def train(
 
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
                        encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
-                       batch_size=batch_size, lr=lr, track=track.value if track is not None else None)
+                       batch_size=batch_size, lr=lr, max_steps=max_steps, track=track.value if track is not None else None)
     accelerator = make_accelerator(tracking=request.tracking())
     console = stderr_console()
     # Only rank 0 draws progress; the other ranks would paint empty bars over it.
