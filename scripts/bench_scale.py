@@ -8,7 +8,7 @@ is that stage's own (os.wait4's rusage of the child). steps/s and the dev evalua
 from the run stored by `train`. The sizes default to MIND-small (65,238 news, 50,000 users) and
 MIND-large (161,013 news, 1,000,000 users); `--sizes 16100x100000` runs others.
 
-Usage: .venv/bin/python scripts/bench_scale.py [--sizes small,large] [--steps 200] [--work /tmp/scale-bench]
+Usage: .venv/bin/python scripts/bench_scale.py [--sizes small,large] [--steps 100] [--stages synth,import,encode] [--work /tmp/scale-bench]
        [--out bench-results] [--keep]
 Writes <out>/scale.json and prints a table. The work folder (data, store, cache) is deleted at
 the end unless --keep; large sizes need ~10 GiB of disk while they run.
@@ -106,7 +106,8 @@ def stored_run(db: Path) -> dict:
             "batch_size": batch, "dev": {k: round(v, 4) for k, v in metrics.items()}}
 
 
-def bench_size(label: str, news: int, users: int, steps: int, work: Path, seed: int) -> dict:
+def bench_size(label: str, news: int, users: int, steps: int, work: Path, seed: int,
+               stages: tuple[str, ...] = STAGES) -> dict:
     folder = work / label
     if folder.exists():
         shutil.rmtree(folder)
@@ -122,27 +123,33 @@ def bench_size(label: str, news: int, users: int, steps: int, work: Path, seed: 
         "train": cli + ["train", "--model", "nrms", "--dataset", DATASET, "--json"],
         "predict": cli + ["predict", "--model", "nrms", "--dataset", DATASET, "--split", "dev", "--out", str(folder / "dev-prediction.txt")],
     }
-    stages = []
-    for stage in STAGES:
+    done = []
+    for stage in stages:
         result = run_stage(stage, commands[stage], folder / f"{stage}.log", env)
-        stages.append(asdict(result))
+        done.append(asdict(result))
         print(f"  {label} {stage}: {result.seconds:.1f} s, peak RSS {result.peak_rss_gib:.2f} GiB (exit {result.returncode})", flush=True)
         if result.returncode != 0:
             print((folder / f"{stage}.log").read_text()[-3000:], file=sys.stderr)
-            return {"label": label, "news": news, "users": users, "stages": stages, "failed": stage}
-    sizes = {p.name: round(p.stat().st_size / 2**30, 3) for p in [db, *sorted((folder / "cache").glob("*.pt"))]}
+            return {"label": label, "news": news, "users": users, "stages": done, "failed": stage}
+    files = [p for p in [db, *sorted((folder / "cache").glob("*.pt"))] if p.exists()]
+    sizes = {p.name: round(p.stat().st_size / 2**30, 3) for p in files}
     mind_gib = round(sum(p.stat().st_size for p in data.rglob("*.tsv")) / 2**30, 3)
-    return {"label": label, "news": news, "users": users, "stages": stages, "train": stored_run(db),
-            "files_gib": {"mind_tsv": mind_gib, **sizes}, "max_steps": steps}
+    out = {"label": label, "news": news, "users": users, "stages": done,
+           "files_gib": {"mind_tsv": mind_gib, **sizes}, "max_steps": steps}
+    if "train" in stages:
+        out["train"] = stored_run(db)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,large", help="comma list of small, large or <news>x<users>")
-    parser.add_argument("--steps", type=int, default=200, help="training steps (batch 64) of the bounded NRMS run")
+    parser.add_argument("--steps", type=int, default=100, help="training steps (batch 64) of the bounded NRMS run")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path("/tmp/scale-bench"))
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma list, in order, from " + ",".join(STAGES) + " (a later one needs the earlier)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--stage", choices=["encode"], help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -155,15 +162,18 @@ def main() -> None:
     from genre_local.machine import machine_info
 
     sizes = [parse_size(s.strip()) for s in args.sizes.split(",") if s.strip()]
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    if not stages or stages != STAGES[: len(stages)]:
+        raise SystemExit(f"--stages: a prefix of {','.join(STAGES)} (each stage needs the ones before it)")
     results = []
     try:
         for label, news, users in sizes:
             print(f"{label}: {news} news, {users} users", flush=True)
-            results.append(bench_size(label, news, users, args.steps, args.work, args.seed))
+            results.append(bench_size(label, news, users, args.steps, args.work, args.seed, stages))
     finally:
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
-    payload = {"benchmark": "scale", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    payload = {"benchmark": "scale", "stages": list(stages), "max_steps": args.steps, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": machine_info(), "sizes": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(payload, indent=2))
