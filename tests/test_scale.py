@@ -53,3 +53,33 @@ def test_writing_to_a_loaded_array_never_changes_the_cache_file(tmp_path: Path) 
     resaved = tmp_path / "resaved.pt"
     save_encoded(again, resaved)  # a mapped dataset saves like one built in memory
     assert np.array_equal(load_encoded(resaved).splits["train"].candidates, again.splits["train"].candidates)
+
+
+def test_train_users_are_numbered_in_python_sort_order_of_their_ids(tmp_path: Path) -> None:
+    """The train-user vocabulary is built in Arrow (no Python set of a million ids): the same
+    numbering as sorted(set(ids)), non-ASCII ids included; users unseen in train get 0."""
+    import dataclasses
+    import zlib
+
+    import pyarrow as pa
+
+    from genre_local.store.variants import read_variant
+    from recsys.data import encode_variant
+
+    db = make_store(tmp_path / "s.duckdb", users=24, news_per_cat=6)
+    with open_store(db) as store:
+        rows = read_variant(store.conn, "tiny", parse_variant("original"))
+    names = ["Zoë", "zed", "Émile", "émile", "日本", "U1", "u1", "Ärger", "a", "B"]
+    ids = rows.impressions["user_id"].to_pylist()
+    renamed = [names[zlib.crc32(u.encode()) % len(names)] + u[-1] for u in ids]
+    table = rows.impressions.set_column(rows.impressions.schema.get_field_index("user_id"), "user_id",
+                                        pa.array(renamed, pa.string()))
+    data = encode_variant(dataclasses.replace(rows, impressions=table), ("title", "category"), 12, 8, None)
+    splits = table["split"].to_pylist()
+    train_users = sorted({u for u, s in zip(renamed, splits) if s == "train"})
+    assert data.num_users == len(train_users) + 1
+    number = {u: i + 1 for i, u in enumerate(train_users)}
+    for name, split in data.splits.items():
+        users = [u for u, s in zip(renamed, splits) if s == name]
+        assert split.user_index.tolist() == [number.get(u, 0) for u in users], name
+        assert not split.profile_index.any()  # original: no profiles
