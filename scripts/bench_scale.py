@@ -52,15 +52,27 @@ def parse_size(text: str) -> tuple[str, int, int]:
     return text, int(news), int(users)
 
 
+# The stage is started by a bare interpreter (about 10 MiB), never straight from this process: a
+# child's ru_maxrss starts at the RSS of the process it was forked from (Linux carries the
+# parent's high-water mark through fork and exec), so a big parent would be charged to every stage.
+_MEASURE = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}')\n"
+)
+
+
 def run_stage(stage: str, argv: list[str], log: Path, env: dict[str, str]) -> StageResult:
     """Run `argv` as a child; its wall time and peak RSS (KiB on Linux, from wait4's rusage)."""
     started = time.perf_counter()
+    measured = log.with_name(log.name + ".rusage")
     with open(log, "w") as handle:
-        child = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return StageResult(stage, round(time.perf_counter() - started, 2), round(usage.ru_maxrss / 2**20, 3),
-                       child.returncode)
+        subprocess.run([sys.executable, "-c", _MEASURE, str(measured), *argv], stdout=handle,
+                       stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=True)
+    maxrss_kib, returncode = (int(v) for v in measured.read_text().split())
+    measured.unlink()
+    return StageResult(stage, round(time.perf_counter() - started, 2), round(maxrss_kib / 2**20, 3), returncode)
 
 
 def write_config(path: Path, cache_dir: Path, steps: int) -> None:

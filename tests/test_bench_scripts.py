@@ -186,12 +186,15 @@ def test_scale_sizes_and_stage_prefixes():
 
 def test_scale_stage_peak_rss_is_the_childs_own(tmp_path: Path):
     """A child that holds 300 MiB reports at least that; the next child, holding little, is not
-    charged with it (each stage's peak is its own process's)."""
+    charged with it nor with this (large) test process (each stage's peak is its own process's)."""
     bench = _load("bench_scale")
     env = dict(__import__("os").environ)
     big = bench.run_stage("big", [sys.executable, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
                           tmp_path / "big.log", env)
+    ballast = bytearray(400 * 2**20)  # this process is big when it starts the small child
+    ballast[::4096] = b"x" * len(ballast[::4096])
     small = bench.run_stage("small", [sys.executable, "-c", "pass"], tmp_path / "small.log", env)
+    del ballast
     failed = bench.run_stage("failed", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "failed.log", env)
     assert big.returncode == small.returncode == 0 and failed.returncode == 3
     assert big.peak_rss_gib >= 300 / 1024
