@@ -139,12 +139,6 @@ def parse_time(value: str) -> datetime | None:
 BEHAVIORS_CHUNK_LINES = 200_000  # lines parsed in Python before DuckDB takes them (~100 MB of text)
 
 
-def read_behaviors(path: Path) -> pa.Table:
-    """The whole of behaviors.tsv as one table (see `behaviors_chunks`)."""
-    chunks = list(behaviors_chunks(path))
-    return pa.concat_tables(chunks) if chunks else _behaviors_table([], [], [], [], [], [])
-
-
 def behaviors_chunks(path: Path, chunk_lines: int = BEHAVIORS_CHUNK_LINES) -> Iterator[pa.Table]:
     """Line-level checks of behaviors.tsv in Python, `chunk_lines` lines per table; the lists
     stay text for DuckDB to split.
