@@ -38,6 +38,7 @@ _COUNT_BOUNDS: dict[str, tuple[int, int]] = {
     "checkpoint_every": (0, 1_000_000_000),
     "num_workers": (0, 256),
     "threads": (0, 4096),
+    "max_steps": (0, 1_000_000_000),
 }
 
 
@@ -78,6 +79,9 @@ class TrainConfig:
     features: str = "title,category"
     lora_rank: int = 8
     seed: int = 1  # first seed; seeds N runs seed, seed+1, ..., seed+N-1
+    # Training steps per epoch at most (0 = every batch): with epochs = 1 it bounds a whole
+    # training, e.g. a timed run on MIND-large-sized data (scripts/bench_scale.py).
+    max_steps: int = 0
     checkpoint_every: int = 500  # steps between mid-epoch checkpoints (0 = at epoch ends only)
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)

@@ -68,6 +68,7 @@ class RunSettings:
     # Evaluation-only cohorts: group name -> split -> impression ids, each reported as one more
     # metric group (GENRE Table 7's "Chain" users). Not part of identity(): it changes no weight.
     cohorts: dict[str, dict[str, np.ndarray]] | None = None
+    max_steps: int = 0  # steps per epoch at most; 0 = the whole epoch
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -79,6 +80,8 @@ class RunSettings:
             "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
             "weights_format": WEIGHTS_FORMAT,
         }
+        if self.max_steps:  # only when set: checkpoints of full epochs keep their folder names
+            identity["max_steps"] = self.max_steps
         return identity | ({"owner": self.owner} if self.owner else {})
 
     def settings_key(self) -> str:
@@ -381,6 +384,8 @@ class Trainer:
         accelerator, settings, state = self.accelerator, self.settings, self.state
         batches = epoch_batches(len(self.samples), settings.batch_size, settings.seed, state.epoch,
                                 accelerator.process_index, accelerator.num_processes)
+        if settings.max_steps:
+            batches = batches[: settings.max_steps]
         loader = torch.utils.data.DataLoader(
             BatchStream(self.samples, batches, settings.seed, state.epoch, start_step=state.step),
             batch_size=None, num_workers=settings.num_workers,

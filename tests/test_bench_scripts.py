@@ -265,3 +265,46 @@ def test_reference_models_stay_finite_on_padding_news_and_samples_put_the_click_
     assert len(samples) == 1  # the second impression has no non-click to sample
     history, cands = samples[0]
     assert history.tolist() == [0, 1] and cands.tolist() == [1, 2, 2]
+
+
+# -- scripts/bench_scale.py --------------------------------------------------------------------
+
+
+def test_scale_sizes_and_stage_prefixes():
+    bench = _load("bench_scale")
+    assert bench.parse_size("large") == ("large", 161_013, 1_000_000)
+    assert bench.parse_size("16100x100000") == ("16100x100000", 16_100, 100_000)
+    for bad in ("huge", "16100x", "x5", "1e5x10"):
+        with pytest.raises(SystemExit, match="--sizes"):
+            bench.parse_size(bad)
+
+
+def test_scale_stage_peak_rss_is_the_childs_own(tmp_path: Path):
+    """A child that holds 300 MiB reports at least that; the next child, holding little, is not
+    charged with it nor with this (large) test process (each stage's peak is its own process's)."""
+    bench = _load("bench_scale")
+    env = dict(__import__("os").environ)
+    big = bench.run_stage("big", [sys.executable, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
+                          tmp_path / "big.log", env)
+    ballast = bytearray(400 * 2**20)  # this process is big when it starts the small child
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    small = bench.run_stage("small", [sys.executable, "-c", "pass"], tmp_path / "small.log", env)
+    del ballast
+    failed = bench.run_stage("failed", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "failed.log", env)
+    assert big.returncode == small.returncode == 0 and failed.returncode == 3
+    assert big.peak_rss_gib >= 300 / 1024
+    assert small.peak_rss_gib < 100 / 1024
+
+
+@pytest.mark.slow
+def test_scale_smoke_runs_every_stage(tmp_path: Path):
+    out = tmp_path / "out"
+    proc = _run("bench_scale.py", "--sizes", "150x40", "--steps", "2", "--work", str(tmp_path / "work"),
+                "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    payload = json.loads((out / "scale.json").read_text())
+    (size,) = payload["sizes"]
+    assert [s["stage"] for s in size["stages"]] == ["synth", "import", "encode", "train", "predict"]
+    assert all(s["returncode"] == 0 and s["seconds"] > 0 and 0 < s["peak_rss_gib"] < 4 for s in size["stages"])
+    assert size["train"]["steps_per_s"] > 0 and 0 <= size["train"]["dev"]["auc"] <= 1
+    assert not (tmp_path / "work").exists()  # removed without --keep

@@ -102,6 +102,7 @@ def test_library_api_trains_resumes_and_predicts_without_typer(tmp_path: Path) -
     ({"negatives": 0}, "negatives", "between 1 and"),
     ({"patience": 0}, "patience", "between 1 and"),
     ({"checkpoint_every": -1}, "checkpoint_every", "between 0 and"),
+    ({"max_steps": -1}, "max_steps", "between 0 and"),
     ({"threads": -1}, "threads", "between 0 and"),
     ({"num_workers": -2}, "num_workers", "between 0 and"),
     ({"ng_k": -1}, "ng_k", "between 0 and"),

@@ -326,3 +326,51 @@ def test_the_cold_user_alias_is_gone() -> None:
     from genre_local.data import taxonomy
 
     assert not hasattr(taxonomy, "COLD_USER_MAX_HISTORY")  # the one name: recsys.catalog.NEW_USER_MAX_HISTORY
+
+
+# -- MIND-large-sized files: behaviors.tsv is parsed and staged in chunks of lines (issue 10) ----
+
+
+def _rows(db: Path, name: str) -> dict[str, list]:
+    """Every stored row of dataset `name`, its import time left out."""
+    with open_store(db) as store:
+        return {
+            "datasets": store.conn.execute("SELECT * EXCLUDE (name, created_at) FROM datasets WHERE name = ?", [name]).fetchall(),
+            **{table: store.conn.execute(f"SELECT * EXCLUDE (dataset) FROM {table} WHERE dataset = ? ORDER BY ALL", [name]).fetchall()
+               for table in ("news", "impressions", "user_truth")},
+        }
+
+
+def test_chunked_import_equals_the_one_shot_import(tmp_path: Path) -> None:
+    from genre_local.data.synth import SynthSpec, write_synthetic_mind
+
+    src = tmp_path / "synth"
+    write_synthetic_mind(src, SynthSpec(news=300, users=120, seed=3))
+    db = tmp_path / "g.duckdb"
+    with open_store(db) as store:
+        whole = import_mind(store, src, "whole", chunk_lines=10**9)
+        chunked = import_mind(store, src, "chunked", chunk_lines=7)
+    assert whole.impressions == chunked.impressions and whole.impressions["train"] > 7 * 3
+    one, many = _rows(db, "whole"), _rows(db, "chunked")
+    assert one["impressions"] and one == many
+
+
+def test_a_duplicate_id_in_a_later_chunk_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    src = write_mind(tmp_path / "mind")
+    line = "{}\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n"
+    (src / "train" / "behaviors.tsv").write_text("".join(line.format(i) for i in (1, 2, 3, 4, 2)))
+    db = tmp_path / "g.duckdb"
+    with open_store(db) as store, pytest.raises(UserError, match=r"behaviors.tsv line 5: impression id 2 appears twice"):
+        import_mind(store, src, "tiny", chunk_lines=2)
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT count(*) FROM impressions").fetchone()[0] == 0
+        assert store.conn.execute("SELECT count(*) FROM datasets").fetchone()[0] == 0
+
+
+def test_bytes_that_are_not_utf8_are_located_by_line_and_file_offset(tmp_path: Path) -> None:
+    src = write_mind(tmp_path / "mind")
+    good = "1\tU1\t11/15/2019 8:55:22 AM\tN1\tN3-1\n".encode()
+    (src / "train" / "behaviors.tsv").write_bytes(good + good.replace(b"U1", b"U\xff"))
+    with open_store(tmp_path / "g.duckdb") as store, pytest.raises(UserError) as caught:
+        import_mind(store, src, "tiny")
+    assert f"line 2: bytes that are not UTF-8 at offset {len(good) + 3}" in str(caught.value)

@@ -67,6 +67,26 @@ def settings(model: str, **changes) -> RunSettings:
     return replace(base, **changes)
 
 
+def test_max_steps_bounds_each_epoch_and_keeps_the_first_steps(data, accelerator) -> None:
+    full_steps = len(epoch_batches(len(TrainSamples(data, data.split("train"), "matching", 4, 10)), 32, 1, 0))
+    assert full_steps > 2
+    bounded = KilledAfter(accelerator, data, settings("nrms", epochs=2, max_steps=2), steps=10**9)
+    result = bounded.run()
+    assert bounded.steps_taken == 4 and result.epochs_run == 2  # 2 steps in each of 2 epochs
+    assert set(result.metrics) == {"dev", "test"}
+    # The same first two steps as an unbounded run paused after two: the bound cuts, never reorders.
+    paused = KilledAfter(accelerator, data, settings("nrms", epochs=2), steps=2)
+    paused.run()
+    first = KilledAfter(accelerator, data, settings("nrms", epochs=1, max_steps=2), steps=10**9)
+    first.run()
+    want = accelerator.unwrap_model(paused.step_module).model.state_dict()
+    got = accelerator.unwrap_model(first.step_module).model.state_dict()
+    assert want.keys() == got.keys()
+    assert all(np.array_equal(want[k].numpy(), got[k].numpy()) for k in want)
+    assert settings("nrms").identity() == settings("nrms", max_steps=0).identity()  # old checkpoints still match
+    assert settings("nrms", max_steps=2).identity()["max_steps"] == 2
+
+
 @pytest.mark.parametrize("model", ["nrms", "din"])
 def test_learns_on_a_small_synthetic_dataset(data, accelerator, model: str) -> None:
     first = run_training(accelerator, data, settings(model))

@@ -122,6 +122,7 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
     (["--lr", "nan"], "--lr must be a finite number above 0"),
     (["--lr", "-0.5"], "--lr must be a finite number above 0"),
     (["--batch-size", "0"], "--batch-size must be between 1 and"),
+    (["--max-steps", "-1"], "--max-steps must be between 0 and"),
     (["--ng-k", "-1"], "--ng-k must be between 0 and"),
     (["--variant", "ng+chain"], "--variant ng+chain: use either ng"),
     (["--image-file", "/nonexistent.npy", "--features", "title,image"], "--image-file /nonexistent.npy does not exist"),

@@ -139,6 +139,9 @@ def train(
         "--interest-fusion", case_sensitive=False,
         help="How `up` profiles meet the user vector: gated (starts as the identity; default, or [train] "
              "interest_fusion) or paper (GENRE eq. 2 as written).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(
+        "--max-steps", help="Training steps per epoch at most (default 0: every batch); with --epochs 1 it "
+        "bounds the whole training.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
@@ -157,7 +160,7 @@ def train(
 
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
                        encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
-                       batch_size=batch_size, lr=lr, track=track.value if track is not None else None,
+                       batch_size=batch_size, lr=lr, max_steps=max_steps, track=track.value if track is not None else None,
                        optimizer=optimizer.value if optimizer is not None else None,
                        interest_fusion=interest_fusion.value if interest_fusion is not None else None)
     accelerator = make_accelerator(tracking=request.tracking())

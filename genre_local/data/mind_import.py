@@ -76,23 +76,27 @@ def find_split_folders(src: Path) -> dict[str, Path]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered lines of a UTF-8 file, without line terminators; a final newline is optional."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_no = data.count(b"\n", 0, exc.start) + 1
-        raise UserError(
-            f"{path} line {line_no}: bytes that are not UTF-8 at offset {exc.start}; re-encode the file as UTF-8"
-        ) from None
-    # MIND files may start with a UTF-8 byte order mark; left in, it would glue onto the first
-    # news id and the error would surface later, blaming behaviors.tsv.
-    text = text.removeprefix(_BOM)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        yield number, line[:-1] if line.endswith("\r") else line
+    """Numbered lines of a UTF-8 file, without line terminators; a final newline is optional.
+
+    Read line by line, never the whole file: MIND-large's train behaviors.tsv is over a GiB,
+    and its text, its lines and the parsed columns together would be several times that."""
+    offset = 0
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(
+                    f"{path} line {number}: bytes that are not UTF-8 at offset {offset + exc.start}; "
+                    "re-encode the file as UTF-8"
+                ) from None
+            offset += len(raw)
+            if number == 1:
+                # MIND files may start with a UTF-8 byte order mark; left in, it would glue onto
+                # the first news id and the error would surface later, blaming behaviors.tsv.
+                line = line.removeprefix(_BOM)
+            line = line.removesuffix("\n")
+            yield number, line[:-1] if line.endswith("\r") else line
 
 
 def parse_news(path: Path) -> list[tuple[str, ...]]:
@@ -132,11 +136,16 @@ def parse_time(value: str) -> datetime | None:
         return None
 
 
-def read_behaviors(path: Path) -> pa.Table:
-    """Line-level checks of behaviors.tsv in Python; the lists stay text for DuckDB to split.
+BEHAVIORS_CHUNK_LINES = 200_000  # lines parsed in Python before DuckDB takes them (~100 MB of text)
+
+
+def behaviors_chunks(path: Path, chunk_lines: int = BEHAVIORS_CHUNK_LINES) -> Iterator[pa.Table]:
+    """Line-level checks of behaviors.tsv in Python, `chunk_lines` lines per table; the lists
+    stay text for DuckDB to split.
 
     Splitting and checking millions of `nid-label` tokens one by one in Python dominated the
-    import time, so that part runs vectorized in DuckDB (see `_stage_behaviors`).
+    import time, so that part runs vectorized in DuckDB (see `_stage_behaviors`). The file is
+    read in chunks so memory stays bounded by a chunk, not by the file (MIND-large).
     """
     lines: list[int] = []
     ids: list[int] = []
@@ -173,6 +182,15 @@ def read_behaviors(path: Path) -> pa.Table:
         times.append(when)
         histories.append(raw_history)
         impressions.append(raw_impressions)
+        if len(lines) >= chunk_lines:
+            yield _behaviors_table(lines, ids, users, times, histories, impressions)
+            lines, ids, users, times, histories, impressions = [], [], [], [], [], []
+    if lines:
+        yield _behaviors_table(lines, ids, users, times, histories, impressions)
+
+
+def _behaviors_table(lines: list[int], ids: list[int], users: list[str], times: list[datetime],
+                     histories: list[str], impressions: list[str]) -> pa.Table:
     return pa.table(
         {
             "line": pa.array(lines, type=pa.int64()),
@@ -190,18 +208,27 @@ _CANDIDATE_NID = "CASE WHEN contains(t, '-') THEN t[1:len(t) - 2] ELSE t END"
 _CANDIDATE_LABEL = "CASE WHEN contains(t, '-') THEN CAST(right(t, 1) AS TINYINT) END"
 
 
-def _stage_behaviors(store: Store, staged: str, raw: pa.Table) -> None:
-    """Split history and impressions into lists inside DuckDB (a temp table, not the store)."""
-    with store.registered(f"{staged}_raw", raw) as view:
-        store.conn.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE {staged} AS
-            SELECT line, impression_id, user_id, time,
-                   list_filter(string_split(history_text, ' '), lambda x: x <> '') AS history,
-                   list_filter(string_split(impressions_text, ' '), lambda x: x <> '') AS tokens
-            FROM {view}
-            """
-        )
+def _stage_behaviors(store: Store, staged: str, chunks: Iterator[pa.Table]) -> int:
+    """Split history and impressions into lists inside DuckDB (a temp table, not the store),
+    one chunk of lines at a time; the number of impressions staged."""
+    store.conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {staged} (line BIGINT, impression_id BIGINT, user_id VARCHAR, "
+        "time TIMESTAMP, history VARCHAR[], tokens VARCHAR[])"
+    )
+    rows = 0
+    for number, raw in enumerate(chunks):
+        with store.registered(f"{staged}_raw{number}", raw) as view:
+            store.conn.execute(
+                f"""
+                INSERT INTO {staged}
+                SELECT line, impression_id, user_id, time,
+                       list_filter(string_split(history_text, ' '), lambda x: x <> '') AS history,
+                       list_filter(string_split(impressions_text, ' '), lambda x: x <> '') AS tokens
+                FROM {view}
+                """
+            )
+        rows += raw.num_rows
+    return rows
 
 
 def _first_behaviors_problem(store: Store, staged: str, known: str) -> tuple[int, str] | None:
@@ -315,9 +342,13 @@ def drop_dataset(store: Store, name: str) -> None:
 
 
 def import_mind(
-    store: Store, src: Path, name: str, replace: bool = False, progress: Progress | None = None
+    store: Store, src: Path, name: str, replace: bool = False, progress: Progress | None = None,
+    chunk_lines: int = BEHAVIORS_CHUNK_LINES,
 ) -> ImportResult:
-    """Parse every file of the MIND folder, then write the dataset in one transaction."""
+    """Parse every file of the MIND folder, then write the dataset in one transaction.
+
+    behaviors.tsv is parsed `chunk_lines` lines at a time into DuckDB temp tables; the stored
+    dataset does not depend on the chunk size (tests/test_import.py)."""
     started = time.perf_counter()
     check_dataset_name(name)
     src = Path(src)
@@ -354,12 +385,10 @@ def import_mind(
         impression_counts = {}
         for split, folder in folders.items():
             path = folder / "behaviors.tsv"
-            raw = read_behaviors(path)
-            _stage_behaviors(store, staged[split], raw)
+            impression_counts[split] = _stage_behaviors(store, staged[split], behaviors_chunks(path, chunk_lines))
             problem = _first_behaviors_problem(store, staged[split], known)
             if problem is not None:
                 raise UserError(f"{path} line {problem[0]}: {problem[1]}")
-            impression_counts[split] = raw.num_rows
             advance()
         if not sum(impression_counts.values()):
             raise UserError(f"{src}: every behaviors.tsv is empty; a dataset needs news and impressions")
