@@ -146,6 +146,8 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
     from rich import box
     from rich.table import Table
 
+    from genre_local.pipeline.fidelity import format_fidelity
+
     from genre_local.pipeline.cost import generation_cost
 
     table = Table(title=f"generation run {run_id}", show_header=True, box=box.SIMPLE_HEAD, pad_edge=False)
@@ -183,9 +185,7 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
             top = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items(), key=lambda kv: -kv[1])[:3])
             console.print(f"{r.task} round {r.round}: {r.invalid} invalid after retries ({top})", highlight=False)
         if r.fidelity:
-            f = r.fidelity
-            console.print(f"profile fidelity round {r.round}: precision@3 {f.precision_at_3:.3f}, recall {f.recall:.3f}, "
-                          f"region accuracy {f.region_accuracy:.3f} over {f.users} users")
+            console.print(f"profile fidelity round {r.round}: {format_fidelity(r.fidelity)}", highlight=False)
 
 
 def _summary_json(task_names, results, run_id, backend, model_id) -> dict:

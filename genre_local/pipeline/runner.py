@@ -78,7 +78,9 @@ class TaskStats:
             "engine_seconds": round(self.engine_seconds, 3),
             "startup_seconds": round(self.startup_seconds, 3),
             "outside_seconds": round(self.outside_seconds, 3),
-            "fidelity": asdict(self.fidelity) if self.fidelity else None,
+            "fidelity": (
+                {**asdict(self.fidelity), "ratio_to_chance": asdict(self.fidelity.ratio_to_chance())} if self.fidelity else None
+            ),
         }
 
 
@@ -311,6 +313,8 @@ class GenerationRun:
                     dataset=self.settings.plan.dataset, run_id=self.run_id, model=self.settings.plan.model_id,
                     round=items[0].round, precision_at_3=result.precision_at_3, recall=result.recall,
                     region_accuracy=result.region_accuracy, users=result.users, created_at=now_utc(),
+                    chance_precision_at_3=result.chance.precision_at_3, chance_recall=result.chance.recall,
+                    chance_region_accuracy=result.chance.region_accuracy,
                 ),
             )
         return result
