@@ -37,6 +37,7 @@ def generate(
     replicas: Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: engine replicas [default --gpus when > 1, else 2].")] = None,
     tensor_parallel: Annotated[int, typer.Option("--tensor-parallel", help="--engine ray on GPUs: GPUs per vLLM replica.")] = 1,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Folder for result shards (shared storage on a cluster) [default <cache_dir>/generation-shards].")] = None,
+    profile_method: Annotated[str, typer.Option("--profile-method", help="How the profiler answers: generate (the LLM writes the profile) | score (ranks every topic and state by the LLM's calibrated likelihood).")] = "generate",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print one rendered prompt per task; load no model.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
@@ -53,7 +54,7 @@ def generate(
     )
     check_generate_limit(limit)
     scale = check_scale(ScaleSettings(engine, gpus, ray_address, replicas, tensor_parallel, run_dir))
-    tasks = resolve_tasks(task)
+    tasks = resolve_tasks(task, profile_method)
     if dry_run:
         _dry_run(context, cfg, dataset, tasks, limit, constrained, as_json)
         return

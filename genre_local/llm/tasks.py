@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,9 @@ from genre_local.store.generations import Profile, profiles_up_to
 # Cap per text line in prompts: one pathological title must not blow max_model_len.
 MAX_LINE_CHARS = 200
 MAX_ABSTRACT_CHARS = 600
+
+
+METHODS = ("generate", "score")
 
 
 class Subject(enum.Enum):
@@ -71,10 +74,20 @@ class GenerationTask:
     # For a task others require: its latest valid output per input up to a round, as the
     # requiring task's inputs carry it (conn, dataset, up_to_round, model) -> {input_id: output}.
     read_latest: Callable[[Any, str, int, str | None], dict[str, Any]] | None = None
+    # How the answer is made: "generate" decodes it; "score" (the profiler only) picks labels by
+    # the model's likelihood (llm/topic_scoring.py), built per input by `scoring_for`
+    # (input, template) -> ProfileScoring. The method is part of the fingerprint and the
+    # stored prompt version, so scored and generated outputs never stand in for each other.
+    method: str = "generate"
+    scoring_for: Callable[[TaskInput, PromptTemplate], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.requires is not None and self.requires.read_latest is None:
             raise ValueError(f"task {self.name!r} requires {self.requires.name!r}, which has no read_latest")
+        if self.method not in METHODS:
+            raise ValueError(f"task {self.name!r}: method {self.method!r} is not one of {', '.join(METHODS)}")
+        if (self.method == "score") != (self.scoring_for is not None):
+            raise ValueError(f"task {self.name!r}: method 'score' needs scoring_for, and only it")
 
     def template(self, folder: Path | None = None) -> PromptTemplate:
         return load_template(self.name, folder)
@@ -183,6 +196,17 @@ PROFILE = GenerationTask(
     scored_against_truth=True,
     read_latest=profiles_up_to,
 )
+def _profile_scoring(task_input: TaskInput, template: PromptTemplate) -> Any:
+    from genre_local.llm.topic_scoring import ProfileScoring
+
+    # The content-free input of contextual calibration: the same prompt, no headline at all.
+    return ProfileScoring(calibration_messages=tuple(template.render(profile_slots(()))))
+
+
+# The profiler that scores every allowed topic and state by the model's likelihood instead of
+# letting it write (issue 9 part 6): same name, template and parser, its own fingerprints.
+PROFILE_SCORED = replace(PROFILE, method="score", scoring_for=_profile_scoring, repetition_penalty=1.0)
+
 NEWS = GenerationTask(
     name="news",
     subject=Subject.USER,
@@ -214,11 +238,31 @@ CHAIN = GenerationTask(
 TASKS: dict[str, GenerationTask] = {task.name: task for task in (SUMMARIZE, PROFILE, NEWS, CHAIN)}
 
 
-def resolve_tasks(spec: str) -> list[GenerationTask]:
-    """The tasks a `--task` value names: one task, or `all` in GENRE's order."""
+PROFILE_METHODS = {"generate": PROFILE, "score": PROFILE_SCORED}
+
+
+def with_profile_method(tasks: Sequence[GenerationTask], method: str) -> list[GenerationTask]:
+    """The tasks with the profiler made by `method` (generate | score), the chain's required
+    profiler included, so the profiles the chain makes first are of the same kind."""
+    profiler = PROFILE_METHODS.get(method)
+    if profiler is None:
+        raise UserError(f"--profile-method {method!r} is not known; use {' or '.join(PROFILE_METHODS)}")
+    swapped = []
+    for task in tasks:
+        if task.name == PROFILE.name:
+            task = profiler
+        elif task.requires is not None and task.requires.name == PROFILE.name:
+            task = replace(task, requires=profiler)
+        swapped.append(task)
+    return swapped
+
+
+def resolve_tasks(spec: str, profile_method: str = "generate") -> list[GenerationTask]:
+    """The tasks a `--task` value names: one task, or `all` in GENRE's order; the profiler
+    (and the chain's) made by `profile_method`."""
     if spec == "all":
-        return list(TASKS.values())
+        return with_profile_method(list(TASKS.values()), profile_method)
     task = TASKS.get(spec)
     if task is None:
         raise UserError(f"--task {spec!r} is not known; use one of {', '.join(TASKS)} or all")
-    return [task]
+    return with_profile_method([task], profile_method)

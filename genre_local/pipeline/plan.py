@@ -60,7 +60,15 @@ def sampling_key(settings: PlanSettings, task: GenerationTask) -> dict[str, Any]
         key["history_items"] = settings.history_items
     if task.uses_per_user:
         key["per_user"] = settings.per_user
+    if task.method != "generate":
+        # Only then: generated outputs keep the fingerprints they were stored under.
+        key["method"] = task.method
     return key
+
+
+def prompt_version(task: GenerationTask, template: PromptTemplate) -> str:
+    """The template's version, marked with the method when the answer is not generated."""
+    return template.version if task.method == "generate" else f"{template.version}+{task.method}"
 
 
 def fingerprint(
@@ -96,12 +104,16 @@ class Planner:
         s = self.settings
         template = self.templates[task.name]
         key = sampling_key(s, task)
+        scoring = task.scoring_for(task_input, template) if task.scoring_for is not None else None
+        if scoring is not None:
+            key["scoring"] = scoring.key()
+        version = prompt_version(task, template)
         return WorkItem(
             task=task,
             input_id=task_input.input_id,
             round=round_,
-            fingerprint=fingerprint(s.dataset, task.name, task_input.input_id, s.model_id, template.version, key, round_),
-            prompt_version=template.version,
+            fingerprint=fingerprint(s.dataset, task.name, task_input.input_id, s.model_id, version, key, round_),
+            prompt_version=version,
             sampling=json.dumps(key, sort_keys=True),
             request=GenRequest(
                 messages=tuple(template.render(task.slots(task_input, s.per_user))),
@@ -112,6 +124,7 @@ class Planner:
                 top_p=s.top_p,
                 seed=s.seed,
                 repetition_penalty=task.repetition_penalty,
+                scoring=scoring,
             ),
             history_titles=task_input.history_titles,
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 from genre_local.llm.backend import Backend, GenRequest
 from genre_local.llm.tasks import GenerationTask
+from genre_local.llm.topic_scoring import complete
 from genre_local.pipeline.cost import generation_cost
 from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
 from genre_local.pipeline.plan import PlanSettings, Planner, WorkItem
@@ -169,7 +170,7 @@ def complete_batch(
             for index in pending
         ]
         start = time.perf_counter()
-        results = backend.generate(batch)
+        results = complete(backend, batch)  # scored profiles are not generated (topic_scoring)
         spent = time.perf_counter() - start
         engine_seconds += spent
         requests_made += len(batch)
