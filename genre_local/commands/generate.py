@@ -85,13 +85,19 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
                 # What it requires is not made yet (the chain's profiles): show the prompt with a stand-in.
                 items = planner.preview(task)
             counts[task.name] = len(items)
-            console.rule(f"{task.name}: {len(items)} requests, prompt version {planner.templates[task.name].version}")
+            version = items[0].prompt_version if items else planner.templates[task.name].version
+            console.rule(f"{task.name}: {len(items)} requests, prompt version {version}")
             if not items:
                 console.print("(no inputs for this task in the dataset)")
                 continue
             for message in items[0].request.messages:
                 console.print(f"[bold]{message['role']}[/bold]", highlight=False)
                 console.print(message["content"], markup=False, highlight=False)
+            scoring = items[0].request.scoring
+            if scoring is not None:
+                console.print(f"[bold]scored, not generated[/bold]: every topic after {scoring.topic_prefix} and every "
+                              f"state after {scoring.region_prefix}, calibrated by the same prompt without headlines; "
+                              f"keeps the top {scoring.top_topics} topics and {scoring.top_regions} state", highlight=False)
     if as_json:
         emit_json({"dry_run": True, "dataset": dataset, "requests": counts})
 
