@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
+from genre_local.llm.backend import EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult
 from genre_local.store import open_store
 
 DATASET = "tiny"
@@ -97,6 +97,21 @@ def fake_output(request: GenRequest, attempt_bad: bool = False) -> str:
     return json.dumps({"items": items})
 
 
+# What the fake "model" reads into a headline when scoring labels (besides the label itself).
+FAKE_CUES = {
+    "weather": ("hurricane",), "health": ("flu", "vaccine"), "finance": ("fed", "rates"), "food": ("soups",),
+    "Florida": ("miami", "dolphins", "florida"), "Texas": ("texas", "austin"), "California": ("california",),
+}
+
+
+def fake_logprob(request: ScoreRequest, label: str) -> float:
+    """A prior that prefers short labels (what calibration must remove) plus 5 per cue of the
+    label in the last user turn (the headlines; the system turn lists every topic)."""
+    text = request.messages[-1]["content"].lower()
+    hits = sum(text.count(cue) for cue in FAKE_CUES.get(label, ()) + (label.lower(),))
+    return -0.5 * len(label) + 5.0 * hits
+
+
 class FakeBackend:
     """Answers instantly with valid outputs; `bad_first` makes the first N engine calls garbage
     for every request, `always_bad` never answers validly, `sleep` slows each call."""
@@ -110,6 +125,7 @@ class FakeBackend:
         self.sleep = sleep
         self.announce = announce
         self.calls: list[list[GenRequest]] = []
+        self.score_calls: list[list[ScoreRequest]] = []
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         self.calls.append(list(requests))
@@ -120,16 +136,21 @@ class FakeBackend:
         bad = self.always_bad or len(self.calls) <= self.bad_first
         return [GenResult(fake_output(r, bad), 100, 10, "stop") for r in requests]
 
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        self.score_calls.append(list(requests))
+        return [ScoreResult(tuple(fake_logprob(r, c) for c in r.candidates), 50, len(r.candidates)) for r in requests]
+
     def close(self) -> None:
         pass
 
 
 def run_fake(db: Path, sleep: float = 0.0, batch_size: int = 1, tasks=("summarize", "profile", "news", "chain"),
              rounds: int = 1, retries: int = 2, backend: FakeBackend | None = None, model_id: str = "fake-model",
-             **plan_kwargs):
+             profile_method: str = "generate", **plan_kwargs):
     """Run tasks (of the prompt set plan_kwargs may name) through the real pipeline with a fake
-    engine; (stats, backend, run_id)."""
+    engine, the profiler made by `profile_method`; (stats, backend, run_id)."""
     from genre_local.llm.prompt_sets import prompt_set_named
+    from genre_local.llm.tasks import with_profile_method
     from genre_local.pipeline.plan import PlanSettings
     from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
 
@@ -140,7 +161,7 @@ def run_fake(db: Path, sleep: float = 0.0, batch_size: int = 1, tasks=("summariz
     )
     run = GenerationRun(db, settings, LazyEngine(lambda: backend))
     prompt_set = prompt_set_named(settings.plan.prompt_set)
-    return run.run([prompt_set.task(name) for name in tasks]), backend, run.run_id
+    return run.run(with_profile_method([prompt_set.task(name) for name in tasks], profile_method)), backend, run.run_id
 
 
 if __name__ == "__main__":

@@ -94,8 +94,12 @@ def add_generation_run(
     )
 
 
-def add_fidelity(store: Store, dataset: str, p3: float, recall: float, region: float, users: int = 50) -> None:
+def add_fidelity(
+    store: Store, dataset: str, p3: float, recall: float, region: float, users: int = 50,
+    chance: tuple[float, float, float] | None = (0.12, 0.15, 0.02),
+) -> None:
+    """chance: (precision@3, recall, region accuracy) of random profiles; None as on old rows."""
     store.conn.execute(
-        "INSERT INTO profile_fidelity VALUES (?, ?, 'llama', 1, ?, ?, ?, ?, ?)",
-        [dataset, f"gen{next(_ids):04d}", p3, recall, region, users, BASE_TIME],
+        "INSERT INTO profile_fidelity VALUES (?, ?, 'llama', 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [dataset, f"gen{next(_ids):04d}", p3, recall, region, users, BASE_TIME, *(chance or (None, None, None))],
     )

@@ -172,3 +172,16 @@ def test_model_aliases_from_config_and_model_ids(tmp_path: Path):
     assert resolve_model(str(folder), tmp_path / "models", {}).model_id != by_path.model_id  # another model, new keys
     with pytest.raises(UserError, match="not prepared"):
         resolve_model("llama", tmp_path / "models", {}, prepare_missing=False)
+
+
+def test_unknown_profile_method_is_one_line_exit_2(db: Path):
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--profile-method", "guess", "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert "--profile-method 'guess' is not known; use generate or score" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_of_the_scored_profiler_names_its_method(db: Path):
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--profile-method", "score", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "+score" in result.stdout and "scored, not generated" in result.stdout

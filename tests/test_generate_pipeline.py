@@ -102,6 +102,14 @@ def test_all_tasks_store_rows_views_and_runs(db: Path):
     fidelity = _rows(db, "SELECT precision_at_3, recall, region_accuracy, users FROM profile_fidelity")
     # fake profile: health, weather, finance + Florida for everyone
     assert fidelity == [(pytest.approx((1 + 1 + 1 + 3) / 12), pytest.approx((1 / 3 + 1 / 2 + 1 / 2 + 1) / 4), 0.25, 4)]
+    # Beside it, the chance level of 3 random topics and 1 random state for the same users.
+    truth = _rows(db, "SELECT user_id, topics, region FROM user_truth")
+    chance = _rows(db, "SELECT chance_precision_at_3, chance_recall, chance_region_accuracy FROM profile_fidelity")
+    true_sizes = [len(t) for _, t, _ in truth]
+    # A user without a true region is always wrong with one state named.
+    region_chance = sum(1 / 50 if region else 0.0 for _, _, region in truth) / 4
+    assert chance == [(pytest.approx(sum(n / 19 for n in true_sizes) / 4), pytest.approx(3 / 19), pytest.approx(region_chance))]
+    assert by_task["profile"].fidelity.chance.recall == pytest.approx(3 / 19)
     stored = _rows(db, "SELECT prompt, parsed, valid, attempt, backend, model FROM generations WHERE task = 'chain' LIMIT 1")[0]
     assert json.loads(stored[0])[1]["role"] == "user" and "Interest topics: health, weather, finance" in json.loads(stored[0])[1]["content"]
     assert stored[2:] == (True, 1, "fake", "fake-model")

@@ -71,7 +71,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 add_run(store, DATASET, model, "ns", seed, all_metrics(base + 0.02, groups=g),
                         features="title,abstract,category")
         store.conn.execute("INSERT INTO profile_fidelity VALUES (?, 'fid-run', 'fake-model', 1, 0.5, 0.5, 0.5, 4, "
-                           "TIMESTAMP '2026-01-01 12:00:00')", [DATASET])
+                           "TIMESTAMP '2026-01-01 12:00:00', 0.2, 0.25, 0.02)", [DATASET])
     out = root / "rep"
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", DATASET, "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
@@ -136,6 +136,8 @@ def test_runs_behind_the_numbers_link_to_each_run_with_its_llm_source(report_dir
     fidelity = text[text.index('id="view-profile_fidelity"'):text.index('id="runs"')]
     assert 'href="#gen-' in fidelity  # the profile run's own fidelity row
     assert "fid-run" in fidelity and 'href="#gen-fid-run"' not in fidelity  # no such generation run: no link
+    # Each fidelity value stands beside its chance level and the ratio to it.
+    assert "0.500 (chance 0.200, 2.5x)" in fidelity and "0.500 (chance 0.020, 25.0x)" in fidelity
 
 
 def test_generation_runs_and_samples_per_task_and_llm(report_dir: Path) -> None:

@@ -166,3 +166,20 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
     assert result.plot == tmp_path / "out" / "epoch_curves.png"
     empty = render_view(CURVES, report_context(inputs()), tmp_path / "none")
     assert empty.skipped and "no training runs" in empty.note and not (tmp_path / "none").exists()
+
+
+def test_profile_fidelity_view_shows_chance_and_ratio_and_tolerates_old_rows() -> None:
+    from genre_local.report.views import profile_fidelity
+    from genre_local.store.results import FidelityRow
+
+    new = FidelityRow("r2", "llama", 1, 0.3, 0.5, 0.1, 40, None, 0.1, 0.25, 0.0)
+    old = FidelityRow("r1", "llama", 1, 0.15, 0.2, 0.0, 40, None)  # stored before migration 007
+    records = profile_fidelity._records([new, old])
+    by_run = {row[0]: dict(zip(records.header, row)) for row in records.rows}
+    assert by_run["r2"]["chance_precision_at_3"] == 0.1
+    assert by_run["r2"]["precision_at_3_ratio_to_chance"] == pytest.approx(3.0)
+    assert by_run["r2"]["recall_ratio_to_chance"] == pytest.approx(2.0)
+    assert by_run["r2"]["region_accuracy_ratio_to_chance"] == float("inf")  # above a chance of 0
+    assert by_run["r1"]["chance_recall"] is None and by_run["r1"]["recall_ratio_to_chance"] is None
+    assert profile_fidelity._cell(0.3, 0.1) == "0.300 (chance 0.100, 3.0x)"
+    assert profile_fidelity._cell(0.15, None) == "0.150"

@@ -38,6 +38,7 @@ def generate(
     replicas: Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: engine replicas [default --gpus when > 1, else 2].")] = None,
     tensor_parallel: Annotated[int, typer.Option("--tensor-parallel", help="--engine ray on GPUs: GPUs per vLLM replica.")] = 1,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Folder for result shards (shared storage on a cluster) [default <cache_dir>/generation-shards].")] = None,
+    profile_method: Annotated[str, typer.Option("--profile-method", help="How the profiler answers: generate (the LLM writes the profile) | score (ranks every topic and state by the LLM's calibrated likelihood).")] = "generate",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print one rendered prompt per task; load no model.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
@@ -56,7 +57,7 @@ def generate(
     scale = check_scale(scale_from_config(cfg, engine=engine, gpus=gpus, ray_address=ray_address, replicas=replicas,
                                           tensor_parallel=tensor_parallel, run_dir=run_dir))
     prompt_set = resolve_prompt_set(cfg.prompts, cfg.model)
-    tasks = prompt_set.resolve_tasks(task)
+    tasks = prompt_set.resolve_tasks(task, profile_method)
     if dry_run:
         _dry_run(context, cfg, dataset, tasks, limit, constrained, as_json, prompt_set.name)
         return
@@ -89,14 +90,19 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
                 # What it requires is not made yet (the chain's profiles): show the prompt with a stand-in.
                 items = planner.preview(task)
             counts[task.name] = len(items)
-            console.rule(f"{task.name}: {len(items)} requests, prompt set {prompt_set}, "
-                         f"prompt version {planner.templates[task.name].version}")
+            version = items[0].prompt_version if items else planner.templates[task.name].version
+            console.rule(f"{task.name}: {len(items)} requests, prompt set {prompt_set}, prompt version {version}")
             if not items:
                 console.print("(no inputs for this task in the dataset)")
                 continue
             for message in items[0].request.messages:
                 console.print(f"[bold]{message['role']}[/bold]", highlight=False)
                 console.print(message["content"], markup=False, highlight=False)
+            scoring = items[0].request.scoring
+            if scoring is not None:
+                console.print(f"[bold]scored, not generated[/bold]: every topic after {scoring.topic_prefix} and every "
+                              f"state after {scoring.region_prefix}, calibrated by the same prompt without headlines; "
+                              f"keeps the top {scoring.top_topics} topics and {scoring.top_regions} state", highlight=False)
     if as_json:
         emit_json({"dry_run": True, "dataset": dataset, "prompt_set": prompt_set, "requests": counts})
 
@@ -153,6 +159,8 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
     from rich import box
     from rich.table import Table
 
+    from genre_local.pipeline.fidelity import format_fidelity
+
     from genre_local.pipeline.cost import generation_cost
 
     table = Table(title=f"generation run {run_id}", show_header=True, box=box.SIMPLE_HEAD, pad_edge=False)
@@ -190,9 +198,7 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
             top = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items(), key=lambda kv: -kv[1])[:3])
             console.print(f"{r.task} round {r.round}: {r.invalid} invalid after retries ({top})", highlight=False)
         if r.fidelity:
-            f = r.fidelity
-            console.print(f"profile fidelity round {r.round}: precision@3 {f.precision_at_3:.3f}, recall {f.recall:.3f}, "
-                          f"region accuracy {f.region_accuracy:.3f} over {f.users} users")
+            console.print(f"profile fidelity round {r.round}: {format_fidelity(r.fidelity)}", highlight=False)
 
 
 def _summary_json(task_names, results, run_id, backend, model_id, prompt_set) -> dict:

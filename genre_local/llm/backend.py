@@ -30,6 +30,55 @@ class GenRequest:
     # >1 discourages tokens already in the prompt or output: small models otherwise copy a
     # history headline or repeat one title across items.
     repetition_penalty: float = 1.0
+    # Set: the answer is not decoded but chosen by scoring labels (llm/topic_scoring.py), a
+    # ProfileScoring; the sampling fields above are then unused.
+    scoring: Any = None
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Candidate continuations of one chat's answer to score by the model's own likelihood:
+    the assistant turn starts with `answer_prefix`, then each candidate is scored as the
+    sum of its tokens' log-probabilities (candidates are tokenized on their own, after the
+    prefix, the same way by every backend)."""
+
+    messages: tuple[dict[str, str], ...]
+    answer_prefix: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    logprobs: tuple[float, ...]  # per candidate, in request order: log P(candidate | prompt, prefix)
+    prompt_tokens: int  # the conversation and answer prefix
+    scored_tokens: int  # candidate tokens scored (the distinct ones: shared beginnings count once)
+
+
+def continuation_branches(candidates: Sequence[Sequence[int]]) -> dict[tuple[int, ...], tuple[int, ...]]:
+    """Each distinct beginning of the candidates' token ids (the empty one first) -> the tokens
+    that can follow it, in first-seen order: one next-token query per key scores them all.
+
+    A candidate that is a whole beginning of another one adds no query of its own: it is
+    scored by its tokens alone (no end-of-candidate token).
+    """
+    branches: dict[tuple[int, ...], list[int]] = {}
+    for ids in candidates:
+        if not ids:
+            raise ValueError("a candidate has no tokens")
+        for position in range(len(ids)):
+            nexts = branches.setdefault(tuple(ids[:position]), [])
+            if ids[position] not in nexts:
+                nexts.append(ids[position])
+    return {path: tuple(nexts) for path, nexts in branches.items()}
+
+
+def candidate_logprobs(
+    candidates: Sequence[Sequence[int]], next_logprobs: dict[tuple[int, ...], dict[int, float]]
+) -> tuple[float, ...]:
+    """Sum each candidate's token log-probabilities from the answers to `continuation_branches`."""
+    return tuple(
+        sum(next_logprobs[tuple(ids[:position])][ids[position]] for position in range(len(ids))) for ids in candidates
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +116,10 @@ class Backend(Protocol):
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         """Complete every request, results in request order. One call = one engine batch."""
+        ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Log-probability of every candidate of every request, results in request order."""
         ...
 
     def close(self) -> None: ...

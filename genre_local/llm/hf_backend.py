@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from genre_local.errors import UserError
-from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
+from genre_local.llm.backend import (
+    EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult, candidate_logprobs, continuation_branches,
+)
 from genre_local.llm.engine_sizing import resolve_dtype
 
 _DTYPES = {"float32": "float32", "float": "float32", "bfloat16": "bfloat16", "float16": "float16", "half": "float16"}
@@ -148,6 +150,39 @@ class TransformersBackend:
                     finish_reason=finish,
                 )
             )
+        return results
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Each candidate appended to its prompt, one forward pass per micro-batch of such
+        sequences (right-padded), its tokens' log-probabilities read off and summed."""
+        import torch
+
+        results = []
+        step = max(1, self.options.micro_batch)
+        for request in requests:
+            text = self._tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+            prompt_ids = list(self._tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
+            candidates = [list(self._tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
+            branches = continuation_branches(candidates)
+            found: dict[tuple[int, ...], dict[int, float]] = {}
+            paths = list(branches)
+            for begin in range(0, len(paths), step):
+                chunk = paths[begin : begin + step]
+                rows = [prompt_ids + list(path) for path in chunk]
+                width = max(len(r) for r in rows)
+                pad = self._tokenizer.pad_token_id
+                ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self._device)
+                mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self._device)
+                with torch.inference_mode():
+                    logits = self._model(input_ids=ids, attention_mask=mask).logits
+                for row, path in enumerate(chunk):
+                    last = torch.log_softmax(logits[row, len(rows[row]) - 1].float(), dim=-1)
+                    found[path] = {token: float(last[token]) for token in branches[path]}
+            results.append(ScoreResult(
+                logprobs=candidate_logprobs(candidates, found),
+                prompt_tokens=len(prompt_ids),
+                scored_tokens=sum(len(nexts) for nexts in branches.values()),
+            ))
         return results
 
     def close(self) -> None:

@@ -33,8 +33,8 @@ class PromptSet:
     def folder(self) -> Path:
         return prompts_dir() / self.name
 
-    def resolve_tasks(self, spec: str) -> list[GenerationTask]:
-        return resolve_tasks(spec, self.tasks)
+    def resolve_tasks(self, spec: str, profile_method: str = "generate") -> list[GenerationTask]:
+        return resolve_tasks(spec, self.tasks, profile_method)
 
     def task(self, name: str) -> GenerationTask:
         return self.tasks[name]

@@ -26,6 +26,9 @@ MAX_LINE_CHARS = 200
 MAX_ABSTRACT_CHARS = 600
 
 
+METHODS = ("generate", "score")
+
+
 class Subject(enum.Enum):
     """What one request of a task is about."""
 
@@ -81,12 +84,22 @@ class GenerationTask:
     # One news per request: per_user identical greedy requests would write the same news
     # per_user times, so a greedy setting (temperature 0) samples at this temperature instead.
     greedy_fallback_temperature: float | None = None
+    # How the answer is made: "generate" decodes it; "score" (the profiler only) picks labels by
+    # the model's likelihood (llm/topic_scoring.py), built per input by `scoring_for`
+    # (input, template) -> ProfileScoring. The method is part of the fingerprint and the
+    # stored prompt version, so scored and generated outputs never stand in for each other.
+    method: str = "generate"
+    scoring_for: Callable[[TaskInput, PromptTemplate], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.requires is not None and self.requires.read_latest is None:
             raise ValueError(f"task {self.name!r} requires {self.requires.name!r}, which has no read_latest")
         if self.requires is not None and self.requires.prompt_set != self.prompt_set:
             raise ValueError(f"task {self.name!r} of prompt set {self.prompt_set!r} requires a task of another set")
+        if self.method not in METHODS:
+            raise ValueError(f"task {self.name!r}: method {self.method!r} is not one of {', '.join(METHODS)}")
+        if (self.method == "score") != (self.scoring_for is not None):
+            raise ValueError(f"task {self.name!r}: method 'score' needs scoring_for, and only it")
 
     def template(self, folder: Path | None = None) -> PromptTemplate:
         """prompts/<prompt_set>/<name>.txt. The compact set's versions are the bare file hashes they
@@ -225,6 +238,17 @@ PROFILE = GenerationTask(
     scored_against_truth=True,
     read_latest=profiles_up_to,
 )
+def _profile_scoring(task_input: TaskInput, template: PromptTemplate) -> Any:
+    from genre_local.llm.topic_scoring import ProfileScoring
+
+    # The content-free input of contextual calibration: the same prompt, no headline at all.
+    return ProfileScoring(calibration_messages=tuple(template.render(profile_slots(()))))
+
+
+# The profiler that scores every allowed topic and state by the model's likelihood instead of
+# letting it write (issue 9 part 6): same name, template and parser, its own fingerprints.
+PROFILE_SCORED = replace(PROFILE, method="score", scoring_for=_profile_scoring, repetition_penalty=1.0)
+
 NEWS = GenerationTask(
     name="news",
     subject=Subject.USER,
@@ -256,16 +280,18 @@ CHAIN = GenerationTask(
 TASKS: dict[str, GenerationTask] = {task.name: task for task in (SUMMARIZE, PROFILE, NEWS, CHAIN)}
 
 
-def resolve_tasks(spec: str, registry: dict[str, GenerationTask] | None = None) -> list[GenerationTask]:
+def resolve_tasks(spec: str, registry: dict[str, GenerationTask] | None = None,
+                  profile_method: str = "generate") -> list[GenerationTask]:
     """The tasks a `--task` value names among `registry` (a prompt set's tasks; default the
-    compact set's TASKS): one task, or `all` in GENRE's order."""
+    compact set's TASKS): one task, or `all` in GENRE's order; the profiler (and the chain's)
+    made by `profile_method`."""
     registry = TASKS if registry is None else registry
     if spec == "all":
-        return list(registry.values())
+        return with_profile_method(list(registry.values()), profile_method)
     task = registry.get(spec)
     if task is None:
         raise UserError(f"--task {spec!r} is not known; use one of {', '.join(registry)} or all")
-    return [task]
+    return with_profile_method([task], profile_method)
 
 
 # -- the paper's prompt set (prompts/paper/): GENRE's figures and the authors' request scripts ---
@@ -306,3 +332,26 @@ PAPER_CHAIN = replace(
 PAPER_TASKS: dict[str, GenerationTask] = {
     task.name: task for task in (PAPER_SUMMARIZE, PAPER_PROFILE, PAPER_NEWS, PAPER_CHAIN)
 }
+PAPER_PROFILE_SCORED = replace(PAPER_PROFILE, method="score", scoring_for=_profile_scoring, repetition_penalty=1.0)
+
+# Each prompt set's profiler by method (generate | score).
+PROFILERS: dict[str, dict[str, GenerationTask]] = {
+    COMPACT_SET: {"generate": PROFILE, "score": PROFILE_SCORED},
+    PAPER_SET: {"generate": PAPER_PROFILE, "score": PAPER_PROFILE_SCORED},
+}
+PROFILE_METHODS = METHODS
+
+
+def with_profile_method(tasks: Sequence[GenerationTask], method: str) -> list[GenerationTask]:
+    """The tasks with their set's profiler made by `method` (generate | score), the chain's
+    required profiler included, so the profiles the chain makes first are of the same kind."""
+    if method not in PROFILE_METHODS:
+        raise UserError(f"--profile-method {method!r} is not known; use {' or '.join(PROFILE_METHODS)}")
+    swapped = []
+    for task in tasks:
+        if task.name == PROFILE.name:
+            task = PROFILERS[task.prompt_set][method]
+        elif task.requires is not None and task.requires.name == PROFILE.name:
+            task = replace(task, requires=PROFILERS[task.prompt_set][method])
+        swapped.append(task)
+    return swapped

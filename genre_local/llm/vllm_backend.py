@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from genre_local.errors import UserError
-from genre_local.llm.backend import EngineOptions, GenRequest, GenResult
+from genre_local.llm.backend import (
+    EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult, candidate_logprobs, continuation_branches,
+)
 from genre_local.llm.engine_sizing import CPU_MAX_NUM_SEQS, engine_memory, resolve_dtype
 from genre_local.machine import meminfo_gib
 
@@ -150,6 +152,45 @@ class VllmBackend:
     def reset_prefix_cache(self) -> None:
         """Forget cached prefixes, so a benchmark can time the same prompts from a cold cache."""
         self._llm.reset_prefix_cache()
+    def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """One next-token query per distinct beginning of the candidates (continuation_branches):
+        vLLM returns the log-probabilities of just the tokens asked for (logprob_token_ids), and
+        the queries of one request share its prompt through the prefix cache (prompt_logprobs
+        would switch that cache off)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import MAX_LOGPROB_TOKEN_IDS
+
+        if not requests:
+            return []
+        tokenizer = self._llm.get_tokenizer()
+        queries: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []  # (request, path, tokens asked)
+        prompts, per_request = [], []
+        for index, request in enumerate(requests):
+            text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+            prompt_ids = list(tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
+            candidates = [list(tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
+            branches = continuation_branches(candidates)
+            per_request.append((prompt_ids, candidates, branches))
+            for path, nexts in branches.items():
+                for begin in range(0, len(nexts), MAX_LOGPROB_TOKEN_IDS):
+                    queries.append((index, path, nexts[begin : begin + MAX_LOGPROB_TOKEN_IDS]))
+                    prompts.append({"prompt_token_ids": prompt_ids + list(path)})
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(asked)) for _, _, asked in queries]
+        outputs = self._llm.generate(prompts, params, use_tqdm=False)
+        answers: list[dict[tuple[int, ...], dict[int, float]]] = [{} for _ in requests]
+        for (index, path, asked), output in zip(queries, outputs):
+            position = output.outputs[0].logprobs[0]
+            found = answers[index].setdefault(path, {})
+            for token in asked:
+                found[token] = float(position[token].logprob)
+        results = []
+        for (prompt_ids, candidates, branches), found in zip(per_request, answers):
+            results.append(ScoreResult(
+                logprobs=candidate_logprobs(candidates, found),
+                prompt_tokens=len(prompt_ids),
+                scored_tokens=sum(len(nexts) for nexts in branches.values()),
+            ))
+        return results
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

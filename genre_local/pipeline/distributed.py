@@ -23,6 +23,8 @@ from genre_local.errors import UserError
 from genre_local.llm.backend import Backend, EngineOptions, GenRequest, open_backend
 from genre_local.pipeline.plan import WorkItem
 from genre_local.llm.prompt_sets import prompt_set_named
+from genre_local.llm.tasks import with_profile_method
+from genre_local.llm.topic_scoring import ProfileScoring
 from genre_local.pipeline.runner import RunSettings, TaskStats, complete_batch, outcome_records
 from genre_local.pipeline.shards import RunFolder, merge_ready, recover, write_shard
 from genre_local.store.connection import open_store
@@ -135,12 +137,17 @@ def item_to_row(item: WorkItem) -> dict[str, Any]:
         "seed": r.seed,
         "repetition_penalty": r.repetition_penalty,
         "history_titles": json.dumps(list(item.history_titles), ensure_ascii=False),
+        "scoring": r.scoring.as_json() if r.scoring is not None else "",
     }
 
 
 def row_to_item(row: dict[str, Any]) -> WorkItem:
+    scoring = ProfileScoring.from_json(row["scoring"]) if row.get("scoring") else None
+    task = prompt_set_named(str(row["prompt_set"])).task(str(row["task"]))
+    if scoring is not None:  # the scored profiler: the same task made by its other method
+        task = with_profile_method([task], "score")[0]
     return WorkItem(
-        task=prompt_set_named(str(row["prompt_set"])).task(str(row["task"])),
+        task=task,
         input_id=str(row["input_id"]),
         round=int(row["round"]),
         fingerprint=str(row["fingerprint"]),
@@ -154,6 +161,7 @@ def row_to_item(row: dict[str, Any]) -> WorkItem:
             top_p=float(row["top_p"]),
             seed=int(row["seed"]),
             repetition_penalty=float(row["repetition_penalty"]),
+            scoring=scoring,
         ),
         history_titles=tuple(json.loads(row["history_titles"])),
         per_request=int(row["per_request"]),

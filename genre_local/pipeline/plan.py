@@ -88,7 +88,15 @@ def sampling_key(settings: PlanSettings, task: GenerationTask, request_index: in
         key["per_user"] = settings.per_user
     if request_index is not None:
         key["news_index"] = request_index
+    if task.method != "generate":
+        # Only then: generated outputs keep the fingerprints they were stored under.
+        key["method"] = task.method
     return key
+
+
+def prompt_version(task: GenerationTask, template: PromptTemplate) -> str:
+    """The template's version, marked with the method when the answer is not generated."""
+    return template.version if task.method == "generate" else f"{template.version}+{task.method}"
 
 
 def fingerprint(
@@ -149,12 +157,16 @@ class Planner:
         template = self.templates[task.name]
         key = sampling_key(s, task, request_index)
         per_request = task.items_per_request(s.per_user)
+        scoring = task.scoring_for(task_input, template) if task.scoring_for is not None else None
+        if scoring is not None:
+            key["scoring"] = scoring.key()
+        version = prompt_version(task, template)
         return WorkItem(
             task=task,
             input_id=task_input.input_id,
             round=round_,
-            fingerprint=fingerprint(s.dataset, task.name, task_input.input_id, s.model_id, template.version, key, round_),
-            prompt_version=template.version,
+            fingerprint=fingerprint(s.dataset, task.name, task_input.input_id, s.model_id, version, key, round_),
+            prompt_version=version,
             sampling=json.dumps(key, sort_keys=True),
             request=GenRequest(
                 messages=tuple(template.render(task.slots(task_input, per_request))),
@@ -165,6 +177,7 @@ class Planner:
                 top_p=s.top_p,
                 seed=key["seed"],
                 repetition_penalty=task.repetition_penalty,
+                scoring=scoring,
             ),
             history_titles=task_input.history_titles,
             per_request=per_request,

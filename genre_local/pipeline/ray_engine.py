@@ -178,6 +178,12 @@ class RayDispatch:
     def _gpu(self, todo: list[WorkItem], job: ShardJob) -> Iterator[list[Path]]:
         """One pass per attempt: every pending request through vLLM replicas, shards written by a
         parse step; the invalid ones go again with the runner's repaired request (UNTESTED here)."""
+        if any(item.request.scoring is not None for item in todo):
+            # Ray's vLLM stage only decodes; scoring needs our backend's score call.
+            raise UserError(
+                "--engine ray on GPUs cannot run the scored profiler (--profile-method score): "
+                "use --engine local with --gpus N, or --profile-method generate"
+            )
         pending = todo
         for attempt in range(1, job.settings.retries + 2):
             if not pending:

@@ -19,6 +19,7 @@ from typing import Any
 
 from genre_local.llm.backend import Backend, GenRequest
 from genre_local.llm.tasks import GenerationTask
+from genre_local.llm.topic_scoring import complete
 from genre_local.pipeline.cost import generation_cost
 from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
 from genre_local.pipeline.plan import PlanSettings, Planner, WorkItem
@@ -78,7 +79,9 @@ class TaskStats:
             "engine_seconds": round(self.engine_seconds, 3),
             "startup_seconds": round(self.startup_seconds, 3),
             "outside_seconds": round(self.outside_seconds, 3),
-            "fidelity": asdict(self.fidelity) if self.fidelity else None,
+            "fidelity": (
+                {**asdict(self.fidelity), "ratio_to_chance": asdict(self.fidelity.ratio_to_chance())} if self.fidelity else None
+            ),
         }
 
 
@@ -170,7 +173,7 @@ def complete_batch(
             for index in pending
         ]
         start = time.perf_counter()
-        results = backend.generate(batch)
+        results = complete(backend, batch)  # scored profiles are not generated (topic_scoring)
         spent = time.perf_counter() - start
         engine_seconds += spent
         requests_made += len(batch)
@@ -316,6 +319,8 @@ class GenerationRun:
                     dataset=self.settings.plan.dataset, run_id=self.run_id, model=self.settings.plan.model_id,
                     round=items[0].round, precision_at_3=result.precision_at_3, recall=result.recall,
                     region_accuracy=result.region_accuracy, users=result.users, created_at=now_utc(),
+                    chance_precision_at_3=result.chance.precision_at_3, chance_recall=result.chance.recall,
+                    chance_region_accuracy=result.chance.region_accuracy,
                 ),
             )
         return result

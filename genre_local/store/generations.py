@@ -159,6 +159,10 @@ class FidelityRecord:
     region_accuracy: float
     users: int
     created_at: datetime
+    # The same metrics for random profiles of the same sizes (pipeline/fidelity.chance_levels).
+    chance_precision_at_3: float | None = None
+    chance_recall: float | None = None
+    chance_region_accuracy: float | None = None
 
 
 class Profile(NamedTuple):

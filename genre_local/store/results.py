@@ -93,6 +93,10 @@ class FidelityRow:
     region_accuracy: float
     users: int
     created_at: datetime | None = None
+    # Chance levels (random profiles of the same sizes); None on rows stored before migration 007.
+    chance_precision_at_3: float | None = None
+    chance_recall: float | None = None
+    chance_region_accuracy: float | None = None
 
 
 def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
@@ -153,7 +157,8 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
 def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
     return _typed_rows(
         store, FidelityRow,
-        "SELECT run_id, model, round, precision_at_3, recall, region_accuracy, users, created_at "
+        "SELECT run_id, model, round, precision_at_3, recall, region_accuracy, users, created_at, "
+        "chance_precision_at_3, chance_recall, chance_region_accuracy "
         "FROM profile_fidelity WHERE dataset = ? ORDER BY created_at, run_id, round",
         [dataset],
     )
