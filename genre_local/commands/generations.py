@@ -77,6 +77,7 @@ def list_sources(
     A source's label is what `train --llm` takes."""
     from rich.table import Table
 
+    from genre_local.report.format import fmt_known
     from genre_local.store.results import load_source_summaries
 
     context = app_context(ctx)
@@ -97,16 +98,17 @@ def list_sources(
             table.add_column(name, justify="right" if name in ("inputs", "valid", "tokens in", "tokens out",
                                                                "engine s", "cost") else "left")
 
-        def num(value: float | int | None, fmt: str) -> str:
-            return "—" if value is None else format(value, fmt)
-
         for r in rows:
             share = f"{r.valid:,} ({100.0 * r.valid / r.inputs:.0f}%)" if r.inputs else "0"
+            # A local source without --price-per-hour has no money cost ("—"); an imported one's
+            # costs are unknown unless its file gave them.
+            cost = fmt_known(r.cost, ".4g") if r.cost is not None or "imported" in r.provenance else "—"
             table.add_row(r.dataset, r.task, r.label, r.provenance, f"{r.inputs:,}", share,
-                          num(r.prompt_tokens, ","), num(r.completion_tokens, ","), num(r.engine_seconds, ",.1f"),
-                          num(r.cost, ".4g"))
+                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","),
+                          fmt_known(r.engine_seconds, ",.1f"), cost)
         console.print(table)
     if as_json:
+        # null costs are unknown (imported outputs without those columns), never 0
         emit_json({"sources": [dataclasses.asdict(r) | {"source": r.label} for r in rows]})
 
 
@@ -146,9 +148,14 @@ def import_file(
     with context.open_store() as store:
         result = import_generations(store, request)
     skipped = f"; skipped {len(result.skipped):,} invalid row(s)" if result.skipped else ""
+    if result.prompt_tokens is None or result.completion_tokens is None:
+        tokens = "token cost unknown (the file has no prompt_tokens/completion_tokens on every row)"
+    else:
+        tokens = f"{result.prompt_tokens:,} tokens in, {result.completion_tokens:,} out"
     stdout_console().print(f"imported {result.stored:,} {task} output(s) for {dataset} as source "
-                           f"{result.source.label}{skipped}; train on them with --llm {result.source.label}")
+                           f"{result.source.label}{skipped}; {tokens}; train on them with --llm {result.source.label}")
     if as_json:
         emit_json({"dataset": dataset, "task": task, "source": result.source.label, "run_id": result.run_id,
                    "stored": result.stored, "skipped": len(result.skipped),
-                   "skipped_lines": [p.line for p in result.skipped]})
+                   "skipped_lines": [p.line for p in result.skipped],
+                   "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens})

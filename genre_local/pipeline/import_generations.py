@@ -7,7 +7,10 @@ the output: an `output` (or `text`, `raw_output`, `title`) column holding plain 
 task's JSON; a JSONL row may instead carry the task's JSON fields themselves (`title`;
 `topics`/`regions`; `items`). A plain-text summary is the enhanced title itself. Optional
 columns `prompt_tokens`, `completion_tokens` and `latency_s` give costs; without them they are
-NULL. Every row is validated with the task's own parser (genre_local/llm/tasks.py).
+NULL. Each import also writes one `generation_runs` row (provenance `imported`, migration 009):
+rows stored and skipped, and the file's token and latency totals when every stored row gave them,
+else NULL (unknown); attempts, wall time and money are always NULL, as no local engine ran.
+Every row is validated with the task's own parser (genre_local/llm/tasks.py).
 
 Unknown ids, unparsable rows and duplicate ids are problems named as file:line. By default any
 problem stores nothing; with `skip_invalid` the valid rows are stored and the rest counted. The
@@ -33,9 +36,10 @@ from genre_local.store.generations import (
     IMPORTED,
     IMPORTED_PROMPT_SET,
     GenerationRecord,
+    GenerationRunRecord,
     GenerationSource,
     parsed_json,
-    write_generations,
+    write_imported_generations,
 )
 
 ID_COLUMNS = ("id", "input_id", "nid", "user_id")
@@ -84,6 +88,8 @@ class ImportResult:
     run_id: str
     stored: int
     skipped: tuple[RowProblem, ...]  # with skip_invalid: the rows left out
+    prompt_tokens: int | None = None  # the file's totals; None: unknown (a row gave none)
+    completion_tokens: int | None = None
 
 
 def file_format(path: Path) -> str:
@@ -281,5 +287,30 @@ def import_generations(store: Store, request: ImportRequest) -> ImportResult:
         )
         for row in rows
     ]
-    write_generations(store, records)
-    return ImportResult(source, run_id, len(records), tuple(problems))
+    run = import_run(request, run_id, created, rows, len(problems))
+    write_imported_generations(store, records, run)
+    return ImportResult(source, run_id, len(records), tuple(problems), run.prompt_tokens, run.completion_tokens)
+
+
+def known_total(values: list[Any]) -> Any:
+    """The sum when every row gave the value; None (unknown) when any row did not: a partial
+    sum would read as the whole import's cost."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values)
+
+
+def import_run(request: ImportRequest, run_id: str, started: Any, rows: list[ImportedRow],
+               invalid: int) -> GenerationRunRecord:
+    """The import's `generation_runs` row: what it stored, and its cost as far as the file gave it.
+    No engine ran here, so attempts, start-up, wall time and money are unknown (NULL), never 0."""
+    return GenerationRunRecord(
+        run_id=run_id, dataset=request.dataset, task=request.task.name, model=request.llm,
+        backend=IMPORT_BACKEND, round=1, started_at=started, requests=len(rows) + invalid, new=len(rows),
+        skipped=0, valid=len(rows), invalid=invalid, attempts=None,
+        prompt_tokens=known_total([r.prompt_tokens for r in rows]),
+        completion_tokens=known_total([r.completion_tokens for r in rows]),
+        engine_seconds=known_total([r.latency_s for r in rows]),
+        startup_seconds=None, wall_seconds=None, price_per_hour=None, cost=None,
+        prompt_set=request.prompt_set, provenance=IMPORTED,
+    )

@@ -31,6 +31,14 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+UNKNOWN = "unknown"  # a cost no run recorded (imported outputs): never shown as 0
+
+
+def fmt_known(value: float | int | None, fmt: str) -> str:
+    """A cost figure, or "unknown" where no run recorded it (never a 0 that was not measured)."""
+    return UNKNOWN if value is None else format(value, fmt)
+
+
 def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 

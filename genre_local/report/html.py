@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from genre_local.report.format import fmt_known
 from genre_local.report.naming import kind_of, variant_tasks
 from genre_local.report.runs import ConfigKey
 from genre_local.report.sample_tables import TASK_TITLES
@@ -213,14 +214,20 @@ def _generation_section(ctx: ReportContext) -> str:
         task = f'<a href="#{esc(_sample_anchor(sample))}">{esc(r.task)}</a>' if sample else esc(r.task)
         rows.append([f"<span{ident}>{esc(r.run_id)}</span>", task, esc(r.model), esc(r.backend), esc(r.round),
                      esc(f"{r.requests:,}"), esc(f"{r.valid:,}"), esc(f"{r.invalid:,}"),
-                     esc(f"{r.prompt_tokens:,}"), esc(f"{r.completion_tokens:,}"), esc(f"{r.engine_seconds:,.1f}"),
-                     esc(f"{r.wall_seconds + r.startup_seconds:,.1f}"),
-                     esc("—" if r.cost is None else f"{r.cost:.4g}")])
+                     esc(fmt_known(r.prompt_tokens, ",")), esc(fmt_known(r.completion_tokens, ",")),
+                     esc(fmt_known(r.engine_seconds, ",.1f")),
+                     esc(fmt_known(None if r.wall_seconds is None or r.startup_seconds is None
+                               else r.wall_seconds + r.startup_seconds, ",.1f")),
+                     # no price: "—" for a local run; an imported run's money is unknown
+                     esc(fmt_known(r.cost, ".4g") if r.cost is not None or r.provenance == "imported" else "—"),
+                     esc(r.provenance)])
     header = ("run", "task", "LLM source", "backend", "round", "requests", "valid", "invalid", "tokens in",
-              "tokens out", "engine s", "wall+start s", "cost")
+              "tokens out", "engine s", "wall+start s", "cost", "provenance")
     return ('<section id="generation-runs"><h2>Generation runs and cost</h2>'
-            '<p>One row per generate command, task and round; Table 8 sums them per GENRE scheme '
-            f'({link("view", "cost", "cost view")}).</p>' + simple_table(header, rows) + "</section>")
+            '<p>One row per generate command, task and round, and one per import; Table 8 sums them per '
+            f'GENRE scheme ({link("view", "cost", "cost view")}). "unknown": the run did not record it '
+            '(an imported file without that column), never counted as 0.</p>'
+            + simple_table(header, rows) + "</section>")
 
 
 def _lines(values: Sequence[str]) -> str:

@@ -135,15 +135,17 @@ class GenerationRunRecord:
     skipped: int
     valid: int
     invalid: int
-    attempts: int
-    prompt_tokens: int
-    completion_tokens: int
-    engine_seconds: float
-    startup_seconds: float
-    wall_seconds: float
+    # None (NULL since migration 009): unknown, for an imported run whose file did not say.
+    attempts: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    engine_seconds: float | None
+    startup_seconds: float | None
+    wall_seconds: float | None
     price_per_hour: float | None
     cost: float | None
     prompt_set: str = LOCAL_PROMPT_SET
+    provenance: str = GENERATED  # generated | imported
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,43 @@ def write_generations(store: Store, records: Sequence[GenerationRecord]) -> None
     rows = pa.Table.from_pylist([asdict(r) for r in records], schema=GENERATION_ARROW_SCHEMA)
     with store.transaction() as conn, store.registered("_generation_rows", rows) as view:
         conn.execute(f"INSERT OR REPLACE INTO generations BY NAME SELECT * FROM {view}")
+
+
+def write_imported_generations(store: Store, records: Sequence[GenerationRecord], run: GenerationRunRecord) -> None:
+    """An import's rows and its one `generation_runs` row, in one transaction: both or neither."""
+    rows = pa.Table.from_pylist([asdict(r) for r in records], schema=GENERATION_ARROW_SCHEMA)
+    with store.transaction() as conn, store.registered("_generation_rows", rows) as view:
+        conn.execute(f"INSERT OR REPLACE INTO generations BY NAME SELECT * FROM {view}")
+        _insert_record(conn, "generation_runs", run, replace=True)
+        _refresh_imported_runs(conn, run.dataset, run.task)
+
+
+def _refresh_imported_runs(conn: duckdb.DuckDBPyConnection, dataset: str, task: str) -> None:
+    """A re-import replaces earlier imports' rows (same keys): an earlier import run keeps only the
+    rows it still owns in its counts and totals, and one that owns none is dropped, so no row's
+    tokens are counted twice. A total stays unknown (NULL) unless every owned row gave it."""
+    conn.execute(
+        """
+        DELETE FROM generation_runs r WHERE r.provenance = ? AND r.dataset = ? AND r.task = ?
+          AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.run_id = r.run_id AND g.dataset = r.dataset
+                          AND g.task = r.task)
+        """,
+        [IMPORTED, dataset, task],
+    )
+    conn.execute(
+        """
+        UPDATE generation_runs r SET new = o.rows, valid = o.valid, prompt_tokens = o.prompt_tokens,
+               completion_tokens = o.completion_tokens, engine_seconds = o.engine_seconds
+        FROM (SELECT run_id, count(*) AS rows, count(*) FILTER (WHERE valid) AS valid,
+                     CASE WHEN bool_and(prompt_tokens IS NOT NULL) THEN sum(prompt_tokens) END AS prompt_tokens,
+                     CASE WHEN bool_and(completion_tokens IS NOT NULL) THEN sum(completion_tokens) END
+                       AS completion_tokens,
+                     CASE WHEN bool_and(latency_s IS NOT NULL) THEN sum(latency_s) END AS engine_seconds
+              FROM generations WHERE dataset = ? AND task = ? GROUP BY run_id) o
+        WHERE r.run_id = o.run_id AND r.provenance = ? AND r.dataset = ? AND r.task = ?
+        """,
+        [dataset, task, IMPORTED, dataset, task],
+    )
 
 
 def _insert_record(conn: duckdb.DuckDBPyConnection, table: str, record: Any, replace: bool = False) -> None:

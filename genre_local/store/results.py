@@ -65,15 +65,17 @@ class GenerationRunRow:
     new: int
     valid: int
     invalid: int
-    prompt_tokens: int
-    completion_tokens: int
-    engine_seconds: float
-    startup_seconds: float
-    wall_seconds: float
+    # None: unknown (an imported run whose file gave no such column; never read as 0)
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    engine_seconds: float | None
+    startup_seconds: float | None
+    wall_seconds: float | None
     price_per_hour: float | None
     cost: float | None
     started_at: datetime | None = None
     prompt_set: str = "compact"
+    provenance: str = "generated"  # generated | imported
 
     @property
     def source(self) -> str:
@@ -149,7 +151,7 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
         store, GenerationRunRow,
         "SELECT run_id, task, model, backend, round, requests, new, valid, invalid, prompt_tokens, "
         "completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, started_at, "
-        "prompt_set FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
+        "prompt_set, provenance FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
         [dataset],
     )
 
@@ -342,10 +344,10 @@ class SourceSummary:
     provenance: str  # generated | imported (both, comma-separated, when a source has both)
     inputs: int  # inputs with any stored output
     valid: int  # inputs with a valid output
-    prompt_tokens: int | None  # NULL when no row gave token counts (imported outputs)
+    prompt_tokens: int | None  # None: unknown, some row gave no token count (imported outputs)
     completion_tokens: int | None
-    engine_seconds: float | None  # from generation_runs; None without any
-    cost: float | None  # money from generation_runs; None without a price
+    engine_seconds: float | None  # from generation_runs; None: unknown (no run, or a run without it)
+    cost: float | None  # money from generation_runs; None without a price (or unknown, imported)
 
     @property
     def label(self) -> str:
@@ -359,10 +361,15 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
         "WITH outputs AS ("
         " SELECT dataset, task, model AS llm, prompt_set, string_agg(DISTINCT provenance, ',' ORDER BY provenance) "
         "  AS provenance, count(DISTINCT input_id) AS inputs, count(DISTINCT input_id) FILTER (WHERE valid) AS valid,"
-        "  sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
+        "  CASE WHEN bool_and(prompt_tokens IS NOT NULL) THEN sum(prompt_tokens) END AS prompt_tokens,"
+        "  CASE WHEN bool_and(completion_tokens IS NOT NULL) THEN sum(completion_tokens) END AS completion_tokens"
         " FROM generations WHERE ?::VARCHAR IS NULL OR dataset = ? GROUP BY ALL"
         "), costs AS ("
-        " SELECT dataset, task, model AS llm, prompt_set, sum(engine_seconds + startup_seconds) AS engine_seconds,"
+        # A total is known only when every run of the source knows it (an imported run's start-up
+        # is unknown, so its engine seconds count as known only with the file's latencies).
+        " SELECT dataset, task, model AS llm, prompt_set,"
+        "  CASE WHEN bool_and(engine_seconds IS NOT NULL AND (startup_seconds IS NOT NULL OR provenance = 'imported'))"
+        "   THEN sum(engine_seconds + coalesce(startup_seconds, 0)) END AS engine_seconds,"
         "  CASE WHEN bool_and(cost IS NOT NULL) THEN sum(cost) END AS cost"
         " FROM generation_runs GROUP BY ALL"
         ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.provenance, o.inputs, o.valid, "

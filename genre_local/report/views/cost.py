@@ -1,8 +1,11 @@
 """Table 8: what each GENRE scheme's generation cost, what it gained, and the ratio (CCR), per
 generation source (LLM, prompt set): each source's cost beside the gain of the runs that read it.
 
-A source without generation runs (imported outputs) has its gain and no cost; runs stored before
-migration 006 recorded no source and count for the only generating source there is."""
+A cost is unknown, and shown as "unknown" (None in CSV/JSON, never 0), when any run it sums did
+not record it: an imported source's runs (migration 009) know their rows and, where the file gave
+them, tokens and latencies, but no money, start-up or wall time, so its cost and CCR are unknown.
+A source with no generation runs at all has its gain and an unknown cost. Runs stored before migration 006 recorded no source and
+count for the only generating source there is."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 from rich.table import Table
 
 from genre_local.report import figures
-from genre_local.report.format import fmt_ratio, fmt_signed
+from genre_local.report.format import UNKNOWN, fmt_known, fmt_ratio, fmt_signed
 from genre_local.report.naming import SCHEMES, kind_of
 from genre_local.report.runs import RunIndex, main_key
 from genre_local.report.view import Plot, Records, ReportContext, Sources, View
@@ -31,10 +34,11 @@ class CostRow:
     requests: int
     valid: int
     invalid: int
-    prompt_tokens: int
-    completion_tokens: int
-    engine_seconds: float
-    wall_seconds: float  # task wall time plus the engine start-up charged to it
+    # None: unknown, some run summed here did not record it (imported outputs)
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    engine_seconds: float | None
+    wall_seconds: float | None  # task wall time plus the engine start-up charged to it
     money: float | None  # sum of `cost` when every run had a price
     matching_improvement: float | None  # mean AUC gain over original, matching models
     matching_models: int
@@ -43,25 +47,32 @@ class CostRow:
     unit: str  # what one unit of cost is: 'price' or 'engine-hour'
     run_ids: tuple[str, ...] = ()  # the generation runs whose cost the row sums
     source: str = ""  # the generation source (LLM/prompt set); "" when runs recorded none
+    provenance: str = "generated"  # generated | imported (comma-separated when a source has both)
 
     @property
     def has_cost(self) -> bool:
-        """False for a source with no generation runs (imported outputs): its cost is unknown."""
-        return bool(self.run_ids)
+        """False when the cost is unknown: no generation runs, or a run that did not record it."""
+        return self.cost_units is not None
 
     @property
-    def engine_hours(self) -> float:
-        return self.engine_seconds / 3600.0
+    def engine_hours(self) -> float | None:
+        return None if self.engine_seconds is None else self.engine_seconds / 3600.0
 
     @property
-    def cost_units(self) -> float:
-        return self.money if self.unit == "price" and self.money is not None else self.engine_hours
+    def cost_units(self) -> float | None:
+        """The cost in the table's unit; None when unknown. An imported source's cost is unknown
+        in either unit: it has no price, and the latencies its file may give were spent on someone
+        else's machine or service, not engine-hours comparable with a local run's."""
+        if not self.run_ids or "imported" in self.provenance.split(","):
+            return None
+        return self.money if self.unit == "price" else self.engine_hours
 
     def ccr(self, improvement: float | None) -> float | None:
-        """AUC improvement per unit of cost; None when either side is missing or cost is 0."""
-        if improvement is None or self.cost_units <= 0:
+        """AUC improvement per unit of cost; None when either side is unknown or the cost is 0."""
+        cost = self.cost_units
+        if improvement is None or cost is None or cost <= 0:
             return None
-        return improvement / self.cost_units
+        return improvement / cost
 
     @property
     def matching_ccr(self) -> float | None:
@@ -94,10 +105,11 @@ def cost_table(
 ) -> list[CostRow]:
     """Per GENRE scheme: what generating its data cost, what it gained, and the ratio (CCR).
 
-    Costs are in money only when every generation run of the dataset had a price per hour,
-    so all schemes share one unit; otherwise in hours of engine time.
+    Costs are in money only when every local generation run of the dataset had a price per hour,
+    so all schemes share one unit; otherwise in hours of engine time. Imported runs never have a
+    price: they do not decide the unit, and their cost in it is unknown.
     """
-    relevant = [r for r in runs if any(r.task in tasks for _, tasks, _ in SCHEMES)]
+    relevant = [r for r in runs if any(r.task in tasks for _, tasks, _ in SCHEMES) and r.provenance != "imported"]
     unit = "price" if relevant and all(r.cost is not None for r in relevant) else "engine-hour"
     out = []
     for scheme, tasks, variant in SCHEMES:
@@ -120,12 +132,12 @@ def cost_table(
                 requests=sum(r.requests for r in picked),
                 valid=sum(r.valid for r in picked),
                 invalid=sum(r.invalid for r in picked),
-                prompt_tokens=sum(r.prompt_tokens for r in picked),
-                completion_tokens=sum(r.completion_tokens for r in picked),
-                engine_seconds=math.fsum(r.engine_seconds for r in picked),
-                wall_seconds=math.fsum(r.wall_seconds + r.startup_seconds for r in picked),
-                money=(math.fsum(r.cost for r in picked) if picked and all(r.cost is not None for r in picked)
-                       else None),
+                prompt_tokens=known_sum([r.prompt_tokens for r in picked]),
+                completion_tokens=known_sum([r.completion_tokens for r in picked]),
+                engine_seconds=known_sum([r.engine_seconds for r in picked]),
+                wall_seconds=known_sum([None if r.wall_seconds is None or r.startup_seconds is None
+                                        else r.wall_seconds + r.startup_seconds for r in picked]),
+                money=known_sum([r.cost for r in picked]),
                 matching_improvement=m_gain,
                 matching_models=m_n,
                 ranking_improvement=r_gain,
@@ -133,8 +145,18 @@ def cost_table(
                 unit=unit,
                 run_ids=tuple(dict.fromkeys(r.run_id for r in picked)),
                 source=source,
+                provenance=",".join(sorted({r.provenance for r in picked})) or "none",
             ))
     return out
+
+
+def known_sum(values: list[float | int | None]) -> float | int | None:
+    """The total when every value is known; None (unknown) when any is, or there are none."""
+    if not values or any(v is None for v in values):
+        return None
+    if all(isinstance(v, int) for v in values):
+        return sum(values)  # type: ignore[arg-type]
+    return math.fsum(values)  # type: ignore[arg-type]
 
 
 def _compute(ctx: ReportContext) -> list[CostRow]:
@@ -150,12 +172,12 @@ def _records(rows: Sequence[CostRow]) -> Records:
         ("scheme", "tasks", "variant", "generation_source", "runs", "llm", "requests", "valid", "invalid", "prompt_tokens",
          "completion_tokens", "engine_seconds", "wall_seconds", "cost", "cost_unit", "cost_units",
          "matching_auc_improvement", "matching_models", "matching_ccr",
-         "ranking_auc_improvement", "ranking_models", "ranking_ccr"),
+         "ranking_auc_improvement", "ranking_models", "ranking_ccr", "provenance"),
         [(r.scheme, "+".join(r.tasks), r.variant, r.source, r.runs, " ".join(r.models), r.requests, r.valid,
           r.invalid, r.prompt_tokens, r.completion_tokens, r.engine_seconds, r.wall_seconds, r.money, r.unit,
-          r.cost_units if r.has_cost else None,
+          r.cost_units,
           r.matching_improvement, r.matching_models, r.matching_ccr,
-          r.ranking_improvement, r.ranking_models, r.ranking_ccr) for r in rows],
+          r.ranking_improvement, r.ranking_models, r.ranking_ccr, r.provenance) for r in rows],
     )
 
 
@@ -168,14 +190,15 @@ def _tables(rows: Sequence[CostRow], ctx: ReportContext) -> list[Table]:
                  "wall+start s", cost_label):
         spent.add_column(name, justify="left" if name in ("scheme", "source", "tasks") else "right")
     for r in rows:
-        if not r.has_cost:
-            spent.add_row(r.scheme, r.source, "+".join(r.tasks), *["—"] * 7)
+        if not r.run_ids:
+            spent.add_row(r.scheme, r.source, "+".join(r.tasks), "—", "—", *[UNKNOWN] * 5)
             continue
         written = r.valid + r.invalid
         valid = f"{100.0 * r.valid / written:.1f}%" if written else "—"
-        spent.add_row(r.scheme, r.source, "+".join(r.tasks), f"{r.requests:,}", valid, f"{r.prompt_tokens:,}",
-                      f"{r.completion_tokens:,}", f"{r.engine_seconds:,.1f}", f"{r.wall_seconds:,.1f}",
-                      f"{r.cost_units:.4g}")
+        spent.add_row(r.scheme, r.source, "+".join(r.tasks), f"{r.requests:,}", valid,
+                      fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","),
+                      fmt_known(r.engine_seconds, ",.1f"), fmt_known(r.wall_seconds, ",.1f"),
+                      fmt_known(r.cost_units, ".4g"))
     per = "unit of price" if unit == "price" else "engine-hour (no --price-per-hour stored)"
     gain = Table(title=f"Table 8b: cost conversion rate, CCR = AUC gain per {per}", title_justify="left")
     for name in ("scheme", "variant", "source", "AUC gain matching", "CCR matching", "AUC gain ranking",
@@ -185,11 +208,18 @@ def _tables(rows: Sequence[CostRow], ctx: ReportContext) -> list[Table]:
         gain.add_row(
             r.scheme, r.variant, r.source,
             fmt_signed(r.matching_improvement) + _models(r.matching_models),
-            fmt_ratio(r.matching_ccr),
+            _ccr_text(r, r.matching_improvement, r.matching_ccr),
             fmt_signed(r.ranking_improvement) + _models(r.ranking_models),
-            fmt_ratio(r.ranking_ccr),
+            _ccr_text(r, r.ranking_improvement, r.ranking_ccr),
         )
     return [spent, gain]
+
+
+def _ccr_text(row: CostRow, improvement: float | None, ccr: float | None) -> str:
+    """A gain with an unknown cost has an unknown CCR; no gain (or a zero cost) has none."""
+    if improvement is not None and not row.has_cost:
+        return UNKNOWN
+    return fmt_ratio(ccr)
 
 
 def _models(count: int) -> str:
@@ -203,7 +233,7 @@ def plot_cost(rows: Sequence[CostRow], dataset: str, path: Path) -> Path:
     schemes = [f"{r.scheme}\n{r.source}" if several else r.scheme for r in rows]
     fig = figures.figure(11.0, 4.2)
     left, right = fig.subplots(1, 2)
-    left.bar(schemes, [r.cost_units for r in rows], color="tab:gray")
+    left.bar(schemes, [math.nan if r.cost_units is None else r.cost_units for r in rows], color="tab:gray")
     left.set_title("generation cost per scheme")
     left.set_ylabel("cost (price units)" if unit == "price" else "engine hours")
     left.set_xlabel("GENRE scheme")
