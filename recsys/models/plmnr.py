@@ -6,6 +6,14 @@ computed once per dataset variant (recsys/layer_cache.py) and only the top layer
 step, tuned through LoRA on the attention query/value projections (peft). Category,
 subcategory and image are tokens of the language-model input sequence (joined before the top
 layer), and the top layer's states are pooled with additive attention. Users: NRMS's encoder.
+
+Training approximation (ModelConfig.history_grad False): a training step backpropagates through
+the tuned top layer and pooling head only for the batch's candidate news; the other news of the
+batch (history only) are encoded under torch.no_grad(), so the user encoder still learns from
+their vectors but the news encoder gets no gradient through them. A news that is both a
+candidate and in some history carries its gradient through both uses. About 50 history news
+per sample against 5 candidates: most of a step's backward pass and its saved activations go.
+Evaluation is unchanged (encode_news). Default True: the exact gradient, as before.
 """
 
 from __future__ import annotations
@@ -65,6 +73,11 @@ class PLMNR(MatchingModel):
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
         return self.news_encoder(news)
+
+    def encode_step_news(self, news: NewsInputs, candidates: torch.Tensor) -> torch.Tensor:
+        if self.config.history_grad:
+            return self.encode_news(news)
+        return self.news_encoder.forward_grad_rows(news, candidates)
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
