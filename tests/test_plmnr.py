@@ -174,8 +174,13 @@ def test_history_grad_is_on_by_default_and_exact() -> None:
     assert model.config.history_grad is True
     news = catalogue()
     model.eval()
+    news.index = None  # not cached: one length group, the same computation as encode_news
     with torch.no_grad():
         assert torch.equal(model.encode_step_news(news, torch.tensor([[1]])), model.encode_news(news))
+    model.prepare_news(news, None)
+    rows = news.select(torch.arange(len(news)))
+    model.encode_step_news(rows, torch.tensor([[1]]))[[0, 5]].sum().backward()  # history-only rows
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
 
 
 def test_history_grad_off_is_part_of_the_checkpoint_identity() -> None:

@@ -13,7 +13,8 @@ batch (history only) are encoded under torch.no_grad(), so the user encoder stil
 their vectors but the news encoder gets no gradient through them. A news that is both a
 candidate and in some history carries its gradient through both uses. About 50 history news
 per sample against 5 candidates: most of a step's backward pass and its saved activations go.
-Evaluation is unchanged (encode_news). Default True: the exact gradient, as before.
+Evaluation is unchanged (encode_news). Default True: the exact gradient, as before. Either way a
+training forward runs the batch's news in groups of similar text length (fewer padding tokens).
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ class PLMNR(MatchingModel):
         return self.news_encoder(news)
 
     def encode_step_news(self, news: NewsInputs, candidates: torch.Tensor) -> torch.Tensor:
-        if self.config.history_grad:
-            return self.encode_news(news)
-        return self.news_encoder.forward_grad_rows(news, candidates)
+        """Length-grouped (LayerCachedNewsEncoder.forward_grad_rows): every row with gradient
+        when history_grad is on, else the candidates' rows only."""
+        rows = torch.arange(len(news), device=candidates.device) if self.config.history_grad else candidates
+        return self.news_encoder.forward_grad_rows(news, rows)
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
