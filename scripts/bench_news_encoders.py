@@ -1,14 +1,16 @@
 """Language-model news encoders on a small synthetic dataset (issue 11 items 2-3).
 
 Usage: .venv/bin/python scripts/bench_news_encoders.py [--news 400] [--users 200] [--epochs 2]
-           [--steps 5] [--models nrms,plmnr,dire] [--encoder PATH] [--out bench-results] [--smoke]
+           [--steps 5] [--models nrms,plmnr,plmnr-nohist,dire] [--train-seeds 1,2] [--encoder PATH]
+           [--out bench-results] [--smoke]
 Prints two tables and writes OUT/news_encoders.json.
 
 1. PLMNR step time, old vs new, side by side in this run on the same batches: the previous PLMNR
    (every news through all `transformer_layers` MiniLM layers, forward and backward, LoRA on
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
-   layer cache, the top layer tuned with LoRA). Both use the trainer's step (TrainStep under
-   accelerate, the default optimizer) on the trainer's batches; --warmup steps are not timed.
+   layer cache, the top layer tuned with LoRA), with history_grad on and off ("new-nohist").
+   All use the trainer's step (TrainStep under accelerate, the default optimizer) on the
+   trainer's batches, their steps interleaved round by round; --warmup steps are not timed.
 2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
    (recsys.train.run_training) for --epochs: test AUC (all users), training samples/s (mean
    over epochs) and the time to build the layer cache (PLMNR, DIRE; part of the run's wall time).

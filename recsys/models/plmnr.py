@@ -11,8 +11,9 @@ Training approximation (ModelConfig.history_grad False): a training step backpro
 the tuned top layer and pooling head only for the batch's candidate news; the other news of the
 batch (history only) are encoded under torch.no_grad(), so the user encoder still learns from
 their vectors but the news encoder gets no gradient through them. A news that is both a
-candidate and in some history carries its gradient through both uses. About 50 history news
-per sample against 5 candidates: most of a step's backward pass and its saved activations go.
+candidate and in some history carries its gradient through both uses. On the synthetic set of
+BENCHMARKS.md §2c' about 100 of a batch's ~280 distinct news are candidates; the rest skip the
+backward pass and keep no activations.
 Evaluation is unchanged (encode_news). Default True: the exact gradient, as before. Either way a
 training forward runs the batch's news in groups of similar text length (fewer padding tokens).
 """
