@@ -78,6 +78,9 @@ class TrainConfig:
     ng_k: int = 2
     features: str = "title,category"
     lora_rank: int = 8
+    # PLMNR: backpropagate through the tuned top layer for history news too (exact); false trains
+    # only through the batch's candidates, history news encoded without gradient (faster).
+    history_grad: bool = True
     seed: int = 1  # first seed; seeds N runs seed, seed+1, ..., seed+N-1
     # Training steps per epoch at most (0 = every batch): with epochs = 1 it bounds a whole
     # training, e.g. a timed run on MIND-large-sized data (scripts/bench_scale.py).

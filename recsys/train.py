@@ -77,7 +77,7 @@ class RunSettings:
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
             "weight_decay": self.weight_decay, "optimizer": self.optimizer, "negatives": self.negatives,
             "holdout_fraction": self.holdout_fraction,
-            "model_config": asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else repr(cfg),
+            "model_config": model_config_identity(cfg),
             "weights_format": WEIGHTS_FORMAT,
         }
         if self.max_steps:  # only when set: checkpoints of full epochs keep their folder names
@@ -141,6 +141,17 @@ class LoopState:
         return self.done or self.epoch >= epochs
 
 
+def model_config_identity(config) -> dict | str:
+    """ModelConfig as a checkpoint identity. history_grad appears only when off: checkpoints
+    written before the field existed (all with the exact gradient) keep matching."""
+    if not hasattr(config, "__dataclass_fields__"):
+        return repr(config)
+    fields = asdict(config)
+    if fields.get("history_grad") is True:
+        del fields["history_grad"]
+    return fields
+
+
 class TrainStep(nn.Module):
     """Loss of one batch; wrapping the model lets DDP see a real forward() call."""
 
@@ -150,7 +161,7 @@ class TrainStep(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         model = self.model
-        vectors = model.encode_news(batch.news)
+        vectors = model.encode_step_news(batch.news, batch.candidates)
         history = vectors[batch.history]
         if model.kind == "matching":
             user = model.encode_user(history, batch.user)

@@ -1,14 +1,16 @@
 """Language-model news encoders on a small synthetic dataset (issue 11 items 2-3).
 
 Usage: .venv/bin/python scripts/bench_news_encoders.py [--news 400] [--users 200] [--epochs 2]
-           [--steps 5] [--models nrms,plmnr,dire] [--encoder PATH] [--out bench-results] [--smoke]
+           [--steps 5] [--models nrms,plmnr,plmnr-nohist,dire] [--train-seeds 1,2] [--encoder PATH]
+           [--out bench-results] [--smoke]
 Prints two tables and writes OUT/news_encoders.json.
 
 1. PLMNR step time, old vs new, side by side in this run on the same batches: the previous PLMNR
    (every news through all `transformer_layers` MiniLM layers, forward and backward, LoRA on
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
-   layer cache, the top layer tuned with LoRA). Both use the trainer's step (TrainStep under
-   accelerate, the default optimizer) on the trainer's batches; --warmup steps are not timed.
+   layer cache, the top layer tuned with LoRA), with history_grad on and off ("new-nohist").
+   All use the trainer's step (TrainStep under accelerate, the default optimizer) on the
+   trainer's batches, their steps interleaved round by round; --warmup steps are not timed.
 2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
    (recsys.train.run_training) for --epochs: test AUC (all users), training samples/s (mean
    over epochs) and the time to build the layer cache (PLMNR, DIRE; part of the run's wall time).
@@ -97,53 +99,82 @@ def legacy_plmnr_class():
     return LegacyPLMNR
 
 
-def model_config(args: argparse.Namespace, encoder: str | None = None):
+def model_config(args: argparse.Namespace, encoder: str | None = None, history_grad: bool = True):
     from recsys.models import ModelConfig
 
     return ModelConfig(features=("title", "category"), title_len=args.title_len, history_len=args.history_len,
-                       encoder=encoder)
+                       encoder=encoder, history_grad=history_grad)
 
 
-def time_steps(model, data, args: argparse.Namespace) -> dict:
-    """Seconds per trainer step (forward, backward, optimizer) on the first warmup+steps batches."""
-    from recsys.data import BatchStream, TrainSamples, epoch_batches
-    from recsys.train import TrainStep, make_accelerator, make_optimizer
+class StepTimer:
+    """One model's trainer steps (TrainStep under accelerate, the default optimizer) on the first
+    warmup+steps batches of the training split, one step per call of `step()`."""
 
-    accelerator = make_accelerator()
-    step_module, optimizer = accelerator.prepare(TrainStep(model), make_optimizer(model, 1e-3, 0.01))
-    samples = TrainSamples(data, data.split("train"), "matching", 4, args.history_len)
-    batches = epoch_batches(len(samples), args.batch_size, 1, 0)[: args.warmup + args.steps]
-    step_module.train()
-    seconds, seen = 0.0, 0
-    for index, batch in enumerate(BatchStream(samples, batches, 1, 0)):
+    def __init__(self, model, data, args: argparse.Namespace) -> None:
+        from recsys.data import BatchStream, TrainSamples, epoch_batches
+        from recsys.train import TrainStep, make_accelerator, make_optimizer
+
+        self.accelerator = make_accelerator()
+        self.module, self.optimizer = self.accelerator.prepare(TrainStep(model), make_optimizer(model, 1e-3, 0.01))
+        samples = TrainSamples(data, data.split("train"), "matching", 4, args.history_len)
+        self.batches = iter(BatchStream(samples, epoch_batches(len(samples), args.batch_size, 1, 0)[: args.warmup + args.steps], 1, 0))
+        self.module.train()
+        self.seconds: list[float] = []
+        self.samples = 0
+
+    def step(self, timed: bool) -> None:
+        batch = next(self.batches).to(self.accelerator.device)
         started = time.perf_counter()
-        loss = step_module(batch.to(accelerator.device))
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        if index >= args.warmup:
-            seconds += time.perf_counter() - started
-            seen += len(batch)
-    steps = max(1, len(batches) - args.warmup)
-    return {"steps": steps, "step_seconds": seconds / steps, "samples_per_s": seen / seconds if seconds else 0.0}
+        loss = self.module(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        if timed:
+            self.seconds.append(time.perf_counter() - started)
+            self.samples += len(batch)
+
+    def summary(self) -> dict:
+        total = sum(self.seconds)
+        return {"steps": len(self.seconds), "step_seconds": total / max(1, len(self.seconds)),
+                "samples_per_s": self.samples / total if total else 0.0, "per_step": self.seconds}
+
+
+STEP_VARIANTS = ("old", "new", "new-nohist")
 
 
 def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
+    """Old, new (history_grad on) and new with history_grad off on the same batches, their steps
+    interleaved (round r runs step r of each, in rotating order) so the load of a shared machine
+    falls on all three alike; ratios are of the mean step time and the median of per-round ratios."""
+    import statistics
+
     import torch
 
     from recsys.models import build_model
     from recsys.train import feature_sizes
 
     sizes = feature_sizes(data)
-    out = {}
+    timers, cache_seconds = {}, {}
     torch.manual_seed(0)
-    out["old"] = time_steps(legacy_plmnr_class()(model_config(args), sizes), data, args)
-    torch.manual_seed(0)
-    new = build_model("plmnr", model_config(args), sizes)
-    started = time.perf_counter()
-    new.prepare_news(data.news, None)
-    out["new"] = time_steps(new, data, args) | {"cache_seconds": time.perf_counter() - started}
-    out["speedup"] = out["old"]["step_seconds"] / max(out["new"]["step_seconds"], 1e-12)
+    timers["old"] = StepTimer(legacy_plmnr_class()(model_config(args), sizes), data, args)
+    for label, history_grad in (("new", True), ("new-nohist", False)):
+        torch.manual_seed(0)
+        model = build_model("plmnr", model_config(args, history_grad=history_grad), sizes)
+        started = time.perf_counter()
+        model.prepare_news(data.news, args.out / "news-encoders" / "layers")
+        cache_seconds[label] = time.perf_counter() - started
+        timers[label] = StepTimer(model, data, args)
+    for round_ in range(args.warmup + args.steps):
+        shift = round_ % len(STEP_VARIANTS)
+        for label in STEP_VARIANTS[shift:] + STEP_VARIANTS[:shift]:
+            timers[label].step(timed=round_ >= args.warmup)
+    out = {label: timer.summary() for label, timer in timers.items()}
+    for label in ("new", "new-nohist"):
+        out[label]["cache_seconds"] = cache_seconds[label]
+        out[f"speedup_{label}"] = out["old"]["step_seconds"] / max(out[label]["step_seconds"], 1e-12)
+        out[f"median_round_speedup_{label}"] = statistics.median(
+            o / max(n, 1e-12) for o, n in zip(out["old"]["per_step"], out[label]["per_step"]))
+    out["speedup"] = out["speedup_new"]
     return out
 
 
@@ -174,19 +205,19 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
     from recsys.train import RunSettings, make_accelerator, run_training
 
     results = {}
-    for name in args.models:
+    for name, seed in [(name, seed) for seed in args.train_seeds for name in args.models]:
         encoder = str(args.encoder) if name == "dire" else None
         settings = RunSettings(
-            model="plmnr" if name == "plmnr-old" else name, seed=1, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
+            model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
             weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len,
-            model_config=model_config(args, encoder), layer_cache_dir=work / "layers",
+            model_config=model_config(args, encoder, history_grad=name != "plmnr-nohist"), layer_cache_dir=work / "layers",
         )
-        print(f"[{name}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
+        print(f"[{name} seed {seed}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         with _LegacyBuild(name == "plmnr-old"):
             result = run_training(make_accelerator(), data, settings)
         wall = time.perf_counter() - started
-        results[name] = {
+        results[name if len(args.train_seeds) == 1 else f"{name}@{seed}"] = {
             "auc": result.metrics[result.eval_split]["all"]["auc"],
             "eval_split": result.eval_split,
             "samples_per_s": sum(result.train_samples_per_s) / len(result.train_samples_per_s),
@@ -200,12 +231,14 @@ def render(report: dict) -> None:
     step = report.get("plmnr_steps")
     if step:
         print("PLMNR trainer step (same batches)      s/step   samples/s")
-        for label in ("old", "new"):
+        for label in ("old", "new", "new-nohist"):
             print(f"  {label:<36} {step[label]['step_seconds']:>7.3f} {step[label]['samples_per_s']:>11.1f}")
-        print(f"  speed-up new vs old: {step['speedup']:.1f}x (layer cache built in {step['new']['cache_seconds']:.1f}s)")
-    print("model       test AUC   train samples/s   train s   wall s (incl. cache, eval)")
+        for label in ("new", "new-nohist"):
+            print(f"  speed-up {label} vs old: {step[f'speedup_{label}']:.1f}x on mean step time, "
+                  f"{step[f'median_round_speedup_{label}']:.1f}x median of {step[label]['steps']} rounds")
+    print("model          test AUC   train samples/s   train s   wall s (incl. cache, eval)")
     for name, row in report["models"].items():
-        print(f"  {name:<9} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
+        print(f"  {name:<12} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
               f"{row['wall_seconds']:>9.1f}")
 
 
@@ -221,7 +254,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--history-len", type=int, default=50)
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
-                        help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one")
+                        help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one; "
+                        "plmnr-nohist: PLMNR with history_grad off")
+    parser.add_argument("--train-seeds", default="1", help="comma-separated training seeds of part 2")
     parser.add_argument("--encoder", type=Path, default=None,
                         help="DIRE's LLaMA-family folder (default: the embedded SmolLM2, prepared under OUT)")
     parser.add_argument("--no-step-ratio", action="store_true", help="skip part 1 (old vs new PLMNR steps)")
@@ -230,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.train_seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     if args.smoke:
         args.news, args.users, args.epochs, args.steps, args.warmup = 150, 60, 1, 1, 0
         args.batch_size, args.history_len, args.title_len = 16, 10, 12

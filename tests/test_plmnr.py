@@ -117,7 +117,8 @@ def test_learns_the_click_task_from_the_cache() -> None:
     assert auc > 0.7, f"PLMNR on cached layers: test AUC {auc:.3f}"
 
 
-def test_trains_through_the_trainer_with_a_disk_cache(tmp_path) -> None:
+@pytest.mark.parametrize("history_grad", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_trains_through_the_trainer_with_a_disk_cache(tmp_path, history_grad) -> None:
     db = make_store(tmp_path / "s.duckdb", users=32, news_per_cat=10)
     with open_store(db) as store:
         data, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title", "category"),
@@ -126,8 +127,92 @@ def test_trains_through_the_trainer_with_a_disk_cache(tmp_path) -> None:
         model="plmnr", seed=1, epochs=3, batch_size=32, eval_batch_size=64, lr=1e-2, weight_decay=0.01,
         negatives=4, patience=2, history_len=10, layer_cache_dir=tmp_path / "layers",
         model_config=ModelConfig(embed_dim=16, num_heads=2, transformer_layers=2, history_len=10,
-                                 title_len=12, features=("title", "category")),
+                                 title_len=12, features=("title", "category"), history_grad=history_grad),
     )
     result = run_training(make_accelerator(), data, settings)
     assert result.metrics["test"]["all"]["auc"] > 0.7, result.metrics["test"]["all"]
     assert len(list((tmp_path / "layers").glob("plmnr-minilm-*/title-*.bin"))) == 1
+
+
+def _lora_grads(model) -> dict[str, torch.Tensor]:
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and "lora_" in n and p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def test_without_history_grad_only_candidate_rows_carry_gradient(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, history_grad=False), SIZES)
+    news = catalogue(count=23)
+    model.prepare_news(news, tmp_path)
+    batch = news.select(torch.arange(len(news)))
+    candidates = torch.tensor([[4, 17], [17, 9], [0, 22]])
+    model.eval()  # no dropout: the two paths must then give the same vectors and gradients
+    exact = model.encode_news(batch)
+    split = model.encode_step_news(batch, candidates)
+    assert torch.allclose(exact, split, atol=1e-5), (exact - split).abs().max()
+    grad_rows = [0, 4, 9, 17, 22]
+    history_rows = [r for r in range(len(news)) if r not in grad_rows]
+    assert split.requires_grad
+    # a loss on candidate rows: the same LoRA gradients as the exact path
+    exact[grad_rows].sum().backward()
+    want = _lora_grads(model)
+    model.encode_step_news(batch, candidates)[grad_rows].sum().backward()
+    got = _lora_grads(model)
+    assert want and want.keys() == got.keys()
+    assert all(torch.allclose(want[n], got[n], atol=1e-5) for n in want)
+    # a loss on history-only rows reaches no parameter of the news encoder
+    model.encode_news(batch)[history_rows].sum().backward()
+    assert any(g.abs().sum() > 0 for g in _lora_grads(model).values())  # the exact path does
+    model.encode_step_news(batch, candidates)[history_rows].sum().backward()
+    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.news_encoder.parameters())
+
+
+def test_history_grad_is_on_by_default_and_exact() -> None:
+    torch.manual_seed(0)
+    model = build_model("plmnr", tiny_config(transformer_layers=2), SIZES)
+    assert model.config.history_grad is True
+    news = catalogue()
+    model.eval()
+    news.index = None  # not cached: one length group, the same computation as encode_news
+    with torch.no_grad():
+        assert torch.equal(model.encode_step_news(news, torch.tensor([[1]])), model.encode_news(news))
+    model.prepare_news(news, None)
+    rows = news.select(torch.arange(len(news)))
+    model.encode_step_news(rows, torch.tensor([[1]]))[[0, 5]].sum().backward()  # history-only rows
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_history_grad_off_is_part_of_the_checkpoint_identity() -> None:
+    base = RunSettings(model="plmnr", seed=1, epochs=1, batch_size=8, eval_batch_size=8, lr=1e-3, weight_decay=0.0,
+                       negatives=4, patience=1, history_len=10, model_config=ModelConfig())
+    off = replace(base, model_config=ModelConfig(history_grad=False))
+    assert "history_grad" not in base.identity()["model_config"]  # checkpoints from before the field still match
+    assert off.identity()["model_config"]["history_grad"] is False
+    assert base.settings_key() != off.settings_key()
+
+
+def test_the_tuned_layers_use_the_cheap_dropout() -> None:
+    from torch import nn
+
+    from recsys.layers.dropout import Dropout
+
+    model = build_model("plmnr", tiny_config(transformer_layers=2), SIZES)
+    dropouts = [m for m in model.news_encoder.modules() if isinstance(m, (nn.Dropout, Dropout))]
+    assert len(dropouts) >= 6  # LoRA on query and value, the layer's three, the pooling one
+    assert all(type(m) is Dropout for m in dropouts)
+    lora = [m for n, m in model.news_encoder.named_modules() if n.endswith("lora_dropout.default")]
+    assert lora and all(m.p == model.config.dropout for m in lora)
+
+
+def test_length_buckets_partition_the_rows_by_length() -> None:
+    from recsys.models.lm_news import length_buckets
+
+    lengths = torch.tensor([9, 3, 7, 3, 1, 5, 8])
+    rows = torch.tensor([6, 0, 1, 3, 5])
+    buckets = length_buckets(rows, lengths, 2)
+    assert [b.tolist() for b in buckets] == [[1, 3, 5], [6, 0]]  # lengths 3,3,5 then 8,9
+    assert sorted(torch.cat(length_buckets(rows, lengths, 9)).tolist()) == sorted(rows.tolist())
+    assert all(b.numel() for b in length_buckets(rows, lengths, 9))
+    assert [b.tolist() for b in length_buckets(rows, None, 4)] == [rows.tolist()]
+    assert length_buckets(torch.tensor([], dtype=torch.long), lengths, 4) == []

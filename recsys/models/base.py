@@ -74,6 +74,10 @@ class ModelConfig:
     # How the profile meets the user vector (recsys/layers/fusion.py): "gated" starts as the identity
     # on v_u and learns how much profile to add; "paper" is GENRE eq. 2 as written (MLP replaces v_u).
     interest_fusion: str = "gated"
+    # PLMNR: True backpropagates through the tuned top layer for every news of a training batch
+    # (exact); False only for the batch's candidates, history news encoded without gradient (an
+    # approximation of the training gradient, several times cheaper; evaluation is the same).
+    history_grad: bool = True
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in NEWS_FEATURES]
@@ -116,6 +120,11 @@ class NewsRecommender(nn.Module):
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:  # [N, D]
         raise NotImplementedError
+
+    def encode_step_news(self, news: NewsInputs, candidates: torch.Tensor) -> torch.Tensor:  # [N, D]
+        """The news vectors of a training batch; `candidates` [B, C] are positions into `news`.
+        Every row with gradient unless a model says otherwise (PLMNR with history_grad False)."""
+        return self.encode_news(news)
 
     def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
         """Called once with the whole news catalogue before training or evaluating on it.

@@ -20,6 +20,7 @@ from recsys.catalog import IMAGE_DIM
 from recsys.inputs import NewsInputs
 from recsys.layer_cache import CacheSpec, LayerCache, TokenSegment, layer_cache
 from recsys.layers import AdditiveAttention
+from recsys.layers.dropout import Dropout
 from recsys.lm_split import SplitEncoder
 
 SPECIAL_FIELDS = ("category", "subcategory", "image")
@@ -43,7 +44,7 @@ class LayerCachedNewsEncoder(nn.Module):
         else:
             self.image = None
         self.pool = AdditiveAttention(hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.project = nn.Linear(hidden, dim)
         self._cache: LayerCache | None = None
         self._cache_masks: dict[str, torch.Tensor] = {}
@@ -142,6 +143,48 @@ class LayerCachedNewsEncoder(nn.Module):
         mask = mask | ~mask.any(dim=1, keepdim=True)
         top = self.split.upper(states, mask)
         return self.project(self.pool(self.dropout(top), mask))
+
+    def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor) -> torch.Tensor:  # [N, D]
+        """forward(news) in which only rows `grad_rows` (positions into `news`, any shape, repeats
+        allowed) are encoded with autograd; the other rows run under torch.no_grad(), so they
+        store no activations and get no backward pass. Each part runs in LENGTH_BUCKETS groups of
+        similar text length, each trimmed to its own padded width, so fewer padding tokens go
+        through the top layer's matrix multiplies. Values equal forward()'s up to dropout draws
+        and float rounding (padding is masked out of attention and pooling)."""
+        wanted = torch.zeros(len(news), dtype=torch.bool, device=grad_rows.device)
+        wanted[grad_rows.reshape(-1)] = True
+        lengths = self._text_lengths(news)
+        rows, vectors = [], []
+        for part, grad in ((torch.nonzero(wanted).squeeze(1), True), (torch.nonzero(~wanted).squeeze(1), False)):
+            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                for bucket in length_buckets(part, lengths, LENGTH_BUCKETS):
+                    rows.append(bucket)
+                    vectors.append(self(news.select(bucket)))
+        stacked = torch.cat(vectors)
+        return stacked.new_zeros(len(news), stacked.shape[1]).index_copy(0, torch.cat(rows), stacked)
+
+    def _text_lengths(self, news: NewsInputs) -> torch.Tensor | None:
+        """[N] real text tokens of each news (all segments), on news' device; None when its rows
+        are not in the cache (no bucketing then)."""
+        if self._cache is None or news.index is None:
+            return None
+        index = news.index.cpu()
+        total = sum(self._cache_masks[name][index].sum(dim=1) for name in self._cache.segments)
+        return torch.as_tensor(total).to(news.title.device)
+
+
+LENGTH_BUCKETS = 4  # groups of similar length per training forward (forward_grad_rows)
+
+
+def length_buckets(rows: torch.Tensor, lengths: torch.Tensor | None, buckets: int) -> list[torch.Tensor]:
+    """`rows` split into at most `buckets` non-empty groups of about equal size, by ascending
+    `lengths[rows]` (the sort is stable); one group when lengths is None."""
+    if rows.numel() == 0:
+        return []
+    if lengths is None or buckets <= 1:
+        return [rows]
+    order = torch.sort(lengths[rows], stable=True).indices
+    return [chunk for chunk in torch.tensor_split(rows[order], buckets) if chunk.numel()]
 
 
 def compute_device() -> torch.device:

@@ -6,6 +6,16 @@ computed once per dataset variant (recsys/layer_cache.py) and only the top layer
 step, tuned through LoRA on the attention query/value projections (peft). Category,
 subcategory and image are tokens of the language-model input sequence (joined before the top
 layer), and the top layer's states are pooled with additive attention. Users: NRMS's encoder.
+
+Training approximation (ModelConfig.history_grad False): a training step backpropagates through
+the tuned top layer and pooling head only for the batch's candidate news; the other news of the
+batch (history only) are encoded under torch.no_grad(), so the user encoder still learns from
+their vectors but the news encoder gets no gradient through them. A news that is both a
+candidate and in some history carries its gradient through both uses. On the synthetic set of
+BENCHMARKS.md §2c' about 100 of a batch's ~280 distinct news are candidates; the rest skip the
+backward pass and keep no activations.
+Evaluation is unchanged (encode_news). Default True: the exact gradient, as before. Either way a
+training forward runs the batch's news in groups of similar text length (fewer padding tokens).
 """
 
 from __future__ import annotations
@@ -65,6 +75,12 @@ class PLMNR(MatchingModel):
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
         return self.news_encoder(news)
+
+    def encode_step_news(self, news: NewsInputs, candidates: torch.Tensor) -> torch.Tensor:
+        """Length-grouped (LayerCachedNewsEncoder.forward_grad_rows): every row with gradient
+        when history_grad is on, else the candidates' rows only."""
+        rows = torch.arange(len(news), device=candidates.device) if self.config.history_grad else candidates
+        return self.news_encoder.forward_grad_rows(news, rows)
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
