@@ -90,3 +90,17 @@ def test_demo_refuses_an_unknown_prompt_set_in_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--db", str(tmp_path / "d.duckdb"), "demo", "--prompts", "fancy"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "--prompts 'fancy'" in result.stderr
     assert not (tmp_path / "demo-data").exists()
+
+
+def test_the_last_line_names_the_seeds_setting_through_rich() -> None:
+    """Regression: rich took "[train]" for a style tag and printed "( seeds)"."""
+    import io
+
+    from rich.console import Console
+
+    from genre_local.commands.demo import finished_message
+
+    out = io.StringIO()
+    Console(file=out, width=300).print(finished_message(13.1, 4, 1, Path("s.duckdb"), Path("r")), markup=False,
+                                       highlight=False)
+    assert "1 seed each ([train] seeds)" in out.getvalue()

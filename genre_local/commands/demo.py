@@ -39,6 +39,11 @@ class DemoStep:
     args: list[str]
 
 
+def finished_message(minutes: float, trained: int, seeds: int, db_path: Path, report_dir: Path) -> str:
+    return (f"demo finished in {minutes:.1f} min; trained {trained} model/variant runs, "
+            f"{seeds} seed{'s' if seeds != 1 else ''} each ([train] seeds); store: {db_path}; report: {report_dir}")
+
+
 def demo_steps(
     data_dir: Path,
     report_dir: Path,
@@ -213,10 +218,9 @@ def demo(
         console.print(line, highlight=False)
     console.print(Rule())
     trained = len(model_names) * len(variant_names)
-    console.print(
-        f"demo finished in {(time.perf_counter() - started) / 60:.1f} min; trained {trained} model/variant runs, "
-        f"{seeds} seed{'s' if seeds != 1 else ''} each ([train] seeds); store: {context.db_path}; report: {report_dir}"
-    )
+    # markup off: rich would read "[train]" as a style tag and drop it
+    console.print(finished_message((time.perf_counter() - started) / 60, trained, seeds, context.db_path, report_dir),
+                  markup=False, highlight=False)
     page = report_dir / "index.html"  # the report step writes it for --dataset with --out
     if page.exists():
         console.print(f"open in a browser: {page.absolute()}", highlight=False)
