@@ -45,6 +45,10 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
 """adam: GENRE's Adam with L2 weight decay (the decay is added to the gradient, torch.optim.Adam);
 adamw: decoupled weight decay (torch.optim.AdamW)."""
 
+DECAY_SCOPES: tuple[str, ...] = ("weights", "all")
+"""Which parameters the weight decay reaches (recsys/optim.py): weights = weight matrices only (not
+lookup tables, biases or other vectors, nor the gated fusion); all = every trainable parameter."""
+
 FUSION_FORMS: tuple[str, ...] = ("gated", "paper")
 """How a user profile meets the user vector (recsys/layers/fusion.py): gated starts as the identity
 on v_u; paper is GENRE eq. 2 as written (an MLP of [v_u; v_i] replaces v_u)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from recsys.catalog import FUSION_FORMS, NEWS_FEATURES, OPTIMIZERS
+from recsys.catalog import DECAY_SCOPES, FUSION_FORMS, NEWS_FEATURES, OPTIMIZERS
 from recsys.cpu import BF16_CHOICES
 from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
@@ -63,6 +63,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     # GENRE trains with Adam and L2 weight decay 0.01 (added to the gradient); "adamw" decouples it.
     optimizer: str = "adam"
+    # Which parameters the decay reaches (recsys/optim.py): "weights", the weight matrices (not
+    # lookup tables, biases, vectors, nor the gated fusion), or "all" (before issue 9 part 5).
+    decay_scope: str = "weights"
     # How the `up` profile meets the user vector: "gated" (starts as the identity on v_u) or
     # "paper" (GENRE eq. 2 as written); recsys/layers/fusion.py.
     interest_fusion: str = "gated"
@@ -122,6 +125,8 @@ class TrainConfig:
             raise ConfigError("bf16", f"must be one of {', '.join(BF16_CHOICES)}, got {self.bf16!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.decay_scope not in DECAY_SCOPES:
+            raise ConfigError("decay_scope", f"must be one of {', '.join(DECAY_SCOPES)}, got {self.decay_scope!r}")
         if self.interest_fusion not in FUSION_FORMS:
             raise ConfigError("interest_fusion", f"must be one of {', '.join(FUSION_FORMS)}, got {self.interest_fusion!r}")
         parse_features(self.features)

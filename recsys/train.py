@@ -31,6 +31,7 @@ from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
+from recsys.optim import make_optimizer
 from recsys.stopping import plan_splits
 
 
@@ -65,6 +66,7 @@ class RunSettings:
     holdout_fraction: float = 0.1
     bf16: str = "auto"  # bfloat16 autocast of the training forward (recsys/cpu.py use_bf16)
     optimizer: str = "adam"  # recsys.catalog.OPTIMIZERS: adam (L2 decay, GENRE) | adamw (decoupled)
+    decay_scope: str = "weights"  # recsys.catalog.DECAY_SCOPES: which parameters the decay reaches
     # Evaluation-only cohorts: group name -> split -> impression ids, each reported as one more
     # metric group (GENRE Table 7's "Chain" users). Not part of identity(): it changes no weight.
     cohorts: dict[str, dict[str, np.ndarray]] | None = None
@@ -75,7 +77,8 @@ class RunSettings:
         cfg = self.model_config
         identity = {
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
-            "weight_decay": self.weight_decay, "optimizer": self.optimizer, "negatives": self.negatives,
+            "weight_decay": self.weight_decay, "optimizer": self.optimizer, "decay_scope": self.decay_scope,
+            "negatives": self.negatives,
             "holdout_fraction": self.holdout_fraction,
             "model_config": model_config_identity(cfg),
             "weights_format": WEIGHTS_FORMAT,
@@ -183,24 +186,6 @@ def feature_sizes(data: EncodedDataset):
         num_regions=len(data.vocabulary.regions) + 1,
         word_ids=tuple(int(i) for i in data.word_ids),
     )
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, kind: str = "adam") -> torch.optim.Optimizer:
-    """The optimizer over the trainable parameters only (PLMNR's frozen MiniLM stays out).
-
-    kind "adam" is GENRE's: Adam with L2 weight decay, i.e. weight_decay * p is added to the
-    gradient before the moment estimates (torch.optim.Adam); "adamw" decays the weights apart from
-    the gradient (torch.optim.AdamW). Either decays every row of the (dense, dataset-local) word
-    embedding each step, rows outside the batch too. The fused kernel is ~10x faster on CPU for
-    that embedding."""
-    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if kind not in classes:
-        raise ValueError(f"optimizer {kind!r} is unknown; use one of {', '.join(classes)}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        return classes[kind](params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return classes[kind](params, lr=lr, weight_decay=weight_decay)
 
 
 def evaluate(accelerator, model, data: EncodedDataset, split_name: str, settings: RunSettings,
@@ -368,7 +353,8 @@ class Trainer:
         # on disk, the main process writes the cache while the other ranks wait, then open it
         with accelerator.main_process_first():
             model.prepare_news(data.news, settings.layer_cache_dir)
-        optimizer = make_optimizer(model, settings.lr, settings.weight_decay, settings.optimizer)
+        optimizer = make_optimizer(model, settings.lr, settings.weight_decay, settings.optimizer,
+                                   settings.decay_scope)
         self.step_module, self.optimizer = accelerator.prepare(TrainStep(model), optimizer)
         if settings.resume:
             checkpoint = find_checkpoint(settings.checkpoint_dir)

@@ -1,5 +1,5 @@
-"""The optimizer (GENRE: Adam with L2 weight decay 0.01; AdamW as an option) and the [train]
-keys that choose it and the interest fusion."""
+"""The optimizer (GENRE: Adam with L2 weight decay 0.01; AdamW as an option), which parameters the
+decay reaches (recsys/optim.py), and the [train] keys that choose them and the interest fusion."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch import nn
 from recsys.config import TrainConfig
 from recsys.errors import ConfigError
 from recsys.experiment import model_config, run_settings
+from recsys.optim import decayed_names
 from recsys.train import RunSettings, make_optimizer
 
 
@@ -45,11 +46,68 @@ def test_optimizer_classes_and_trainable_parameters_only() -> None:
         make_optimizer(model, 1e-3, 0.01, "sgd")
 
 
+def _nrms(fusion: str = "gated"):
+    from recsys.models import build_model
+    from tests.support_models import SIZES, tiny_config
+
+    torch.manual_seed(0)
+    return build_model("nrms", tiny_config(use_profile=True, interest_fusion=fusion), SIZES)
+
+
+def test_weights_scope_decays_weight_matrices_only() -> None:
+    model = _nrms()
+    decayed, exempt = decayed_names(model)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert sorted(decayed + exempt) == sorted(trainable)
+    params = dict(model.named_parameters())
+    # decayed: the attention projections and the additive attention's W, all matrices
+    assert decayed and all(params[n].ndim == 2 for n in decayed)
+    assert {"news_attention.qkv.weight", "user_encoder.attention.out.weight", "news_pool.project.weight"} <= set(decayed)
+    # exempt: lookup tables, biases and vectors, and everything in the gated fusion
+    assert {"embedder.words.table.weight", "embedder.category.weight", "news_attention.qkv.bias",
+            "news_pool.query"} <= set(exempt)
+    assert [n for n in trainable if n.startswith("fusion.")] == [n for n in exempt if n.startswith("fusion.")]
+    assert "fusion.mlp.0.weight" in exempt
+    # the paper form's MLP is on the main path: decayed like any matrix (its tables are not)
+    paper_decayed, paper_exempt = decayed_names(_nrms("paper"))
+    assert "fusion.mlp.0.weight" in paper_decayed and "fusion.topics.weight" in paper_exempt
+    # "all": every trainable parameter, as torch.optim.Adam(model.parameters(), weight_decay=...)
+    assert decayed_names(model, "all") == (trainable, [])
+    with pytest.raises(ValueError, match="'rows' is unknown; use one of weights, all"):
+        decayed_names(model, "rows")
+
+
+def test_optimizer_groups_carry_the_decay_and_exempt_rows_stay_put() -> None:
+    """With no loss gradient, Adam's L2 term alone moves a parameter a full lr towards zero; under
+    "weights" a table row and the gated fusion's MLP keep their values, a weight matrix does not."""
+    for scope in ("weights", "all"):
+        model = _nrms()
+        optimizer = make_optimizer(model, lr=0.1, weight_decay=0.01, scope=scope)
+        decayed, exempt = decayed_names(model, scope)
+        assert [g["weight_decay"] for g in optimizer.param_groups] == ([0.01, 0.0] if exempt else [0.01])
+        params = dict(model.named_parameters())
+        assert [id(p) for g in optimizer.param_groups for p in g["params"]] == [id(params[n]) for n in decayed + exempt]
+        before = {n: p.detach().clone() for n, p in params.items()}
+        for p in params.values():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        for name in ("embedder.words.table.weight", "fusion.mlp.0.weight", "news_attention.qkv.weight"):
+            moved = (params[name].detach() - before[name]).abs()
+            nonzero = before[name].abs() > 1e-3  # Adam's eps shortens the step of tinier weights
+            if name in decayed:
+                assert torch.allclose(moved[nonzero], torch.full_like(moved[nonzero], 0.1), atol=1e-4), (scope, name)
+            else:
+                assert torch.equal(params[name].detach(), before[name]), (scope, name)
+
+
 def test_train_config_defaults_and_checks() -> None:
     config = TrainConfig()
     assert (config.optimizer, config.weight_decay, config.interest_fusion) == ("adam", 0.01, "gated")
+    assert config.decay_scope == "weights"
     with pytest.raises(ConfigError, match="optimizer.*adam, adamw.*'sgd'"):
         TrainConfig(optimizer="sgd")
+    with pytest.raises(ConfigError, match="decay_scope.*weights, all.*'rows'"):
+        TrainConfig(decay_scope="rows")
     with pytest.raises(ConfigError, match="interest_fusion.*gated, paper.*'mlp'"):
         TrainConfig(interest_fusion="mlp")
 
@@ -62,9 +120,12 @@ def test_optimizer_and_fusion_reach_the_run_and_its_settings_hash() -> None:
     adam = run_settings("nrms", _Data(), TrainConfig(), 1)
     adamw = run_settings("nrms", _Data(), TrainConfig(optimizer="adamw"), 1)
     paper = run_settings("nrms", _Data(), TrainConfig(interest_fusion="paper"), 1)
+    decay_all = run_settings("nrms", _Data(), TrainConfig(decay_scope="all"), 1)
     assert (adam.optimizer, adamw.optimizer) == ("adam", "adamw")
-    assert adam.identity()["optimizer"] == "adam"
-    assert len({adam.settings_key(), adamw.settings_key(), paper.settings_key()}) == 3
+    assert (adam.decay_scope, decay_all.decay_scope) == ("weights", "all")
+    assert adam.identity()["optimizer"] == "adam" and adam.identity()["decay_scope"] == "weights"
+    # a checkpoint never resumes under another optimizer, decay scope or fusion (other param groups)
+    assert len({adam.settings_key(), adamw.settings_key(), paper.settings_key(), decay_all.settings_key()}) == 4
     assert model_config(TrainConfig(interest_fusion="paper"), True).interest_fusion == "paper"
     assert RunSettings.__dataclass_fields__["optimizer"].default == "adam"
     assert dataclasses.asdict(TrainConfig(optimizer="adamw"))["optimizer"] == "adamw"  # the run's stored config

@@ -64,7 +64,8 @@ def test_train_stores_runs_and_prints_json(env) -> None:
             assert (variant, features, ng_k, split) == ("original", "title,category", 0, "test")
             assert n_sec == n_rate == epochs >= 1 and eval_rate > 0
             assert json.loads(config)["embed_dim"] == 16
-            assert (json.loads(config)["optimizer"], json.loads(config)["interest_fusion"]) == ("adam", "gated")
+            stored = json.loads(config)
+            assert (stored["optimizer"], stored["decay_scope"], stored["interest_fusion"]) == ("adam", "weights", "gated")
         epochs = store.conn.execute(
             "SELECT e.epoch, e.seconds = r.epoch_seconds[e.epoch], e.data_wait_seconds < e.seconds "
             "FROM run_epochs e JOIN runs r USING (run_id) WHERE r.seed = 1 AND r.model = 'din' ORDER BY e.epoch"
@@ -131,16 +132,18 @@ def test_bad_flags_are_one_line_exit_2(env, args: list[str], needle: str) -> Non
     one_line_error(invoke(env, "train", "--model", "din", "--dataset", "tiny", *args), needle)
 
 
-def test_unknown_optimizer_or_fusion_is_rejected(tmp_path: Path, env) -> None:
-    for flag, value in (("--optimizer", "sgd"), ("--interest-fusion", "mlp")):
+def test_unknown_optimizer_decay_scope_or_fusion_is_rejected(tmp_path: Path, env) -> None:
+    for flag, value in (("--optimizer", "sgd"), ("--decay-scope", "rows"), ("--interest-fusion", "mlp")):
         result = invoke(env, "train", "--model", "din", "--dataset", "tiny", flag, value)
         assert result.exit_code == 2 and flag in result.output
     config = tmp_path / "bad.toml"
-    for line, needle in (('optimizer = "sgd"', "optimizer"), ('interest_fusion = "mlp"', "interest_fusion")):
+    first_choice = {"optimizer": "adam", "decay_scope": "weights", "interest_fusion": "gated"}
+    for line, needle in (('optimizer = "sgd"', "optimizer"), ('decay_scope = "rows"', "decay_scope"),
+                         ('interest_fusion = "mlp"', "interest_fusion")):
         config.write_text(SMALL + line + "\n")
         result = runner.invoke(app, ["--db", str(env[0]), "--config", str(config), "train", "--model", "din",
                                      "--dataset", "tiny"])
-        one_line_error(result, needle, "adam" if needle == "optimizer" else "gated")
+        one_line_error(result, needle, first_choice[needle])
 
 
 def test_unknown_model_is_rejected_by_the_cli(env) -> None:

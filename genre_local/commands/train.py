@@ -17,13 +17,15 @@ import typer
 from genre_local.cli_support import app_context, command_errors, emit_json, stderr_console, stdout_console
 from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
-from recsys.catalog import FUSION_FORMS, MATCHING_MODELS, METRICS, MODEL_NAMES, OPTIMIZERS, RANKING_MODELS, USER_GROUPS
+from recsys.catalog import (DECAY_SCOPES, FUSION_FORMS, MATCHING_MODELS, METRICS, MODEL_NAMES, OPTIMIZERS, RANKING_MODELS,
+                            USER_GROUPS)
 from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, TRACKERS
 
 TrackerName = Enum("TrackerName", {name: name for name in TRACKERS}, type=str)  # type: ignore[misc]
 ModelName = Enum("ModelName", {name: name for name in MODEL_NAMES}, type=str)  # type: ignore[misc]
 OptimizerName = Enum("OptimizerName", {name: name for name in OPTIMIZERS}, type=str)  # type: ignore[misc]
+DecayScope = Enum("DecayScope", {name: name for name in DECAY_SCOPES}, type=str)  # type: ignore[misc]
 FusionForm = Enum("FusionForm", {name: name for name in FUSION_FORMS}, type=str)  # type: ignore[misc]
 
 ModelOpt = Annotated[ModelName, typer.Option(
@@ -135,6 +137,10 @@ def train(
     optimizer: Annotated[Optional[OptimizerName], typer.Option(
         "--optimizer", case_sensitive=False,
         help="adam: Adam with L2 weight decay, as GENRE (default, or [train] optimizer); adamw: decoupled weight decay.")] = None,
+    decay_scope: Annotated[Optional[DecayScope], typer.Option(
+        "--decay-scope", case_sensitive=False,
+        help="Which parameters the weight decay reaches: weights (weight matrices; not lookup tables, biases "
+             "or the gated fusion; default, or [train] decay_scope) or all.")] = None,
     interest_fusion: Annotated[Optional[FusionForm], typer.Option(
         "--interest-fusion", case_sensitive=False,
         help="How `up` profiles meet the user vector: gated (starts as the identity; default, or [train] "
@@ -162,6 +168,7 @@ def train(
                        encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
                        batch_size=batch_size, lr=lr, max_steps=max_steps, track=track.value if track is not None else None,
                        optimizer=optimizer.value if optimizer is not None else None,
+                       decay_scope=decay_scope.value if decay_scope is not None else None,
                        interest_fusion=interest_fusion.value if interest_fusion is not None else None)
     accelerator = make_accelerator(tracking=request.tracking())
     console = stderr_console()

@@ -8,7 +8,7 @@ How v_i meets the user vector v_u is the `form`:
 - "gated" (default):  v_iu = v_u + g * MLP([v_u; v_i]),  g a learned per-dimension gate starting at 0.
   At initialisation the layer is the identity on v_u, so a profile that carries no signal cannot
   erase what the user encoder learns from history; the model opens the gate only as far as the
-  profile helps.
+  profile helps. Its parameters take no weight decay (recsys/optim.py says why).
 - "paper":            v_iu = MLP([v_u; v_i])   (GENRE eq. 2 as written: a fresh ReLU MLP replaces v_u).
   Kept to reproduce the paper. With uninformative profiles it can fall to chance: the demo's NRMS
   went from test AUC 0.583 on `original` to 0.502 on `up`.
@@ -47,6 +47,11 @@ class InterestFusion(nn.Module):
         # Exactly zero, not small: the gated form must start as the identity on v_u.
         self.gate = nn.Parameter(torch.zeros(dim)) if form == "gated" else None
         self.dim = dim
+        # Behind the closed gate nothing has a loss gradient at first; Adam's L2 term alone would
+        # drive the MLP to zero before the gate learns anything (recsys/optim.py), so the gated
+        # form keeps its parameters out of the weight decay. The paper form's MLP is on the main
+        # path and is decayed like any other weight matrix.
+        self.exempt_from_decay = form == "gated"
 
     def interest(self, user: UserInputs) -> torch.Tensor:
         """v_i [B, 2D] from the profile fields of `user`."""
