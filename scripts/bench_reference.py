@@ -282,7 +282,7 @@ class Ours(Side):
         self.settings = run_settings(self.name, self.data, config, seed)
         self.accelerator = make_accelerator()
         self.model = build_model(self.name, model_config(config, False), feature_sizes(self.data))
-        optimizer = make_optimizer(self.model, config.lr, config.weight_decay, config.optimizer)
+        optimizer = make_optimizer(self.model, config.lr, config.weight_decay, config.optimizer, config.decay_scope)
         self.step_module, self.optimizer = self.accelerator.prepare(TrainStep(self.model), optimizer)
         self.bf16 = use_bf16(config.bf16, self.accelerator.device.type)
         samples = TrainSamples(self.data, self.data.split("train"), self.model.kind, config.negatives, config.history_len)

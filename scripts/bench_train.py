@@ -216,7 +216,7 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
 
     cfg = bench_config(args)
     accelerator = make_accelerator()
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)  # the trainer's own (fused, trainable only)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.decay_scope)  # the trainer's own (fused, trainable only)
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
     bf16 = use_bf16(cfg.bf16, accelerator.device.type)  # the trainer's autocast choice
     samples = TrainSamples(data, data.split("train"), model.kind, cfg.negatives, cfg.history_len)
