@@ -121,7 +121,8 @@ def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: in
         model_config=model_config(config, data.profiles is not None), checkpoint_every=config.checkpoint_every,
         num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, layer_cache_dir=layer_cache_dir,
         holdout_fraction=config.holdout_fraction,
-        bf16=config.bf16, optimizer=config.optimizer, decay_scope=config.decay_scope, cohorts=cohorts, max_steps=config.max_steps,
+        bf16=config.bf16, optimizer=config.optimizer, decay_scope=config.decay_scope, cohorts=cohorts,
+        max_steps=config.max_steps,
     )
     if checkpoint_root is None:
         return settings

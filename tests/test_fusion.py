@@ -194,16 +194,16 @@ def test_random_profiles_stay_within_noise_and_true_profiles_help(synthetic_prof
     2 * sqrt(s_original^2 / 3 + s_random^2 / 3) (about a 95% band when the profile changes
     nothing), with a floor of 0.02 because a 3-seed standard deviation can come out tiny by chance.
 
-    Measured (2 shared cores, load ~11, default optimizer: Adam + L2 0.01 on the weight matrices):
-    NRMS original 0.5794, up-random 0.5807, up-truth 0.5955, band 0.0399. AdamW on every parameter (the pin
-    before issue 9 part 5): 0.5873 / 0.5809 / 0.6100. Before the fusion drew its weights from its
-    own random stream, `up` also re-initialised every other layer, and NRMS up-random scored
-    0.6078 (outside the band).
+    Measured (2 shared cores, default optimizer: Adam + L2 0.01 on the weight matrices): NRMS
+    original 0.5794, up-random 0.5807, up-truth 0.5955, band 0.0399; the gain is one seed's
+    (per seed -0.017, -0.001, +0.067). AdamW on every parameter (the pin before issue 9 part 5):
+    0.5873 / 0.5809 / 0.6100. Before the fusion drew its weights from its own random stream, `up`
+    also re-initialised every other layer, and NRMS up-random scored 0.6078 (outside the band).
 
     DIN does not gain from the true profiles on this small set (default optimizer: original
     0.5856, up-random 0.5735, up-truth 0.5856, band 0.0254; under AdamW earlier 0.5970 / 0.5943 /
-    0.5859), so for DIN the test pins only that neither profile hurts beyond
-    the noise band; the gain is asserted where it is measured, for NRMS."""
+    0.5859), so for DIN the test pins only that neither profile hurts beyond the noise band; the
+    gain is asserted where it is measured, for NRMS."""
     import statistics
 
     from tests.support_train import one_thread
