@@ -77,14 +77,15 @@ class RunSettings:
         cfg = self.model_config
         identity = {
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
-            "weight_decay": self.weight_decay, "optimizer": self.optimizer, "decay_scope": self.decay_scope,
-            "negatives": self.negatives,
+            "weight_decay": self.weight_decay, "optimizer": self.optimizer, "negatives": self.negatives,
             "holdout_fraction": self.holdout_fraction,
             "model_config": model_config_identity(cfg),
             "weights_format": WEIGHTS_FORMAT,
         }
         if self.max_steps:  # only when set: checkpoints of full epochs keep their folder names
             identity["max_steps"] = self.max_steps
+        if self.decay_scope != "all":  # checkpoints from before the field decayed every parameter
+            identity["decay_scope"] = self.decay_scope
         return identity | ({"owner": self.owner} if self.owner else {})
 
     def settings_key(self) -> str:

@@ -124,6 +124,8 @@ def test_optimizer_and_fusion_reach_the_run_and_its_settings_hash() -> None:
     assert (adam.optimizer, adamw.optimizer) == ("adam", "adamw")
     assert (adam.decay_scope, decay_all.decay_scope) == ("weights", "all")
     assert adam.identity()["optimizer"] == "adam" and adam.identity()["decay_scope"] == "weights"
+    # checkpoints from before the field decayed every parameter: under "all" they still match
+    assert "decay_scope" not in decay_all.identity()
     # a checkpoint never resumes under another optimizer, decay scope or fusion (other param groups)
     assert len({adam.settings_key(), adamw.settings_key(), paper.settings_key(), decay_all.settings_key()}) == 4
     assert model_config(TrainConfig(interest_fusion="paper"), True).interest_fusion == "paper"
