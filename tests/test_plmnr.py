@@ -151,7 +151,7 @@ def _lora_grads(model) -> dict[str, torch.Tensor]:
     return grads
 
 
-def test_without_history_grad_only_candidate_rows_carry_gradient(tmp_path) -> None:
+def test_no_grad_history_leaves_only_candidate_rows_with_gradient(tmp_path) -> None:
     torch.manual_seed(0)
     model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, plmnr_history="no-grad"), SIZES)
     news = catalogue(count=23)
