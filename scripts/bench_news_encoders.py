@@ -253,7 +253,7 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
         encoder = str(args.encoder) if name == "dire" else None
         settings = RunSettings(
             model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
-            weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len,
+            weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len, bf16=args.bf16,
             model_config=model_config(args, encoder, TRAIN_HISTORY.get(name, "exact")), layer_cache_dir=work / "layers",
         )
         print(f"[{name} seed {seed}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
                         help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one; "
                         "plmnr-nohist / plmnr-cached: PLMNR with plmnr_history no-grad / cached")
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="[train] bf16 of part 2's trainings (auto: CUDA only)")
     parser.add_argument("--step-bf16", action="store_true",
                         help="part 1 also times new-cached under bf16 autocast (CPUs with native bf16, CUDA)")
     parser.add_argument("--train-seeds", default="1", help="comma-separated training seeds of part 2")
