@@ -53,6 +53,12 @@ FUSION_FORMS: tuple[str, ...] = ("gated", "paper")
 """How a user profile meets the user vector (recsys/layers/fusion.py): gated starts as the identity
 on v_u; paper is GENRE eq. 2 as written (an MLP of [v_u; v_i] replaces v_u)."""
 
+PLMNR_HISTORY: tuple[str, ...] = ("exact", "no-grad", "cached")
+"""How a PLMNR training step encodes the batch's history-only news: exact (through the tuned top
+layer with gradient, like candidates); no-grad (through the top layer without gradient); cached
+(pooled top-layer vectors from a table of the whole catalogue, refreshed at each epoch start,
+through the trainable projection). Evaluation always encodes every news afresh."""
+
 VARIANT_PARTS: tuple[str, ...] = ("original", "ns", "up", "ng", "chain")
 """Dataset variants: the imported data, and GENRE's enrichments (combined with '+')."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from recsys.catalog import DECAY_SCOPES, FUSION_FORMS, NEWS_FEATURES, OPTIMIZERS
+from recsys.catalog import DECAY_SCOPES, FUSION_FORMS, NEWS_FEATURES, OPTIMIZERS, PLMNR_HISTORY
 from recsys.cpu import BF16_CHOICES
 from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
@@ -81,9 +81,9 @@ class TrainConfig:
     ng_k: int = 2
     features: str = "title,category"
     lora_rank: int = 8
-    # PLMNR: backpropagate through the tuned top layer for history news too (exact); false trains
-    # only through the batch's candidates, history news encoded without gradient (faster).
-    history_grad: bool = True
+    # PLMNR: how a training step encodes history-only news: exact | no-grad | cached
+    # (catalog.PLMNR_HISTORY; the two approximations are faster per step).
+    plmnr_history: str = "exact"
     seed: int = 1  # first seed; seeds N runs seed, seed+1, ..., seed+N-1
     # Training steps per epoch at most (0 = every batch): with epochs = 1 it bounds a whole
     # training, e.g. a timed run on MIND-large-sized data (scripts/bench_scale.py).
@@ -129,6 +129,8 @@ class TrainConfig:
             raise ConfigError("decay_scope", f"must be one of {', '.join(DECAY_SCOPES)}, got {self.decay_scope!r}")
         if self.interest_fusion not in FUSION_FORMS:
             raise ConfigError("interest_fusion", f"must be one of {', '.join(FUSION_FORMS)}, got {self.interest_fusion!r}")
+        if self.plmnr_history not in PLMNR_HISTORY:
+            raise ConfigError("plmnr_history", f"must be one of {', '.join(PLMNR_HISTORY)}, got {self.plmnr_history!r}")
         parse_features(self.features)
         check_tracker_name(self.track)
 

@@ -94,7 +94,7 @@ def model_config(config: TrainConfig, use_profile: bool):
         dropout=config.dropout, history_len=config.history_len, title_len=config.title_len,
         abstract_len=config.abstract_len, features=config.feature_names, use_profile=use_profile,
         lora_rank=config.lora_rank, encoder=config.encoder or None, interest_fusion=config.interest_fusion,
-        history_grad=config.history_grad,
+        plmnr_history=config.plmnr_history,
     )
 
 

@@ -146,13 +146,13 @@ class LoopState:
 
 
 def model_config_identity(config) -> dict | str:
-    """ModelConfig as a checkpoint identity. history_grad appears only when off: checkpoints
-    written before the field existed (all with the exact gradient) keep matching."""
+    """ModelConfig as a checkpoint identity. plmnr_history appears only when not "exact":
+    checkpoints written before the field existed (all exact) keep matching."""
     if not hasattr(config, "__dataclass_fields__"):
         return repr(config)
     fields = asdict(config)
-    if fields.get("history_grad") is True:
-        del fields["history_grad"]
+    if fields.get("plmnr_history") == "exact":
+        del fields["plmnr_history"]
     return fields
 
 
@@ -393,6 +393,9 @@ class Trainer:
             generator=torch.Generator().manual_seed(settings.seed),
         )
         self.step_module.train()
+        # PLMNR with plmnr_history "cached" rebuilds its history table from the current weights
+        # (a resumed epoch: from the checkpoint's, not the epoch start's as uninterrupted)
+        accelerator.unwrap_model(self.step_module).model.start_epoch()
         self.steps_per_epoch = len(batches)
         self.task = None
         if self.progress is not None and accelerator.is_main_process:

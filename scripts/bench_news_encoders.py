@@ -1,16 +1,19 @@
 """Language-model news encoders on a small synthetic dataset (issue 11 items 2-3).
 
 Usage: .venv/bin/python scripts/bench_news_encoders.py [--news 400] [--users 200] [--epochs 2]
-           [--steps 5] [--models nrms,plmnr,plmnr-nohist,dire] [--train-seeds 1,2] [--encoder PATH]
-           [--out bench-results] [--smoke]
+           [--steps 5] [--models nrms,plmnr,plmnr-nohist,plmnr-cached,dire] [--train-seeds 1,2]
+           [--encoder PATH] [--step-bf16] [--out bench-results] [--smoke]
 Prints two tables and writes OUT/news_encoders.json.
 
 1. PLMNR step time, old vs new, side by side in this run on the same batches: the previous PLMNR
    (every news through all `transformer_layers` MiniLM layers, forward and backward, LoRA on
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
-   layer cache, the top layer tuned with LoRA), with history_grad on and off ("new-nohist").
-   All use the trainer's step (TrainStep under accelerate, the default optimizer) on the
-   trainer's batches, their steps interleaved round by round; --warmup steps are not timed.
+   layer cache, the top layer tuned with LoRA), with plmnr_history exact ("new"), no-grad
+   ("new-nohist") and cached ("new-cached"; its table refresh, once per epoch, is timed apart and
+   also shown spread over an epoch's steps). --step-bf16 adds new-cached under bf16 autocast
+   where the CPU has native bf16 (avx512_bf16/amx_bf16) or on CUDA. All use the trainer's step
+   (TrainStep under accelerate, the default optimizer) on the trainer's batches, their steps
+   interleaved round by round; --warmup steps are not timed.
 2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
    (recsys.train.run_training) for --epochs: test AUC (all users), training samples/s (mean
    over epochs) and the time to build the layer cache (PLMNR, DIRE; part of the run's wall time).
@@ -99,18 +102,18 @@ def legacy_plmnr_class():
     return LegacyPLMNR
 
 
-def model_config(args: argparse.Namespace, encoder: str | None = None, history_grad: bool = True):
+def model_config(args: argparse.Namespace, encoder: str | None = None, plmnr_history: str = "exact"):
     from recsys.models import ModelConfig
 
     return ModelConfig(features=("title", "category"), title_len=args.title_len, history_len=args.history_len,
-                       encoder=encoder, history_grad=history_grad)
+                       encoder=encoder, plmnr_history=plmnr_history)
 
 
 class StepTimer:
     """One model's trainer steps (TrainStep under accelerate, the default optimizer) on the first
     warmup+steps batches of the training split, one step per call of `step()`."""
 
-    def __init__(self, model, data, args: argparse.Namespace) -> None:
+    def __init__(self, model, data, args: argparse.Namespace, bf16: bool = False) -> None:
         from recsys.data import BatchStream, TrainSamples, epoch_batches
         from recsys.train import TrainStep, make_accelerator, make_optimizer
 
@@ -119,33 +122,59 @@ class StepTimer:
         samples = TrainSamples(data, data.split("train"), "matching", 4, args.history_len)
         self.batches = iter(BatchStream(samples, epoch_batches(len(samples), args.batch_size, 1, 0)[: args.warmup + args.steps], 1, 0))
         self.module.train()
+        self.bf16 = bf16
         self.seconds: list[float] = []
+        self.cpu_seconds = 0.0  # this process's CPU time in the timed steps (all torch threads)
         self.samples = 0
 
     def step(self, timed: bool) -> None:
+        import torch
+
         batch = next(self.batches).to(self.accelerator.device)
-        started = time.perf_counter()
-        loss = self.module(batch)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.module(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         self.optimizer.step()
         if timed:
             self.seconds.append(time.perf_counter() - started)
+            self.cpu_seconds += time.process_time() - cpu_started
             self.samples += len(batch)
 
     def summary(self) -> dict:
         total = sum(self.seconds)
         return {"steps": len(self.seconds), "step_seconds": total / max(1, len(self.seconds)),
+                "cpu_seconds": self.cpu_seconds / max(1, len(self.seconds)),
                 "samples_per_s": self.samples / total if total else 0.0, "per_step": self.seconds}
 
 
-STEP_VARIANTS = ("old", "new", "new-nohist")
+# label -> (plmnr_history, bf16 autocast); "old" is LegacyPLMNR
+STEP_VARIANTS = {"new": ("exact", False), "new-nohist": ("no-grad", False), "new-cached": ("cached", False),
+                 "new-cached-bf16": ("cached", True)}
+
+
+def step_labels(args: argparse.Namespace) -> list[str]:
+    """The step variants this run times: bf16 only on request and where the hardware has it."""
+    import torch
+
+    from recsys.cpu import cpu_has_native_bf16
+
+    labels = ["old", "new", "new-nohist", "new-cached"]
+    if args.step_bf16:
+        if torch.cuda.is_available() or cpu_has_native_bf16():
+            labels.append("new-cached-bf16")
+        else:
+            print("--step-bf16: this CPU has no avx512_bf16/amx_bf16; the bf16 variant is skipped", file=sys.stderr)
+    return labels
 
 
 def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
-    """Old, new (history_grad on) and new with history_grad off on the same batches, their steps
-    interleaved (round r runs step r of each, in rotating order) so the load of a shared machine
-    falls on all three alike; ratios are of the mean step time and the median of per-round ratios."""
+    """Old and the new PLMNR's history modes on the same batches, their steps interleaved (round r
+    runs step r of each, in rotating order) so the load of a shared machine falls on all alike;
+    ratios are of the mean step time and the median of per-round ratios. The cached variants'
+    table refresh (once per epoch in the trainer) is timed once before the rounds."""
+    import math
     import statistics
 
     import torch
@@ -154,23 +183,35 @@ def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
     from recsys.train import feature_sizes
 
     sizes = feature_sizes(data)
-    timers, cache_seconds = {}, {}
+    labels = step_labels(args)
+    timers, extra = {}, {}
     torch.manual_seed(0)
     timers["old"] = StepTimer(legacy_plmnr_class()(model_config(args), sizes), data, args)
-    for label, history_grad in (("new", True), ("new-nohist", False)):
+    for label in labels[1:]:
+        history, bf16 = STEP_VARIANTS[label]
         torch.manual_seed(0)
-        model = build_model("plmnr", model_config(args, history_grad=history_grad), sizes)
+        model = build_model("plmnr", model_config(args, plmnr_history=history), sizes)
         started = time.perf_counter()
         model.prepare_news(data.news, args.out / "news-encoders" / "layers")
-        cache_seconds[label] = time.perf_counter() - started
-        timers[label] = StepTimer(model, data, args)
+        extra[label] = {"cache_seconds": time.perf_counter() - started}
+        timers[label] = StepTimer(model, data, args, bf16=bf16)
+        if history == "cached":
+            started = time.perf_counter()
+            model.start_epoch()
+            extra[label]["refresh_seconds"] = time.perf_counter() - started
+    steps_per_epoch = math.ceil(len(data.split("train")) / args.batch_size)
     for round_ in range(args.warmup + args.steps):
-        shift = round_ % len(STEP_VARIANTS)
-        for label in STEP_VARIANTS[shift:] + STEP_VARIANTS[:shift]:
+        shift = round_ % len(labels)
+        for label in labels[shift:] + labels[:shift]:
             timers[label].step(timed=round_ >= args.warmup)
     out = {label: timer.summary() for label, timer in timers.items()}
-    for label in ("new", "new-nohist"):
-        out[label]["cache_seconds"] = cache_seconds[label]
+    out["steps_per_epoch"] = steps_per_epoch
+    for label in labels[1:]:
+        out[label] |= extra[label]
+        if "refresh_seconds" in extra[label]:
+            # the refresh spread over one epoch's steps: what a trained epoch pays per step
+            with_refresh = out[label]["step_seconds"] + extra[label]["refresh_seconds"] / steps_per_epoch
+            out[f"speedup_{label}_with_refresh"] = out["old"]["step_seconds"] / max(with_refresh, 1e-12)
         out[f"speedup_{label}"] = out["old"]["step_seconds"] / max(out[label]["step_seconds"], 1e-12)
         out[f"median_round_speedup_{label}"] = statistics.median(
             o / max(n, 1e-12) for o, n in zip(out["old"]["per_step"], out[label]["per_step"]))
@@ -201,6 +242,9 @@ class _LegacyBuild:
         models.build_model = self.original
 
 
+TRAIN_HISTORY = {"plmnr-nohist": "no-grad", "plmnr-cached": "cached"}  # --models name -> plmnr_history
+
+
 def train_models(data, work: Path, args: argparse.Namespace) -> dict:
     from recsys.train import RunSettings, make_accelerator, run_training
 
@@ -209,8 +253,8 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
         encoder = str(args.encoder) if name == "dire" else None
         settings = RunSettings(
             model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
-            weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len,
-            model_config=model_config(args, encoder, history_grad=name != "plmnr-nohist"), layer_cache_dir=work / "layers",
+            weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len, bf16=args.bf16,
+            model_config=model_config(args, encoder, TRAIN_HISTORY.get(name, "exact")), layer_cache_dir=work / "layers",
         )
         print(f"[{name} seed {seed}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -230,12 +274,17 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
 def render(report: dict) -> None:
     step = report.get("plmnr_steps")
     if step:
-        print("PLMNR trainer step (same batches)      s/step   samples/s")
-        for label in ("old", "new", "new-nohist"):
-            print(f"  {label:<36} {step[label]['step_seconds']:>7.3f} {step[label]['samples_per_s']:>11.1f}")
-        for label in ("new", "new-nohist"):
+        labels = [label for label in ("old", *STEP_VARIANTS) if label in step]
+        print("PLMNR trainer step (same batches)      s/step   samples/s   CPU s/step")
+        for label in labels:
+            row = step[label]
+            print(f"  {label:<36} {row['step_seconds']:>7.3f} {row['samples_per_s']:>11.1f} {row['cpu_seconds']:>12.3f}")
+        for label in labels[1:]:
+            refresh = step[label].get("refresh_seconds")
             print(f"  speed-up {label} vs old: {step[f'speedup_{label}']:.1f}x on mean step time, "
-                  f"{step[f'median_round_speedup_{label}']:.1f}x median of {step[label]['steps']} rounds")
+                  f"{step[f'median_round_speedup_{label}']:.1f}x median of {step[label]['steps']} rounds"
+                  + (f"; {step[f'speedup_{label}_with_refresh']:.1f}x with its {refresh:.2f} s table refresh "
+                     f"spread over {step['steps_per_epoch']} steps" if refresh is not None else ""))
     print("model          test AUC   train samples/s   train s   wall s (incl. cache, eval)")
     for name, row in report["models"].items():
         print(f"  {name:<12} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
@@ -255,7 +304,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
                         help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one; "
-                        "plmnr-nohist: PLMNR with history_grad off")
+                        "plmnr-nohist / plmnr-cached: PLMNR with plmnr_history no-grad / cached")
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                        help="[train] bf16 of part 2's trainings (auto: CUDA only)")
+    parser.add_argument("--step-bf16", action="store_true",
+                        help="part 1 also times new-cached under bf16 autocast (CPUs with native bf16, CUDA)")
     parser.add_argument("--train-seeds", default="1", help="comma-separated training seeds of part 2")
     parser.add_argument("--encoder", type=Path, default=None,
                         help="DIRE's LLaMA-family folder (default: the embedded SmolLM2, prepared under OUT)")

@@ -23,6 +23,9 @@ def test_smoke_run_compares_old_and_new_plmnr_and_trains_the_models(tmp_path: Pa
     steps = report["plmnr_steps"]
     assert steps["old"]["step_seconds"] > 0 and steps["new"]["step_seconds"] > 0
     assert steps["speedup"] == steps["old"]["step_seconds"] / steps["new"]["step_seconds"]
+    assert steps["new-cached"]["refresh_seconds"] > 0 and steps["new-cached"]["cpu_seconds"] > 0
+    cached = steps["new-cached"]["step_seconds"] + steps["new-cached"]["refresh_seconds"] / steps["steps_per_epoch"]
+    assert steps["speedup_new-cached_with_refresh"] == steps["old"]["step_seconds"] / cached
     assert set(report["models"]) == {"nrms", "plmnr"}
     assert all(0.0 <= row["auc"] <= 1.0 and row["samples_per_s"] > 0 for row in report["models"].values())
     assert "speed-up new vs old" in done.stdout

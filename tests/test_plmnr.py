@@ -117,8 +117,16 @@ def test_learns_the_click_task_from_the_cache() -> None:
     assert auc > 0.7, f"PLMNR on cached layers: test AUC {auc:.3f}"
 
 
-@pytest.mark.parametrize("history_grad", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_trains_through_the_trainer_with_a_disk_cache(tmp_path, history_grad) -> None:
+# "no-grad" differs from "exact" only in which rows encode_step_news differentiates (pinned by the
+# unit tests below); "cached" also needs the trainer's start_epoch call, so it is the one run here.
+@pytest.mark.parametrize("history", ["exact", pytest.param("cached", marks=pytest.mark.slow)])
+def test_trains_through_the_trainer_with_a_disk_cache(tmp_path, monkeypatch, history) -> None:
+    from recsys.models.lm_news import LayerCachedNewsEncoder
+
+    refreshes = []
+    refresh = LayerCachedNewsEncoder.refresh_table
+    monkeypatch.setattr(LayerCachedNewsEncoder, "refresh_table",
+                        lambda self, *a, **k: (refreshes.append(self.training), refresh(self, *a, **k))[1])
     db = make_store(tmp_path / "s.duckdb", users=32, news_per_cat=10)
     with open_store(db) as store:
         data, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title", "category"),
@@ -127,11 +135,14 @@ def test_trains_through_the_trainer_with_a_disk_cache(tmp_path, history_grad) ->
         model="plmnr", seed=1, epochs=3, batch_size=32, eval_batch_size=64, lr=1e-2, weight_decay=0.01,
         negatives=4, patience=2, history_len=10, layer_cache_dir=tmp_path / "layers",
         model_config=ModelConfig(embed_dim=16, num_heads=2, transformer_layers=2, history_len=10,
-                                 title_len=12, features=("title", "category"), history_grad=history_grad),
+                                 title_len=12, features=("title", "category"), plmnr_history=history),
     )
     result = run_training(make_accelerator(), data, settings)
     assert result.metrics["test"]["all"]["auc"] > 0.7, result.metrics["test"]["all"]
     assert len(list((tmp_path / "layers").glob("plmnr-minilm-*/title-*.bin"))) == 1
+    # the history table is rebuilt at each epoch start, in training mode (refresh_table itself
+    # switches to eval for the pass); the exact path never builds it
+    assert refreshes == ([True] * len(result.epoch_seconds) if history == "cached" else [])
 
 
 def _lora_grads(model) -> dict[str, torch.Tensor]:
@@ -140,9 +151,9 @@ def _lora_grads(model) -> dict[str, torch.Tensor]:
     return grads
 
 
-def test_without_history_grad_only_candidate_rows_carry_gradient(tmp_path) -> None:
+def test_no_grad_history_leaves_only_candidate_rows_with_gradient(tmp_path) -> None:
     torch.manual_seed(0)
-    model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, history_grad=False), SIZES)
+    model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, plmnr_history="no-grad"), SIZES)
     news = catalogue(count=23)
     model.prepare_news(news, tmp_path)
     batch = news.select(torch.arange(len(news)))
@@ -168,10 +179,10 @@ def test_without_history_grad_only_candidate_rows_carry_gradient(tmp_path) -> No
     assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.news_encoder.parameters())
 
 
-def test_history_grad_is_on_by_default_and_exact() -> None:
+def test_history_is_exact_by_default() -> None:
     torch.manual_seed(0)
     model = build_model("plmnr", tiny_config(transformer_layers=2), SIZES)
-    assert model.config.history_grad is True
+    assert model.config.plmnr_history == "exact"
     news = catalogue()
     model.eval()
     news.index = None  # not cached: one length group, the same computation as encode_news
@@ -183,13 +194,59 @@ def test_history_grad_is_on_by_default_and_exact() -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
 
 
-def test_history_grad_off_is_part_of_the_checkpoint_identity() -> None:
+def test_cached_history_reads_the_table_of_the_last_refresh(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, plmnr_history="cached"), SIZES)
+    news = catalogue(count=23)
+    model.prepare_news(news, tmp_path)
+    batch = news.select(torch.tensor([3, 8, 12, 19, 20, 4]))
+    candidates = torch.tensor([[0, 1], [1, 2]])  # catalogue rows 3, 8, 12; rows 19, 20, 4 history only
+    model.train()
+    model.start_epoch()
+    assert model.training  # refresh_table restored the mode
+    model.eval()  # no dropout: fresh and table vectors must then agree
+    assert torch.allclose(model.encode_step_news(batch, candidates), model.encode_news(batch), atol=1e-5)
+    # a loss on history-only rows trains the projection only: LoRA, pooling and tokens get nothing
+    model.encode_step_news(batch, candidates)[3:].sum().backward()
+    reached = {n for n, p in model.news_encoder.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached == {"project.weight", "project.bias"}
+    model.zero_grad(set_to_none=True)
+    # the weights move (a training step): history rows keep the refresh's vectors, candidates and
+    # evaluation (encode_news) see the new weights; the next epoch start catches the table up
+    before = model.encode_step_news(batch, candidates).detach()
+    with torch.no_grad():
+        for name, p in model.news_encoder.named_parameters():
+            if "lora_B" in name or name.startswith("pool"):
+                p.add_(0.05 * torch.randn_like(p))
+    fresh, step = model.encode_news(batch), model.encode_step_news(batch, candidates)
+    assert torch.allclose(step[3:], before[3:], atol=1e-6)
+    assert torch.allclose(step[:3], fresh[:3], atol=1e-5) and not torch.allclose(fresh[3:], before[3:], atol=1e-3)
+    model.start_epoch()
+    assert torch.allclose(model.encode_step_news(batch, candidates), fresh, atol=1e-5)
+    with pytest.raises(ValueError, match="NewsInputs.index"):
+        model.news_encoder.table_rows(news, torch.tensor([0]))  # the catalogue itself: no rows to look up
+
+
+@pytest.mark.parametrize("history", ["no-grad", "cached"])
+def test_history_approximations_are_part_of_the_checkpoint_identity(history) -> None:
     base = RunSettings(model="plmnr", seed=1, epochs=1, batch_size=8, eval_batch_size=8, lr=1e-3, weight_decay=0.0,
                        negatives=4, patience=1, history_len=10, model_config=ModelConfig())
-    off = replace(base, model_config=ModelConfig(history_grad=False))
-    assert "history_grad" not in base.identity()["model_config"]  # checkpoints from before the field still match
-    assert off.identity()["model_config"]["history_grad"] is False
-    assert base.settings_key() != off.settings_key()
+    other = replace(base, model_config=ModelConfig(plmnr_history=history))
+    assert "plmnr_history" not in base.identity()["model_config"]  # checkpoints from before the field still match
+    assert other.identity()["model_config"]["plmnr_history"] == history
+    assert base.settings_key() != other.settings_key()
+
+
+def test_an_unknown_history_mode_is_a_one_line_error() -> None:
+    from recsys.config import TrainConfig
+    from recsys.errors import ConfigError
+
+    for make in (lambda: TrainConfig(plmnr_history="cache"), lambda: ModelConfig(plmnr_history="cache")):
+        with pytest.raises(ConfigError) as error:
+            make()
+        message = str(error.value)
+        assert "\n" not in message and "plmnr_history" in message and "'cache'" in message
+        assert "exact, no-grad, cached" in message
 
 
 def test_the_tuned_layers_use_the_cheap_dropout() -> None:

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from recsys.catalog import MODEL_NAMES, NEWS_FEATURES
+from recsys.catalog import MODEL_NAMES, NEWS_FEATURES, PLMNR_HISTORY
 from recsys.errors import ConfigError
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import InterestFusion, NewsFeatureEmbedder, masked_mean
@@ -74,10 +74,11 @@ class ModelConfig:
     # How the profile meets the user vector (recsys/layers/fusion.py): "gated" starts as the identity
     # on v_u and learns how much profile to add; "paper" is GENRE eq. 2 as written (MLP replaces v_u).
     interest_fusion: str = "gated"
-    # PLMNR: True backpropagates through the tuned top layer for every news of a training batch
-    # (exact); False only for the batch's candidates, history news encoded without gradient (an
-    # approximation of the training gradient, several times cheaper; evaluation is the same).
-    history_grad: bool = True
+    # PLMNR: how a training step encodes history-only news (catalog.PLMNR_HISTORY): "exact" (the
+    # tuned top layer with gradient), "no-grad" (the top layer without gradient) or "cached" (a
+    # per-epoch table of pooled vectors, then the projection); approximations of the training
+    # gradient, cheaper per step; evaluation is the same for all three.
+    plmnr_history: str = "exact"
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in NEWS_FEATURES]
@@ -96,6 +97,8 @@ class ModelConfig:
             raise ConfigError("model_config", "needs transformer_layers, history_len, lora_rank >= 1 and title_len >= 3")
         if self.interest_fusion not in FUSION_FORMS:
             raise ConfigError("interest_fusion", f"{self.interest_fusion!r} is unknown; use one of {', '.join(FUSION_FORMS)}")
+        if self.plmnr_history not in PLMNR_HISTORY:
+            raise ConfigError("plmnr_history", f"{self.plmnr_history!r} is unknown; use one of {', '.join(PLMNR_HISTORY)}")
 
     def uses(self, feature: str) -> bool:
         return feature in self.features
@@ -123,8 +126,13 @@ class NewsRecommender(nn.Module):
 
     def encode_step_news(self, news: NewsInputs, candidates: torch.Tensor) -> torch.Tensor:  # [N, D]
         """The news vectors of a training batch; `candidates` [B, C] are positions into `news`.
-        Every row with gradient unless a model says otherwise (PLMNR with history_grad False)."""
+        Every row with gradient unless a model says otherwise (PLMNR's plmnr_history)."""
         return self.encode_news(news)
+
+    def start_epoch(self) -> None:
+        """Called by the trainer before each training epoch, a resumed one included, after the
+        model is in training mode. PLMNR with plmnr_history "cached" refreshes its history
+        table here; the others need nothing."""
 
     def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
         """Called once with the whole news catalogue before training or evaluating on it.

@@ -7,15 +7,20 @@ step, tuned through LoRA on the attention query/value projections (peft). Catego
 subcategory and image are tokens of the language-model input sequence (joined before the top
 layer), and the top layer's states are pooled with additive attention. Users: NRMS's encoder.
 
-Training approximation (ModelConfig.history_grad False): a training step backpropagates through
-the tuned top layer and pooling head only for the batch's candidate news; the other news of the
-batch (history only) are encoded under torch.no_grad(), so the user encoder still learns from
-their vectors but the news encoder gets no gradient through them. A news that is both a
-candidate and in some history carries its gradient through both uses. On the synthetic set of
-BENCHMARKS.md §2c' about 100 of a batch's ~280 distinct news are candidates; the rest skip the
-backward pass and keep no activations.
-Evaluation is unchanged (encode_news). Default True: the exact gradient, as before. Either way a
-training forward runs the batch's news in groups of similar text length (fewer padding tokens).
+Training approximations (ModelConfig.plmnr_history; default "exact", the true gradient): a
+training step backpropagates through the tuned top layer and pooling head only for the batch's
+candidate news. The other news of the batch (history only) are
+- "no-grad": encoded under torch.no_grad(), so the user encoder still learns from their vectors
+  but the news encoder gets no gradient through them;
+- "cached": not encoded at all. Their pooled top-layer vectors come from a table of the whole
+  catalogue (LayerCachedNewsEncoder.refresh_table), rebuilt at each epoch start from the weights
+  of that moment without dropout, and only the projection to embed_dim runs on them, with
+  gradient. Within an epoch the table is stale: it lags LoRA, the category tokens and the
+  attention pooling by up to one epoch of steps (the projection is always current).
+A news that is both a candidate and in some history carries its gradient through both uses. On
+the synthetic set of BENCHMARKS.md §2c' about 100 of a batch's ~280 distinct news are candidates.
+Evaluation is the same for all three (encode_news: every news afresh, never the table). A
+training forward runs the encoded news in groups of similar text length (fewer padding tokens).
 """
 
 from __future__ import annotations
@@ -78,9 +83,14 @@ class PLMNR(MatchingModel):
 
     def encode_step_news(self, news: NewsInputs, candidates: torch.Tensor) -> torch.Tensor:
         """Length-grouped (LayerCachedNewsEncoder.forward_grad_rows): every row with gradient
-        when history_grad is on, else the candidates' rows only."""
-        rows = torch.arange(len(news), device=candidates.device) if self.config.history_grad else candidates
-        return self.news_encoder.forward_grad_rows(news, rows)
+        when plmnr_history is "exact", else the candidates' rows only."""
+        history = self.config.plmnr_history
+        rows = torch.arange(len(news), device=candidates.device) if history == "exact" else candidates
+        return self.news_encoder.forward_grad_rows(news, rows, table=history == "cached")
+
+    def start_epoch(self) -> None:
+        if self.config.plmnr_history == "cached" and self.news_encoder.cache is not None:
+            self.news_encoder.refresh_table()
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
