@@ -5,8 +5,8 @@ dev would pick the epoch that looks best on the very numbers reported. So:
 
 - test labelled (synthetic data, a labelled local test): report test, stop on dev, as before
   (no early stopping when there is no labelled dev either: the last epoch's weights count);
-- otherwise, or when the run asks for dev (report_split = "dev"): report dev and stop on a held-out slice of the train impressions ("train-holdout"),
-  which is then left out of training. `holdout_fraction` 0 trains on all of train, without
+- otherwise, or when the run asks for dev (report_split = "dev"): report dev and stop on a
+  held-out slice of the train impressions ("train-holdout"), which is then left out of training. `holdout_fraction` 0 trains on all of train, without
   early stopping.
 
 The slice rule: an impression is held out when a fixed 64-bit mix (splitmix64's finaliser) of its
