@@ -17,6 +17,7 @@ from recsys.errors import ConfigError
 from recsys.tracking import DEFAULT_TRACKER, check_tracker_name
 
 MAX_SEEDS = 1000
+REPORT_SPLITS = ("auto", "dev", "test")
 # Generous upper bounds: they only stop typos (one extra digit) from allocating or looping for
 # hours, never a real setting.
 _COUNT_BOUNDS: dict[str, tuple[int, int]] = {
@@ -97,6 +98,10 @@ class TrainConfig:
     # When dev is the reported split (no labelled test), this share of the train impressions,
     # picked by a hash of the impression id, is held out for early stopping (recsys/stopping.py).
     holdout_fraction: float = 0.1
+    # Which split the run reports (recsys/stopping.py): "auto" = test when it is labelled (then dev
+    # stops early), else dev; "dev" = dev as on MIND even when test is labelled, so test is never
+    # scored (a bounded run on synthetic MIND-large-sized data); "test" = test, which must be labelled.
+    report_split: str = "auto"
     track: str = DEFAULT_TRACKER  # training curves to tensorboard | mlflow | wandb | none (recsys/tracking.py)
 
     def __post_init__(self) -> None:
@@ -131,6 +136,8 @@ class TrainConfig:
             raise ConfigError("interest_fusion", f"must be one of {', '.join(FUSION_FORMS)}, got {self.interest_fusion!r}")
         if self.plmnr_history not in PLMNR_HISTORY:
             raise ConfigError("plmnr_history", f"must be one of {', '.join(PLMNR_HISTORY)}, got {self.plmnr_history!r}")
+        if self.report_split not in REPORT_SPLITS:
+            raise ConfigError("report_split", f"must be one of {', '.join(REPORT_SPLITS)}, got {self.report_split!r}")
         parse_features(self.features)
         check_tracker_name(self.track)
 

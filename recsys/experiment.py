@@ -122,7 +122,7 @@ def run_settings(model: str, data: EncodedDataset, config: TrainConfig, seed: in
         num_workers=config.num_workers, fast_eval=config.fast_eval, owner=owner, layer_cache_dir=layer_cache_dir,
         holdout_fraction=config.holdout_fraction,
         bf16=config.bf16, optimizer=config.optimizer, decay_scope=config.decay_scope, cohorts=cohorts,
-        max_steps=config.max_steps,
+        max_steps=config.max_steps, report_split=config.report_split,
     )
     if checkpoint_root is None:
         return settings

@@ -91,3 +91,85 @@ def impression_metrics(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray
         "ndcg@10": sums["ndcg@10"] / used if used else float("nan"),
     }
     return {**result, "impressions": used, "auc_impressions": auc_used}
+
+
+# -- the same metrics for many impressions at once ------------------------------------------------
+#
+# Evaluation scores hundreds of thousands of impressions (MIND-large dev: 660k); a Python loop of
+# the functions above took about half a millisecond per impression here. The functions below compute the very same
+# per-impression values with whole-array numpy, one block of equal-length impressions at a time
+# (no padding, so sorting and tie-breaking are exactly the 1-d functions'), and the mean sums them
+# in impression order like impression_metrics does, so the results are equal to the last bit
+# (tests/test_metrics.py holds them so).
+
+_BLOCK_ELEMENTS = 1 << 21  # pair-matrix cells per block: about 16 MiB of float64 temporaries
+
+
+def _block_values(y: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-row metrics of [n, L] labels and scores (float64), rows as the 1-d functions see them."""
+    length = y.shape[1]
+    ranked = np.take_along_axis(y, np.argsort(-s, axis=1, kind="stable"), axis=1)
+    ideal = np.take_along_axis(y, np.argsort(-y, axis=1, kind="stable"), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = ranked.sum(axis=1)
+        out = {"mrr": np.where(total > 0, (ranked / np.arange(1, length + 1)).sum(axis=1) / total, np.nan)}
+        for k in (5, 10):
+            discount = np.log2(np.arange(2, min(k, length) + 2))
+            dcg = ((2.0 ** ranked[:, :k] - 1.0) / discount).sum(axis=1)
+            best = ((2.0 ** ideal[:, :k] - 1.0) / discount).sum(axis=1)
+            out[f"ndcg@{k}"] = np.where(best > 0, dcg / best, np.nan)
+        positive = y > 0
+        pairs = positive[:, :, None] & ~positive[:, None, :]  # (clicked i, unclicked j)
+        diff = s[:, :, None] - s[:, None, :]
+        wins = ((diff > 0) & pairs).sum(axis=(1, 2))
+        ties = ((diff == 0) & pairs).sum(axis=(1, 2))
+        n_pos = positive.sum(axis=1)
+        out["auc"] = (wins + 0.5 * ties) / (n_pos * (length - n_pos))
+    return out
+
+
+def metrics_by_impression(labels: np.ndarray, scores: np.ndarray, offsets: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-impression auc, mrr, ndcg@5, ndcg@10 (float64 [M]) of flat labels and scores, impression i
+    being [offsets[i], offsets[i+1]); plus the masks `clicked` (counts for MRR/nDCG) and `auc_used`
+    (a click and a non-click). A value is that of auc_score/mrr_score/ndcg_score where its mask holds."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    labels = np.asarray(labels)
+    scores = np.asarray(scores)
+    if labels.shape != scores.shape or labels.ndim != 1 or offsets.ndim != 1 or offsets[-1] != labels.size:
+        raise ValueError(f"labels {labels.shape}, scores {scores.shape} and offsets ending at {offsets[-1]} "
+                         "do not describe the same flat impressions")
+    count = len(offsets) - 1
+    lengths = np.diff(offsets)
+    if (lengths < 0).any():
+        raise ValueError("offsets must not decrease")
+    out = {name: np.full(count, np.nan) for name in METRICS}
+    for length in np.unique(lengths[lengths > 0]).tolist():
+        members = np.flatnonzero(lengths == length)
+        per_block = max(1, _BLOCK_ELEMENTS // (length * length))
+        for start in range(0, len(members), per_block):
+            rows = members[start : start + per_block]
+            cells = offsets[rows][:, None] + np.arange(length)[None, :]
+            values = _block_values(labels[cells].astype(np.float64), scores[cells].astype(np.float64))
+            for name in METRICS:
+                out[name][rows] = values[name]
+    running = np.concatenate([[0], np.cumsum(labels > 0)])
+    clicks = running[offsets[1:]] - running[offsets[:-1]]
+    return {**out, "clicked": clicks > 0, "auc_used": (clicks > 0) & (clicks < lengths)}
+
+
+def mean_metrics(values: dict[str, np.ndarray], keep: np.ndarray | None = None) -> dict[str, float]:
+    """impression_metrics' result from metrics_by_impression's values, over the impressions `keep`
+    (a boolean mask or indices, default all). The means add in impression order, as that loop does."""
+    picked = np.arange(len(values["clicked"])) if keep is None else np.asarray(keep)
+    if picked.dtype == bool:
+        picked = np.flatnonzero(picked)
+    clicked = picked[values["clicked"][picked]]
+    auc_used = picked[values["auc_used"][picked]]
+
+    def mean(array: np.ndarray) -> float:
+        # cumsum adds one value at a time from 0.0, exactly like `+=` in a loop
+        return float(np.cumsum(array)[-1] / len(array)) if len(array) else float("nan")
+
+    result = {"auc": mean(values["auc"][auc_used])}
+    result |= {name: mean(values[name][clicked]) for name in METRICS if name != "auc"}
+    return {**result, "impressions": len(clicked), "auc_impressions": len(auc_used)}

@@ -5,8 +5,8 @@ dev would pick the epoch that looks best on the very numbers reported. So:
 
 - test labelled (synthetic data, a labelled local test): report test, stop on dev, as before
   (no early stopping when there is no labelled dev either: the last epoch's weights count);
-- otherwise: report dev and stop on a held-out slice of the train impressions ("train-holdout"),
-  which is then left out of training. `holdout_fraction` 0 trains on all of train, without
+- otherwise, or when the run asks for dev (report_split = "dev"): report dev and stop on a
+  held-out slice of the train impressions ("train-holdout"), which is then left out of training. `holdout_fraction` 0 trains on all of train, without
   early stopping.
 
 The slice rule: an impression is held out when a fixed 64-bit mix (splitmix64's finaliser) of its
@@ -84,12 +84,16 @@ def _labeled(data: EncodedDataset, name: str) -> bool:
     return name in data.splits and data.splits[name].labeled
 
 
-def plan_splits(data: EncodedDataset, holdout_fraction: float) -> SplitPlan:
-    """Report and stopping splits of `data`, and the train rows left to train on."""
+def plan_splits(data: EncodedDataset, holdout_fraction: float, report: str = "auto") -> SplitPlan:
+    """Report and stopping splits of `data`, and the train rows left to train on. `report` "dev"
+    plans as if test were unlabelled (test is then never scored); "test" requires a labelled test."""
     if "train" not in data.splits:
         raise RecsysError(f"dataset '{data.dataset}' has no train split")
     train = data.split("train")
-    if _labeled(data, "test"):
+    if report == "test" and not _labeled(data, "test"):
+        raise RecsysError(f"dataset '{data.dataset}' has no labeled test split to report; "
+                          "set report_split to auto or dev")
+    if report != "dev" and _labeled(data, "test"):
         dev = data.split("dev") if _labeled(data, "dev") else None
         return SplitPlan("test", None if dev is None else "dev", train, dev)
     if not _labeled(data, "dev"):

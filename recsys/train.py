@@ -71,6 +71,7 @@ class RunSettings:
     # metric group (GENRE Table 7's "Chain" users). Not part of identity(): it changes no weight.
     cohorts: dict[str, dict[str, np.ndarray]] | None = None
     max_steps: int = 0  # steps per epoch at most; 0 = the whole epoch
+    report_split: str = "auto"  # recsys.config.REPORT_SPLITS; recsys/stopping.py plan_splits
 
     def identity(self) -> dict:
         """What must match for --resume to continue a checkpoint (and for predict to use it)."""
@@ -86,6 +87,8 @@ class RunSettings:
             identity["max_steps"] = self.max_steps
         if self.decay_scope != "all":  # checkpoints from before the field decayed every parameter
             identity["decay_scope"] = self.decay_scope
+        if self.report_split != "auto":  # it changes the stopping split, so the best weights
+            identity["report_split"] = self.report_split
         return identity | ({"owner": self.owner} if self.owner else {})
 
     def settings_key(self) -> str:
@@ -367,7 +370,7 @@ class Trainer:
         if "train" not in data.splits:
             raise RecsysError(f"dataset '{data.dataset}' has no train split")
         # Which split stops and which is reported, never the same one; fail before training.
-        self.plan = plan_splits(data, settings.holdout_fraction)
+        self.plan = plan_splits(data, settings.holdout_fraction, settings.report_split)
         self.eval_name = self.plan.report_split
         self.samples = TrainSamples(data, self.plan.train, model.kind, settings.negatives, settings.history_len)
         if len(self.samples) == 0:

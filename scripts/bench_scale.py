@@ -10,6 +10,7 @@ MIND-large (161,013 news, 1,000,000 users); `--sizes 16100x100000` runs others.
 
 Usage: .venv/bin/python scripts/bench_scale.py [--sizes small,large] [--steps 100] [--stages synth,import,encode] [--work /tmp/scale-bench]
        [--out bench-results] [--keep]
+`--stages train,predict --keep` continues a work folder an earlier `--stages synth,import,encode --keep` left.
 Writes <out>/scale.json and prints a table. The work folder (data, store, cache) is deleted at
 the end unless --keep; large sizes need ~10 GiB of disk while they run.
 """
@@ -76,11 +77,13 @@ def run_stage(stage: str, argv: list[str], log: Path, env: dict[str, str]) -> St
 
 
 def write_config(path: Path, cache_dir: Path, steps: int) -> None:
-    # One epoch of at most `steps` steps, no hold-out evaluation (dev is evaluated once, at the
-    # end), no mid-epoch checkpoints and no tracker: the stages measured are the data's.
+    # One epoch of at most `steps` steps, reported on dev as on MIND (the synthetic test split is
+    # labelled, but report_split = "dev" never scores it), no hold-out (so dev is scored once, at
+    # the end), no mid-epoch checkpoints and no tracker: the stages measured are the data's.
     path.write_text(
         f'[paths]\ncache_dir = "{cache_dir}"\n\n'
-        f'[train]\nepochs = 1\nmax_steps = {steps}\nholdout_fraction = 0.0\ncheckpoint_every = 0\ntrack = "none"\n'
+        f'[train]\nepochs = 1\nmax_steps = {steps}\nholdout_fraction = 0.0\nreport_split = "dev"\n'
+        'checkpoint_every = 0\ntrack = "none"\n'
     )
 
 
@@ -106,8 +109,10 @@ def stored_run(db: Path) -> dict:
 
     with open_store(db, read_only=True) as store:
         row = store.conn.execute(
-            "SELECT run_id, train_samples_per_s, epoch_seconds, eval_impressions_per_s, config FROM runs "
+            "SELECT run_id, train_samples_per_s, epoch_seconds, eval_impressions_per_s, config, eval_split FROM runs "
             "WHERE dataset = ? ORDER BY created_at DESC LIMIT 1", [DATASET]).fetchone()
+        scored = [r[0] for r in store.conn.execute(
+            "SELECT DISTINCT split FROM run_metrics WHERE run_id = ? ORDER BY split", [row[0]]).fetchall()]
         metrics = dict(store.conn.execute(
             "SELECT metric, value FROM run_metrics WHERE run_id = ? AND split = 'dev' AND user_group = 'all'",
             [row[0]]).fetchall())
@@ -115,15 +120,20 @@ def stored_run(db: Path) -> dict:
     batch = int(config.get("batch_size", 64))
     return {"samples_per_s": round(row[1][0], 1), "steps_per_s": round(row[1][0] / batch, 2),
             "train_seconds": round(row[2][0], 1), "eval_impressions_per_s": round(row[3], 1),
-            "batch_size": batch, "dev": {k: round(v, 4) for k, v in metrics.items()}}
+            "batch_size": batch, "eval_split": row[5], "scored_splits": scored,
+            "dev": {k: round(v, 4) for k, v in metrics.items()}}
 
 
 def bench_size(label: str, news: int, users: int, steps: int, work: Path, seed: int,
                stages: tuple[str, ...] = STAGES) -> dict:
     folder = work / label
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    if stages[0] == STAGES[0]:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    elif not (folder / "store.duckdb").exists():
+        raise SystemExit(f"--stages {','.join(stages)}: {folder} has no store; run the stages before "
+                         f"{stages[0]} first (with --keep)")
     db, config, data = folder / "store.duckdb", folder / "genre.toml", folder / "mind"
     write_config(config, folder / "cache", steps)
     env = dict(os.environ, PYTHONPATH=str(ROOT), GENRE_CONFIG=str(config))
@@ -175,8 +185,10 @@ def main() -> None:
 
     sizes = [parse_size(s.strip()) for s in args.sizes.split(",") if s.strip()]
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    if not stages or stages != STAGES[: len(stages)]:
-        raise SystemExit(f"--stages: a prefix of {','.join(STAGES)} (each stage needs the ones before it)")
+    first = STAGES.index(stages[0]) if stages and stages[0] in STAGES else -1
+    if first < 0 or stages != STAGES[first : first + len(stages)]:
+        raise SystemExit(f"--stages: consecutive stages of {','.join(STAGES)} (each stage needs the ones before "
+                         "it; a list that does not start at synth continues a --keep work folder)")
     results = []
     try:
         for label, news, users in sizes:

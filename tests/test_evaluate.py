@@ -9,6 +9,8 @@ import torch
 
 from genre_local.store import open_store
 from genre_local.store.variants import fetch_encoded
+from recsys import evaluate
+from recsys.data import last_items
 from recsys.evaluate import SplitScores, group_metrics, score_split
 from recsys.metrics import impression_metrics
 from tests.support_models import LLM_FREE_MODELS
@@ -88,3 +90,39 @@ def test_group_uses_history_before_synthetic_news(data) -> None:
     grown = lengths > split.original_history_len
     assert grown.any()  # ng made some cold histories longer...
     assert split.is_new_user()[grown].all()  # ...but they still count as new users
+
+
+@pytest.mark.parametrize("name", ["nrms", "lstur", "din"])
+def test_fast_metrics_equal_the_reference_on_naive_scores(data, name: str, monkeypatch) -> None:
+    """The whole fast evaluation (user vectors in blocks, vectorised metrics per group) against the
+    reference: the naive path's scores through the per-impression metric loop. Blocks of 3 users
+    make the block path run many times on this small split."""
+    monkeypatch.setattr(evaluate, "_USER_BLOCK", 3)
+    torch.manual_seed(1)
+    config = ModelConfig(embed_dim=16, num_heads=2, transformer_layers=1, history_len=6, title_len=12,
+                         abstract_len=8, features=("title", "abstract", "category", "subcategory"), use_profile=True)
+    model = build_model(name, config, feature_sizes(data))
+    split = data.split("dev")
+    fast = group_metrics(split, score_split(model, data, split, history_len=6, batch_size=4, fast=True))
+    naive = score_split(model, data, split, history_len=6, batch_size=5, fast=False)
+    masks = split.group_masks()
+    for group in ("all", "new", "warm"):
+        idx = np.flatnonzero(masks[group])
+        expected = impression_metrics([split.impression_labels(r) for r in idx], [naive.scores[r] for r in idx])
+        assert fast[group]["impressions"] == expected["impressions"] > 0
+        for metric in ("auc", "mrr", "ndcg@5", "ndcg@10"):
+            assert fast[group][metric] == pytest.approx(expected[metric], abs=1e-9), (group, metric)
+
+
+def test_users_with_the_same_input_share_one_vector(data) -> None:
+    split = data.split("dev")
+    rows = np.concatenate([np.arange(len(split)), [0, 1]])  # rows 0 and 1 twice
+    firsts, group = evaluate._user_groups(split, rows, history_len=6)
+    assert group[-2] == group[0] and group[-1] == group[1]
+    assert np.array_equal(rows[np.unique(group, return_index=True)[1]], firsts)
+    # each group's rows have equal inputs: user, profile and the last 6 history items
+    history, _ = last_items(split.history, split.history_offsets, rows, 6)
+    for g in range(len(firsts)):
+        members = rows[group == g]
+        assert len(np.unique(split.user_index[members])) == 1 and len(np.unique(split.profile_index[members])) == 1
+        assert (history[group == g] == history[group == g][0]).all()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from recsys.metrics import auc_score, impression_metrics, mrr_score, ndcg_score
+from recsys.metrics import auc_score, impression_metrics, mean_metrics, metrics_by_impression, mrr_score, ndcg_score
 
 
 def arr(*values: float) -> np.ndarray:
@@ -86,3 +86,50 @@ def test_perfect_and_reversed_rankings() -> None:
     assert best["auc"] == best["mrr"] == best["ndcg@10"] == pytest.approx(1.0)
     assert worst["auc"] == 0.0
     assert worst["mrr"] == pytest.approx(0.2)
+
+
+def _random_impressions(seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Impressions of 1..40 candidates: some without a click, some all clicked, graded labels,
+    scores rounded so that many tie (the tie rules are where a vectorised path could go wrong)."""
+    rng = np.random.default_rng(seed)
+    labels, scores = [], []
+    for _ in range(600):
+        n = int(rng.integers(1, 41))
+        y = (rng.random(n) < rng.choice([0.0, 0.1, 0.5, 1.0])).astype(np.float64)
+        if rng.random() < 0.05:
+            y *= 2  # a graded label (gain 3)
+        labels.append(y)
+        scores.append(np.round(rng.normal(size=n), int(rng.integers(0, 3))).astype(np.float32))
+    return labels, scores
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_metrics_equal_the_reference_loop_exactly(seed: int) -> None:
+    labels, scores = _random_impressions(seed)
+    offsets = np.concatenate([[0], np.cumsum([len(y) for y in labels])])
+    values = metrics_by_impression(np.concatenate(labels), np.concatenate(scores), offsets)
+    for i, (y, s) in enumerate(zip(labels, scores, strict=True)):
+        assert values["clicked"][i] == (y > 0).any()
+        assert values["auc_used"][i] == ((y > 0).any() and not (y > 0).all())
+        if values["clicked"][i]:
+            assert values["mrr"][i] == mrr_score(y, s)
+            assert values["ndcg@5"][i] == ndcg_score(y, s, 5)
+            assert values["ndcg@10"][i] == ndcg_score(y, s, 10)
+        if values["auc_used"][i]:
+            assert values["auc"][i] == auc_score(y, s)
+    # the means over any subset, in impression order, are the loop's to the last bit
+    for keep in (None, np.arange(0, 600, 3), np.arange(600) % 2 == 1, np.array([], dtype=np.int64)):
+        idx = np.arange(600) if keep is None else (np.flatnonzero(keep) if keep.dtype == bool else keep)
+        expected = impression_metrics([labels[i] for i in idx], [scores[i] for i in idx])
+        got = mean_metrics(values, keep)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert got[key] == value or (math.isnan(got[key]) and math.isnan(value)), key
+
+
+def test_vectorised_metrics_take_empty_impressions_and_reject_misaligned_input() -> None:
+    values = metrics_by_impression(arr(1, 0, 0, 1), arr(0.3, 0.1, 0.2, 0.2), np.array([0, 2, 2, 4]))
+    assert values["clicked"].tolist() == [True, False, True]
+    assert values["auc"][0] == 1.0 and values["auc"][2] == 0.5 and math.isnan(values["mrr"][1])
+    with pytest.raises(ValueError, match="same flat impressions"):
+        metrics_by_impression(arr(1, 0), arr(0.3, 0.1, 0.2), np.array([0, 2]))

@@ -135,6 +135,22 @@ def test_unlabelled_test_reports_dev_and_stops_on_a_train_slice(unlabeled) -> No
     assert plan.train is unlabeled.split("train")
 
 
+def test_report_split_dev_plans_a_labelled_test_like_mind(labeled, unlabeled) -> None:
+    """report_split "dev" (a bounded run on synthetic data): dev reported, the train slice stops,
+    test never scored; the same plan as a dataset without a labelled test."""
+    plan = plan_splits(labeled, 0.1, "dev")
+    assert (plan.report_split, plan.stop_split) == ("dev", HOLDOUT_SPLIT)
+    train_ids = labeled.split("train").impression_id
+    assert set(plan.stopping.impression_id.tolist()) == set(train_ids[holdout_mask(train_ids, 0.1)].tolist())
+    plan = plan_splits(labeled, 0.0, "dev")
+    assert (plan.report_split, plan.stop_split, plan.stopping) == ("dev", None, None)
+    assert plan_splits(labeled, 0.1, "test").report_split == "test"
+    with pytest.raises(RecsysError, match="no labeled test split to report"):
+        plan_splits(unlabeled, 0.1, "test")
+    with pytest.raises(ConfigError, match="report_split must be one of auto, dev, test"):
+        TrainConfig(report_split="holdout")
+
+
 def test_unusable_splits_are_refused(unlabeled) -> None:
     with pytest.raises(RecsysError, match="nothing to hold out.*holdout_fraction"):
         plan_splits(unlabeled, 1e-9)

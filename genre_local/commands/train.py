@@ -148,6 +148,9 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", help="Training steps per epoch at most (default 0: every batch); with --epochs 1 it "
         "bounds the whole training.")] = None,
+    report_split: Annotated[Optional[str], typer.Option(
+        "--report-split", help="auto (default, or [train] report_split): test when it is labelled, else dev; "
+        "dev: dev as on MIND even when test is labelled (test is not scored); test.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
@@ -166,7 +169,7 @@ def train(
 
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
                        encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
-                       batch_size=batch_size, lr=lr, max_steps=max_steps, track=track.value if track is not None else None,
+                       batch_size=batch_size, lr=lr, max_steps=max_steps, report_split=report_split, track=track.value if track is not None else None,
                        optimizer=optimizer.value if optimizer is not None else None,
                        decay_scope=decay_scope.value if decay_scope is not None else None,
                        interest_fusion=interest_fusion.value if interest_fusion is not None else None)
