@@ -79,6 +79,8 @@ def _task_of(request: GenRequest) -> str:
         return "summarize"
     if "topics" in props:
         return "profile"
+    if "topic" in props:
+        return "label"
     return "news"
 
 
@@ -92,6 +94,8 @@ def fake_output(request: GenRequest, attempt_bad: bool = False) -> str:
         return json.dumps({"title": f"Clear headline {digest}"})
     if task == "profile":
         return json.dumps({"topics": ["health", "weather", "finance"], "regions": ["Florida"]})
+    if task == "label":
+        return json.dumps(fake_label(request.messages[-1]["content"]))
     k = request.schema["properties"]["items"]["maxItems"]
     items = [{"title": f"Fresh story {digest} {i}", "abstract": "Short.", "category": "news"} for i in range(k)]
     return json.dumps({"items": items})
@@ -102,6 +106,16 @@ FAKE_CUES = {
     "weather": ("hurricane",), "health": ("flu", "vaccine"), "finance": ("fed", "rates"), "food": ("soups",),
     "Florida": ("miami", "dolphins", "florida"), "Texas": ("texas", "austin"), "California": ("california",),
 }
+
+
+def fake_label(headline: str) -> dict[str, str]:
+    """The fake labeller's answer: the first topic and state (in FAKE_CUES order) whose cue the
+    headline holds; "international news" and "none" when there is none."""
+    text = headline.lower()
+    hits = [label for label, cues in FAKE_CUES.items() if any(cue in text for cue in cues)]
+    topics = [label for label in hits if label.islower()]
+    states = [label for label in hits if not label.islower()]
+    return {"topic": topics[0] if topics else "international news", "state": states[0] if states else "none"}
 
 
 def fake_logprob(request: ScoreRequest, label: str) -> float:
