@@ -90,7 +90,7 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
                 # What the LLM reads is the labelling prompt of each clicked news; the profile
                 # aggregates the labels without it (llm/news_labels.py).
                 users = {u.user_id for u in planner.task_users(task)}
-                counts[task.requires.name] = len(planner.plan(store.conn, task.requires, 1, only_users=users))
+                counts[task.name] = len(users)  # one aggregated profile per user
                 task = task.requires
                 items = planner.plan(store.conn, task, 1, only_users=users)
             elif task.requires is not None and not items:
