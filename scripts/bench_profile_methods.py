@@ -57,24 +57,29 @@ def run(args: argparse.Namespace, model_id: str, folder: Path) -> None:
 
 
 def report(args: argparse.Namespace, model_id: str) -> None:
+    """Fidelity over the users done, and engine time and tokens from the stored rows (each row
+    carries its share of its engine call, so a step cut short by the lock's timeout still counts)."""
     lines = [json.loads(x) for x in args.log.read_text().splitlines()] if args.log.exists() else []
     with open_store(args.db) as store:
         truth = datasets.read_truth(store.conn, args.dataset)
         for method in args.methods:
             task = prompt_set_named("compact").resolve_tasks("profile", method)[0]
-            steps = [x for x in lines if x["method"] == method]
-            limit = max((x["limit"] for x in steps), default=0)
+            limit = max((x["limit"] for x in lines if x["method"] == method), default=0)
             planner = Planner(store.conn, PlanSettings(dataset=args.dataset, model_id=model_id, limit=limit))
             items = planner.plan(store.conn, task, 1)
+            users = {u.user_id for u in planner.task_users(task)}
+            if task.requires is not None and task.requires.subject.value == "news":
+                items += planner.plan(store.conn, task.requires, 1, only_users=users)
             profiles = generations.profiles_with_fingerprints(store.conn, [i.fingerprint for i in items])
             fidelity = profile_fidelity(profiles, truth)
-            users = len(planner.task_users(task))
-            engine = sum(x["engine_s"] for x in steps)
-            tokens = sum(x["prompt_tokens"] for x in steps), sum(x["completion_tokens"] for x in steps)
-            print(f"{method}: {users} users, {len(profiles)} profiles; "
-                  f"{format_fidelity(fidelity) if fidelity else 'no fidelity'}; engine {engine:.1f}s = "
-                  f"{engine / max(users, 1):.2f} s/user; tokens/user {tokens[0] / max(users, 1):.0f} prompt + "
-                  f"{tokens[1] / max(users, 1):.0f} generated; load {[x['load'] for x in steps]}")
+            engine, prompt, completion = store.conn.execute(
+                "SELECT sum(latency_s), sum(prompt_tokens), sum(completion_tokens) FROM generations "
+                "WHERE fingerprint IN (SELECT unnest(?::VARCHAR[]))", [[i.fingerprint for i in items]]).fetchone()
+            n = max(len(users), 1)
+            print(f"{method}: {len(users)} users, {len(profiles)} profiles, {len(items)} rows; "
+                  f"{format_fidelity(fidelity) if fidelity else 'no fidelity'}; engine {engine or 0:.1f}s = "
+                  f"{(engine or 0) / n:.2f} s/user; tokens/user {(prompt or 0) / n:.0f} prompt + "
+                  f"{(completion or 0) / n:.0f} generated; load {[x['load'] for x in lines if x['method'] == method]}")
 
 
 def main() -> None:
