@@ -1,10 +1,11 @@
 """The scored and the labelling profilers on the real vLLM engine and the embedded model: a small
-synthetic dataset, every profile valid, fidelity reported with its chance level (printed, not asserted: on 2 CPU
-cores a user costs ~59 next-token queries, so too few users are affordable here for beating
-chance to be more than luck; BENCHMARKS.md section 6).
+synthetic dataset, every profile valid, fidelity reported with its chance level (printed, not
+asserted: on 2 CPU cores a scored user costs ~59 next-token queries, so too few users are
+affordable here for beating chance to be more than luck; BENCHMARKS.md section 8).
 
-Engine test (run under the shared lock): one vLLM start and the embedded model's preparation;
-took 382 s on 2 shared cores (printed: precision@3 0.167 vs chance 0.099, region 0.25 vs 0.02).
+Engine test (run under the shared lock): the embedded model's preparation and two vLLM starts
+(one per generate command); took 202 s on 2 shared cores, both methods (printed for 3 users:
+scored precision@3 0.0, labelled 0.11, chance ~0.1; the 250-user numbers are in section 8b).
 """
 
 from __future__ import annotations
