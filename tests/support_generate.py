@@ -45,6 +45,12 @@ TRUTH = {
 }
 
 
+def store_rows(db: Path, sql: str, params=()) -> list[tuple]:
+    """The rows of one query on the store at `db`."""
+    with open_store(db) as store:
+        return store.conn.execute(sql, list(params)).fetchall()
+
+
 def build_store(path: Path, with_truth: bool = True) -> Path:
     """A store holding one tiny dataset (core tables filled directly, no importer needed)."""
     now = datetime(2019, 11, 14, 9, 0, 0)

@@ -22,12 +22,7 @@ from genre_local.pipeline.distributed import item_to_row, row_to_item
 from genre_local.pipeline.plan import Planner, PlanSettings
 from genre_local.store import open_store
 from genre_local.store.generations import profiles_up_to
-from tests.support_generate import DATASET, HISTORIES, FakeBackend, build_store, run_fake
-
-
-def _rows(db: Path, sql: str, params=()):
-    with open_store(db) as store:
-        return store.conn.execute(sql, list(params)).fetchall()
+from tests.support_generate import DATASET, HISTORIES, build_store, run_fake, store_rows as _rows
 
 
 @pytest.fixture()
