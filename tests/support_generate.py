@@ -45,6 +45,12 @@ TRUTH = {
 }
 
 
+def store_rows(db: Path, sql: str, params=()) -> list[tuple]:
+    """The rows of one query on the store at `db`."""
+    with open_store(db) as store:
+        return store.conn.execute(sql, list(params)).fetchall()
+
+
 def build_store(path: Path, with_truth: bool = True) -> Path:
     """A store holding one tiny dataset (core tables filled directly, no importer needed)."""
     now = datetime(2019, 11, 14, 9, 0, 0)
@@ -79,6 +85,8 @@ def _task_of(request: GenRequest) -> str:
         return "summarize"
     if "topics" in props:
         return "profile"
+    if "topic" in props:
+        return "label"
     return "news"
 
 
@@ -92,6 +100,8 @@ def fake_output(request: GenRequest, attempt_bad: bool = False) -> str:
         return json.dumps({"title": f"Clear headline {digest}"})
     if task == "profile":
         return json.dumps({"topics": ["health", "weather", "finance"], "regions": ["Florida"]})
+    if task == "label":
+        return json.dumps(fake_label(request.messages[-1]["content"]))
     k = request.schema["properties"]["items"]["maxItems"]
     items = [{"title": f"Fresh story {digest} {i}", "abstract": "Short.", "category": "news"} for i in range(k)]
     return json.dumps({"items": items})
@@ -102,6 +112,16 @@ FAKE_CUES = {
     "weather": ("hurricane",), "health": ("flu", "vaccine"), "finance": ("fed", "rates"), "food": ("soups",),
     "Florida": ("miami", "dolphins", "florida"), "Texas": ("texas", "austin"), "California": ("california",),
 }
+
+
+def fake_label(headline: str) -> dict[str, str]:
+    """The fake labeller's answer: the first topic and state (in FAKE_CUES order) whose cue the
+    headline holds; "international news" and "none" when there is none."""
+    text = headline.lower()
+    hits = [label for label, cues in FAKE_CUES.items() if any(cue in text for cue in cues)]
+    topics = [label for label in hits if label.islower()]
+    states = [label for label in hits if not label.islower()]
+    return {"topic": topics[0] if topics else "international news", "state": states[0] if states else "none"}
 
 
 def fake_logprob(request: ScoreRequest, label: str) -> float:

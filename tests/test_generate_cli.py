@@ -177,11 +177,26 @@ def test_model_aliases_from_config_and_model_ids(tmp_path: Path):
 def test_unknown_profile_method_is_one_line_exit_2(db: Path):
     result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--profile-method", "guess", "--dry-run")
     assert result.exit_code == 2, result.output
-    assert "--profile-method 'guess' is not known; use generate or score" in result.stderr
+    assert "--profile-method 'guess' is not known; use generate, score, label" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    # The labelling profiler has compact prompts only.
+    paper = _invoke(db, "generate", "--dataset", DATASET, "--task", "all", "--prompts", "paper",
+                    "--profile-method", "label", "--dry-run")
+    assert paper.exit_code == 2, paper.output
+    assert "--profile-method label has no prompt in the 'paper' prompt set" in paper.stderr
+    assert len(paper.stderr.strip().splitlines()) == 1
 
 
 def test_dry_run_of_the_scored_profiler_names_its_method(db: Path):
     result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--profile-method", "score", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "+score" in result.stdout and "scored, not generated" in result.stdout
+
+
+def test_dry_run_of_the_labelling_profiler_shows_the_labelling_prompt(db: Path):
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--profile-method", "label",
+                     "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert "label: 7 requests" in result.stdout and "Headline: Dolphins beat Jets in overtime" in result.stdout
+    assert "then aggregated, not generated" in result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1])["requests"] == {"profile": 4, "label": 7}

@@ -243,3 +243,17 @@ def test_per_worker_options_share_the_cpu_not_the_gpu():
     unset = per_worker_options(EngineOptions(model_dir=Path("m")), 2, 2, on_gpu=False)
     assert unset.threads == 1 and unset.gpu_memory_utilization is None  # each engine sizes its own cache
     assert per_worker_options(options, 2, 9, on_gpu=False).threads == 4
+
+
+def test_a_sharded_run_of_the_labelling_profiler_dispatches_labels_and_aggregates_here(db: Path, folder: RunFolder):
+    from genre_local.llm.tasks import PROFILE_LABELED
+    from genre_local.pipeline.sharded_run import ShardedGenerationRun
+
+    dispatch = InlineDispatch()
+    run = ShardedGenerationRun(db, SETTINGS, ShardedExecutor(db, folder, dispatch))
+    [stats] = run.run([PROFILE_LABELED])
+    # The workers saw the seven clicked news' labels only; the four profiles were made in the driver.
+    labels = _rows(db, "SELECT fingerprint FROM generations WHERE task = 'label' AND valid")
+    assert sorted(dispatch.seen) == sorted(f for (f,) in labels) and len(labels) == 7
+    assert (stats.new, stats.valid) == (7 + 4, 7 + 4)
+    assert _rows(db, "SELECT count(*) FROM generations WHERE task = 'profile' AND sampling ->> 'method' = 'label'") == [(4,)]

@@ -124,7 +124,7 @@ def test_profile_method_swaps_the_profiler_and_the_chains_requirement():
 
     with pytest.raises(UserError, match="--profile-method 'guess'"):
         resolve_tasks("profile", profile_method="guess")
-    with pytest.raises(ValueError, match="needs scoring_for"):
+    with pytest.raises(ValueError, match="need scoring_for"):
         from dataclasses import replace
 
         replace(PROFILE, method="score")

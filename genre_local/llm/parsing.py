@@ -19,6 +19,7 @@ TITLE_MAX_CHARS = 120
 ABSTRACT_MAX_CHARS = 300
 PROFILE_MAX_TOPICS = 5
 PROFILE_MAX_REGIONS = 3
+NO_STATE = "none"  # a news label's state when the headline names no US place
 
 _TOPIC_LOOKUP = {t.lower(): t for t in PROFILE_TOPICS}
 _STATE_LOOKUP = {s.lower(): s for s in US_STATES}
@@ -165,6 +166,22 @@ def parse_profile(text: str, max_topics: int = PROFILE_MAX_TOPICS, max_regions: 
         return _bad(f"no known interest topic (got: {shown})")
     regions, _ = _canonical_list(obj.get("regions", []), _STATE_LOOKUP, max_regions)
     return _ok({"topics": topics, "regions": regions})
+
+
+def parse_label(text: str) -> Parsed:
+    """News labeller output: {"topic": "<one of the 19>", "state": "<US state>" | "none"} ->
+    {"topic": ..., "state": ... | None}. An unknown topic is invalid; an unknown state reads as
+    none (a label without a place still says what the news is about)."""
+    obj, error = extract_json_object(text)
+    if error:
+        return _bad(error)
+    if not isinstance(obj, dict) or "topic" not in obj:
+        return _bad("JSON lacks the 'topic' field")
+    topics, unknown = _canonical_list(obj["topic"], _TOPIC_LOOKUP, 1)
+    if not topics:
+        return _bad(f"no known interest topic (got: {', '.join(unknown[:1]) or 'none'})")
+    states, _ = _canonical_list(obj.get("state", NO_STATE), _STATE_LOOKUP, 1)
+    return _ok({"topic": topics[0], "state": states[0] if states else None})
 
 
 def parse_news(text: str, per_user: int, history_titles: list[str] | tuple[str, ...] = ()) -> Parsed:

@@ -16,7 +16,7 @@ from pathlib import Path
 from genre_local.errors import UserError
 from genre_local.llm.models import EMBEDDED_ALIAS
 from genre_local.llm.prompts import prompts_dir
-from genre_local.llm.tasks import COMPACT_SET, PAPER_SET, PAPER_TASKS, TASKS, GenerationTask, resolve_tasks
+from genre_local.llm.tasks import COMPACT_SET, HELPER_TASKS, PAPER_SET, PAPER_TASKS, TASKS, GenerationTask, resolve_tasks
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,13 @@ class PromptSet:
     def resolve_tasks(self, spec: str, profile_method: str = "generate") -> list[GenerationTask]:
         return resolve_tasks(spec, self.tasks, profile_method)
 
+    @property
+    def helpers(self) -> dict[str, GenerationTask]:
+        """Tasks that other tasks of the set require but no command names (the news labeller)."""
+        return HELPER_TASKS[self.name]
+
     def task(self, name: str) -> GenerationTask:
-        return self.tasks[name]
+        return self.tasks[name] if name in self.tasks else self.helpers[name]
 
 
 COMPACT = PromptSet(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS, US_STATES
-from genre_local.llm.parsing import PROFILE_MAX_REGIONS, PROFILE_MAX_TOPICS
+from genre_local.llm.parsing import NO_STATE, PROFILE_MAX_REGIONS, PROFILE_MAX_TOPICS
 
 SCHEMA_TITLE_MAX = 90
 SCHEMA_ABSTRACT_MAX = 160
@@ -36,6 +36,16 @@ def profile_schema(max_topics: int = PROFILE_MAX_TOPICS, max_regions: int = PROF
             "regions": {"type": "array", "items": {"enum": list(US_STATES)}, "maxItems": max_regions},
         },
         "required": ["topics", "regions"],
+        "additionalProperties": False,
+    }
+
+
+def label_schema() -> dict[str, Any]:
+    """One news item's label (the labelling profiler): one topic, one US state or "none"."""
+    return {
+        "type": "object",
+        "properties": {"topic": {"enum": list(PROFILE_TOPICS)}, "state": {"enum": [*US_STATES, NO_STATE]}},
+        "required": ["topic", "state"],
         "additionalProperties": False,
     }
 

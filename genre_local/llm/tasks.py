@@ -26,7 +26,7 @@ MAX_LINE_CHARS = 200
 MAX_ABSTRACT_CHARS = 600
 
 
-METHODS = ("generate", "score")
+METHODS = ("generate", "score", "label")
 
 
 class Subject(enum.Enum):
@@ -45,6 +45,9 @@ class TaskInput:
     news: NewsRow | None = None  # title: the enhanced one of an earlier round, if any
     history: tuple[tuple[str, str], ...] = ()  # (category, title), oldest first
     profile: Profile | None = None  # the required task's output (the chain reads the profile)
+    # The labelling profiler: the labels of the user's clicked news (oldest first), which its
+    # profile aggregates (llm/news_labels.py).
+    labels: tuple[Any, ...] = ()
 
     @property
     def history_titles(self) -> tuple[str, ...]:
@@ -86,8 +89,10 @@ class GenerationTask:
     greedy_fallback_temperature: float | None = None
     # How the answer is made: "generate" decodes it; "score" (the profiler only) picks labels by
     # the model's likelihood (llm/topic_scoring.py), built per input by `scoring_for`
-    # (input, template) -> ProfileScoring. The method is part of the fingerprint and the
-    # stored prompt version, so scored and generated outputs never stand in for each other.
+    # (input, template) -> ProfileScoring; "label" (the profiler only) aggregates the labels the
+    # required `label` task wrote for the user's clicked news (llm/news_labels.py), its
+    # `scoring_for` building a LabelAggregation. The method is part of the fingerprint and the
+    # stored prompt version, so outputs of different methods never stand in for each other.
     method: str = "generate"
     scoring_for: Callable[[TaskInput, PromptTemplate], Any] | None = None
 
@@ -98,8 +103,10 @@ class GenerationTask:
             raise ValueError(f"task {self.name!r} of prompt set {self.prompt_set!r} requires a task of another set")
         if self.method not in METHODS:
             raise ValueError(f"task {self.name!r}: method {self.method!r} is not one of {', '.join(METHODS)}")
-        if (self.method == "score") != (self.scoring_for is not None):
-            raise ValueError(f"task {self.name!r}: method 'score' needs scoring_for, and only it")
+        if (self.method in ("score", "label")) != (self.scoring_for is not None):
+            raise ValueError(f"task {self.name!r}: methods 'score' and 'label' need scoring_for, and only they")
+        if self.method == "label" and (self.requires is None or self.requires.subject is not Subject.NEWS):
+            raise ValueError(f"task {self.name!r}: method 'label' requires the news-labelling task")
 
     def template(self, folder: Path | None = None) -> PromptTemplate:
         """prompts/<prompt_set>/<name>.txt. The compact set's versions are the bare file hashes they
@@ -196,6 +203,16 @@ def _summarize_slots(task_input: TaskInput, per_user: int) -> dict[str, str]:
     return summary_slots(news.title, news.abstract, news.category, news.subcategory)
 
 
+def label_slots(title: str) -> dict[str, str]:
+    return {"topics": ", ".join(PROFILE_TOPICS), "title": _line(title)}
+
+
+def _label_slots(task_input: TaskInput, per_user: int) -> dict[str, str]:
+    if task_input.news is None:
+        raise ValueError(f"label input {task_input.input_id} carries no news item")
+    return label_slots(task_input.news.title)
+
+
 def _chain_slots(task_input: TaskInput, per_user: int) -> dict[str, str]:
     profile = task_input.profile or Profile([], [])
     return chain_slots(task_input.history, per_user, profile.topics, profile.regions)
@@ -248,6 +265,45 @@ def _profile_scoring(task_input: TaskInput, template: PromptTemplate) -> Any:
 # The profiler that scores every allowed topic and state by the model's likelihood instead of
 # letting it write (issue 9 part 6): same name, template and parser, its own fingerprints.
 PROFILE_SCORED = replace(PROFILE, method="score", scoring_for=_profile_scoring, repetition_penalty=1.0)
+
+
+def _latest_labels(conn: Any, dataset: str, up_to_round: int, model: str | None = None,
+                   prompt_set: str | None = None, method: str | None = None) -> dict[str, Any]:
+    from genre_local.llm.news_labels import NewsLabel
+    from genre_local.store.generations import news_labels_up_to
+
+    return {nid: NewsLabel(topic, state)
+            for nid, (topic, state) in news_labels_up_to(conn, dataset, up_to_round, model, prompt_set).items()}
+
+
+# The labelling profiler's first step: one news item's topic and US state, chosen by decoding
+# constrained to the allowed labels (no repetition penalty: the label repeats words of the
+# prompt's list by design). Not a task of its own on the command line: the profiler made by
+# `--profile-method label` requires it, so it runs for the news the profiled users clicked.
+LABEL = GenerationTask(
+    name="label",
+    subject=Subject.NEWS,
+    render_slots=_label_slots,
+    schema_for=lambda per_user: schemas.label_schema(),
+    max_tokens_for=lambda per_user: 32,
+    parse_text=lambda text, per_user, titles: parsing.parse_label(text),
+    read_latest=_latest_labels,
+)
+
+
+def _label_aggregation(task_input: TaskInput, template: PromptTemplate) -> Any:
+    from genre_local.llm.news_labels import LabelAggregation
+
+    return LabelAggregation(labels=tuple(task_input.labels))
+
+
+# The profiler that aggregates its users' clicked news' labels (issue 9 part 6): same name and
+# parser, its own fingerprints; it reads the clicked news only (the chain's generated news of an
+# earlier round carry no label), in the same window of history as the set's profiler.
+PROFILE_LABELED = replace(
+    PROFILE, method="label", scoring_for=_label_aggregation, requires=LABEL, repetition_penalty=1.0,
+    reads_chain_feedback=False,
+)
 
 NEWS = GenerationTask(
     name="news",
@@ -334,21 +390,28 @@ PAPER_TASKS: dict[str, GenerationTask] = {
 }
 PAPER_PROFILE_SCORED = replace(PAPER_PROFILE, method="score", scoring_for=_profile_scoring, repetition_penalty=1.0)
 
-# Each prompt set's profiler by method (generate | score).
+# Each prompt set's profiler by method (generate | score | label). The labelling profiler is
+# the compact set's only: the paper has no labelling prompt to follow.
 PROFILERS: dict[str, dict[str, GenerationTask]] = {
-    COMPACT_SET: {"generate": PROFILE, "score": PROFILE_SCORED},
+    COMPACT_SET: {"generate": PROFILE, "score": PROFILE_SCORED, "label": PROFILE_LABELED},
     PAPER_SET: {"generate": PAPER_PROFILE, "score": PAPER_PROFILE_SCORED},
 }
+# Tasks other tasks require that a command never names (`--task`), by prompt set: looked up by
+# name where planned rows travel (shard workers, llm/prompt_sets.py).
+HELPER_TASKS: dict[str, dict[str, GenerationTask]] = {COMPACT_SET: {LABEL.name: LABEL}, PAPER_SET: {}}
 PROFILE_METHODS = METHODS
 
 
 def with_profile_method(tasks: Sequence[GenerationTask], method: str) -> list[GenerationTask]:
-    """The tasks with their set's profiler made by `method` (generate | score), the chain's
-    required profiler included, so the profiles the chain makes first are of the same kind."""
+    """The tasks with their set's profiler made by `method` (generate | score | label), the
+    chain's required profiler included, so the profiles the chain makes first are of the same kind."""
     if method not in PROFILE_METHODS:
-        raise UserError(f"--profile-method {method!r} is not known; use {' or '.join(PROFILE_METHODS)}")
+        raise UserError(f"--profile-method {method!r} is not known; use {', '.join(PROFILE_METHODS)}")
     swapped = []
     for task in tasks:
+        if method not in PROFILERS[task.prompt_set] and (task.name == PROFILE.name or task.requires is not None):
+            raise UserError(f"--profile-method {method} has no prompt in the {task.prompt_set!r} prompt set; "
+                            f"use --prompts {COMPACT_SET} or another --profile-method")
         if task.name == PROFILE.name:
             task = PROFILERS[task.prompt_set][method]
         elif task.requires is not None and task.requires.name == PROFILE.name:

@@ -168,17 +168,28 @@ def score_profiles(backend: Backend, requests: Sequence[GenRequest]) -> list[Gen
     return results
 
 
-def complete(backend: Backend, requests: Sequence[GenRequest]) -> list[GenResult]:
+def complete(backend: Backend | None, requests: Sequence[GenRequest]) -> list[GenResult]:
     """Like backend.generate, in request order, except that requests carrying a ProfileScoring
-    are answered by scoring (score_profiles)."""
-    scored = [i for i, r in enumerate(requests) if r.scoring is not None]
-    if not scored:
-        return backend.generate(requests)
+    are answered by scoring (score_profiles), and those carrying a LabelAggregation (the
+    labelling profiler, llm/news_labels.py) by aggregating labels, without the engine (so
+    `backend` may be None when every request is one of those)."""
+    from genre_local.llm.news_labels import LabelAggregation, aggregate_requests
+
+    aggregated = [i for i, r in enumerate(requests) if isinstance(r.scoring, LabelAggregation)]
+    scored = [i for i, r in enumerate(requests) if isinstance(r.scoring, ProfileScoring)]
     decoded = [i for i, r in enumerate(requests) if r.scoring is None]
+    if len(aggregated) + len(scored) + len(decoded) != len(requests):
+        raise ValueError("a request carries a scoring spec of an unknown kind")
     results: list[GenResult | None] = [None] * len(requests)
-    if decoded:
-        for i, result in zip(decoded, backend.generate([requests[i] for i in decoded])):
-            results[i] = result
-    for i, result in zip(scored, score_profiles(backend, [requests[i] for i in scored])):
-        results[i] = result
+    for indices, answer in ((aggregated, aggregate_requests), (scored, lambda rs: score_profiles(_engine(backend), rs)),
+                            (decoded, lambda rs: _engine(backend).generate(rs))):
+        if indices:
+            for i, result in zip(indices, answer([requests[i] for i in indices])):
+                results[i] = result
     return [r for r in results if r is not None]
+
+
+def _engine(backend: Backend | None) -> Backend:
+    if backend is None:
+        raise ValueError("requests that need the engine were given no backend")
+    return backend

@@ -133,7 +133,8 @@ class Planner:
     def __init__(self, conn: duckdb.DuckDBPyConnection, settings: PlanSettings, templates: dict[str, PromptTemplate] | None = None):
         self.settings = settings
         self.prompt_set = prompt_set_named(settings.prompt_set)
-        self.templates = templates or {name: task.template() for name, task in self.prompt_set.tasks.items()}
+        self.templates = templates or {name: task.template()
+                                       for name, task in {**self.prompt_set.tasks, **self.prompt_set.helpers}.items()}
         self.news = datasets.read_news(conn, settings.dataset)
         self.news_by_id = {n.nid: n for n in self.news}
         self.users = datasets.read_histories(conn, settings.dataset)
@@ -160,6 +161,12 @@ class Planner:
         scoring = task.scoring_for(task_input, template) if task.scoring_for is not None else None
         if scoring is not None:
             key["scoring"] = scoring.key()
+        messages = tuple(template.render(task.slots(task_input, per_request)))
+        if task.method == "label" and task.requires is not None:
+            # No prompt reaches the engine: the version is the labelling prompt's (what the LLM
+            # read), the stored prompt the labels the profile was aggregated from.
+            template = self.templates[task.requires.name]
+            messages = scoring.messages()
         version = prompt_version(task, template)
         return WorkItem(
             task=task,
@@ -169,7 +176,7 @@ class Planner:
             prompt_version=version,
             sampling=json.dumps(key, sort_keys=True),
             request=GenRequest(
-                messages=tuple(template.render(task.slots(task_input, per_request))),
+                messages=messages,
                 max_tokens=task.max_tokens(per_request),
                 # Unconstrained (--no-constrained, benchmark (d)): no schema reaches the engine.
                 schema=task.schema(per_request) if s.constrained else None,
@@ -198,6 +205,21 @@ class Planner:
             return fit_history(lines, self.history_char_budget(task))
         return tuple(lines[-self.settings.history_items :] if self.settings.history_items > 0 else lines)
 
+    def label_window(self, user: datasets.UserHistory) -> tuple[str, ...]:
+        """The clicked news a labelling profiler reads: the same reads the set's profiler prompt
+        shows (the last history_items, or all for a whole-history set), oldest first."""
+        if self.prompt_set.whole_history or self.settings.history_items <= 0:
+            return user.history
+        return user.history[-self.settings.history_items :]
+
+    def clicked_news(self, user_ids: set[str]) -> list[str]:
+        """The nids in these users' label windows, each once, in first-click order."""
+        seen: dict[str, None] = {}
+        for user in self.users:
+            if user.user_id in user_ids:
+                seen.update(dict.fromkeys(self.label_window(user)))
+        return list(seen)
+
     def history_char_budget(self, task: GenerationTask) -> int:
         """Characters of history lines a whole-history prompt of `task` may hold."""
         answer = task.max_tokens(task.items_per_request(self.settings.per_user))
@@ -209,9 +231,12 @@ class Planner:
         dataset = self.settings.dataset
         titles = generations.enhanced_titles_before(conn, dataset, round_, self.settings.model_id, self.settings.prompt_set)
         if task.subject is Subject.NEWS:
+            # `only_users` given: the news those users clicked (what a labelling profiler needs).
+            news = (_limited(self.news, self.settings.limit) if only_users is None
+                    else [self.news_by_id[nid] for nid in self.clicked_news(only_users) if nid in self.news_by_id])
             return [
                 item
-                for n in _limited(self.news, self.settings.limit)
+                for n in news
                 for item in self._items(task, round_, TaskInput(n.nid, news=replace(n, title=titles.get(n.nid, n.title))))
             ]
         feedback = generations.chain_items(conn, dataset, round_ - 1, self.settings.model_id, self.settings.prompt_set) if task.reads_chain_feedback and round_ > 1 else {}
@@ -219,6 +244,12 @@ class Planner:
         users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
         items = []
         for user in users:
+            if task.method == "label":
+                # Users none of whose clicked news has a valid label are left out.
+                labels = tuple(required[nid] for nid in self.label_window(user) if nid in (required or {}))
+                if labels:
+                    items.extend(self._items(task, round_, TaskInput(user.user_id, labels=labels)))
+                continue
             profile = None
             if required is not None:
                 profile = required.get(user.user_id)
@@ -242,12 +273,16 @@ class Planner:
         """The latest outputs of the task `task` requires, per input id; None when it requires none."""
         if task.requires is None or task.requires.read_latest is None:
             return None
+        # Of the method the required task is made by: the chain of a scored profiler reads scored profiles.
         return task.requires.read_latest(conn, self.settings.dataset, round_, self.settings.model_id,
-                                         prompt_set=self.settings.prompt_set)
+                                         prompt_set=self.settings.prompt_set, method=task.requires.method)
 
     def users_missing_required(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> set[str]:
         """The task's users that lack the outputs it requires (the chain: a profile)."""
         required = self._required_outputs(conn, task, round_)
         if required is None:
             return set()
+        if task.requires is not None and task.requires.subject is Subject.NEWS:
+            # The labelling profiler: users with a clicked news not labelled yet.
+            return {u.user_id for u in self.task_users(task) if any(n not in required for n in self.label_window(u))}
         return {u.user_id for u in self.task_users(task) if u.user_id not in required}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genre_local.llm.backend import Backend, GenRequest
+from genre_local.llm.news_labels import needs_engine
 from genre_local.llm.tasks import GenerationTask
 from genre_local.llm.topic_scoring import complete
 from genre_local.pipeline.cost import generation_cost
@@ -154,7 +155,7 @@ def repair_request(request: GenRequest, failed: Outcome, attempt: int) -> GenReq
 
 
 def complete_batch(
-    backend: Backend, items: Sequence[WorkItem], retries: int
+    backend: Backend | None, items: Sequence[WorkItem], retries: int
 ) -> tuple[list[Outcome], float, int]:
     """Generate, parse, and retry the invalid ones (sampling, new seed) up to `retries` times.
 
@@ -256,14 +257,8 @@ class GenerationRun:
         started_at = now_utc()
         start = time.perf_counter()
         dataset = self.settings.plan.dataset
-        required = task.requires
-        if required is not None:
-            with open_store(self.db_path) as store:
-                missing = self.planner.users_missing_required(store.conn, task, round_)
-                pre = self.planner.plan(store.conn, required, round_, only_users=missing) if missing else []
-                done = generations.valid_fingerprints(store.conn, dataset, required.name) if pre else set()
-            # Outputs the task had to make first (the chain's profiles) are charged to its row.
-            self._execute([i for i in pre if i.fingerprint not in done], stats, f"{task.name} r{round_}: {required.name}s first")
+        # Outputs the task had to make first (the chain's profiles) are charged to its row.
+        self._make_required(task, round_, stats, None, task.name)
         with open_store(self.db_path) as store:
             items = self.planner.plan(store.conn, task, round_)
             done = generations.valid_fingerprints(store.conn, dataset, task.name)
@@ -278,6 +273,25 @@ class GenerationRun:
             self._record(store, stats, started_at)
         return stats
 
+    def _make_required(self, task: GenerationTask, round_: int, stats: TaskStats, users: set[str] | None,
+                       label: str) -> None:
+        """The outputs `task` requires that are missing for its users (or those of `users`),
+        what they require in turn first (the chain of a labelling profiler: labels, then profiles)."""
+        required = task.requires
+        if required is None:
+            return
+        with open_store(self.db_path) as store:
+            missing = self.planner.users_missing_required(store.conn, task, round_)
+        if users is not None:
+            missing &= users
+        if not missing:
+            return
+        self._make_required(required, round_, stats, missing, label)
+        with open_store(self.db_path) as store:
+            pre = self.planner.plan(store.conn, required, round_, only_users=missing)
+            done = generations.valid_fingerprints(store.conn, self.settings.plan.dataset, required.name) if pre else set()
+        self._execute([i for i in pre if i.fingerprint not in done], stats, f"{label} r{round_}: {required.name}s first")
+
     def _execute(self, todo: list[WorkItem], stats: TaskStats, label: str) -> None:
         if not todo:
             return
@@ -285,7 +299,9 @@ class GenerationRun:
         bar = self.progress.add_task(label, total=len(todo), rate="") if self.progress is not None else None
         for begin in range(0, len(todo), max(1, s.batch_size)):
             batch = todo[begin : begin + max(1, s.batch_size)]
-            backend, startup = self.engine.get()
+            backend, startup = None, 0.0
+            if any(needs_engine(item.request) for item in batch):  # aggregated profiles need none
+                backend, startup = self.engine.get()
             stats.startup_seconds += startup
             outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries)
             with open_store(self.db_path) as store:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from genre_local.llm.news_labels import needs_engine
 from genre_local.pipeline.distributed import ShardedExecutor
 from genre_local.pipeline.plan import WorkItem
 from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings, TaskStats
@@ -26,6 +27,11 @@ class ShardedGenerationRun(GenerationRun):
             self.executor.close()
 
     def _execute(self, todo: list[WorkItem], stats: TaskStats, label: str) -> None:
+        # Profiles aggregated from stored labels need no engine: made here, in-process.
+        local = [item for item in todo if not needs_engine(item.request)]
+        if local:
+            super()._execute(local, stats, label)
+        todo = [item for item in todo if needs_engine(item.request)]
         if not todo:
             return
         bar = self.progress.add_task(label, total=len(todo), rate="") if self.progress is not None else None

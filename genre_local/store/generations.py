@@ -288,19 +288,43 @@ def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before
     return dict(rows)
 
 
+# How a stored output was made (tasks.METHODS): the sampling key names any method but the
+# default one, so outputs generated before methods existed read as "generate".
+_METHOD = "coalesce(sampling ->> 'method', 'generate')"
+
+
 def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
-                   model: str | None = None, prompt_set: str | None = None) -> dict[str, Profile]:
-    """Latest valid profile per user from rounds up to `up_to_round`."""
+                   model: str | None = None, prompt_set: str | None = None,
+                   method: str | None = None) -> dict[str, Profile]:
+    """Latest valid profile per user from rounds up to `up_to_round`, of one profiler method
+    (generate | score | label; None: any), so the chain reads the profiles of the method it was
+    resolved with, never a newer one of another method."""
     rows = conn.execute(
         f"""
         SELECT input_id, from_json(parsed -> 'topics', '["VARCHAR"]'), from_json(parsed -> 'regions', '["VARCHAR"]')
         FROM generations
         WHERE dataset = ? AND task = 'profile' AND valid AND round <= ? {_OF_MODEL}
+          AND (?::VARCHAR IS NULL OR {_METHOD} = ?)
+        QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
+        """,
+        [dataset, up_to_round, model, model, prompt_set, prompt_set, method, method],
+    ).fetchall()
+    return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
+
+
+def news_labels_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
+                      model: str | None = None, prompt_set: str | None = None) -> dict[str, tuple[str, str | None]]:
+    """Latest valid label per news item (the labelling profiler's `label` task) from rounds up
+    to `up_to_round`: nid -> (topic, state or None)."""
+    rows = conn.execute(
+        f"""
+        SELECT input_id, parsed ->> 'topic', parsed ->> 'state' FROM generations
+        WHERE dataset = ? AND task = 'label' AND valid AND round <= ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
         [dataset, up_to_round, model, model, prompt_set, prompt_set],
     ).fetchall()
-    return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
+    return {nid: (topic, state) for nid, topic, state in rows}
 
 
 def profiles_with_fingerprints(conn: duckdb.DuckDBPyConnection, fingerprints: Iterable[str]) -> dict[str, Profile]:
