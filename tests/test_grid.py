@@ -18,6 +18,7 @@ from genre_local import grid
 from genre_local.cli import app
 from genre_local.errors import UserError
 from genre_local.store import open_store
+from genre_local.store.runs import open_store_waiting
 from recsys.catalog import MODEL_NAMES
 from recsys.config import TrainConfig
 from tests.support_train import add_all_generations, make_store, one_thread, small_train_toml
@@ -54,8 +55,8 @@ def one_line_error(result, *needles: str) -> None:
         assert needle in lines[0]
 
 
-def cell_counts(db: Path) -> dict[tuple[str, str, int], int]:
-    with open_store(db) as store:
+def cell_counts(db: Path, wait_s: float = 0.0) -> dict[tuple[str, str, int], int]:
+    with open_store_waiting(db, wait_s=wait_s, poll_s=0.2) if wait_s else open_store(db) as store:
         rows = store.conn.execute("SELECT model, variant, seed, count(*) FROM runs GROUP BY ALL").fetchall()
     return {(m, v, int(s)): int(n) for m, v, s, n in rows}
 
@@ -211,8 +212,9 @@ def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: P
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert first.returncode == -signal.SIGKILL, lines
-    time.sleep(1.0)  # the workers die with their parent (PR_SET_PDEATHSIG) and release the store
-    killed = cell_counts(env[0])
+    # The workers die with the group (and PR_SET_PDEATHSIG); a loaded machine may take a moment
+    # to tear a killed worker down and release its lock.
+    killed = cell_counts(env[0], wait_s=60.0)
     assert 1 <= sum(killed.values()) < 4 and set(killed.values()) == {1}, (killed, lines)
 
     second = _grid_process(env, *args, "--json")
@@ -231,6 +233,38 @@ def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: P
     assert json.loads(third.stdout.strip().splitlines()[-1]) | {"planned": []} == {
         "dataset": "tiny", "total": 4, "skipped": 4, "trained": 0, "planned": [], "stored_runs": []}
     assert cell_counts(env[0]) == expected
+
+
+def test_a_cell_starting_while_another_worker_holds_the_store_waits_for_it(tmp_path: Path) -> None:
+    """Two workers start (or one starts as the other stores): the first store open of a cell (its
+    generation source) waits for the lock like the others, instead of failing the grid."""
+    from genre_local.errors import StoreError
+    from genre_local.training import TrainRequest, with_source
+
+    db, _ = _env(tmp_path)
+    request = TrainRequest(db_path=db, model="din", dataset="tiny", spec=grid.parse_variants("ns", 0)[0],
+                           config=TrainConfig(seeds=1), cache_dir=tmp_path / "cache",
+                           checkpoint_base=tmp_path / "ckpt")
+    # Another process with the store open for writing (a worker storing its cell); a line on its
+    # stdin lets it close the store a second later.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); "
+                               "sys.stdin.readline(); time.sleep(1.0); c.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match="is locked"):  # `train` itself (no wait) still fails at once
+            with_source(request)
+        assert holder.stdin is not None
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        started = time.monotonic()
+        waited = with_source(dataclasses.replace(request, store_wait_s=60.0))  # as grid workers run cells
+        assert time.monotonic() - started >= 0.5
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waited.source is not None and waited.source.llm == "m"
 
 
 def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> None:
