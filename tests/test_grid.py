@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,9 +36,17 @@ def _single_thread():
         yield
 
 
-def _env(folder: Path) -> tuple[Path, Path]:
-    db = make_store(folder / "s.duckdb", users=12, news_per_cat=6)
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The tiny store with generations, built once; each test works on its own copy."""
+    db = make_store(tmp_path_factory.mktemp("grid-template") / "s.duckdb", users=12, news_per_cat=6)
     add_all_generations(db, users=12)
+    return db
+
+
+def _env(folder: Path, template: Path) -> tuple[Path, Path]:
+    db = folder / "s.duckdb"
+    shutil.copyfile(template, db)  # closed cleanly: the file holds everything (no WAL)
     config = folder / "genre.toml"
     config.write_text(SMALL)
     return db, config
@@ -119,8 +128,8 @@ def test_threads_per_worker_share_the_cores() -> None:
     assert grid.threads_per_worker(3, cores=16) == 5
 
 
-def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_user_mistakes_are_one_line_exit_2(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din,bert"), "--models", "'bert'")
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--variants", "original,nx"), "--variants 'nx'")
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--workers", "0"), "--workers")
@@ -135,8 +144,8 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     assert cell_counts(env[0]) == {}
 
 
-def test_dry_run_plans_and_trains_nothing(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_dry_run_plans_and_trains_nothing(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
     result = invoke(env, "grid", "--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns",
                     "--seeds", "2", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
@@ -151,12 +160,12 @@ def test_dry_run_plans_and_trains_nothing(tmp_path: Path) -> None:
 # -- execution --------------------------------------------------------------------------------
 
 
-def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch) -> None:
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, template: Path, monkeypatch) -> None:
     """Trained but not stored (a failed write): the rerun continues the cell's checkpoint and
     stores it once, without training again."""
     from genre_local.errors import StoreError
 
-    env = _env(tmp_path)
+    env = _env(tmp_path, template)
     args = ["grid", "--dataset", "tiny", "--models", "din", "--variants", "original", "--epochs", "1", "--json"]
 
     from genre_local.store import runs
@@ -196,8 +205,8 @@ def _grid_process(env: tuple[Path, Path], *args: str) -> subprocess.Popen:
     )
 
 
-def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
     args = ("--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns", "--workers", "2", "--epochs", "1")
     first = _grid_process(env, *args)
     lines = []
@@ -235,13 +244,13 @@ def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: P
     assert cell_counts(env[0]) == expected
 
 
-def test_a_cell_starting_while_another_worker_holds_the_store_waits_for_it(tmp_path: Path) -> None:
+def test_a_cell_starting_while_another_worker_holds_the_store_waits_for_it(tmp_path: Path, template: Path) -> None:
     """Two workers start (or one starts as the other stores): the first store open of a cell (its
     generation source) waits for the lock like the others, instead of failing the grid."""
     from genre_local.errors import StoreError
     from genre_local.training import TrainRequest, with_source
 
-    db, _ = _env(tmp_path)
+    db, _ = _env(tmp_path, template)
     request = TrainRequest(db_path=db, model="din", dataset="tiny", spec=grid.parse_variants("ns", 0)[0],
                            config=TrainConfig(seeds=1), cache_dir=tmp_path / "cache",
                            checkpoint_base=tmp_path / "ckpt")
@@ -267,9 +276,9 @@ def test_a_cell_starting_while_another_worker_holds_the_store_waits_for_it(tmp_p
     assert waited.source is not None and waited.source.llm == "m"
 
 
-def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> None:
+def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path, template: Path) -> None:
     ray = pytest.importorskip("ray")
-    env = _env(tmp_path)
+    env = _env(tmp_path, template)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
         "PYTHONPATH": str(ROOT)}})
     try:
@@ -290,9 +299,9 @@ def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> Non
     assert cohort == [("ns", None), ("original", ["chain-cohort:m/compact"])]  # Table 7's cohort, as train
 
 
-def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, monkeypatch) -> None:
+def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, template: Path, monkeypatch) -> None:
     pytest.importorskip("ray")
-    env = _env(tmp_path)
+    env = _env(tmp_path, template)
     dead = "127.0.0.1:9"  # the discard port: nothing listens there
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--seeds", "1", "--epochs", "1",
                           "--engine", "ray", "--ray-address", dead), f"--ray-address {dead}", "nothing answers")
