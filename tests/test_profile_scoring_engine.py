@@ -3,8 +3,8 @@ every profile valid, fidelity reported with its chance level (printed, not asser
 cores a user costs ~59 next-token queries, so too few users are affordable here for beating
 chance to be more than luck; BENCHMARKS.md section 6).
 
-Engine test (run under the shared lock): one vLLM start and the embedded model's preparation;
-took 382 s on 2 shared cores (printed: precision@3 0.167 vs chance 0.099, region 0.25 vs 0.02).
+Engine test (run under the shared lock): one vLLM start (the embedded model is prepared once for
+the suite); took 382 s on 2 shared cores (printed: precision@3 0.167 vs chance 0.099, region 0.25 vs 0.02).
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from genre_local.cli import app
 from genre_local.store import open_store
+from tests.support_llm import link_prepared_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +35,9 @@ def test_scored_profiles_are_valid_and_report_their_chance_level(tmp_path: Path)
     db = tmp_path / "scored.duckdb"
     for args in (("data", "synth", str(tmp_path / "synth"), "--news", "400", "--users", "200", "--seed", "7"),
                  ("--db", str(db), "data", "import", str(tmp_path / "synth"), "--name", "synth")):
-        done = _cli(*args)
-        assert done.returncode == 0, done.stderr[-2000:]
+        made = CliRunner().invoke(app, list(args))  # in process: only the engine needs its own
+        assert made.exit_code == 0, made.output[-2000:]
+    link_prepared_model(tmp_path / "models")  # `models prepare` itself: tests/test_quiet.py
     done = _cli("--db", str(db), "generate", "--dataset", "synth", "--task", "profile", "--profile-method", "score",
                 "--backend", "vllm", "--limit", str(USERS), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
