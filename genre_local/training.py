@@ -106,10 +106,11 @@ def load_encoded_variant(request: TrainRequest, accelerator) -> EncodedDataset:
 
 def with_source(request: TrainRequest) -> TrainRequest:
     """The request with its generation source resolved against the store (`--llm`, or the only
-    source stored; UserError listing them when several are). Opens the store briefly."""
+    source stored; UserError listing them when several are). Opens the store briefly, waiting
+    `store_wait_s` for another process's lock (two grid workers start their cells together)."""
     from genre_local.store.variants import resolve_source
 
-    with open_existing_store(request.db_path) as store:
+    with open_existing_store(request.db_path, request.store_wait_s) as store:
         store.require_dataset(request.dataset)
         source = resolve_source(store.conn, request.dataset, request.spec, request.llm)
     return dataclasses.replace(request, source=source)

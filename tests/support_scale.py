@@ -1,10 +1,8 @@
-"""Helpers for the N-process and Ray generation tests: one prepared embedded model per test
-session, a single-process reference run, and the stored rows to compare."""
+"""Helpers for the N-process and Ray generation tests: a single-process reference run and the
+stored rows to compare (the prepared embedded model: tests/support_llm.py)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from genre_local.llm.backend import EngineOptions
@@ -14,16 +12,6 @@ from genre_local.pipeline.plan import PlanSettings
 from genre_local.pipeline.runner import GenerationRun, LazyEngine, RunSettings
 from genre_local.store import open_store
 from tests.support_generate import DATASET
-
-
-def prepared_model() -> Path:
-    """The embedded SmolLM2 as a safetensors folder. The conversion is a pure function of the
-    pinned package and takes minutes on a busy machine, so it is kept across test sessions
-    (GENRE_TEST_MODELS, default under the temp dir; the preparation itself is atomic)."""
-    from genre_local.llm.models import EMBEDDED_GGUF, prepare_embedded
-
-    root = Path(os.environ.get("GENRE_TEST_MODELS") or Path(tempfile.gettempdir()) / "genre-local-test-models")
-    return prepare_embedded(root / EMBEDDED_GGUF.removesuffix(".gguf"))
 
 
 def transformers_factory(model_dir: Path, threads: int = 1) -> BackendFactory:

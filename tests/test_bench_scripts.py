@@ -1,7 +1,8 @@
 """The benchmark scripts still run: each with its --smoke sizes, plus their pure summary logic.
 
 The generation smoke run uses the transformers backend only (no vLLM engine start); the
-embedded model is prepared once per session and shared by the generation and resume runs.
+embedded model is prepared once (tests/support_llm.py) and shared by the generation, resume and
+DIRE runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support_llm import link_prepared_model, prepared_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -33,7 +36,8 @@ def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bench-models")
+    """A models folder holding the embedded model, prepared once (tests/support_llm.py)."""
+    return link_prepared_model(tmp_path_factory.mktemp("bench-models"))
 
 
 # -- pure logic --------------------------------------------------------------------------------
@@ -165,7 +169,10 @@ def test_bench_train_smoke(tmp_path: Path):
 def test_bench_train_runs_the_language_model_encoders_on_their_layer_cache(tmp_path: Path):
     """--models all includes DIRE: the embedded SmolLM2 is its encoder, and PLMNR/DIRE build their
     frozen-layer cache before the timed steps, as the trainer does."""
-    # preparing SmolLM2 and two layer caches: minutes on a busy 2-core machine
+    # The script's default encoder folder, already prepared (so it converts nothing): building two
+    # layer caches takes minutes on a busy 2-core machine.
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "smollm2").symlink_to(prepared_model(), target_is_directory=True)
     proc = _run("bench_train.py", "--smoke", "--models", "plmnr,dire", "--out", str(tmp_path), timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads((tmp_path / "train-smoke.json").read_text())

@@ -20,6 +20,7 @@ from recsys.pretrained import minilm_path
 from recsys.evaluate import score_split
 from recsys.train import RunSettings, Trainer, feature_sizes, make_accelerator, run_training
 from recsys.variants import parse_variant
+from tests.support_llm import link_prepared_model, prepared_model
 from tests.support_models import SIZES, make_news, tiny_config
 from tests.support_train import add_all_generations, make_store, one_thread
 
@@ -31,11 +32,9 @@ def _single_thread():
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory) -> Path:
-    """The embedded SmolLM2 as a Hugging Face folder, prepared once (15-50 s)."""
-    from genre_local.llm.models import prepare_embedded
-
-    return prepare_embedded(tmp_path_factory.mktemp("llm") / "smollm2")
+def smollm2() -> Path:
+    """The embedded SmolLM2 as a Hugging Face folder, prepared once for all tests (~30 CPU s)."""
+    return prepared_model()
 
 
 @pytest.fixture(scope="module")
@@ -258,16 +257,13 @@ threads = 1
 
 
 @pytest.fixture(scope="module")
-def cli_env(tmp_path_factory, smollm2):
+def cli_env(tmp_path_factory):
     """A tiny store whose models folder holds the prepared SmolLM2 (so `llama` needs no conversion)."""
     folder = tmp_path_factory.mktemp("dire-cli")
     db = make_store(folder / "s.duckdb", users=12, news_per_cat=6)
     add_all_generations(db, users=12)
     (folder / "genre.toml").write_text(SMALL)
-    from genre_local.llm.models import EMBEDDED_FOLDER
-
-    (folder / "models").mkdir()
-    (folder / "models" / EMBEDDED_FOLDER).symlink_to(smollm2, target_is_directory=True)
+    link_prepared_model(folder / "models")
     return db, folder / "genre.toml"
 
 

@@ -1,6 +1,6 @@
 """The real engines on the embedded model: all four tasks, one engine start each, every row valid.
 
-Slow by nature (model preparation, vLLM start), so the data is tiny: --limit 2.
+Slow by nature (vLLM start), so the data is tiny: --limit 2.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 from genre_local.store import open_store
 from tests.support_generate import DATASET, build_store
+from tests.support_llm import link_prepared_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,15 +27,10 @@ def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """One prepared model folder (models/ beside the stores) shared by both backends' runs."""
+    """One prepared model folder (models/ beside the stores) shared by both backends' runs
+    (`models prepare` itself: tests/test_quiet.py)."""
     root = tmp_path_factory.mktemp("engine")
-    done = _cli("--db", str(root / "prepare.duckdb"), "models", "prepare", "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
-    payload = json.loads(done.stdout.strip().splitlines()[-1])
-    folder = Path(payload["folder"])
-    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-    assert (folder / "chat_template.jinja").is_file() or "chat_template" in (folder / "tokenizer_config.json").read_text()
-    assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    link_prepared_model(root / "models")
     return root
 
 

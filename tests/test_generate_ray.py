@@ -22,10 +22,10 @@ from genre_local.pipeline.plan import PlanSettings, Planner
 from genre_local.pipeline.ray_engine import RayCluster, start_ray, uses_vllm_processor, vllm_sampling
 from genre_local.store import open_store
 from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
+from tests.support_llm import prepared_model
 from tests.support_scale import (
     key_counts,
     outputs,
-    prepared_model,
     ray_run,
     real_settings,
     single_process_run,

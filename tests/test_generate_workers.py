@@ -17,7 +17,8 @@ from genre_local.pipeline.sharded_run import ShardedGenerationRun
 from genre_local.pipeline.shards import RunFolder
 from genre_local.pipeline.workers import ProcessDispatch, split_round_robin, worker_slots
 from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
-from tests.support_scale import key_counts, outputs, prepared_model, real_settings, single_process_run, transformers_factory
+from tests.support_llm import prepared_model
+from tests.support_scale import key_counts, outputs, real_settings, single_process_run, transformers_factory
 
 ALL = ("summarize", "profile", "news", "chain")
 

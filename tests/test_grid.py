@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from genre_local import grid
 from genre_local.cli import app
 from genre_local.errors import UserError
 from genre_local.store import open_store
+from genre_local.store.runs import open_store_waiting
 from recsys.catalog import MODEL_NAMES
 from recsys.config import TrainConfig
 from tests.support_train import add_all_generations, make_store, one_thread, small_train_toml
@@ -34,9 +36,17 @@ def _single_thread():
         yield
 
 
-def _env(folder: Path) -> tuple[Path, Path]:
-    db = make_store(folder / "s.duckdb", users=12, news_per_cat=6)
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The tiny store with generations, built once; each test works on its own copy."""
+    db = make_store(tmp_path_factory.mktemp("grid-template") / "s.duckdb", users=12, news_per_cat=6)
     add_all_generations(db, users=12)
+    return db
+
+
+def _env(folder: Path, template: Path) -> tuple[Path, Path]:
+    db = folder / "s.duckdb"
+    shutil.copyfile(template, db)  # closed cleanly: the file holds everything (no WAL)
     config = folder / "genre.toml"
     config.write_text(SMALL)
     return db, config
@@ -54,8 +64,8 @@ def one_line_error(result, *needles: str) -> None:
         assert needle in lines[0]
 
 
-def cell_counts(db: Path) -> dict[tuple[str, str, int], int]:
-    with open_store(db) as store:
+def cell_counts(db: Path, wait_s: float = 0.0) -> dict[tuple[str, str, int], int]:
+    with open_store_waiting(db, wait_s=wait_s, poll_s=0.2) if wait_s else open_store(db) as store:
         rows = store.conn.execute("SELECT model, variant, seed, count(*) FROM runs GROUP BY ALL").fetchall()
     return {(m, v, int(s)): int(n) for m, v, s, n in rows}
 
@@ -118,8 +128,8 @@ def test_threads_per_worker_share_the_cores() -> None:
     assert grid.threads_per_worker(3, cores=16) == 5
 
 
-def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_user_mistakes_are_one_line_exit_2(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din,bert"), "--models", "'bert'")
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--variants", "original,nx"), "--variants 'nx'")
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--workers", "0"), "--workers")
@@ -134,8 +144,8 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path: Path) -> None:
     assert cell_counts(env[0]) == {}
 
 
-def test_dry_run_plans_and_trains_nothing(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_dry_run_plans_and_trains_nothing(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
     result = invoke(env, "grid", "--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns",
                     "--seeds", "2", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
@@ -150,12 +160,12 @@ def test_dry_run_plans_and_trains_nothing(tmp_path: Path) -> None:
 # -- execution --------------------------------------------------------------------------------
 
 
-def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, monkeypatch) -> None:
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, template: Path, monkeypatch) -> None:
     """Trained but not stored (a failed write): the rerun continues the cell's checkpoint and
     stores it once, without training again."""
     from genre_local.errors import StoreError
 
-    env = _env(tmp_path)
+    env = _env(tmp_path, template)
     args = ["grid", "--dataset", "tiny", "--models", "din", "--variants", "original", "--epochs", "1", "--json"]
 
     from genre_local.store import runs
@@ -195,8 +205,8 @@ def _grid_process(env: tuple[Path, Path], *args: str) -> subprocess.Popen:
     )
 
 
-def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
     args = ("--dataset", "tiny", "--models", "din,nrms", "--variants", "original,ns", "--workers", "2", "--epochs", "1")
     first = _grid_process(env, *args)
     lines = []
@@ -211,8 +221,9 @@ def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: P
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert first.returncode == -signal.SIGKILL, lines
-    time.sleep(1.0)  # the workers die with their parent (PR_SET_PDEATHSIG) and release the store
-    killed = cell_counts(env[0])
+    # The workers die with the group (and PR_SET_PDEATHSIG); a loaded machine may take a moment
+    # to tear a killed worker down and release its lock.
+    killed = cell_counts(env[0], wait_s=60.0)
     assert 1 <= sum(killed.values()) < 4 and set(killed.values()) == {1}, (killed, lines)
 
     second = _grid_process(env, *args, "--json")
@@ -233,9 +244,41 @@ def test_two_workers_killed_mid_grid_and_rerun_store_every_cell_once(tmp_path: P
     assert cell_counts(env[0]) == expected
 
 
-def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> None:
+def test_a_cell_starting_while_another_worker_holds_the_store_waits_for_it(tmp_path: Path, template: Path) -> None:
+    """Two workers start (or one starts as the other stores): the first store open of a cell (its
+    generation source) waits for the lock like the others, instead of failing the grid."""
+    from genre_local.errors import StoreError
+    from genre_local.training import TrainRequest, with_source
+
+    db, _ = _env(tmp_path, template)
+    request = TrainRequest(db_path=db, model="din", dataset="tiny", spec=grid.parse_variants("ns", 0)[0],
+                           config=TrainConfig(seeds=1), cache_dir=tmp_path / "cache",
+                           checkpoint_base=tmp_path / "ckpt")
+    # Another process with the store open for writing (a worker storing its cell); a line on its
+    # stdin lets it close the store a second later.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); "
+                               "sys.stdin.readline(); time.sleep(1.0); c.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match="is locked"):  # `train` itself (no wait) still fails at once
+            with_source(request)
+        assert holder.stdin is not None
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        started = time.monotonic()
+        waited = with_source(dataclasses.replace(request, store_wait_s=60.0))  # as grid workers run cells
+        assert time.monotonic() - started >= 0.5
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waited.source is not None and waited.source.llm == "m"
+
+
+def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path, template: Path) -> None:
     ray = pytest.importorskip("ray")
-    env = _env(tmp_path)
+    env = _env(tmp_path, template)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {
         "PYTHONPATH": str(ROOT)}})
     try:
@@ -256,9 +299,9 @@ def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path) -> Non
     assert cohort == [("ns", None), ("original", ["chain-cohort:m/compact"])]  # Table 7's cohort, as train
 
 
-def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, monkeypatch) -> None:
+def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, template: Path, monkeypatch) -> None:
     pytest.importorskip("ray")
-    env = _env(tmp_path)
+    env = _env(tmp_path, template)
     dead = "127.0.0.1:9"  # the discard port: nothing listens there
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--seeds", "1", "--epochs", "1",
                           "--engine", "ray", "--ray-address", dead), f"--ray-address {dead}", "nothing answers")

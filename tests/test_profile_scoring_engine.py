@@ -3,9 +3,9 @@ synthetic dataset, every profile valid, fidelity reported with its chance level 
 asserted: on 2 CPU cores a scored user costs ~59 next-token queries, so too few users are
 affordable here for beating chance to be more than luck; BENCHMARKS.md section 8).
 
-Engine test (run under the shared lock): the embedded model's preparation and two vLLM starts
-(one per generate command); took 202 s on 2 shared cores, both methods (printed for 3 users:
-scored precision@3 0.0, labelled 0.11, chance ~0.1; the 250-user numbers are in section 8b).
+Engine test (run under the shared lock): two vLLM starts, one per generate command (the embedded
+model is prepared once for the suite); took 202 s on 2 shared cores for both methods (printed for
+3 users: scored precision@3 0.0, labelled 0.11, chance ~0.1; the 250-user numbers are in section 8b).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from genre_local.cli import app
 from genre_local.store import open_store
+from tests.support_llm import link_prepared_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +36,9 @@ def test_scored_profiles_are_valid_and_report_their_chance_level(tmp_path: Path)
     db = tmp_path / "scored.duckdb"
     for args in (("data", "synth", str(tmp_path / "synth"), "--news", "400", "--users", "200", "--seed", "7"),
                  ("--db", str(db), "data", "import", str(tmp_path / "synth"), "--name", "synth")):
-        done = _cli(*args)
-        assert done.returncode == 0, done.stderr[-2000:]
+        made = CliRunner().invoke(app, list(args))  # in process: only the engine needs its own
+        assert made.exit_code == 0, made.output[-2000:]
+    link_prepared_model(tmp_path / "models")  # `models prepare` itself: tests/test_quiet.py
     done = _cli("--db", str(db), "generate", "--dataset", "synth", "--task", "profile", "--profile-method", "score",
                 "--backend", "vllm", "--limit", str(USERS), "--json")
     assert done.returncode == 0, done.stderr[-3000:]

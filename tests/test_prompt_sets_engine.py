@@ -14,6 +14,7 @@ import pytest
 from genre_local.store import open_store
 from genre_local.store.generations import sources_with_tasks
 from tests.support_generate import DATASET, build_store, run_fake
+from tests.support_llm import link_prepared_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,7 @@ def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 def test_paper_set_on_the_real_engine_is_its_own_source(tmp_path: Path):
     db = build_store(tmp_path / "paper.duckdb")
+    link_prepared_model(tmp_path / "models")  # `models prepare` itself: tests/test_quiet.py
     done = _cli("--db", str(db), "generate", "--dataset", DATASET, "--backend", "vllm", "--limit", "2", "--per-user", "2",
                 "--task", "all", "--prompts", "paper", "--json")
     assert done.returncode == 0, done.stderr[-3000:]

