@@ -104,3 +104,16 @@ def test_the_last_line_names_the_seeds_setting_through_rich() -> None:
     Console(file=out, width=300).print(finished_message(13.1, 4, 1, Path("s.duckdb"), Path("r")), markup=False,
                                        highlight=False)
     assert "1 seed each ([train] seeds)" in out.getvalue()
+
+
+def test_time_summary_estimates_idle_time_from_cpu_and_flags_a_loaded_machine() -> None:
+    from genre_local.commands.demo import StepTime, time_summary
+
+    times = [StepTime("generate", 600.0, 240.0), StepTime("train", 120.0, 60.0)]
+    quiet = time_summary(times, cores=2, load=1.5)
+    assert quiet[-1] == ("idle-machine estimate from CPU time: 2.5 to 5.0 min (CPU time over 2 cores to CPU time "
+                         "on one); this run's wall time: 12.0 min")
+    assert quiet[-2].split() == ["total", "720", "300"]
+    loaded = time_summary(times, cores=2, load=9.5)
+    assert loaded[:-1] == quiet and "load average 9.5 on 2 cores" in loaded[-1] and "upper" in loaded[-1]
+    assert time_summary(times, cores=2) == quiet  # no load figure: no claim about it

@@ -105,11 +105,13 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_summary(times: list[StepTime], cores: int) -> list[str]:
-    """Where the demo's time went. On a shared machine wall time measures the neighbours too, while
-    CPU time stays about what the work costs; so the idle-machine figure is estimated from CPU time:
-    a CPU-bound step takes at least CPU/cores (all cores busy) and at most its CPU time (one
-    core busy, the trainer's single-thread case on a loaded machine)."""
+def time_summary(times: list[StepTime], cores: int, load: float | None = None) -> list[str]:
+    """Where the demo's time went. On a shared machine wall time measures the neighbours too, so the
+    idle-machine figure is estimated from CPU time: a CPU-bound step takes at least CPU/cores (all
+    cores busy) and at most its CPU time (one core busy: vLLM's engine on a 2-core box, the
+    trainer's single thread on a loaded one). Contention inflates CPU time too (the same vLLM
+    requests took 2.8x the quiet machine's CPU seconds at load 10, BENCHMARKS.md 2d), so when
+    `load` (the 1-minute load average at the end) exceeds the cores the range is an upper one."""
     cores = max(1, cores)
     width = max([len(t.title) for t in times] + [5])
     lines = [f"{'step':<{width}}  {'wall s':>7}  {'CPU s':>7}"]
@@ -118,6 +120,8 @@ def time_summary(times: list[StepTime], cores: int) -> list[str]:
     lines.append(f"{'total':<{width}}  {wall:>7.0f}  {cpu:>7.0f}")
     lines.append(f"idle-machine estimate from CPU time: {cpu / cores / 60:.1f} to {cpu / 60:.1f} min "
                  f"(CPU time over {cores} cores to CPU time on one); this run's wall time: {wall / 60:.1f} min")
+    if load is not None and load > cores:
+        lines.append(f"load average {load:.1f} on {cores} cores: contention inflates CPU time, so the estimate is an upper one")
     return lines
 
 
@@ -214,7 +218,7 @@ def demo(
         times.append(StepTime(step.title, time.perf_counter() - step_started, children_cpu_seconds() - cpu_started))
         console.print(f"[dim]step took {times[-1].wall_s:.0f}s ({times[-1].cpu_s:.0f} CPU s)[/dim]")
     console.print(Rule("time per step"))
-    for line in time_summary(times, os.cpu_count() or 1):
+    for line in time_summary(times, os.cpu_count() or 1, os.getloadavg()[0]):
         console.print(line, highlight=False)
     console.print(Rule())
     trained = len(model_names) * len(variant_names)
