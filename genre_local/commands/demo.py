@@ -110,8 +110,9 @@ def time_summary(times: list[StepTime], cores: int, load: float | None = None) -
     idle-machine figure is estimated from CPU time: a CPU-bound step takes at least CPU/cores (all
     cores busy) and at most its CPU time (one core busy: vLLM's engine on a 2-core box, the
     trainer's single thread on a loaded one). Contention inflates CPU time too (the same vLLM
-    requests took 2.8x the quiet machine's CPU seconds at load 10, BENCHMARKS.md 2d), so when
-    `load` (the 1-minute load average at the end) exceeds the cores the range is an upper one."""
+    requests took about 2.5-2.8x the quiet machine's CPU seconds at load 10, BENCHMARKS.md 2d),
+    so when `load` (the 1-minute load average at the end) exceeds the cores the range is an
+    upper one."""
     cores = max(1, cores)
     width = max([len(t.title) for t in times] + [5])
     lines = [f"{'step':<{width}}  {'wall s':>7}  {'CPU s':>7}"]
