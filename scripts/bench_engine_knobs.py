@@ -43,8 +43,11 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=16)
     parser.add_argument("--news", type=int, default=8)
     parser.add_argument("--budget", type=float, default=430.0, help="Start no phase after this many seconds.")
+    parser.add_argument("--order", default=",".join(f"{t}x{q}" for t, q in ORDER),
+                        help="Phases as THREADSxSEQS, comma-separated [default: ABCD DCBA over 1|2 x 32|128].")
     parser.add_argument("--out", type=Path, default=Path("bench-results/engine_knobs.json"))
     args = parser.parse_args()
+    order = [tuple(int(v) for v in phase.split("x")) for phase in args.order.split(",")]
     # Before vLLM is imported: it reads these once. The KV cache gets 3 GiB, what our CPU sizing
     # gives 32 full sequences of 2,048 tokens, for every phase.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -72,14 +75,14 @@ def main() -> None:
 
     set_threads = torch.set_num_threads  # saved before vLLM's CPU worker turns it into a no-op
     wall, cpu = time.perf_counter(), process_cpu_seconds()
-    backend = VllmBackend(EngineOptions(model_dir=model.folder, max_num_seqs=max(seqs for _, seqs in ORDER)))
+    backend = VllmBackend(EngineOptions(model_dir=model.folder, max_num_seqs=max(seqs for _, seqs in order)))
     start = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(process_cpu_seconds() - cpu, 1),
              "load": os.getloadavg()[0]}
     print(f"planned {len(items)} requests {counts}; in-process engine start {start}", flush=True)
     scheduler = backend._llm.llm_engine.engine_core.engine_core.scheduler
     requests = [item.request for item in items]
     rows = []
-    for threads, seqs in ORDER:
+    for threads, seqs in order:
         if time.perf_counter() - started > args.budget:
             print("budget reached; later phases skipped", flush=True)
             break
