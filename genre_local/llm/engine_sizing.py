@@ -27,8 +27,8 @@ from genre_local.errors import UserError
 GPU_MEMORY_SHARE = 0.9
 CPU_MAX_NUM_SEQS = 32  # a CPU decodes a few dozen sequences per step at full speed; more only queue
 CPU_KV_SHARE = 0.25  # at most this share of RAM for the KV cache on CPU
-# Below this 1-minute load per core the model gets every core (BENCHMARKS.md 2d: on 2 cores two
-# threads ran 1.3x faster at load 2.5-3, 2.9x slower at load 6-10, where vLLM's one core stays).
+# Below this 1-minute load per core the model gets every core (BENCHMARKS.md 2d: on 2 cores both
+# ran 1.2-1.3x faster at load 2.4-3, 2.9x slower at load 6-10, where vLLM's one core stays).
 CPU_IDLE_LOAD_PER_CORE = 0.5
 _DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
