@@ -149,7 +149,7 @@ def test_the_model_gets_every_core_only_on_a_quiet_machine() -> None:
     assert cpu_threads_bind(None, [0, 1], load_1min=8.0) is None
     assert cpu_threads_bind("1", [0, 1], load_1min=0.0) is None  # the user's binding stays
     assert cpu_threads_bind(None, [3], load_1min=0.0) is None  # one core: nothing to widen
-    assert cpu_threads_bind(None, list(range(8)), load_1min=3.9) == "0,1,2,3,4,5,6,7"
+    assert cpu_threads_bind(None, list(range(8)), load_1min=0.0) is None  # more cores: vLLM's layout, unmeasured
 
 
 @pytest.mark.parametrize(("load", "user_bind", "expected"), [(0.1, None, "0,1"), (6.0, None, None), (0.1, "1", "1")])
