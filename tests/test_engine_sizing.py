@@ -87,9 +87,13 @@ def test_generate_keys_are_checked(tmp_path: Path) -> None:
 
 class _FakeLLM:
     seen: dict = {}
+    bind: str | None = None  # VLLM_CPU_OMP_THREADS_BIND while the engine starts
 
     def __init__(self, **kwargs):
+        import os
+
         _FakeLLM.seen = kwargs
+        _FakeLLM.bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
 
 
 @pytest.fixture()
@@ -133,3 +137,36 @@ def test_vllm_backend_on_cpu_refuses_an_explicit_share_larger_than_free_ram(tmp_
     with pytest.raises(UserError, match="gpu_memory_utilization 0.5 reserves 12.0 GiB"):
         vllm_backend.VllmBackend(EngineOptions(model_dir=_model(tmp_path), gpu_memory_utilization=0.5))
     assert fake_vllm.seen == {}  # no engine started
+
+
+def test_the_model_gets_every_core_only_on_a_quiet_machine() -> None:
+    from genre_local.llm.engine_sizing import CPU_IDLE_LOAD_PER_CORE, cpu_threads_bind
+
+    assert cpu_threads_bind(None, [1, 0], load_1min=0.2) == "0,1"  # idle 2-core box: both cores
+    threshold = CPU_IDLE_LOAD_PER_CORE * 2
+    assert cpu_threads_bind(None, [0, 1], load_1min=threshold - 0.01) == "0,1"
+    assert cpu_threads_bind(None, [0, 1], load_1min=threshold) is None  # loaded: vLLM's default, one core
+    assert cpu_threads_bind(None, [0, 1], load_1min=8.0) is None
+    assert cpu_threads_bind("1", [0, 1], load_1min=0.0) is None  # the user's binding stays
+    assert cpu_threads_bind(None, [3], load_1min=0.0) is None  # one core: nothing to widen
+    assert cpu_threads_bind(None, list(range(8)), load_1min=0.0) is None  # more cores: vLLM's layout, unmeasured
+
+
+@pytest.mark.parametrize(("load", "user_bind", "expected"), [(0.1, None, "0,1"), (6.0, None, None), (0.1, "1", "1")])
+def test_vllm_backend_binds_every_core_only_on_a_quiet_machine(tmp_path: Path, monkeypatch, fake_vllm, load, user_bind,
+                                                                expected) -> None:
+    from genre_local.llm import vllm_backend
+
+    monkeypatch.setattr(vllm_backend, "_on_cpu", lambda: True)
+    monkeypatch.setattr(vllm_backend, "meminfo_gib", lambda: MemInfo(24.0, 20.0))
+    monkeypatch.setattr(vllm_backend.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(vllm_backend.os, "sched_getaffinity", lambda pid: {0, 1})
+    if user_bind is None:
+        monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    else:
+        monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", user_bind)
+    vllm_backend.VllmBackend(EngineOptions(model_dir=_model(tmp_path), max_model_len=1024))
+    assert fake_vllm.bind == expected
+    import os
+
+    assert os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == user_bind  # the process's environment is left as it was

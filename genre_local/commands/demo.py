@@ -105,11 +105,46 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_summary(times: list[StepTime], cores: int) -> list[str]:
-    """Where the demo's time went. On a shared machine wall time measures the neighbours too, while
-    CPU time stays about what the work costs; so the idle-machine figure is estimated from CPU time:
-    a CPU-bound step takes at least CPU/cores (all cores busy) and at most its CPU time (one
-    core busy, the trainer's single-thread case on a loaded machine)."""
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> bool:
+    """Become the reaper of this process's orphaned descendants (Linux), so their CPU time reaches
+    children_cpu_seconds. vLLM's generate step kills its EngineCore process before anyone waits
+    for the model worker below it; the worker, which spends most of the step's CPU, is then
+    re-parented to init and its CPU time was lost (a generate step showed 28.8 of its 69.5 CPU s).
+    False where the call is not available: the figures then miss such processes, as before."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans(wait_s: float = 2.0) -> None:
+    """Wait for adopted descendants, giving ones still exiting up to `wait_s` (a killed worker
+    takes a moment); one that lives on is left alone and simply not counted."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children left
+        if pid == 0:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+
+def time_summary(times: list[StepTime], cores: int, load: float | None = None) -> list[str]:
+    """Where the demo's time went. On a shared machine wall time measures the neighbours too, so the
+    idle-machine figure is estimated from CPU time: a CPU-bound step takes at least CPU/cores (all
+    cores busy) and at most its CPU time (one core busy: vLLM's engine on a 2-core box, the
+    trainer's single thread on a loaded one). Contention inflates CPU time too (the same vLLM
+    requests took about 2.5-2.8x the quiet machine's CPU seconds at load 10, BENCHMARKS.md 2d),
+    so when `load` (the 1-minute load average at the end) exceeds the cores the range is an
+    upper one."""
     cores = max(1, cores)
     width = max([len(t.title) for t in times] + [5])
     lines = [f"{'step':<{width}}  {'wall s':>7}  {'CPU s':>7}"]
@@ -118,6 +153,8 @@ def time_summary(times: list[StepTime], cores: int) -> list[str]:
     lines.append(f"{'total':<{width}}  {wall:>7.0f}  {cpu:>7.0f}")
     lines.append(f"idle-machine estimate from CPU time: {cpu / cores / 60:.1f} to {cpu / 60:.1f} min "
                  f"(CPU time over {cores} cores to CPU time on one); this run's wall time: {wall / 60:.1f} min")
+    if load is not None and load > cores:
+        lines.append(f"load average {load:.1f} on {cores} cores: contention inflates CPU time, so the estimate is an upper one")
     return lines
 
 
@@ -200,12 +237,14 @@ def demo(
     shown = ["genre-local", "--db", str(context.db_path)]
     console = stdout_console()
     started = time.perf_counter()
+    adopt_orphans()
     times: list[StepTime] = []
     for number, step in enumerate(steps, start=1):
         console.print(Rule(f"[bold]{number}/{len(steps)} {step.title}"))
         console.print(f"$ {shlex.join(shown + step.args)}", highlight=False)
         step_started, cpu_started = time.perf_counter(), children_cpu_seconds()
         completed = subprocess.run(base + step.args, check=False)
+        reap_orphans()
         if completed.returncode != 0:
             raise UserError(
                 f"demo step {number} ({step.title}) failed with exit code {completed.returncode}; "
@@ -214,7 +253,7 @@ def demo(
         times.append(StepTime(step.title, time.perf_counter() - step_started, children_cpu_seconds() - cpu_started))
         console.print(f"[dim]step took {times[-1].wall_s:.0f}s ({times[-1].cpu_s:.0f} CPU s)[/dim]")
     console.print(Rule("time per step"))
-    for line in time_summary(times, os.cpu_count() or 1):
+    for line in time_summary(times, os.cpu_count() or 1, os.getloadavg()[0]):
         console.print(line, highlight=False)
     console.print(Rule())
     trained = len(model_names) * len(variant_names)

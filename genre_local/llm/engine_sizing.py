@@ -27,6 +27,9 @@ from genre_local.errors import UserError
 GPU_MEMORY_SHARE = 0.9
 CPU_MAX_NUM_SEQS = 32  # a CPU decodes a few dozen sequences per step at full speed; more only queue
 CPU_KV_SHARE = 0.25  # at most this share of RAM for the KV cache on CPU
+# Below this 1-minute load per core a 2-CPU engine gets both cores (BENCHMARKS.md 2d: they
+# ran 1.2-1.3x faster at load 2.4-3, 2.9x slower at load 6-10, where vLLM's one core stays).
+CPU_IDLE_LOAD_PER_CORE = 0.5
 _DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
@@ -99,3 +102,20 @@ def engine_memory(gpu_memory_utilization: float | None, *, on_cuda: bool, model_
         return EngineMemory()
     return EngineMemory(kv_cache_bytes=cpu_kv_cache_bytes(
         shape, dtype, max_model_len, max_num_seqs or CPU_MAX_NUM_SEQS, total_ram_bytes, available_ram_bytes))
+
+
+def cpu_threads_bind(user_bind: str | None, cpus: list[int], load_1min: float) -> str | None:
+    """VLLM_CPU_OMP_THREADS_BIND for an engine about to start on CPU, or None for vLLM's default.
+
+    vLLM's default on x86 binds the model to one core and keeps one for its front end: on a
+    2-core box, half the machine. Every core is faster only on a quiet machine; on a loaded one
+    OpenMP threads wait at each barrier for a core the kernel gave a neighbour (2.9x slower at
+    load 6-10, BENCHMARKS.md 2d). So all cores only while the load is below
+    CPU_IDLE_LOAD_PER_CORE per core, and only on 2 CPUs, where the front end's core is half the
+    machine (measured there; with more, vLLM's reserved core is a small share and unmeasured);
+    a binding the user set is never overridden."""
+    if user_bind is not None or len(cpus) != 2:
+        return None
+    if load_1min >= CPU_IDLE_LOAD_PER_CORE * len(cpus):
+        return None
+    return ",".join(str(cpu) for cpu in sorted(cpus))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +17,11 @@ from genre_local.errors import UserError
 from genre_local.llm.backend import (
     EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult, candidate_logprobs, continuation_branches,
 )
-from genre_local.llm.engine_sizing import CPU_MAX_NUM_SEQS, engine_memory, resolve_dtype
+from genre_local.llm.engine_sizing import CPU_MAX_NUM_SEQS, cpu_threads_bind, engine_memory, resolve_dtype
 from genre_local.machine import meminfo_gib
+
+
+_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def load_progress_wanted() -> bool:
@@ -87,6 +91,13 @@ class VllmBackend:
             sized["max_num_seqs"] = options.max_num_seqs or CPU_MAX_NUM_SEQS
         from vllm import LLM
 
+        load = os.getloadavg()[0]
+        bind = cpu_threads_bind(os.environ.get(_BIND_ENV), sorted(os.sched_getaffinity(0)), load) if on_cpu else None
+        if bind is not None:
+            # Read by the engine process vLLM spawns below; restored once it runs.
+            os.environ[_BIND_ENV] = bind
+            print(f"vLLM on CPU: the model runs on cores {bind} (1-minute load {load:.1f}: a quiet "
+                  f"machine; set {_BIND_ENV} to choose)", file=sys.stderr, flush=True)
         try:
             self._llm = LLM(
                 model=str(options.model_dir),
@@ -105,6 +116,9 @@ class VllmBackend:
             raise
         except Exception as exc:  # vLLM wraps the real cause; say what to try instead
             raise UserError(_startup_hint(options, exc)) from exc
+        finally:
+            if bind is not None:
+                os.environ.pop(_BIND_ENV, None)
         self._params_cache: dict[tuple[Any, ...], Any] = {}
 
     def _sampling_params(self, request: GenRequest) -> Any:
