@@ -60,5 +60,7 @@ def legend_outside(ax) -> None:
 
 def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    # "tight": an axes title wider than a narrow figure (one model, a legend beside it) would
+    # otherwise be cut at the canvas edge; the saved image grows to hold every artist.
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.1)
     return path
