@@ -161,12 +161,13 @@ class Planner:
         scoring = task.scoring_for(task_input, template) if task.scoring_for is not None else None
         if scoring is not None:
             key["scoring"] = scoring.key()
-        messages = tuple(template.render(task.slots(task_input, per_request)))
-        if task.method == "label" and task.requires is not None:
+        if task.method == "label":
             # No prompt reaches the engine: the version is the labelling prompt's (what the LLM
             # read), the stored prompt the labels the profile was aggregated from.
             template = self.templates[task.requires.name]
             messages = scoring.messages()
+        else:
+            messages = tuple(template.render(task.slots(task_input, per_request)))
         version = prompt_version(task, template)
         return WorkItem(
             task=task,
