@@ -73,8 +73,8 @@ def list_sources(
                                                    show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
-    """The generation sources (LLM/prompt set) per dataset and task: outputs, validity and cost.
-    A source's label is what `train --llm` takes."""
+    """The generation sources (LLM/prompt set, +METHOD for profiles not generated) per dataset and
+    task: outputs, validity and cost. A source's label is what `train --llm` takes."""
     from rich.table import Table
 
     from genre_local.report.format import fmt_known
@@ -103,9 +103,14 @@ def list_sources(
             # A local source without --price-per-hour has no money cost ("—"); an imported one's
             # costs are unknown unless its file gave them.
             cost = fmt_known(r.cost, ".4g") if r.cost is not None or "imported" in r.provenance else "—"
+            engine = fmt_known(r.engine_seconds, ",.1f")
+            if r.charged_to is not None:  # the labels: counted in the run rows of the task that needed them
+                engine = cost = f"in {r.charged_to}"
             table.add_row(r.dataset, r.task, r.label, r.provenance, f"{r.inputs:,}", share,
-                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","),
-                          fmt_known(r.engine_seconds, ",.1f"), cost)
+                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","), engine, cost)
+        if any(r.charged_to for r in rows):
+            table.caption = ("label: the labelling profiler's per-news labels; their engine time and cost are "
+                             "counted in the same source's row of the task that needed them (profile or chain).")
         console.print(table)
     if as_json:
         # null costs are unknown (imported outputs without those columns), never 0

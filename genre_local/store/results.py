@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from recsys.catalog import METRICS
 
 from genre_local.store.connection import Store
+from genre_local.store import generations
+from genre_local.store.generations import DEFAULT_METHOD
 
 Row = TypeVar("Row")
 
@@ -49,7 +51,7 @@ class MetricRow:
     value: float
     created_at: datetime | None = None  # newest run wins when a seed was trained twice
     run_id: str | None = None
-    source: str | None = None  # "LLM/prompt set" the variant read (run_sources); None for original
+    source: str | None = None  # the source's label the variant read (run_sources); None for original
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,12 @@ class GenerationRunRow:
     started_at: datetime | None = None
     prompt_set: str = "compact"
     provenance: str = "generated"  # generated | imported
+    method: str = DEFAULT_METHOD  # the profile method of the source its outputs belong to (migration 010)
 
     @property
     def source(self) -> str:
         """The generation source's label, as runs record it (GenerationSource.label)."""
-        return f"{self.model}/{self.prompt_set}"
+        return generations.GenerationSource(self.model, self.prompt_set, self.method).label
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     return _typed_rows(
         store, MetricRow,
         "SELECT r.model, r.variant, r.seed, r.ng_k, r.features, r.split, r.user_group AS \"group\", r.metric, "
-        "r.value, r.created_at, r.run_id, s.llm || '/' || s.prompt_set AS source "
+        "r.value, r.created_at, r.run_id, "
+        # GenerationSource.label: LLM/SET, '+METHOD' for profiles not generated (migration 010)
+        "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generate' THEN '' ELSE '+' || s.method END AS source "
         "FROM run_results r LEFT JOIN run_sources s USING (run_id) "
         f"WHERE r.dataset = ? AND r.metric IN ({placeholders}) AND r.value IS NOT NULL "
         "ORDER BY r.created_at, r.run_id",
@@ -151,7 +156,7 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
         store, GenerationRunRow,
         "SELECT run_id, task, model, backend, round, requests, new, valid, invalid, prompt_tokens, "
         "completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, started_at, "
-        "prompt_set, provenance FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
+        "prompt_set, provenance, method FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
         [dataset],
     )
 
@@ -348,10 +353,15 @@ class SourceSummary:
     completion_tokens: int | None
     engine_seconds: float | None  # from generation_runs; None: unknown (no run, or a run without it)
     cost: float | None  # money from generation_runs; None without a price (or unknown, imported)
+    method: str = DEFAULT_METHOD  # the profile method of the source (migration 010)
+    # A task made for another that has no run row of its own (the labelling profiler's labels):
+    # the tasks whose run rows count its engine time and cost (profile, or chain when the chain
+    # made the profiles first); None for a task with its own rows.
+    charged_to: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.llm}/{self.prompt_set}"
+        return generations.GenerationSource(self.llm, self.prompt_set, self.method).label
 
 
 def load_source_summaries(store: Store, dataset: str | None = None) -> list[SourceSummary]:
@@ -359,7 +369,8 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
     return _typed_rows(
         store, SourceSummary,
         "WITH outputs AS ("
-        " SELECT dataset, task, model AS llm, prompt_set, string_agg(DISTINCT provenance, ',' ORDER BY provenance) "
+        " SELECT dataset, task, model AS llm, prompt_set, source_method(task, sampling) AS method,"
+        "  string_agg(DISTINCT provenance, ',' ORDER BY provenance) "
         "  AS provenance, count(DISTINCT input_id) AS inputs, count(DISTINCT input_id) FILTER (WHERE valid) AS valid,"
         "  CASE WHEN bool_and(prompt_tokens IS NOT NULL) THEN sum(prompt_tokens) END AS prompt_tokens,"
         "  CASE WHEN bool_and(completion_tokens IS NOT NULL) THEN sum(completion_tokens) END AS completion_tokens"
@@ -367,14 +378,23 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
         "), costs AS ("
         # A total is known only when every run of the source knows it (an imported run's start-up
         # is unknown, so its engine seconds count as known only with the file's latencies).
-        " SELECT dataset, task, model AS llm, prompt_set,"
+        " SELECT dataset, task, model AS llm, prompt_set, method,"
         "  CASE WHEN bool_and(engine_seconds IS NOT NULL AND (startup_seconds IS NOT NULL OR provenance = 'imported'))"
         "   THEN sum(engine_seconds + coalesce(startup_seconds, 0)) END AS engine_seconds,"
         "  CASE WHEN bool_and(cost IS NOT NULL) THEN sum(cost) END AS cost"
         " FROM generation_runs GROUP BY ALL"
-        ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.provenance, o.inputs, o.valid, "
+        "), charged AS ("
+        # The runner charges the labels to the run row of the task that needed them.
+        " SELECT g.dataset, g.task, g.model AS llm, g.prompt_set, 'label' AS method,"
+        "  string_agg(DISTINCT r.task, ',' ORDER BY r.task) AS charged_to"
+        " FROM generations g JOIN generation_runs r ON r.run_id = g.run_id AND r.dataset = g.dataset"
+        "  AND r.round = g.round AND r.task IN ('profile', 'chain')"
+        " WHERE g.task = 'label' GROUP BY ALL"
+        ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.method, o.provenance, o.inputs, o.valid, "
         "CAST(o.prompt_tokens AS BIGINT) AS prompt_tokens, CAST(o.completion_tokens AS BIGINT) AS completion_tokens, "
-        "c.engine_seconds, c.cost FROM outputs o LEFT JOIN costs c USING (dataset, task, llm, prompt_set) "
-        "ORDER BY o.dataset, o.task, o.llm, o.prompt_set",
+        "c.engine_seconds, c.cost, h.charged_to FROM outputs o "
+        "LEFT JOIN costs c USING (dataset, task, llm, prompt_set, method) "
+        "LEFT JOIN charged h USING (dataset, task, llm, prompt_set, method) "
+        "ORDER BY o.dataset, o.task, o.llm, o.prompt_set, o.method",
         [dataset, dataset],
     )
