@@ -156,6 +156,7 @@ def test_runs_report_and_costs_name_the_method(tmp_path: Path) -> None:
 
 
 def test_generations_list_names_the_method_and_where_labels_are_charged(tmp_path: Path) -> None:
+    from genre_local.store.results import load_fidelity
     from tests.support_report import add_generation_run
 
     db = make_store(tmp_path / "l.duckdb", users=4, news_per_cat=2)
@@ -165,6 +166,10 @@ def test_generations_list_names_the_method_and_where_labels_are_charged(tmp_path
         add_generation(store, "tiny", "profile", "U0", {"topics": ["health"], "regions": []}, run_id="r1",
                        sampling={"method": "label"})
         add_generation_run(store, "tiny", "profile", run_id="r1", model="m", engine_seconds=12.5, method="label")
+        store.conn.execute("INSERT INTO profile_fidelity BY NAME SELECT 'tiny' AS dataset, 'r1' AS run_id, 'm' AS model, "
+                           "1 AS round, 0.5 AS precision_at_3, 0.5 AS recall, 0.0 AS region_accuracy, 1 AS users, "
+                           "now() AS created_at")
+        assert [f.source for f in load_fidelity(store, "tiny")] == [LABEL.label]  # the report's fidelity view
     result = runner.invoke(app, ["--db", str(db), "generations", "list", "--json"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     sources = {(s["task"], s["source"]): s for s in json.loads(result.stdout.strip().splitlines()[-1])["sources"]}
@@ -200,3 +205,28 @@ def test_a_store_from_before_migration_010_reads_as_generated(tmp_path: Path, mo
             "old:profile": "generate", "scored:profile": "score", "old:summarize": "generate"}
         assert sources_with_tasks(store.conn, "tiny", ["profile"]) == [GEN, SCORE]
         assert read_user_profiles(store.conn, "tiny", GEN)["U0"].topics == ["health"]
+
+
+def test_the_chain_of_scored_or_labelled_profiles_has_its_own_key() -> None:
+    from genre_local.llm.tasks import CHAIN, NEWS, PROFILE, with_profile_method
+    from genre_local.pipeline.plan import PlanSettings, sampling_key
+
+    settings = PlanSettings(dataset="tiny", model_id="m")
+    assert "profile_method" not in sampling_key(settings, CHAIN)  # generated: the keys stored before
+    for method in ("score", "label"):
+        chain, news, profile = with_profile_method([CHAIN, NEWS, PROFILE], method)
+        assert sampling_key(settings, chain)["profile_method"] == method
+        assert "profile_method" not in sampling_key(settings, news) | sampling_key(settings, profile)
+        assert (chain.profile_method, news.profile_method, profile.profile_method) == (method, None, method)
+
+
+def test_samples_are_per_method_and_the_chain_shows_its_own_profiles(db: Path) -> None:
+    from genre_local.report.samples import collect_all_samples
+
+    with open_store(db, read_only=True) as store:
+        sets = {(s.task, s.source): s for s in collect_all_samples(store, "tiny", limit=3)}
+    assert {k for k in sets if k[0] in ("profile", "chain")} == {
+        ("profile", GEN.label), ("profile", SCORE.label), ("chain", GEN.label), ("chain", SCORE.label)}
+    for task in ("profile", "chain"):  # the chain's samples show the profiles it was made from
+        assert {s.topics for s in sets[(task, GEN.label)].samples} == {("health",)}
+        assert {s.topics for s in sets[(task, SCORE.label)].samples} == {("finance",)}

@@ -102,6 +102,17 @@ class FidelityRow:
     chance_precision_at_3: float | None = None
     chance_recall: float | None = None
     chance_region_accuracy: float | None = None
+    # The source of the profiles scored, from the run's profile row in generation_runs (None
+    # where there is none): profiles of two methods are two sources (migration 010).
+    prompt_set: str | None = None
+    method: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The generation source's label; the LLM alone where the run row is missing."""
+        if self.prompt_set is None:
+            return self.model
+        return generations.GenerationSource(self.model, self.prompt_set, self.method or DEFAULT_METHOD).label
 
 
 def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
@@ -164,9 +175,12 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
 def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
     return _typed_rows(
         store, FidelityRow,
-        "SELECT run_id, model, round, precision_at_3, recall, region_accuracy, users, created_at, "
-        "chance_precision_at_3, chance_recall, chance_region_accuracy "
-        "FROM profile_fidelity WHERE dataset = ? ORDER BY created_at, run_id, round",
+        "SELECT f.run_id, f.model, f.round, precision_at_3, recall, region_accuracy, users, created_at, "
+        "chance_precision_at_3, chance_recall, chance_region_accuracy, g.prompt_set, g.method "
+        "FROM profile_fidelity f LEFT JOIN (SELECT DISTINCT run_id, dataset, round, model, prompt_set, method "
+        " FROM generation_runs WHERE task = 'profile') g "
+        "ON g.run_id = f.run_id AND g.dataset = f.dataset AND g.round = f.round AND g.model = f.model "
+        "WHERE f.dataset = ? ORDER BY created_at, f.run_id, f.round",
         [dataset],
     )
 
@@ -176,18 +190,23 @@ def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GenerationSource:
-    """One (task, LLM, prompt set) source's stored outputs: how many inputs have a valid / an
-    invalid row."""
+    """One (task, LLM, prompt set, profile method) source's stored outputs: how many inputs have
+    a valid / an invalid row."""
 
     task: str
     model: str  # the LLM: generations.model, the generating model's id
     valid: int
     invalid: int
     prompt_set: str = "compact"
+    method: str = DEFAULT_METHOD  # the profile method of the source (migration 010)
+
+    @property
+    def source(self) -> generations.GenerationSource:
+        return generations.GenerationSource(self.model, self.prompt_set, self.method)
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.prompt_set}"
+        return self.source.label
 
 
 @dataclass(frozen=True)
@@ -214,33 +233,37 @@ _LATEST = ("QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC
 def load_generation_sources(store: Store, dataset: str) -> list[GenerationSource]:
     return _typed_rows(
         store, GenerationSource,
-        "SELECT task, model, prompt_set, count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
+        "SELECT task, model, prompt_set, source_method(task, sampling) AS method, "
+        "count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
         "count(DISTINCT input_id) FILTER (WHERE NOT valid) AS invalid "
-        "FROM generations WHERE dataset = ? GROUP BY task, model, prompt_set ORDER BY task, model, prompt_set",
+        "FROM generations WHERE dataset = ? GROUP BY ALL ORDER BY task, model, prompt_set, method",
         [dataset],
     )
 
 
-# A source filter: one prompt set of the LLM, or (NULL) every set of it.
-_OF_SET = " AND (?::VARCHAR IS NULL OR prompt_set = ?)"
+# A source filter: one prompt set of the LLM, or (NULL) every set of it; one profile method of
+# it (migration 010), or (NULL) every method.
+_OF_SET = " AND (?::VARCHAR IS NULL OR prompt_set = ?) AND (?::VARCHAR IS NULL OR source_method(task, sampling) = ?)"
 # Sets that write one news per request store one row per news_index of an input: latest per request.
 _LATEST_PER_REQUEST = ("QUALIFY row_number() OVER (PARTITION BY input_id, coalesce(sampling ->> 'news_index', '') "
                        "ORDER BY round DESC, created_at DESC, fingerprint) = 1")
 
 
 def load_generation_input_ids(store: Store, dataset: str, task: str, model: str, valid: bool,
-                              prompt_set: str | None = None) -> list[str]:
-    """Every input id with a valid (or an invalid) row for the task and LLM (and prompt set), sorted."""
+                              prompt_set: str | None = None, method: str | None = None) -> list[str]:
+    """Every input id with a valid (or an invalid) row for the task and LLM (and prompt set, and
+    profile method), sorted."""
     rows = store.conn.execute(
         "SELECT DISTINCT input_id FROM generations WHERE dataset = ? AND task = ? AND model = ? AND valid = ?"
         + _OF_SET + " ORDER BY input_id",
-        [dataset, task, model, valid, prompt_set, prompt_set],
+        [dataset, task, model, valid, prompt_set, prompt_set, method, method],
     ).fetchall()
     return [r[0] for r in rows]
 
 
 def load_generation_outputs(store: Store, dataset: str, task: str, model: str, valid: bool,
-                            input_ids: list[str], prompt_set: str | None = None) -> list[GenerationOutput]:
+                            input_ids: list[str], prompt_set: str | None = None,
+                            method: str | None = None) -> list[GenerationOutput]:
     """The latest valid (or invalid) output of each of `input_ids`, in the order given. Where a
     prompt set wrote one news per request, an input's valid requests are one output (their items
     in request order); of invalid ones, the first request's row stands for the input."""
@@ -252,7 +275,7 @@ def load_generation_outputs(store: Store, dataset: str, task: str, model: str, v
         "raw_output, error FROM generations "
         "WHERE dataset = ? AND task = ? AND model = ? AND valid = ? AND list_contains(?, input_id)" + _OF_SET
         + " " + _LATEST_PER_REQUEST + " ORDER BY input_id, try_cast(sampling ->> 'news_index' AS INTEGER) NULLS FIRST",
-        [dataset, task, model, valid, input_ids, prompt_set, prompt_set],
+        [dataset, task, model, valid, input_ids, prompt_set, prompt_set, method, method],
     )
     by_id: dict[str, GenerationOutput] = {}
     for r in rows:
@@ -299,17 +322,17 @@ def load_user_truth(store: Store, dataset: str, user_ids: list[str]) -> dict[str
     return {user: (tuple(topics), region) for user, topics, region in rows}
 
 
-def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str],
-                  prompt_set: str | None = None) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The latest valid profile (topics, regions) the LLM (with the prompt set) wrote for each
-    user: what chain read."""
+def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str], prompt_set: str | None = None,
+                  method: str | None = None) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The latest valid profile (topics, regions) the LLM (with the prompt set, of the profile
+    method) wrote for each user: what chain read."""
     if not user_ids:
         return {}
     rows = store.conn.execute(
         "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
         "FROM generations WHERE dataset = ? AND task = 'profile' AND model = ? AND valid "
         "AND list_contains(?, input_id)" + _OF_SET + " " + _LATEST,
-        [dataset, model, user_ids, prompt_set, prompt_set],
+        [dataset, model, user_ids, prompt_set, prompt_set, method, method],
     ).fetchall()
     return {user: (tuple(topics or ()), tuple(regions or ())) for user, topics, regions in rows}
 
