@@ -230,3 +230,20 @@ def test_samples_are_per_method_and_the_chain_shows_its_own_profiles(db: Path) -
     for task in ("profile", "chain"):  # the chain's samples show the profiles it was made from
         assert {s.topics for s in sets[(task, GEN.label)].samples} == {("health",)}
         assert {s.topics for s in sets[(task, SCORE.label)].samples} == {("finance",)}
+
+
+def test_the_pipeline_keeps_the_chain_of_each_method_apart(tmp_path: Path) -> None:
+    """Through the real pipeline with the fake engine (tests/support_generate.py): the chain of
+    labelled profiles is generated beside the chain of generated ones, never skipped as stored."""
+    from tests.support_generate import build_store, run_fake, store_rows
+
+    db = build_store(tmp_path / "g.duckdb")
+    run_fake(db, tasks=("chain",), batch_size=64)
+    [chain], _, _ = run_fake(db, tasks=("chain",), profile_method="label", batch_size=64)
+    assert chain.skipped == 0 and chain.new > 0  # nothing of the generated profiles' chain reused
+    generated, labelled = GenerationSource("fake-model", "compact"), GenerationSource("fake-model", "compact", "label")
+    with open_store(db, read_only=True) as store:
+        assert sources_with_tasks(store.conn, "tiny", ["chain"]) == [generated, labelled]
+        assert sources_with_tasks(store.conn, "tiny", ["profile", "chain"]) == [generated, labelled]
+    assert store_rows(db, "SELECT task, method FROM generation_runs ORDER BY started_at, task") == [
+        ("chain", "generate"), ("chain", "label")]
