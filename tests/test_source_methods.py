@@ -247,3 +247,21 @@ def test_the_pipeline_keeps_the_chain_of_each_method_apart(tmp_path: Path) -> No
         assert sources_with_tasks(store.conn, "tiny", ["profile", "chain"]) == [generated, labelled]
     assert store_rows(db, "SELECT task, method FROM generation_runs ORDER BY started_at, task") == [
         ("chain", "generate"), ("chain", "label")]
+
+
+def test_chain_cohorts_follow_the_profile_method(db: Path, tmp_path: Path) -> None:
+    """Table 7's Chain cohort is of the chain's own profiles; the one-pass ng (no profile read) and
+    original are scored on the cohort of every method, so each chain finds its columns."""
+    from genre_local.training import TrainRequest, chain_cohorts
+    from recsys.config import TrainConfig
+
+    def groups(variant: str, source: GenerationSource | None) -> list[str]:
+        request = TrainRequest(db_path=db, model="din", dataset="tiny", spec=parse_variant(variant),
+                               config=TrainConfig(), cache_dir=tmp_path, checkpoint_base=tmp_path, source=source)
+        with open_store(db, read_only=True) as store:
+            return sorted(chain_cohorts(store.conn, request) or {})
+
+    both = ["chain-cohort:m/compact", "chain-cohort:m/compact+score"]
+    assert groups("original", None) == groups("ng", GEN) == both
+    assert groups("chain", SCORE) == ["chain-cohort:m/compact+score"]
+    assert groups("up", SCORE) == []
