@@ -133,6 +133,7 @@ def test_train_without_a_choice_is_one_line_exit_2(db: Path, tmp_path: Path) -> 
 
 def test_runs_report_and_costs_name_the_method(tmp_path: Path) -> None:
     from genre_local.report.runs import index_runs
+    from genre_local.report.views.chain import chain_table
     from genre_local.report.views.cost import cost_table
     from genre_local.store.results import load_generation_runs, load_metric_rows
     from tests.support_report import add_dataset, add_generation_run, add_run, all_metrics
@@ -143,11 +144,18 @@ def test_runs_report_and_costs_name_the_method(tmp_path: Path) -> None:
             add_run(store, "d", "nrms", "original", seed, all_metrics(auc))
             add_run(store, "d", "nrms", "up", seed, all_metrics(auc + 0.04), source=("m", "compact"))
             add_run(store, "d", "nrms", "up", seed, all_metrics(auc + 0.02), source=("m", "compact", "score"))
+            add_run(store, "d", "nrms", "ng", seed, all_metrics(0.62), ng_k=2, source=("m", "compact"))
+            add_run(store, "d", "nrms", "chain", seed, all_metrics(0.63), ng_k=2, source=("m", "compact", "score"))
         add_generation_run(store, "d", "profile", model="m", engine_seconds=3600.0)
         add_generation_run(store, "d", "profile", model="m", engine_seconds=7200.0, method="score")
         index = index_runs(load_metric_rows(store, "d"))
         rows = cost_table(load_generation_runs(store, "d"), index, "title,category", 2)
     assert index.sources("up") == [GEN.label, SCORE.label]  # two report entries
+    # Table 7: the chain of scored profiles beside the one-pass ng of the same LLM and set (ng
+    # reads no profile, so its runs' source has no method), with the gain of each.
+    chain = {r.source: r for r in chain_table(index, "title,category", 2) if r.metric == "auc"}
+    assert set(chain) == {SCORE.label}
+    assert chain[SCORE.label].one_pass is not None and chain[SCORE.label].one_pass.mean == pytest.approx(0.62)
     up = {r.source: r for r in rows if r.scheme == "UP"}
     assert set(up) == {GEN.label, SCORE.label}
     # each method's own engine time beside its own gain: 0.04 per hour vs 0.02 per two hours
