@@ -162,17 +162,19 @@ _CHAIN_TABLE_VARIANTS = ("original", "ng", "chain")
 
 def chain_cohorts(conn, request: TrainRequest) -> dict | None:
     """The Chain cohorts a run of Table 7's variants is also evaluated on: for `original`, one per
-    source with valid profiles; for ng/chain, its own source's. None for other variants."""
+    source with valid profiles; for chain, its own source's; for ng, which reads no profile, one
+    per profile method of its LLM and prompt set (the chain it is compared with may be of any).
+    None for other variants."""
     from genre_local.store.enrichment import chain_cohort_group, chain_cohort_impressions, profile_sources
 
     if request.spec.name not in _CHAIN_TABLE_VARIANTS:
         return None
+    sources = profile_sources(conn, request.dataset)
     if request.source is not None:
-        sources = [(request.source.llm, request.source.prompt_set)]
-    else:
-        sources = profile_sources(conn, request.dataset)
-    cohorts = {chain_cohort_group(f"{llm}/{prompt_set}"): chain_cohort_impressions(conn, request.dataset, llm, prompt_set)
-               for llm, prompt_set in sources}
+        own = request.source
+        sources = ([own] if request.spec.name == "chain"
+                   else [s for s in sources if (s.llm, s.prompt_set) == (own.llm, own.prompt_set)])
+    cohorts = {chain_cohort_group(s.label): chain_cohort_impressions(conn, request.dataset, s) for s in sources}
     return cohorts or None
 
 

@@ -38,11 +38,11 @@ def add_run(
     other_split: dict[tuple[str, str], float] | None = None,
     created_at: datetime | None = None,
     dev_auc: tuple[float | None, ...] = (0.5,),
-    source: tuple[str, str] | None = None,
+    source: tuple[str, ...] | None = None,
 ) -> str:
     """One `runs` row, its `run_metrics`, and one `run_epochs` row per `dev_auc` value;
-    metrics maps (user_group, metric) -> value. `source`: the (LLM, prompt set) the run's
-    variant read, stored in run_sources."""
+    metrics maps (user_group, metric) -> value. `source`: the (LLM, prompt set[, method]) the
+    run's variant read, stored in run_sources."""
     number = next(_ids)
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
@@ -62,7 +62,9 @@ def add_run(
         insert(store, "run_epochs", {"run_id": run_id, "epoch": i + 1, "seconds": seconds[i],
                                      "samples_per_s": rates[i], "data_wait_seconds": 0.0, "dev_auc": auc})
     if source is not None:
-        store.conn.execute("INSERT INTO run_sources VALUES (?, ?, ?)", [run_id, *source])
+        llm, prompt_set, *method = source
+        store.conn.execute("INSERT INTO run_sources BY NAME SELECT ? AS run_id, ? AS llm, ? AS prompt_set, "
+                           "? AS method", [run_id, llm, prompt_set, method[0] if method else "generate"])
     rows = [(run_id, eval_split, g, m, v) for (g, m), v in metrics.items()]
     other = "test" if eval_split == "dev" else "dev"
     rows += [(run_id, other, g, m, v) for (g, m), v in (other_split or {}).items()]
@@ -80,7 +82,7 @@ def add_generation_run(
     store: Store, dataset: str, task: str, *, run_id: str | None = None, prompt_tokens: int = 1000,
     completion_tokens: int = 200, engine_seconds: float = 36.0, startup_seconds: float = 0.0,
     wall_seconds: float = 40.0, price_per_hour: float | None = None, requests: int = 10,
-    model: str = "llama", prompt_set: str = "compact",
+    model: str = "llama", prompt_set: str = "compact", method: str = "generate",
 ) -> None:
     run_id = run_id or f"gen{next(_ids):04d}"
     cost = None if price_per_hour is None else price_per_hour * (wall_seconds + startup_seconds) / 3600
@@ -88,9 +90,9 @@ def add_generation_run(
         "INSERT INTO generation_runs BY NAME SELECT ? AS run_id, ? AS dataset, ? AS task, ? AS model, "
         "'vllm' AS backend, 1 AS round, ? AS started_at, ? AS requests, ? AS new, 0 AS skipped, ? AS valid, "
         "0 AS invalid, ? AS attempts, ? AS prompt_tokens, ? AS completion_tokens, ? AS engine_seconds, "
-        "? AS startup_seconds, ? AS wall_seconds, ? AS price_per_hour, ? AS cost, ? AS prompt_set",
+        "? AS startup_seconds, ? AS wall_seconds, ? AS price_per_hour, ? AS cost, ? AS prompt_set, ? AS method",
         [run_id, dataset, task, model, BASE_TIME, requests, requests, requests, requests, prompt_tokens,
-         completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, prompt_set],
+         completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, prompt_set, method],
     )
 
 

@@ -90,15 +90,17 @@ _counter = [0]
 
 def add_generation(store, dataset: str, task: str, input_id: str, parsed: dict | None, valid: bool = True,
                    round_: int = 1, created: datetime | None = None, model: str = "m",
-                   prompt_set: str = "compact") -> None:
-    """One `generations` row, its columns by name (later migrations add columns at the end)."""
+                   prompt_set: str = "compact", sampling: dict | None = None, run_id: str = "run") -> None:
+    """One `generations` row, its columns by name (later migrations add columns at the end).
+    `sampling`: its sampling key (e.g. {"method": "score"} for a scored profile)."""
     _counter[0] += 1
     store.conn.execute(
         "INSERT INTO generations BY NAME SELECT ? AS fingerprint, ? AS dataset, ? AS task, ? AS input_id, "
-        "? AS model, 'v1' AS prompt_version, ? AS round, 1 AS attempt, 'run' AS run_id, 'test' AS backend, "
-        "'{}' AS sampling, '[]' AS prompt, '' AS raw_output, ? AS parsed, ? AS valid, ? AS error, "
+        "? AS model, 'v1' AS prompt_version, ? AS round, 1 AS attempt, ? AS run_id, 'test' AS backend, "
+        "? AS sampling, '[]' AS prompt, '' AS raw_output, ? AS parsed, ? AS valid, ? AS error, "
         "0 AS prompt_tokens, 0 AS completion_tokens, 0.0 AS latency_s, ? AS created_at, ? AS prompt_set",
-        [f"fp{_counter[0]}-{task}-{input_id}", dataset, task, input_id, model, round_,
+        [f"fp{_counter[0]}-{task}-{input_id}", dataset, task, input_id, model, round_, run_id,
+         json.dumps(sampling or {}),
          None if parsed is None else json.dumps(parsed), valid, None if valid else "bad",
          created or datetime(2026, 1, 1, 0, 0, _counter[0] % 60), prompt_set],
     )

@@ -9,6 +9,7 @@ import pytest
 
 from genre_local.store import open_store
 from genre_local.store.enrichment import chain_cohort_users, load_enrichment_stats
+from genre_local.store.generations import GenerationSource
 from tests.support_train import add_generation, make_store
 
 
@@ -56,8 +57,8 @@ def test_one_row_per_source_with_the_counts_of_its_own_outputs(db: Path) -> None
 
 def test_chain_cohort_is_the_users_with_a_valid_topic_of_that_source(db: Path) -> None:
     with open_store(db) as store:
-        assert chain_cohort_users(store.conn, "tiny", "a", "compact") == ["U0", "U1"]
-        assert chain_cohort_users(store.conn, "tiny", "a", "paper") == []
+        assert chain_cohort_users(store.conn, "tiny", GenerationSource("a", "compact")) == ["U0", "U1"]
+        assert chain_cohort_users(store.conn, "tiny", GenerationSource("a", "paper")) == []
         assert load_enrichment_stats(store.conn, "other") == []
 
 

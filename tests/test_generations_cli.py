@@ -145,7 +145,8 @@ def test_unknown_dataset_missing_store_and_no_generations_are_one_line_exit_2(db
 def test_the_report_samples_every_task_and_llm_in_task_order(db: Path) -> None:
     with open_store(db, read_only=True) as store:
         sets = collect_all_samples(store, DATASET, limit=2, seed=0)
-        single = collect_samples(store, DATASET, "summarize", "fake-model", limit=2, seed=0, prompt_set="compact")
+        single = collect_samples(store, DATASET, "summarize", "fake-model", limit=2, seed=0, prompt_set="compact",
+                                 method="generate")
     assert [(s.task, s.llm) for s in sets] == [("summarize", "bad-model@1234"), ("summarize", "fake-model"),
                                                ("profile", "fake-model"), ("news", "fake-model"),
                                                ("chain", "fake-model")]

@@ -249,6 +249,7 @@ def test_round_two_of_the_paper_set_reads_its_own_round_one(db: Path):
 
 def test_samples_group_by_llm_and_prompt_set(db: Path):
     from genre_local.report.samples import collect_all_samples, matching_sources
+    from genre_local.store.generations import GenerationSource
 
     run_fake(db, tasks=("news",), per_user=2)
     run_fake(db, tasks=("news",), per_user=2, prompt_set="paper")
@@ -268,7 +269,8 @@ def test_samples_group_by_llm_and_prompt_set(db: Path):
     with open_store(db, read_only=True) as store:
         assert [(s.task, s.source) for s in collect_all_samples(store, DATASET, 2)] == [
             ("news", "fake-model/compact"), ("news", "fake-model/paper")]
-    assert matching_sources([("m@1", "compact"), ("m@1", "paper")], "m") == [("m@1", "compact"), ("m@1", "paper")]
+    both = [GenerationSource("m@1", "compact"), GenerationSource("m@1", "paper")]
+    assert matching_sources(both, "m") == both
 
 
 @pytest.mark.slow  # one training run

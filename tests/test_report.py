@@ -300,7 +300,7 @@ EXPECTED_FILES = {
     "feature_ablation.csv": ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std",
                              "seeds"),
     "cost.csv": None,
-    "profile_fidelity.csv": ("run_id", "model", "round", "precision_at_3", "chance_precision_at_3",
+    "profile_fidelity.csv": ("run_id", "model", "generation_source", "round", "precision_at_3", "chance_precision_at_3",
                              "precision_at_3_ratio_to_chance", "recall", "chance_recall", "recall_ratio_to_chance",
                              "region_accuracy", "chance_region_accuracy", "region_accuracy_ratio_to_chance",
                              "users", "created_at"),

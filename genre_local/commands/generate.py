@@ -162,7 +162,7 @@ def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_js
     started = any(r.startup_seconds for r in results) or (executor is not None and any(r.new for r in results))
     _render(console, run.run_id, results, settings, engine_started=started)
     if as_json:
-        emit_json(_summary_json([t.name for t in tasks], results, run.run_id, backend_name, resolved.model_id, prompt_set))
+        emit_json(_summary_json(tasks, results, run.run_id, backend_name, resolved.model_id, prompt_set))
 
 
 def _render(console, run_id, results, settings, engine_started: bool) -> None:
@@ -211,9 +211,15 @@ def _render(console, run_id, results, settings, engine_started: bool) -> None:
             console.print(f"profile fidelity round {r.round}: {format_fidelity(r.fidelity)}", highlight=False)
 
 
-def _summary_json(task_names, results, run_id, backend, model_id, prompt_set) -> dict:
+def _summary_json(tasks, results, run_id, backend, model_id, prompt_set) -> dict:
+    from genre_local.store.generations import DEFAULT_METHOD, GenerationSource
+
     keys = ("requested", "new", "skipped", "valid", "invalid", "prompt_tokens", "completion_tokens")
-    per_task = [r.as_json() for r in results]
+    # Each task's outputs belong to a source: profile and chain to that of the profile method.
+    methods = {t.name: t.profile_method or DEFAULT_METHOD for t in tasks}
+    per_task = [r.as_json() | {"source": GenerationSource(model_id, prompt_set, methods.get(r.task, DEFAULT_METHOD)).label}
+                for r in results]
+    task_names = [t.name for t in tasks]
     total = {k: sum(t[k] for t in per_task) for k in keys}
     seconds = round(sum(t["seconds"] for t in per_task), 3)
     task = task_names[0] if len(task_names) == 1 else "all"

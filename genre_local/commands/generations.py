@@ -24,8 +24,9 @@ def show(
     task: Annotated[str, typer.Option("--task", help="summarize | profile | news | chain", show_default=False)],
     llm: Annotated[
         Optional[str],
-        typer.Option("--llm", help="Generation source: a label LLM/SET, a stored model id, or its folder name "
-                     "(the part before '@'). Default: every source that generated the task.", show_default=False),
+        typer.Option("--llm", help="Generation source: a label LLM/SET[+METHOD], a stored model id, or its folder "
+                     "name (the part before '@'), optionally +score or +label. Default: every source that "
+                     "generated the task.", show_default=False),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Outputs per source: valid ones, and as many invalid ones.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Sample seed: the same seed shows the same inputs.")] = 0,
@@ -47,15 +48,15 @@ def show(
         raise UserError(f"store {context.db_path} does not exist; import a dataset first (genre-local data import) or pass --db")
     with context.open_store(read_only=True) as store:
         store.require_dataset(dataset)
-        stored = [(s.model, s.prompt_set) for s in load_generation_sources(store, dataset) if s.task == task]
+        stored = [s.source for s in load_generation_sources(store, dataset) if s.task == task]
         if not stored:
             raise UserError(f"no '{task}' generations stored for dataset '{dataset}'; "
                             f"run `genre-local generate --dataset {dataset} --task {task}` first")
         sources = matching_sources(stored, llm)
         if not sources:
             raise UserError(f"--llm {llm!r} generated no '{task}' outputs for dataset '{dataset}'; "
-                            f"stored sources: {', '.join(f'{m}/{p}' for m, p in sorted(stored))}")
-        sets = [collect_samples(store, dataset, task, model, limit, seed, prompt_set) for model, prompt_set in sources]
+                            f"stored sources: {', '.join(s.label for s in sorted(stored))}")
+        sets = [collect_samples(store, dataset, task, s.llm, limit, seed, s.prompt_set, s.method) for s in sources]
     console = stdout_console()
     for sample_set in sets:
         for renderable in sample_set_renderables(sample_set):
@@ -73,8 +74,8 @@ def list_sources(
                                                    show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
-    """The generation sources (LLM/prompt set) per dataset and task: outputs, validity and cost.
-    A source's label is what `train --llm` takes."""
+    """The generation sources (LLM/prompt set, +METHOD for profiles not generated) per dataset and
+    task: outputs, validity and cost. A source's label is what `train --llm` takes."""
     from rich.table import Table
 
     from genre_local.report.format import fmt_known
@@ -103,9 +104,14 @@ def list_sources(
             # A local source without --price-per-hour has no money cost ("—"); an imported one's
             # costs are unknown unless its file gave them.
             cost = fmt_known(r.cost, ".4g") if r.cost is not None or "imported" in r.provenance else "—"
+            engine = fmt_known(r.engine_seconds, ",.1f")
+            if r.charged_to is not None:  # the labels: counted in the run rows of the task that needed them
+                engine = cost = f"in {r.charged_to}"
             table.add_row(r.dataset, r.task, r.label, r.provenance, f"{r.inputs:,}", share,
-                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","),
-                          fmt_known(r.engine_seconds, ",.1f"), cost)
+                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","), engine, cost)
+        if any(r.charged_to for r in rows):
+            table.caption = ("label: the labelling profiler's per-news labels; their engine time and cost are "
+                             "counted in the same source's row of the task that needed them (profile or chain).")
         console.print(table)
     if as_json:
         # null costs are unknown (imported outputs without those columns), never 0

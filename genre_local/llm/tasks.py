@@ -19,14 +19,14 @@ from genre_local.errors import UserError
 from genre_local.llm import parsing, schemas
 from genre_local.llm.prompts import PromptTemplate, load_template, prompts_dir
 from genre_local.store.datasets import NewsRow
-from genre_local.store.generations import Profile, profiles_up_to
+from genre_local.store.generations import PROFILE_METHODS, Profile, profiles_up_to
 
 # Cap per text line in prompts: one pathological title must not blow max_model_len.
 MAX_LINE_CHARS = 200
 MAX_ABSTRACT_CHARS = 600
 
 
-METHODS = ("generate", "score", "label")
+METHODS = PROFILE_METHODS  # how the profiler answers; part of a generation source (store/generations.py)
 
 
 class Subject(enum.Enum):
@@ -116,6 +116,17 @@ class GenerationTask:
         if self.prompt_set == COMPACT_SET:
             return template
         return replace(template, version=f"{self.prompt_set}:{template.version}")
+
+    @property
+    def profile_method(self) -> str | None:
+        """The method of the profiles this task's outputs are made from: the profiler's own, the
+        chain's required profiler's; None for a task that reads no profile. Its outputs belong
+        to the generation source of that method (migration 010)."""
+        if self.name == "profile":
+            return self.method
+        if self.requires is not None and self.requires.name == "profile":
+            return self.requires.method
+        return None
 
     def requests_per_input(self, per_user: int) -> int:
         """Requests one input needs: per_user / news_per_request for generators, else 1."""

@@ -91,6 +91,10 @@ def sampling_key(settings: PlanSettings, task: GenerationTask, request_index: in
     if task.method != "generate":
         # Only then: generated outputs keep the fingerprints they were stored under.
         key["method"] = task.method
+    elif task.profile_method not in (None, "generate"):
+        # The chain of scored or labelled profiles: its own fingerprints (and source, migration
+        # 010), so it never stands in for the chain of generated ones.
+        key["profile_method"] = task.profile_method
     return key
 
 
@@ -240,7 +244,10 @@ class Planner:
                 for n in news
                 for item in self._items(task, round_, TaskInput(n.nid, news=replace(n, title=titles.get(n.nid, n.title))))
             ]
-        feedback = generations.chain_items(conn, dataset, round_ - 1, self.settings.model_id, self.settings.prompt_set) if task.reads_chain_feedback and round_ > 1 else {}
+        # The chain's news of last round, of the chain made from profiles of this task's method.
+        feedback = (generations.chain_items(conn, dataset, round_ - 1, self.settings.model_id, self.settings.prompt_set,
+                                            task.profile_method or "generate")
+                    if task.reads_chain_feedback and round_ > 1 else {})
         required = self._required_outputs(conn, task, round_)
         users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
         items = []

@@ -26,7 +26,7 @@ from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
 from genre_local.pipeline.plan import PlanSettings, Planner, WorkItem
 from genre_local.store import datasets, generations
 from genre_local.store.connection import Store, now_utc, open_store
-from genre_local.store.generations import FidelityRecord, GenerationRecord, GenerationRunRecord
+from genre_local.store.generations import DEFAULT_METHOD, FidelityRecord, GenerationRecord, GenerationRunRecord
 
 # Greedy decoding would repeat an invalid answer word for word; retries sample instead,
 # hotter each time (small models often repeat one title across items at low temperature).
@@ -270,7 +270,7 @@ class GenerationRun:
         with open_store(self.db_path) as store:
             if task.scored_against_truth:
                 stats.fidelity = self._fidelity(store, items)
-            self._record(store, stats, started_at)
+            self._record(store, stats, started_at, task.profile_method or DEFAULT_METHOD)
         return stats
 
     def _make_required(self, task: GenerationTask, round_: int, stats: TaskStats, users: set[str] | None,
@@ -341,7 +341,8 @@ class GenerationRun:
             )
         return result
 
-    def _record(self, store: Store, stats: TaskStats, started_at: Any) -> None:
+    def _record(self, store: Store, stats: TaskStats, started_at: Any, method: str) -> None:
+        """The task's cost row, of the source of `method` (the profile method its outputs belong to)."""
         plan = self.settings.plan
         generations.record_generation_run(
             store,
@@ -353,6 +354,6 @@ class GenerationRun:
                 engine_seconds=stats.engine_seconds, startup_seconds=stats.startup_seconds,
                 wall_seconds=stats.wall_seconds, price_per_hour=self.settings.price_per_hour or None,
                 cost=generation_cost(self.settings.price_per_hour, stats.wall_seconds, stats.startup_seconds),
-                prompt_set=plan.prompt_set,
+                prompt_set=plan.prompt_set, method=method,
             ),
         )

@@ -204,15 +204,15 @@ def _generation_section(ctx: ReportContext) -> str:
     if not runs:
         return ('<section id="generation-runs"><h2>Generation runs and cost</h2>'
                 '<p class="note">no generation runs stored</p></section>')
-    samples = {(s.task, s.llm, s.prompt_set): s for s in ctx.inputs.samples}
+    samples = {(s.task, s.llm, s.prompt_set, s.method): s for s in ctx.inputs.samples}
     seen: set[str] = set()
     rows = []
     for r in runs:
         ident = "" if r.run_id in seen else f' id="{esc(anchor("gen", r.run_id))}"'
         seen.add(r.run_id)
-        sample = samples.get((r.task, r.model, r.prompt_set))
+        sample = samples.get((r.task, r.model, r.prompt_set, r.method))
         task = f'<a href="#{esc(_sample_anchor(sample))}">{esc(r.task)}</a>' if sample else esc(r.task)
-        rows.append([f"<span{ident}>{esc(r.run_id)}</span>", task, esc(r.model), esc(r.backend), esc(r.round),
+        rows.append([f"<span{ident}>{esc(r.run_id)}</span>", task, esc(r.source), esc(r.backend), esc(r.round),
                      esc(f"{r.requests:,}"), esc(f"{r.valid:,}"), esc(f"{r.invalid:,}"),
                      esc(fmt_known(r.prompt_tokens, ",")), esc(fmt_known(r.completion_tokens, ",")),
                      esc(fmt_known(r.engine_seconds, ",.1f")),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from genre_local.pipeline.fidelity import Fidelity, profile_fidelity
 from genre_local.store import Store
 from genre_local.store import results
+from genre_local.store.generations import DEFAULT_METHOD, GenerationSource, split_method
 
 HISTORY_SHOWN = 10  # most recent history titles per user; long MIND histories would drown the output
 
@@ -74,11 +75,14 @@ class SampleSet:
     samples: tuple[Sample, ...]
     invalid: tuple[InvalidSample, ...]
     prompt_set: str | None = None  # with llm, the generation source; None: every set of the LLM
+    method: str | None = None  # with prompt_set, the source's profile method; None: every method
 
     @property
     def source(self) -> str:
-        """The generation source's label (LLM/prompt set), or the LLM when sets are not split."""
-        return self.llm if self.prompt_set is None else f"{self.llm}/{self.prompt_set}"
+        """The generation source's label (LLM/prompt set[+method]), or the LLM when sets are not split."""
+        if self.prompt_set is None:
+            return self.llm
+        return GenerationSource(self.llm, self.prompt_set, self.method or DEFAULT_METHOD).label
 
 
 def pick(ids: Sequence[str], limit: int, seed: int, salt: str) -> list[str]:
@@ -103,7 +107,7 @@ def _history_titles(store: Store, dataset: str, histories: dict[str, tuple[str, 
 
 
 def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[results.GenerationOutput],
-             prompt_set: str | None) -> list[Sample]:
+             prompt_set: str | None, method: str | None) -> list[Sample]:
     ids = [o.input_id for o in outputs]
     parsed = {o.input_id: json.loads(o.parsed) if o.parsed else {} for o in outputs}
     if task == "summarize":
@@ -113,7 +117,8 @@ def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[resu
     histories = results.load_user_histories(store, dataset, ids)
     titles = _history_titles(store, dataset, histories)
     truth = results.load_user_truth(store, dataset, ids) if task == "profile" else {}
-    profiles = results.load_profiles(store, dataset, llm, ids, prompt_set) if task == "chain" else {}
+    # The chain's news beside the profiles they were made from: of the chain's method.
+    profiles = results.load_profiles(store, dataset, llm, ids, prompt_set, method) if task == "chain" else {}
     out = []
     for o in outputs:
         p = parsed[o.input_id]
@@ -135,34 +140,38 @@ def _samples(store: Store, dataset: str, task: str, llm: str, outputs: list[resu
 
 
 def collect_samples(store: Store, dataset: str, task: str, llm: str, limit: int, seed: int = 0,
-                    prompt_set: str | None = None) -> SampleSet:
+                    prompt_set: str | None = None, method: str | None = None) -> SampleSet:
     """A seeded sample of `limit` valid outputs and of `limit` invalid ones for (task, LLM), of
-    one prompt set (None: every set of the LLM)."""
-    salt = f"{dataset}:{task}:{llm}" + ("" if prompt_set is None else f":{prompt_set}")
-    valid_ids = results.load_generation_input_ids(store, dataset, task, llm, True, prompt_set)
-    invalid_ids = results.load_generation_input_ids(store, dataset, task, llm, False, prompt_set)
-    valid = results.load_generation_outputs(store, dataset, task, llm, True, pick(valid_ids, limit, seed, salt), prompt_set)
+    one prompt set (None: every set of the LLM) and profile method (None: every method)."""
+    # A method other than 'generate' salts the sample; a generated source keeps the samples it had.
+    salt = (f"{dataset}:{task}:{llm}" + ("" if prompt_set is None else f":{prompt_set}")
+            + ("" if method in (None, DEFAULT_METHOD) else f":{method}"))
+    valid_ids = results.load_generation_input_ids(store, dataset, task, llm, True, prompt_set, method)
+    invalid_ids = results.load_generation_input_ids(store, dataset, task, llm, False, prompt_set, method)
+    valid = results.load_generation_outputs(store, dataset, task, llm, True, pick(valid_ids, limit, seed, salt),
+                                            prompt_set, method)
     invalid = results.load_generation_outputs(store, dataset, task, llm, False,
-                                              pick(invalid_ids, limit, seed, salt + ":invalid"), prompt_set)
+                                              pick(invalid_ids, limit, seed, salt + ":invalid"), prompt_set, method)
     return SampleSet(
         dataset=dataset, task=task, llm=llm, seed=seed,
         valid_inputs=len(valid_ids), invalid_inputs=len(invalid_ids),
-        samples=tuple(_samples(store, dataset, task, llm, valid, prompt_set)),
+        samples=tuple(_samples(store, dataset, task, llm, valid, prompt_set, method)),
         invalid=tuple(InvalidSample(o.input_id, o.round, o.attempt, o.run_id, o.raw_output, o.error or "")
                       for o in invalid),
         prompt_set=prompt_set,
+        method=method,
     )
 
 
 def collect_all_samples(store: Store, dataset: str, limit: int, seed: int = 0) -> list[SampleSet]:
-    """One sample set per task and generation source (LLM, prompt set) stored for the dataset
-    (task order of GENRE)."""
+    """One sample set per task and generation source (LLM, prompt set, profile method) stored for
+    the dataset (task order of GENRE)."""
     from genre_local.llm.tasks import TASKS
 
     sources = results.load_generation_sources(store, dataset)
     order = {t: i for i, t in enumerate(TASKS)}
-    sources = sorted(sources, key=lambda s: (order.get(s.task, len(order)), s.task, s.model, s.prompt_set))
-    return [collect_samples(store, dataset, s.task, s.model, limit, seed, s.prompt_set) for s in sources]
+    sources = sorted(sources, key=lambda s: (order.get(s.task, len(order)), s.task, s.model, s.prompt_set, s.method))
+    return [collect_samples(store, dataset, s.task, s.model, limit, seed, s.prompt_set, s.method) for s in sources]
 
 
 def matching_llms(stored: Sequence[str], wanted: str | None) -> list[str]:
@@ -175,13 +184,15 @@ def matching_llms(stored: Sequence[str], wanted: str | None) -> list[str]:
     return sorted(s for s in stored if s.split("@", 1)[0] == wanted)
 
 
-def matching_sources(stored: Sequence[tuple[str, str]], wanted: str | None) -> list[tuple[str, str]]:
-    """The stored (LLM, prompt set) sources `wanted` names: all without it, else the one whose
-    label (LLM/set) it is, else every set of the LLMs matching_llms finds."""
+def matching_sources(stored: Sequence[GenerationSource], wanted: str | None) -> list[GenerationSource]:
+    """The stored sources `wanted` names: all without it, else the one whose label (LLM/set
+    [+method]) it is, else every set and method of the LLMs matching_llms finds (only the method
+    a '+METHOD' suffix names, if any)."""
     if wanted is None:
         return sorted(set(stored))
-    exact = [s for s in stored if f"{s[0]}/{s[1]}" == wanted]
+    exact = [s for s in stored if s.label == wanted]
     if exact:
         return exact
-    llms = set(matching_llms([llm for llm, _ in stored], wanted))
-    return sorted({s for s in stored if s[0] in llms})
+    name, method = split_method(wanted)
+    llms = set(matching_llms([s.llm for s in stored], name))
+    return sorted({s for s in stored if s.llm in llms and method in (None, s.method)})

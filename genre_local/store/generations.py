@@ -28,40 +28,89 @@ GENERATED, IMPORTED = "generated", "imported"
 """`generations.provenance`: written by the local pipeline, or read from a file."""
 
 
+PROFILE_METHODS = ("generate", "score", "label")
+"""How a profile is made (llm/tasks.py): the LLM writes it, scores every label, or labels the
+clicked news and counts the labels. Part of a generation source (migration 010)."""
+DEFAULT_METHOD = "generate"
+PROFILE_DERIVED_TASKS = ("profile", "chain")
+"""The tasks whose outputs are made from profiles of one method; every other task's outputs
+belong to the method 'generate' of their (LLM, prompt set)."""
+
+
 @dataclass(frozen=True, order=True)
 class GenerationSource:
-    """Who wrote a set of generations: the LLM (`generations.model`) and the prompt set.
+    """Who wrote a set of generations: the LLM (`generations.model`), the prompt set, and (for
+    profiles and the chain's news made from them) the profile method.
 
     Part of every non-original variant and of the runs trained on it: outputs of two sources
-    never mix in one dataset variant.
+    never mix in one dataset variant. The method is 'generate' for every variant that reads no
+    profile (ns, ng): the summarizer and the one-pass generator do not depend on it.
     """
 
     llm: str
     prompt_set: str
+    method: str = DEFAULT_METHOD
+
+    @property
+    def base_label(self) -> str:
+        return f"{self.llm}/{self.prompt_set}"
 
     @property
     def label(self) -> str:
-        return f"{self.llm}/{self.prompt_set}"
+        """LLM/SET, with '+METHOD' when the profiles are not generated (LLM/SET+score)."""
+        return self.base_label if self.method == DEFAULT_METHOD else f"{self.base_label}+{self.method}"
 
     def matches(self, wanted: str) -> bool:
-        """`--llm` names a source by its label, its model id, or the model's folder name (before '@')."""
-        return wanted in (self.label, self.llm, self.llm.split("@", 1)[0])
+        """`--llm` names a source by its label, its model id, or the model's folder name (before
+        '@'), each optionally followed by '+METHOD'; without a method it names every method."""
+        name, method = split_method(wanted)
+        if method is not None and method != self.method:
+            return False
+        return name in (self.base_label, self.llm, self.llm.split("@", 1)[0])
+
+
+def split_method(wanted: str) -> tuple[str, str | None]:
+    """'NAME+score' -> ('NAME', 'score'); a name without a known method suffix -> (name, None)."""
+    name, plus, method = wanted.rpartition("+")
+    return (name, method) if plus and name and method in PROFILE_METHODS else (wanted, None)
+
+
+def complete_sources(rows: Iterable[tuple[str, str, str, str]], tasks: Sequence[str]) -> list[GenerationSource]:
+    """The sources among stored (LLM, prompt set, task, method) rows with outputs for every one
+    of `tasks` (sorted): profile and chain outputs must be of the source's method, the other
+    tasks' outputs of its LLM and prompt set. Without a profile-derived task the method is 'generate'."""
+    derived = {t for t in tasks if t in PROFILE_DERIVED_TASKS}
+    plain = set(tasks) - derived
+    plain_done: dict[tuple[str, str], set[str]] = {}
+    derived_done: dict[tuple[str, str, str], set[str]] = {}
+    for llm, prompt_set, task, method in rows:
+        if task in PROFILE_DERIVED_TASKS:
+            derived_done.setdefault((llm, prompt_set, method), set()).add(task)
+        else:
+            plain_done.setdefault((llm, prompt_set), set()).add(task)
+    if not derived:
+        candidates = [(llm, prompt_set, DEFAULT_METHOD) for llm, prompt_set in plain_done]
+    else:
+        candidates = [key for key, done in derived_done.items() if derived <= done]
+    return sorted(GenerationSource(*key) for key in candidates
+                  if not plain or plain <= plain_done.get((key[0], key[1]), set()))
 
 
 def sources_with_tasks(conn: duckdb.DuckDBPyConnection, dataset: str, tasks: Sequence[str]) -> list[GenerationSource]:
-    """The sources that stored a valid output for every one of `tasks` (sorted)."""
+    """The sources that stored a valid output for every one of `tasks` (sorted; see complete_sources)."""
     if not tasks:
         return []
     rows = conn.execute(
-        "SELECT model, prompt_set FROM generations WHERE dataset = ? AND valid AND list_contains(?, task) "
-        "GROUP BY model, prompt_set HAVING count(DISTINCT task) = ? ORDER BY model, prompt_set",
-        [dataset, list(tasks), len(set(tasks))],
+        "SELECT DISTINCT model, prompt_set, task, source_method(task, sampling) FROM generations "
+        "WHERE dataset = ? AND valid AND list_contains(?, task)",
+        [dataset, list(tasks)],
     ).fetchall()
-    return [GenerationSource(model, prompt_set) for model, prompt_set in rows]
+    return complete_sources(rows, tasks)
 
 
 def choose_source(available: Sequence[GenerationSource], wanted: str | None, what: str) -> GenerationSource:
-    """The one source `--llm wanted` names among `available` (the only one when `wanted` is None).
+    """The one source `--llm wanted` names among `available` (the only one when `wanted` is None;
+    a full label, e.g. LLM/SET for the generated profiles beside LLM/SET+score, names one).
 
     `what` says what the sources are for ("variant 'ns' of dataset 'd'"); `available` is not empty.
     """
@@ -70,13 +119,14 @@ def choose_source(available: Sequence[GenerationSource], wanted: str | None, wha
         if len(available) == 1:
             return available[0]
         raise UserError(f"{what} has {len(available)} generation sources ({labels}); pick one with --llm NAME")
-    matching = [s for s in available if s.matches(wanted)]
+    exact = [s for s in available if s.label == wanted]
+    matching = exact or [s for s in available if s.matches(wanted)]
     if len(matching) == 1:
         return matching[0]
     if not matching:
         raise UserError(f"--llm {wanted!r} names no generation source of {what}; stored sources: {labels}")
     raise UserError(f"--llm {wanted!r} names {len(matching)} sources of {what} "
-                    f"({', '.join(s.label for s in matching)}); pass the full LLM/prompt-set label")
+                    f"({', '.join(s.label for s in matching)}); pass the full LLM/prompt-set[+method] label")
 
 
 @dataclass(frozen=True)
@@ -146,6 +196,9 @@ class GenerationRunRecord:
     cost: float | None
     prompt_set: str = LOCAL_PROMPT_SET
     provenance: str = GENERATED  # generated | imported
+    # The profile method of the source its outputs belong to (migration 010): the profiler's,
+    # the chain's profiles'; 'generate' for the other tasks.
+    method: str = DEFAULT_METHOD
 
 
 @dataclass(frozen=True)
@@ -288,9 +341,6 @@ def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before
     return dict(rows)
 
 
-# How a stored output was made (tasks.METHODS): the sampling key names any method but the
-# default one, so outputs generated before methods existed read as "generate".
-_METHOD = "coalesce(sampling ->> 'method', 'generate')"
 
 
 def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
@@ -304,7 +354,7 @@ def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: i
         SELECT input_id, from_json(parsed -> 'topics', '["VARCHAR"]'), from_json(parsed -> 'regions', '["VARCHAR"]')
         FROM generations
         WHERE dataset = ? AND task = 'profile' AND valid AND round <= ? {_OF_MODEL}
-          AND (?::VARCHAR IS NULL OR {_METHOD} = ?)
+          AND (?::VARCHAR IS NULL OR source_method(task, sampling) = ?)
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
         [dataset, up_to_round, model, model, prompt_set, prompt_set, method, method],
@@ -338,18 +388,21 @@ def profiles_with_fingerprints(conn: duckdb.DuckDBPyConnection, fingerprints: It
 
 
 def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int,
-                model: str | None = None, prompt_set: str | None = None) -> dict[str, list[tuple[str, str]]]:
+                model: str | None = None, prompt_set: str | None = None,
+                method: str | None = None) -> dict[str, list[tuple[str, str]]]:
     """(category, title) of the chain's generated news per user in one round (fed back next
-    round), in request order where one request wrote each news."""
+    round), in request order where one request wrote each news; of the chain made from
+    profiles of `method` (None: any)."""
     rows = conn.execute(
         f"""
         SELECT input_id, from_json(parsed -> 'items', '[{{"title": "VARCHAR", "category": "VARCHAR"}}]')
         FROM generations
         WHERE dataset = ? AND task = 'chain' AND valid AND round = ? {_OF_MODEL}
+          AND (?::VARCHAR IS NULL OR source_method(task, sampling) = ?)
         QUALIFY row_number() OVER (PARTITION BY input_id, {_NEWS_REQUEST} ORDER BY created_at DESC, fingerprint) = 1
         ORDER BY input_id, try_cast(sampling ->> 'news_index' AS INTEGER) NULLS FIRST
         """,
-        [dataset, round_, model, model, prompt_set, prompt_set],
+        [dataset, round_, model, model, prompt_set, prompt_set, method, method],
     ).fetchall()
     result: dict[str, list[tuple[str, str]]] = {}
     for user, items in rows:
@@ -360,9 +413,13 @@ def chain_items(conn: duckdb.DuckDBPyConnection, dataset: str, round_: int,
 # -- the views the training stage reads ------------------------------------------------------------
 
 
-def _source_filter(source: GenerationSource | None) -> tuple[str, list[object]]:
+def _source_filter(source: GenerationSource | None, by_method: bool = False) -> tuple[str, list[object]]:
+    """SQL condition and parameters on a view's rows of `source`; `by_method` for the rows made
+    from profiles (user_profiles, the chain's synthetic news), whose method must be the source's."""
     if source is None:
         return "", []
+    if by_method:
+        return " AND model = ? AND prompt_set = ? AND method = ?", [source.llm, source.prompt_set, source.method]
     return " AND model = ? AND prompt_set = ?", [source.llm, source.prompt_set]
 
 
@@ -378,8 +435,8 @@ def read_enhanced_titles(conn: duckdb.DuckDBPyConnection, dataset: str,
 
 def read_user_profiles(conn: duckdb.DuckDBPyConnection, dataset: str,
                        source: GenerationSource | None = None) -> dict[str, Profile]:
-    """user_id -> the latest valid profile of `source` (view user_profiles)."""
-    where, params = _source_filter(source)
+    """user_id -> the latest valid profile of `source`, of its method (view user_profiles)."""
+    where, params = _source_filter(source, by_method=True)
     rows = conn.execute(
         f"SELECT user_id, topics, regions FROM user_profiles WHERE dataset = ?{where} ORDER BY user_id, created_at",
         [dataset, *params],
@@ -389,8 +446,9 @@ def read_user_profiles(conn: duckdb.DuckDBPyConnection, dataset: str,
 
 def read_synthetic_news(conn: duckdb.DuckDBPyConnection, dataset: str, source_task: str,
                         source: GenerationSource | None = None) -> list[SyntheticNewsItem]:
-    """The generated news of one source task (news | chain), by user and position."""
-    where, params = _source_filter(source)
+    """The generated news of one source task (news | chain), by user and position; the chain's
+    of the source's profile method."""
+    where, params = _source_filter(source, by_method=source_task == "chain")
     rows = conn.execute(
         "SELECT user_id, nid, position, title, abstract, category, source_task FROM synthetic_news "
         f"WHERE dataset = ? AND source_task = ?{where} ORDER BY user_id, position, model, prompt_set",

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from recsys.catalog import METRICS
 
 from genre_local.store.connection import Store
+from genre_local.store import generations
+from genre_local.store.generations import DEFAULT_METHOD
 
 Row = TypeVar("Row")
 
@@ -49,7 +51,7 @@ class MetricRow:
     value: float
     created_at: datetime | None = None  # newest run wins when a seed was trained twice
     run_id: str | None = None
-    source: str | None = None  # "LLM/prompt set" the variant read (run_sources); None for original
+    source: str | None = None  # the source's label the variant read (run_sources); None for original
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,12 @@ class GenerationRunRow:
     started_at: datetime | None = None
     prompt_set: str = "compact"
     provenance: str = "generated"  # generated | imported
+    method: str = DEFAULT_METHOD  # the profile method of the source its outputs belong to (migration 010)
 
     @property
     def source(self) -> str:
         """The generation source's label, as runs record it (GenerationSource.label)."""
-        return f"{self.model}/{self.prompt_set}"
+        return generations.GenerationSource(self.model, self.prompt_set, self.method).label
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,17 @@ class FidelityRow:
     chance_precision_at_3: float | None = None
     chance_recall: float | None = None
     chance_region_accuracy: float | None = None
+    # The source of the profiles scored, from the run's profile row in generation_runs (None
+    # where there is none): profiles of two methods are two sources (migration 010).
+    prompt_set: str | None = None
+    method: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The generation source's label; the LLM alone where the run row is missing."""
+        if self.prompt_set is None:
+            return self.model
+        return generations.GenerationSource(self.model, self.prompt_set, self.method or DEFAULT_METHOD).label
 
 
 def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
@@ -110,7 +124,9 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     return _typed_rows(
         store, MetricRow,
         "SELECT r.model, r.variant, r.seed, r.ng_k, r.features, r.split, r.user_group AS \"group\", r.metric, "
-        "r.value, r.created_at, r.run_id, s.llm || '/' || s.prompt_set AS source "
+        "r.value, r.created_at, r.run_id, "
+        # GenerationSource.label: LLM/SET, '+METHOD' for profiles not generated (migration 010)
+        "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generate' THEN '' ELSE '+' || s.method END AS source "
         "FROM run_results r LEFT JOIN run_sources s USING (run_id) "
         f"WHERE r.dataset = ? AND r.metric IN ({placeholders}) AND r.value IS NOT NULL "
         "ORDER BY r.created_at, r.run_id",
@@ -151,7 +167,7 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
         store, GenerationRunRow,
         "SELECT run_id, task, model, backend, round, requests, new, valid, invalid, prompt_tokens, "
         "completion_tokens, engine_seconds, startup_seconds, wall_seconds, price_per_hour, cost, started_at, "
-        "prompt_set, provenance FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
+        "prompt_set, provenance, method FROM generation_runs WHERE dataset = ? ORDER BY started_at, run_id, task, round",
         [dataset],
     )
 
@@ -159,9 +175,12 @@ def load_generation_runs(store: Store, dataset: str) -> list[GenerationRunRow]:
 def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
     return _typed_rows(
         store, FidelityRow,
-        "SELECT run_id, model, round, precision_at_3, recall, region_accuracy, users, created_at, "
-        "chance_precision_at_3, chance_recall, chance_region_accuracy "
-        "FROM profile_fidelity WHERE dataset = ? ORDER BY created_at, run_id, round",
+        "SELECT f.run_id, f.model, f.round, precision_at_3, recall, region_accuracy, users, created_at, "
+        "chance_precision_at_3, chance_recall, chance_region_accuracy, g.prompt_set, g.method "
+        "FROM profile_fidelity f LEFT JOIN (SELECT DISTINCT run_id, dataset, round, model, prompt_set, method "
+        " FROM generation_runs WHERE task = 'profile') g "
+        "ON g.run_id = f.run_id AND g.dataset = f.dataset AND g.round = f.round AND g.model = f.model "
+        "WHERE f.dataset = ? ORDER BY created_at, f.run_id, f.round",
         [dataset],
     )
 
@@ -171,18 +190,23 @@ def load_fidelity(store: Store, dataset: str) -> list[FidelityRow]:
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GenerationSource:
-    """One (task, LLM, prompt set) source's stored outputs: how many inputs have a valid / an
-    invalid row."""
+    """One (task, LLM, prompt set, profile method) source's stored outputs: how many inputs have
+    a valid / an invalid row."""
 
     task: str
     model: str  # the LLM: generations.model, the generating model's id
     valid: int
     invalid: int
     prompt_set: str = "compact"
+    method: str = DEFAULT_METHOD  # the profile method of the source (migration 010)
+
+    @property
+    def source(self) -> generations.GenerationSource:
+        return generations.GenerationSource(self.model, self.prompt_set, self.method)
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.prompt_set}"
+        return self.source.label
 
 
 @dataclass(frozen=True)
@@ -209,33 +233,37 @@ _LATEST = ("QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC
 def load_generation_sources(store: Store, dataset: str) -> list[GenerationSource]:
     return _typed_rows(
         store, GenerationSource,
-        "SELECT task, model, prompt_set, count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
+        "SELECT task, model, prompt_set, source_method(task, sampling) AS method, "
+        "count(DISTINCT input_id) FILTER (WHERE valid) AS valid, "
         "count(DISTINCT input_id) FILTER (WHERE NOT valid) AS invalid "
-        "FROM generations WHERE dataset = ? GROUP BY task, model, prompt_set ORDER BY task, model, prompt_set",
+        "FROM generations WHERE dataset = ? GROUP BY ALL ORDER BY task, model, prompt_set, method",
         [dataset],
     )
 
 
-# A source filter: one prompt set of the LLM, or (NULL) every set of it.
-_OF_SET = " AND (?::VARCHAR IS NULL OR prompt_set = ?)"
+# A source filter: one prompt set of the LLM, or (NULL) every set of it; one profile method of
+# it (migration 010), or (NULL) every method.
+_OF_SET = " AND (?::VARCHAR IS NULL OR prompt_set = ?) AND (?::VARCHAR IS NULL OR source_method(task, sampling) = ?)"
 # Sets that write one news per request store one row per news_index of an input: latest per request.
 _LATEST_PER_REQUEST = ("QUALIFY row_number() OVER (PARTITION BY input_id, coalesce(sampling ->> 'news_index', '') "
                        "ORDER BY round DESC, created_at DESC, fingerprint) = 1")
 
 
 def load_generation_input_ids(store: Store, dataset: str, task: str, model: str, valid: bool,
-                              prompt_set: str | None = None) -> list[str]:
-    """Every input id with a valid (or an invalid) row for the task and LLM (and prompt set), sorted."""
+                              prompt_set: str | None = None, method: str | None = None) -> list[str]:
+    """Every input id with a valid (or an invalid) row for the task and LLM (and prompt set, and
+    profile method), sorted."""
     rows = store.conn.execute(
         "SELECT DISTINCT input_id FROM generations WHERE dataset = ? AND task = ? AND model = ? AND valid = ?"
         + _OF_SET + " ORDER BY input_id",
-        [dataset, task, model, valid, prompt_set, prompt_set],
+        [dataset, task, model, valid, prompt_set, prompt_set, method, method],
     ).fetchall()
     return [r[0] for r in rows]
 
 
 def load_generation_outputs(store: Store, dataset: str, task: str, model: str, valid: bool,
-                            input_ids: list[str], prompt_set: str | None = None) -> list[GenerationOutput]:
+                            input_ids: list[str], prompt_set: str | None = None,
+                            method: str | None = None) -> list[GenerationOutput]:
     """The latest valid (or invalid) output of each of `input_ids`, in the order given. Where a
     prompt set wrote one news per request, an input's valid requests are one output (their items
     in request order); of invalid ones, the first request's row stands for the input."""
@@ -247,7 +275,7 @@ def load_generation_outputs(store: Store, dataset: str, task: str, model: str, v
         "raw_output, error FROM generations "
         "WHERE dataset = ? AND task = ? AND model = ? AND valid = ? AND list_contains(?, input_id)" + _OF_SET
         + " " + _LATEST_PER_REQUEST + " ORDER BY input_id, try_cast(sampling ->> 'news_index' AS INTEGER) NULLS FIRST",
-        [dataset, task, model, valid, input_ids, prompt_set, prompt_set],
+        [dataset, task, model, valid, input_ids, prompt_set, prompt_set, method, method],
     )
     by_id: dict[str, GenerationOutput] = {}
     for r in rows:
@@ -294,17 +322,17 @@ def load_user_truth(store: Store, dataset: str, user_ids: list[str]) -> dict[str
     return {user: (tuple(topics), region) for user, topics, region in rows}
 
 
-def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str],
-                  prompt_set: str | None = None) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The latest valid profile (topics, regions) the LLM (with the prompt set) wrote for each
-    user: what chain read."""
+def load_profiles(store: Store, dataset: str, model: str, user_ids: list[str], prompt_set: str | None = None,
+                  method: str | None = None) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The latest valid profile (topics, regions) the LLM (with the prompt set, of the profile
+    method) wrote for each user: what chain read."""
     if not user_ids:
         return {}
     rows = store.conn.execute(
         "SELECT input_id, from_json(parsed -> 'topics', '[\"VARCHAR\"]'), from_json(parsed -> 'regions', '[\"VARCHAR\"]') "
         "FROM generations WHERE dataset = ? AND task = 'profile' AND model = ? AND valid "
         "AND list_contains(?, input_id)" + _OF_SET + " " + _LATEST,
-        [dataset, model, user_ids, prompt_set, prompt_set],
+        [dataset, model, user_ids, prompt_set, prompt_set, method, method],
     ).fetchall()
     return {user: (tuple(topics or ()), tuple(regions or ())) for user, topics, regions in rows}
 
@@ -348,10 +376,15 @@ class SourceSummary:
     completion_tokens: int | None
     engine_seconds: float | None  # from generation_runs; None: unknown (no run, or a run without it)
     cost: float | None  # money from generation_runs; None without a price (or unknown, imported)
+    method: str = DEFAULT_METHOD  # the profile method of the source (migration 010)
+    # A task made for another that has no run row of its own (the labelling profiler's labels):
+    # the tasks whose run rows count its engine time and cost (profile, or chain when the chain
+    # made the profiles first); None for a task with its own rows.
+    charged_to: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.llm}/{self.prompt_set}"
+        return generations.GenerationSource(self.llm, self.prompt_set, self.method).label
 
 
 def load_source_summaries(store: Store, dataset: str | None = None) -> list[SourceSummary]:
@@ -359,7 +392,8 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
     return _typed_rows(
         store, SourceSummary,
         "WITH outputs AS ("
-        " SELECT dataset, task, model AS llm, prompt_set, string_agg(DISTINCT provenance, ',' ORDER BY provenance) "
+        " SELECT dataset, task, model AS llm, prompt_set, source_method(task, sampling) AS method,"
+        "  string_agg(DISTINCT provenance, ',' ORDER BY provenance) "
         "  AS provenance, count(DISTINCT input_id) AS inputs, count(DISTINCT input_id) FILTER (WHERE valid) AS valid,"
         "  CASE WHEN bool_and(prompt_tokens IS NOT NULL) THEN sum(prompt_tokens) END AS prompt_tokens,"
         "  CASE WHEN bool_and(completion_tokens IS NOT NULL) THEN sum(completion_tokens) END AS completion_tokens"
@@ -367,14 +401,23 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
         "), costs AS ("
         # A total is known only when every run of the source knows it (an imported run's start-up
         # is unknown, so its engine seconds count as known only with the file's latencies).
-        " SELECT dataset, task, model AS llm, prompt_set,"
+        " SELECT dataset, task, model AS llm, prompt_set, method,"
         "  CASE WHEN bool_and(engine_seconds IS NOT NULL AND (startup_seconds IS NOT NULL OR provenance = 'imported'))"
         "   THEN sum(engine_seconds + coalesce(startup_seconds, 0)) END AS engine_seconds,"
         "  CASE WHEN bool_and(cost IS NOT NULL) THEN sum(cost) END AS cost"
         " FROM generation_runs GROUP BY ALL"
-        ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.provenance, o.inputs, o.valid, "
+        "), charged AS ("
+        # The runner charges the labels to the run row of the task that needed them.
+        " SELECT g.dataset, g.task, g.model AS llm, g.prompt_set, 'label' AS method,"
+        "  string_agg(DISTINCT r.task, ',' ORDER BY r.task) AS charged_to"
+        " FROM generations g JOIN generation_runs r ON r.run_id = g.run_id AND r.dataset = g.dataset"
+        "  AND r.round = g.round AND r.task IN ('profile', 'chain')"
+        " WHERE g.task = 'label' GROUP BY ALL"
+        ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.method, o.provenance, o.inputs, o.valid, "
         "CAST(o.prompt_tokens AS BIGINT) AS prompt_tokens, CAST(o.completion_tokens AS BIGINT) AS completion_tokens, "
-        "c.engine_seconds, c.cost FROM outputs o LEFT JOIN costs c USING (dataset, task, llm, prompt_set) "
-        "ORDER BY o.dataset, o.task, o.llm, o.prompt_set",
+        "c.engine_seconds, c.cost, h.charged_to FROM outputs o "
+        "LEFT JOIN costs c USING (dataset, task, llm, prompt_set, method) "
+        "LEFT JOIN charged h USING (dataset, task, llm, prompt_set, method) "
+        "ORDER BY o.dataset, o.task, o.llm, o.prompt_set, o.method",
         [dataset, dataset],
     )

@@ -48,7 +48,8 @@ _RUNS_SCHEMA = pa.schema([
     ("created_at", pa.timestamp("us")), ("stop_split", pa.string()),
 ])
 _CHECKPOINTS_SCHEMA = pa.schema([("run_id", pa.string()), ("checkpoint", pa.string())])
-_SOURCES_SCHEMA = pa.schema([("run_id", pa.string()), ("llm", pa.string()), ("prompt_set", pa.string())])
+_SOURCES_SCHEMA = pa.schema([("run_id", pa.string()), ("llm", pa.string()), ("prompt_set", pa.string()),
+                             ("method", pa.string())])
 _METRICS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("split", pa.string()), ("user_group", pa.string()),
     ("metric", pa.string()), ("value", pa.float64()),
@@ -105,8 +106,9 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
         store.insert_arrow("run_metrics", pa.Table.from_pylist(metric_rows, schema=_METRICS_SCHEMA))
         store.insert_arrow("run_epochs", pa.Table.from_pylist(epoch_rows, schema=_EPOCHS_SCHEMA))
         store.insert_arrow("run_checkpoints", pa.Table.from_pylist(checkpoint_rows, schema=_CHECKPOINTS_SCHEMA))
-        if source is not None:  # migration 006
-            source_rows = [{"run_id": r["run_id"], "llm": source.llm, "prompt_set": source.prompt_set} for r in run_rows]
+        if source is not None:  # migrations 006 and 010
+            source_rows = [{"run_id": r["run_id"], "llm": source.llm, "prompt_set": source.prompt_set,
+                            "method": source.method} for r in run_rows]
             store.insert_arrow("run_sources", pa.Table.from_pylist(source_rows, schema=_SOURCES_SCHEMA))
     return [r["run_id"] for r in run_rows]
 
@@ -148,12 +150,12 @@ class StoredRun:
     data_fingerprint: str
     epochs_run: int
     checkpoint: Path | None
-    source: GenerationSource | None = None  # the generation source its variant read (migration 006)
+    source: GenerationSource | None = None  # the generation source its variant read (migrations 006, 010)
 
 
 _STORED_RUN_SQL = (
     "SELECT r.run_id, r.model, r.kind, r.dataset, r.variant, r.features, r.ng_k, r.seed, r.config, "
-    "r.data_fingerprint, r.epochs_run, c.checkpoint, s.llm, s.prompt_set FROM runs r "
+    "r.data_fingerprint, r.epochs_run, c.checkpoint, s.llm, s.prompt_set, s.method FROM runs r "
     "LEFT JOIN run_checkpoints c USING (run_id) LEFT JOIN run_sources s USING (run_id) "
 )
 
@@ -162,11 +164,11 @@ def _stored_run(row) -> StoredRun:
     from genre_local.store.generations import GenerationSource
 
     (run_id, model, kind, dataset, variant, features, ng_k, seed, config, fingerprint, epochs_run, checkpoint,
-     llm, prompt_set) = row
+     llm, prompt_set, method) = row
     return StoredRun(run_id=run_id, ident=RunIdentity(model, kind, dataset, variant, features, int(ng_k)),
                      seed=int(seed), config=json.loads(config), data_fingerprint=fingerprint,
                      epochs_run=int(epochs_run), checkpoint=None if checkpoint is None else Path(checkpoint),
-                     source=None if llm is None else GenerationSource(llm, prompt_set))
+                     source=None if llm is None else GenerationSource(llm, prompt_set, method))
 
 
 def find_run(store: Store, run_id: str) -> StoredRun | None:
@@ -180,8 +182,8 @@ def latest_run(store: Store, ident: RunIdentity, seed: int, source: GenerationSo
            "AND r.seed = ? ")
     params: list[object] = [ident.model, ident.dataset, ident.variant, ident.features, ident.ng_k, seed]
     if source is not None:
-        sql += "AND s.llm = ? AND s.prompt_set = ? "
-        params += [source.llm, source.prompt_set]
+        sql += "AND s.llm = ? AND s.prompt_set = ? AND s.method = ? "
+        params += [source.llm, source.prompt_set, source.method]
     row = store.conn.execute(sql + "ORDER BY r.created_at DESC, r.run_id DESC LIMIT 1", params).fetchone()
     return None if row is None else _stored_run(row)
 

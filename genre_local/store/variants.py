@@ -6,9 +6,10 @@ it reads (`content_fingerprint`), and the plan that finds or builds the cached t
 (`plan_encoded`, `fetch_encoded`). A variant whose generations are missing names the
 `genre-local generate` command to run first.
 
-A non-original variant reads the outputs of ONE generation source (LLM, prompt set): the
-source is resolved first (`resolve_source`: the only one stored, or the one `--llm` names) and
-filters every generated row read, so outputs of two LLMs never mix in one dataset.
+A non-original variant reads the outputs of ONE generation source (LLM, prompt set, and for
+profiles and the chain's news the profile method): the source is resolved first
+(`resolve_source`: the only one stored, or the one `--llm` names) and filters every generated
+row read, so outputs of two LLMs, or of two profile methods, never mix in one dataset.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import duckdb
 
 from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
 from genre_local.errors import UserError
-from genre_local.store.generations import GenerationSource, choose_source, sources_with_tasks
+from genre_local.store.generations import DEFAULT_METHOD, GenerationSource, choose_source, sources_with_tasks
 from recsys.catalog import NEW_USER_MAX_HISTORY
 from recsys.variants import ProfileVocabulary, VariantRows, VariantSpec
 
@@ -92,6 +93,9 @@ def require_generations(conn: duckdb.DuckDBPyConnection, dataset: str, what: str
     if source is not None:
         sql += " AND model = ? AND prompt_set = ?"
         params += [source.llm, source.prompt_set]
+        if what in ("up", "chain"):  # made from profiles: of the source's method too
+            sql += " AND method = ?"
+            params.append(source.method)
     try:
         count = conn.execute(sql, params).fetchall()[0][0]
     except duckdb.CatalogException:
@@ -104,12 +108,14 @@ def require_generations(conn: duckdb.DuckDBPyConnection, dataset: str, what: str
         )
 
 
-def _of_source(source: GenerationSource | None, alias: str = "") -> str:
-    """SQL condition on the generated rows of `source` (the $llm / $prompt_set parameters)."""
+def _of_source(source: GenerationSource | None, alias: str = "", by_method: bool = False) -> str:
+    """SQL condition on the generated rows of `source` (the $llm / $prompt_set parameters);
+    `by_method` for rows made from profiles (user_profiles, chain news): of its $method too."""
     if source is None:
         return ""
     prefix = f"{alias}." if alias else ""
-    return f" AND {prefix}model = $llm AND {prefix}prompt_set = $prompt_set"
+    method = f" AND {prefix}method = $method" if by_method else ""
+    return f" AND {prefix}model = $llm AND {prefix}prompt_set = $prompt_set{method}"
 
 
 def _bind(sql: str, params: dict[str, object]) -> dict[str, object]:
@@ -118,7 +124,7 @@ def _bind(sql: str, params: dict[str, object]) -> dict[str, object]:
 
 
 def _source_params(source: GenerationSource | None) -> dict[str, object]:
-    return {} if source is None else {"llm": source.llm, "prompt_set": source.prompt_set}
+    return {} if source is None else {"llm": source.llm, "prompt_set": source.prompt_set, "method": source.method}
 
 
 def content_fingerprint(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec,
@@ -135,13 +141,17 @@ def content_fingerprint(conn: duckdb.DuckDBPyConnection, dataset: str, spec: Var
         queries.append(f"SELECT count(*), bit_xor(hash(nid, title)) FROM enhanced_titles WHERE dataset = $dataset{where}")
     if spec.up:
         queries.append("SELECT count(*), bit_xor(hash(user_id, topics, regions)) FROM user_profiles "
-                       f"WHERE dataset = $dataset{where}")
+                       f"WHERE dataset = $dataset{_of_source(source, by_method=True)}")
     if spec.ng_source:
+        # The chain's news of the source's profile method; the one-pass generator's have none.
+        chain_method = "" if source is None else " AND (source_task <> 'chain' OR method = $method)"
         queries.append(
             "SELECT count(*), bit_xor(hash(user_id, nid, position, title, abstract, category, subcategory, source_task)) "
-            f"FROM synthetic_news WHERE dataset = $dataset{where}"
+            f"FROM synthetic_news WHERE dataset = $dataset{where}{chain_method}"
         )
     key = f"{dataset}|{spec.key()}" + ("" if source is None else f"|{source.llm}|{source.prompt_set}")
+    if source is not None and source.method != DEFAULT_METHOD:  # generated profiles keep their old keys
+        key += f"|{source.method}"
     digest = hashlib.sha256(key.encode())
     for sql in queries:
         params = _bind(sql, {"dataset": dataset} | _source_params(source))
@@ -178,7 +188,8 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
     picked_sql = (
         "SELECT user_id, nid, title, abstract, category, subcategory, position FROM ("
         " SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY position, nid) AS rank"
-        f" FROM synthetic_news WHERE dataset = $dataset AND source_task = $source{_of_source(source)}"
+        f" FROM synthetic_news WHERE dataset = $dataset AND source_task = $source"
+        f"{_of_source(source, by_method=spec.ng_source == 'chain')}"
         ") WHERE rank <= $k"
     )
     params: dict[str, object] = {"dataset": dataset} | _source_params(source)
@@ -214,7 +225,7 @@ def read_variant(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpe
     profiles: dict[str, tuple[list[str], list[str]]] = {}
     if spec.up:
         for user_id, topics, regions in conn.execute(
-            f"SELECT user_id, topics, regions FROM user_profiles WHERE dataset = $dataset{_of_source(source)} "
+            f"SELECT user_id, topics, regions FROM user_profiles WHERE dataset = $dataset{_of_source(source, by_method=True)} "
             "ORDER BY user_id", {"dataset": dataset} | _source_params(source)
         ).fetchall():
             profiles[user_id] = (list(topics or []), list(regions or []))

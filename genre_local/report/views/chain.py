@@ -23,6 +23,7 @@ from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ALL_USERS, ConfigKey, RunIndex, Summary, main_key, seed_p_value
 from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
 from genre_local.store.enrichment import chain_cohort_group
+from genre_local.store.generations import split_method
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def chain_table(index: RunIndex, features: str, default_k: int,
             chain = main_key(index, model, "chain", features, default_k, source)
             if not (base and chain):
                 continue
-            one_pass = main_key(index, model, "ng", features, default_k, source)
+            # The one-pass generator reads no profile: its runs' source has no profile method.
+            one_pass = main_key(index, model, "ng", features, default_k, split_method(source)[0])
             cohort = chain_cohort_group(source) if source else None
             group = (cohort if cohort and index.summary(base, "auc", cohort) and index.summary(chain, "auc", cohort)
                      else ALL_USERS)

@@ -1,4 +1,4 @@
-"""Table 1 of the enriched data: per generation source (LLM, prompt set), what it added to the
+"""Table 1 of the enriched data: per generation source (LLM, prompt set, profile method), what it added to the
 dataset: enhanced-title lengths vs the originals (words), profile coverage (users with a valid
 profile = the Chain cohort, mean topics and regions), synthetic news (users served, news per user)."""
 

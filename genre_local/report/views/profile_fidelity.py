@@ -36,13 +36,13 @@ def _ratio(measured: float, chance: float | None) -> float | None:
 
 
 def _records(rows: Sequence[FidelityRow]) -> Records:
-    columns = ["run_id", "model", "round"]
+    columns = ["run_id", "model", "generation_source", "round"]
     for metric in _METRICS:
         columns += [metric, f"chance_{metric}", f"{metric}_ratio_to_chance"]
     columns += ["users", "created_at"]
     values = []
     for r in rows:
-        row: list = [r.run_id, r.model, r.round]
+        row: list = [r.run_id, r.model, r.source, r.round]
         for metric in _METRICS:
             measured, chance = getattr(r, metric), getattr(r, f"chance_{metric}")
             row += [measured, chance, _ratio(measured, chance)]
@@ -63,10 +63,10 @@ def _tables(rows: Sequence[FidelityRow], ctx: ReportContext) -> list[Table]:
         title="Profile fidelity (user profiler vs synthetic truth; chance = random profiles of the same sizes)",
         title_justify="left",
     )
-    for name in ("run", "LLM", "round", "topic P@3", "topic recall", "region acc", "users"):
-        table.add_column(name, justify="left" if name in ("run", "LLM") else "right")
+    for name in ("run", "source", "round", "topic P@3", "topic recall", "region acc", "users"):
+        table.add_column(name, justify="left" if name in ("run", "source") else "right")
     for r in rows:
-        table.add_row(r.run_id, r.model, str(r.round),
+        table.add_row(r.run_id, r.source, str(r.round),
                       *(_cell(getattr(r, m), getattr(r, f"chance_{m}")) for m in _METRICS), f"{r.users:,}")
     return [table]
 
