@@ -31,7 +31,7 @@ from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
-from recsys.optim import make_optimizer
+from recsys.optim import DECAY_RULE, DECAY_RULE_CHANGED, make_optimizer
 from recsys.stopping import plan_splits
 
 
@@ -87,6 +87,8 @@ class RunSettings:
             identity["max_steps"] = self.max_steps
         if self.decay_scope != "all":  # checkpoints from before the field decayed every parameter
             identity["decay_scope"] = self.decay_scope
+            if self.model in DECAY_RULE_CHANGED:  # other parameter groups than rule 1's checkpoints
+                identity["decay_rule"] = DECAY_RULE
         if self.report_split != "auto":  # it changes the stopping split, so the best weights
             identity["report_split"] = self.report_split
         return identity | ({"owner": self.owner} if self.owner else {})
