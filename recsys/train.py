@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ class RunSettings:
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
             "weight_decay": self.weight_decay, "optimizer": self.optimizer, "negatives": self.negatives,
             "holdout_fraction": self.holdout_fraction,
-            "model_config": model_config_identity(cfg),
+            "model_config": model_config_identity(cfg, self.model),
             "weights_format": WEIGHTS_FORMAT,
         }
         if self.max_steps:  # only when set: checkpoints of full epochs keep their folder names
@@ -150,12 +151,23 @@ class LoopState:
         return self.done or self.epoch >= epochs
 
 
-def model_config_identity(config) -> dict | str:
-    """ModelConfig as a checkpoint identity. plmnr_history appears only when not "exact":
-    checkpoints written before the field existed (all exact) keep matching."""
+def model_config_identity(config, model: str) -> dict | str:
+    """ModelConfig as `model`'s checkpoint identity. A field `model` does not read
+    (MODEL_SPECIFIC_FIELDS; interest_fusion without a profile) stands at its default, so it changes
+    no folder, and runs at the defaults keep the identity they had before this rule. plmnr_history
+    appears only when not "exact": checkpoints written before the field existed keep matching."""
     if not hasattr(config, "__dataclass_fields__"):
         return repr(config)
+    from recsys.models.base import MODEL_SPECIFIC_FIELDS
+
     fields = asdict(config)
+    unread = [name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models]
+    if not fields.get("use_profile", True):
+        unread.append("interest_fusion")
+    defaults = {f.name: f.default for f in dataclass_fields(config)}
+    for name in unread:
+        if name in fields:
+            fields[name] = defaults[name]
     if fields.get("plmnr_history") == "exact":
         del fields["plmnr_history"]
     return fields
