@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.catalog import METRICS
+from recsys.catalog import METRICS, MODEL_SPECIFIC_FIELDS
 from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
@@ -158,8 +158,6 @@ def model_config_identity(config, model: str) -> dict | str:
     appears only when not "exact": checkpoints written before the field existed keep matching."""
     if not hasattr(config, "__dataclass_fields__"):
         return repr(config)
-    from recsys.models.base import MODEL_SPECIFIC_FIELDS
-
     fields = asdict(config)
     unread = [name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models]
     if not fields.get("use_profile", True):

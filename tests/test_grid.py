@@ -122,6 +122,20 @@ def test_plan_skips_exactly_the_cells_stored_with_the_same_settings(tmp_path: Pa
                                             "nrms/original/seed 2", "nrms/ng/seed 1", "nrms/ng/seed 2"]
 
 
+def test_plan_ignores_the_settings_a_cell_s_model_does_not_read(tmp_path: Path) -> None:
+    """A PLMNR-only setting (plmnr_history, lora_rank) or interest_fusion outside `up` changed in
+    genre.toml redoes no NRMS cell; it does redo the PLMNR cell and the NRMS `up` cell."""
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    stored_config = TrainConfig(epochs=2, seeds=1)
+    config = dataclasses.replace(stored_config, plmnr_history="cached", lora_rank=4, interest_fusion="paper")
+    spec = grid.GridSpec("tiny", ("nrms", "plmnr"), grid.parse_variants("original,up", 2), config)
+    with open_store(db) as store:
+        runs = {(m, v): _store_run(store, m, v, 1, stored_config) for m in ("nrms", "plmnr") for v in ("original", "up")}
+        plan = grid.plan_grid(store.conn, spec)
+    assert plan.stored == {grid.GridCell("nrms", "original", 1): runs[("nrms", "original")]}
+    assert [c.label for c in plan.todo] == ["nrms/up/seed 1", "plmnr/original/seed 1", "plmnr/up/seed 1"]
+
+
 def test_threads_per_worker_share_the_cores() -> None:
     assert grid.threads_per_worker(2, cores=16) == 8
     assert grid.threads_per_worker(4, cores=2) == 1

@@ -8,7 +8,7 @@ import torch
 from recsys.errors import RecsysError
 from recsys.inputs import UserInputs
 from recsys.models import FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
-from recsys.models.base import MODEL_SPECIFIC_FIELDS
+from recsys.catalog import MODEL_SPECIFIC_FIELDS
 from tests.support_models import ALL_FEATURES, LLM_FREE_MODELS, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
 
 BATCH, CANDIDATES, NEWS = 5, 3, 12

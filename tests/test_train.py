@@ -17,7 +17,7 @@ from recsys.data import TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, TrainingDiverged
 from recsys.catalog import MODEL_NAMES
 from recsys.models import ModelConfig
-from recsys.models.base import MODEL_SPECIFIC_FIELDS
+from recsys.catalog import MODEL_SPECIFIC_FIELDS
 from recsys.train import RunSettings, Trainer, find_checkpoint, make_accelerator, run_training
 from recsys.variants import parse_variant
 from tests.support_train import add_all_generations, make_store, one_thread

@@ -55,19 +55,6 @@ class FeatureSizes:
                 raise ValueError(f"FeatureSizes.{name} must be >= 1 (row 0 is padding), got {getattr(self, name)}")
 
 
-# ModelConfig fields only some models read: field -> those models. A checkpoint's identity keeps
-# such a field for them only (recsys/train.py model_config_identity), so an NRMS run does not
-# start afresh when lora_rank changes. tests/test_train.py checks the models read no others.
-MODEL_SPECIFIC_FIELDS: dict[str, tuple[str, ...]] = {
-    "num_heads": ("nrms", "bst", "plmnr", "dire"),  # PLMNR and DIRE: NRMS's user encoder
-    "transformer_layers": ("bst", "plmnr"),
-    "lora_rank": ("plmnr",),  # DIRE's LoRA recipe is fixed (recsys/models/dire.py)
-    "user_mask_prob": ("lstur",),
-    "encoder": ("dire",),
-    "plmnr_history": ("plmnr",),
-}
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Hyper-parameters shared by the zoo; defaults follow the GENRE paper (§4.1)."""
