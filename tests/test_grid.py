@@ -171,6 +171,33 @@ def test_dry_run_plans_and_trains_nothing(tmp_path: Path, template: Path) -> Non
     assert cell_counts(env[0]) == {}
 
 
+def test_report_split_flag_reaches_the_grid_settings(tmp_path: Path, template: Path) -> None:
+    """`grid --report-split dev` as `train --report-split dev`: the cell stored with dev reported
+    counts only under the flag (or [train] report_split), and a bad value is a one-line error."""
+    from genre_local.config import load_config
+
+    env = _env(tmp_path, template)
+    config = dataclasses.replace(load_config(env[1]).train, seeds=1, report_split="dev")
+    with open_store(env[0]) as store:
+        run_id = _store_run(store, "din", "original", 1, config)
+
+    def planned(*flags: str) -> dict:
+        result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original",
+                        "--seeds", "1", "--dry-run", "--json", *flags)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert planned()["skipped"] == 0  # [train] report_split is auto
+    dev = planned("--report-split", "dev")
+    assert (dev["skipped"], dev["planned"]) == (1, [])
+    assert planned("--report-split", "test")["skipped"] == 0
+    env[1].write_text(SMALL + 'report_split = "dev"\n')
+    assert planned()["skipped"] == 1 and planned("--report-split", "auto")["skipped"] == 0
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--report-split", "holdout", "--dry-run"),
+                   "--report-split", "'holdout'")
+    assert run_id and cell_counts(env[0]) == {("din", "original", 1): 1}
+
+
 # -- execution --------------------------------------------------------------------------------
 
 
