@@ -203,7 +203,8 @@ def _ranking_fast(model, data, split, rows, history_len, batch_size, device, sha
         if owner is None:
             scores = model.score(history, user, candidates)
         else:
-            scores = model.score_pairs(history, user, candidates, torch.from_numpy(owner.reshape(-1).astype(np.int64)).to(device))
+            owner = torch.from_numpy(owner.reshape(-1).astype(np.int64)).to(device)
+            scores = model.score_pairs(history, user, candidates, owner)
         out.append(scores.float().cpu().numpy())
     flat = np.concatenate(out) if out else np.zeros(0, np.float32)
     return _split_by_counts(flat, counts)

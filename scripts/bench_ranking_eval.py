@@ -1,18 +1,19 @@
 """The ranking models' fast evaluation: pair by pair (before) against pairs sharing their impression.
 
 Usage: .venv/bin/python scripts/bench_ranking_eval.py [--models bst,dcn,pnn,din] [--impressions 2000]
-Prints a table and writes bench-results/ranking_eval.json.
+Prints one line per model and writes bench-results/ranking_eval.json.
 
 Both paths are recsys.evaluate._ranking_fast on the same untrained model (torch seed 1, the
 [train] defaults, `original` variant) and the same dev impressions of a synthetic dataset (the
 first --impressions, with the news table cut to the news they reference, as scripts/bench_train.py
-does): `pairwise` gathers every pair's history and user inputs and scores eval_batch_size pairs per
-forward (the path before); `shared` gathers them once per impression of each such block of
-pairs (DCN and PNN: the mean history once per impression). Both encode every news of the cut table first (the same cost in both). The two run
-interleaved (pairwise, shared, news alone, pairwise, ...) --reps times; each line gives the
-median wall and CPU seconds of each, their ratio, the ratio of the CPU seconds less the news
-encoding (the pairs' part), and the largest score difference between the two paths.
-The dataset is generated, imported and encoded once and cached under OUT (bench_train's cache).
+does). `pairwise` gathers every pair's history and user inputs and scores eval_batch_size pairs
+per forward (the path before); `shared` gathers them once per impression of each such block of
+pairs (DCN and PNN: the mean history once per impression). Both first encode every news of the
+cut table (the same cost in both). They run interleaved (pairwise, shared, news alone, pairwise,
+...) --reps times; each line gives the median wall and CPU seconds of each, their ratio, the
+ratio of the CPU seconds less the news encoding (the pairs' part), and the largest score
+difference between the two paths. The dataset is generated, imported and encoded once and
+cached under OUT (bench_train's cache).
 """
 
 from __future__ import annotations
