@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_local.errors import UserError
-from recsys.catalog import MODEL_NAMES
+from recsys.catalog import MODEL_NAMES, MODEL_SPECIFIC_FIELDS
 from recsys.config import TrainConfig
 from recsys.errors import ConfigError
 from recsys.variants import VariantSpec, parse_variant
@@ -129,25 +129,32 @@ def parse_variants(text: str, ng_k: int) -> tuple[VariantSpec, ...]:
     return tuple(specs.values())
 
 
-def settings_of(config: dict) -> dict:
-    """The part of a run's stored config that makes two runs of one cell the same run."""
+def settings_of(config: dict, model: str, profile: bool) -> dict:
+    """The part of a run's stored config that makes two runs of one cell the same run: not the
+    model-specific settings `model` does not read (MODEL_SPECIFIC_FIELDS, as its checkpoint
+    identity), nor interest_fusion without a profile (`profile`: the variant has `up`)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in config.items() if k in fields and k not in _NOT_SETTINGS}
+    unread = {name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models}
+    if not profile:
+        unread.add("interest_fusion")
+    return {k: v for k, v in config.items() if k in fields and k not in _NOT_SETTINGS and k not in unread}
 
 
 def plan_grid(conn, spec: GridSpec) -> GridPlan:
     """Which cells are stored already (same identity, seed and settings), which are to run."""
-    wanted = settings_of(dataclasses.asdict(spec.config))
+    config = dataclasses.asdict(spec.config)
     features = ",".join(spec.config.feature_names)
     stored: dict[GridCell, str] = {}
     for cell in spec.cells():
-        ng_k = spec.variant(cell.variant).ng_k
+        ng_k, profile = spec.variant(cell.variant).ng_k, spec.variant(cell.variant).up
+        wanted = settings_of(config, cell.model, profile)
         rows = conn.execute(
             "SELECT run_id, config FROM runs WHERE model = ? AND dataset = ? AND variant = ? AND features = ? "
             "AND ng_k = ? AND seed = ? ORDER BY created_at, run_id",
             [cell.model, spec.dataset, cell.variant, features, ng_k, cell.seed],
         ).fetchall()
-        match = next((run_id for run_id, config in rows if settings_of(json.loads(config)) == wanted), None)
+        match = next((run_id for run_id, stored_config in rows
+                      if settings_of(json.loads(stored_config), cell.model, profile) == wanted), None)
         if match is not None:
             stored[cell] = str(match)
     return GridPlan(spec, stored, [c for c in spec.cells() if c not in stored])

@@ -47,11 +47,24 @@ adamw: decoupled weight decay (torch.optim.AdamW)."""
 
 DECAY_SCOPES: tuple[str, ...] = ("weights", "all")
 """Which parameters the weight decay reaches (recsys/optim.py): weights = weight matrices only (not
-lookup tables, biases or other vectors, nor the gated fusion); all = every trainable parameter."""
+lookup tables, biases or other vectors, nor the gated fusion or LoRA adapters); all = every trainable parameter."""
 
 FUSION_FORMS: tuple[str, ...] = ("gated", "paper")
 """How a user profile meets the user vector (recsys/layers/fusion.py): gated starts as the identity
 on v_u; paper is GENRE eq. 2 as written (an MLP of [v_u; v_i] replaces v_u)."""
+
+MODEL_SPECIFIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "num_heads": ("nrms", "bst", "plmnr", "dire"),  # PLMNR and DIRE: NRMS's user encoder
+    "transformer_layers": ("bst", "plmnr"),
+    "lora_rank": ("plmnr",),  # DIRE's LoRA recipe is fixed (recsys/models/dire.py)
+    "user_mask_prob": ("lstur",),
+    "encoder": ("dire",),
+    "plmnr_history": ("plmnr",),
+}
+"""ModelConfig fields (most also [train] keys) only some models read: field -> those models. A
+checkpoint's identity (recsys/train.py) and the grid's stored-run match (genre_local/grid.py)
+ignore such a field for the other models, so an NRMS run is not redone when lora_rank changes.
+tests/test_models.py checks that each model reads exactly the fields listed for it."""
 
 PLMNR_HISTORY: tuple[str, ...] = ("exact", "no-grad", "cached")
 """How a PLMNR training step encodes the batch's history-only news: exact (through the tuned top

@@ -65,7 +65,7 @@ class TrainConfig:
     # GENRE trains with Adam and L2 weight decay 0.01 (added to the gradient); "adamw" decouples it.
     optimizer: str = "adam"
     # Which parameters the decay reaches (recsys/optim.py): "weights", the weight matrices (not
-    # lookup tables, biases, vectors, nor the gated fusion), or "all" (before issue 9 part 5).
+    # lookup tables, biases, vectors, the gated fusion nor LoRA adapters), or "all" (before issue 9 part 5).
     decay_scope: str = "weights"
     # How the `up` profile meets the user vector: "gated" (starts as the identity on v_u) or
     # "paper" (GENRE eq. 2 as written); recsys/layers/fusion.py.

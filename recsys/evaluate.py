@@ -1,8 +1,9 @@
 """Scoring whole splits and MIND metrics per user group.
 
 Two paths with the same results: the naive path runs the full model per impression batch;
-the fast path encodes every news once (and, for matching models, every distinct user once)
-and scores from the cached vectors. The tests hold them equal.
+the fast path encodes every news once (and, for matching models, every distinct user once;
+for ranking models, each impression's history once per block of pairs) and scores from the
+cached vectors. The tests hold them equal.
 """
 
 from __future__ import annotations
@@ -180,16 +181,31 @@ def _ranking_naive(model, data, split, rows, history_len, batch_size, device) ->
     return _split_by_counts(flat, counts)
 
 
-def _ranking_fast(model, data, split, rows, history_len, batch_size, device) -> list[np.ndarray]:
+def _ranking_fast(model, data, split, rows, history_len, batch_size, device, share_users: bool = True) -> list[np.ndarray]:
+    """Every news encoded once; then the pairs, `batch_size` per forward (the memory bound: one
+    [H, D] history per impression of the block, plus what the model's per-pair scoring needs;
+    four times larger blocks were slower for PNN, whose per-pair [64, 64] product intermediate
+    then outgrows the cache, our reading).
+    Within a block each impression's history and user inputs are gathered once and its candidates
+    scored through `score_pairs` (DCN, PNN: the mean history once per impression). share_users=False
+    gathers them per pair and calls `score`: the path before, kept as the reference
+    (tests/test_evaluate.py: the same bits; scripts/bench_ranking_eval.py: the time)."""
     news = encode_all_news(model, data, batch_size, device)
     pair_rows, pair_news, counts = _pairs(split, rows)
     out = []
     for start in range(0, len(pair_rows), batch_size):
         chunk_rows = pair_rows[start : start + batch_size]
-        history, hmask = last_items(split.history, split.history_offsets, chunk_rows, history_len)
-        user = user_inputs(data, split, chunk_rows, hmask).to(device)
-        candidate = news[torch.from_numpy(pair_news[start : start + batch_size]).to(device)]
-        out.append(model.score(news[torch.from_numpy(history).to(device)], user, candidate).float().cpu().numpy())
+        impressions, owner = np.unique(chunk_rows, return_inverse=True) if share_users else (chunk_rows, None)
+        history, hmask = last_items(split.history, split.history_offsets, impressions, history_len)
+        user = user_inputs(data, split, impressions, hmask).to(device)
+        history = news[torch.from_numpy(history).to(device)]
+        candidates = news[torch.from_numpy(pair_news[start : start + batch_size]).to(device)]
+        if owner is None:
+            scores = model.score(history, user, candidates)
+        else:
+            owner = torch.from_numpy(owner.reshape(-1).astype(np.int64)).to(device)
+            scores = model.score_pairs(history, user, candidates, owner)
+        out.append(scores.float().cpu().numpy())
     flat = np.concatenate(out) if out else np.zeros(0, np.float32)
     return _split_by_counts(flat, counts)
 

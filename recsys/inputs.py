@@ -125,6 +125,10 @@ class UserInputs:
     def to(self, device: torch.device | str) -> UserInputs:
         return UserInputs(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
 
+    def select(self, index: torch.Tensor) -> UserInputs:
+        """Rows `index` [M] of every present field (a row may repeat)."""
+        return UserInputs(**{f.name: _take(getattr(self, f.name), index) for f in fields(self)})
+
 
 def _take(value: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
     return None if value is None else value.index_select(0, index.to(value.device))

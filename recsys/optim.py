@@ -4,7 +4,7 @@ GENRE §4.1: "we employ Adam optimizer with a learning rate of 0.001 and weight 
 paper does not say which parameters the decay reaches. With Adam the L2 term (weight_decay * p,
 added to the gradient) passes through Adam's per-coordinate normalisation, so wherever a
 parameter's own loss gradient is zero or tiny the step is about a full `lr` towards zero, every
-step. Two places in these models are such:
+step. Three places in these models are such:
 
 - lookup-table rows (word, category, topic, user embeddings): a row's loss gradient is zero in
   every batch that does not hold its id, yet the L2 term pulls it each step. Measured on the fusion
@@ -13,14 +13,24 @@ step. Two places in these models are such:
 - the gated interest fusion (recsys/layers/fusion.py): its gate starts at exactly 0, so nothing
   behind it has a loss gradient at first; the L2 term alone drives the MLP behind it to zero
   before the gate can learn anything, and true profiles stopped helping (0.563 against 0.566).
+- LoRA adapters (PLMNR's and DIRE's tuned top layer, peft): B starts at 0, so A has no loss
+  gradient at first and its decay is a full lr step towards zero every step, the gate's case: in
+  a two-epoch PLMNR run the query adapter ended at RMS 6e-4 (0.08 exempt; BENCHMARKS §9). B,
+  A's partner in the update B·A, is exempt with it.
 
 decay_scope "weights" (the default) therefore decays weight matrices only: every trainable
-parameter of two or more dimensions outside a lookup table and outside a module that declares
-`exempt_from_decay` (the gated fusion). Biases and other vectors (attention queries, default
-vectors) are left alone too, as is usual for L2. "all" decays every trainable parameter (plain
-`torch.optim.Adam(model.parameters(), weight_decay=...)`, this project's behaviour before).
-Not measured: PLMNR's and DIRE's LoRA A matrices also start without a loss gradient (B = 0) and
-are decayed under both scopes.
+parameter of two or more dimensions outside a lookup table, outside a module that declares
+`exempt_from_decay` (the gated fusion) and outside a LoRA adapter (the sub-modules a peft layer
+names in `adapter_layer_names`: lora_A, lora_B, ...). Biases and other vectors (attention
+queries, default vectors) are left alone too, as is usual for L2, except the vectors a module
+names in `decayed_vectors`: DCN's cross weights w_l are the weights of the map x -> x . w_l (a
+rank-1 layer, one per cross layer), with a loss gradient in every batch, and are decayed like any
+weight (as DeepCTR's CrossNet regularises its kernels and not its biases). "all" decays every
+trainable parameter (plain `torch.optim.Adam(model.parameters(), weight_decay=...)`, this
+project's behaviour before).
+
+`decay_rule` numbers the "weights" rule; RunSettings.identity carries it for the models whose
+parameter groups it changed (a checkpoint's optimizer state would not load into other groups).
 """
 
 from __future__ import annotations
@@ -30,22 +40,35 @@ from torch import nn
 
 from recsys.catalog import DECAY_SCOPES
 
+# The "weights" rule's version: 2 exempts LoRA adapters and decays DCN's cross weights (1 did the
+# opposite for both). Only these models' parameter groups differ between the two.
+DECAY_RULE = 2
+DECAY_RULE_CHANGED = ("dcn", "plmnr", "dire")
+
 
 def decayed_names(model: nn.Module, scope: str = "weights") -> tuple[list[str], list[str]]:
     """(decayed, exempt) names of the trainable parameters under `scope` (model.named_parameters order)."""
     if scope not in DECAY_SCOPES:
         raise ValueError(f"decay scope {scope!r} is unknown; use one of {', '.join(DECAY_SCOPES)}")
     exempt_ids: set[int] = set()
+    vector_ids: set[int] = set()  # 1-D parameters that are weights (decayed_vectors)
     if scope == "weights":
         for module in model.modules():
             if isinstance(module, nn.Embedding) or getattr(module, "exempt_from_decay", False):
                 exempt_ids.update(id(p) for p in module.parameters())
+            for adapter in getattr(module, "adapter_layer_names", ()):  # peft's LoRA layers
+                if isinstance(part := getattr(module, adapter, None), nn.Module):
+                    exempt_ids.update(id(p) for p in part.parameters())
+            for prefix in getattr(module, "decayed_vectors", ()):
+                vector_ids.update(id(p) for name, p in module.named_parameters()
+                                  if name == prefix or name.startswith(prefix + "."))
     decayed: list[str] = []
     exempt: list[str] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        skip = scope == "weights" and (param.ndim < 2 or id(param) in exempt_ids)
+        vector = param.ndim < 2 and id(param) not in vector_ids
+        skip = scope == "weights" and (vector or id(param) in exempt_ids)
         (exempt if skip else decayed).append(name)
     return decayed, exempt
 

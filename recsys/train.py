@@ -20,18 +20,19 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from recsys.catalog import METRICS
+from recsys.catalog import METRICS, MODEL_SPECIFIC_FIELDS
 from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
 from recsys.evaluate import group_metrics, score_split
-from recsys.optim import make_optimizer
+from recsys.optim import DECAY_RULE, DECAY_RULE_CHANGED, make_optimizer
 from recsys.stopping import plan_splits
 
 
@@ -80,13 +81,15 @@ class RunSettings:
             "model": self.model, "seed": self.seed, "batch_size": self.batch_size, "lr": self.lr,
             "weight_decay": self.weight_decay, "optimizer": self.optimizer, "negatives": self.negatives,
             "holdout_fraction": self.holdout_fraction,
-            "model_config": model_config_identity(cfg),
+            "model_config": model_config_identity(cfg, self.model),
             "weights_format": WEIGHTS_FORMAT,
         }
         if self.max_steps:  # only when set: checkpoints of full epochs keep their folder names
             identity["max_steps"] = self.max_steps
         if self.decay_scope != "all":  # checkpoints from before the field decayed every parameter
             identity["decay_scope"] = self.decay_scope
+            if self.model in DECAY_RULE_CHANGED:  # other parameter groups than rule 1's checkpoints
+                identity["decay_rule"] = DECAY_RULE
         if self.report_split != "auto":  # it changes the stopping split, so the best weights
             identity["report_split"] = self.report_split
         return identity | ({"owner": self.owner} if self.owner else {})
@@ -148,12 +151,21 @@ class LoopState:
         return self.done or self.epoch >= epochs
 
 
-def model_config_identity(config) -> dict | str:
-    """ModelConfig as a checkpoint identity. plmnr_history appears only when not "exact":
-    checkpoints written before the field existed (all exact) keep matching."""
+def model_config_identity(config, model: str) -> dict | str:
+    """ModelConfig as `model`'s checkpoint identity. A field `model` does not read
+    (MODEL_SPECIFIC_FIELDS; interest_fusion without a profile) stands at its default, so it changes
+    no folder, and runs at the defaults keep the identity they had before this rule. plmnr_history
+    appears only when not "exact": checkpoints written before the field existed keep matching."""
     if not hasattr(config, "__dataclass_fields__"):
         return repr(config)
     fields = asdict(config)
+    unread = [name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models]
+    if not fields.get("use_profile", True):
+        unread.append("interest_fusion")
+    defaults = {f.name: f.default for f in dataclass_fields(config)}
+    for name in unread:
+        if name in fields:
+            fields[name] = defaults[name]
     if fields.get("plmnr_history") == "exact":
         del fields["plmnr_history"]
     return fields

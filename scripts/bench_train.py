@@ -11,8 +11,9 @@ Per model (each in its own child process, so peak memory is that model's alone):
   optimizer (the model); then a few more steps under torch.profiler for the top operators;
 - evaluation: impressions/s of the fast path (each news and each user encoded once) and of the
   naive path (the whole model per impression batch). Matching models: the fast path scores the
-  whole dev split, as the trainer does every epoch; ranking models, whose fast path saves only
-  the news encoding (the pair scoring is the same), score the first --ranking-eval-impressions
+  whole dev split, as the trainer does every epoch; ranking models, whose fast path saves the
+  news encoding and per-pair history gathers (the pair scoring is the same; BENCHMARKS section 7),
+  score the first --ranking-eval-impressions
   with the news table cut to the news they reference (see dev_subset). The naive path scores
   --naive-impressions of those, spread evenly (its cost is linear in impressions); the scores
   both paths gave are compared;
@@ -421,7 +422,7 @@ def main() -> None:
     parser.add_argument("--eval-impressions", type=int, default=0,
                         help="dev impressions evaluated for matching models (with only the news they reference); 0 = the whole dev split")
     parser.add_argument("--ranking-eval-impressions", type=int, default=1000,
-                        help="the same for ranking models, whose fast path saves only the news encoding")
+                        help="the same for ranking models, whose fast path saves less than the matching models'")
     parser.add_argument("--naive-impressions", type=int, default=500, help="of those, also scored by the naive path (spread evenly)")
     parser.add_argument("--features", default="title,category")
     parser.add_argument("--bf16", default="auto", choices=("auto", "on", "off"), help="[train] bf16: autocast of the forward")

@@ -122,6 +122,20 @@ def test_plan_skips_exactly_the_cells_stored_with_the_same_settings(tmp_path: Pa
                                             "nrms/original/seed 2", "nrms/ng/seed 1", "nrms/ng/seed 2"]
 
 
+def test_plan_ignores_the_settings_a_cell_s_model_does_not_read(tmp_path: Path) -> None:
+    """A PLMNR-only setting (plmnr_history, lora_rank) or interest_fusion outside `up` changed in
+    genre.toml redoes no NRMS cell; it does redo the PLMNR cell and the NRMS `up` cell."""
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    stored_config = TrainConfig(epochs=2, seeds=1)
+    config = dataclasses.replace(stored_config, plmnr_history="cached", lora_rank=4, interest_fusion="paper")
+    spec = grid.GridSpec("tiny", ("nrms", "plmnr"), grid.parse_variants("original,up", 2), config)
+    with open_store(db) as store:
+        runs = {(m, v): _store_run(store, m, v, 1, stored_config) for m in ("nrms", "plmnr") for v in ("original", "up")}
+        plan = grid.plan_grid(store.conn, spec)
+    assert plan.stored == {grid.GridCell("nrms", "original", 1): runs[("nrms", "original")]}
+    assert [c.label for c in plan.todo] == ["nrms/up/seed 1", "plmnr/original/seed 1", "plmnr/up/seed 1"]
+
+
 def test_threads_per_worker_share_the_cores() -> None:
     assert grid.threads_per_worker(2, cores=16) == 8
     assert grid.threads_per_worker(4, cores=2) == 1
@@ -155,6 +169,33 @@ def test_dry_run_plans_and_trains_nothing(tmp_path: Path, template: Path) -> Non
     assert payload["planned"][-1] == {"model": "nrms", "variant": "ns", "seed": 2}
     assert "8 runs; 0 stored, 8 to run" in result.stderr
     assert cell_counts(env[0]) == {}
+
+
+def test_report_split_flag_reaches_the_grid_settings(tmp_path: Path, template: Path) -> None:
+    """`grid --report-split dev` as `train --report-split dev`: the cell stored with dev reported
+    counts only under the flag (or [train] report_split), and a bad value is a one-line error."""
+    from genre_local.config import load_config
+
+    env = _env(tmp_path, template)
+    config = dataclasses.replace(load_config(env[1]).train, seeds=1, report_split="dev")
+    with open_store(env[0]) as store:
+        run_id = _store_run(store, "din", "original", 1, config)
+
+    def planned(*flags: str) -> dict:
+        result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original",
+                        "--seeds", "1", "--dry-run", "--json", *flags)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert planned()["skipped"] == 0  # [train] report_split is auto
+    dev = planned("--report-split", "dev")
+    assert (dev["skipped"], dev["planned"]) == (1, [])
+    assert planned("--report-split", "test")["skipped"] == 0
+    env[1].write_text(SMALL + 'report_split = "dev"\n')
+    assert planned()["skipped"] == 1 and planned("--report-split", "auto")["skipped"] == 0
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--report-split", "holdout", "--dry-run"),
+                   "--report-split", "'holdout'")
+    assert run_id and cell_counts(env[0]) == {("din", "original", 1): 1}
 
 
 # -- execution --------------------------------------------------------------------------------

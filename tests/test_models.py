@@ -8,6 +8,7 @@ import torch
 from recsys.errors import RecsysError
 from recsys.inputs import UserInputs
 from recsys.models import FeatureSizes, MatchingModel, ModelConfig, RankingModel, build_model
+from recsys.catalog import MODEL_SPECIFIC_FIELDS
 from tests.support_models import ALL_FEATURES, LLM_FREE_MODELS, SIZES, forward, make_news, make_users, tiny_config, train_and_auc
 
 BATCH, CANDIDATES, NEWS = 5, 3, 12
@@ -226,3 +227,32 @@ def test_interest_fusion_serves_users_known_only_by_their_profile(name: str) -> 
 @pytest.mark.slow
 def test_cold_task_carries_no_signal_without_the_profile() -> None:
     assert train_and_auc("dcn", PLAIN_FEATURES, epochs=10, cold=True, use_profile=False) < 0.6
+
+
+class _ReadLog(ModelConfig):
+    """A ModelConfig that notes which model-specific fields (and interest_fusion) are read."""
+
+    def __getattribute__(self, name: str):
+        if name in MODEL_SPECIFIC_FIELDS or name == "interest_fusion":
+            object.__getattribute__(self, "__dict__").setdefault("read", set()).add(name)
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("name", LLM_FREE_MODELS)
+def test_models_read_exactly_their_model_specific_fields(name: str) -> None:
+    """MODEL_SPECIFIC_FIELDS says which models a field reaches; a checkpoint's identity leaves it
+    at its default for the others (recsys/train.py). A model that read an unlisted field would
+    resume a checkpoint trained under another value of it. Built, trained a step and evaluated
+    without a profile, so interest_fusion must stay unread too. (DIRE needs an LLM folder.)"""
+    config = _ReadLog(**vars(tiny_config()))
+    config.__dict__["read"] = set()  # not the checks ModelConfig.__post_init__ makes
+    model = build_model(name, config, SIZES)
+    news, history, user, candidates = batch_inputs(features=PLAIN_FEATURES, profile=False)
+    model.train()
+    model.start_epoch()
+    step = model.encode_step_news(news, torch.arange(NEWS).view(-1, 3))
+    model.zero_grad()
+    forward(model, news, history, user, candidates).square().mean().add(step.square().mean()).backward()
+    with torch.no_grad():
+        forward(model.eval(), news, history, user, candidates)
+    assert config.__dict__["read"] == {f for f, readers in MODEL_SPECIFIC_FIELDS.items() if name in readers}

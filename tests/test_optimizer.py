@@ -131,3 +131,71 @@ def test_optimizer_and_fusion_reach_the_run_and_its_settings_hash() -> None:
     assert model_config(TrainConfig(interest_fusion="paper"), True).interest_fusion == "paper"
     assert RunSettings.__dataclass_fields__["optimizer"].default == "adam"
     assert dataclasses.asdict(TrainConfig(optimizer="adamw"))["optimizer"] == "adamw"  # the run's stored config
+
+
+class _Adapted(nn.Module):
+    """A LoRA-tuned projection (peft, as PLMNR's and DIRE's top layer) beside a plain trainable one."""
+
+    def __init__(self) -> None:
+        from recsys.lm_split import LoraRecipe, _add_lora
+
+        super().__init__()
+        self.query = nn.Linear(4, 4)
+        _add_lora(self, ["query"], LoraRecipe(rank=2, alpha=4, dropout=0.0))
+        self.head = nn.Linear(4, 1, bias=False)  # added after _add_lora: trainable, a plain weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.query(x))
+
+
+def test_lora_adapters_are_exempt_under_weights_and_decayed_under_all() -> None:
+    """B starts at 0, so A's loss gradient is exactly 0; Adam's L2 term alone then walks A a full lr
+    towards zero every step under "all", and leaves it put under "weights" (as the gated fusion)."""
+    steps, lr = 5, 0.01
+    for scope in ("weights", "all"):
+        torch.manual_seed(0)
+        model = _Adapted()
+        a, b = "query.lora_A.default.weight", "query.lora_B.default.weight"
+        decayed, exempt = decayed_names(model, scope)
+        assert (decayed, exempt) == ((["head.weight"], [a, b]) if scope == "weights" else ([a, b, "head.weight"], []))
+        optimizer = make_optimizer(model, lr=lr, weight_decay=0.01, scope=scope)
+        params = dict(model.named_parameters())
+        start = params[a].detach().clone()
+        for _ in range(steps):
+            optimizer.zero_grad()
+            with torch.no_grad():
+                params[b].zero_()  # keep B at 0, so A never gets a loss gradient
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            assert torch.equal(params[a].grad, torch.zeros_like(start))
+            optimizer.step()
+        moved = (start - params[a].detach()).abs()
+        if scope == "weights":
+            assert torch.equal(params[a].detach(), start)
+        else:  # about a full lr per step towards zero (the L2 term shrinks with A, so a bit less)
+            big = start.abs() > steps * lr
+            assert big.any() and ((moved[big] > 0.95 * steps * lr) & (moved[big] <= steps * lr + 1e-6)).all()
+            assert (params[a].detach().abs() < start.abs()).all()
+
+
+def test_dcn_cross_weights_are_decayed_and_its_biases_not() -> None:
+    """DCN's cross weights w_l are 1-D but weights (of x -> x . w_l): decayed under "weights" by
+    name (CrossNetwork.decayed_vectors), unlike the cross biases and other vectors."""
+    from recsys.models import build_model
+    from tests.support_models import SIZES, tiny_config
+
+    model = build_model("dcn", tiny_config(), SIZES)
+    decayed, exempt = decayed_names(model)
+    crosses = [n for n in decayed + exempt if n.startswith("cross.")]
+    assert sorted(crosses) == sorted([f"cross.weights.{i}" for i in range(3)] + [f"cross.biases.{i}" for i in range(3)])
+    assert [n for n in decayed if n.startswith("cross.")] == [f"cross.weights.{i}" for i in range(3)]
+    assert dict(model.named_parameters())["cross.weights.0"].ndim == 1
+    assert all(dict(model.named_parameters())[n].ndim == 1 for n in exempt if not n.startswith("embedder."))
+
+
+def test_decay_rule_marks_only_the_models_whose_groups_it_changed() -> None:
+    """Rule 2 (LoRA exempt, cross weights decayed) gives PLMNR, DIRE and DCN other parameter groups
+    than before: their checkpoints get another identity; NRMS's (unchanged groups) keeps its own."""
+    for model in ("nrms", "dcn", "plmnr"):
+        weights = run_settings(model, _Data(), TrainConfig(), 1).identity()
+        assert ("decay_rule" in weights) == (model != "nrms")
+        assert "decay_rule" not in run_settings(model, _Data(), TrainConfig(decay_scope="all"), 1).identity()

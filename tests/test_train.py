@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,9 @@ from genre_local.store.variants import fetch_encoded
 from tests.support_models import LLM_FREE_MODELS
 from recsys.data import TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, TrainingDiverged
+from recsys.catalog import MODEL_NAMES
 from recsys.models import ModelConfig
+from recsys.catalog import MODEL_SPECIFIC_FIELDS
 from recsys.train import RunSettings, Trainer, find_checkpoint, make_accelerator, run_training
 from recsys.variants import parse_variant
 from tests.support_train import add_all_generations, make_store, one_thread
@@ -85,6 +87,34 @@ def test_max_steps_bounds_each_epoch_and_keeps_the_first_steps(data, accelerator
     assert all(np.array_equal(want[k].numpy(), got[k].numpy()) for k in want)
     assert settings("nrms").identity() == settings("nrms", max_steps=0).identity()  # old checkpoints still match
     assert settings("nrms", max_steps=2).identity()["max_steps"] == 2
+
+
+# A value other than the default for every field only some models read.
+OTHER_VALUES = {"num_heads": 4, "transformer_layers": 2, "lora_rank": 4, "user_mask_prob": 0.25,
+                "encoder": "/models/llm", "plmnr_history": "no-grad"}
+
+
+def test_a_field_changes_the_checkpoint_identity_only_of_the_models_that_read_it() -> None:
+    """plmnr_history (and lora_rank, num_heads, ...) sends a PLMNR run to another checkpoint folder,
+    never an NRMS one; interest_fusion counts only with a profile. Runs at the defaults keep the
+    identity they had before the rule (asdict of the config, less plmnr_history "exact")."""
+    assert set(OTHER_VALUES) == set(MODEL_SPECIFIC_FIELDS)
+    for model in MODEL_NAMES:
+        base = settings(model)
+        for field, value in OTHER_VALUES.items():
+            other = settings(model, model_config=replace(base.model_config, **{field: value}))
+            assert (other.identity() != base.identity()) == (model in MODEL_SPECIFIC_FIELDS[field]), (model, field)
+            assert (other.settings_key() != base.settings_key()) == (model in MODEL_SPECIFIC_FIELDS[field])
+        fields = asdict(ModelConfig())
+        del fields["plmnr_history"]
+        assert settings(model, model_config=ModelConfig()).identity()["model_config"] == fields
+        for profile in (False, True):
+            plain = settings(model, model_config=replace(base.model_config, use_profile=profile))
+            paper = settings(model, model_config=replace(plain.model_config, interest_fusion="paper"))
+            assert (paper.identity() != plain.identity()) == profile, model
+    nrms, plmnr = settings("nrms"), settings("plmnr")
+    assert nrms.identity() == replace(nrms, model_config=replace(nrms.model_config, plmnr_history="cached")).identity()
+    assert plmnr.identity() != replace(plmnr, model_config=replace(plmnr.model_config, plmnr_history="cached")).identity()
 
 
 @pytest.mark.parametrize("model", ["nrms", "din"])

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from genre_local.cli_support import app_context, command_errors, emit_json, stderr_console, stdout_console
-from genre_local.commands.train import CheckpointOpt, DatasetOpt, FeaturesOpt, NgKOpt
+from genre_local.commands.train import CheckpointOpt, DatasetOpt, FeaturesOpt, NgKOpt, ReportSplitOpt
 from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
 from recsys.errors import ConfigError
@@ -46,6 +46,7 @@ def grid(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster's "
                                                        "HOST:PORT (default RAY_ADDRESS, else a Ray started here).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default [train] epochs).")] = None,
+    report_split: ReportSplitOpt = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
     checkpoint_dir: CheckpointOpt = None,
@@ -57,7 +58,7 @@ def grid(
     from genre_local.training import TrainRequest, open_existing_store
 
     context = app_context(ctx)
-    flags = {"epochs": epochs, "seeds": seeds, "ng_k": ng_k, "features": features}
+    flags = {"epochs": epochs, "seeds": seeds, "ng_k": ng_k, "features": features, "report_split": report_split}
     try:
         cfg = with_overrides(context.config.train, **flags)
     except ConfigError as exc:

@@ -49,6 +49,9 @@ LlmOpt = Annotated[
                                 "that --profile-method (default: the only one stored; "
                                 "`genre-local generations list` shows them).", show_default=False)
 ]
+ReportSplitOpt = Annotated[Optional[str], typer.Option(
+    "--report-split", help="auto (default, or [train] report_split): test when it is labelled, else dev; "
+    "dev: dev as on MIND even when test is labelled (test is not scored); test.")]
 CheckpointOpt = Annotated[
     Optional[Path], typer.Option("--checkpoint-dir", help="Checkpoint folder (default: <cache_dir>/checkpoints next to the store); "
                                  "each store keeps its own checkpoints in a subfolder named by its id.")
@@ -149,9 +152,7 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", help="Training steps per epoch at most (default 0: every batch); with --epochs 1 it "
         "bounds the whole training.")] = None,
-    report_split: Annotated[Optional[str], typer.Option(
-        "--report-split", help="auto (default, or [train] report_split): test when it is labelled, else dev; "
-        "dev: dev as on MIND even when test is labelled (test is not scored); test.")] = None,
+    report_split: ReportSplitOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,

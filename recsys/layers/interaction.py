@@ -31,6 +31,10 @@ class MLP(nn.Module):
 class CrossNetwork(nn.Module):
     """DCN (Wang et al., 2017): x_{l+1} = x_0 (x_l . w_l) + b_l + x_l, explicit bounded-degree crosses."""
 
+    # w_l are vectors but weights (of the map x -> x . w_l), decayed under decay_scope "weights"
+    # like any weight matrix (recsys/optim.py); the biases b_l are not.
+    decayed_vectors = ("weights",)
+
     def __init__(self, dim: int, num_layers: int = 3) -> None:
         super().__init__()
         self.weights = nn.ParameterList(nn.Parameter(torch.randn(dim) * dim**-0.5) for _ in range(num_layers))

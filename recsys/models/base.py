@@ -194,6 +194,33 @@ class RankingModel(NewsRecommender):
         """history [B, H, D], candidate [B, D] -> logits [B]."""
         raise NotImplementedError
 
+    def score_pairs(self, history: torch.Tensor, user: UserInputs, candidates: torch.Tensor,
+                    owner: torch.Tensor) -> torch.Tensor:
+        """Logits [P] of P pairs whose users come once each: history [B, H, D] and `user` of B
+        impressions, candidates [P, D], owner [P] (each pair's impression row in 0..B-1).
+
+        Equals `score` on the pairs' gathered rows, to the bit (this default does exactly that); DCN
+        and PNN take their mean history once per impression (a per-row sum: the same bits)."""
+        return self.score(history[owner], user.select(owner), candidates)
+
+
+class MeanHistoryRankingModel(RankingModel):
+    """A ranking model whose user side is the (fused) mean of the history, whatever the candidate
+    (DCN, PNN): `head` scores that vector against the candidate."""
+
+    def head(self, user_vector: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+        """user vector [B, D], candidate [B, D] -> logits [B]."""
+        raise NotImplementedError
+
+    def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fuse(self.mean_history(history, user), user), candidate)
+
+    def score_pairs(self, history: torch.Tensor, user: UserInputs, candidates: torch.Tensor,
+                    owner: torch.Tensor) -> torch.Tensor:
+        """The mean history once per impression, gathered per pair. The fusion stays per pair: its
+        matrix products over the same rows as `score`'s give the same bits."""
+        return self.head(self.fuse(self.mean_history(history, user)[owner], user.select(owner)), candidates)
+
 
 def build_model(name: str, config: ModelConfig, sizes: FeatureSizes) -> NewsRecommender:
     """A fresh model by registry name (one of MODEL_NAMES)."""

@@ -6,14 +6,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recsys.inputs import UserInputs
 from recsys.layers import MLP, CrossNetwork
-from recsys.models.base import FeatureSizes, ModelConfig, RankingModel
+from recsys.models.base import FeatureSizes, MeanHistoryRankingModel, ModelConfig
 
 CROSS_LAYERS = 3
 
 
-class DCN(RankingModel):
+class DCN(MeanHistoryRankingModel):
     name = "dcn"
 
     def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
@@ -23,7 +22,6 @@ class DCN(RankingModel):
         self.deep = MLP(width, (256, 128), dropout=config.dropout)
         self.combine = nn.Linear(width + self.deep.out_dim, 1)
 
-    def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
-        user_vector = self.fuse(self.mean_history(history, user), user)
+    def head(self, user_vector: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         x0 = torch.cat([user_vector, candidate], dim=-1)
         return self.combine(torch.cat([self.cross(x0), self.deep(x0)], dim=-1)).squeeze(-1)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from recsys.inputs import UserInputs
 from recsys.layers import MLP, InnerProductLayer
-from recsys.models.base import FeatureSizes, ModelConfig, RankingModel
+from recsys.models.base import FeatureSizes, MeanHistoryRankingModel, ModelConfig
 
 NUM_FIELDS = 2  # user, candidate
 
 
-class PNN(RankingModel):
+class PNN(MeanHistoryRankingModel):
     name = "pnn"
 
     def __init__(self, config: ModelConfig, sizes: FeatureSizes) -> None:
@@ -20,7 +19,6 @@ class PNN(RankingModel):
         self.product = InnerProductLayer(NUM_FIELDS, config.embed_dim, out_dim=config.embed_dim)
         self.mlp = MLP(self.product.out_dim, (256, 128), out_dim=1, dropout=config.dropout)
 
-    def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
-        user_vector = self.fuse(self.mean_history(history, user), user)
+    def head(self, user_vector: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         fields = torch.stack([user_vector, candidate], dim=1)
         return self.mlp(self.product(fields)).squeeze(-1)
