@@ -47,6 +47,11 @@ def test_a_published_entry_is_complete_and_a_damaged_one_is_not(tmp_path: Path):
     assert cached_files(entry) is None
     assert publish_to_cache(tmp_path / "prepared", entry)  # a damaged entry is replaced
     assert cached_files(entry) is not None
+    (tmp_path / "prepared" / "model.safetensors").write_bytes(b"v" * 32)
+    assert publish_to_cache(tmp_path / "prepared", entry)  # a complete one stays ...
+    assert (entry / "model.safetensors").read_bytes() == b"w" * 64
+    assert publish_to_cache(tmp_path / "prepared", entry, replace=True)  # ... unless replaced (--force)
+    assert (entry / "model.safetensors").read_bytes() == b"v" * 32
     (entry / CACHE_MARKER).unlink()  # the marker is written last: without it the entry is partial
     assert cached_files(entry) is None
     assert cached_files(tmp_path / "missing") is None

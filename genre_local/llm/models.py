@@ -161,14 +161,17 @@ def cached_files(entry: Path) -> dict[str, int] | None:
         return None
 
 
-def _copy_into_place(source: Path, names: list[str], target: Path) -> None:
-    """Copy `names` from `source` into a staging folder beside `target`, then rename it there:
-    `target` is either complete or absent, never half-written."""
+def _copy_into_place(source: Path, names: list[str], target: Path, extra: dict[str, str] | None = None) -> None:
+    """Copy `names` from `source` (and write `extra` files, name -> text) into a staging folder
+    beside `target`, then rename it there: `target` is either complete or absent, never
+    half-written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         for name in names:
             shutil.copyfile(source / name, staging / name)
+        for name, text in (extra or {}).items():
+            (staging / name).write_text(text, "utf-8")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -177,27 +180,16 @@ def _copy_into_place(source: Path, names: list[str], target: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def publish_to_cache(folder: Path, entry: Path) -> bool:
-    """Copy a freshly prepared folder into the cache (marker last, then one rename). Best effort:
-    the cache only saves time, so a full disk or read-only home leaves a note, not an error; an
-    entry another process published first is kept."""
+def publish_to_cache(folder: Path, entry: Path, replace: bool = False) -> bool:
+    """Copy a freshly prepared folder into the cache, its marker (files and sizes) included.
+    A complete entry stays unless `replace`. Best effort: the cache only saves time, so a full
+    disk or a read-only home leaves a note, not an error."""
     try:
+        if not replace and cached_files(entry) is not None:
+            return True
         names = sorted(p.name for p in folder.iterdir() if p.is_file())
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
-        try:
-            for name in names:
-                shutil.copyfile(folder / name, staging / name)
-            marker = {"files": {name: (staging / name).stat().st_size for name in names}}
-            (staging / CACHE_MARKER).write_text(json.dumps(marker, sort_keys=True), "utf-8")
-            if entry.exists():
-                if cached_files(entry) is not None:
-                    return True
-                shutil.rmtree(entry)
-            staging.rename(entry)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+        marker = {"files": {name: (folder / name).stat().st_size for name in names}}
+        _copy_into_place(folder, names, entry, extra={CACHE_MARKER: json.dumps(marker, sort_keys=True)})
         return True
     except OSError as exc:
         print(f"note: the prepared model was not cached in {entry.parent} ({exc.strerror or exc}); "
@@ -221,7 +213,7 @@ def prepare_embedded(target: Path, force: bool = False, environ: Mapping[str, st
         return target
     _convert_embedded(gguf, target)
     if entry is not None:
-        publish_to_cache(target, entry)
+        publish_to_cache(target, entry, replace=force)
     return target
 
 
