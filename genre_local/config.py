@@ -114,7 +114,7 @@ class SynthConfig:
 class GenerateConfig:
     model: str = "llama"
     backend: str = "auto"  # auto | vllm | transformers
-    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU (genre_local/llm/engine_sizing.py)
+    dtype: str = "auto"  # auto: bfloat16 on CUDA and native-bf16 CPUs (vLLM), else float32 (llm/engine_sizing.py)
     max_model_len: int = 2048
     # Unset: 0.9 of a GPU; on CPU a KV cache sized from the model and max_num_seqs (engine_sizing.py).
     # Set: vLLM's meaning (on CPU: the share of all RAM the engine reserves).

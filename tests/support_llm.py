@@ -17,13 +17,14 @@ from pathlib import Path
 def prepared_model() -> Path:
     """The embedded SmolLM2 as a safetensors folder. A file lock: parallel test sessions on one
     machine share the folder, and one of them converts while the others wait."""
-    from genre_local.llm.models import EMBEDDED_GGUF, prepare_embedded
+    from genre_local.llm.models import EMBEDDED_GGUF, MODEL_CACHE_ENV, prepare_embedded
 
     root = Path(os.environ.get("GENRE_TEST_MODELS") or Path(tempfile.gettempdir()) / "genre-local-test-models")
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".prepare.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return prepare_embedded(root / EMBEDDED_GGUF.removesuffix(".gguf"))
+        # This folder is the suite's cache already: nothing goes to the user's model cache.
+        return prepare_embedded(root / EMBEDDED_GGUF.removesuffix(".gguf"), environ={MODEL_CACHE_ENV: ""})
 
 
 def link_prepared_model(models_dir: Path) -> Path:

@@ -323,3 +323,11 @@ def test_scale_smoke_runs_every_stage(tmp_path: Path):
     assert not (tmp_path / "work").exists()  # removed without --keep
     proc = _run("bench_scale.py", "--sizes", "150x40", "--work", work, "--stages", "train", timeout=60)
     assert proc.returncode != 0 and "has no store" in proc.stderr
+
+
+def test_engine_knobs_phases_name_threads_seqs_and_an_optional_dtype():
+    bench = _load("bench_engine_knobs")
+    assert bench.parse_phases("1x32,2x128:bfloat16, 1x32:float32") == [
+        (1, 32, "auto"), (2, 128, "bfloat16"), (1, 32, "float32")]
+    with pytest.raises(ValueError):
+        bench.parse_phases("1x")

@@ -26,10 +26,12 @@ def _model(tmp_path: Path, config: dict = SMOLLM2) -> Path:
     return tmp_path
 
 
-def test_dtype_auto_is_bfloat16_on_cuda_and_float32_on_cpu() -> None:
+def test_dtype_auto_is_bfloat16_on_cuda_and_on_a_native_bf16_cpu_else_float32() -> None:
     assert resolve_dtype("auto", on_cuda=True) == "bfloat16"
     assert resolve_dtype("auto", on_cuda=False) == "float32"
+    assert resolve_dtype("auto", on_cuda=False, cpu_native_bf16=True) == "bfloat16"
     assert resolve_dtype("float16", on_cuda=False) == "float16"
+    assert resolve_dtype("float32", on_cuda=False, cpu_native_bf16=True) == "float32"  # a set dtype stays
     assert GenerateConfig().dtype == "auto" and GenerateConfig().gpu_memory_utilization is None
 
 
@@ -104,18 +106,22 @@ def fake_vllm(monkeypatch):
     return _FakeLLM
 
 
-@pytest.mark.parametrize("on_cpu", [True, False])
-def test_vllm_backend_passes_the_platform_defaults(tmp_path: Path, monkeypatch, fake_vllm, on_cpu: bool) -> None:
+@pytest.mark.parametrize(("on_cpu", "native_bf16"), [(True, False), (True, True), (False, False)])
+def test_vllm_backend_passes_the_platform_defaults(tmp_path: Path, monkeypatch, capsys, fake_vllm, on_cpu: bool,
+                                                   native_bf16: bool) -> None:
     from genre_local.llm import vllm_backend
 
     monkeypatch.setattr(vllm_backend, "_on_cpu", lambda: on_cpu)
+    monkeypatch.setattr(vllm_backend, "cpu_has_native_bf16", lambda: native_bf16)
     monkeypatch.setattr(vllm_backend, "meminfo_gib", lambda: MemInfo(24.0, 20.0))
     vllm_backend.VllmBackend(EngineOptions(model_dir=_model(tmp_path), max_model_len=1024, tensor_parallel_size=1))
     seen = fake_vllm.seen
     assert seen["tensor_parallel_size"] == 1 and seen["max_model_len"] == 1024
     if on_cpu:
-        assert seen["dtype"] == "float32" and "gpu_memory_utilization" not in seen
-        assert seen["kv_cache_memory_bytes"] == 32 * 1024 * KvShape(30, 3, 64).bytes_per_token("float32")
+        dtype = "bfloat16" if native_bf16 else "float32"
+        assert seen["dtype"] == dtype and "gpu_memory_utilization" not in seen
+        assert seen["kv_cache_memory_bytes"] == 32 * 1024 * KvShape(30, 3, 64).bytes_per_token(dtype)
+        assert ("vLLM on CPU: bfloat16" in capsys.readouterr().err) == native_bf16  # the choice is said
         assert seen["max_num_seqs"] == engine_sizing.CPU_MAX_NUM_SEQS
     else:
         assert seen["dtype"] == "bfloat16" and seen["gpu_memory_utilization"] == 0.9

@@ -157,7 +157,8 @@ def test_models_prepare_converts_the_gguf_into_a_llama_folder_writing_no_carriag
     command = [sys.executable, "-m", "genre_local", "--db", str(tmp_path / "s.duckdb"), "models", "prepare", "--force",
                "--json"]
     # Bytes: text mode would turn the carriage returns this looks for into newlines.
-    done = subprocess.run(command, capture_output=True, env=_child_env(), cwd=ROOT, timeout=600)
+    cache = tmp_path / "model-cache"
+    done = subprocess.run(command, capture_output=True, env=_child_env(GENRE_MODEL_CACHE=str(cache)), cwd=ROOT, timeout=600)
     code, out, err = done.returncode, done.stdout, done.stderr  # stdout and stderr are pipes, not terminals
     assert code == 0, err[-2000:]
     assert b"\r" not in out + err and b"Converting and de-quantizing" not in err
@@ -168,6 +169,11 @@ def test_models_prepare_converts_the_gguf_into_a_llama_folder_writing_no_carriag
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     assert (folder / "chat_template.jinja").is_file() or "chat_template" in (folder / "tokenizer_config.json").read_text()
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    # ... and kept in the per-user cache, whole, for the next store (tests/test_model_cache.py).
+    from genre_local.llm.models import cached_files
+
+    (entry,) = cache.iterdir()
+    assert cached_files(entry) == {p.name: p.stat().st_size for p in folder.iterdir()}
 
 
 def test_library_progress_bars_follow_the_quiet_setting():

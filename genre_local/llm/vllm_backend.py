@@ -19,6 +19,7 @@ from genre_local.llm.backend import (
 )
 from genre_local.llm.engine_sizing import CPU_MAX_NUM_SEQS, cpu_threads_bind, engine_memory, resolve_dtype
 from genre_local.machine import meminfo_gib
+from recsys.cpu import cpu_has_native_bf16
 
 
 _BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
@@ -75,7 +76,11 @@ class VllmBackend:
                     f"but only {available:.1f} GiB is free; lower it in genre.toml [generate], or leave it unset "
                     "to size the cache from the model (vLLM on CPU reserves that share of RAM)"
                 )
-        dtype = resolve_dtype(options.dtype, on_cuda=not on_cpu)
+        dtype = resolve_dtype(options.dtype, on_cuda=not on_cpu, cpu_native_bf16=on_cpu and cpu_has_native_bf16())
+        if on_cpu and options.dtype == "auto" and dtype == "bfloat16":
+            # Said, not silent: outputs differ a little from float32's (BENCHMARKS.md 2d).
+            print("vLLM on CPU: bfloat16 (this CPU multiplies bfloat16 natively; set [generate] dtype = "
+                  "\"float32\" for float32)", file=sys.stderr, flush=True)
         sizing = engine_memory(
             options.gpu_memory_utilization, on_cuda=not on_cpu, model_dir=options.model_dir, dtype=dtype,
             max_model_len=options.max_model_len, max_num_seqs=options.max_num_seqs,
