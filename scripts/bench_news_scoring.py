@@ -215,7 +215,7 @@ def report(args: argparse.Namespace, model_id: str) -> None:
     for name, profs in profiles.items():
         f = profile_fidelity(profs, truth)
         if f is not None:
-            print(f"  {name:34s} {format_fidelity(f)}; p3 ratio {f.precision_at_3 / f.chance.precision_at_3:.4f}")
+            print(f"  {name:34s} {format_fidelity(f)}; p3 ratio {f.ratio_to_chance().precision_at_3:.4f}")
     # States by excess count (issue 9 part 6 idea (c)) beside count.
     n_state = Counter(labels[n]["state"] for n in labels if labels[n]["state"])
     m = sum(n_state.values())
