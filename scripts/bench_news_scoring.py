@@ -1,23 +1,24 @@
 """Per-news topic scoring against decoded labels, on one engine (BENCHMARKS.md section 8c).
 
     flock /tmp/genre-engine.lock python scripts/bench_news_scoring.py run DB DATASET \
-        --users 250 --chunk 125 --budget 480 --out SCORES.jsonl
+        --users 250 --chunk 125 --budget 420 --steps label,logprobs --out SCORES.jsonl
     python scripts/bench_news_scoring.py report DB DATASET --users 250 --out SCORES.jsonl
 
 `run`: for the news in the first `chunk` users' label windows (the news `--profile-method label`
-would label), then the next chunk's new news, two steps on the same engine, their order
-alternating by chunk (A B, B A): decode the label (exactly the `label` task's request: compact
-prompt, constrained, greedy) and score the 19 topics by the model's likelihood after the same
-prompt's answer start `{"topic": "` (13 next-token queries per news with
-`--scoring exact`, one with the default `first-token`). Each step appends one
-JSON line per news to --out (its label, or its 19 log-probabilities), so a run cut short keeps
-the steps it finished, and each step's engine wall and CPU seconds
-(this process and its children, e.g. vLLM's engine core) to --out's `.steps` file. Nothing is
-written to the store. Content-free inputs (the prompt with a placeholder headline) are scored
-once. A chunk is not started once --budget seconds have passed: call again to go on.
+would label), then the next chunk's new news, the `--steps` on the same engine, their order
+alternating by chunk (A B, B A): `label` decodes the label (exactly the `label` task's request:
+compact prompt, constrained, greedy); `logprobs` scores the 19 topics by the model's likelihood
+after the same prompt's answer start `{"topic": "` (one next-token query per news with the
+default `--scoring first-token`, 13 with `exact`). Each step appends one JSON line per news to
+--out (its label, or its 19 log-probabilities), so a run cut short keeps the steps it finished,
+and one line with its engine wall and CPU seconds (this process and its children, e.g. vLLM's
+engine core) to --out's `.steps` file. Nothing is written to the store. The content-free
+inputs (the prompt with a placeholder headline) are scored once. A chunk is not started once
+--budget seconds have passed: call again to go on.
 
 `report`: fidelity with chance of user profiles aggregated from those lines by several rules,
-over the users whose window news all have a line.
+over the users whose window news all have scores (labels: this script's, else the store's
+`label` rows).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from genre_local.data.taxonomy import PROFILE_TOPICS, US_STATES
+from genre_local.data.taxonomy import PROFILE_TOPICS
 from genre_local.llm import parsing
 from genre_local.llm.backend import EngineOptions, ScoreRequest, open_backend
 from genre_local.llm.models import EMBEDDED_ALIAS, resolve_model
