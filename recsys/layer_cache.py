@@ -35,6 +35,7 @@ DISK_MARGIN = 1.05  # the manifest, the file system's own overhead
 
 # numpy has no bfloat16: those shards hold the raw 16 bits and are viewed as bfloat16 in torch.
 _STORAGE = {"float16": (np.float16, torch.float16), "bfloat16": (np.uint16, torch.bfloat16)}
+CONTENTS = ("states", "states+projections")
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,17 @@ class CacheSpec:
 
     model_fingerprint: str
     layer: int  # hidden states after this many transformer layers
-    hidden_size: int
+    hidden_size: int  # values stored per token
     dtype: str = "float16"
+    # what a token's values are: "states" (the hidden state), or "states+projections" (the
+    # state, then the next layer's frozen projections of it; recsys/lm_split.py)
+    content: str = "states"
 
     def __post_init__(self) -> None:
         if self.dtype not in _STORAGE:
             raise ValueError(f"cache dtype {self.dtype!r} is not one of {', '.join(_STORAGE)}")
+        if self.content not in CONTENTS:
+            raise ValueError(f"cache content {self.content!r} is not one of {', '.join(CONTENTS)}")
 
 
 def text_fingerprint(segments: dict[str, TokenSegment]) -> str:
@@ -110,23 +116,31 @@ class LayerCache:
     def width(self, segment: str) -> int:
         return int(self._shards[segment][0].shape[1])
 
-    def gather(self, segment: str, rows: torch.Tensor) -> torch.Tensor:
-        """States [n, width, hidden] (the stored 16-bit dtype, on the CPU) of catalogue `rows`."""
+    def gather(self, segment: str, rows: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        """States [n, columns, hidden] (the stored 16-bit dtype, on the CPU) of catalogue `rows`:
+        their first `columns` token positions (all: None), the others are not read."""
         index = rows.detach().reshape(-1).cpu().numpy().astype(np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.rows):
             raise IndexError(f"layer cache rows {index.min()}..{index.max()} outside 0..{self.rows - 1}")
         shards, per = self._shards[segment], self._rows_per_shard[segment]
-        out = np.empty((index.size, *shards[0].shape[1:]), dtype=shards[0].dtype)
+        width = shards[0].shape[1] if columns is None else min(columns, shards[0].shape[1])
+        out = np.empty((index.size, width, shards[0].shape[2]), dtype=shards[0].dtype)
         shard_of = index // per
         for shard in np.unique(shard_of):
             picked = shard_of == shard
-            out[picked] = shards[int(shard)][index[picked] - int(shard) * per]
+            out[picked] = shards[int(shard)][index[picked] - int(shard) * per, :width]
         return torch.from_numpy(out).view(_STORAGE[self.spec.dtype][1])
+
+
+def _content(spec: CacheSpec) -> dict[str, str]:
+    """The content's key and manifest entry; none for plain states, so caches written before
+    the field keep their folder and still open."""
+    return {} if spec.content == "states" else {"content": spec.content}
 
 
 def cache_folder(root: Path, prefix: str, spec: CacheSpec, text: str) -> Path:
     payload = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
-               "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text}
+               "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text} | _content(spec)
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
     return Path(root) / f"{prefix}-{key}"
 
@@ -222,7 +236,7 @@ def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, 
     if folder is not None:
         manifest = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
                     "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text, "rows": rows,
-                    "segments": manifest_segments}
+                    "segments": manifest_segments} | _content(spec)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return LayerCache(spec, text, shards, rows, per_shard, folder)
 
@@ -231,7 +245,7 @@ def open_layer_cache(folder: Path, spec: CacheSpec, text: str) -> LayerCache:
     """A written cache, memory-mapped read-only; RecsysError when it is not the one asked for."""
     manifest = json.loads((folder / "manifest.json").read_text())
     expected = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
-                "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text}
+                "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text} | _content(spec)
     wrong = [k for k, v in expected.items() if manifest.get(k) != v]
     if wrong:
         raise RecsysError(f"layer cache {folder} does not match this model/data ({', '.join(wrong)}); delete the folder and retry")

@@ -252,21 +252,24 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
     for name, seed in [(name, seed) for seed in args.train_seeds for name in args.models]:
         encoder = str(args.encoder) if name == "dire" else None
         settings = RunSettings(
-            model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
+            model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=args.lr,
             weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len, bf16=args.bf16,
             model_config=model_config(args, encoder, TRAIN_HISTORY.get(name, "exact")), layer_cache_dir=work / "layers",
         )
         print(f"[{name} seed {seed}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with _LegacyBuild(name == "plmnr-old"):
             result = run_training(make_accelerator(), data, settings)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         results[name if len(args.train_seeds) == 1 else f"{name}@{seed}"] = {
             "auc": result.metrics[result.eval_split]["all"]["auc"],
             "eval_split": result.eval_split,
             "samples_per_s": sum(result.train_samples_per_s) / len(result.train_samples_per_s),
             "train_seconds": sum(result.epoch_seconds),
             "wall_seconds": wall,
+            "cpu_seconds": cpu,  # this process's CPU time for the whole run (cache, training, evaluation)
+            "best_epoch": result.best_epoch,
+            "dev_auc": result.dev_auc,
         }
     return results
 
@@ -300,6 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="timed PLMNR steps per implementation")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of part 2's trainings")
     parser.add_argument("--history-len", type=int, default=50)
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",

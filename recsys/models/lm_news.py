@@ -64,11 +64,15 @@ class LayerCachedNewsEncoder(nn.Module):
         """Compute (or open) the lower-layer states of every catalogue row; rows of later
         NewsInputs selected from this catalogue (NewsInputs.index) are then read from it."""
         segments = self.segments(news)
-        spec = CacheSpec(self.split.fingerprint, self.split.lower_layers, self.split.hidden_size, self.split.cache_dtype)
+        split = self.split
+        # with a split that has them, each token's frozen projections are stored after its state
+        spec = CacheSpec(split.fingerprint, split.lower_layers, split.hidden_size + split.projection_width,
+                         split.cache_dtype, content="states+projections" if split.projection_width else "states")
         device = compute_device()
 
         def encode(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return self.split.lower(ids.to(device), mask.to(device))
+            states = split.lower(ids.to(device), mask.to(device))
+            return torch.cat([states, split.frozen_projections(states)], dim=-1) if split.projection_width else states
 
         self._cache = layer_cache(segments, spec, encode, None if cache_dir is None else Path(cache_dir),
                                   self.cache_prefix, batch_size=batch_size)
@@ -93,7 +97,8 @@ class LayerCachedNewsEncoder(nn.Module):
         return self._resident or None
 
     def _text_states(self, news: NewsInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these rows."""
+        """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these
+        rows; there the states carry the split's frozen projections after the first H channels."""
         device = self.project.weight.device
         dtype = self.project.weight.dtype
         cache = self._cache
@@ -110,9 +115,9 @@ class LayerCachedNewsEncoder(nn.Module):
             out = []
             for name in cache.segments:
                 mask = self._cache_masks[name][news.index.cpu()]
-                states = cache.gather(name, news.index)
                 width = _used_width(mask)
-                out.append((states[:, :width].to(device=device, dtype=dtype), mask[:, :width].to(device)))
+                states = cache.gather(name, news.index, columns=width)
+                out.append((states.to(device=device, dtype=dtype), mask[:, :width].to(device)))
             return out
         out = []
         for segment in self.segments(news).values():
@@ -142,14 +147,22 @@ class LayerCachedNewsEncoder(nn.Module):
         return self.project(self.pooled(news))
 
     def pooled(self, news: NewsInputs) -> torch.Tensor:  # [N, H], before the projection
-        parts = self._text_states(news) + self._special_tokens(news)
+        hidden = self.split.hidden_size
+        text = self._text_states(news)
+        # cached text brings its frozen projections (channels after `hidden`); then all text
+        # segments have them, and they come first in the sequence
+        projected = None
+        if text and text[0][0].shape[-1] > hidden:
+            projected = torch.cat([p[0][..., hidden:] for p in text], dim=1)
+            text = [(p[0][..., :hidden], p[1]) for p in text]
+        parts = text + self._special_tokens(news)
         if not parts:
             raise ValueError("no news feature left to encode")
         states = torch.cat([p[0] for p in parts], dim=1)
         mask = torch.cat([p[1] for p in parts], dim=1)
         # a news with no real token at all (all features empty) still pools to a finite vector
         mask = mask | ~mask.any(dim=1, keepdim=True)
-        top = self.split.upper(states, mask)
+        top = self.split.upper(states, mask, projected)
         return self.pool(self.dropout(top), mask)
 
     def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor, table: bool = False) -> torch.Tensor:  # [N, D]
