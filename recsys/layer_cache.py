@@ -35,7 +35,6 @@ DISK_MARGIN = 1.05  # the manifest, the file system's own overhead
 
 # numpy has no bfloat16: those shards hold the raw 16 bits and are viewed as bfloat16 in torch.
 _STORAGE = {"float16": (np.float16, torch.float16), "bfloat16": (np.uint16, torch.bfloat16)}
-CONTENTS = ("states", "states+projections")
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,12 @@ class CacheSpec:
 
     model_fingerprint: str
     layer: int  # hidden states after this many transformer layers
-    hidden_size: int  # values stored per token
+    hidden_size: int
     dtype: str = "float16"
-    # what a token's values are: "states" (the hidden state), or "states+projections" (the
-    # state, then the next layer's frozen projections of it; recsys/lm_split.py)
-    content: str = "states"
 
     def __post_init__(self) -> None:
         if self.dtype not in _STORAGE:
             raise ValueError(f"cache dtype {self.dtype!r} is not one of {', '.join(_STORAGE)}")
-        if self.content not in CONTENTS:
-            raise ValueError(f"cache content {self.content!r} is not one of {', '.join(CONTENTS)}")
 
 
 def text_fingerprint(segments: dict[str, TokenSegment]) -> str:
@@ -132,15 +126,9 @@ class LayerCache:
         return torch.from_numpy(out).view(_STORAGE[self.spec.dtype][1])
 
 
-def _content(spec: CacheSpec) -> dict[str, str]:
-    """The content's key and manifest entry; none for plain states, so caches written before
-    the field keep their folder and still open."""
-    return {} if spec.content == "states" else {"content": spec.content}
-
-
 def cache_folder(root: Path, prefix: str, spec: CacheSpec, text: str) -> Path:
     payload = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
-               "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text} | _content(spec)
+               "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
     return Path(root) / f"{prefix}-{key}"
 
@@ -236,7 +224,7 @@ def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, 
     if folder is not None:
         manifest = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
                     "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text, "rows": rows,
-                    "segments": manifest_segments} | _content(spec)
+                    "segments": manifest_segments}
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return LayerCache(spec, text, shards, rows, per_shard, folder)
 
@@ -245,7 +233,7 @@ def open_layer_cache(folder: Path, spec: CacheSpec, text: str) -> LayerCache:
     """A written cache, memory-mapped read-only; RecsysError when it is not the one asked for."""
     manifest = json.loads((folder / "manifest.json").read_text())
     expected = {"format": CACHE_FORMAT, "model": spec.model_fingerprint, "layer": spec.layer,
-                "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text} | _content(spec)
+                "hidden": spec.hidden_size, "dtype": spec.dtype, "text": text}
     wrong = [k for k, v in expected.items() if manifest.get(k) != v]
     if wrong:
         raise RecsysError(f"layer cache {folder} does not match this model/data ({', '.join(wrong)}); delete the folder and retry")

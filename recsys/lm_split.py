@@ -95,9 +95,9 @@ class SplitEncoder(nn.Module):
     """lower(ids, mask) -> states [N, L, H] (frozen, no grad); upper(states, mask) -> [N, L, H].
 
     A split whose `projection_width` is not 0 also offers frozen_projections(states): what the
-    first tuned layer computes from its input with frozen weights only. Those depend on the
-    frozen layers' output alone, so the layer cache stores them beside the states and
-    upper(states, mask, projected) takes them for the first positions instead of recomputing."""
+    first tuned layer computes from its input with frozen weights only; upper(states, mask,
+    projected) takes them for the first positions. For cached text (a constant) they are
+    computed without autograd, so the backward pass does not run through them."""
 
     hidden_size: int
     lower_layers: int
@@ -179,8 +179,9 @@ class BertSplit(SplitEncoder):
     @torch.no_grad()
     def frozen_projections(self, states: torch.Tensor) -> torch.Tensor:  # [N, L, 3H]
         """The first tuned layer's query, key and value projections of `states` under the frozen
-        (base) weights, LoRA's updates not included: about a quarter of the layer's multiplies,
-        forward and backward, that a training step need not repeat for cached text."""
+        (base) weights, LoRA's updates not included, without autograd. For a constant input
+        (cached text) their input gradient is never needed; the layer's backward pass through
+        them, about a quarter of its multiplies, is then skipped."""
         attention = self.layers[0].attention.self
         return torch.cat([_base(attention.query)(states), _base(attention.key)(states),
                           _base(attention.value)(states)], dim=-1)

@@ -157,22 +157,6 @@ def test_segments_must_agree_on_rows() -> None:
 def test_unknown_dtype_is_refused() -> None:
     with pytest.raises(ValueError, match="float16"):
         CacheSpec("m", 1, 4, "float32")
-    with pytest.raises(ValueError, match="states\\+projections"):
-        CacheSpec("m", 1, 4, content="queries")
-
-
-def test_states_with_projections_are_another_cache_and_say_so(tmp_path) -> None:
-    plain = layer_cache(segments(), SPEC, fake_states, tmp_path, "t")
-    assert "content" not in json.loads((plain.folder / "manifest.json").read_text())  # as before the field
-    wider = CacheSpec("model-a", 2, HIDDEN, content="states+projections")
-    other = layer_cache(segments(), wider, fake_states, tmp_path, "t")
-    assert other.folder != plain.folder
-    assert json.loads((other.folder / "manifest.json").read_text())["content"] == "states+projections"
-    manifest = json.loads((other.folder / "manifest.json").read_text())
-    del manifest["content"]
-    (other.folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(RecsysError, match="content"):
-        lc.open_layer_cache(other.folder, wider, other.text)
 
 
 def test_a_concurrent_writer_that_finished_first_wins(tmp_path, monkeypatch) -> None:

@@ -57,9 +57,8 @@ def test_cached_layers_give_the_direct_vectors(plmnr, tmp_path) -> None:
     assert plmnr.news_encoder.split.lower_layers == 2  # 3 layers kept, the top one tuned
     assert torch.allclose(direct, cached, atol=2e-3), (direct - cached).abs().max()
     assert torch.allclose(some, cached[[16, 3, 3]], atol=1e-5)
-    manifest = next(tmp_path.glob("plmnr-minilm-*/manifest.json")).read_text()
-    assert '"layer": 2' in manifest
-    assert '"content": "states+projections"' in manifest and '"hidden": 1536' in manifest  # 384 + q, k, v
+    manifest = next(tmp_path.glob("plmnr-minilm-*/manifest.json"))
+    assert '"layer": 2' in manifest.read_text()
 
 
 def test_the_written_out_top_layer_equals_transformers_and_takes_cached_projections() -> None:
@@ -102,14 +101,16 @@ def test_with_the_cache_the_frozen_layers_never_run(plmnr, monkeypatch) -> None:
         raise AssertionError("the frozen layers ran although cached")
 
     monkeypatch.setattr(split, "lower", refuse)
-    # the top layer's frozen key projection runs on the joined tokens only (category,
-    # subcategory, image): the text's come from the cache
+    # the top layer's frozen key projection of the cached text runs outside autograd (no
+    # backward through it); the joined tokens (category, subcategory, image) keep their gradient
     keys = []
-    hook = split.layers[0].attention.self.key.register_forward_hook(lambda m, args, out: keys.append(args[0].shape[1]))
+    hook = split.layers[0].attention.self.key.register_forward_hook(
+        lambda m, args, out: keys.append((args[0].shape[1], out.requires_grad)))
     plmnr.train()
     loss = plmnr.encode_news(news.select(torch.tensor([1, 4, 4, 7]))).sum()
     hook.remove()
-    assert keys == [len(plmnr.news_encoder.special_fields)]
+    specials = len(plmnr.news_encoder.special_fields)
+    assert len(keys) == 2 and (specials, True) in keys and {g for w, g in keys if w != specials} == {False}
     loss.backward()
     trainable = [n for n, p in plmnr.named_parameters() if p.requires_grad]
     assert all(p.grad is not None for n, p in plmnr.named_parameters() if p.requires_grad and "lora_A" in n)
