@@ -92,26 +92,17 @@ def cheap_dropouts(module: nn.Module) -> None:
 
 
 class SplitEncoder(nn.Module):
-    """lower(ids, mask) -> states [N, L, H] (frozen, no grad); upper(states, mask) -> [N, L, H].
-
-    A split whose `projection_width` is not 0 also offers frozen_projections(states): what the
-    first tuned layer computes from its input with frozen weights only; upper(states, mask,
-    projected) takes them for the first positions. For cached text (a constant) they are
-    computed without autograd, so the backward pass does not run through them."""
+    """lower(ids, mask) -> states [N, L, H] (frozen, no grad); upper(states, mask) -> [N, L, H]."""
 
     hidden_size: int
     lower_layers: int
     fingerprint: str
     cache_dtype: str = "float16"  # how the layer cache stores lower()'s states
-    projection_width: int = 0  # per-token width of frozen_projections() (0: the split has none)
 
     def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def frozen_projections(self, states: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} caches no frozen projections")
-
-    def upper(self, states: torch.Tensor, mask: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _frozen(self) -> nn.Module:
@@ -167,8 +158,6 @@ class BertSplit(SplitEncoder):
         self._set_frozen(bert)
         _add_lora(self, ["query", "value"], lora)
 
-        self.projection_width = 3 * self.hidden_size
-
     @torch.no_grad()
     def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bert = self._frozen_on(ids.device)
@@ -176,68 +165,12 @@ class BertSplit(SplitEncoder):
             return bert.embeddings(input_ids=ids)
         return bert(input_ids=ids, attention_mask=mask.to(torch.long)).last_hidden_state
 
-    @torch.no_grad()
-    def frozen_projections(self, states: torch.Tensor) -> torch.Tensor:  # [N, L, 3H]
-        """The first tuned layer's query, key and value projections of `states` under the frozen
-        (base) weights, LoRA's updates not included, without autograd. For a constant input
-        (cached text) their input gradient is never needed; the layer's backward pass through
-        them, about a quarter of its multiplies, is then skipped."""
-        attention = self.layers[0].attention.self
-        return torch.cat([_base(attention.query)(states), _base(attention.key)(states),
-                          _base(attention.value)(states)], dim=-1)
-
-    def upper(self, states: torch.Tensor, mask: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
-        """The tuned layers on `states` [N, L, H]; `projected` [N, P, 3H]: frozen_projections()
-        of the first P positions (the cached text; the rest, e.g. category tokens, are projected
-        here). Equals transformers' BertLayer (eager attention) up to float rounding."""
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bias = _padding_bias(mask, states.dtype)
-        for number, layer in enumerate(self.layers):
-            states = _bert_layer(layer, states, bias, projected if number == 0 else None)
+        for layer in self.layers:
+            states = layer(states, attention_mask=bias)
+            states = states[0] if isinstance(states, tuple) else states
         return states
-
-
-def _base(linear: nn.Module) -> nn.Module:
-    """The frozen nn.Linear of a (possibly LoRA-wrapped) projection."""
-    return getattr(linear, "base_layer", linear)
-
-
-def _lora_update(linear: nn.Module, states: torch.Tensor) -> torch.Tensor | None:
-    """What `linear`'s LoRA adapters add to its base output (peft's vanilla LoRA: B(A(dropout(x)))
-    * scaling per active adapter); None without adapters."""
-    if not hasattr(linear, "lora_A"):
-        return None
-    if linear.merged or linear.disable_adapters or linear.lora_variant:
-        raise RecsysError("the tuned layer's LoRA adapters are merged, disabled or not vanilla LoRA; this split cannot run them")
-    update = None
-    for name in linear.active_adapters:
-        if name in linear.lora_A:
-            term = linear.lora_B[name](linear.lora_A[name](linear.lora_dropout[name](states))) * linear.scaling[name]
-            update = term if update is None else update + term
-    return update
-
-
-def _bert_layer(layer: nn.Module, states: torch.Tensor, bias: torch.Tensor, projected: torch.Tensor | None) -> torch.Tensor:
-    """transformers' BertLayer.forward (self-attention, eager path, then the feed-forward block)
-    written out so that the frozen query/key/value projections of the first positions can come
-    from `projected`; LoRA's updates are always computed on all positions (they train)."""
-    attention = layer.attention.self
-    batch, length, hidden = states.shape
-    known = 0 if projected is None else projected.shape[1]
-    rest = states[:, known:]
-    bases = [_base(attention.query)(rest), _base(attention.key)(rest), _base(attention.value)(rest)]
-    if known:
-        given = projected.to(states.dtype).split(hidden, dim=-1)
-        bases = [torch.cat([old, new], dim=1) for old, new in zip(given, bases, strict=True)]
-    heads = []
-    for base, projection in zip(bases, (attention.query, attention.key, attention.value), strict=True):
-        update = _lora_update(projection, states)
-        full = base if update is None else base + update
-        heads.append(full.view(batch, length, -1, attention.attention_head_size).transpose(1, 2))
-    query, key, value = heads
-    scores = torch.matmul(query, key.transpose(2, 3)) * attention.scaling + bias
-    weights = attention.dropout(torch.softmax(scores, dim=-1))  # cheap_dropouts' Dropout, same p
-    context = torch.matmul(weights, value).transpose(1, 2).reshape(batch, length, hidden)
-    return layer.feed_forward_chunk(layer.attention.output(context, states))
 
 
 FROZEN_RAM_SHARE = 0.5  # fp32 frozen weights above this share of the free RAM load in bf16 instead
@@ -365,9 +298,7 @@ class LlamaSplit(SplitEncoder):
         model = self._frozen_on(ids.device)
         return self._run(model.layers, model.rotary_emb, model.embed_tokens(ids), mask)
 
-    def upper(self, states: torch.Tensor, mask: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
-        if projected is not None:
-            raise ValueError("LlamaSplit caches no frozen projections (projection_width 0)")
+    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # states from the frozen part (or its cache) may be 16-bit; the tuned top runs in its own dtype
         states = states.to(self.norm.weight.dtype)
         return self.norm(self._run(self.layers, self.rotary, states, mask))

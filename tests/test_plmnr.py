@@ -61,37 +61,6 @@ def test_cached_layers_give_the_direct_vectors(plmnr, tmp_path) -> None:
     assert '"layer": 2' in manifest.read_text()
 
 
-def test_the_written_out_top_layer_equals_transformers_and_takes_cached_projections() -> None:
-    from recsys.lm_split import BertSplit, LoraRecipe, _padding_bias
-    from recsys.pretrained import minilm_path
-
-    torch.manual_seed(0)
-    split = BertSplit(minilm_path(), 2, 1, LoraRecipe(rank=4, alpha=8, dropout=0.2))
-    with torch.no_grad():
-        for name, p in split.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)  # peft starts B at zero: make LoRA's update count
-    split.eval()
-    text = torch.randn(5, 7, split.hidden_size)
-    token = torch.randn(5, 1, split.hidden_size, requires_grad=True)  # a trainable category token
-    mask = torch.ones(5, 8, dtype=torch.bool)
-    mask[:3, 5:7] = False  # padded text
-    projected = split.frozen_projections(text)
-    assert projected.shape == (5, 7, 3 * split.hidden_size) and split.projection_width == 3 * split.hidden_size
-    states = torch.cat([text, token], dim=1)
-    reference = split.layers[0](states, attention_mask=_padding_bias(mask, states.dtype))
-    reference = reference[0] if isinstance(reference, tuple) else reference
-    grads = []
-    for given in (None, projected):
-        out = split.upper(states, mask, given)
-        assert torch.allclose(out, reference, atol=1e-5), (out - reference).abs().max()
-        out[mask].sum().backward(inputs=[token, *(p for p in split.parameters() if p.requires_grad)])
-        grads.append([token.grad.clone()] + [p.grad.clone() for p in split.parameters() if p.requires_grad])
-        token.grad = None
-        split.zero_grad(set_to_none=True)
-    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(*grads, strict=True))
-
-
 def test_with_the_cache_the_frozen_layers_never_run(plmnr, monkeypatch) -> None:
     news = catalogue()
     plmnr.prepare_news(news, None)
@@ -101,16 +70,8 @@ def test_with_the_cache_the_frozen_layers_never_run(plmnr, monkeypatch) -> None:
         raise AssertionError("the frozen layers ran although cached")
 
     monkeypatch.setattr(split, "lower", refuse)
-    # the top layer's frozen key projection of the cached text runs outside autograd (no
-    # backward through it); the joined tokens (category, subcategory, image) keep their gradient
-    keys = []
-    hook = split.layers[0].attention.self.key.register_forward_hook(
-        lambda m, args, out: keys.append((args[0].shape[1], out.requires_grad)))
     plmnr.train()
     loss = plmnr.encode_news(news.select(torch.tensor([1, 4, 4, 7]))).sum()
-    hook.remove()
-    specials = len(plmnr.news_encoder.special_fields)
-    assert len(keys) == 2 and (specials, True) in keys and {g for w, g in keys if w != specials} == {False}
     loss.backward()
     trainable = [n for n, p in plmnr.named_parameters() if p.requires_grad]
     assert all(p.grad is not None for n, p in plmnr.named_parameters() if p.requires_grad and "lora_A" in n)

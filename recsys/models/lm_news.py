@@ -93,8 +93,7 @@ class LayerCachedNewsEncoder(nn.Module):
         return self._resident or None
 
     def _text_states(self, news: NewsInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these
-        rows; constants either way (the frozen layers' output, no gradient)."""
+        """(states [N, w, H], mask [N, w]) per text segment, from the cache when it covers these rows."""
         device = self.project.weight.device
         dtype = self.project.weight.dtype
         cache = self._cache
@@ -143,21 +142,14 @@ class LayerCachedNewsEncoder(nn.Module):
         return self.project(self.pooled(news))
 
     def pooled(self, news: NewsInputs) -> torch.Tensor:  # [N, H], before the projection
-        text = self._text_states(news)
-        parts = text + self._special_tokens(news)
+        parts = self._text_states(news) + self._special_tokens(news)
         if not parts:
             raise ValueError("no news feature left to encode")
         states = torch.cat([p[0] for p in parts], dim=1)
         mask = torch.cat([p[1] for p in parts], dim=1)
         # a news with no real token at all (all features empty) still pools to a finite vector
         mask = mask | ~mask.any(dim=1, keepdim=True)
-        # The text comes first and is a constant: its frozen projections in the tuned layer run
-        # without autograd, so the backward pass skips their input gradient (only the joined
-        # tokens, e.g. the trainable category, need it): about a quarter of the layer's backward.
-        projected = None
-        if text and self.split.projection_width:
-            projected = self.split.frozen_projections(torch.cat([p[0] for p in text], dim=1))
-        top = self.split.upper(states, mask, projected)
+        top = self.split.upper(states, mask)
         return self.pool(self.dropout(top), mask)
 
     def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor, table: bool = False) -> torch.Tensor:  # [N, D]
