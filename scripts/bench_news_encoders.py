@@ -252,7 +252,7 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
     for name, seed in [(name, seed) for seed in args.train_seeds for name in args.models]:
         encoder = str(args.encoder) if name == "dire" else None
         settings = RunSettings(
-            model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=args.lr,
+            model="plmnr" if name.startswith("plmnr") else name, seed=seed, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, lr=1e-3,
             weight_decay=0.01, negatives=4, patience=args.epochs, history_len=args.history_len, bf16=args.bf16,
             model_config=model_config(args, encoder, TRAIN_HISTORY.get(name, "exact")), layer_cache_dir=work / "layers",
         )
@@ -303,7 +303,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="timed PLMNR steps per implementation")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of part 2's trainings")
     parser.add_argument("--history-len", type=int, default=50)
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
