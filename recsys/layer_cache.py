@@ -110,17 +110,19 @@ class LayerCache:
     def width(self, segment: str) -> int:
         return int(self._shards[segment][0].shape[1])
 
-    def gather(self, segment: str, rows: torch.Tensor) -> torch.Tensor:
-        """States [n, width, hidden] (the stored 16-bit dtype, on the CPU) of catalogue `rows`."""
+    def gather(self, segment: str, rows: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+        """States [n, columns, hidden] (the stored 16-bit dtype, on the CPU) of catalogue `rows`:
+        their first `columns` token positions (all: None), the others are not read."""
         index = rows.detach().reshape(-1).cpu().numpy().astype(np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.rows):
             raise IndexError(f"layer cache rows {index.min()}..{index.max()} outside 0..{self.rows - 1}")
         shards, per = self._shards[segment], self._rows_per_shard[segment]
-        out = np.empty((index.size, *shards[0].shape[1:]), dtype=shards[0].dtype)
+        width = shards[0].shape[1] if columns is None else min(columns, shards[0].shape[1])
+        out = np.empty((index.size, width, shards[0].shape[2]), dtype=shards[0].dtype)
         shard_of = index // per
         for shard in np.unique(shard_of):
             picked = shard_of == shard
-            out[picked] = shards[int(shard)][index[picked] - int(shard) * per]
+            out[picked] = shards[int(shard)][index[picked] - int(shard) * per, :width]
         return torch.from_numpy(out).view(_STORAGE[self.spec.dtype][1])
 
 

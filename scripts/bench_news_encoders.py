@@ -257,16 +257,19 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
             model_config=model_config(args, encoder, TRAIN_HISTORY.get(name, "exact")), layer_cache_dir=work / "layers",
         )
         print(f"[{name} seed {seed}] training {args.epochs} epoch(s) ...", file=sys.stderr, flush=True)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with _LegacyBuild(name == "plmnr-old"):
             result = run_training(make_accelerator(), data, settings)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         results[name if len(args.train_seeds) == 1 else f"{name}@{seed}"] = {
             "auc": result.metrics[result.eval_split]["all"]["auc"],
             "eval_split": result.eval_split,
             "samples_per_s": sum(result.train_samples_per_s) / len(result.train_samples_per_s),
             "train_seconds": sum(result.epoch_seconds),
             "wall_seconds": wall,
+            "cpu_seconds": cpu,  # this process's CPU time for the whole run (cache, training, evaluation)
+            "best_epoch": result.best_epoch,
+            "dev_auc": result.dev_auc,
         }
     return results
 

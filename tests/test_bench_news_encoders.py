@@ -27,5 +27,6 @@ def test_smoke_run_compares_old_and_new_plmnr_and_trains_the_models(tmp_path: Pa
     cached = steps["new-cached"]["step_seconds"] + steps["new-cached"]["refresh_seconds"] / steps["steps_per_epoch"]
     assert steps["speedup_new-cached_with_refresh"] == steps["old"]["step_seconds"] / cached
     assert set(report["models"]) == {"nrms", "plmnr"}
-    assert all(0.0 <= row["auc"] <= 1.0 and row["samples_per_s"] > 0 for row in report["models"].values())
+    assert all(0.0 <= row["auc"] <= 1.0 and row["samples_per_s"] > 0 and row["cpu_seconds"] > 0
+               for row in report["models"].values())
     assert "speed-up new vs old" in done.stdout

@@ -50,6 +50,9 @@ def test_sharded_cache_gathers_the_computed_states(tmp_path) -> None:
     expected = fake_states(seg.ids[rows, :5], seg.mask[rows, :5]).to(torch.float16)
     assert torch.equal(got, expected)
     assert isinstance(np.load(cache.folder / "title-00000.bin", mmap_mode="r"), np.memmap)
+    # a step reads only the columns its rows use, across shards
+    assert torch.equal(cache.gather("title", rows, columns=2), expected[:, :2])
+    assert torch.equal(cache.gather("title", rows, columns=9), expected)
 
 
 def test_a_second_call_opens_the_cache_instead_of_computing(tmp_path) -> None:

@@ -110,9 +110,9 @@ class LayerCachedNewsEncoder(nn.Module):
             out = []
             for name in cache.segments:
                 mask = self._cache_masks[name][news.index.cpu()]
-                states = cache.gather(name, news.index)
                 width = _used_width(mask)
-                out.append((states[:, :width].to(device=device, dtype=dtype), mask[:, :width].to(device)))
+                states = cache.gather(name, news.index, columns=width)
+                out.append((states.to(device=device, dtype=dtype), mask[:, :width].to(device)))
             return out
         out = []
         for segment in self.segments(news).values():
