@@ -27,3 +27,24 @@ def _unfreeze_at_the_end():
     # Back to normal before the interpreter exits: its shutdown frees objects the usual way (with
     # them frozen, nanobind-based modules such as triton report "leaked instances").
     gc.unfreeze()
+
+
+@pytest.fixture(scope="session")
+def engine_host(tmp_path_factory: pytest.TempPathFactory):
+    """One process for the vLLM tests' commands, one engine start for all of them
+    (tests/support_engine_host.py); started by the first test that asks for it."""
+    from tests.support_engine_host import EngineHost
+
+    host = EngineHost(tmp_path_factory.mktemp("engine-host") / "host.log")
+    yield host
+    host.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules whose tests use the engine host run last, one after another, each module's
+    tests in their order: the host's engine is started once, and the idle engine does not hold
+    its memory while the rest of the suite runs (it closes with the session)."""
+    hosted = {getattr(i, "module", None) for i in items if "engine_host" in getattr(i, "fixturenames", ())}
+    if hosted:
+        inside = [getattr(i, "module", None) in hosted for i in items]
+        items[:] = [i for i, h in zip(items, inside) if not h] + [i for i, h in zip(items, inside) if h]
