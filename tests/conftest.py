@@ -48,3 +48,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if hosted:
         inside = [getattr(i, "module", None) in hosted for i in items]
         items[:] = [i for i, h in zip(items, inside) if not h] + [i for i, h in zip(items, inside) if h]
+
+
+@pytest.fixture(scope="session")
+def embedded_reference(tmp_path_factory: pytest.TempPathFactory):
+    """The single-process run that the 2-worker and the 2-actor runs of the embedded model
+    (transformers, greedy, summarize, --limit 2) must equal: made once for both tests; they only
+    read it."""
+    from tests.support_generate import build_store
+    from tests.support_llm import prepared_model
+    from tests.support_scale import real_settings, single_process_run, transformers_factory
+
+    reference = build_store(tmp_path_factory.mktemp("embedded-reference") / "one.duckdb")
+    single_process_run(reference, transformers_factory(prepared_model()), real_settings(limit=2), ("summarize",))
+    return reference
