@@ -1,4 +1,4 @@
-"""The real engines on the embedded model: all four tasks, one engine start each, every row valid.
+"""The real engines on the embedded model: all four tasks, every row valid.
 
 Slow by nature (vLLM start), so the data is tiny: --limit 2.
 """
@@ -35,9 +35,12 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("backend", ["vllm", "transformers"])
-def test_all_four_tasks_every_row_valid(workspace: Path, backend: str):
+def test_all_four_tasks_every_row_valid(workspace: Path, backend: str, engine_host):
+    # vLLM: in the suite's engine host (tests/support_engine_host.py), one engine start for every
+    # vLLM test; transformers: its own `python -m genre_local` process (the host starts lazily).
+    run = engine_host.run if backend == "vllm" else _cli
     db = build_store(workspace / f"{backend}.duckdb")
-    done = _cli("--db", str(db), "generate", "--dataset", DATASET, "--task", "all", "--backend", backend, "--limit", "2", "--json")
+    done = run("--db", str(db), "generate", "--dataset", DATASET, "--task", "all", "--backend", backend, "--limit", "2", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads(done.stdout.strip().splitlines()[-1])
     assert payload["backend"] == backend and payload["task"] == "all"
@@ -58,7 +61,7 @@ def test_all_four_tasks_every_row_valid(workspace: Path, backend: str):
         assert store.conn.execute("SELECT count(*) FROM synthetic_news WHERE nid LIKE 'G%'").fetchone()[0] == 8
         runs = store.conn.execute("SELECT task, backend, engine_seconds > 0, completion_tokens > 0 FROM generation_runs ORDER BY task").fetchall()
         assert runs == [(t, backend, True, True) for t in ("chain", "news", "profile", "summarize")]
-    again = _cli("--db", str(db), "generate", "--dataset", DATASET, "--task", "all", "--backend", backend, "--limit", "2", "--json")
+    again = run("--db", str(db), "generate", "--dataset", DATASET, "--task", "all", "--backend", backend, "--limit", "2", "--json")
     assert again.returncode == 0, again.stderr[-2000:]
     rerun = json.loads(again.stdout.strip().splitlines()[-1])
     assert rerun["new"] == 0 and rerun["skipped"] == 8 and "no model loaded" in again.stdout

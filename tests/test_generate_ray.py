@@ -28,7 +28,6 @@ from tests.support_scale import (
     outputs,
     ray_run,
     real_settings,
-    single_process_run,
     transformers_factory,
 )
 
@@ -113,11 +112,10 @@ def test_kill_minus_9_the_driver_then_rerun_stores_every_key_once(tmp_path: Path
     assert not list((run_dir / "pending").glob("*.parquet"))
 
 
-def test_embedded_model_on_two_actors_equals_the_single_process_path(tmp_path: Path):
+def test_embedded_model_on_two_actors_equals_the_single_process_path(tmp_path: Path, embedded_reference: Path):
     model = prepared_model()
     settings = real_settings(limit=2)
-    reference = build_store(tmp_path / "one.duckdb")
-    single_process_run(reference, transformers_factory(model), settings, ("summarize",))
+    reference = embedded_reference  # the single-process run (tests/conftest.py), shared with test_generate_workers
     db = build_store(tmp_path / "ray.duckdb")
     stats, _ = ray_run(db, tmp_path / "run", transformers_factory(model), tasks=("summarize",), settings=settings)
     assert stats[0].new == 2 and stats[0].valid == 2 and stats[0].completion_tokens > 0

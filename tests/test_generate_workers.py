@@ -18,7 +18,7 @@ from genre_local.pipeline.shards import RunFolder
 from genre_local.pipeline.workers import ProcessDispatch, split_round_robin, worker_slots
 from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
 from tests.support_llm import prepared_model
-from tests.support_scale import key_counts, outputs, real_settings, single_process_run, transformers_factory
+from tests.support_scale import key_counts, outputs, real_settings, transformers_factory
 
 ALL = ("summarize", "profile", "news", "chain")
 
@@ -131,11 +131,10 @@ def test_startup_records_are_read_once_per_run_and_combined_as_wall_time(tmp_pat
 
 
 @pytest.mark.slow
-def test_embedded_model_two_workers_equal_the_single_process_path(tmp_path: Path):
+def test_embedded_model_two_workers_equal_the_single_process_path(tmp_path: Path, embedded_reference: Path):
     model = prepared_model()
     settings = real_settings(limit=2)
-    reference = build_store(tmp_path / "one.duckdb")
-    single_process_run(reference, transformers_factory(model), settings, ("summarize",))
+    reference = embedded_reference  # the single-process run (tests/conftest.py), shared with test_generate_ray
     db = build_store(tmp_path / "two.duckdb")
     stats, _ = _run(db, tmp_path / "run", transformers_factory(model), tasks=("summarize",), settings=settings)
     assert stats[0].new == 2 and stats[0].completion_tokens > 0

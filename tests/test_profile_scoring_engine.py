@@ -3,16 +3,16 @@ synthetic dataset, every profile valid, fidelity reported with its chance level 
 asserted: on 2 CPU cores a scored user costs ~59 next-token queries, so too few users are
 affordable here for beating chance to be more than luck; BENCHMARKS.md section 8).
 
-Engine test (run under the shared lock): two vLLM starts, one per generate command (the embedded
-model is prepared once for the suite); took 202 s on 2 shared cores for both methods (printed for
-3 users: scored precision@3 0.0, labelled 0.11, chance ~0.1; the 250-user numbers are in section 8b).
+Engine test (run under the shared lock): both generate commands run in the suite's engine host
+(tests/support_engine_host.py), so one vLLM start serves both (and the other vLLM tests); the
+embedded model is prepared once for the suite. With a start per command it took 202 s on 2
+shared cores for both methods (printed for 3 users: scored precision@3 0.0, labelled 0.11,
+chance ~0.1; the 250-user numbers are in section 8b).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,24 +23,18 @@ from genre_local.store import open_store
 from tests.support_llm import link_prepared_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
 USERS = 3  # profiled users: a validity check (each costs ~59 queries); fidelity is printed
 
 
-def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    # A real process: vLLM spawns workers that re-import the entry point.
-    return subprocess.run([sys.executable, "-m", "genre_local", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-
-
-def test_scored_profiles_are_valid_and_report_their_chance_level(tmp_path: Path):
+def test_scored_profiles_are_valid_and_report_their_chance_level(tmp_path: Path, engine_host):
     db = tmp_path / "scored.duckdb"
     for args in (("data", "synth", str(tmp_path / "synth"), "--news", "400", "--users", "200", "--seed", "7"),
                  ("--db", str(db), "data", "import", str(tmp_path / "synth"), "--name", "synth")):
         made = CliRunner().invoke(app, list(args))  # in process: only the engine needs its own
         assert made.exit_code == 0, made.output[-2000:]
     link_prepared_model(tmp_path / "models")  # `models prepare` itself: tests/test_quiet.py
-    done = _cli("--db", str(db), "generate", "--dataset", "synth", "--task", "profile", "--profile-method", "score",
-                "--backend", "vllm", "--limit", str(USERS), "--json")
+    done = engine_host.run("--db", str(db), "generate", "--dataset", "synth", "--task", "profile", "--profile-method", "score",
+                           "--backend", "vllm", "--limit", str(USERS), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads(done.stdout.strip().splitlines()[-1])
     assert payload["new"] == USERS and payload["invalid"] == 0, payload
@@ -56,8 +50,8 @@ def test_scored_profiles_are_valid_and_report_their_chance_level(tmp_path: Path)
     assert set(fidelity["chance"]) == {"precision_at_3", "recall", "region_accuracy"} and fidelity["users"] == USERS
     # The labelling profiler on the same users: their clicked news labelled by decoding, then
     # profiles aggregated; none of the scored profiles stands in for them.
-    done = _cli("--db", str(db), "generate", "--dataset", "synth", "--task", "profile", "--profile-method", "label",
-                "--backend", "vllm", "--limit", str(USERS), "--json")
+    done = engine_host.run("--db", str(db), "generate", "--dataset", "synth", "--task", "profile", "--profile-method", "label",
+                           "--backend", "vllm", "--limit", str(USERS), "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     labelled = json.loads(done.stdout.strip().splitlines()[-1])
     print("labelling profiler on", USERS, "synthetic users:", json.dumps(labelled["tasks"][0]["fidelity"]))

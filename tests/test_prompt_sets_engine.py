@@ -1,12 +1,11 @@
 """The paper prompt set on the real vLLM engine and the embedded model (issue 9 §4): every task
-once with --limit 2 (one engine start), stored under source `<llm>/paper`, beside a compact
-source of the same LLM."""
+once with --limit 2, stored under source `<llm>/paper`, beside a compact source of the same LLM.
+The command runs in the suite's engine host (tests/support_engine_host.py): the vLLM engine the
+other vLLM tests start serves it too."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,13 @@ from tests.support_generate import DATASET, build_store, run_fake
 from tests.support_llm import link_prepared_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    # A real process: vLLM spawns workers that re-import the entry point.
-    return subprocess.run([sys.executable, "-m", "genre_local", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-
-
-def test_paper_set_on_the_real_engine_is_its_own_source(tmp_path: Path):
+def test_paper_set_on_the_real_engine_is_its_own_source(tmp_path: Path, engine_host):
     db = build_store(tmp_path / "paper.duckdb")
     link_prepared_model(tmp_path / "models")  # `models prepare` itself: tests/test_quiet.py
-    done = _cli("--db", str(db), "generate", "--dataset", DATASET, "--backend", "vllm", "--limit", "2", "--per-user", "2",
-                "--task", "all", "--prompts", "paper", "--json")
+    done = engine_host.run("--db", str(db), "generate", "--dataset", DATASET, "--backend", "vllm", "--limit", "2",
+                           "--per-user", "2", "--task", "all", "--prompts", "paper", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads(done.stdout.strip().splitlines()[-1])
     llm = payload["model"]
