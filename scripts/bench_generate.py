@@ -436,6 +436,7 @@ class RecordingBackend:
         self.backend = backend
         self.name = backend.name
         self.options = backend.options
+        self.dtype = backend.dtype
         self.max_tokens_cap = max_tokens_cap
         self.calls: list[EngineCall] = []
 
