@@ -90,9 +90,9 @@ def grid(
                   f"{cfg.seeds} seed(s) = {plan.total} runs; {len(plan.stored)} stored, {len(plan.todo)} to run"
                   + ("" if dry_run or not plan.todo else f" ({engine}, {workers} at once)"), soft_wrap=True)
     outcomes = []
-    if not dry_run and any(cell.model == "dire" for cell in plan.todo):
-        context.dire_encoder()  # prepares the embedded model before any cell needs it (once)
     if not dry_run:
+        if any(cell.model == "dire" for cell in plan.todo):
+            context.dire_encoder()  # prepares the embedded model before any cell needs it (once)
         cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
         base = TrainRequest(db_path=Path(context.db_path), model=spec.models[0], dataset=dataset,
                             spec=spec.variants[0], config=cfg, cache_dir=cache_dir,
