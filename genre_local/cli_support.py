@@ -37,6 +37,20 @@ class AppContext:
         one-line "store X does not exist" (never created), and nothing in the file changes."""
         return open_store(self.db_path, read_only=read_only)
 
+    def dire_encoder(self, spec: str | None = None, prepare: bool = True) -> str:
+        """DIRE's news encoder as a local folder: `spec` (--encoder), else [train] encoder, else
+        the embedded SmolLM2, prepared on first use unless `prepare` is False (then only where it
+        will be: a plan needs the name, not the weights). `train` and `grid` both resolve it here,
+        so a grid's DIRE cell is the run `train --model dire` stores."""
+        from genre_local.config import resolve_relative
+        from genre_local.llm.models import EMBEDDED_ALIAS, embedded_folder, resolve_model
+
+        models_dir = resolve_relative(self.db_path, self.config.paths.models_dir)
+        chosen = spec or self.config.train.encoder or EMBEDDED_ALIAS
+        if chosen == EMBEDDED_ALIAS and not prepare:
+            return str(embedded_folder(models_dir))
+        return str(resolve_model(chosen, models_dir, self.config.models).folder)
+
 
 def app_context(ctx: typer.Context) -> AppContext:
     """The global options of the root callback; defaults when a command is invoked bare."""

@@ -172,6 +172,8 @@ class CellJob:
     def request(self):
         base = self.request_base
         config = dataclasses.replace(base.config, seed=self.cell.seed, seeds=1, threads=self.threads)
+        if self.cell.model not in MODEL_SPECIFIC_FIELDS["encoder"]:  # as from `train`: no encoder
+            config = dataclasses.replace(config, encoder="")
         return dataclasses.replace(base, model=self.cell.model, spec=self.spec, config=config, resume=False,
                                    resume_hint="rerunning the grid")
 

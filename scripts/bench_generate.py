@@ -385,11 +385,11 @@ def parent(args: argparse.Namespace) -> None:
     on_gpu = torch.cuda.is_available()
     summary = summarize(results, on_gpu)
     if args.roofline and not on_gpu:
-        from genre_local.llm.compute_peak import cpu_flags, native_bf16
+        from recsys.cpu import cpu_has_native_bf16
 
         summary["gemm"] = measure_gemm_rates(resolved.folder, args.gemm_seconds)
         summary["share_of_peak"] = share_of_peak(results, summary["gemm"])
-        summary["native_bf16"] = native_bf16(cpu_flags())
+        summary["native_bf16"] = cpu_has_native_bf16()
         summary["cpu_name"] = machine_info(()).get("model_name", "this CPU")
         best = max((s["share_of_peak"]["all"] or 0.0 for s in summary["share_of_peak"].values()), default=None)
         if best is not None:
@@ -436,6 +436,7 @@ class RecordingBackend:
         self.backend = backend
         self.name = backend.name
         self.options = backend.options
+        self.dtype = backend.dtype
         self.max_tokens_cap = max_tokens_cap
         self.calls: list[EngineCall] = []
 

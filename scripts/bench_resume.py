@@ -33,6 +33,7 @@ class StubBackend:
     """Answers every request instantly with a valid output for its task (store filling only)."""
 
     name = "stub"
+    dtype = "stub"  # no engine: the run row says so
 
     def __init__(self) -> None:
         from genre_local.llm.backend import EngineOptions

@@ -137,6 +137,7 @@ class FakeBackend:
     for every request, `always_bad` never answers validly, `sleep` slows each call."""
 
     name = "fake"
+    dtype = "fake"  # no engine, no dtype: says what it is on the run row
 
     def __init__(self, bad_first: int = 0, always_bad: bool = False, sleep: float = 0.0, announce: bool = False):
         self.options = EngineOptions(model_dir=Path("fake"))

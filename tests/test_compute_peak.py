@@ -9,10 +9,8 @@ import pytest
 
 from genre_local.llm.compute_peak import (
     ModelShape,
-    cpu_flags,
     measure_gemm,
     model_gemm_shapes,
-    native_bf16,
     read_model_shape,
 )
 
@@ -61,16 +59,6 @@ def test_model_shape_needs_the_fields(tmp_path: Path) -> None:
     assert _shape(tmp_path, {k: v for k, v in SMOLLM2.items() if k != "intermediate_size"}) is None
     nested = _shape(tmp_path, {"text_config": {**SMOLLM2, "head_dim": None}})
     assert nested is not None and nested.head_dim == 64  # hidden / heads when head_dim is not given
-
-
-def test_bf16_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
-    assert cpu_flags(info) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
-    assert native_bf16(cpu_flags(info))
-    assert native_bf16({"amx_bf16", "amx_tile"})
-    assert not native_bf16({"avx2", "avx512f"})
-    assert cpu_flags(tmp_path / "missing") == frozenset()
 
 
 def test_gemm_probe_measures_the_layer_shapes(tmp_path: Path) -> None:

@@ -16,6 +16,22 @@ def test_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
     assert cpu_flags(info) == frozenset({"fpu", "sse2", "avx512f", "avx512_bf16"})
     assert cpu_flags(tmp_path / "missing") == frozenset()
+    arm = tmp_path / "arm"
+    arm.write_bytes(b"model name\t: \xff\xfe\nFeatures\t: fp asimd bf16\n")  # a stray byte, ARM's key
+    assert cpu_flags(arm) == frozenset({"fp", "asimd", "bf16"}) and not cpu_has_native_bf16(cpu_flags(arm))
+
+
+def test_the_cpu_is_read_in_one_place() -> None:
+    """The trainer, the vLLM backend and the generation benchmark all ask recsys.cpu (torch-free
+    at import, so the CLI starts without torch); genre_local keeps no reader of its own."""
+    import subprocess
+    import sys
+
+    from genre_local.llm import compute_peak
+
+    assert not {"cpu_flags", "native_bf16"} & set(vars(compute_peak))
+    probe = "import sys, genre_local.llm.vllm_backend, recsys.cpu; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("flags,native", [({"avx512_bf16"}, True), ({"amx_bf16", "avx2"}, True),

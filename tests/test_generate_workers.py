@@ -16,7 +16,7 @@ from genre_local.pipeline.runner import RunSettings
 from genre_local.pipeline.sharded_run import ShardedGenerationRun
 from genre_local.pipeline.shards import RunFolder
 from genre_local.pipeline.workers import ProcessDispatch, split_round_robin, worker_slots
-from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
+from tests.support_generate import DATASET, FakeBackend, build_store, run_fake, store_rows
 from tests.support_llm import prepared_model
 from tests.support_scale import key_counts, outputs, real_settings, transformers_factory
 
@@ -79,6 +79,8 @@ def test_two_processes_store_every_key_once_equal_to_one_process(tmp_path: Path)
     assert outputs(db) == outputs(reference)
     assert [(s.task, s.new) for s in stats] == [("summarize", 7), ("profile", 4), ("news", 3), ("chain", 3)]
     assert all(s.valid == s.new and s.invalid == 0 for s in stats)
+    # The workers' dtype reaches every task's run row, also those after their engines started.
+    assert store_rows(db, "SELECT DISTINCT dtype FROM generation_runs") == [("fake",)]
     assert not list((tmp_path / "run" / "pending").iterdir())  # every shard merged and moved aside
     again, _ = _run(db, tmp_path / "run", functools.partial(CrashingBackend, 1))  # nothing left to do: no worker starts
     assert all(s.new == 0 and s.skipped == s.requests for s in again)

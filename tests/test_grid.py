@@ -136,6 +136,37 @@ def test_plan_ignores_the_settings_a_cell_s_model_does_not_read(tmp_path: Path) 
     assert [c.label for c in plan.todo] == ["nrms/up/seed 1", "plmnr/original/seed 1", "plmnr/up/seed 1"]
 
 
+def test_grid_resolves_dire_s_encoder_as_train_does(tmp_path: Path, template: Path, monkeypatch) -> None:
+    """Without [train] encoder, `train --model dire` reads the embedded SmolLM2 (its prepared
+    folder, stored in the run's config): the grid's DIRE cell is the same run, planned as stored,
+    and a cell to run gets that folder (the other models none, as from `train`)."""
+    from genre_local.config import load_config
+    from genre_local.llm.models import EMBEDDED_FOLDER
+    from tests.support_llm import link_prepared_model
+
+    env = _env(tmp_path, template)
+    folder = link_prepared_model(tmp_path / "models") / EMBEDDED_FOLDER
+    with open_store(env[0]) as store:
+        stored = _store_run(store, "dire", "original", 1,
+                            dataclasses.replace(load_config(env[1]).train, seeds=1, encoder=str(folder)))
+    args = ("grid", "--dataset", "tiny", "--models", "dire,nrms", "--variants", "original,ns", "--seeds", "1", "--json")
+    result = invoke(env, *args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["skipped"] == 1 and {"model": "dire", "variant": "original", "seed": 1} not in payload["planned"]
+    requests = []
+
+    def capture(plan, base, **_: object) -> list:
+        requests.extend(grid.CellJob(c, plan.spec.variant(c.variant), base, 1).request() for c in plan.todo)
+        return []
+
+    monkeypatch.setattr(grid, "execute", capture)
+    assert invoke(env, *args).exit_code == 0
+    assert {(r.model, r.spec.name, r.config.encoder) for r in requests} == {
+        ("dire", "ns", str(folder)), ("nrms", "original", ""), ("nrms", "ns", "")}
+    assert stored and cell_counts(env[0]) == {("dire", "original", 1): 1}
+
+
 def test_threads_per_worker_share_the_cores() -> None:
     assert grid.threads_per_worker(2, cores=16) == 8
     assert grid.threads_per_worker(4, cores=2) == 1

@@ -95,7 +95,7 @@ def list_sources(
     else:
         table = Table(title="generation sources", title_justify="left")
         for name in ("dataset", "task", "source (--llm)", "provenance", "inputs", "valid", "tokens in",
-                     "tokens out", "engine s", "cost"):
+                     "tokens out", "engine s", "cost", "dtype"):
             table.add_column(name, justify="right" if name in ("inputs", "valid", "tokens in", "tokens out",
                                                                "engine s", "cost") else "left")
 
@@ -108,7 +108,8 @@ def list_sources(
             if r.charged_to is not None:  # the labels: counted in the run rows of the task that needed them
                 engine = cost = f"in {r.charged_to}"
             table.add_row(r.dataset, r.task, r.label, r.provenance, f"{r.inputs:,}", share,
-                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","), engine, cost)
+                          fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","), engine, cost,
+                          r.dtype or "—")  # "—": no run of the source recorded its dtype
         if any(r.charged_to for r in rows):
             table.caption = ("label: the labelling profiler's per-news labels; their engine time and cost are "
                              "counted in the same source's row of the task that needed them (profile or chain).")

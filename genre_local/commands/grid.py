@@ -76,7 +76,12 @@ def grid(
         check_reachable(ray_address or os.environ["RAY_ADDRESS"])  # before the plan is printed
     if "image" in cfg.feature_names:
         raise UserError("--features: grid does not take image features; run `genre-local train --image-file ...` for them")
-    spec = grid_lib.GridSpec(dataset, grid_lib.parse_models(models), grid_lib.parse_variants(variants, cfg.ng_k), cfg)
+    chosen = grid_lib.parse_models(models)
+    if "dire" in chosen:
+        # DIRE's encoder folder as `train` resolves it (the embedded SmolLM2 unless [train]
+        # encoder names one): the run's config names it, so a stored DIRE cell matches.
+        cfg = with_overrides(cfg, encoder=context.dire_encoder(prepare=False))
+    spec = grid_lib.GridSpec(dataset, chosen, grid_lib.parse_variants(variants, cfg.ng_k), cfg)
     with open_existing_store(context.db_path, wait_s=PLAN_LOCK_WAIT_S) as store:
         store.require_dataset(dataset)
         plan = grid_lib.plan_grid(store.conn, spec)
@@ -86,6 +91,8 @@ def grid(
                   + ("" if dry_run or not plan.todo else f" ({engine}, {workers} at once)"), soft_wrap=True)
     outcomes = []
     if not dry_run:
+        if any(cell.model == "dire" for cell in plan.todo):
+            context.dire_encoder()  # prepares the embedded model before any cell needs it (once)
         cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
         base = TrainRequest(db_path=Path(context.db_path), model=spec.models[0], dataset=dataset,
                             spec=spec.variants[0], config=cfg, cache_dir=cache_dir,

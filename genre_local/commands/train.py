@@ -68,11 +68,7 @@ def _dire_encoder(context, model: str, encoder: str | None) -> str:
         if encoder is not None:
             raise UserError(f"--encoder {encoder}: only --model dire reads news through an LLM encoder; drop --encoder")
         return ""
-    from genre_local.llm.models import EMBEDDED_ALIAS, resolve_model
-
-    models_dir = resolve_relative(context.db_path, context.config.paths.models_dir)
-    spec = encoder or context.config.train.encoder or EMBEDDED_ALIAS
-    return str(resolve_model(spec, models_dir, context.config.models).folder)
+    return context.dire_encoder(encoder)
 
 
 TRACKING_FOLDER = "tracking"  # under paths.cache_dir: <cache_dir>/tracking/<run name>/

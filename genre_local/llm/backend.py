@@ -113,6 +113,10 @@ class EngineOptions:
 class Backend(Protocol):
     name: str
     options: EngineOptions
+    # The dtype the engine resolved and computes in ("auto" decided: bfloat16 or float32 ...):
+    # stored on each generation_runs row, since the same command may run in another dtype on
+    # another machine (llm/engine_sizing.resolve_dtype) and its outputs differ a little.
+    dtype: str
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         """Complete every request, results in request order. One call = one engine batch."""

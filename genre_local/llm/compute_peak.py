@@ -19,30 +19,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-CPUINFO = Path("/proc/cpuinfo")
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The first CPU's flags from /proc/cpuinfo; empty off Linux."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def native_bf16(flags: Iterable[str]) -> bool:
-    """True when the CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX)."""
-    present = set(flags)
-    return any(flag in present for flag in NATIVE_BF16_FLAGS)
 
 
 @dataclass(frozen=True)

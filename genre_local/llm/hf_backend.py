@@ -29,6 +29,7 @@ class TransformersBackend:
 
         self.options = options
         dtype_name = _DTYPES.get(resolve_dtype(options.dtype, torch.cuda.is_available()), "float32")
+        self.dtype = dtype_name  # the torch dtype the weights load in ("half" is float16)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(options.model_dir))
             self._model = AutoModelForCausalLM.from_pretrained(str(options.model_dir), dtype=getattr(torch, dtype_name))

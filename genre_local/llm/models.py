@@ -94,10 +94,15 @@ def _model_id(folder: Path, config: dict) -> str:
     return f"{folder.name}@{digest}"
 
 
+def embedded_folder(models_dir: Path) -> Path:
+    """Where a store's embedded model is (or will be, once prepared)."""
+    return models_dir / EMBEDDED_FOLDER
+
+
 def resolve_model(spec: str, models_dir: Path, aliases: dict[str, str], prepare_missing: bool = True) -> ResolvedModel:
     """Map a --model value to a checked local folder, preparing the embedded model if needed."""
     if spec == EMBEDDED_ALIAS:
-        folder = models_dir / EMBEDDED_FOLDER
+        folder = embedded_folder(models_dir)
         if not (folder / "config.json").is_file():
             if not prepare_missing:
                 raise UserError(f"model '{spec}' is not prepared; run `genre-local models prepare {spec}`")

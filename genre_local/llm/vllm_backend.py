@@ -77,6 +77,7 @@ class VllmBackend:
                     "to size the cache from the model (vLLM on CPU reserves that share of RAM)"
                 )
         dtype = resolve_dtype(options.dtype, on_cuda=not on_cpu, cpu_native_bf16=on_cpu and cpu_has_native_bf16())
+        self.dtype = dtype
         if on_cpu and options.dtype == "auto" and dtype == "bfloat16":
             # Said, not silent: outputs differ a little from float32's (BENCHMARKS.md 2d).
             print("vLLM on CPU: bfloat16 (this CPU multiplies bfloat16 natively; set [generate] dtype = "

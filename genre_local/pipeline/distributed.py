@@ -60,15 +60,17 @@ STARTUP_SUBDIR = "startup"
 class Startup:
     stage: str  # "cluster": once before any engine (ray.init), "engine": one worker's backend
     seconds: float
+    dtype: str | None = None  # an engine's Backend.dtype, for the driver's generation_runs row
 
 
-def record_startup(folder: RunFolder, run_id: str, worker: str, stage: str, seconds: float) -> None:
+def record_startup(folder: RunFolder, run_id: str, worker: str, stage: str, seconds: float,
+                   dtype: str | None = None) -> None:
     """Written atomically (temp name, rename), one file per start, read once by the driver."""
     where = folder.root / STARTUP_SUBDIR
     where.mkdir(parents=True, exist_ok=True)
     name = f"{run_id}.{worker}.{uuid.uuid4().hex[:8]}.json"
     temp = where / f".{name}.tmp"
-    temp.write_text(json.dumps({"stage": stage, "seconds": seconds}))
+    temp.write_text(json.dumps({"stage": stage, "seconds": seconds, "dtype": dtype}))
     temp.rename(where / name)
 
 
@@ -76,7 +78,7 @@ def open_timed(factory: Callable[[], Backend], job: ShardJob, worker: str) -> Ba
     """The worker's backend, its start-up time recorded for the driver."""
     started = time.perf_counter()
     backend = factory()
-    record_startup(job.folder, job.run_id, worker, "engine", time.perf_counter() - started)
+    record_startup(job.folder, job.run_id, worker, "engine", time.perf_counter() - started, backend.dtype)
     return backend
 
 
@@ -90,7 +92,8 @@ def collect_startups(folder: RunFolder, run_id: str) -> list[Startup]:
     for path in sorted(where.glob(f"{run_id}.*.json")):
         try:
             data = json.loads(path.read_text())
-            found.append(Startup(str(data["stage"]), float(data["seconds"])))
+            dtype = data.get("dtype")
+            found.append(Startup(str(data["stage"]), float(data["seconds"]), None if dtype is None else str(dtype)))
         except (OSError, ValueError, KeyError, TypeError):
             pass
         path.unlink(missing_ok=True)
@@ -103,6 +106,13 @@ def startup_wall_seconds(startups: Sequence[Startup]) -> float:
     cluster = sum(s.seconds for s in startups if s.stage == "cluster")
     engines = max((s.seconds for s in startups if s.stage == "engine"), default=0.0)
     return cluster + engines
+
+
+def engines_dtype(startups: Sequence[Startup]) -> str | None:
+    """The dtype the workers' engines computed in: one name, or the distinct ones joined by ","
+    where workers on different machines resolved "auto" differently; None: no engine started."""
+    names = sorted({s.dtype for s in startups if s.stage == "engine" and s.dtype is not None})
+    return ",".join(names) or None
 
 
 def complete_to_shard(backend: Backend, items: Sequence[WorkItem], job: ShardJob, worker: str) -> Path | None:
@@ -208,6 +218,7 @@ class ShardedExecutor:
         self.folder = folder.create()
         self.dispatch = dispatch
         self.notify = notify
+        self.dtype: str | None = None  # the workers' engines' (engines_dtype), once one started
 
     def execute(self, todo: list[WorkItem], stats: TaskStats, settings: RunSettings, run_id: str,
                 on_rows: Callable[[int], Any] | None = None) -> None:
@@ -235,7 +246,11 @@ class ShardedExecutor:
                 done |= self._merge(shards, stats, run_id, on_rows)
         except Exception as exc:  # merge what finished before reporting the failure
             failure = exc
-        stats.startup_seconds += startup_wall_seconds(collect_startups(self.folder, run_id))
+        startups = collect_startups(self.folder, run_id)
+        stats.startup_seconds += startup_wall_seconds(startups)
+        # Workers keep their engines across tasks: a later task sees no start, the same dtype.
+        self.dtype = engines_dtype(startups) or self.dtype
+        stats.dtype = self.dtype
         done |= self._merge(self.folder.ready_shards(), stats, run_id, on_rows)
         missing = wanted - done
         if isinstance(failure, UserError):  # e.g. an unreachable cluster: the user's to fix, said as is

@@ -57,6 +57,8 @@ class TaskStats:
     engine_seconds: float = 0.0
     startup_seconds: float = 0.0
     wall_seconds: float = 0.0
+    # The dtype the engine computed in (Backend.dtype); None while no engine ran for the task.
+    dtype: str | None = None
     fidelity: Fidelity | None = None
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -80,6 +82,7 @@ class TaskStats:
             "engine_seconds": round(self.engine_seconds, 3),
             "startup_seconds": round(self.startup_seconds, 3),
             "outside_seconds": round(self.outside_seconds, 3),
+            "dtype": self.dtype,
             "fidelity": (
                 {**asdict(self.fidelity), "ratio_to_chance": asdict(self.fidelity.ratio_to_chance())} if self.fidelity else None
             ),
@@ -302,6 +305,7 @@ class GenerationRun:
             backend, startup = None, 0.0
             if any(needs_engine(item.request) for item in batch):  # aggregated profiles need none
                 backend, startup = self.engine.get()
+                stats.dtype = backend.dtype
             stats.startup_seconds += startup
             outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries)
             with open_store(self.db_path) as store:
@@ -354,6 +358,6 @@ class GenerationRun:
                 engine_seconds=stats.engine_seconds, startup_seconds=stats.startup_seconds,
                 wall_seconds=stats.wall_seconds, price_per_hour=self.settings.price_per_hour or None,
                 cost=generation_cost(self.settings.price_per_hour, stats.wall_seconds, stats.startup_seconds),
-                prompt_set=plan.prompt_set, method=method,
+                prompt_set=plan.prompt_set, method=method, dtype=stats.dtype,
             ),
         )

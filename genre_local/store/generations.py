@@ -199,6 +199,8 @@ class GenerationRunRecord:
     # The profile method of the source its outputs belong to (migration 010): the profiler's,
     # the chain's profiles'; 'generate' for the other tasks.
     method: str = DEFAULT_METHOD
+    # The dtype the engine computed in (migration 011); None: unknown (imported, no engine started).
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)

@@ -381,10 +381,18 @@ class SourceSummary:
     # the tasks whose run rows count its engine time and cost (profile, or chain when the chain
     # made the profiles first); None for a task with its own rows.
     charged_to: str | None = None
+    # The dtypes the engines computed in (generation_runs.dtype, migration 011), comma-separated,
+    # "unknown" among them for runs that did not record one; None: no run recorded one.
+    dtype: str | None = None
 
     @property
     def label(self) -> str:
         return generations.GenerationSource(self.llm, self.prompt_set, self.method).label
+
+
+# A source's engine dtypes over its runs (the labels': over the runs charged with them).
+_DTYPES_SQL = ("CASE WHEN bool_or({run}dtype IS NOT NULL) THEN string_agg(DISTINCT coalesce({run}dtype, 'unknown'), ','"
+               " ORDER BY coalesce({run}dtype, 'unknown')) END AS dtype")
 
 
 def load_source_summaries(store: Store, dataset: str | None = None) -> list[SourceSummary]:
@@ -404,18 +412,18 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
         " SELECT dataset, task, model AS llm, prompt_set, method,"
         "  CASE WHEN bool_and(engine_seconds IS NOT NULL AND (startup_seconds IS NOT NULL OR provenance = 'imported'))"
         "   THEN sum(engine_seconds + coalesce(startup_seconds, 0)) END AS engine_seconds,"
-        "  CASE WHEN bool_and(cost IS NOT NULL) THEN sum(cost) END AS cost"
+        "  CASE WHEN bool_and(cost IS NOT NULL) THEN sum(cost) END AS cost, " + _DTYPES_SQL.format(run="") +
         " FROM generation_runs GROUP BY ALL"
         "), charged AS ("
         # The runner charges the labels to the run row of the task that needed them.
         " SELECT g.dataset, g.task, g.model AS llm, g.prompt_set, 'label' AS method,"
-        "  string_agg(DISTINCT r.task, ',' ORDER BY r.task) AS charged_to"
+        "  string_agg(DISTINCT r.task, ',' ORDER BY r.task) AS charged_to, " + _DTYPES_SQL.format(run="r.") +
         " FROM generations g JOIN generation_runs r ON r.run_id = g.run_id AND r.dataset = g.dataset"
         "  AND r.round = g.round AND r.task IN ('profile', 'chain')"
         " WHERE g.task = 'label' GROUP BY ALL"
         ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.method, o.provenance, o.inputs, o.valid, "
         "CAST(o.prompt_tokens AS BIGINT) AS prompt_tokens, CAST(o.completion_tokens AS BIGINT) AS completion_tokens, "
-        "c.engine_seconds, c.cost, h.charged_to FROM outputs o "
+        "c.engine_seconds, c.cost, h.charged_to, coalesce(c.dtype, h.dtype) AS dtype FROM outputs o "
         "LEFT JOIN costs c USING (dataset, task, llm, prompt_set, method) "
         "LEFT JOIN charged h USING (dataset, task, llm, prompt_set, method) "
         "ORDER BY o.dataset, o.task, o.llm, o.prompt_set, o.method",
