@@ -151,3 +151,19 @@ def test_the_report_samples_every_task_and_llm_in_task_order(db: Path) -> None:
                                                ("profile", "fake-model"), ("news", "fake-model"),
                                                ("chain", "fake-model")]
     assert sets[1] == single and len(single.samples) == 2
+
+
+def test_list_never_cuts_the_source_on_a_narrow_terminal(tmp_path: Path) -> None:
+    """The source column is what `--llm` takes: on an 80-column terminal or a pipe, rich squeezed
+    the table and cut it to "llama:SmolLM2-135M-Instruct.Q4_1…" (seen in the demo's store)."""
+    from genre_local.store.results import load_source_summaries
+
+    db = build_store(tmp_path / "s.duckdb")
+    run_fake(db, tasks=("summarize", "profile"))
+    with open_store(db, read_only=True) as store:
+        labels = {s.label for s in load_source_summaries(store)}
+    result = runner.invoke(app, ["--db", str(db), "generations", "list"], env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "summarize" in line or "profile" in line]
+    assert len(rows) == 2 and all(any(f" {label} " in row for label in labels) for row in rows), result.stdout
+    assert "…" not in result.stdout

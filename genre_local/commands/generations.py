@@ -76,6 +76,7 @@ def list_sources(
 ) -> None:
     """The generation sources (LLM/prompt set, +METHOD for profiles not generated) per dataset and
     task: outputs, validity and cost. A source's label is what `train --llm` takes."""
+    from rich.measure import Measurement
     from rich.table import Table
 
     from genre_local.report.format import fmt_known
@@ -96,8 +97,8 @@ def list_sources(
         table = Table(title="generation sources", title_justify="left")
         for name in ("dataset", "task", "source (--llm)", "provenance", "inputs", "valid", "tokens in",
                      "tokens out", "engine s", "cost", "dtype"):
-            table.add_column(name, justify="right" if name in ("inputs", "valid", "tokens in", "tokens out",
-                                                               "engine s", "cost") else "left")
+            table.add_column(name, no_wrap=True, justify="right" if name in (
+                "inputs", "valid", "tokens in", "tokens out", "engine s", "cost") else "left")
 
         for r in rows:
             share = f"{r.valid:,} ({100.0 * r.valid / r.inputs:.0f}%)" if r.inputs else "0"
@@ -113,6 +114,9 @@ def list_sources(
         if any(r.charged_to for r in rows):
             table.caption = ("label: the labelling profiler's per-news labels; their engine time and cost are "
                              "counted in the same source's row of the task that needed them (profile or chain).")
+        # Never squeezed to a narrow terminal (or the 80 columns of a pipe): the source is the
+        # value to pass to --llm, and a cut one ends in an ellipsis. Wider lines wrap instead.
+        console.width = max(console.width, Measurement.get(console, console.options.update_width(10_000), table).maximum)
         console.print(table)
     if as_json:
         # null costs are unknown (imported outputs without those columns), never 0
