@@ -343,8 +343,6 @@ def enhanced_titles_before(conn: duckdb.DuckDBPyConnection, dataset: str, before
     return dict(rows)
 
 
-
-
 def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
                    model: str | None = None, prompt_set: str | None = None,
                    method: str | None = None) -> dict[str, Profile]:
