@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_local.errors import UserError
-from recsys.catalog import MODEL_NAMES, MODEL_SPECIFIC_FIELDS
+from recsys.catalog import MODEL_NAMES, MODEL_SPECIFIC_FIELDS, unread_settings
 from recsys.config import TrainConfig
 from recsys.errors import ConfigError
 from recsys.variants import VariantSpec, parse_variant
@@ -134,9 +134,7 @@ def settings_of(config: dict, model: str, profile: bool) -> dict:
     model-specific settings `model` does not read (MODEL_SPECIFIC_FIELDS, as its checkpoint
     identity), nor interest_fusion without a profile (`profile`: the variant has `up`)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unread = {name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models}
-    if not profile:
-        unread.add("interest_fusion")
+    unread = unread_settings(model, profile)
     return {k: v for k, v in config.items() if k in fields and k not in _NOT_SETTINGS and k not in unread}
 
 
@@ -146,7 +144,8 @@ def plan_grid(conn, spec: GridSpec) -> GridPlan:
     features = ",".join(spec.config.feature_names)
     stored: dict[GridCell, str] = {}
     for cell in spec.cells():
-        ng_k, profile = spec.variant(cell.variant).ng_k, spec.variant(cell.variant).up
+        variant = spec.variant(cell.variant)
+        ng_k, profile = variant.ng_k, variant.up
         wanted = settings_of(config, cell.model, profile)
         rows = conn.execute(
             "SELECT run_id, config FROM runs WHERE model = ? AND dataset = ? AND variant = ? AND features = ? "

@@ -66,6 +66,16 @@ checkpoint's identity (recsys/train.py) and the grid's stored-run match (genre_l
 ignore such a field for the other models, so an NRMS run is not redone when lora_rank changes.
 tests/test_models.py checks that each model reads exactly the fields listed for it."""
 
+
+def unread_settings(model: str, profile: bool) -> set[str]:
+    """The ModelConfig fields `model` does not read (MODEL_SPECIFIC_FIELDS), with interest_fusion
+    when the variant has no profile: what a checkpoint's identity and the grid's stored-run match
+    leave out."""
+    unread = {name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models}
+    if not profile:
+        unread.add("interest_fusion")
+    return unread
+
 PLMNR_HISTORY: tuple[str, ...] = ("exact", "no-grad", "cached")
 """How a PLMNR training step encodes the batch's history-only news: exact (through the tuned top
 layer with gradient, like candidates); no-grad (through the top layer without gradient); cached

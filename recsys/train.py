@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.catalog import METRICS, MODEL_SPECIFIC_FIELDS
+from recsys.catalog import METRICS, unread_settings
 from recsys.cpu import use_bf16
 from recsys.data import Batch, BatchStream, EncodedDataset, SplitArrays, TrainSamples, epoch_batches
 from recsys.errors import CheckpointError, RecsysError, TrainingDiverged
@@ -159,11 +159,8 @@ def model_config_identity(config, model: str) -> dict | str:
     if not hasattr(config, "__dataclass_fields__"):
         return repr(config)
     fields = asdict(config)
-    unread = [name for name, models in MODEL_SPECIFIC_FIELDS.items() if model not in models]
-    if not fields.get("use_profile", True):
-        unread.append("interest_fusion")
     defaults = {f.name: f.default for f in dataclass_fields(config)}
-    for name in unread:
+    for name in unread_settings(model, profile=fields.get("use_profile", True)):
         if name in fields:
             fields[name] = defaults[name]
     if fields.get("plmnr_history") == "exact":
