@@ -44,6 +44,7 @@ class TrainRequest:
     checkpoint_base: Path  # checkpoints live in <checkpoint_base>/<store id>/
     image_file: Path | None = None
     resume: bool = False
+    retrain: bool = False  # train a seed again though the same run is stored (genre_local/run_match.py)
     run_id: str | None = None  # predict: the stored run whose weights to use
     store_wait_s: float = 0.0  # wait this long for another process's store lock (grid workers share one store)
     resume_hint: str = "the same command with --resume"  # what continues this request's checkpoints
@@ -127,8 +128,12 @@ def open_existing_store(db_path: Path, wait_s: float = 0.0):
 
 
 def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
-    """Rank 0, store open briefly: the store's id, and with --resume which seeds still need work
-    (a finished checkpoint whose run is stored is not stored again)."""
+    """Rank 0, store open briefly: the store's id, and which seeds still need work. A seed whose
+    run is stored (the same run: genre_local/run_match.py) is not trained again unless
+    --retrain, so a repeated command does not store a second copy of a run; with --resume, a
+    finished checkpoint whose run is stored is not stored again, and a seed with a checkpoint to
+    continue is continued."""
+    from genre_local.run_match import stored_run
     from genre_local.store.runs import run_stored_from, store_id
     from recsys import experiment
     from recsys.train import find_checkpoint, read_loop_state
@@ -149,6 +154,14 @@ def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
                 state = read_loop_state(found) if found is not None else None
                 if state is not None and state.finished(cfg.epochs):
                     run_id = run_stored_from(store, folder, len(state.epoch_seconds), data.fingerprint)
+                    if run_id is not None:
+                        stored[seed] = run_id
+        if not request.retrain:
+            config = dataclasses.asdict(cfg) | {"image_file": str(request.image_file) if request.image_file else None}
+            for seed in cfg.seed_list:
+                if seed not in stored and seed not in resumable:
+                    run_id = stored_run(store.conn, request.ident(), request.source, seed, data.fingerprint, config,
+                                        request.spec.up)
                     if run_id is not None:
                         stored[seed] = run_id
         cohorts = chain_cohorts(store.conn, request)
