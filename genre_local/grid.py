@@ -243,7 +243,7 @@ def _has_checkpoint(request, accelerator) -> bool:
     data = load_encoded_variant(request, accelerator)  # cached tensors: train_and_store reloads them cheaply
     with open_existing_store(request.db_path, request.store_wait_s) as store:
         owner = store_id(store)
-    return bool(experiment.resumable_seeds(request.model, data, request.config, request.checkpoint_base / owner))
+    return bool(experiment.resumable_seeds(request.model, data, request.config, request.checkpoint_root(owner)))
 
 
 def _init_worker(slots, threads: int, gpus: list[str]) -> None:
@@ -377,7 +377,7 @@ def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
             data = load_encoded_variant(request, accelerator)
             encoded[key] = (data, ray.put(data))
         data, data_ref = encoded[key]
-        root = request.checkpoint_base / owner
+        root = request.checkpoint_root(owner)
         resume = bool(experiment.resumable_seeds(request.model, data, request.config, root))
         with open_existing_store(request.db_path, wait_s=60.0) as store:
             cohorts = chain_cohorts(store.conn, request)  # Table 7's Chain cohorts, as train_and_store

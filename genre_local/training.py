@@ -41,7 +41,7 @@ class TrainRequest:
     spec: VariantSpec
     config: TrainConfig
     cache_dir: Path  # tensorized datasets
-    checkpoint_base: Path  # checkpoints live in <checkpoint_base>/<store id>/
+    checkpoint_base: Path  # checkpoints live in <checkpoint_base>/<store id>/ (checkpoint_root)
     image_file: Path | None = None
     resume: bool = False
     retrain: bool = False  # train a seed again though the same run is stored (genre_local/run_match.py)
@@ -51,6 +51,21 @@ class TrainRequest:
     track_dir: Path | None = None  # train: the tracker's files (config.track names it); None: not tracked
     llm: str | None = None  # --llm: which generation source a non-original variant reads
     source: GenerationSource | None = None  # resolved from `llm` and the store (None for original)
+
+    def checkpoint_root(self, owner: str) -> Path:
+        """Where this request's checkpoints live: <checkpoint_base>/<store id>/, and a folder per
+        generation source below it for a variant that reads one. recsys keys a checkpoint by model,
+        variant, features, settings and seed, not by whose generations the variant read: without
+        it, ns from two LLMs would share one checkpoint, the second resuming or overwriting the first."""
+        root = self.checkpoint_base / owner
+        if self.source is None:
+            return root
+        import hashlib
+
+        from recsys.data import safe_name
+
+        label = self.source.label
+        return root / f"source-{safe_name(label)[:60]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
 
     def tracking(self):
         """The recsys.tracking.Tracking of this training; None when it is not tracked."""
@@ -141,7 +156,7 @@ def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
     cfg = request.config
     with open_existing_store(request.db_path, request.store_wait_s) as store:
         owner = store_id(store)
-        root = request.checkpoint_base / owner
+        root = request.checkpoint_root(owner)
         stored: dict[int, str] = {}
         resumable = experiment.resumable_seeds(request.model, data, cfg, root) if request.resume else []
         if request.resume:
@@ -317,7 +332,7 @@ def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> tu
     if request.run_id is not None:
         request = _request_of_run(request, run)
     data = load_encoded_variant(request, accelerator)
-    folder = run.checkpoint or experiment.checkpoint_folder(request.checkpoint_base / owner, request.model, data,
+    folder = run.checkpoint or experiment.checkpoint_folder(request.checkpoint_root(owner), request.model, data,
                                                             request.config, run.seed)
     if find_checkpoint(folder) is None:
         raise UserError(f"run {run.run_id}: its checkpoint {folder} is gone; train it again to predict")

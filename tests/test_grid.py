@@ -374,6 +374,22 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, templat
     assert json.loads(again.stdout.strip().splitlines()[-1])["trained"] == 0
 
 
+def test_cells_of_two_sources_train_apart_each_in_its_own_checkpoint(tmp_path: Path, two_llms: Path) -> None:
+    """ns from m and ns from m2 are two runs with two checkpoints: recsys keys a checkpoint by
+    model, variant, features, settings and seed, so the second would otherwise find the first's
+    (and refuse to resume it, or overwrite it)."""
+    env = _env(tmp_path, two_llms)
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "ns", "--llm", "m/compact,m2",
+                    "--seeds", "1", "--epochs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["trained"] == 2
+    assert "din/ns (m2/compact)/seed 1: stored run" in result.stderr
+    with open_store(env[0]) as store:
+        rows = store.conn.execute("SELECT s.llm, c.checkpoint FROM runs r JOIN run_sources s USING (run_id) "
+                                  "JOIN run_checkpoints c USING (run_id) ORDER BY s.llm").fetchall()
+    assert [llm for llm, _ in rows] == ["m", "m2"] and rows[0][1] != rows[1][1]
+
+
 def _grid_process(env: tuple[Path, Path], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "genre_local", "--db", str(env[0]), "--config", str(env[1]), "grid", *args],

@@ -184,8 +184,10 @@ def train(
     if outcome is None:  # not rank 0
         return
     finished = ", ".join(f"seed {seed} as run {run_id}" for seed, run_id in sorted(outcome.already_stored.items()))
+    source = outcome.source.label if outcome.source is not None else None
     if outcome.experiment is None:
-        console.print(f"{request.model} on {dataset} / {request.spec.name} is finished and already stored ({finished}); "
+        console.print(f"{request.model} on {dataset} / {request.spec.name}{f' from {source}' if source else ''} is "
+                      f"finished and already stored ({finished}); "
                       "nothing trained or stored (--retrain trains it again)", soft_wrap=True)
         if as_json:
             emit_json({"model": request.model, "dataset": dataset, "variant": request.spec.name, "seeds": 0,
@@ -198,7 +200,6 @@ def train(
 
     result, spec = outcome.experiment, request.spec
     summary = result.summary
-    source = outcome.source.label if outcome.source is not None else None
     stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
     table = Table(title=f"{request.model} · {dataset} · {spec.name}{f' ({source})' if source else ''} · "
                         f"reported on {result.eval_split} ({stopped}) · {len(result.runs)} seed(s)")
