@@ -42,7 +42,7 @@ def grid(
         "comma list of sources as `train --llm` takes them (LLM/SET, LLM/SET+label, ...), or all (every stored "
         "source of each variant); original is trained once (default: the only one stored; `genre-local "
         "generations list` shows them).", show_default=False)] = None,
-    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per (model, variant) (default [train] seeds; "
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per (model, variant, source) (default [train] seeds; "
                                                  "the paper used 5).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Cells trained at once: processes on this machine "
                                          "(one GPU each where there are GPUs), or Ray tasks with --engine ray.")] = 1,
