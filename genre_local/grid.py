@@ -49,8 +49,13 @@ class GridCell:
     source: GenerationSource | None = None  # the generations it reads; None for a variant that reads none
 
     @property
+    def run_of(self) -> str:
+        """What the cell is a seed of: model/variant, with the source where there is one."""
+        return f"{self.model}/{self.variant}{f' ({self.source.label})' if self.source else ''}"
+
+    @property
     def label(self) -> str:
-        return f"{self.model}/{self.variant}{f' ({self.source.label})' if self.source else ''}/seed {self.seed}"
+        return f"{self.run_of}/seed {self.seed}"
 
 
 @dataclass(frozen=True)

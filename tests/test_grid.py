@@ -281,6 +281,7 @@ def test_llm_gives_one_cell_per_source_and_original_once(tmp_path: Path, two_llm
     result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original,ns,up",
                     "--llm", "all", "--dry-run")
     assert "1 model(s) x 5 variant(s) x 1 seed(s) = 5 runs" in result.stderr
+    assert "to run: din/ns (m2/compact) seed(s) 1\n" in result.stderr and "to run: din/original seed(s) 1" in result.stderr
     assert "sources: ns from m/compact, m2/compact; up from m/compact, m/compact+label" in result.stderr
 
 

@@ -101,6 +101,12 @@ def grid(
         console.print("sources: " + "; ".join(f"{name} from {', '.join(s.label for s in sources)}"
                                               for name, sources in spec.sources.items()),
                       soft_wrap=True, highlight=False)
+    if dry_run:
+        todo: dict[str, list[int]] = {}  # one line per (model, variant, source): its seeds to run
+        for cell in plan.todo:
+            todo.setdefault(cell.run_of, []).append(cell.seed)
+        for what, cell_seeds in todo.items():
+            console.print(f"to run: {what} seed(s) {', '.join(map(str, cell_seeds))}", soft_wrap=True, highlight=False)
     outcomes = []
     if not dry_run:
         if any(cell.model == "dire" for cell in plan.todo):
