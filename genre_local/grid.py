@@ -1,10 +1,13 @@
-"""The paper's grid in one resumable command: plan every (model, variant, seed) cell, skip the
-stored ones, train the rest.
+"""The paper's grid in one resumable command: plan every (model, variant, source, seed) cell,
+skip the stored ones, train the rest.
 
-Each cell is one `genre-local train` of one seed (genre_local/training.py), so it stores exactly
-like `train` and checkpoints where `train` would. A cell whose run is stored with the same model,
-dataset, variant, features, ng_k, seed and settings is skipped; a cell with a checkpoint resumes
-from it. Three ways to execute the rest:
+A variant that reads generations has one cell per generation source (`--llm`: the sources
+named, `all` of them, or the only one stored), so "original vs ns from LLM A vs ns from LLM B"
+is one grid; `original` reads none and is trained once. Each cell is one `genre-local train` of
+one seed (genre_local/training.py), so it stores exactly like `train` and checkpoints where
+`train` would. A cell whose run is stored (genre_local/run_match.py: the same model, dataset,
+variant, features, ng_k, source, seed, data and settings) is skipped; a cell with a checkpoint
+resumes from it. Three ways to execute the rest:
 
 - sequential (default): in this process;
 - `workers > 1`: separate spawned processes, each with its share of the cores (and one GPU each,
@@ -19,7 +22,6 @@ Progress is one line per finished cell (done / total, ETA) through `on_cell`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,17 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_local.errors import UserError
-from recsys.catalog import MODEL_NAMES, MODEL_SPECIFIC_FIELDS, unread_settings
+from genre_local.store.generations import GenerationSource, split_method
+from recsys.catalog import MODEL_NAMES, MODEL_SPECIFIC_FIELDS
 from recsys.config import TrainConfig
 from recsys.errors import ConfigError
 from recsys.variants import VariantSpec, parse_variant
 
 ENGINES = ("local", "ray")
-# Settings that change neither what a run learns nor its metrics: a stored run trained with
-# other values of these still counts. seed/seeds are the cell's own; features and ng_k are
-# compared through the run's identity columns.
-_NOT_SETTINGS = frozenset({"seed", "seeds", "threads", "num_workers", "checkpoint_every", "fast_eval",
-                           "features", "ng_k", "track"})
+ALL_SOURCES = "all"  # --llm all: every stored source of each variant that reads generations
 
 
 @dataclass(frozen=True)
@@ -47,23 +46,32 @@ class GridCell:
     model: str
     variant: str  # the variant's canonical name (VariantSpec.name)
     seed: int
+    source: GenerationSource | None = None  # the generations it reads; None for a variant that reads none
+
+    @property
+    def run_of(self) -> str:
+        """What the cell is a seed of: model/variant, with the source where there is one."""
+        return f"{self.model}/{self.variant}{f' ({self.source.label})' if self.source else ''}"
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.variant}/seed {self.seed}"
+        return f"{self.run_of}/seed {self.seed}"
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """What the grid covers: models x variants x seeds, with one [train] configuration."""
+    """What the grid covers: models x (variant, source) x seeds, with one [train] configuration."""
 
     dataset: str
     models: tuple[str, ...]
     variants: tuple[VariantSpec, ...]
     config: TrainConfig  # its seed_list is the grid's seeds
+    # variant name -> the sources its cells read (resolve_sources); a variant not here reads none
+    sources: dict[str, tuple[GenerationSource, ...]] = dataclasses.field(default_factory=dict)
 
     def cells(self) -> list[GridCell]:
-        return [GridCell(m, v.name, s) for m in self.models for v in self.variants for s in self.config.seed_list]
+        return [GridCell(m, v.name, s, source) for m in self.models for v in self.variants
+                for source in self.sources.get(v.name, (None,)) for s in self.config.seed_list]
 
     def variant(self, name: str) -> VariantSpec:
         return next(v for v in self.variants if v.name == name)
@@ -129,33 +137,69 @@ def parse_variants(text: str, ng_k: int) -> tuple[VariantSpec, ...]:
     return tuple(specs.values())
 
 
-def settings_of(config: dict, model: str, profile: bool) -> dict:
-    """The part of a run's stored config that makes two runs of one cell the same run: not the
-    model-specific settings `model` does not read (MODEL_SPECIFIC_FIELDS, as its checkpoint
-    identity), nor interest_fusion without a profile (`profile`: the variant has `up`)."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unread = unread_settings(model, profile)
-    return {k: v for k, v in config.items() if k in fields and k not in _NOT_SETTINGS and k not in unread}
+def parse_llm(text: str | None) -> tuple[str, ...] | None:
+    """--llm: None when not given; `all`, or a comma list of sources as `train --llm` takes them."""
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not names:
+        raise UserError("--llm is empty; use all or a comma list of sources (`genre-local generations list` shows them)")
+    if ALL_SOURCES in names and len(names) > 1:
+        raise UserError(f"--llm {text!r}: 'all' already names every source; pass it alone")
+    return names
+
+
+def resolve_sources(conn, dataset: str, variants: tuple[VariantSpec, ...],
+                    wanted: tuple[str, ...] | None) -> dict[str, tuple[GenerationSource, ...]]:
+    """Each variant that reads generations -> the sources its cells read: the only one stored
+    (`wanted` None; several are the one-line error of `train`), every stored one (`all`), or one
+    per name in `wanted`, each resolved as `train --llm` resolves it (an unknown name is a
+    UserError listing the stored sources). A name with a profile method (LLM/SET+label) names
+    its LLM/SET for a variant that reads no profile: ns and ng outputs have no method."""
+    from genre_local.store.generations import PROFILE_DERIVED_TASKS, choose_source
+    from genre_local.store.variants import resolve_source, stored_sources, variant_tasks
+
+    enriched = [v for v in variants if variant_tasks(v)]
+    if wanted is not None and not enriched:
+        raise UserError(f"--llm {','.join(wanted)}: variants {', '.join(v.name for v in variants)} read no "
+                        "generations; drop --llm")
+    resolved: dict[str, tuple[GenerationSource, ...]] = {}
+    for spec in enriched:
+        if wanted is None:
+            resolved[spec.name] = (resolve_source(conn, dataset, spec, None),)
+            continue
+        available = stored_sources(conn, dataset, spec)
+        if wanted == (ALL_SOURCES,):
+            resolved[spec.name] = tuple(available)
+            continue
+        profiled = any(t in PROFILE_DERIVED_TASKS for t in variant_tasks(spec))
+        what = f"variant '{spec.name}' of dataset '{dataset}'"
+        chosen = (choose_source(available, name if profiled else split_method(name)[0], what) for name in wanted)
+        resolved[spec.name] = tuple(dict.fromkeys(chosen))
+    return resolved
 
 
 def plan_grid(conn, spec: GridSpec) -> GridPlan:
-    """Which cells are stored already (same identity, seed and settings), which are to run."""
+    """Which cells are stored already (genre_local/run_match.py: same identity, source, seed,
+    data and settings), which are to run."""
+    from genre_local.run_match import stored_run
+    from genre_local.store.runs import RunIdentity
+    from genre_local.store.variants import content_fingerprint
+    from recsys.catalog import model_kind
+
     config = dataclasses.asdict(spec.config)
     features = ",".join(spec.config.feature_names)
+    fingerprints: dict[tuple[str, GenerationSource | None], str] = {}
     stored: dict[GridCell, str] = {}
     for cell in spec.cells():
         variant = spec.variant(cell.variant)
-        ng_k, profile = variant.ng_k, variant.up
-        wanted = settings_of(config, cell.model, profile)
-        rows = conn.execute(
-            "SELECT run_id, config FROM runs WHERE model = ? AND dataset = ? AND variant = ? AND features = ? "
-            "AND ng_k = ? AND seed = ? ORDER BY created_at, run_id",
-            [cell.model, spec.dataset, cell.variant, features, ng_k, cell.seed],
-        ).fetchall()
-        match = next((run_id for run_id, stored_config in rows
-                      if settings_of(json.loads(stored_config), cell.model, profile) == wanted), None)
+        key = (cell.variant, cell.source)
+        if key not in fingerprints:  # the rows the cell reads, as train_and_store fingerprints them
+            fingerprints[key] = content_fingerprint(conn, spec.dataset, variant, cell.source)
+        ident = RunIdentity(cell.model, model_kind(cell.model), spec.dataset, cell.variant, features, variant.ng_k)
+        match = stored_run(conn, ident, cell.source, cell.seed, fingerprints[key], config, variant.up)
         if match is not None:
-            stored[cell] = str(match)
+            stored[cell] = match
     return GridPlan(spec, stored, [c for c in spec.cells() if c not in stored])
 
 
@@ -173,8 +217,10 @@ class CellJob:
         config = dataclasses.replace(base.config, seed=self.cell.seed, seeds=1, threads=self.threads)
         if self.cell.model not in MODEL_SPECIFIC_FIELDS["encoder"]:  # as from `train`: no encoder
             config = dataclasses.replace(config, encoder="")
+        source = self.cell.source  # resolved at planning; as --llm, train_and_store checks it again
         return dataclasses.replace(base, model=self.cell.model, spec=self.spec, config=config, resume=False,
-                                   resume_hint="rerunning the grid")
+                                   resume_hint="rerunning the grid", llm=source.label if source else None,
+                                   source=source)
 
 
 def run_cell(job: CellJob) -> CellOutcome:
@@ -202,7 +248,7 @@ def _has_checkpoint(request, accelerator) -> bool:
     data = load_encoded_variant(request, accelerator)  # cached tensors: train_and_store reloads them cheaply
     with open_existing_store(request.db_path, request.store_wait_s) as store:
         owner = store_id(store)
-    return bool(experiment.resumable_seeds(request.model, data, request.config, request.checkpoint_base / owner))
+    return bool(experiment.resumable_seeds(request.model, data, request.config, request.checkpoint_root(owner)))
 
 
 def _init_worker(slots, threads: int, gpus: list[str]) -> None:
@@ -325,17 +371,18 @@ def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
     gpus = 1 if resources.get("GPU", 0) >= 1 else 0
     train_remote = ray.remote(_ray_train)
     accelerator = make_accelerator()
-    encoded: dict[str, tuple[object, object]] = {}  # variant -> (data, its object ref): one copy per variant
+    encoded: dict[tuple, tuple[object, object]] = {}  # (variant, source) -> (data, its object ref): one copy each
     started: dict = {}
     with open_existing_store(jobs[0].request().db_path, wait_s=60.0) as store:
         owner = store_id(store)
     for job in jobs:
         request = job.request()
-        if job.cell.variant not in encoded:
+        key = (job.cell.variant, job.cell.source)
+        if key not in encoded:
             data = load_encoded_variant(request, accelerator)
-            encoded[job.cell.variant] = (data, ray.put(data))
-        data, data_ref = encoded[job.cell.variant]
-        root = request.checkpoint_base / owner
+            encoded[key] = (data, ray.put(data))
+        data, data_ref = encoded[key]
+        root = request.checkpoint_root(owner)
         resume = bool(experiment.resumable_seeds(request.model, data, request.config, root))
         with open_existing_store(request.db_path, wait_s=60.0) as store:
             cohorts = chain_cohorts(store.conn, request)  # Table 7's Chain cohorts, as train_and_store

@@ -41,15 +41,31 @@ class TrainRequest:
     spec: VariantSpec
     config: TrainConfig
     cache_dir: Path  # tensorized datasets
-    checkpoint_base: Path  # checkpoints live in <checkpoint_base>/<store id>/
+    checkpoint_base: Path  # checkpoints live in <checkpoint_base>/<store id>/ (checkpoint_root)
     image_file: Path | None = None
     resume: bool = False
+    retrain: bool = False  # train a seed again though the same run is stored (genre_local/run_match.py)
     run_id: str | None = None  # predict: the stored run whose weights to use
     store_wait_s: float = 0.0  # wait this long for another process's store lock (grid workers share one store)
     resume_hint: str = "the same command with --resume"  # what continues this request's checkpoints
     track_dir: Path | None = None  # train: the tracker's files (config.track names it); None: not tracked
     llm: str | None = None  # --llm: which generation source a non-original variant reads
     source: GenerationSource | None = None  # resolved from `llm` and the store (None for original)
+
+    def checkpoint_root(self, owner: str) -> Path:
+        """Where this request's checkpoints live: <checkpoint_base>/<store id>/, and a folder per
+        generation source below it for a variant that reads one. recsys keys a checkpoint by model,
+        variant, features, settings and seed, not by whose generations the variant read: without
+        it, ns from two LLMs would share one checkpoint, the second resuming or overwriting the first."""
+        root = self.checkpoint_base / owner
+        if self.source is None:
+            return root
+        import hashlib
+
+        from recsys.data import safe_name
+
+        label = self.source.label
+        return root / f"source-{safe_name(label)[:60]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
 
     def tracking(self):
         """The recsys.tracking.Tracking of this training; None when it is not tracked."""
@@ -127,8 +143,12 @@ def open_existing_store(db_path: Path, wait_s: float = 0.0):
 
 
 def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
-    """Rank 0, store open briefly: the store's id, and with --resume which seeds still need work
-    (a finished checkpoint whose run is stored is not stored again)."""
+    """Rank 0, store open briefly: the store's id, and which seeds still need work. A seed whose
+    run is stored (the same run: genre_local/run_match.py) is not trained again unless
+    --retrain, so a repeated command does not store a second copy of a run; with --resume, a
+    finished checkpoint whose run is stored is not stored again, and a seed with a checkpoint to
+    continue is continued."""
+    from genre_local.run_match import stored_run
     from genre_local.store.runs import run_stored_from, store_id
     from recsys import experiment
     from recsys.train import find_checkpoint, read_loop_state
@@ -136,7 +156,7 @@ def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
     cfg = request.config
     with open_existing_store(request.db_path, request.store_wait_s) as store:
         owner = store_id(store)
-        root = request.checkpoint_base / owner
+        root = request.checkpoint_root(owner)
         stored: dict[int, str] = {}
         resumable = experiment.resumable_seeds(request.model, data, cfg, root) if request.resume else []
         if request.resume:
@@ -149,6 +169,14 @@ def _plan_seeds(request: TrainRequest, data: EncodedDataset) -> _SeedPlan:
                 state = read_loop_state(found) if found is not None else None
                 if state is not None and state.finished(cfg.epochs):
                     run_id = run_stored_from(store, folder, len(state.epoch_seconds), data.fingerprint)
+                    if run_id is not None:
+                        stored[seed] = run_id
+        if not request.retrain:
+            config = dataclasses.asdict(cfg) | {"image_file": str(request.image_file) if request.image_file else None}
+            for seed in cfg.seed_list:
+                if seed not in stored and seed not in resumable:
+                    run_id = stored_run(store.conn, request.ident(), request.source, seed, data.fingerprint, config,
+                                        request.spec.up)
                     if run_id is not None:
                         stored[seed] = run_id
         cohorts = chain_cohorts(store.conn, request)
@@ -304,7 +332,7 @@ def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> tu
     if request.run_id is not None:
         request = _request_of_run(request, run)
     data = load_encoded_variant(request, accelerator)
-    folder = run.checkpoint or experiment.checkpoint_folder(request.checkpoint_base / owner, request.model, data,
+    folder = run.checkpoint or experiment.checkpoint_folder(request.checkpoint_root(owner), request.model, data,
                                                             request.config, run.seed)
     if find_checkpoint(folder) is None:
         raise UserError(f"run {run.run_id}: its checkpoint {folder} is gone; train it again to predict")

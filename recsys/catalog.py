@@ -62,7 +62,7 @@ MODEL_SPECIFIC_FIELDS: dict[str, tuple[str, ...]] = {
     "plmnr_history": ("plmnr",),
 }
 """ModelConfig fields (most also [train] keys) only some models read: field -> those models. A
-checkpoint's identity (recsys/train.py) and the grid's stored-run match (genre_local/grid.py)
+checkpoint's identity (recsys/train.py) and the stored-run match of grid and train (genre_local/run_match.py)
 ignore such a field for the other models, so an NRMS run is not redone when lora_rank changes.
 tests/test_models.py checks that each model reads exactly the fields listed for it."""
 

@@ -32,6 +32,9 @@ def test_dtype_auto_is_bfloat16_on_cuda_and_on_a_native_bf16_cpu_else_float32() 
     assert resolve_dtype("auto", on_cuda=False, cpu_native_bf16=True) == "bfloat16"
     assert resolve_dtype("float16", on_cuda=False) == "float16"
     assert resolve_dtype("float32", on_cuda=False, cpu_native_bf16=True) == "float32"  # a set dtype stays
+    # ... by its own name: what the engine computes in and generation_runs records ("half" is float16)
+    assert resolve_dtype("half", on_cuda=True) == resolve_dtype("float16", on_cuda=False) == "float16"
+    assert resolve_dtype("float", on_cuda=False, cpu_native_bf16=True) == "float32"
     assert GenerateConfig().dtype == "auto" and GenerateConfig().gpu_memory_utilization is None
 
 

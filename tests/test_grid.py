@@ -19,10 +19,11 @@ from genre_local import grid
 from genre_local.cli import app
 from genre_local.errors import UserError
 from genre_local.store import open_store
+from genre_local.store.generations import GenerationSource
 from genre_local.store.runs import open_store_waiting
 from recsys.catalog import MODEL_NAMES
 from recsys.config import TrainConfig
-from tests.support_train import add_all_generations, make_store, one_thread, small_train_toml
+from tests.support_train import add_all_generations, add_generation, make_store, one_thread, small_train_toml
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,18 +89,25 @@ def test_parse_models_and_variants() -> None:
 
 
 def _store_run(store, model: str, variant: str, seed: int, config: TrainConfig, features: str = "title,category",
-               ng_k: int = 0, dataset: str = "tiny") -> str:
+               ng_k: int = 0, dataset: str = "tiny", source: GenerationSource | None = None,
+               fingerprint: str | None = None) -> str:
+    """A stored run as `train` stores it: from `source`, on the rows the store holds now (their
+    fingerprint), unless `fingerprint` says otherwise."""
     from genre_local.store.runs import RunIdentity, write_runs
+    from genre_local.store.variants import content_fingerprint
     from recsys.catalog import model_kind
     from recsys.train import RunResult
+    from recsys.variants import parse_variant
 
     result = RunResult(seed=seed, eval_split="test", metrics={"test": {"all": {"auc": 0.6}}}, epochs_run=1,
                        best_epoch=1, epoch_seconds=[1.0], train_samples_per_s=[1.0], data_wait_seconds=[0.0],
                        dev_auc=[0.6], eval_impressions_per_s=1.0, processes=1)
     ident = RunIdentity(model, model_kind(model), dataset, variant, features, ng_k)
     stored = dataclasses.asdict(config) | {"variant": variant, "seeds": [seed], "image_file": None}
-    return write_runs(store, f"x{model}{variant}{seed}{features}{ng_k}{dataset}"[:40], ident, stored, "fp", {}, "cpu",
-                      [result])[0]
+    if fingerprint is None:
+        fingerprint = content_fingerprint(store.conn, dataset, parse_variant(variant, ng_k), source)
+    experiment = f"x{model}{variant}{seed}{features}{ng_k}{dataset}{source.label if source else ''}"
+    return write_runs(store, experiment, ident, stored, fingerprint, {}, "cpu", [result], source=source)[0]
 
 
 def test_plan_skips_exactly_the_cells_stored_with_the_same_settings(tmp_path: Path) -> None:
@@ -153,7 +161,8 @@ def test_grid_resolves_dire_s_encoder_as_train_does(tmp_path: Path, template: Pa
     result = invoke(env, *args, "--dry-run")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["skipped"] == 1 and {"model": "dire", "variant": "original", "seed": 1} not in payload["planned"]
+    assert payload["skipped"] == 1 and [(p["model"], p["variant"]) for p in payload["planned"]] == [
+        ("dire", "ns"), ("nrms", "original"), ("nrms", "ns")]
     requests = []
 
     def capture(plan, base, **_: object) -> list:
@@ -196,9 +205,9 @@ def test_dry_run_plans_and_trains_nothing(tmp_path: Path, template: Path) -> Non
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["total"] == 8 and payload["skipped"] == 0 and payload["trained"] == 0
-    assert payload["planned"][0] == {"model": "din", "variant": "original", "seed": 1}
-    assert payload["planned"][-1] == {"model": "nrms", "variant": "ns", "seed": 2}
-    assert "8 runs; 0 stored, 8 to run" in result.stderr
+    assert payload["planned"][0] == {"model": "din", "variant": "original", "source": None, "seed": 1}
+    assert payload["planned"][-1] == {"model": "nrms", "variant": "ns", "source": "m/compact", "seed": 2}
+    assert "8 runs; 0 stored, 8 to run" in result.stderr and "sources: ns from m/compact" in result.stderr
     assert cell_counts(env[0]) == {}
 
 
@@ -227,6 +236,103 @@ def test_report_split_flag_reaches_the_grid_settings(tmp_path: Path, template: P
     one_line_error(invoke(env, "grid", "--dataset", "tiny", "--report-split", "holdout", "--dry-run"),
                    "--report-split", "'holdout'")
     assert run_id and cell_counts(env[0]) == {("din", "original", 1): 1}
+
+
+# -- several generation sources (--llm) ------------------------------------------------------
+
+M, M_LABEL, M2 = (GenerationSource("m", "compact"), GenerationSource("m", "compact", "label"),
+                  GenerationSource("m2", "compact"))
+
+
+@pytest.fixture(scope="module")
+def two_llms(template: Path, tmp_path_factory) -> Path:
+    """The template (every task from LLM m) plus enhanced titles from a second LLM m2, and m's
+    profiles made by labelling too (the source m/compact+label): ns has two sources, up two."""
+    db = tmp_path_factory.mktemp("grid-two-llms") / "s.duckdb"
+    shutil.copyfile(template, db)
+    with open_store(db) as store:
+        for (nid,) in store.conn.execute("SELECT nid FROM news WHERE dataset = 'tiny'").fetchall():
+            add_generation(store, "tiny", "summarize", nid, {"title": f"m2 says {nid}"}, model="m2")
+        for u in range(12):
+            add_generation(store, "tiny", "profile", f"U{u}", {"topics": ["health"], "regions": ["Ohio"]},
+                           sampling={"method": "label"})
+    return db
+
+
+def _planned(env: tuple[Path, Path], *args: str) -> list[tuple[str, str, str | None, int]]:
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--seeds", "1", "--dry-run", "--json", *args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["total"] == payload["skipped"] + len(payload["planned"])
+    return [(p["model"], p["variant"], p["source"], p["seed"]) for p in payload["planned"]]
+
+
+def test_llm_gives_one_cell_per_source_and_original_once(tmp_path: Path, two_llms: Path) -> None:
+    env = _env(tmp_path, two_llms)
+    assert _planned(env, "--variants", "original,ns", "--llm", "m/compact,m2") == [
+        ("din", "original", None, 1), ("din", "ns", "m/compact", 1), ("din", "ns", "m2/compact", 1)]
+    # all: every source of each variant; m2 wrote no profiles, so up has m's two methods only
+    assert _planned(env, "--variants", "ns,up", "--llm", "all") == [
+        ("din", "ns", "m/compact", 1), ("din", "ns", "m2/compact", 1),
+        ("din", "up", "m/compact", 1), ("din", "up", "m/compact+label", 1)]
+    # LLM/SET+label names the labelled profiles for up, and LLM/SET for ns (its outputs have no method)
+    assert _planned(env, "--variants", "ns,up", "--llm", "m/compact+label") == [
+        ("din", "ns", "m/compact", 1), ("din", "up", "m/compact+label", 1)]
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original,ns,up",
+                    "--llm", "all", "--dry-run")
+    assert "1 model(s) x 5 variant(s) x 1 seed(s) = 5 runs" in result.stderr
+    assert "to run: din/ns (m2/compact) seed(s) 1\n" in result.stderr and "to run: din/original seed(s) 1" in result.stderr
+    assert "sources: ns from m/compact, m2/compact; up from m/compact, m/compact+label" in result.stderr
+
+
+def test_llm_mistakes_are_one_line_errors_naming_the_value(tmp_path: Path, two_llms: Path) -> None:
+    env = _env(tmp_path, two_llms)
+    grid_args = ("grid", "--dataset", "tiny", "--models", "din", "--dry-run")
+    one_line_error(invoke(env, *grid_args, "--variants", "original,ns"),  # as `train` without --llm
+                   "2 generation sources (m/compact, m2/compact)", "--llm")
+    one_line_error(invoke(env, *grid_args, "--variants", "ns", "--llm", "m,zz"),
+                   "--llm 'zz'", "stored sources: m/compact, m2/compact")
+    one_line_error(invoke(env, *grid_args, "--variants", "ns,up", "--llm", "m2"),
+                   "--llm 'm2'", "variant 'up'", "stored sources: m/compact, m/compact+label")
+    one_line_error(invoke(env, *grid_args, "--variants", "up", "--llm", "m"), "--llm 'm' names 2 sources")
+    one_line_error(invoke(env, *grid_args, "--variants", "original", "--llm", "m"), "read no generations")
+    one_line_error(invoke(env, *grid_args, "--llm", ", "), "--llm is empty")
+    one_line_error(invoke(env, *grid_args, "--llm", "all,m"), "'all'")
+    assert cell_counts(env[0]) == {}
+
+
+def test_a_stored_run_counts_for_its_own_source_and_data_only(tmp_path: Path, two_llms: Path) -> None:
+    from genre_local.config import load_config
+
+    env = _env(tmp_path, two_llms)
+    config = dataclasses.replace(load_config(env[1]).train, seeds=1)
+    with open_store(env[0]) as store:
+        _store_run(store, "din", "ns", 1, config, source=M2)
+        _store_run(store, "din", "up", 1, config, source=M_LABEL, fingerprint="rows since replaced")
+        _store_run(store, "din", "original", 1, config)
+    assert _planned(env, "--variants", "original,ns,up", "--llm", "all", "--seeds", "1") == [
+        ("din", "ns", "m/compact", 1), ("din", "up", "m/compact", 1), ("din", "up", "m/compact+label", 1)]
+
+
+def test_each_cell_s_request_carries_its_source(tmp_path: Path, two_llms: Path, monkeypatch) -> None:
+    """What a worker (a process or a Ray task) trains: the cell's source, resolved again from
+    --llm by train_and_store to the same source."""
+    from genre_local.training import with_source
+
+    env = _env(tmp_path, two_llms)
+    requests = []
+
+    def capture(plan, base, **_: object) -> list:
+        requests.extend(grid.CellJob(c, plan.spec.variant(c.variant), base, 1).request() for c in plan.todo)
+        return []
+
+    monkeypatch.setattr(grid, "execute", capture)
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original,ns+up",
+                    "--llm", "m/compact,m/compact+label", "--seeds", "1")
+    assert result.exit_code == 0, result.output
+    assert [(r.spec.name, r.llm, r.source) for r in requests] == [
+        ("original", None, None), ("ns+up", "m/compact", M), ("ns+up", "m/compact+label", M_LABEL)]
+    assert [with_source(dataclasses.replace(r, source=None)).source for r in requests] == [None, M, M_LABEL]
 
 
 # -- execution --------------------------------------------------------------------------------
@@ -267,6 +373,22 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path, templat
     assert epochs == 1
     again = invoke(env, *args)
     assert json.loads(again.stdout.strip().splitlines()[-1])["trained"] == 0
+
+
+def test_cells_of_two_sources_train_apart_each_in_its_own_checkpoint(tmp_path: Path, two_llms: Path) -> None:
+    """ns from m and ns from m2 are two runs with two checkpoints: recsys keys a checkpoint by
+    model, variant, features, settings and seed, so the second would otherwise find the first's
+    (and refuse to resume it, or overwrite it)."""
+    env = _env(tmp_path, two_llms)
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "ns", "--llm", "m/compact,m2",
+                    "--seeds", "1", "--epochs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["trained"] == 2
+    assert "din/ns (m2/compact)/seed 1: stored run" in result.stderr
+    with open_store(env[0]) as store:
+        rows = store.conn.execute("SELECT s.llm, c.checkpoint FROM runs r JOIN run_sources s USING (run_id) "
+                                  "JOIN run_checkpoints c USING (run_id) ORDER BY s.llm").fetchall()
+    assert [llm for llm, _ in rows] == ["m", "m2"] and rows[0][1] != rows[1][1]
 
 
 def _grid_process(env: tuple[Path, Path], *args: str) -> subprocess.Popen:
@@ -367,8 +489,14 @@ def test_ray_engine_trains_in_tasks_and_the_driver_stores(tmp_path: Path, templa
         cohort = store.conn.execute(
             "SELECT r.variant, list(DISTINCT m.user_group) FILTER (WHERE m.user_group LIKE 'chain-cohort:%') "
             "FROM runs r JOIN run_metrics m USING (run_id) GROUP BY r.variant ORDER BY r.variant").fetchall()
+        sources = store.conn.execute("SELECT r.variant, s.llm, s.prompt_set FROM runs r LEFT JOIN run_sources s "
+                                     "USING (run_id) ORDER BY r.variant").fetchall()
     assert stored == 2  # the tasks' checkpoint folders, as train keys them
     assert cohort == [("ns", None), ("original", ["chain-cohort:m/compact"])]  # Table 7's cohort, as train
+    assert sources == [("ns", "m", "compact"), ("original", None, None)]  # the source, as train records it
+    rerun = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original,ns",
+                   "--epochs", "1", "--dry-run", "--json")
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["skipped"] == 2
 
 
 def test_ray_grid_connects_to_the_named_cluster_and_refuses_a_dead_address(tmp_path: Path, template: Path, monkeypatch) -> None:

@@ -113,6 +113,30 @@ def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> N
     assert index.splits[ConfigKey("din", "up", 0, FEATURES)] == {"test"}
 
 
+def test_a_seed_trained_twice_counts_once_and_the_report_says_so(db: Path, tmp_path: Path) -> None:
+    """n in "mean ± sd (n)" counts seeds, not runs: a seed trained again (train --retrain, or
+    the same command before train skipped stored runs) counts its newest run, and the report
+    names how many runs it left out."""
+    with open_store(db) as store:
+        for seed, auc in ((1, 0.60), (2, 0.64)):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(auc))
+        older = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.61))
+        add_run(store, "d", "nrms", "ns", 2, all_metrics(0.65))
+        add_run(store, "d", "nrms", "ns", 1, all_metrics(0.70))  # seed 1 again, later
+    index = load_index(db)
+    key = ConfigKey("nrms", "ns", 0, FEATURES)
+    assert index.summary(key, "auc").values == {1: approx(0.70), 2: approx(0.65)}
+    assert index.superseded == {key: {1: (older,)}} and index.superseded_runs() == 1
+    result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(tmp_path / "rep"),
+                                 "--no-plots", "--no-html", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "1 older run(s) left out" in result.stdout and "counts its newest run" in result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1])["datasets"]["d"]["superseded_runs"] == 1
+    with (tmp_path / "rep" / "variants.csv").open(newline="") as handle:
+        auc = next(r for r in csv.DictReader(handle) if (r["variant"], r["metric"]) == ("ns", "auc"))
+    assert (auc["variant_seeds"], float(auc["variant_mean"])) == ("1 2", approx(0.675))
+
+
 def test_a_retrained_seed_replaces_the_whole_older_run(db: Path) -> None:
     with open_store(db) as store:
         add_run(store, "d", "nrms", "original", 1, all_metrics(0.5, groups=("all", "new")))
@@ -342,6 +366,7 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
     views = payload["datasets"]["d"]["views"]
     assert all("skipped" not in v for v in views.values())
     assert views["ng_k"]["rows"] == 2 * 3 * 4  # two models, K = 0, 1, 2, four metrics
+    assert payload["datasets"]["d"]["superseded_runs"] == 0 and "left out" not in result.stdout
 
 
 def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: Path) -> None:

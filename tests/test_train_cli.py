@@ -119,6 +119,7 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
     (["--epochs", "0"], "--epochs"),
     (["--features", "title,image"], "--image-file"),
     (["--resume", "--checkpoint-dir", "/nonexistent-dir"], "no checkpoint"),
+    (["--resume", "--retrain"], "--resume continues a checkpoint and --retrain"),
     (["--seeds", "1000000000000"], "--seeds must be between 1 and 1000, got 1000000000000"),
     (["--lr", "nan"], "--lr must be a finite number above 0"),
     (["--lr", "-0.5"], "--lr must be a finite number above 0"),
@@ -248,25 +249,33 @@ def torch_nan():
     return torch.tensor(float("nan"), requires_grad=True)
 
 
-def test_resume_after_a_finished_stored_run_stores_nothing(tmp_path: Path, env) -> None:
+def test_a_stored_run_is_not_trained_or_stored_again(tmp_path: Path, env) -> None:
+    """The same command again (with or without --resume, other threads) stores no second copy of
+    the run; a seed not stored yet is trained; --retrain trains the stored one again."""
     db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
     base = ["--db", str(db), "--config", str(env[1]), "train", "--model", "din", "--dataset", "tiny",
             "--epochs", "1", "--json"]
     first = runner.invoke(app, base)
     assert first.exit_code == 0, first.output
     (run_id,) = json.loads(first.stdout.strip().splitlines()[-1])["stored_runs"]
-    again = runner.invoke(app, [*base, "--resume"])
-    assert again.exit_code == 0, again.output
-    assert f"is finished and already stored (seed 1 as run {run_id}); nothing trained or stored" in again.stderr
-    payload = json.loads(again.stdout.strip().splitlines()[-1])
-    assert payload["stored_runs"] == [] and payload["already_stored"] == [run_id]
+    for again in (runner.invoke(app, [*base, "--resume"]), runner.invoke(app, base)):
+        assert again.exit_code == 0, again.output
+        assert (f"is finished and already stored (seed 1 as run {run_id}); nothing trained or stored "
+                "(--retrain trains it again)") in again.stderr
+        payload = json.loads(again.stdout.strip().splitlines()[-1])
+        assert payload["stored_runs"] == [] and payload["already_stored"] == [run_id]
     with open_store(db) as store:
         assert store.conn.execute("SELECT list(run_id) FROM runs").fetchall()[0][0] == [run_id]
+    retrained = runner.invoke(app, [*base, "--retrain"])
+    assert retrained.exit_code == 0, retrained.output
+    (newer,) = json.loads(retrained.stdout.strip().splitlines()[-1])["stored_runs"]
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT list(run_id ORDER BY created_at) FROM runs").fetchall()[0][0] == [run_id, newer]
     # more epochs is not finished: it trains on and stores a new run
     more = runner.invoke(app, [*base[:-3], "--epochs", "2", "--json", "--resume"])
     assert more.exit_code == 0, more.output
     with open_store(db) as store:
-        assert store.conn.execute("SELECT list(epochs_run ORDER BY created_at) FROM runs").fetchall()[0][0] == [1, 2]
+        assert store.conn.execute("SELECT list(epochs_run ORDER BY created_at) FROM runs").fetchall()[0][0] == [1, 1, 2]
 
 
 def test_predict_uses_only_its_own_stores_checkpoints(tmp_path: Path, env) -> None:

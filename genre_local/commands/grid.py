@@ -1,4 +1,4 @@
-"""`genre-local grid`: every (model, variant, seed) run of the paper's grid, resumable.
+"""`genre-local grid`: every (model, variant, source, seed) run of the paper's grid, resumable.
 
 Parses the flags into a GridSpec, plans it against the store (genre_local/grid.py), prints the
 plan, executes the cells not yet stored and prints one progress line per finished cell.
@@ -37,7 +37,12 @@ def grid(
     models: Annotated[str, typer.Option("--models", help="all, or a comma list of models (e.g. nrms,din).")] = "all",
     variants: Annotated[str, typer.Option("--variants", help="Comma list of variants, each may combine parts "
                                           "(e.g. original,ns,up,ng,chain,ns+up+ng).")] = "original,ns,up,ng,chain",
-    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per (model, variant) (default [train] seeds; "
+    llm: Annotated[Optional[str], typer.Option(
+        "--llm", help="Generation sources the variants that read generations are trained on, one cell each: a "
+        "comma list of sources as `train --llm` takes them (LLM/SET, LLM/SET+label, ...), or all (every stored "
+        "source of each variant); original is trained once (default: the only one stored; `genre-local "
+        "generations list` shows them).", show_default=False)] = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per (model, variant, source) (default [train] seeds; "
                                                  "the paper used 5).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Cells trained at once: processes on this machine "
                                          "(one GPU each where there are GPUs), or Ray tasks with --engine ray.")] = 1,
@@ -53,7 +58,7 @@ def grid(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; train nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
-    """Train every (model, variant, seed) of a grid not stored yet; kill and rerun to resume."""
+    """Train every (model, variant, source, seed) of a grid not stored yet; kill and rerun to resume."""
     from genre_local import grid as grid_lib
     from genre_local.training import TrainRequest, open_existing_store
 
@@ -81,14 +86,27 @@ def grid(
         # DIRE's encoder folder as `train` resolves it (the embedded SmolLM2 unless [train]
         # encoder names one): the run's config names it, so a stored DIRE cell matches.
         cfg = with_overrides(cfg, encoder=context.dire_encoder(prepare=False))
-    spec = grid_lib.GridSpec(dataset, chosen, grid_lib.parse_variants(variants, cfg.ng_k), cfg)
+    specs, wanted = grid_lib.parse_variants(variants, cfg.ng_k), grid_lib.parse_llm(llm)
     with open_existing_store(context.db_path, wait_s=PLAN_LOCK_WAIT_S) as store:
         store.require_dataset(dataset)
+        spec = grid_lib.GridSpec(dataset, chosen, specs, cfg,
+                                 grid_lib.resolve_sources(store.conn, dataset, specs, wanted))
         plan = grid_lib.plan_grid(store.conn, spec)
     console = stderr_console()
-    console.print(f"grid on {dataset}: {len(spec.models)} model(s) x {len(spec.variants)} variant(s) x "
+    pairs = sum(len(spec.sources.get(v.name, (None,))) for v in spec.variants)
+    console.print(f"grid on {dataset}: {len(spec.models)} model(s) x {pairs} variant(s) x "
                   f"{cfg.seeds} seed(s) = {plan.total} runs; {len(plan.stored)} stored, {len(plan.todo)} to run"
                   + ("" if dry_run or not plan.todo else f" ({engine}, {workers} at once)"), soft_wrap=True)
+    if spec.sources:
+        console.print("sources: " + "; ".join(f"{name} from {', '.join(s.label for s in sources)}"
+                                              for name, sources in spec.sources.items()),
+                      soft_wrap=True, highlight=False)
+    if dry_run:
+        todo: dict[str, list[int]] = {}  # one line per (model, variant, source): its seeds to run
+        for cell in plan.todo:
+            todo.setdefault(cell.run_of, []).append(cell.seed)
+        for what, cell_seeds in todo.items():
+            console.print(f"to run: {what} seed(s) {', '.join(map(str, cell_seeds))}", soft_wrap=True, highlight=False)
     outcomes = []
     if not dry_run:
         if any(cell.model == "dire" for cell in plan.todo):
@@ -114,6 +132,7 @@ def grid(
     if as_json:
         emit_json({
             "dataset": dataset, "total": plan.total, "skipped": len(plan.stored), "trained": len(outcomes),
-            "planned": [{"model": c.model, "variant": c.variant, "seed": c.seed} for c in plan.todo],
+            "planned": [{"model": c.model, "variant": c.variant, "source": c.source.label if c.source else None,
+                         "seed": c.seed} for c in plan.todo],
             "stored_runs": [run_id for o in outcomes for run_id in (*o.run_ids, *o.already_stored)],
         })

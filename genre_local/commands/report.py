@@ -101,6 +101,10 @@ def report(
                 continue
             for table in result.tables:
                 console.print(table)
+        if built.superseded_runs:
+            console.print(Text(f"{built.superseded_runs} older run(s) left out: a seed trained more than once "
+                               "(same model, variant, K, features and source) counts its newest run, never two",
+                               style="dim"))
         written = built.written
         if written:
             console.print(f"report for {item.dataset}: {folder}", highlight=False)
@@ -112,6 +116,7 @@ def report(
             "dir": str(folder) if written else None,
             "html": str(built.html) if built.html else None,
             "views": {r.name: r.as_json() for r in built.views},
+            "superseded_runs": built.superseded_runs,
         }
     if as_json:
         emit_json({"out": str(root), "datasets": summary})

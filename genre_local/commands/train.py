@@ -76,7 +76,7 @@ TRACKING_FOLDER = "tracking"  # under paths.cache_dir: <cache_dir>/tracking/<run
 
 def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_file: Path | None,
              checkpoint_dir: Path | None, resume: bool, run_id: str | None = None, tracked: bool = False,
-             encoder: str | None = None, llm: str | None = None, **flags: Any):
+             encoder: str | None = None, llm: str | None = None, retrain: bool = False, **flags: Any):
     """Flags over genre.toml's [train] -> a checked TrainRequest; a bad flag names itself."""
     from genre_local.training import TrainRequest
     from genre_local.data.names import check_dataset_name
@@ -101,7 +101,7 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
     cache_dir = resolve_relative(context.db_path, context.config.paths.cache_dir)
     return TrainRequest(db_path=Path(context.db_path), model=model, dataset=dataset, spec=spec, config=cfg,
                         cache_dir=cache_dir, checkpoint_base=Path(checkpoint_dir or cache_dir / "checkpoints"),
-                        image_file=image_file, resume=resume, run_id=run_id, llm=llm,
+                        image_file=image_file, resume=resume, retrain=retrain, run_id=run_id, llm=llm,
                         track_dir=cache_dir / TRACKING_FOLDER if tracked else None)
 
 
@@ -150,6 +150,9 @@ def train(
         "bounds the whole training.")] = None,
     report_split: ReportSplitOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoints of an interrupted run.")] = False,
+    retrain: Annotated[bool, typer.Option(
+        "--retrain", help="Train the seeds whose run is stored already (same model, variant, source, data and "
+        "settings) again; the newer run is the one `report` counts. Without it they are skipped.")] = False,
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
     track: Annotated[Optional[TrackerName], typer.Option(
@@ -165,8 +168,10 @@ def train(
     from genre_local.training import train_and_store
     from recsys.train import make_accelerator
 
+    if resume and retrain:
+        raise UserError("--resume continues a checkpoint and --retrain trains a stored run from scratch; pass one")
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
-                       encoder=encoder, llm=llm, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
+                       encoder=encoder, llm=llm, retrain=retrain, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
                        batch_size=batch_size, lr=lr, max_steps=max_steps, report_split=report_split, track=track.value if track is not None else None,
                        optimizer=optimizer.value if optimizer is not None else None,
                        decay_scope=decay_scope.value if decay_scope is not None else None,
@@ -179,21 +184,22 @@ def train(
     if outcome is None:  # not rank 0
         return
     finished = ", ".join(f"seed {seed} as run {run_id}" for seed, run_id in sorted(outcome.already_stored.items()))
+    source = outcome.source.label if outcome.source is not None else None
     if outcome.experiment is None:
-        console.print(f"{request.model} on {dataset} / {request.spec.name} is finished and already stored ({finished}); "
-                      "nothing trained or stored", soft_wrap=True)
+        console.print(f"{request.model} on {dataset} / {request.spec.name}{f' from {source}' if source else ''} is "
+                      f"finished and already stored ({finished}); "
+                      "nothing trained or stored (--retrain trains it again)", soft_wrap=True)
         if as_json:
             emit_json({"model": request.model, "dataset": dataset, "variant": request.spec.name, "seeds": 0,
                        "stored_runs": [], "already_stored": sorted(outcome.already_stored.values())})
         return
     if finished:
-        console.print(f"already finished and stored: {finished}", soft_wrap=True)
+        console.print(f"already finished and stored, not trained again: {finished}", soft_wrap=True)
 
     from rich.table import Table
 
     result, spec = outcome.experiment, request.spec
     summary = result.summary
-    source = outcome.source.label if outcome.source is not None else None
     stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
     table = Table(title=f"{request.model} · {dataset} · {spec.name}{f' ({source})' if source else ''} · "
                         f"reported on {result.eval_split} ({stopped}) · {len(result.runs)} seed(s)")

@@ -35,11 +35,17 @@ CPU_IDLE_LOAD_PER_CORE = 0.5
 _DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
 
 
+# The aliases [generate] dtype accepts, by the name of the dtype the engine computes in: what a
+# generation_runs row records, so "half" and "float16" runs read as one dtype.
+_DTYPE_NAMES = {"half": "float16", "float": "float32"}
+
+
 def resolve_dtype(dtype: str, on_cuda: bool, cpu_native_bf16: bool = False) -> str:
     """`auto` -> bfloat16 on CUDA and where the caller found native bfloat16 on the CPU (only the
-    vLLM backend asks: it was measured there), float32 otherwise; any other name stays as given."""
+    vLLM backend asks: it was measured there), float32 otherwise; any other name by its dtype's
+    own name (half -> float16, float -> float32), which vLLM and torch take as well."""
     if dtype != "auto":
-        return dtype
+        return _DTYPE_NAMES.get(dtype, dtype)
     return "bfloat16" if on_cuda or cpu_native_bf16 else "float32"
 
 

@@ -17,8 +17,6 @@ from genre_local.llm.backend import (
 )
 from genre_local.llm.engine_sizing import resolve_dtype
 
-_DTYPES = {"float32": "float32", "float": "float32", "bfloat16": "bfloat16", "float16": "float16", "half": "float16"}
-
 
 class TransformersBackend:
     name = "transformers"
@@ -28,7 +26,7 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.options = options
-        dtype_name = _DTYPES.get(resolve_dtype(options.dtype, torch.cuda.is_available()), "float32")
+        dtype_name = resolve_dtype(options.dtype, torch.cuda.is_available())  # a torch dtype's name
         self.dtype = dtype_name  # the torch dtype the weights load in ("half" is float16)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(options.model_dir))

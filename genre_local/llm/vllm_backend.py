@@ -125,6 +125,10 @@ class VllmBackend:
         finally:
             if bind is not None:
                 os.environ.pop(_BIND_ENV, None)
+        # What the engine computes in, as vLLM resolved it (its model config's torch dtype): the
+        # name a generation_runs row records, whatever alias [generate] dtype used.
+        engine_dtype = getattr(getattr(self._llm, "model_config", None), "dtype", None)
+        self.dtype = str(engine_dtype).removeprefix("torch.") if engine_dtype is not None else dtype
         self._params_cache: dict[tuple[Any, ...], Any] = {}
 
     def _sampling_params(self, request: GenRequest) -> Any:

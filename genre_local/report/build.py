@@ -54,6 +54,7 @@ class Report:
     folder: Path
     views: list[ViewResult]
     html: Path | None  # index.html; None when not asked for or nothing is stored to report
+    superseded_runs: int = 0  # stored runs left out: a newer run of the same configuration and seed counts
 
     @property
     def written(self) -> bool:
@@ -89,4 +90,4 @@ def build_report(inputs: ReportInputs, out_dir: Path, with_plots: bool = True, w
     html = None
     if with_html and (any(r.files for r in results) or inputs.samples):
         html = write_html(out_dir / HTML_FILE, ctx, [r.section() for r in results])
-    return Report(inputs.dataset, out_dir, results, html)
+    return Report(inputs.dataset, out_dir, results, html, ctx.index.superseded_runs())

@@ -71,6 +71,8 @@ class RunIndex:
     splits: dict[ConfigKey, set[str]] = field(default_factory=dict)
     run_ids: dict[ConfigKey, dict[int, str | None]] = field(default_factory=dict)  # the run each seed's values are from
     seed_splits: dict[ConfigKey, dict[int, str]] = field(default_factory=dict)  # the split each seed reports
+    # the older runs of a seed trained more than once (train --retrain, or other settings): left out
+    superseded: dict[ConfigKey, dict[int, tuple[str, ...]]] = field(default_factory=dict)
 
     def summary(self, key: ConfigKey, metric: str, group: str = ALL_USERS) -> Summary | None:
         seeds = self.runs.get(key, {})
@@ -92,6 +94,10 @@ class RunIndex:
     def sources(self, variant: str) -> list[str]:
         """The generation sources runs of `variant` read, sorted ("" first: none recorded)."""
         return sorted({k.source for k in self.runs if k.variant == variant})
+
+    def superseded_runs(self) -> int:
+        """How many stored runs no number comes from: each configuration and seed counts its newest run."""
+        return sum(len(runs) for seeds in self.superseded.values() for runs in seeds.values())
 
     def split_label(self) -> str:
         """Every evaluation split the indexed runs report, e.g. 'dev' or 'dev/test'; '-' for none."""
@@ -119,6 +125,9 @@ def index_runs(rows: list[MetricRow]) -> RunIndex:
     index = RunIndex()
     for (key, seed), seed_rows in by_run.items():
         run_rows = _newest_run(seed_rows)
+        older = tuple(sorted({str(r.run_id) for r in seed_rows} - {str(run_rows[0].run_id)}))
+        if older:
+            index.superseded.setdefault(key, {})[seed] = older
         splits = {r.split for r in run_rows}
         split = "test" if "test" in splits else ("dev" if "dev" in splits else sorted(splits)[0])
         metrics = {(r.group, r.metric): float(r.value) for r in run_rows if r.split == split}

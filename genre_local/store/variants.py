@@ -58,11 +58,17 @@ def resolve_source(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantS
     outputs for every task the variant needs, or the one `--llm wanted` names (UserError listing
     the stored sources when that is ambiguous or unknown, and naming the generate command when
     no source has them)."""
-    tasks = variant_tasks(spec)
-    if not tasks:
+    if not variant_tasks(spec):
         if wanted is not None:
             raise UserError(f"--llm {wanted!r}: variant '{spec.name}' reads no generations; drop --llm")
         return None
+    return choose_source(stored_sources(conn, dataset, spec), wanted, f"variant '{spec.name}' of dataset '{dataset}'")
+
+
+def stored_sources(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantSpec) -> list[GenerationSource]:
+    """Every source with outputs for each task the variant reads (sorted, never empty: UserError
+    naming the generate command when none has them). The variant must read generations."""
+    tasks = variant_tasks(spec)
     available = sources_with_tasks(conn, dataset, tasks)
     if not available:
         for what in _what_of_tasks(spec):
@@ -71,7 +77,7 @@ def resolve_source(conn: duckdb.DuckDBPyConnection, dataset: str, spec: VariantS
             f"variant '{spec.name}' needs {' and '.join(tasks)} outputs of one LLM for dataset '{dataset}', "
             f"and no source has all of them; run `genre-local generate --dataset {dataset} --task all` with one model"
         )
-    return choose_source(available, wanted, f"variant '{spec.name}' of dataset '{dataset}'")
+    return available
 
 
 def _what_of_tasks(spec: VariantSpec) -> list[str]:
