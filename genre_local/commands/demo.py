@@ -40,7 +40,9 @@ class DemoStep:
 
 
 def finished_message(minutes: float, trained: int, seeds: int, db_path: Path, report_dir: Path) -> str:
-    return (f"demo finished in {minutes:.1f} min; trained {trained} model/variant runs, "
+    # "ran", not "trained": on a rerun over the same store train keeps a stored run (run_match.py)
+    return (f"demo finished in {minutes:.1f} min; ran {trained} model/variant train steps (a run already "
+            f"stored is kept, not trained again), "
             f"{seeds} seed{'s' if seeds != 1 else ''} each ([train] seeds); store: {db_path}; report: {report_dir}")
 
 
