@@ -25,6 +25,8 @@ from genre_local.llm.topic_scoring import complete
 from genre_local.pipeline.distributed import item_to_row, row_to_item
 from genre_local.pipeline.plan import Planner, PlanSettings
 from genre_local.store import open_store
+from genre_local.store.enrichment import load_enrichment_stats
+from genre_local.store.results import load_fidelity, load_source_summaries
 from genre_local.store.generations import GenerationSource, profiles_up_to, sources_with_tasks
 from tests.support_generate import DATASET, HISTORIES, FakeBackend, build_store, run_fake, store_rows
 
@@ -174,6 +176,15 @@ def test_label_score_scores_every_window_and_profiles_alike_whatever_the_limit(d
         assert profiles_up_to(store.conn, DATASET, 1, method="label-score")["U2"].topics[0] == "finance"
         assert profiles_up_to(store.conn, DATASET, 1, method="label") == {}
         assert sources_with_tasks(store.conn, DATASET, ["profile"]) == [GenerationSource("fake-model", "compact", "label-score")]
+        # generations list, fidelity, Table 1 and cost: the source of its own method, the
+        # per-news rows charged to the profile task's run row.
+        summaries = {(r.task, r.label) for r in load_source_summaries(store, DATASET)}
+        charged = {r.task: r.charged_to for r in load_source_summaries(store, DATASET)}
+        assert summaries == {("label_scores", "fake-model/compact+label-score"), ("profile", "fake-model/compact+label-score")}
+        assert charged == {"label_scores": "profile", "profile": None}
+        assert [f.source for f in load_fidelity(store, DATASET)] == ["fake-model/compact+label-score"]
+        [table1] = load_enrichment_stats(store.conn, DATASET)
+        assert table1.label == "fake-model/compact+label-score" and table1.profiled_users == 4
     # Resume: nothing new, no model started; `label` does not read the scored labels.
     again, backend2, _ = run_fake(other, tasks=("profile",), profile_method="label-score")
     assert (again[0].new, again[0].skipped, again[0].startup_seconds) == (0, 4, 0.0) and backend2.calls == []
