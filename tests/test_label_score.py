@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,8 +122,8 @@ def test_a_scored_aggregation_keys_its_prior_and_round_trips():
 def test_news_are_decoded_and_scored_by_first_token_in_two_engine_calls():
     template = LABEL.template()
     titles = ("Hurricane warning issued for Florida Keys", "Fed holds rates steady")
-    requests = [GenRequest(tuple(template.render(label_slots(t))), 32, schema=LABEL.schema(1), scoring=NewsTopicScoring())
-                for t in titles]
+    messages = [tuple(template.render(label_slots(t))) for t in titles]
+    requests = [GenRequest(m, 32, schema=LABEL.schema(1), scoring=NewsTopicScoring(m)) for m in messages]
     backend = FakeBackend()
     results = complete(backend, requests)
     assert len(backend.calls) == 1 and [len(c) for c in backend.score_calls] == [2]
@@ -133,6 +134,10 @@ def test_news_are_decoded_and_scored_by_first_token_in_two_engine_calls():
         dist = dict(zip(PROFILE_TOPICS, value["topic_scores"]))
         assert math.isclose(sum(dist.values()), 1.0) and max(dist, key=dist.get) == best
     assert all(r.prompt_tokens == 150 and r.completion_tokens == 10 + TOPICS for r in results)  # decode + score
+    # A retry's note (runner.repair_request) reaches the decoder, not the scorer.
+    retried = replace(requests[0], messages=requests[0].messages[:-1] + ({"role": "user", "content": "fed rates"},))
+    complete(backend, [retried])
+    assert backend.calls[-1][0].messages == retried.messages and backend.score_calls[-1][0].messages == messages[0]
 
 
 def test_label_score_resolves_in_the_compact_set_only():

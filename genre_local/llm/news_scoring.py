@@ -101,8 +101,11 @@ class NewsTopicScoring:
     """How one news item's `label_scores` row is made (a GenRequest's `scoring`): the label
     decoded as the `label` task decodes it, and every topic's probability by its first token's
     likelihood after `answer_prefix`, renormalised over the topics. Not calibrated here: the
-    batch prior is known only once every news of its set is scored (llm/news_labels.py)."""
+    batch prior is known only once every news of its set is scored (llm/news_labels.py).
+    `messages` is the labelling prompt as first sent: a retry (after an invalid label) adds a
+    note to the request's prompt, and the scores must not depend on whether one was needed."""
 
+    messages: tuple[dict[str, str], ...]
     topics: tuple[str, ...] = PROFILE_TOPICS
     answer_prefix: str = TOPIC_ANSWER_PREFIX
 
@@ -111,13 +114,13 @@ class NewsTopicScoring:
         return {"method": "label-score", "answer_prefix": self.answer_prefix, "scored_by": "first token"}
 
     def as_json(self) -> str:
-        return json.dumps({"kind": NEWS_TOPICS_KIND, "topics": list(self.topics), "answer_prefix": self.answer_prefix},
-                          ensure_ascii=False)
+        return json.dumps({"kind": NEWS_TOPICS_KIND, "messages": list(self.messages), "topics": list(self.topics),
+                           "answer_prefix": self.answer_prefix}, ensure_ascii=False)
 
     @staticmethod
     def from_json(text: str) -> NewsTopicScoring:
         data = json.loads(text)
-        return NewsTopicScoring(tuple(data["topics"]), data["answer_prefix"])
+        return NewsTopicScoring(tuple(data["messages"]), tuple(data["topics"]), data["answer_prefix"])
 
 
 def with_scores(decoded: str, topics: Sequence[str], distribution: Sequence[float]) -> str:
@@ -142,8 +145,7 @@ def score_news_topics(backend: Backend, requests: Sequence[GenRequest]) -> list[
     if not all(isinstance(s, NewsTopicScoring) for s in specs):
         raise ValueError("score_news_topics got a request without a NewsTopicScoring")
     decoded = backend.generate(requests)
-    scores = backend.score([ScoreRequest(r.messages, s.answer_prefix, s.topics, first_token=True)
-                            for r, s in zip(requests, specs)])
+    scores = backend.score([ScoreRequest(s.messages, s.answer_prefix, s.topics, first_token=True) for s in specs])
     return [
         GenResult(
             text=with_scores(answer.text, spec.topics, normalised(score.logprobs)),

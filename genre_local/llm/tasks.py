@@ -351,7 +351,7 @@ PROFILE_LABELED = replace(
 def _news_topic_scoring(task_input: TaskInput, template: PromptTemplate) -> Any:
     from genre_local.llm.news_scoring import NewsTopicScoring
 
-    return NewsTopicScoring()
+    return NewsTopicScoring(tuple(template.render(_label_slots(task_input, 1))))
 
 
 LABEL_SCORES_NAME = "label_scores"
