@@ -85,16 +85,16 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
         store.require_dataset(dataset)
         planner = Planner(store.conn, settings)
         for task in tasks:
-            prior = task.reads_prior or (task.requires is not None and task.requires.reads_prior)
-            items = [] if prior else planner.plan(store.conn, task, 1)
+            items = planner.plan(store.conn, task, 1)
             if task.aggregates_labels:
                 # What the LLM reads is the labelling prompt of each clicked news; the profile
                 # aggregates the labels without it (llm/news_labels.py). A prior's set is every
                 # user's window, whatever --limit.
                 users = {u.user_id for u in planner.task_users(task)}
                 counts[task.name] = len(users)  # one aggregated profile per user
+                wanted = planner.prior_users() if task.reads_prior else users
                 task = task.requires
-                items = planner.plan(store.conn, task, 1, only_users=planner.prior_users() if prior else users)
+                items = planner.plan(store.conn, task, 1, only_users=wanted)
             elif task.requires is not None and not items:
                 # What it requires is not made yet (the chain's profiles): show the prompt with a stand-in.
                 items = planner.preview(task)
