@@ -10,8 +10,9 @@ shared cores for both methods (printed for 3 users: scored precision@3 0.0, labe
 chance ~0.1; the 250-user numbers are in section 8b). The third command runs `label-score` on a
 second, tiny dataset (its prior's set is every news in every user's window, whatever --limit, so
 the 200-user set would cost minutes): its labels are decoded by the very request `label` decodes,
-plus one first-token scoring query per news (section 8c). All three: 116 s with one engine start
-on 2 shared cores (load 4-5); the third's 55 news cost about 14 s at section 8c's 0.25 s a news.
+plus one first-token scoring query per news (section 8c). All three: 109-116 s with one engine
+start on 2 shared cores (load 4-7), the first two alone 115 s in the same half hour: the third's
+55 news (about 14 s at section 8c's 0.25 s a news) are within the load's noise.
 """
 
 from __future__ import annotations
