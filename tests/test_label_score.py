@@ -28,7 +28,8 @@ from genre_local.pipeline.plan import Planner, PlanSettings
 from genre_local.store import open_store
 from genre_local.store.enrichment import load_enrichment_stats
 from genre_local.store.results import load_fidelity, load_source_summaries
-from genre_local.store.generations import GenerationSource, profiles_up_to, sources_with_tasks
+from genre_local.store.generations import (GenerationSource, choose_source, profiles_up_to, sources_with_tasks,
+                                           split_method)
 from tests.support_generate import DATASET, HISTORIES, FakeBackend, build_store, run_fake, store_rows
 
 TOPICS = len(PROFILE_TOPICS)
@@ -180,7 +181,13 @@ def test_label_score_scores_every_window_and_profiles_alike_whatever_the_limit(d
     with open_store(other) as store:
         assert profiles_up_to(store.conn, DATASET, 1, method="label-score")["U2"].topics[0] == "finance"
         assert profiles_up_to(store.conn, DATASET, 1, method="label") == {}
-        assert sources_with_tasks(store.conn, DATASET, ["profile"]) == [GenerationSource("fake-model", "compact", "label-score")]
+        scored_source = GenerationSource("fake-model", "compact", "label-score")
+        assert sources_with_tasks(store.conn, DATASET, ["profile"]) == [scored_source]
+        # `--llm NAME+label-score` names it beside the generated profiles of the same LLM.
+        both = [GenerationSource("fake-model", "compact"), scored_source]
+        assert split_method("fake-model/compact+label-score") == ("fake-model/compact", "label-score")
+        assert choose_source(both, "fake-model+label-score", "x") == scored_source
+        assert choose_source(both, "fake-model/compact", "x") == both[0]
         # generations list, fidelity, Table 1 and cost: the source of its own method, the
         # per-news rows charged to the profile task's run row.
         summaries = {(r.task, r.label) for r in load_source_summaries(store, DATASET)}
