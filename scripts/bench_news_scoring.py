@@ -177,7 +177,7 @@ def report(args: argparse.Namespace, model_id: str) -> None:
         truth = datasets.read_truth(store.conn, args.dataset)
         # Labels decoded by this script, else those the `label` task stored (same prompt, engine settings).
         stored = generations.news_labels_up_to(store.conn, args.dataset, 1, model_id, "compact")
-    for nid, (topic, state) in stored.items():
+    for nid, (topic, state, _) in stored.items():
         if nid in lines and "label" not in lines[nid]:
             lines[nid]["label"] = {"topic": topic, "state": state}
     covered = [u for u in users if windows[u] and all("logprobs" in lines.get(n, {}) for n in windows[u])]

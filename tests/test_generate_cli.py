@@ -200,3 +200,12 @@ def test_dry_run_of_the_labelling_profiler_shows_the_labelling_prompt(db: Path):
     assert "label: 7 requests" in result.stdout and "Headline: Dolphins beat Jets in overtime" in result.stdout
     assert "then aggregated, not generated" in result.stdout
     assert json.loads(result.stdout.strip().splitlines()[-1])["requests"] == {"profile": 4, "label": 7}
+
+
+def test_dry_run_of_label_score_plans_every_window_whatever_the_limit(db: Path):
+    result = _invoke(db, "generate", "--dataset", DATASET, "--task", "profile", "--profile-method", "label-score",
+                     "--limit", "1", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert "label_scores: 7 requests" in result.stdout
+    assert "for all 7 news in every user's window (the prior's set, whatever --limit)" in " ".join(result.stdout.split())
+    assert json.loads(result.stdout.strip().splitlines()[-1])["requests"] == {"profile": 1, "label_scores": 7}

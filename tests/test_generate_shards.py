@@ -257,3 +257,27 @@ def test_a_sharded_run_of_the_labelling_profiler_dispatches_labels_and_aggregate
     assert sorted(dispatch.seen) == sorted(f for (f,) in labels) and len(labels) == 7
     assert (stats.new, stats.valid) == (7 + 4, 7 + 4)
     assert _rows(db, "SELECT count(*) FROM generations WHERE task = 'profile' AND sampling ->> 'method' = 'label'") == [(4,)]
+
+
+def test_a_sharded_label_score_run_sends_the_whole_prior_set_as_rows_and_profiles_here(db: Path, folder: RunFolder):
+    """`--profile-method label-score` with --gpus N: its per-news rows travel as plain columns
+    (what a worker process or Ray actor receives), every news of every user's window, whatever
+    --limit; the profiles are aggregated in the driver."""
+    from dataclasses import replace
+
+    from genre_local.llm.tasks import PROFILE_LABEL_SCORED
+    from genre_local.pipeline.distributed import item_to_row, row_to_item
+    from genre_local.pipeline.sharded_run import ShardedGenerationRun
+
+    class RowDispatch(InlineDispatch):
+        def __call__(self, todo, job):
+            return super().__call__([row_to_item(json.loads(json.dumps(item_to_row(i)))) for i in todo], job)
+
+    dispatch = RowDispatch()
+    limited = replace(SETTINGS, plan=replace(SETTINGS.plan, limit=1))
+    [stats] = ShardedGenerationRun(db, limited, ShardedExecutor(db, folder, dispatch)).run([PROFILE_LABEL_SCORED])
+    scored = _rows(db, "SELECT fingerprint FROM generations WHERE task = 'label_scores' AND valid")
+    assert sorted(dispatch.seen) == sorted(f for (f,) in scored) and len(scored) == 7
+    assert (stats.new, stats.valid) == (7 + 1, 7 + 1)
+    assert _rows(db, "SELECT input_id FROM generations WHERE task = 'profile' AND sampling ->> 'method' = 'label-score'") \
+        == [("U1",)]

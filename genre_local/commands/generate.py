@@ -38,7 +38,7 @@ def generate(
     replicas: Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: engine replicas [default --gpus when > 1, else 2].")] = None,
     tensor_parallel: Annotated[int, typer.Option("--tensor-parallel", help="--engine ray on GPUs: GPUs per vLLM replica.")] = 1,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Folder for result shards (shared storage on a cluster) [default <cache_dir>/generation-shards].")] = None,
-    profile_method: Annotated[str, typer.Option("--profile-method", help="How the profiler answers: generate (the LLM writes the profile) | score (ranks every topic and state by the LLM's calibrated likelihood) | label (the LLM labels each clicked news once with a topic and a state; a profile counts its news' labels; compact prompts only).")] = "generate",
+    profile_method: Annotated[str, typer.Option("--profile-method", help="How the profiler answers: generate (the LLM writes the profile) | score (ranks every topic and state by the LLM's calibrated likelihood) | label (the LLM labels each clicked news once with a topic and a state; a profile counts its news' labels; compact prompts only) | label-score (as label, and the LLM also scores all 19 topics per news; topics by the scores calibrated over every news in every user's window, which is labelled and scored whatever --limit; compact prompts only).")] = "generate",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print one rendered prompt per task; load no model.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Also print one JSON object as the last stdout line.")] = False,
 ) -> None:
@@ -86,13 +86,15 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
         planner = Planner(store.conn, settings)
         for task in tasks:
             items = planner.plan(store.conn, task, 1)
-            if task.method == "label" and task.requires is not None:
+            if task.aggregates_labels:
                 # What the LLM reads is the labelling prompt of each clicked news; the profile
-                # aggregates the labels without it (llm/news_labels.py).
+                # aggregates the labels without it (llm/news_labels.py). A prior's set is every
+                # user's window, whatever --limit.
                 users = {u.user_id for u in planner.task_users(task)}
                 counts[task.name] = len(users)  # one aggregated profile per user
+                wanted = planner.prior_users() if task.reads_prior else users
                 task = task.requires
-                items = planner.plan(store.conn, task, 1, only_users=users)
+                items = planner.plan(store.conn, task, 1, only_users=wanted)
             elif task.requires is not None and not items:
                 # What it requires is not made yet (the chain's profiles): show the prompt with a stand-in.
                 items = planner.preview(task)
@@ -109,7 +111,14 @@ def _dry_run(context, cfg, dataset: str, tasks: list[GenerationTask], limit: int
             if task.name == "label":
                 console.print("[bold]then aggregated, not generated[/bold]: each user's profile counts the labels of "
                               "their clicked news (topics by count, the most frequent state)", highlight=False)
-            if scoring is not None:
+            elif task.name == "label_scores":
+                console.print(f"[bold]decoded, and every topic scored[/bold]: the label as `label` decodes it, plus each "
+                              f"topic's first-token probability after {scoring.answer_prefix}; for all "
+                              f"{len(items)} news in every user's window (the prior's set, whatever --limit). Then "
+                              "aggregated once all are stored: topics by the soft counts of the scores calibrated by "
+                              "their mean over that set (the batch prior), the labelled state of largest excess "
+                              "count", highlight=False)
+            elif scoring is not None:
                 console.print(f"[bold]scored, not generated[/bold]: every topic after {scoring.topic_prefix} and every "
                               f"state after {scoring.region_prefix}, calibrated by the same prompt without headlines; "
                               f"keeps the top {scoring.top_topics} topics and {scoring.top_regions} state", highlight=False)

@@ -112,8 +112,9 @@ def list_sources(
                           fmt_known(r.prompt_tokens, ","), fmt_known(r.completion_tokens, ","), engine, cost,
                           r.dtype or "—")  # "—": no run of the source recorded its dtype
         if any(r.charged_to for r in rows):
-            table.caption = ("label: the labelling profiler's per-news labels; their engine time and cost are "
-                             "counted in the same source's row of the task that needed them (profile or chain).")
+            table.caption = ("label, label_scores: the labelling profilers' per-news labels (and scores); their engine "
+                             "time and cost are counted in the same source's row of the task that needed them "
+                             "(profile or chain).")
         # Never squeezed to a narrow terminal (or the 80 columns of a pipe): the source is the
         # value to pass to --llm, and a cut one ends in an ellipsis. Wider lines wrap instead.
         console.width = max(console.width, Measurement.get(console, console.options.update_width(10_000), table).maximum)

@@ -45,6 +45,9 @@ class ScoreRequest:
     messages: tuple[dict[str, str], ...]
     answer_prefix: str
     candidates: tuple[str, ...]
+    # Score each candidate by its first token only: one next-token query scores them all (the
+    # per-news topic scorer, llm/news_scoring.py); candidates sharing a first token score alike.
+    first_token: bool = False
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ class TransformersBackend:
             text = self._tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
             prompt_ids = list(self._tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
             candidates = [list(self._tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
+            candidates = [ids[:1] for ids in candidates] if request.first_token else candidates
             branches = continuation_branches(candidates)
             found: dict[tuple[int, ...], dict[int, float]] = {}
             paths = list(branches)

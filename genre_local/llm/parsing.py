@@ -8,6 +8,7 @@ and an unconstrained one may wrap the JSON in prose or markup, or stop mid-objec
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -182,6 +183,25 @@ def parse_label(text: str) -> Parsed:
         return _bad(f"no known interest topic (got: {', '.join(unknown[:1]) or 'none'})")
     states, _ = _canonical_list(obj.get("state", NO_STATE), _STATE_LOOKUP, 1)
     return _ok({"topic": topics[0], "state": states[0] if states else None})
+
+
+def parse_scored_label(text: str) -> Parsed:
+    """The per-news scorer's output (`--profile-method label-score`): a label as parse_label reads
+    it plus "topic_scores", a probability for each of the 19 topics -> the label with
+    "topic_scores" as a list in PROFILE_TOPICS' order."""
+    label = parse_label(text)
+    if label.value is None:
+        return label
+    obj, _ = extract_json_object(text)
+    scores = obj.get("topic_scores") if isinstance(obj, dict) else None
+    if not isinstance(scores, dict) or set(scores) != set(PROFILE_TOPICS):
+        return _bad("JSON lacks a 'topic_scores' object with every topic")
+    values = [scores[t] for t in PROFILE_TOPICS]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values):
+        return _bad("a topic score is not a probability")
+    if sum(values) <= 0:
+        return _bad("the topic scores are all zero")
+    return _ok({**label.value, "topic_scores": [float(v) for v in values]})
 
 
 def parse_news(text: str, per_user: int, history_titles: list[str] | tuple[str, ...] = ()) -> Parsed:

@@ -27,6 +27,8 @@ MAX_ABSTRACT_CHARS = 600
 
 
 METHODS = PROFILE_METHODS  # how the profiler answers; part of a generation source (store/generations.py)
+# The profiler methods whose profiles aggregate a news task's per-news labels (llm/news_labels.py).
+LABEL_METHODS = ("label", "label-score")
 
 
 class Subject(enum.Enum):
@@ -48,6 +50,8 @@ class TaskInput:
     # The labelling profiler: the labels of the user's clicked news (oldest first), which its
     # profile aggregates (llm/news_labels.py).
     labels: tuple[Any, ...] = ()
+    # `label-score`: the prior every profile is calibrated by (llm/news_labels.ScorePrior).
+    prior: Any = None
 
     @property
     def history_titles(self) -> tuple[str, ...]:
@@ -91,10 +95,16 @@ class GenerationTask:
     # the model's likelihood (llm/topic_scoring.py), built per input by `scoring_for`
     # (input, template) -> ProfileScoring; "label" (the profiler only) aggregates the labels the
     # required `label` task wrote for the user's clicked news (llm/news_labels.py), its
-    # `scoring_for` building a LabelAggregation. The method is part of the fingerprint and the
-    # stored prompt version, so outputs of different methods never stand in for each other.
+    # `scoring_for` building a LabelAggregation; "label-score" as "label" from the required
+    # `label_scores` task's scored labels, with a prior over every user's window (and that news
+    # task itself, whose `scoring_for` builds a NewsTopicScoring). The method is part of the
+    # fingerprint and the stored prompt version, so outputs of different methods never stand in
+    # for each other.
     method: str = "generate"
     scoring_for: Callable[[TaskInput, PromptTemplate], Any] | None = None
+    # The template file (prompts/<prompt_set>/<template_name>.txt) when it is not the task's
+    # name: `label_scores` asks the labelling prompt but stores its outputs apart.
+    template_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.requires is not None and self.requires.read_latest is None:
@@ -103,16 +113,28 @@ class GenerationTask:
             raise ValueError(f"task {self.name!r} of prompt set {self.prompt_set!r} requires a task of another set")
         if self.method not in METHODS:
             raise ValueError(f"task {self.name!r}: method {self.method!r} is not one of {', '.join(METHODS)}")
-        if (self.method in ("score", "label")) != (self.scoring_for is not None):
-            raise ValueError(f"task {self.name!r}: methods 'score' and 'label' need scoring_for, and only they")
-        if self.method == "label" and (self.requires is None or self.requires.subject is not Subject.NEWS):
-            raise ValueError(f"task {self.name!r}: method 'label' requires the news-labelling task")
+        if (self.method != "generate") != (self.scoring_for is not None):
+            raise ValueError(f"task {self.name!r}: methods other than 'generate' need scoring_for, and only they")
+        if self.aggregates_labels and (self.requires is None or self.requires.subject is not Subject.NEWS):
+            raise ValueError(f"task {self.name!r}: method {self.method!r} requires a news-labelling task")
+
+    @property
+    def aggregates_labels(self) -> bool:
+        """A profiler whose profiles aggregate the labels of the user's clicked news (no prompt)."""
+        return self.method in LABEL_METHODS and self.subject is Subject.USER
+
+    @property
+    def reads_prior(self) -> bool:
+        """A profiler whose profiles share a prior over a fixed set of news (every news in every
+        user's window, whatever --limit): its required outputs are made for that whole set, and
+        no profile is planned before all of them are stored (pipeline/plan.py)."""
+        return self.aggregates_labels and self.method == "label-score"
 
     def template(self, folder: Path | None = None) -> PromptTemplate:
         """prompts/<prompt_set>/<name>.txt. The compact set's versions are the bare file hashes they
         were before prompt sets existed (so stores written then stay valid); every other set's
         version names the set, so each output's prompt_version says which set wrote it."""
-        template = load_template(self.name, folder or prompts_dir() / self.prompt_set)
+        template = load_template(self.template_name or self.name, folder or prompts_dir() / self.prompt_set)
         if self.prompt_set == COMPACT_SET:
             return template
         return replace(template, version=f"{self.prompt_set}:{template.version}")
@@ -284,7 +306,16 @@ def _latest_labels(conn: Any, dataset: str, up_to_round: int, model: str | None 
     from genre_local.store.generations import news_labels_up_to
 
     return {nid: NewsLabel(topic, state)
-            for nid, (topic, state) in news_labels_up_to(conn, dataset, up_to_round, model, prompt_set).items()}
+            for nid, (topic, state, _) in news_labels_up_to(conn, dataset, up_to_round, model, prompt_set).items()}
+
+
+def _latest_scored_labels(conn: Any, dataset: str, up_to_round: int, model: str | None = None,
+                          prompt_set: str | None = None, method: str | None = None) -> dict[str, Any]:
+    from genre_local.llm.news_labels import NewsLabel
+    from genre_local.store.generations import news_labels_up_to
+
+    rows = news_labels_up_to(conn, dataset, up_to_round, model, prompt_set, task=LABEL_SCORES_NAME)
+    return {nid: NewsLabel(topic, state, tuple(scores)) for nid, (topic, state, scores) in rows.items() if scores}
 
 
 # The labelling profiler's first step: one news item's topic and US state, chosen by decoding
@@ -305,7 +336,7 @@ LABEL = GenerationTask(
 def _label_aggregation(task_input: TaskInput, template: PromptTemplate) -> Any:
     from genre_local.llm.news_labels import LabelAggregation
 
-    return LabelAggregation(labels=tuple(task_input.labels))
+    return LabelAggregation(labels=tuple(task_input.labels), prior=task_input.prior)
 
 
 # The profiler that aggregates its users' clicked news' labels (issue 9 part 6): same name and
@@ -315,6 +346,26 @@ PROFILE_LABELED = replace(
     PROFILE, method="label", scoring_for=_label_aggregation, requires=LABEL, repetition_penalty=1.0,
     reads_chain_feedback=False,
 )
+
+
+def _news_topic_scoring(task_input: TaskInput, template: PromptTemplate) -> Any:
+    from genre_local.llm.news_scoring import NewsTopicScoring
+
+    return NewsTopicScoring(tuple(template.render(_label_slots(task_input, 1))))
+
+
+LABEL_SCORES_NAME = "label_scores"
+# `--profile-method label-score`'s first step (BENCHMARKS.md section 8c): the labelling prompt's
+# label decoded exactly as LABEL decodes it (its state is used), plus the probability of every
+# topic by the LLM's first-token likelihood after `{"topic": "` (llm/news_scoring.py), in one row
+# per news (task `label_scores`, apart from `label`'s rows).
+LABEL_SCORES = replace(
+    LABEL, name=LABEL_SCORES_NAME, template_name=LABEL.name, method="label-score", scoring_for=_news_topic_scoring,
+    parse_text=lambda text, per_user, titles: parsing.parse_scored_label(text), read_latest=_latest_scored_labels,
+)
+# Its profiler: topics by the soft counts of batch-calibrated scores, states by excess count
+# (llm/news_labels.py); the planner gives each profile the prior of every user's window.
+PROFILE_LABEL_SCORED = replace(PROFILE_LABELED, method="label-score", requires=LABEL_SCORES)
 
 NEWS = GenerationTask(
     name="news",
@@ -401,20 +452,22 @@ PAPER_TASKS: dict[str, GenerationTask] = {
 }
 PAPER_PROFILE_SCORED = replace(PAPER_PROFILE, method="score", scoring_for=_profile_scoring, repetition_penalty=1.0)
 
-# Each prompt set's profiler by method (generate | score | label). The labelling profiler is
-# the compact set's only: the paper has no labelling prompt to follow.
+# Each prompt set's profiler by method (generate | score | label | label-score). The labelling
+# profilers are the compact set's only: the paper has no labelling prompt to follow.
 PROFILERS: dict[str, dict[str, GenerationTask]] = {
-    COMPACT_SET: {"generate": PROFILE, "score": PROFILE_SCORED, "label": PROFILE_LABELED},
+    COMPACT_SET: {"generate": PROFILE, "score": PROFILE_SCORED, "label": PROFILE_LABELED,
+                  "label-score": PROFILE_LABEL_SCORED},
     PAPER_SET: {"generate": PAPER_PROFILE, "score": PAPER_PROFILE_SCORED},
 }
 # Tasks other tasks require that a command never names (`--task`), by prompt set: looked up by
 # name where planned rows travel (shard workers, llm/prompt_sets.py).
-HELPER_TASKS: dict[str, dict[str, GenerationTask]] = {COMPACT_SET: {LABEL.name: LABEL}, PAPER_SET: {}}
+HELPER_TASKS: dict[str, dict[str, GenerationTask]] = {
+    COMPACT_SET: {LABEL.name: LABEL, LABEL_SCORES.name: LABEL_SCORES}, PAPER_SET: {}}
 PROFILE_METHODS = METHODS
 
 
 def with_profile_method(tasks: Sequence[GenerationTask], method: str) -> list[GenerationTask]:
-    """The tasks with their set's profiler made by `method` (generate | score | label), the
+    """The tasks with their set's profiler made by `method` (generate | score | label | label-score), the
     chain's required profiler included, so the profiles the chain makes first are of the same kind."""
     if method not in PROFILE_METHODS:
         raise UserError(f"--profile-method {method!r} is not known; use {', '.join(PROFILE_METHODS)}")

@@ -170,18 +170,22 @@ def score_profiles(backend: Backend, requests: Sequence[GenRequest]) -> list[Gen
 
 def complete(backend: Backend | None, requests: Sequence[GenRequest]) -> list[GenResult]:
     """Like backend.generate, in request order, except that requests carrying a ProfileScoring
-    are answered by scoring (score_profiles), and those carrying a LabelAggregation (the
-    labelling profiler, llm/news_labels.py) by aggregating labels, without the engine (so
-    `backend` may be None when every request is one of those)."""
+    are answered by scoring (score_profiles), those carrying a NewsTopicScoring (label-score's
+    per-news step, llm/news_scoring.py) by decoding and scoring, and those carrying a
+    LabelAggregation (the labelling profilers, llm/news_labels.py) by aggregating labels, without
+    the engine (so `backend` may be None when every request is one of those)."""
     from genre_local.llm.news_labels import LabelAggregation, aggregate_requests
+    from genre_local.llm.news_scoring import NewsTopicScoring, score_news_topics
 
     aggregated = [i for i, r in enumerate(requests) if isinstance(r.scoring, LabelAggregation)]
     scored = [i for i, r in enumerate(requests) if isinstance(r.scoring, ProfileScoring)]
+    news_scored = [i for i, r in enumerate(requests) if isinstance(r.scoring, NewsTopicScoring)]
     decoded = [i for i, r in enumerate(requests) if r.scoring is None]
-    if len(aggregated) + len(scored) + len(decoded) != len(requests):
+    if len(aggregated) + len(scored) + len(news_scored) + len(decoded) != len(requests):
         raise ValueError("a request carries a scoring spec of an unknown kind")
     results: list[GenResult | None] = [None] * len(requests)
     for indices, answer in ((aggregated, aggregate_requests), (scored, lambda rs: score_profiles(_engine(backend), rs)),
+                            (news_scored, lambda rs: score_news_topics(_engine(backend), rs)),
                             (decoded, lambda rs: _engine(backend).generate(rs))):
         if indices:
             for i, result in zip(indices, answer([requests[i] for i in indices])):

@@ -193,6 +193,7 @@ class VllmBackend:
             text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
             prompt_ids = list(tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
             candidates = [list(tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
+            candidates = [ids[:1] for ids in candidates] if request.first_token else candidates
             branches = continuation_branches(candidates)
             per_request.append((prompt_ids, candidates, branches))
             for path, nexts in branches.items():

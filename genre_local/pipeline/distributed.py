@@ -24,6 +24,7 @@ from genre_local.llm.backend import Backend, EngineOptions, GenRequest, open_bac
 from genre_local.pipeline.plan import WorkItem
 from genre_local.llm.prompt_sets import prompt_set_named
 from genre_local.llm.tasks import with_profile_method
+from genre_local.llm.news_scoring import NEWS_TOPICS_KIND, NewsTopicScoring
 from genre_local.llm.topic_scoring import ProfileScoring
 from genre_local.pipeline.runner import RunSettings, TaskStats, complete_batch, outcome_records
 from genre_local.pipeline.shards import RunFolder, merge_ready, recover, write_shard
@@ -152,9 +153,12 @@ def item_to_row(item: WorkItem) -> dict[str, Any]:
 
 
 def row_to_item(row: dict[str, Any]) -> WorkItem:
-    scoring = ProfileScoring.from_json(row["scoring"]) if row.get("scoring") else None
+    scoring: Any = None
     task = prompt_set_named(str(row["prompt_set"])).task(str(row["task"]))
-    if scoring is not None:  # the scored profiler: the same task made by its other method
+    if row.get("scoring") and json.loads(row["scoring"]).get("kind") == NEWS_TOPICS_KIND:
+        scoring = NewsTopicScoring.from_json(row["scoring"])  # label_scores: a (helper) task of its own
+    elif row.get("scoring"):  # the scored profiler: the same task made by its other method
+        scoring = ProfileScoring.from_json(row["scoring"])
         task = with_profile_method([task], "score")[0]
     return WorkItem(
         task=task,

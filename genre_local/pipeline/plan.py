@@ -165,7 +165,7 @@ class Planner:
         scoring = task.scoring_for(task_input, template) if task.scoring_for is not None else None
         if scoring is not None:
             key["scoring"] = scoring.key()
-        if task.method == "label":
+        if task.aggregates_labels:
             # No prompt reaches the engine: the version is the labelling prompt's (what the LLM
             # read), the stored prompt the labels the profile was aggregated from.
             template = self.templates[task.requires.name]
@@ -225,6 +225,23 @@ class Planner:
                 seen.update(dict.fromkeys(self.label_window(user)))
         return list(seen)
 
+    def prior_users(self) -> set[str]:
+        """Whose windows make a `label-score` prior's set: every user with history, whatever
+        --limit, chunk or resume (so the prior, and each profile, is the same whichever users
+        a run asks for)."""
+        return {u.user_id for u in self.users if u.history}
+
+    def prior_news(self) -> list[str]:
+        """The prior's set: every news in those users' windows that the dataset holds, each once."""
+        return [nid for nid in self.clicked_news(self.prior_users()) if nid in self.news_by_id]
+
+    def missing_prior_news(self, conn: duckdb.DuckDBPyConnection, task: GenerationTask, round_: int) -> list[str]:
+        """The news of the prior's set without a valid scored label yet ([] for a task without a prior)."""
+        if not task.reads_prior:
+            return []
+        required = self._required_outputs(conn, task, round_) or {}
+        return [nid for nid in self.prior_news() if nid not in required]
+
     def history_char_budget(self, task: GenerationTask) -> int:
         """Characters of history lines a whole-history prompt of `task` may hold."""
         answer = task.max_tokens(task.items_per_request(self.settings.per_user))
@@ -250,13 +267,23 @@ class Planner:
                     if task.reads_chain_feedback and round_ > 1 else {})
         required = self._required_outputs(conn, task, round_)
         users = self.task_users(task) if only_users is None else [u for u in self.users if u.user_id in only_users]
+        prior = None
+        if task.reads_prior:
+            from genre_local.llm.news_labels import score_prior
+
+            # No profile before every news of the prior's set is scored: a prior over part of
+            # it would depend on what this run happened to ask (the runner says so).
+            news = self.prior_news()
+            if not news or any(nid not in (required or {}) for nid in news):
+                return []
+            prior = score_prior({nid: required[nid] for nid in news})
         items = []
         for user in users:
-            if task.method == "label":
+            if task.aggregates_labels:
                 # Users none of whose clicked news has a valid label are left out.
                 labels = tuple(required[nid] for nid in self.label_window(user) if nid in (required or {}))
                 if labels:
-                    items.extend(self._items(task, round_, TaskInput(user.user_id, labels=labels)))
+                    items.extend(self._items(task, round_, TaskInput(user.user_id, labels=labels, prior=prior)))
                 continue
             profile = None
             if required is not None:
@@ -290,6 +317,9 @@ class Planner:
         required = self._required_outputs(conn, task, round_)
         if required is None:
             return set()
+        if task.reads_prior and any(nid not in required for nid in self.prior_news()):
+            # Every user waits for the prior's whole set.
+            return {u.user_id for u in self.task_users(task)}
         if task.requires is not None and task.requires.subject is Subject.NEWS:
             # The labelling profiler: users with a clicked news not labelled yet.
             return {u.user_id for u in self.task_users(task) if any(n not in required for n in self.label_window(u))}

@@ -181,8 +181,8 @@ class RayDispatch:
         if any(item.request.scoring is not None for item in todo):
             # Ray's vLLM stage only decodes; scoring needs our backend's score call.
             raise UserError(
-                "--engine ray on GPUs cannot run the scored profiler (--profile-method score): "
-                "use --engine local with --gpus N, or --profile-method generate"
+                "--engine ray on GPUs cannot run the scored profilers (--profile-method score or label-score): "
+                "use --engine local with --gpus N, or --profile-method generate or label"
             )
         pending = todo
         for attempt in range(1, job.settings.retries + 2):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from genre_local.errors import UserError
 from genre_local.llm.backend import Backend, GenRequest
 from genre_local.llm.news_labels import needs_engine
 from genre_local.llm.tasks import GenerationTask
@@ -263,6 +264,7 @@ class GenerationRun:
         # Outputs the task had to make first (the chain's profiles) are charged to its row.
         self._make_required(task, round_, stats, None, task.name)
         with open_store(self.db_path) as store:
+            self._require_prior(store, task, round_)
             items = self.planner.plan(store.conn, task, round_)
             done = generations.valid_fingerprints(store.conn, dataset, task.name)
         todo = [i for i in items if i.fingerprint not in done]
@@ -290,10 +292,27 @@ class GenerationRun:
         if not missing:
             return
         self._make_required(required, round_, stats, missing, label)
+        # A prior's outputs are made for its whole set (every user's window), whatever users ask.
+        wanted = self.planner.prior_users() if task.reads_prior else missing
         with open_store(self.db_path) as store:
-            pre = self.planner.plan(store.conn, required, round_, only_users=missing)
+            self._require_prior(store, required, round_)
+            pre = self.planner.plan(store.conn, required, round_, only_users=wanted)
             done = generations.valid_fingerprints(store.conn, self.settings.plan.dataset, required.name) if pre else set()
-        self._execute([i for i in pre if i.fingerprint not in done], stats, f"{label} r{round_}: {required.name}s first")
+        what = (f"{required.name} of all {len(self.planner.prior_news())} news in every user's window first "
+                "(the prior's set; profiles after)") if task.reads_prior else f"{required.name}s first"
+        self._execute([i for i in pre if i.fingerprint not in done], stats, f"{label} r{round_}: {what}")
+
+    def _require_prior(self, store: Store, task: GenerationTask, round_: int) -> None:
+        """A profiler with a prior writes no profile until its whole set is scored: after its
+        required outputs were made, news still missing are ones whose answers stayed invalid."""
+        missing = self.planner.missing_prior_news(store.conn, task, round_)
+        if missing:
+            raise UserError(
+                f"--profile-method {task.method}: {len(missing)} of the {len(self.planner.prior_news())} news in the "
+                f"users' windows (e.g. {missing[0]}) have no valid {task.requires.name if task.requires else 'label'} "
+                "row after retries, so no profile was written (they share a prior over all of them); "
+                "rerun the same command to retry them"
+            )
 
     def _execute(self, todo: list[WorkItem], stats: TaskStats, label: str) -> None:
         if not todo:

@@ -72,7 +72,7 @@ def load_enrichment_stats(conn: duckdb.DuckDBPyConnection, dataset: str) -> list
         f"""
         WITH sources AS (
             SELECT DISTINCT model AS llm, prompt_set, source_method(task, sampling) AS method FROM generations
-            WHERE dataset = $dataset AND valid AND task <> 'label'
+            WHERE dataset = $dataset AND valid AND task NOT IN ('label', 'label_scores')
         ), titles AS (
             SELECT e.model AS llm, e.prompt_set, count(*) AS enhanced_titles,
                    avg({_words('n.title')}) AS original_words_mean, median({_words('n.title')}) AS original_words_median,

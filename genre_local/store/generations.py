@@ -28,9 +28,10 @@ GENERATED, IMPORTED = "generated", "imported"
 """`generations.provenance`: written by the local pipeline, or read from a file."""
 
 
-PROFILE_METHODS = ("generate", "score", "label")
-"""How a profile is made (llm/tasks.py): the LLM writes it, scores every label, or labels the
-clicked news and counts the labels. Part of a generation source (migration 010)."""
+PROFILE_METHODS = ("generate", "score", "label", "label-score")
+"""How a profile is made (llm/tasks.py): the LLM writes it, scores every label, labels the
+clicked news and counts the labels, or labels and scores them (topics by calibrated scores).
+Part of a generation source (migrations 010, 012)."""
 DEFAULT_METHOD = "generate"
 PROFILE_DERIVED_TASKS = ("profile", "chain")
 """The tasks whose outputs are made from profiles of one method; every other task's outputs
@@ -362,19 +363,27 @@ def profiles_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: i
     return {user: Profile(list(topics or []), list(regions or [])) for user, topics, regions in rows}
 
 
+LABEL_TASKS = ("label", "label_scores")
+"""The labelling profilers' per-news tasks: `label` (decoded labels) and `label_scores` (decoded
+labels plus every topic's first-token probability, `--profile-method label-score`)."""
+
+
 def news_labels_up_to(conn: duckdb.DuckDBPyConnection, dataset: str, up_to_round: int,
-                      model: str | None = None, prompt_set: str | None = None) -> dict[str, tuple[str, str | None]]:
-    """Latest valid label per news item (the labelling profiler's `label` task) from rounds up
-    to `up_to_round`: nid -> (topic, state or None)."""
+                      model: str | None = None, prompt_set: str | None = None,
+                      task: str = "label") -> dict[str, tuple[str, str | None, list[float] | None]]:
+    """Latest valid label per news item of one of LABEL_TASKS from rounds up to `up_to_round`:
+    nid -> (topic, state or None, the 19 topic probabilities in PROFILE_TOPICS' order or None)."""
+    if task not in LABEL_TASKS:
+        raise ValueError(f"{task!r} is not a labelling task ({', '.join(LABEL_TASKS)})")
     rows = conn.execute(
         f"""
-        SELECT input_id, parsed ->> 'topic', parsed ->> 'state' FROM generations
-        WHERE dataset = ? AND task = 'label' AND valid AND round <= ? {_OF_MODEL}
+        SELECT input_id, parsed ->> 'topic', parsed ->> 'state', parsed ->> 'topic_scores' FROM generations
+        WHERE dataset = ? AND task = ? AND valid AND round <= ? {_OF_MODEL}
         QUALIFY row_number() OVER (PARTITION BY input_id ORDER BY round DESC, created_at DESC, fingerprint) = 1
         """,
-        [dataset, up_to_round, model, model, prompt_set, prompt_set],
+        [dataset, task, up_to_round, model, model, prompt_set, prompt_set],
     ).fetchall()
-    return {nid: (topic, state) for nid, topic, state in rows}
+    return {nid: (topic, state, json.loads(scores) if scores else None) for nid, topic, state, scores in rows}
 
 
 def profiles_with_fingerprints(conn: duckdb.DuckDBPyConnection, fingerprints: Iterable[str]) -> dict[str, Profile]:

@@ -416,11 +416,11 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
         " FROM generation_runs GROUP BY ALL"
         "), charged AS ("
         # The runner charges the labels to the run row of the task that needed them.
-        " SELECT g.dataset, g.task, g.model AS llm, g.prompt_set, 'label' AS method,"
+        " SELECT g.dataset, g.task, g.model AS llm, g.prompt_set, source_method(g.task, g.sampling) AS method,"
         "  string_agg(DISTINCT r.task, ',' ORDER BY r.task) AS charged_to, " + _DTYPES_SQL.format(run="r.") +
         " FROM generations g JOIN generation_runs r ON r.run_id = g.run_id AND r.dataset = g.dataset"
         "  AND r.round = g.round AND r.task IN ('profile', 'chain')"
-        " WHERE g.task = 'label' GROUP BY ALL"
+        " WHERE g.task IN ('label', 'label_scores') GROUP BY ALL"
         ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.method, o.provenance, o.inputs, o.valid, "
         "CAST(o.prompt_tokens AS BIGINT) AS prompt_tokens, CAST(o.completion_tokens AS BIGINT) AS completion_tokens, "
         "c.engine_seconds, c.cost, h.charged_to, coalesce(c.dtype, h.dtype) AS dtype FROM outputs o "
