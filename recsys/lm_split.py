@@ -105,6 +105,11 @@ class SplitEncoder(nn.Module):
     def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def packs_tokens(self, device: torch.device) -> bool:
+        """Whether upper() on `device` runs only the real (mask) tokens, so that grouping news by
+        length saves it nothing (LayerCachedNewsEncoder.forward_grad_rows then runs one group)."""
+        return False
+
     def _frozen(self) -> nn.Module:
         return self.__dict__["_lower_module"]
 
@@ -166,11 +171,67 @@ class BertSplit(SplitEncoder):
         return bert(input_ids=ids, attention_mask=mask.to(torch.long)).last_hidden_state
 
     def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """On a CPU the real tokens only (upper_packed); elsewhere transformers' BertLayer on the
+        padded batch (packing needs the token count on the host, a sync per call on a GPU, and
+        padding costs a GPU little)."""
+        if self.packs_tokens(states.device):
+            return self.upper_packed(states, mask)
+        return self.upper_padded(states, mask)
+
+    def packs_tokens(self, device: torch.device) -> bool:
+        return device.type == "cpu"
+
+    def upper_padded(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bias = _padding_bias(mask, states.dtype)
         for layer in self.layers:
             states = layer(states, attention_mask=bias)
             states = states[0] if isinstance(states, tuple) else states
         return states
+
+    def upper_packed(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """upper_padded's values at the real positions (padding positions are 0 here; callers
+        mask them out): the layers' linear maps, LayerNorms and GELU, nearly all of a step's
+        arithmetic, run on the [tokens, H] matrix of the real tokens, so no padding token goes
+        through them (length groups left 16 % padding on §2c''s batches); only the attention
+        scores use the padded [N, heads, L, L] layout. The layers' own modules (with their LoRA
+        adapters and dropouts) are called, only the self-attention's wiring is written out."""
+        count, length, hidden = states.shape
+        real = mask.reshape(-1).nonzero().squeeze(1)  # flat positions of the real tokens
+        tokens = states.reshape(count * length, hidden).index_select(0, real)
+        for layer in self.layers:
+            context = _packed_self_attention(layer.attention.self, tokens, real, mask)
+            attended = layer.attention.output(context, tokens)
+            tokens = layer.output(layer.intermediate(attended), attended)
+        return tokens.new_zeros(count * length, hidden).index_copy(0, real, tokens).view(count, length, hidden)
+
+
+def _packed_self_attention(attention: nn.Module, tokens: torch.Tensor, real: torch.Tensor,
+                           mask: torch.Tensor) -> torch.Tensor:
+    """transformers' BertSelfAttention (encoder, no cache) on packed tokens [T, H] at flat
+    positions `real` of the [N, L] `mask`: projections on the tokens, scores padded. Its
+    attention dropout is the cheap CPU mask (recsys/layers/dropout.py) on a CPU, as in the
+    tuned layers' other dropouts, SDPA's own elsewhere."""
+    from recsys.layers.dropout import dropout as cheap_dropout
+
+    count, length = mask.shape
+    hidden = tokens.shape[1]
+    heads, head_size = attention.num_attention_heads, attention.attention_head_size
+
+    def padded(projected: torch.Tensor) -> torch.Tensor:  # [T, H] -> [N, heads, L, head_size]
+        full = projected.new_zeros(count * length, hidden).index_copy(0, real, projected)
+        return full.view(count, length, heads, head_size).transpose(1, 2)
+
+    query, key, value = (padded(attention.query(tokens)), padded(attention.key(tokens)),
+                         padded(attention.value(tokens)))
+    bias = _padding_bias(mask, tokens.dtype)
+    p = attention.dropout.p if attention.training else 0.0
+    if p > 0 and tokens.device.type == "cpu":
+        weights = torch.softmax(query @ key.transpose(-2, -1) * attention.scaling + bias, dim=-1)
+        context = cheap_dropout(weights, p, True) @ value
+    else:
+        context = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=p,
+                                                                   scale=attention.scaling)
+    return context.transpose(1, 2).reshape(count * length, hidden).index_select(0, real)
 
 
 FROZEN_RAM_SHARE = 0.5  # fp32 frozen weights above this share of the free RAM load in bf16 instead

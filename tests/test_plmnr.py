@@ -273,3 +273,39 @@ def test_length_buckets_partition_the_rows_by_length() -> None:
     assert all(b.numel() for b in length_buckets(rows, lengths, 9))
     assert [b.tolist() for b in length_buckets(rows, None, 4)] == [rows.tolist()]
     assert length_buckets(torch.tensor([], dtype=torch.long), lengths, 4) == []
+
+
+def test_the_packed_top_layer_equals_transformers_layer_on_the_real_tokens() -> None:
+    from recsys.lm_split import BertSplit, LoraRecipe
+    from recsys.pretrained import minilm_path
+
+    torch.manual_seed(0)
+    split = BertSplit(minilm_path(), 2, 1, LoraRecipe(rank=4, alpha=8, dropout=0.1))
+    for name, parameter in split.named_parameters():
+        if "lora_B" in name:  # B starts at zero: make the adapters count
+            torch.nn.init.normal_(parameter, std=0.1)
+    lengths = torch.tensor([9, 2, 5, 1, 9, 4])
+    mask = torch.arange(9) < lengths[:, None]
+    states = torch.randn(6, 9, split.hidden_size)
+    garbage = torch.where(mask[..., None], states, 1e3 * torch.randn_like(states))  # padding unseen
+    split.eval()  # no dropout: the two must then agree
+    assert split.packs_tokens(torch.device("cpu"))
+    tuned = [p for p in split.parameters() if p.requires_grad]
+    results = []
+    for run, inputs in ((split.upper_padded, states), (split.upper, states), (split.upper, garbage)):
+        inputs = inputs.clone().requires_grad_(True)
+        out = run(inputs, mask) * mask[..., None]
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).square().sum(), [inputs, *tuned])
+        results.append((out, grads[0] * mask[..., None], grads[1:]))
+    (want, want_input, want_tuned), *packed = results
+    for out, input_grad, tuned_grads in packed:
+        assert torch.allclose(out, want, atol=1e-5), (out - want).abs().max()
+        assert torch.allclose(input_grad, want_input, atol=1e-4)
+        assert all(torch.allclose(g, w, atol=1e-4) for g, w in zip(tuned_grads, want_tuned))
+    for name, module in split.named_modules():  # every dropout off but the attention weights'
+        if hasattr(module, "p") and not name.endswith("attention.self.dropout"):
+            module.p = 0.0
+    split.train()  # the attention dropout acts in the packed layer too
+    assert not torch.allclose(split.upper(states, mask), split.upper(states, mask))
+    split.layers[0].attention.self.dropout.p = 0.0
+    assert torch.allclose(split.upper(states, mask) * mask[..., None], want, atol=1e-5)

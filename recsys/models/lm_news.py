@@ -159,12 +159,16 @@ class LayerCachedNewsEncoder(nn.Module):
         are read from the history table (refresh_table(), built on first use) and only the
         projection runs, with gradient. Each encoded part runs in LENGTH_BUCKETS groups of
         similar text length, each trimmed to its own padded width, so fewer padding tokens go
-        through the top layer's matrix multiplies. Values equal forward()'s up to dropout draws
-        and float rounding (padding is masked out of attention and pooling); table rows equal
-        them without dropout as long as the weights are those of the last refresh."""
+        through the top layer's matrix multiplies; in one group where the split runs only the
+        real tokens anyway (SplitEncoder.packs_tokens: PLMNR's BERT on a CPU). Values equal
+        forward()'s up to dropout draws and float rounding (padding is masked out of attention
+        and pooling); table rows equal them without dropout as long as the weights are those of
+        the last refresh."""
         wanted = torch.zeros(len(news), dtype=torch.bool, device=grad_rows.device)
         wanted[grad_rows.reshape(-1)] = True
         lengths = self._text_lengths(news)
+        # a split that runs only the real tokens gains nothing from groups, each costs a layer call
+        groups = 1 if self.split.packs_tokens(self.project.weight.device) else LENGTH_BUCKETS
         rows, vectors = [], []
         for part, grad in ((torch.nonzero(wanted).squeeze(1), True), (torch.nonzero(~wanted).squeeze(1), False)):
             if table and not grad:
@@ -173,7 +177,7 @@ class LayerCachedNewsEncoder(nn.Module):
                     vectors.append(self.project(self.table_rows(news, part)))
                 continue
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                for bucket in length_buckets(part, lengths, LENGTH_BUCKETS):
+                for bucket in length_buckets(part, lengths, groups):
                     rows.append(bucket)
                     vectors.append(self(news.select(bucket)))
         stacked = torch.cat(vectors)
@@ -220,7 +224,7 @@ class LayerCachedNewsEncoder(nn.Module):
         return torch.as_tensor(total).to(news.title.device)
 
 
-LENGTH_BUCKETS = 4  # groups of similar length per training forward (forward_grad_rows)
+LENGTH_BUCKETS = 4  # groups of similar length per training forward of a padded split (forward_grad_rows)
 
 
 def length_buckets(rows: torch.Tensor, lengths: torch.Tensor | None, buckets: int) -> list[torch.Tensor]:
