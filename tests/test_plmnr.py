@@ -291,21 +291,27 @@ def test_the_packed_top_layer_equals_transformers_layer_on_the_real_tokens() -> 
     split.eval()  # no dropout: the two must then agree
     assert split.packs_tokens(torch.device("cpu"))
     tuned = [p for p in split.parameters() if p.requires_grad]
-    results = []
-    for run, inputs in ((split.upper_padded, states), (split.upper, states), (split.upper, garbage)):
-        inputs = inputs.clone().requires_grad_(True)
-        out = run(inputs, mask) * mask[..., None]
-        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).square().sum(), [inputs, *tuned])
-        results.append((out, grads[0] * mask[..., None], grads[1:]))
-    (want, want_input, want_tuned), *packed = results
-    for out, input_grad, tuned_grads in packed:
-        assert torch.allclose(out, want, atol=1e-5), (out - want).abs().max()
-        assert torch.allclose(input_grad, want_input, atol=1e-4)
-        assert all(torch.allclose(g, w, atol=1e-4) for g, w in zip(tuned_grads, want_tuned))
+
+    def run(layer, inputs: torch.Tensor, constant: int = 0):
+        """outputs, input gradient of columns >= constant, tuned gradients; columns < constant
+        are constants (no gradient), as the cached text is"""
+        variable = inputs[:, constant:].clone().requires_grad_(True)
+        joined = torch.cat([inputs[:, :constant], variable], dim=1)
+        out = layer(joined, mask, constant) * mask[..., None]
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).square().sum(), [variable, *tuned])
+        return out, grads[0] * mask[:, constant:, None], grads[1:]
+
+    for constant in (0, 4, 9):  # 9: every real token constant, the gradient reaches LoRA only
+        want_out, want_input, want_tuned = run(lambda x, m, _: split.upper_padded(x, m), states, constant)
+        for inputs in (states, garbage):
+            out, input_grad, tuned_grads = run(split.upper, inputs, constant)
+            assert torch.allclose(out, want_out, atol=1e-5), (out - want_out).abs().max()
+            assert torch.allclose(input_grad, want_input, atol=1e-4)
+            assert all(torch.allclose(g, w, atol=1e-4) for g, w in zip(tuned_grads, want_tuned))
     for name, module in split.named_modules():  # every dropout off but the attention weights'
         if hasattr(module, "p") and not name.endswith("attention.self.dropout"):
             module.p = 0.0
     split.train()  # the attention dropout acts in the packed layer too
     assert not torch.allclose(split.upper(states, mask), split.upper(states, mask))
     split.layers[0].attention.self.dropout.p = 0.0
-    assert torch.allclose(split.upper(states, mask) * mask[..., None], want, atol=1e-5)
+    assert torch.allclose(split.upper(states, mask) * mask[..., None], want_out, atol=1e-5)

@@ -142,14 +142,16 @@ class LayerCachedNewsEncoder(nn.Module):
         return self.project(self.pooled(news))
 
     def pooled(self, news: NewsInputs) -> torch.Tensor:  # [N, H], before the projection
-        parts = self._text_states(news) + self._special_tokens(news)
+        text = self._text_states(news)
+        parts = text + self._special_tokens(news)
         if not parts:
             raise ValueError("no news feature left to encode")
         states = torch.cat([p[0] for p in parts], dim=1)
         mask = torch.cat([p[1] for p in parts], dim=1)
         # a news with no real token at all (all features empty) still pools to a finite vector
         mask = mask | ~mask.any(dim=1, keepdim=True)
-        top = self.split.upper(states, mask)
+        # the text states come from the frozen layers (cache or lower()): constants for upper()
+        top = self.split.upper(states, mask, constant_width=sum(p[0].shape[1] for p in text))
         return self.pool(self.dropout(top), mask)
 
     def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor, table: bool = False) -> torch.Tensor:  # [N, D]
