@@ -214,7 +214,7 @@ class BertSplit(SplitEncoder):
             constants = 0  # a layer's output depends on every token's input: all carry gradient
             attended = layer.attention.output(context, tokens)
             tokens = layer.output(layer.intermediate(attended), attended)
-        return tokens.new_zeros(count * length, hidden).index_copy(0, real, tokens).view(count, length, hidden)
+        return tokens.new_zeros(count * length, hidden).index_copy_(0, real, tokens).view(count, length, hidden)
 
 
 def _packed_self_attention(attention: nn.Module, tokens: torch.Tensor, real: torch.Tensor,
@@ -235,7 +235,7 @@ def _packed_self_attention(attention: nn.Module, tokens: torch.Tensor, real: tor
     def padded(linear: nn.Module) -> torch.Tensor:  # -> [N, heads, L, head_size]
         full = tokens.new_zeros(count * length, hidden)
         for part, where in parts:
-            full = full.index_copy(0, where, linear(part))
+            full.index_copy_(0, where, linear(part))  # in place: the buffer itself needs no gradient
         return full.view(count, length, heads, head_size).transpose(1, 2)
 
     query, key, value = padded(attention.query), padded(attention.key), padded(attention.value)
