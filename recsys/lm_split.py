@@ -233,9 +233,10 @@ def _packed_self_attention(attention: nn.Module, tokens: torch.Tensor, real: tor
     parts = [(part, where) for part, where in parts if where.numel()]
 
     def padded(linear: nn.Module) -> torch.Tensor:  # -> [N, heads, L, head_size]
-        full = tokens.new_zeros(count * length, hidden)
-        for part, where in parts:
-            full.index_copy_(0, where, linear(part))  # in place: the buffer itself needs no gradient
+        projected = [(linear(part), where) for part, where in parts]
+        full = projected[0][0].new_zeros(count * length, hidden)  # the projections' dtype (autocast)
+        for values, where in projected:
+            full.index_copy_(0, where, values)  # in place: the buffer itself needs no gradient
         return full.view(count, length, heads, head_size).transpose(1, 2)
 
     query, key, value = padded(attention.query), padded(attention.key), padded(attention.value)
