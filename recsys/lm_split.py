@@ -195,8 +195,8 @@ class BertSplit(SplitEncoder):
         """upper_padded's values at the real positions (padding positions are 0 here; callers
         mask them out): the layers' linear maps, LayerNorms and GELU, nearly all of a step's
         arithmetic, run on the [tokens, H] matrix of the real tokens, so no padding token goes
-        through them (length groups left 16 % padding on §2c''s batches); only the attention
-        scores use the padded [N, heads, L, L] layout. The layers' own modules (with their LoRA
+        through them (4 length groups left 16 % padding on BENCHMARKS §2c's batches); only the
+        attention scores use the padded [N, heads, L, L] layout. The layers' own modules (their LoRA
         adapters and dropouts) are called, only the self-attention's wiring is written out.
         The tokens of the first `constant_width` columns (the cached text) come first in the
         packed order, and the first layer's query/key/value projections run on them apart,
@@ -230,7 +230,7 @@ def _packed_self_attention(attention: nn.Module, tokens: torch.Tensor, real: tor
     hidden = tokens.shape[1]
     heads, head_size = attention.num_attention_heads, attention.attention_head_size
     parts = [(tokens[:constants].detach(), real[:constants]), (tokens[constants:], real[constants:])]
-    parts = [(part, where) for part, where in parts if where.numel()]
+    parts = [(part, where) for part, where in parts if where.numel()] or [(tokens, real)]  # no token: empty
 
     def padded(linear: nn.Module) -> torch.Tensor:  # -> [N, heads, L, head_size]
         projected = [(linear(part), where) for part, where in parts]

@@ -308,6 +308,7 @@ def test_the_packed_top_layer_equals_transformers_layer_on_the_real_tokens() -> 
             assert torch.allclose(out, want_out, atol=1e-5), (out - want_out).abs().max()
             assert torch.allclose(input_grad, want_input, atol=1e-4)
             assert all(torch.allclose(g, w, atol=1e-4) for g, w in zip(tuned_grads, want_tuned))
+    assert split.upper(states[:0], mask[:0], 4).shape == (0, 9, split.hidden_size)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 = "on"
         low = split.upper(states, mask, 4) * mask[..., None]
         assert torch.allclose(low.float(), split.upper_padded(states, mask).float() * mask[..., None], atol=0.1)
