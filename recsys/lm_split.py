@@ -102,8 +102,16 @@ class SplitEncoder(nn.Module):
     def lower(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def upper(self, states: torch.Tensor, mask: torch.Tensor, constant_width: int = 0) -> torch.Tensor:
+        """The tuned layers on `states` [N, L, H] with `mask` [N, L]. The first `constant_width`
+        columns of states are constants (the cached text: no gradient flows to them), which a
+        split may use to skip computing their input gradient."""
         raise NotImplementedError
+
+    def packs_tokens(self, device: torch.device) -> bool:
+        """Whether upper() on `device` runs only the real (mask) tokens, so that grouping news by
+        length saves it nothing (LayerCachedNewsEncoder.forward_grad_rows then runs one group)."""
+        return False
 
     def _frozen(self) -> nn.Module:
         return self.__dict__["_lower_module"]
@@ -165,12 +173,82 @@ class BertSplit(SplitEncoder):
             return bert.embeddings(input_ids=ids)
         return bert(input_ids=ids, attention_mask=mask.to(torch.long)).last_hidden_state
 
-    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def upper(self, states: torch.Tensor, mask: torch.Tensor, constant_width: int = 0) -> torch.Tensor:
+        """On a CPU the real tokens only (upper_packed); elsewhere transformers' BertLayer on the
+        padded batch (packing needs the token count on the host, a sync per call on a GPU, and
+        padding costs a GPU little)."""
+        if self.packs_tokens(states.device):
+            return self.upper_packed(states, mask, constant_width)
+        return self.upper_padded(states, mask)
+
+    def packs_tokens(self, device: torch.device) -> bool:
+        return device.type == "cpu"
+
+    def upper_padded(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         bias = _padding_bias(mask, states.dtype)
         for layer in self.layers:
             states = layer(states, attention_mask=bias)
             states = states[0] if isinstance(states, tuple) else states
         return states
+
+    def upper_packed(self, states: torch.Tensor, mask: torch.Tensor, constant_width: int = 0) -> torch.Tensor:
+        """upper_padded's values at the real positions (padding positions are 0 here; callers
+        mask them out): the layers' linear maps, LayerNorms and GELU, nearly all of a step's
+        arithmetic, run on the [tokens, H] matrix of the real tokens, so no padding token goes
+        through them (4 length groups left 16 % padding on BENCHMARKS §2c's batches); only the
+        attention scores use the padded [N, heads, L, L] layout. The layers' own modules (their LoRA
+        adapters and dropouts) are called, only the self-attention's wiring is written out.
+        The tokens of the first `constant_width` columns (the cached text) come first in the
+        packed order, and the first layer's query/key/value projections run on them apart,
+        detached: their input gradient, a quarter of the layer's backward multiplies, is never
+        computed (only the joined category/image tokens need it)."""
+        count, length, hidden = states.shape
+        mask = mask.to(torch.bool)
+        constant = mask & (torch.arange(length, device=mask.device) < constant_width)
+        # flat positions of the real tokens, the constant ones first
+        real = torch.cat([constant.reshape(-1).nonzero(), (mask & ~constant).reshape(-1).nonzero()]).squeeze(1)
+        constants = int(constant.sum()) if constant_width else 0
+        tokens = states.reshape(count * length, hidden).index_select(0, real)
+        for layer in self.layers:
+            context = _packed_self_attention(layer.attention.self, tokens, real, mask, constants)
+            constants = 0  # a layer's output depends on every token's input: all carry gradient
+            attended = layer.attention.output(context, tokens)
+            tokens = layer.output(layer.intermediate(attended), attended)
+        return tokens.new_zeros(count * length, hidden).index_copy_(0, real, tokens).view(count, length, hidden)
+
+
+def _packed_self_attention(attention: nn.Module, tokens: torch.Tensor, real: torch.Tensor,
+                           mask: torch.Tensor, constants: int = 0) -> torch.Tensor:
+    """transformers' BertSelfAttention (encoder, no cache) on packed tokens [T, H] at flat
+    positions `real` of the [N, L] `mask`: projections on the tokens, scores padded; the first
+    `constants` tokens are projected detached (no input gradient). Its attention dropout is the
+    cheap CPU mask (recsys/layers/dropout.py) on a CPU, as in the tuned layers' other dropouts,
+    SDPA's own elsewhere."""
+    from recsys.layers.dropout import dropout as cheap_dropout
+
+    count, length = mask.shape
+    hidden = tokens.shape[1]
+    heads, head_size = attention.num_attention_heads, attention.attention_head_size
+    parts = [(tokens[:constants].detach(), real[:constants]), (tokens[constants:], real[constants:])]
+    parts = [(part, where) for part, where in parts if where.numel()] or [(tokens, real)]  # no token: empty
+
+    def padded(linear: nn.Module) -> torch.Tensor:  # -> [N, heads, L, head_size]
+        projected = [(linear(part), where) for part, where in parts]
+        full = projected[0][0].new_zeros(count * length, hidden)  # the projections' dtype (autocast)
+        for values, where in projected:
+            full.index_copy_(0, where, values)  # in place: the buffer itself needs no gradient
+        return full.view(count, length, heads, head_size).transpose(1, 2)
+
+    query, key, value = padded(attention.query), padded(attention.key), padded(attention.value)
+    bias = _padding_bias(mask, tokens.dtype)
+    p = attention.dropout.p if attention.training else 0.0
+    if p > 0 and tokens.device.type == "cpu":
+        weights = torch.softmax(query @ key.transpose(-2, -1) * attention.scaling + bias, dim=-1)
+        context = cheap_dropout(weights, p, True) @ value
+    else:
+        context = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=p,
+                                                                   scale=attention.scaling)
+    return context.transpose(1, 2).reshape(count * length, hidden).index_select(0, real)
 
 
 FROZEN_RAM_SHARE = 0.5  # fp32 frozen weights above this share of the free RAM load in bf16 instead
@@ -298,7 +376,7 @@ class LlamaSplit(SplitEncoder):
         model = self._frozen_on(ids.device)
         return self._run(model.layers, model.rotary_emb, model.embed_tokens(ids), mask)
 
-    def upper(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def upper(self, states: torch.Tensor, mask: torch.Tensor, constant_width: int = 0) -> torch.Tensor:
         # states from the frozen part (or its cache) may be 16-bit; the tuned top runs in its own dtype
         states = states.to(self.norm.weight.dtype)
         return self.norm(self._run(self.layers, self.rotary, states, mask))

@@ -64,6 +64,21 @@ def test_additive_attention_is_a_convex_combination() -> None:
     assert torch.allclose(layer(values), torch.einsum("bl,bld->bd", weights, values))
 
 
+def test_additive_attention_follows_the_tanh_formula() -> None:
+    torch.manual_seed(0)
+    layer = AdditiveAttention(6)
+    values = (3 * torch.randn(4, 5, 6)).requires_grad_(True)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5, [True, False, True, True, False]])
+    want = masked_softmax(torch.tanh(layer.project(values)) @ layer.query, mask)  # a_i = softmax(q . tanh(W h_i + b))
+    got = layer.weights(values, mask)
+    assert torch.allclose(got, want, atol=1e-6), (got - want).abs().max()
+    probe = torch.randn(4, 5)
+    parameters = [values, *layer.parameters()]
+    want_grads = torch.autograd.grad((want * probe).sum(), parameters)
+    got_grads = torch.autograd.grad((got * probe).sum(), parameters)
+    assert all(torch.allclose(g, w, atol=1e-5) for g, w in zip(got_grads, want_grads, strict=True))
+
+
 def test_self_attention_on_empty_rows_is_finite() -> None:
     layer = MultiHeadSelfAttention(8, 2)
     out = layer(torch.randn(2, 4, 8), torch.zeros(2, 4, dtype=torch.bool))

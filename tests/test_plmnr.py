@@ -273,3 +273,49 @@ def test_length_buckets_partition_the_rows_by_length() -> None:
     assert all(b.numel() for b in length_buckets(rows, lengths, 9))
     assert [b.tolist() for b in length_buckets(rows, None, 4)] == [rows.tolist()]
     assert length_buckets(torch.tensor([], dtype=torch.long), lengths, 4) == []
+
+
+def test_the_packed_top_layer_equals_transformers_layer_on_the_real_tokens() -> None:
+    from recsys.lm_split import BertSplit, LoraRecipe
+    from recsys.pretrained import minilm_path
+
+    torch.manual_seed(0)
+    split = BertSplit(minilm_path(), 2, 1, LoraRecipe(rank=4, alpha=8, dropout=0.1))
+    for name, parameter in split.named_parameters():
+        if "lora_B" in name:  # B starts at zero: make the adapters count
+            torch.nn.init.normal_(parameter, std=0.1)
+    lengths = torch.tensor([9, 2, 5, 1, 9, 4])
+    mask = torch.arange(9) < lengths[:, None]
+    states = torch.randn(6, 9, split.hidden_size)
+    garbage = torch.where(mask[..., None], states, 1e3 * torch.randn_like(states))  # padding unseen
+    split.eval()  # no dropout: the two must then agree
+    assert split.packs_tokens(torch.device("cpu"))
+    tuned = [p for p in split.parameters() if p.requires_grad]
+
+    def run(layer, inputs: torch.Tensor, constant: int = 0):
+        """outputs, input gradient of columns >= constant, tuned gradients; columns < constant
+        are constants (no gradient), as the cached text is"""
+        variable = inputs[:, constant:].clone().requires_grad_(True)
+        joined = torch.cat([inputs[:, :constant], variable], dim=1)
+        out = layer(joined, mask, constant) * mask[..., None]
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).square().sum(), [variable, *tuned])
+        return out, grads[0] * mask[:, constant:, None], grads[1:]
+
+    for constant in (0, 4, 9):  # 9: every real token constant, the gradient reaches LoRA only
+        want_out, want_input, want_tuned = run(lambda x, m, _: split.upper_padded(x, m), states, constant)
+        for inputs in (states, garbage):
+            out, input_grad, tuned_grads = run(split.upper, inputs, constant)
+            assert torch.allclose(out, want_out, atol=1e-5), (out - want_out).abs().max()
+            assert torch.allclose(input_grad, want_input, atol=1e-4)
+            assert all(torch.allclose(g, w, atol=1e-4) for g, w in zip(tuned_grads, want_tuned))
+    assert split.upper(states[:0], mask[:0], 4).shape == (0, 9, split.hidden_size)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 = "on"
+        low = split.upper(states, mask, 4) * mask[..., None]
+        assert torch.allclose(low.float(), split.upper_padded(states, mask).float() * mask[..., None], atol=0.1)
+    for name, module in split.named_modules():  # every dropout off but the attention weights'
+        if hasattr(module, "p") and not name.endswith("attention.self.dropout"):
+            module.p = 0.0
+    split.train()  # the attention dropout acts in the packed layer too
+    assert not torch.allclose(split.upper(states, mask), split.upper(states, mask))
+    split.layers[0].attention.self.dropout.p = 0.0
+    assert torch.allclose(split.upper(states, mask) * mask[..., None], want_out, atol=1e-5)

@@ -142,14 +142,16 @@ class LayerCachedNewsEncoder(nn.Module):
         return self.project(self.pooled(news))
 
     def pooled(self, news: NewsInputs) -> torch.Tensor:  # [N, H], before the projection
-        parts = self._text_states(news) + self._special_tokens(news)
+        text = self._text_states(news)
+        parts = text + self._special_tokens(news)
         if not parts:
             raise ValueError("no news feature left to encode")
         states = torch.cat([p[0] for p in parts], dim=1)
         mask = torch.cat([p[1] for p in parts], dim=1)
         # a news with no real token at all (all features empty) still pools to a finite vector
         mask = mask | ~mask.any(dim=1, keepdim=True)
-        top = self.split.upper(states, mask)
+        # the text states come from the frozen layers (cache or lower()): constants for upper()
+        top = self.split.upper(states, mask, constant_width=sum(p[0].shape[1] for p in text))
         return self.pool(self.dropout(top), mask)
 
     def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor, table: bool = False) -> torch.Tensor:  # [N, D]
@@ -159,12 +161,16 @@ class LayerCachedNewsEncoder(nn.Module):
         are read from the history table (refresh_table(), built on first use) and only the
         projection runs, with gradient. Each encoded part runs in LENGTH_BUCKETS groups of
         similar text length, each trimmed to its own padded width, so fewer padding tokens go
-        through the top layer's matrix multiplies. Values equal forward()'s up to dropout draws
-        and float rounding (padding is masked out of attention and pooling); table rows equal
-        them without dropout as long as the weights are those of the last refresh."""
+        through the top layer's matrix multiplies; in one group where the split runs only the
+        real tokens anyway (SplitEncoder.packs_tokens: PLMNR's BERT on a CPU). Values equal
+        forward()'s up to dropout draws and float rounding (padding is masked out of attention
+        and pooling); table rows equal them without dropout as long as the weights are those of
+        the last refresh."""
         wanted = torch.zeros(len(news), dtype=torch.bool, device=grad_rows.device)
         wanted[grad_rows.reshape(-1)] = True
         lengths = self._text_lengths(news)
+        # a split that runs only the real tokens gains nothing from groups, each costs a layer call
+        groups = 1 if self.split.packs_tokens(self.project.weight.device) else LENGTH_BUCKETS
         rows, vectors = [], []
         for part, grad in ((torch.nonzero(wanted).squeeze(1), True), (torch.nonzero(~wanted).squeeze(1), False)):
             if table and not grad:
@@ -173,7 +179,7 @@ class LayerCachedNewsEncoder(nn.Module):
                     vectors.append(self.project(self.table_rows(news, part)))
                 continue
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                for bucket in length_buckets(part, lengths, LENGTH_BUCKETS):
+                for bucket in length_buckets(part, lengths, groups):
                     rows.append(bucket)
                     vectors.append(self(news.select(bucket)))
         stacked = torch.cat(vectors)
@@ -220,7 +226,7 @@ class LayerCachedNewsEncoder(nn.Module):
         return torch.as_tensor(total).to(news.title.device)
 
 
-LENGTH_BUCKETS = 4  # groups of similar length per training forward (forward_grad_rows)
+LENGTH_BUCKETS = 4  # groups of similar length per training forward of a padded split (forward_grad_rows)
 
 
 def length_buckets(rows: torch.Tensor, lengths: torch.Tensor | None, buckets: int) -> list[torch.Tensor]:

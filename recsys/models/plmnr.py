@@ -19,8 +19,9 @@ candidate news. The other news of the batch (history only) are
   attention pooling by up to one epoch of steps (the projection is always current).
 A news that is both a candidate and in some history carries its gradient through both uses. On
 the synthetic set of BENCHMARKS.md §2c' about 100 of a batch's ~280 distinct news are candidates.
-Evaluation is the same for all three (encode_news: every news afresh, never the table). A
-training forward runs the encoded news in groups of similar text length (fewer padding tokens).
+Evaluation is the same for all three (encode_news: every news afresh, never the table). On a
+CPU the tuned layer runs only the real tokens (BertSplit.upper_packed); elsewhere a training
+forward runs the encoded news in groups of similar text length (fewer padding tokens).
 """
 
 from __future__ import annotations
