@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -80,6 +81,40 @@ def test_a_new_view_is_one_declaration_the_driver_renders(tmp_path: Path) -> Non
     assert result.tables[0].title == "runs — d, dev split, features title,category"
     no_plot = render_view(view, report_context(inputs(rows)), tmp_path / "np", with_plots=False)
     assert [p.name for p in no_plot.files] == ["count.csv"] and len(drawn) == 1
+
+
+def test_a_plot_of_the_reported_split_names_it_in_its_title(tmp_path: Path) -> None:
+    """Regression: the PNGs of Tables 3-8 said only the dataset; a PNG shared alone must say
+    which split its numbers come from (as the tables do) and how many seeds a bar averages."""
+    from genre_local.report.comparison import Comparison, seeds_note
+    from genre_local.report.runs import ConfigKey
+    from genre_local.report.views.variants import VIEW as VARIANTS
+
+    labels: list[str] = []
+
+    def draw(rows, label: str, path: Path) -> Path:
+        labels.append(label)
+        path.write_bytes(b"png")
+        return path
+
+    rows = [MetricRow("nrms", "original", s, 0, FEATURES, "test", "all", "auc", 0.6) for s in (1, 2)]
+    ctx = report_context(inputs(rows))
+    for on_split in (True, False):
+        view = dataclasses.replace(_count_view([]), plot=Plot("count.png", draw, on_split=on_split))
+        render_view(view, ctx, tmp_path / str(on_split))
+    assert labels == ["d, test split", "d"]
+    assert VARIANTS.plot is not None and VARIANTS.plot.on_split
+
+    def summary(*seeds: int) -> Summary:
+        return Summary({s: 0.6 for s in seeds})
+
+    key = ConfigKey("nrms", "original", 0, FEATURES)
+    three = Comparison("nrms", "all", "auc", key, key, summary(1, 2, 3), summary(1, 2, 3))
+    one = Comparison("nrms", "all", "auc", key, key, summary(1), summary(1))
+    assert seeds_note([three]) == "mean of 3 seeds"
+    assert seeds_note([one]) == "mean of 1 seed"
+    assert seeds_note([one, three]) == "mean of 1-3 seeds"
+    assert seeds_note([]) == "no seeds"
 
 
 def test_an_empty_view_writes_nothing_and_says_why(tmp_path: Path) -> None:

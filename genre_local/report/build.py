@@ -10,7 +10,8 @@ from pathlib import Path
 from rich.table import Table
 
 from genre_local.report.html import ViewSection, write_html
-from genre_local.report.view import Records, ReportContext, ReportInputs, Sources, View, report_context, write_csv
+from genre_local.report.view import (Records, ReportContext, ReportInputs, Sources, View, plot_label, report_context,
+                                      write_csv)
 from genre_local.report.views import VIEWS
 
 __all__ = ["HTML_FILE", "Report", "ReportInputs", "ViewResult", "build_report", "render_view"]
@@ -74,7 +75,7 @@ def render_view(view: View, ctx: ReportContext, out_dir: Path, with_plots: bool 
     result.files.append(result.csv_file)
     result.tables.extend(view.tables(rows, ctx))
     if with_plots and view.plot is not None:
-        result.plot = view.plot.draw(rows, ctx.dataset, out_dir / view.plot.file)
+        result.plot = view.plot.draw(rows, plot_label(ctx, view.plot), out_dir / view.plot.file)
         result.files.append(result.plot)
     if view.sources is not None:
         result.sources = view.sources(rows)

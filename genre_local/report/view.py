@@ -92,7 +92,15 @@ def write_csv(path: Path, records: Records) -> Path:
 @dataclass(frozen=True)
 class Plot(Generic[Row]):
     file: str  # PNG file name in the report folder
-    draw: Callable[[Sequence[Row], str, Path], Path]  # (rows, dataset, path) -> path written
+    draw: Callable[[Sequence[Row], str, Path], Path]  # (rows, title label, path) -> path written
+    # The plot shows metrics of the reported split: its title label names the split beside the
+    # dataset, as the view's tables do (a PNG is often shared without its report).
+    on_split: bool = False
+
+
+def plot_label(ctx: ReportContext, plot: Plot) -> str:
+    """What a plot's title starts with: the dataset, and the reported split where it shows one."""
+    return f"{ctx.dataset}, {ctx.index.split_label()} split" if plot.on_split else ctx.dataset
 
 
 @dataclass(frozen=True)

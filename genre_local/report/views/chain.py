@@ -165,6 +165,6 @@ VIEW = View(
     csv_file="chain.csv",
     records=_records,
     tables=_tables,
-    plot=Plot("chain.png", plot_chain),
+    plot=Plot("chain.png", plot_chain, on_split=True),
     sources=lambda rows: config_sources([k for r in rows for k in r.keys]),
 )

@@ -260,6 +260,6 @@ VIEW = View(
     csv_file="cost.csv",
     records=_records,
     tables=_tables,
-    plot=Plot("cost.png", plot_cost),
+    plot=Plot("cost.png", plot_cost, on_split=True),
     sources=lambda rows: Sources(generation_runs=tuple(dict.fromkeys(i for r in rows for i in r.run_ids))),
 )

@@ -121,6 +121,6 @@ VIEW = View(
     csv_file="feature_ablation.csv",
     records=_records,
     tables=_tables,
-    plot=Plot("feature_ablation.png", plot_ablation),
+    plot=Plot("feature_ablation.png", plot_ablation, on_split=True),
     sources=lambda rows: config_sources([r.key for r in rows]),
 )

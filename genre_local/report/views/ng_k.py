@@ -128,6 +128,6 @@ VIEW = View(
     csv_file="ng_k.csv",
     records=_records,
     tables=_tables,
-    plot=Plot("ng_k.png", plot_ng_k),
+    plot=Plot("ng_k.png", plot_ng_k, on_split=True),
     sources=lambda points: config_sources([p.key for p in points]),
 )

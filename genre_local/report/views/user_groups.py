@@ -11,7 +11,7 @@ from recsys.catalog import NEW_USER_MAX_HISTORY
 from rich.table import Table
 
 from genre_local.report import figures
-from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table
+from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table, seeds_note
 from genre_local.report.naming import model_sort_key
 from genre_local.report.runs import EMPTY_USERS, NEW_USERS, WARM_USERS, RunIndex, main_key
 from genre_local.report.view import Plot, ReportContext, Sources, View, config_sources
@@ -65,7 +65,7 @@ def plot_user_groups(comparisons: Sequence[Comparison], dataset: str, path: Path
     ax = fig.add_subplot()
     figures.grouped_bars(ax, [figures.model_label(m) for m in models], series, zero_line=True)
     ax.set_title(f"{dataset}: AUC gain over original, new (1–{NEW_USER_MAX_HISTORY} history) vs warm users (Table 6)")
-    ax.set_ylabel("AUC(variant) − AUC(original)")
+    ax.set_ylabel(f"AUC(variant) − AUC(original)\n({seeds_note(auc)})")
     ax.set_xlabel("model")
     figures.legend_outside(ax)
     return figures.save(fig, path)
@@ -79,6 +79,6 @@ VIEW = View(
     csv_file="user_groups.csv",
     records=comparison_records,
     tables=_tables,
-    plot=Plot("user_groups.png", plot_user_groups),
+    plot=Plot("user_groups.png", plot_user_groups, on_split=True),
     sources=_sources,
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from genre_local.report import figures
-from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table
+from genre_local.report.comparison import Comparison, compare, comparison_records, comparison_table, seeds_note
 from genre_local.report.naming import model_sort_key
 from genre_local.report.runs import RunIndex, main_key
 from genre_local.report.view import Plot, Records, ReportContext, Sources, View, config_sources
@@ -88,11 +88,12 @@ def plot_variants(tables: Sequence[VariantTable], dataset: str, path: Path) -> P
             label = f"{table.variant} · {source}" if source else table.variant
             series.append((label, [by_model[m].improvement if m in by_model else None for m in models],
                            [None] * len(models)))
+    auc = [c for t in tables for c in t.comparisons if c.metric == "auc"]
     fig = figures.figure(max(6.0, 1.1 * len(models) + 2.5), 4.2)
     ax = fig.add_subplot()
     figures.grouped_bars(ax, [figures.model_label(m) for m in models], series, zero_line=True)
     ax.set_title(f"{dataset}: AUC gain over original per model (Tables 3–5)")
-    ax.set_ylabel("AUC(variant) − AUC(original)")
+    ax.set_ylabel(f"AUC(variant) − AUC(original)\n({seeds_note(auc)})")
     ax.set_xlabel("model")
     figures.legend_outside(ax)
     return figures.save(fig, path)
@@ -106,6 +107,6 @@ VIEW = View(
     csv_file="variants.csv",
     records=_records,
     tables=_tables,
-    plot=Plot("variants_auc.png", plot_variants),
+    plot=Plot("variants_auc.png", plot_variants, on_split=True),
     sources=_sources,
 )
