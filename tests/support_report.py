@@ -39,6 +39,7 @@ def add_run(
     created_at: datetime | None = None,
     dev_auc: tuple[float | None, ...] = (0.5,),
     source: tuple[str, ...] | None = None,
+    stop_split: str | None = "dev",
 ) -> str:
     """One `runs` row, its `run_metrics`, and one `run_epochs` row per `dev_auc` value;
     metrics maps (user_group, metric) -> value. `source`: the (LLM, prompt set[, method]) the
@@ -55,7 +56,7 @@ def add_run(
         "data_fingerprint": "fp", "variant_stats": "{}", "eval_split": eval_split, "epochs_run": epochs,
         "best_epoch": 1, "stopped_early": False, "epoch_seconds": seconds, "train_samples_per_s": rates,
         "dev_auc": list(dev_auc), "eval_impressions_per_s": 100.0, "processes": 1, "device": "cpu",
-        "created_at": created_at or BASE_TIME + timedelta(seconds=number),
+        "created_at": created_at or BASE_TIME + timedelta(seconds=number), "stop_split": stop_split,
     }
     insert(store, "runs", run)
     for i, auc in enumerate(dev_auc):

@@ -182,11 +182,14 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
         add_dataset(store, "d")
         add_dataset(store, "other")
         first = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.55, 0.61, 0.6))
-        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), dev_auc=(None, None))
+        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), dev_auc=(None, None), stop_split=None)
+        holdout = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), dev_auc=(0.7,), stop_split="train-holdout")
         add_run(store, "other", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.9,))
         rows = load_epoch_rows(store, "d")
     curves = epoch_curves(rows)
-    assert [c.run_id for c in curves] == [first, second]  # in stored order; other datasets left out
+    assert [c.run_id for c in curves] == [first, second, holdout]  # in stored order; other datasets left out
+    # Regression: every curve was called "dev AUC"; where dev is reported, runs stop on a train hold-out
+    assert [c.stop_split for c in curves] == ["dev", None, "train-holdout"]
     assert curves[0].epochs == (1, 2, 3) and curves[0].dev_auc == (0.55, 0.61, 0.6)
     assert curves[0].samples_per_s == (10.0, 20.0, 30.0)
     assert curves[1].dev_auc == (None, None) and curves[1].label == "din ns+up [title,category] seed 2"
@@ -194,8 +197,10 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
     result = render_view(CURVES, ctx, tmp_path / "out")
     with (tmp_path / "out" / "epoch_curves.csv").open(newline="") as handle:
         records = list(csv.DictReader(handle))
-    assert [(r["run_id"], r["epoch"], r["dev_auc"]) for r in records] == [
-        (first, "1", "0.55"), (first, "2", "0.61"), (first, "3", "0.6"), (second, "1", ""), (second, "2", "")]
+    assert [(r["run_id"], r["epoch"], r["dev_auc"], r["stop_split"]) for r in records] == [
+        (first, "1", "0.55", "dev"), (first, "2", "0.61", "dev"), (first, "3", "0.6", "dev"), (second, "1", "", ""),
+        (second, "2", "", ""), (holdout, "1", "0.7", "train-holdout")]
+    assert "(dev/train-holdout)" in str(result.tables[0].title)
     png = (tmp_path / "out" / "epoch_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 15_000
     assert result.plot == tmp_path / "out" / "epoch_curves.png"

@@ -145,10 +145,11 @@ class EpochRow:
     features: str
     seed: int
     epoch: int  # 1-based
-    dev_auc: float | None  # None without a labeled dev split
+    dev_auc: float | None  # AUC on the stopping split (stop_split); None without one
     samples_per_s: float
     seconds: float
     created_at: datetime | None = None
+    stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
 
 
 def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
@@ -156,7 +157,7 @@ def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
     return _typed_rows(
         store, EpochRow,
         "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.dev_auc, e.samples_per_s, "
-        "e.seconds, r.created_at FROM run_epochs e JOIN runs r ON r.run_id = e.run_id WHERE r.dataset = ? "
+        "e.seconds, r.created_at, r.stop_split FROM run_epochs e JOIN runs r ON r.run_id = e.run_id WHERE r.dataset = ? "
         "ORDER BY r.created_at, r.run_id, e.epoch",
         [dataset],
     )

@@ -1,4 +1,6 @@
-"""Training curves: dev AUC and training throughput per epoch, one line per stored run.
+"""Training curves: AUC on the stopping split and training throughput per epoch, one line per
+stored run. The stopping split is dev, or a hold-out of train where dev is the reported split
+(issue 9 part 3); each run names its own, so a curve is never called dev AUC when it is not.
 
 The same numbers `train --track` sends to a tracker, read back from the store (run_epochs),
 so the report shows them without any tracker installed.
@@ -26,9 +28,10 @@ class EpochCurve:
     config: ConfigKey
     seed: int
     epochs: tuple[int, ...]
-    dev_auc: tuple[float | None, ...]  # None: no labeled dev split
+    dev_auc: tuple[float | None, ...]  # AUC on stop_split per epoch (the stored name); None: no stopping split
     samples_per_s: tuple[float, ...]
     seconds: tuple[float, ...]
+    stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
 
     @property
     def label(self) -> str:
@@ -53,6 +56,7 @@ def epoch_curves(rows: Sequence[EpochRow]) -> list[EpochCurve]:
             dev_auc=tuple(r.dev_auc for r in epochs),
             samples_per_s=tuple(r.samples_per_s for r in epochs),
             seconds=tuple(r.seconds for r in epochs),
+            stop_split=first.stop_split,
         ))
     return curves
 
@@ -67,9 +71,10 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(rows: Sequence[EpochCurve]) -> Records:
     return Records(
-        ("run_id", "model", "variant", "ng_k", "features", "seed", "epoch", "dev_auc", "samples_per_s", "seconds"),
-        [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.features, c.seed, epoch, auc, rate,
-          seconds)
+        ("run_id", "model", "variant", "ng_k", "features", "seed", "epoch", "dev_auc", "stop_split", "samples_per_s",
+         "seconds"),
+        [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.features, c.seed, epoch, auc,
+          c.stop_split, rate, seconds)
          for c in rows for epoch, auc, rate, seconds in zip(c.epochs, c.dev_auc, c.samples_per_s, c.seconds,
                                                              strict=True)],
     )
@@ -79,18 +84,25 @@ def _auc(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def stop_splits(rows: Sequence[EpochCurve]) -> str:
+    """The runs' stopping splits for a title, e.g. 'dev' or 'dev/train-holdout'; 'none' without."""
+    return "/".join(sorted({c.stop_split for c in rows if c.stop_split})) or "none"
+
+
 def _tables(rows: Sequence[EpochCurve], ctx: ReportContext) -> list[Table]:
-    table = Table(title=f"Training curves: dev AUC and samples/s per epoch ({ctx.dataset})", title_justify="left")
-    for name in ("run", "configuration", "epochs", "dev AUC per epoch", "samples/s per epoch"):
+    table = Table(title=f"Training curves: AUC on the stopping split ({stop_splits(rows)}) and samples/s per epoch "
+                        f"({ctx.dataset})", title_justify="left")
+    for name in ("run", "configuration", "stopped on", "epochs", "AUC per epoch", "samples/s per epoch"):
         table.add_column(name, justify="right" if name == "epochs" else "left")
     for c in rows:
-        table.add_row(c.run_id, c.label, str(len(c.epochs)), " ".join(_auc(v) for v in c.dev_auc),
+        table.add_row(c.run_id, c.label, c.stop_split or "—", str(len(c.epochs)), " ".join(_auc(v) for v in c.dev_auc),
                       " ".join(f"{v:,.0f}" for v in c.samples_per_s))
     return [table]
 
 
 def plot_epoch_curves(rows: Sequence[EpochCurve], dataset: str, path: Path) -> Path:
-    """Two panels sharing the epoch axis: dev AUC (left) and samples/s (right), a line per run."""
+    """Two panels sharing the epoch axis: AUC on the stopping split (left) and samples/s (right),
+    a line per run."""
     fig = figures.figure(12.0, 4.4)
     auc_ax, rate_ax = fig.subplots(1, 2, sharex=True)
     for c in rows:
@@ -98,7 +110,8 @@ def plot_epoch_curves(rows: Sequence[EpochCurve], dataset: str, path: Path) -> P
         line, = auc_ax.plot(c.epochs, aucs, marker="o", label=c.label)
         rate_ax.plot(c.epochs, c.samples_per_s, marker="o", color=line.get_color(), label=c.label)
     longest = max((max(c.epochs) for c in rows), default=1)
-    for ax, title, ylabel in ((auc_ax, "dev AUC per epoch", "dev AUC"),
+    splits = stop_splits(rows)
+    for ax, title, ylabel in ((auc_ax, f"AUC per epoch on the stopping split ({splits})", f"AUC ({splits})"),
                               (rate_ax, "training throughput per epoch", "samples / s")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -106,7 +119,7 @@ def plot_epoch_curves(rows: Sequence[EpochCurve], dataset: str, path: Path) -> P
         ax.set_xticks(range(1, longest + 1))
         ax.grid(alpha=0.3)
     if all(v is None for c in rows for v in c.dev_auc):
-        auc_ax.annotate("no labeled dev split", (0.5, 0.5), xycoords="axes fraction", ha="center", color="gray")
+        auc_ax.annotate("no stopping split (no early stopping)", (0.5, 0.5), xycoords="axes fraction", ha="center", color="gray")
     figures.legend_outside(rate_ax)
     fig.suptitle(f"{dataset}: training curves")
     return figures.save(fig, path)
@@ -118,7 +131,7 @@ def _sources(rows: Sequence[EpochCurve]) -> Sources:
 
 VIEW = View(
     key="epoch_curves",
-    title="Training curves: dev AUC and samples/s per epoch",
+    title="Training curves: AUC on the stopping split and samples/s per epoch",
     compute=_compute,
     empty_note=_empty_note,
     csv_file="epoch_curves.csv",
