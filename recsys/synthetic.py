@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from recsys.data import EncodedDataset, SplitArrays, used_word_ids
-from recsys.inputs import NewsInputs
+from recsys.inputs import NewsInputs, NewsTexts
 
 CLS_ID, SEP_ID = 101, 102  # MiniLM's WordPiece ids, as the real encoder writes them
 FIRST_WORD_ID = 1000  # word ids start above WordPiece's special and unused rows
@@ -121,6 +121,17 @@ def _impressions(rng: np.random.Generator, sizes: SyntheticSizes, favourite: np.
     )
 
 
+def synthetic_texts(news: NewsInputs) -> NewsTexts:
+    """Raw strings for a synthetic catalogue, for models that read text with their own tokenizer
+    (DIRE): each WordPiece id of a title becomes the word "w<id>" ([CLS], [SEP] and padding
+    dropped), a category c the word "w<900 + c>", so the strings carry exactly the ids'
+    information. No abstracts. Row 0, the padding news, is all empty."""
+    titles = [" ".join(f"w{int(i)}" for i in row if int(i) not in (0, CLS_ID, SEP_ID)) for row in news.title]
+    categories = ["" if int(c) == 0 else f"w{900 + int(c)}" for c in news.category]
+    subcategories = ["" if int(c) == 0 else f"w{900 + int(c)}" for c in news.subcategory]
+    return NewsTexts.of(titles, [""] * len(titles), categories, subcategories)
+
+
 def _table(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Ragged groups as one zero-padded matrix and each group's length."""
     lengths = np.array([len(g) for g in groups], dtype=np.int64)
@@ -130,4 +141,4 @@ def _table(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return table, lengths
 
 
-__all__ = ["SyntheticSizes", "synthetic_dataset"]
+__all__ = ["SyntheticSizes", "synthetic_dataset", "synthetic_texts"]

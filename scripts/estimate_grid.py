@@ -58,6 +58,7 @@ CPU_RATES = {
 # (about 2 M parameters, batch 64) are kernel-launch bound on a GPU, so their gain is modest;
 # PLMNR runs MiniLM's dense matrix multiplies, where a GPU's gain is largest.
 ASSUMED_SPEEDUP = {"light": 20.0, "plmnr": 200.0}
+GPU_CHECK_LABELS = {"plmnr-exact": "plmnr"}  # gpu_check names each PLMNR mode; the grid trains exact
 
 
 def samples_per_epoch(data: GridData, model: str, holdout_fraction: float) -> float:
@@ -85,7 +86,8 @@ def speedups(gpu_check: dict | None) -> tuple[dict[str, float], dict[str, str]]:
     factors, sources = {}, {}
     measured = {}
     if gpu_check and gpu_check.get("environment", {}).get("device") == "cuda":
-        measured = {f["model"]: f["train_samples_per_s"] for f in gpu_check.get("train", []) if f.get("train_samples_per_s")}
+        measured = {GPU_CHECK_LABELS.get(f["model"], f["model"]): f["train_samples_per_s"]
+                    for f in gpu_check.get("train", []) if f.get("train_samples_per_s")}
     for model, rate in CPU_RATES.items():
         if model in measured:
             factors[model] = measured[model] / rate.train_samples_per_s

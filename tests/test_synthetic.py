@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.synthetic import CLS_ID, SEP_ID, SyntheticSizes, synthetic_dataset
+from recsys.synthetic import CLS_ID, SEP_ID, SyntheticSizes, synthetic_dataset, synthetic_texts
 
 
 def test_arrays_follow_the_encoders_conventions():
@@ -46,3 +46,17 @@ def test_same_seed_same_data_other_seed_other_data():
 def test_too_small_sizes_are_refused(bad):
     with pytest.raises(ValueError, match="too small"):
         SyntheticSizes(**bad)
+
+
+def test_texts_spell_out_the_title_ids_and_categories():
+    """DIRE reads strings: each title word id and each category as its own word, row-aligned."""
+    data = synthetic_dataset(SyntheticSizes(news=64, users=16), seed=3)
+    texts = synthetic_texts(data.news)
+    assert len(texts) == len(data.news.category) == 65
+    assert texts.row(0) == {"title": "", "abstract": "", "category": "", "subcategory": ""}
+    for row in (1, 40):
+        ids = [int(i) for i in data.news.title[row] if int(i) not in (0, CLS_ID, SEP_ID)]
+        assert texts.row(row)["title"] == " ".join(f"w{i}" for i in ids)
+        assert texts.row(row)["category"] == f"w{900 + int(data.news.category[row])}"
+    categories = {texts.row(r)["category"] for r in range(1, 65)}
+    assert len(categories) == 8 and not categories & set(texts.row(1)["title"].split())
