@@ -283,6 +283,49 @@ def test_cost_table_uses_money_only_when_every_run_has_a_price(db: Path) -> None
     assert mixed_rows[0].matching_ccr == approx(0.015 / 0.01)  # 36 engine s = 0.01 h
 
 
+def _plot_texts(ax) -> tuple[list[str], list[str]]:
+    """An axes' legend entries and the notes written on it (annotations)."""
+    legend = ax.get_legend()
+    return ([t.get_text() for t in legend.get_texts()] if legend else []), [t.get_text() for t in ax.texts]
+
+
+def test_cost_plot_has_no_legend_entry_without_bars_and_says_what_was_not_trained(
+        db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: with no ranking model trained, the CCR panel's legend listed "ranking
+    models" with no bar anywhere; the plot must name it as not trained instead."""
+    from genre_local.report import figures
+    from genre_local.report.views.cost import plot_cost
+
+    drawn = []
+    real_save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or real_save(fig, path))
+
+    def ccr_panel(rows):
+        plot_cost(rows, "d", tmp_path / "cost.png")
+        return drawn[-1].axes[1]
+
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(0.70))
+            add_run(store, "d", "nrms", "ns", seed, all_metrics(0.72))
+        add_generation_run(store, "d", "summarize", engine_seconds=1800.0)
+        add_generation_run(store, "d", "profile", engine_seconds=1800.0)  # UP: generated, never trained
+        gen = load_generation_runs(store, "d")
+    rows = cost_table(gen, load_index(db), FEATURES, default_k=2)
+    assert [r.scheme for r in rows] == ["NS", "UP", "chain"] and rows[0].ranking_models == 0
+    legend, notes = _plot_texts(ccr_panel(rows))
+    assert legend == ["matching models"]
+    assert "ranking models: not trained" in notes
+    assert notes.count("not trained") == 2  # UP and chain, where neither kind has a bar
+    # Both kinds trained: both in the legend, no note.
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "din", "original", seed, all_metrics(0.65))
+            add_run(store, "d", "din", "ns", seed, all_metrics(0.66))
+    both = ccr_panel(cost_table(gen, load_index(db), FEATURES, default_k=2))
+    assert _plot_texts(both) == (["matching models", "ranking models"], ["not trained", "not trained"])
+
+
 def test_zero_cost_gives_no_ccr() -> None:
     run = GenerationRunRow("g", "news", "llama", "vllm", 1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, None, None)
     rows = index_runs([MetricRow("nrms", v, 1, 2, FEATURES, "dev", "all", "auc", a)
