@@ -115,6 +115,11 @@ class FidelityRow:
         return generations.GenerationSource(self.model, self.prompt_set, self.method or DEFAULT_METHOD).label
 
 
+# GenerationSource.label of a run's source (run_sources s): LLM/SET, '+METHOD' for profiles not
+# generated (migration 010); NULL for a run that read no generations.
+_RUN_SOURCE_SQL = "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generate' THEN '' ELSE '+' || s.method END AS source"
+
+
 def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     """Every stored run's metrics on its reported split (view run_results, 003_training.sql).
 
@@ -124,9 +129,7 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     return _typed_rows(
         store, MetricRow,
         "SELECT r.model, r.variant, r.seed, r.ng_k, r.features, r.split, r.user_group AS \"group\", r.metric, "
-        "r.value, r.created_at, r.run_id, "
-        # GenerationSource.label: LLM/SET, '+METHOD' for profiles not generated (migration 010)
-        "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generate' THEN '' ELSE '+' || s.method END AS source "
+        "r.value, r.created_at, r.run_id, " + _RUN_SOURCE_SQL + " "
         "FROM run_results r LEFT JOIN run_sources s USING (run_id) "
         f"WHERE r.dataset = ? AND r.metric IN ({placeholders}) AND r.value IS NOT NULL "
         "ORDER BY r.created_at, r.run_id",
@@ -150,6 +153,7 @@ class EpochRow:
     seconds: float
     created_at: datetime | None = None
     stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
+    source: str | None = None  # the generation source's label (as MetricRow.source); None: none recorded
 
 
 def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
@@ -157,7 +161,8 @@ def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
     return _typed_rows(
         store, EpochRow,
         "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.dev_auc, e.samples_per_s, "
-        "e.seconds, r.created_at, r.stop_split FROM run_epochs e JOIN runs r ON r.run_id = e.run_id WHERE r.dataset = ? "
+        "e.seconds, r.created_at, r.stop_split, " + _RUN_SOURCE_SQL + " FROM run_epochs e "
+        "JOIN runs r ON r.run_id = e.run_id LEFT JOIN run_sources s ON s.run_id = r.run_id WHERE r.dataset = ? "
         "ORDER BY r.created_at, r.run_id, e.epoch",
         [dataset],
     )
