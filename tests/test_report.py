@@ -102,6 +102,33 @@ def test_variant_table_mean_std_gain_and_p_from_the_store(db: Path) -> None:
     assert by_metric["mrr"].p_value == 0.0  # identical gain on every seed
 
 
+def test_trains_table_over_stored_and_new_seeds_equals_the_report(db: Path, tmp_path: Path) -> None:
+    """Regression: `train --seeds 3` with seeds 1 and 2 stored (kept, not trained again) printed
+    mean, std and p over seed 3 alone. Its table (genre_local.training.seed_table) covers every
+    seed asked for, and its numbers are the report's for those seeds."""
+    from recsys.config import TrainConfig
+    from recsys.variants import parse_variant
+
+    from genre_local.training import TrainRequest, seed_table
+
+    with open_store(db) as store:
+        ns = {}
+        for seed, (orig, value) in enumerate([(0.60, 0.61), (0.62, 0.64), (0.64, 0.66)], start=1):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(orig, mrr=0.30, groups=("all", "new")))
+            ns[seed] = add_run(store, "d", "nrms", "ns", seed, all_metrics(value, mrr=0.33, groups=("all", "new")))
+        request = TrainRequest(db_path=db, model="nrms", dataset="d", spec=parse_variant("ns", 2),
+                               config=TrainConfig(seeds=3), cache_dir=tmp_path, checkpoint_base=tmp_path)
+        table = seed_table(store, request, [ns[3]], {1: ns[1], 2: ns[2]})
+    assert [(r.seed, r.run_id, r.trained) for r in table.seeds] == [(1, ns[1], False), (2, ns[2], False),
+                                                                    (3, ns[3], True)]
+    assert (table.eval_split, table.stop_split, table.paired_seeds) == ("dev", "dev", 3)
+    auc = {c.metric: c for c in variant_tables(load_index(db), FEATURES, default_k=2)[0].comparisons}["auc"]
+    summary = table.summary()
+    assert summary["all"]["auc"] == (approx(auc.other.mean), approx(auc.other.std))
+    assert table.p_value == approx(auc.p_value) and table.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
+    assert set(summary) == {"all", "new"} and summary["new"]["mrr"] == (approx(0.33), approx(0.0))
+
+
 def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:
     with open_store(db) as store:
         add_run(store, "d", "din", "original", 1, all_metrics(0.50), other_split=all_metrics(0.99))

@@ -134,6 +134,35 @@ def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str,
     return {int(seed): float(value) for seed, value in rows}
 
 
+@dataclass(frozen=True)
+class SeedMetrics:
+    """A stored run's metrics as `report` counts them: on the split it reported, NULLs left out."""
+
+    run_id: str
+    seed: int
+    eval_split: str
+    stop_split: str | None
+    metrics: dict[str, dict[str, float]]  # user group -> metric -> value
+
+
+def load_seed_metrics(store: Store, run_ids: list[str]) -> list[SeedMetrics]:
+    """The reported metrics of each run of `run_ids` (those stored), in the order given."""
+    from recsys.catalog import METRICS
+
+    rows = store.conn.execute(
+        "SELECT r.run_id, r.seed, r.eval_split, r.stop_split, m.user_group, m.metric, m.value FROM runs r "
+        "LEFT JOIN run_metrics m ON m.run_id = r.run_id AND m.split = r.eval_split AND m.value IS NOT NULL "
+        "AND list_contains(?, m.metric) WHERE list_contains(?, r.run_id)",
+        [list(METRICS), list(run_ids)],
+    ).fetchall()
+    found: dict[str, SeedMetrics] = {}
+    for run_id, seed, eval_split, stop_split, group, metric, value in rows:
+        entry = found.setdefault(run_id, SeedMetrics(run_id, int(seed), eval_split, stop_split, {}))
+        if group is not None:
+            entry.metrics.setdefault(group, {})[metric] = float(value)
+    return [found[r] for r in run_ids if r in found]
+
+
 def store_id(store: Store) -> str:
     """The store's random identity (migration 004): checkpoints are kept and checked by it."""
     return str(store.conn.execute("SELECT store_id FROM store_identity").fetchone()[0])
