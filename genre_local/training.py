@@ -89,6 +89,9 @@ class SeedResult:
     run_id: str
     trained: bool  # False: stored before (the same run: run_match.py), not trained again
     metrics: dict[str, dict[str, float]]  # user group -> metric -> value on the reported split
+    # A kept run that a newer run of its configuration and seed (other settings) supersedes:
+    # `report` counts that newer run instead (report/runs.py).
+    superseded_by: str | None = None
 
     @property
     def auc(self) -> float | None:
@@ -325,12 +328,19 @@ def seed_table(store, request: TrainRequest, run_ids: list[str], already_stored:
     """Every seed of the command read back from the store: `run_ids` trained now and the runs of
     `already_stored` (seed -> run id) kept; the paired t-test of their AUC against the stored
     `original` runs of the same protocol (none for `original` itself)."""
-    from genre_local.store.runs import load_seed_metrics, original_auc_by_seed
+    from genre_local.store.runs import latest_run, load_seed_metrics, original_auc_by_seed
     from recsys.stats import paired_p_value
 
     trained = set(run_ids)
     read = load_seed_metrics(store, [*run_ids, *already_stored.values()])
-    seeds = sorted((SeedResult(r.seed, r.run_id, r.run_id in trained, r.metrics) for r in read), key=lambda r: r.seed)
+
+    def newer(run_id: str, seed: int) -> str | None:
+        latest = latest_run(store, request.ident(), seed, request.source)
+        return latest.run_id if latest is not None and latest.run_id != run_id else None
+
+    seeds = sorted((SeedResult(r.seed, r.run_id, r.run_id in trained, r.metrics,
+                               None if r.run_id in trained else newer(r.run_id, r.seed)) for r in read),
+                   key=lambda r: r.seed)
     # The runs trained now decide the protocol; kept runs are the same run, so they share it.
     first = next((r for r in read if r.run_id in trained), read[0] if read else None)
     eval_split, stop_split = (first.eval_split, first.stop_split) if first is not None else (None, None)

@@ -127,6 +127,12 @@ def test_trains_table_over_stored_and_new_seeds_equals_the_report(db: Path, tmp_
     assert summary["all"]["auc"] == (approx(auc.other.mean), approx(auc.other.std))
     assert table.p_value == approx(auc.p_value) and table.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
     assert set(summary) == {"all", "new"} and summary["new"]["mrr"] == (approx(0.33), approx(0.0))
+    assert all(r.superseded_by is None for r in table.seeds)
+    # A newer run of seed 1 with other settings: the report counts it, and the table says so.
+    with open_store(db) as store:
+        other = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.7))
+        flagged = seed_table(store, request, [ns[3]], {1: ns[1], 2: ns[2]})
+    assert [r.superseded_by for r in flagged.seeds] == [other, None, None]
 
 
 def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:

@@ -273,8 +273,8 @@ def test_a_stored_run_is_not_trained_or_stored_again(tmp_path: Path, env) -> Non
     payload = json.loads(both.stdout.strip().splitlines()[-1])
     (seed2,) = payload["stored_runs"]
     assert (payload["seeds"], payload["trained_seeds"], payload["already_stored"]) == (2, 1, [run_id])
-    assert payload["runs"] == [{"seed": 1, "run_id": run_id, "trained": False},
-                               {"seed": 2, "run_id": seed2, "trained": True}]
+    assert payload["runs"] == [{"seed": 1, "run_id": run_id, "trained": False, "superseded_by": None},
+                               {"seed": 2, "run_id": seed2, "trained": True, "superseded_by": None}]
     assert f"seed 1: run {run_id} (stored before, not trained again)" in both.stdout
     assert f"seed 2: run {seed2} (trained now)" in both.stdout
     from genre_local.report.runs import index_runs

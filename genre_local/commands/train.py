@@ -209,7 +209,8 @@ def train(
             "groups": {g: means(g) for g in USER_GROUPS if g != "all" and g in summary},
             "p_value": outcome.p_value, "paired_seeds": outcome.paired_seeds, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
-            "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained} for r in table.seeds] if table else [],
+            "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained, "superseded_by": r.superseded_by}
+                     for r in table.seeds] if table else [],
         })
 
 
@@ -238,6 +239,8 @@ def _print_seeds(request, dataset: str, source: str | None, outcome) -> None:
     for r in table.seeds:
         auc = "n/a" if r.auc is None else f"{r.auc:.4f}"
         how = "trained now" if r.trained else "stored before, not trained again"
+        if r.superseded_by is not None:
+            how += f"; report counts the newer run {r.superseded_by} of other settings instead"
         console.print(f"seed {r.seed}: run {r.run_id} ({how}), {table.eval_split} auc {auc}", highlight=False,
                       soft_wrap=True)
     console.print(f"stored runs {', '.join(outcome.run_ids) or 'none'}"
