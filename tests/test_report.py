@@ -448,7 +448,7 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
 def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: Path) -> None:
     with open_store(db) as store:
         # only a baseline, without epoch rows (as a run stored before run_epochs existed)
-        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=())
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), stop_auc=())
     out = tmp_path / "rep"
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output

@@ -148,7 +148,7 @@ class EpochRow:
     features: str
     seed: int
     epoch: int  # 1-based
-    dev_auc: float | None  # AUC on the stopping split (stop_split); None without one
+    stop_auc: float | None  # AUC on the stopping split (stop_split); None without one
     samples_per_s: float
     seconds: float
     created_at: datetime | None = None
@@ -160,7 +160,7 @@ def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
     """Every stored run's epochs, run by run in the order they were stored, epochs in order."""
     return _typed_rows(
         store, EpochRow,
-        "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.dev_auc, e.samples_per_s, "
+        "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.stop_auc, e.samples_per_s, "
         "e.seconds, r.created_at, r.stop_split, " + _RUN_SOURCE_SQL + " FROM run_epochs e "
         "JOIN runs r ON r.run_id = e.run_id LEFT JOIN run_sources s ON s.run_id = r.run_id WHERE r.dataset = ? "
         "ORDER BY r.created_at, r.run_id, e.epoch",

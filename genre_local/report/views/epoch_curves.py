@@ -30,7 +30,7 @@ class EpochCurve:
     config: ConfigKey
     seed: int
     epochs: tuple[int, ...]
-    dev_auc: tuple[float | None, ...]  # AUC on stop_split per epoch (the stored name); None: no stopping split
+    stop_auc: tuple[float | None, ...]  # AUC on stop_split per epoch; None: no stopping split
     samples_per_s: tuple[float, ...]
     seconds: tuple[float, ...]
     stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
@@ -58,7 +58,7 @@ def epoch_curves(rows: Sequence[EpochRow], left_out: Collection[str] = ()) -> li
             config=ConfigKey(first.model, first.variant, first.ng_k, first.features, first.source or ""),
             seed=first.seed,
             epochs=tuple(r.epoch for r in epochs),
-            dev_auc=tuple(r.dev_auc for r in epochs),
+            stop_auc=tuple(r.stop_auc for r in epochs),
             samples_per_s=tuple(r.samples_per_s for r in epochs),
             seconds=tuple(r.seconds for r in epochs),
             stop_split=first.stop_split,
@@ -82,11 +82,12 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(rows: Sequence[EpochCurve]) -> Records:
     return Records(
+        # "dev_auc": the CSV's column name from before the hold-out; it is the AUC on stop_split.
         ("run_id", "model", "variant", "ng_k", "features", "seed", "epoch", "dev_auc", "stop_split", "samples_per_s",
          "seconds"),
         [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.features, c.seed, epoch, auc,
           c.stop_split, rate, seconds)
-         for c in rows for epoch, auc, rate, seconds in zip(c.epochs, c.dev_auc, c.samples_per_s, c.seconds,
+         for c in rows for epoch, auc, rate, seconds in zip(c.epochs, c.stop_auc, c.samples_per_s, c.seconds,
                                                              strict=True)],
     )
 
@@ -110,7 +111,7 @@ def _tables(rows: Sequence[EpochCurve], ctx: ReportContext) -> list[Table]:
         table.caption = (f"{left_out} older run(s) left out: a seed trained more than once (same model, variant, K, "
                          "features and source) shows its newest run, as in the other tables")
     for c in rows:
-        table.add_row(c.run_id, c.label, c.stop_split or "—", str(len(c.epochs)), " ".join(_auc(v) for v in c.dev_auc),
+        table.add_row(c.run_id, c.label, c.stop_split or "—", str(len(c.epochs)), " ".join(_auc(v) for v in c.stop_auc),
                       " ".join(f"{v:,.0f}" for v in c.samples_per_s))
     return [table]
 
@@ -121,7 +122,7 @@ def plot_epoch_curves(rows: Sequence[EpochCurve], dataset: str, path: Path) -> P
     fig = figures.figure(12.0, 4.4)
     auc_ax, rate_ax = fig.subplots(1, 2, sharex=True)
     for c in rows:
-        aucs = [float("nan") if v is None else v for v in c.dev_auc]
+        aucs = [float("nan") if v is None else v for v in c.stop_auc]
         line, = auc_ax.plot(c.epochs, aucs, marker="o", label=c.label)
         rate_ax.plot(c.epochs, c.samples_per_s, marker="o", color=line.get_color(), label=c.label)
     longest = max((max(c.epochs) for c in rows), default=1)
@@ -133,7 +134,7 @@ def plot_epoch_curves(rows: Sequence[EpochCurve], dataset: str, path: Path) -> P
         ax.set_ylabel(ylabel)
         ax.set_xticks(range(1, longest + 1))
         ax.grid(alpha=0.3)
-    if all(v is None for c in rows for v in c.dev_auc):
+    if all(v is None for c in rows for v in c.stop_auc):
         auc_ax.annotate("no stopping split (no early stopping)", (0.5, 0.5), xycoords="axes fraction", ha="center", color="gray")
     figures.legend_outside(rate_ax)
     fig.suptitle(f"{dataset}: training curves")
