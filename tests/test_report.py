@@ -357,6 +357,12 @@ def test_cost_plot_has_no_legend_entry_without_bars_and_says_what_was_not_traine
             add_run(store, "d", "din", "ns", seed, all_metrics(0.66))
     both = ccr_panel(cost_table(gen, load_index(db), FEATURES, default_k=2))
     assert _plot_texts(both) == (["matching models", "ranking models"], ["not trained", "not trained"])
+    # Gains without a known cost (an imported source's runs): no bar, and the plot says why.
+    import dataclasses
+
+    unknown = [dataclasses.replace(r, provenance="imported") for r in rows]
+    assert _plot_texts(ccr_panel(unknown)) == ([], ["cost unknown", "not trained", "not trained",
+                                                    "matching models: cost unknown\nranking models: not trained"])
 
 
 def test_zero_cost_gives_no_ccr() -> None:
