@@ -396,7 +396,7 @@ def _ray_cells(ray, jobs: list[CellJob]) -> Iterator[CellOutcome]:
         ready, pending = ray.wait(pending, num_returns=1)
         job, request, data, root, resume, since = started.pop(ready[0])
         result = ray.get(ready[0])
-        run_ids, _, _ = store_experiment(request, data, result, root)
+        run_ids, _ = store_experiment(request, data, result, root)
         yield CellOutcome(job.cell, tuple(run_ids), (), result.runs[0].metrics[result.eval_split]["all"]["auc"],
                           result.eval_split, resume, time.monotonic() - since)
 

@@ -13,7 +13,7 @@ the store; the others get the encoded data through the cache file and return Non
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,14 +80,61 @@ class TrainRequest:
                            variant=self.spec.name, features=",".join(self.config.feature_names), ng_k=self.spec.ng_k)
 
 
+@dataclass(frozen=True)
+class SeedResult:
+    """One seed a train command asked for, as the store holds it (the numbers `report` counts):
+    trained by this command, or stored before and not trained again."""
+
+    seed: int
+    run_id: str
+    trained: bool  # False: stored before (the same run: run_match.py), not trained again
+    metrics: dict[str, dict[str, float]]  # user group -> metric -> value on the reported split
+    # A kept run that a newer run of its configuration and seed (other settings) supersedes:
+    # `report` counts that newer run instead (report/runs.py).
+    superseded_by: str | None = None
+
+    @property
+    def auc(self) -> float | None:
+        return self.metrics.get("all", {}).get("auc")
+
+
+@dataclass(frozen=True)
+class SeedTable:
+    """Every seed of a train command, its reported split and its paired t-test against `original`."""
+
+    seeds: list[SeedResult]  # in seed order
+    eval_split: str | None
+    stop_split: str | None
+    p_value: float | None
+    paired_seeds: int
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
+        return summarize_seeds(self.seeds)
+
+
+def summarize_seeds(seeds: Sequence[SeedResult]) -> dict[str, dict[str, tuple[float, float | None]]]:
+    """group -> metric -> (mean, sample std; None with one seed) over the seeds that have the
+    value (recsys.stats.mean_std, as `report`); groups no seed reports are left out."""
+    from recsys.catalog import METRICS, USER_GROUPS
+    from recsys.stats import mean_std
+
+    return {
+        group: {metric: mean_std([s.metrics[group][metric] for s in seeds if metric in s.metrics.get(group, {})])
+                for metric in METRICS}
+        for group in USER_GROUPS
+        if any(group in s.metrics for s in seeds)
+    }
+
+
 @dataclass
 class TrainOutcome:
     experiment: ExperimentResult | None  # None: every seed was finished and stored already
-    run_ids: list[str]
-    p_value: float | None
+    run_ids: list[str]  # stored by this command
+    p_value: float | None  # over every seed asked for (table.p_value)
     paired_seeds: int
     already_stored: dict[int, str] = dataclasses.field(default_factory=dict)  # seed -> run id
     source: GenerationSource | None = None  # the generation source the variant read
+    table: SeedTable | None = None  # every seed asked for: the trained ones and those stored before
 
 
 @dataclass(frozen=True)
@@ -240,7 +287,11 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     cfg, spec = request.config, request.spec
     plan: _SeedPlan = _on_rank0(accelerator, lambda: _plan_seeds(request, data))
     if not plan.seeds:
-        return TrainOutcome(None, [], None, 0, plan.already_stored, request.source) if accelerator.is_main_process else None
+        if not accelerator.is_main_process:
+            return None
+        with open_existing_store(request.db_path, request.store_wait_s) as store:
+            table = seed_table(store, request, [], plan.already_stored)
+        return TrainOutcome(None, [], table.p_value, table.paired_seeds, plan.already_stored, request.source, table)
     if accelerator.is_main_process:
         stats = ", ".join(f"{k} {v:,}" for k, v in data.stats.items() if v)
         by = f" from {request.source.label}" if request.source is not None else ""
@@ -269,15 +320,43 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     if not accelerator.is_main_process:
         return None
 
-    run_ids, p_value, pairs = store_experiment(request, data, result, plan.checkpoint_root)
-    return TrainOutcome(result, run_ids, p_value, pairs, plan.already_stored, request.source)
+    run_ids, table = store_experiment(request, data, result, plan.checkpoint_root, plan.already_stored)
+    return TrainOutcome(result, run_ids, table.p_value, table.paired_seeds, plan.already_stored, request.source, table)
 
 
-def store_experiment(request: TrainRequest, data: EncodedDataset, result: ExperimentResult,
-                     checkpoint_root: Path) -> tuple[list[str], float | None, int]:
-    """Write an experiment's runs (waiting a while for the store lock) and test them against the
-    stored `original` runs: (run ids, p-value, paired seeds). Also the grid's driver-side write."""
-    from genre_local.store.runs import new_experiment_id, open_store_waiting, original_auc_by_seed, write_runs
+def seed_table(store, request: TrainRequest, run_ids: list[str], already_stored: dict[int, str]) -> SeedTable:
+    """Every seed of the command read back from the store: `run_ids` trained now and the runs of
+    `already_stored` (seed -> run id) kept; the paired t-test of their AUC against the stored
+    `original` runs of the same protocol (none for `original` itself)."""
+    from genre_local.store.runs import latest_run, load_seed_metrics, original_auc_by_seed
+    from recsys.stats import paired_p_value
+
+    trained = set(run_ids)
+    read = load_seed_metrics(store, [*run_ids, *already_stored.values()])
+
+    def newer(run_id: str, seed: int) -> str | None:
+        latest = latest_run(store, request.ident(), seed, request.source)
+        return latest.run_id if latest is not None and latest.run_id != run_id else None
+
+    seeds = sorted((SeedResult(r.seed, r.run_id, r.run_id in trained, r.metrics,
+                               None if r.run_id in trained else newer(r.run_id, r.seed)) for r in read),
+                   key=lambda r: r.seed)
+    # The runs trained now decide the protocol; kept runs are the same run, so they share it.
+    first = next((r for r in read if r.run_id in trained), read[0] if read else None)
+    eval_split, stop_split = (first.eval_split, first.stop_split) if first is not None else (None, None)
+    baseline = (original_auc_by_seed(store, request.ident(), eval_split, stop_split)
+                if first is not None and request.spec.name != "original" else {})
+    pairs = [s for s in seeds if s.auc is not None and s.seed in baseline]
+    p_value = paired_p_value([s.auc for s in pairs], [baseline[s.seed] for s in pairs]) if pairs else None
+    return SeedTable(seeds, eval_split, stop_split, p_value, len(pairs))
+
+
+def store_experiment(request: TrainRequest, data: EncodedDataset, result: ExperimentResult, checkpoint_root: Path,
+                     already_stored: dict[int, str] | None = None) -> tuple[list[str], SeedTable]:
+    """Write an experiment's runs (waiting a while for the store lock), then read them back with
+    the seeds `already_stored` kept (seed -> run id), tested against the stored `original` runs:
+    (run ids, SeedTable). Also the grid's driver-side write."""
+    from genre_local.store.runs import new_experiment_id, open_store_waiting, write_runs
 
     cfg, spec = request.config, request.spec
     ident = request.ident()
@@ -287,15 +366,13 @@ def store_experiment(request: TrainRequest, data: EncodedDataset, result: Experi
         with open_store_waiting(request.db_path, wait_s=max(120.0, request.store_wait_s)) as store:
             run_ids = write_runs(store, new_experiment_id(), ident, config, data.fingerprint, data.stats,
                                  result.device, result.runs, result.checkpoint_folders, source=request.source)
-            baseline = (original_auc_by_seed(store, ident, result.eval_split, result.stop_split)
-                        if spec.name != "original" else {})
+            table = seed_table(store, request, run_ids, already_stored or {})
     except StoreError as exc:
         raise UserError(
             f"{exc}; the trained weights are kept in {checkpoint_root}: {request.resume_hint} "
             "stores the runs without training again"
         ) from exc
-    p_value, pairs = result.p_value_against(baseline) if baseline else (None, 0)
-    return run_ids, p_value, pairs
+    return run_ids, table
 
 
 def predict_to_file(request: TrainRequest, out: Path, split: str = "test") -> tuple[Prediction, str]:

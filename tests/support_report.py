@@ -37,17 +37,17 @@ def add_run(
     eval_split: str = "dev",
     other_split: dict[tuple[str, str], float] | None = None,
     created_at: datetime | None = None,
-    dev_auc: tuple[float | None, ...] = (0.5,),
+    stop_auc: tuple[float | None, ...] = (0.5,),
     source: tuple[str, ...] | None = None,
     stop_split: str | None = "dev",
 ) -> str:
-    """One `runs` row, its `run_metrics`, and one `run_epochs` row per `dev_auc` value;
+    """One `runs` row, its `run_metrics`, and one `run_epochs` row per `stop_auc` value;
     metrics maps (user_group, metric) -> value. `source`: the (LLM, prompt set[, method]) the
     run's variant read, stored in run_sources."""
     number = next(_ids)
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
-    epochs = len(dev_auc)
+    epochs = len(stop_auc)
     seconds = [1.0 + i for i in range(epochs)]
     rates = [10.0 * (i + 1) for i in range(epochs)]
     run = {
@@ -55,13 +55,16 @@ def add_run(
         "variant": variant, "features": features, "ng_k": ng_k, "seed": seed, "config": json.dumps({}),
         "data_fingerprint": "fp", "variant_stats": "{}", "eval_split": eval_split, "epochs_run": epochs,
         "best_epoch": 1, "stopped_early": False, "epoch_seconds": seconds, "train_samples_per_s": rates,
-        "dev_auc": list(dev_auc), "eval_impressions_per_s": 100.0, "processes": 1, "device": "cpu",
+        "stop_auc": list(stop_auc), "eval_impressions_per_s": 100.0, "processes": 1, "device": "cpu",
         "created_at": created_at or BASE_TIME + timedelta(seconds=number), "stop_split": stop_split,
     }
+    # A test may build a store of an older schema: the AUC columns were dev_auc before migration 013.
+    auc_column = "stop_auc" if "stop_auc" in {c[0] for c in store.conn.execute("DESCRIBE runs").fetchall()} else "dev_auc"
+    run[auc_column] = run.pop("stop_auc")
     insert(store, "runs", run)
-    for i, auc in enumerate(dev_auc):
+    for i, auc in enumerate(stop_auc):
         insert(store, "run_epochs", {"run_id": run_id, "epoch": i + 1, "seconds": seconds[i],
-                                     "samples_per_s": rates[i], "data_wait_seconds": 0.0, "dev_auc": auc})
+                                     "samples_per_s": rates[i], "data_wait_seconds": 0.0, auc_column: auc})
     if source is not None:
         llm, prompt_set, *method = source
         store.conn.execute("INSERT INTO run_sources BY NAME SELECT ? AS run_id, ? AS llm, ? AS prompt_set, "

@@ -38,7 +38,7 @@ def db(tmp_path: Path) -> Path:
     path.parent.mkdir()
     with open_store(path) as store:
         add_dataset(store, "d")
-        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.55, 0.6))
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), stop_auc=(0.55, 0.6))
     return path
 
 

@@ -305,8 +305,8 @@ def test_replace_deletes_the_old_runs_rows_in_every_run_table(tmp_path: Path) ->
     with open_store(db) as store:
         import_mind(store, src, "d")
         import_mind(store, src, "keep")
-        dropped = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), dev_auc=(0.5, 0.6), source=("m", "compact"))
-        kept = add_run(store, "keep", "nrms", "ns", 1, all_metrics(0.6), dev_auc=(0.5,), source=("m", "compact"))
+        dropped = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), stop_auc=(0.5, 0.6), source=("m", "compact"))
+        kept = add_run(store, "keep", "nrms", "ns", 1, all_metrics(0.6), stop_auc=(0.5,), source=("m", "compact"))
         for run_id in (dropped, kept):
             insert(store, "run_checkpoints", {"run_id": run_id, "checkpoint": f"/ck/{run_id}"})
         # Every table keyed by a run id without a dataset column of its own is cleaned up.

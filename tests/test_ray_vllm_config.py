@@ -72,3 +72,31 @@ def test_postprocess_gives_back_the_planned_row_and_the_answer(planned_rows):
     assert {k: out[k] for k in planned} == planned
     assert (out["text"], out["prompt_tokens"], out["completion_tokens"]) == ('{"title": "x"}', 120, 7)
     assert row_to_item(out).fingerprint == planned["fingerprint"]
+
+
+@pytest.mark.parametrize("dtype,recorded", [("auto", "bfloat16"), ("half", "float16")])
+def test_the_gpu_branch_records_its_engines_dtype_on_the_run_row(tmp_path: Path, monkeypatch, dtype, recorded):
+    """Regression: runs through Ray's vLLM processor recorded no dtype in generation_runs, where
+    the local and worker paths record their engines'. The processor (which needs GPUs) is
+    replaced by a double answering as the fake engine does, one shard per pass; the dispatcher,
+    the driver's executor and the run row are the real ones."""
+    from genre_local.pipeline import ray_engine
+    from genre_local.pipeline.distributed import ShardedExecutor, complete_to_shard
+    from genre_local.pipeline.runner import RunSettings
+    from genre_local.pipeline.sharded_run import ShardedGenerationRun
+    from genre_local.pipeline.shards import RunFolder
+    from tests.support_generate import FakeBackend, store_rows
+
+    def fake_pass(items, job, cluster, options, attempt):
+        yield complete_to_shard(FakeBackend(), items, job, "gpu0")
+
+    monkeypatch.setattr(ray_engine, "_vllm_pass", fake_pass)
+    db = build_store(tmp_path / "g.duckdb")
+    options = EngineOptions(model_dir=Path("/models/m"), dtype=dtype)
+    dispatch = ray_engine.RayDispatch(RayCluster(), FakeBackend, options, backend="vllm")
+    settings = RunSettings(plan=PlanSettings(dataset=DATASET, model_id="m"), backend="vllm", batch_size=4)
+    run = ShardedGenerationRun(db, settings, ShardedExecutor(db, RunFolder(tmp_path / "run"), dispatch._gpu))
+    [stats] = run.run([TASKS["summarize"]])
+    assert stats.new > 0 and stats.startup_seconds == 0.0  # the replicas' start is not measured apart
+    assert store_rows(db, "SELECT task, dtype FROM generation_runs") == [("summarize", recorded)]
+    assert ray_engine.processor_dtype(options) == recorded  # the dtype the processor config asks vLLM for

@@ -102,6 +102,39 @@ def test_variant_table_mean_std_gain_and_p_from_the_store(db: Path) -> None:
     assert by_metric["mrr"].p_value == 0.0  # identical gain on every seed
 
 
+def test_trains_table_over_stored_and_new_seeds_equals_the_report(db: Path, tmp_path: Path) -> None:
+    """Regression: `train --seeds 3` with seeds 1 and 2 stored (kept, not trained again) printed
+    mean, std and p over seed 3 alone. Its table (genre_local.training.seed_table) covers every
+    seed asked for, and its numbers are the report's for those seeds."""
+    from recsys.config import TrainConfig
+    from recsys.variants import parse_variant
+
+    from genre_local.training import TrainRequest, seed_table
+
+    with open_store(db) as store:
+        ns = {}
+        for seed, (orig, value) in enumerate([(0.60, 0.61), (0.62, 0.64), (0.64, 0.66)], start=1):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(orig, mrr=0.30, groups=("all", "new")))
+            ns[seed] = add_run(store, "d", "nrms", "ns", seed, all_metrics(value, mrr=0.33, groups=("all", "new")))
+        request = TrainRequest(db_path=db, model="nrms", dataset="d", spec=parse_variant("ns", 2),
+                               config=TrainConfig(seeds=3), cache_dir=tmp_path, checkpoint_base=tmp_path)
+        table = seed_table(store, request, [ns[3]], {1: ns[1], 2: ns[2]})
+    assert [(r.seed, r.run_id, r.trained) for r in table.seeds] == [(1, ns[1], False), (2, ns[2], False),
+                                                                    (3, ns[3], True)]
+    assert (table.eval_split, table.stop_split, table.paired_seeds) == ("dev", "dev", 3)
+    auc = {c.metric: c for c in variant_tables(load_index(db), FEATURES, default_k=2)[0].comparisons}["auc"]
+    summary = table.summary()
+    assert summary["all"]["auc"] == (approx(auc.other.mean), approx(auc.other.std))
+    assert table.p_value == approx(auc.p_value) and table.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)
+    assert set(summary) == {"all", "new"} and summary["new"]["mrr"] == (approx(0.33), approx(0.0))
+    assert all(r.superseded_by is None for r in table.seeds)
+    # A newer run of seed 1 with other settings: the report counts it, and the table says so.
+    with open_store(db) as store:
+        other = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.7))
+        flagged = seed_table(store, request, [ns[3]], {1: ns[1], 2: ns[2]})
+    assert [r.superseded_by for r in flagged.seeds] == [other, None, None]
+
+
 def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:
     with open_store(db) as store:
         add_run(store, "d", "din", "original", 1, all_metrics(0.50), other_split=all_metrics(0.99))
@@ -283,6 +316,55 @@ def test_cost_table_uses_money_only_when_every_run_has_a_price(db: Path) -> None
     assert mixed_rows[0].matching_ccr == approx(0.015 / 0.01)  # 36 engine s = 0.01 h
 
 
+def _plot_texts(ax) -> tuple[list[str], list[str]]:
+    """An axes' legend entries and the notes written on it (annotations)."""
+    legend = ax.get_legend()
+    return ([t.get_text() for t in legend.get_texts()] if legend else []), [t.get_text() for t in ax.texts]
+
+
+def test_cost_plot_has_no_legend_entry_without_bars_and_says_what_was_not_trained(
+        db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: with no ranking model trained, the CCR panel's legend listed "ranking
+    models" with no bar anywhere; the plot must name it as not trained instead."""
+    from genre_local.report import figures
+    from genre_local.report.views.cost import plot_cost
+
+    drawn = []
+    real_save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or real_save(fig, path))
+
+    def ccr_panel(rows):
+        plot_cost(rows, "d", tmp_path / "cost.png")
+        return drawn[-1].axes[1]
+
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(0.70))
+            add_run(store, "d", "nrms", "ns", seed, all_metrics(0.72))
+        add_generation_run(store, "d", "summarize", engine_seconds=1800.0)
+        add_generation_run(store, "d", "profile", engine_seconds=1800.0)  # UP: generated, never trained
+        gen = load_generation_runs(store, "d")
+    rows = cost_table(gen, load_index(db), FEATURES, default_k=2)
+    assert [r.scheme for r in rows] == ["NS", "UP", "chain"] and rows[0].ranking_models == 0
+    legend, notes = _plot_texts(ccr_panel(rows))
+    assert legend == ["matching models"]
+    assert "ranking models: not trained" in notes
+    assert notes.count("not trained") == 2  # UP and chain, where neither kind has a bar
+    # Both kinds trained: both in the legend, no note.
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "din", "original", seed, all_metrics(0.65))
+            add_run(store, "d", "din", "ns", seed, all_metrics(0.66))
+    both = ccr_panel(cost_table(gen, load_index(db), FEATURES, default_k=2))
+    assert _plot_texts(both) == (["matching models", "ranking models"], ["not trained", "not trained"])
+    # Gains without a known cost (an imported source's runs): no bar, and the plot says why.
+    import dataclasses
+
+    unknown = [dataclasses.replace(r, provenance="imported") for r in rows]
+    assert _plot_texts(ccr_panel(unknown)) == ([], ["cost unknown", "not trained", "not trained",
+                                                    "matching models: cost unknown\nranking models: not trained"])
+
+
 def test_zero_cost_gives_no_ccr() -> None:
     run = GenerationRunRow("g", "news", "llama", "vllm", 1, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, None, None)
     rows = index_runs([MetricRow("nrms", v, 1, 2, FEATURES, "dev", "all", "auc", a)
@@ -372,7 +454,7 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
 def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: Path) -> None:
     with open_store(db) as store:
         # only a baseline, without epoch rows (as a run stored before run_epochs existed)
-        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=())
+        add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), stop_auc=())
     out = tmp_path / "rep"
     result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output

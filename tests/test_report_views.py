@@ -181,18 +181,18 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
     with open_store(tmp_path / "s.duckdb") as store:
         add_dataset(store, "d")
         add_dataset(store, "other")
-        first = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.55, 0.61, 0.6))
-        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), dev_auc=(None, None), stop_split=None)
-        holdout = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), dev_auc=(0.7,), stop_split="train-holdout")
-        add_run(store, "other", "nrms", "original", 1, all_metrics(0.6), dev_auc=(0.9,))
+        first = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), stop_auc=(0.55, 0.61, 0.6))
+        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), stop_auc=(None, None), stop_split=None)
+        holdout = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), stop_auc=(0.7,), stop_split="train-holdout")
+        add_run(store, "other", "nrms", "original", 1, all_metrics(0.6), stop_auc=(0.9,))
         rows = load_epoch_rows(store, "d")
     curves = epoch_curves(rows)
     assert [c.run_id for c in curves] == [first, second, holdout]  # in stored order; other datasets left out
     # Regression: every curve was called "dev AUC"; where dev is reported, runs stop on a train hold-out
     assert [c.stop_split for c in curves] == ["dev", None, "train-holdout"]
-    assert curves[0].epochs == (1, 2, 3) and curves[0].dev_auc == (0.55, 0.61, 0.6)
+    assert curves[0].epochs == (1, 2, 3) and curves[0].stop_auc == (0.55, 0.61, 0.6)
     assert curves[0].samples_per_s == (10.0, 20.0, 30.0)
-    assert curves[1].dev_auc == (None, None) and curves[1].label == "din ns+up [title,category] seed 2"
+    assert curves[1].stop_auc == (None, None) and curves[1].label == "din ns+up [title,category] seed 2"
     ctx = report_context(ReportInputs("d", [], [], [], FEATURES, 2, epochs=rows))
     result = render_view(CURVES, ctx, tmp_path / "out")
     with (tmp_path / "out" / "epoch_curves.csv").open(newline="") as handle:
@@ -206,6 +206,32 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
     assert result.plot == tmp_path / "out" / "epoch_curves.png"
     empty = render_view(CURVES, report_context(inputs()), tmp_path / "none")
     assert empty.skipped and "no training runs" in empty.note and not (tmp_path / "none").exists()
+
+
+def test_epoch_curves_leave_out_superseded_runs_as_the_main_tables_do(tmp_path: Path) -> None:
+    """Regression: the training curves listed the older run of a seed trained twice, unmarked,
+    though every other view counts the newest run of a configuration and seed only."""
+    from genre_local.report.views.epoch_curves import VIEW as CURVES
+    from genre_local.store.results import load_epoch_rows, load_metric_rows
+    from tests.support_report import add_dataset, add_run, all_metrics
+
+    with open_store(tmp_path / "s.duckdb") as store:
+        add_dataset(store, "d")
+        old = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), stop_auc=(0.5,), source=("m", "compact"))
+        new = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.7), stop_auc=(0.6,), source=("m", "compact"))
+        other = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.7), stop_auc=(0.6,), source=("q", "paper"))
+        seed2 = add_run(store, "d", "nrms", "ns", 2, all_metrics(0.7), stop_auc=(0.6,), source=("m", "compact"))
+        ctx = report_context(ReportInputs("d", load_metric_rows(store, "d"), [], [], FEATURES, 2,
+                                          epochs=load_epoch_rows(store, "d")))
+    assert ctx.index.superseded_runs() == 1
+    result = render_view(CURVES, ctx, tmp_path / "out")
+    with (tmp_path / "out" / "epoch_curves.csv").open(newline="") as handle:
+        assert [r["run_id"] for r in csv.DictReader(handle)] == [new, other, seed2]  # not `old`
+    assert old not in [row[0] for row in result.records.rows]
+    assert "1 older run(s) left out" in str(result.tables[0].caption)
+    # Two sources' runs of one seed are two configurations, told apart in their labels.
+    labels = [row for row in result.tables[0].columns[1].cells]
+    assert labels[:2] == ["nrms ns (m/compact) [title,category] seed 1", "nrms ns (q/paper) [title,category] seed 1"]
 
 
 def test_profile_fidelity_view_shows_chance_and_ratio_and_tolerates_old_rows() -> None:

@@ -40,12 +40,34 @@ def test_dtype_is_not_in_the_fingerprint_another_dtype_regenerates_nothing(tmp_p
     run_fake(db, tasks=("summarize",))
     stats, backend, run_id = run_fake(db, tasks=("summarize",), backend=OtherDtypeBackend())
     assert stats[0].requests > 0 and stats[0].skipped == stats[0].requests and not backend.calls
-    # That run started no engine: its row knows no dtype, and the source keeps the one that wrote it.
-    assert store_rows(db, "SELECT dtype FROM generation_runs WHERE run_id = ?", [run_id]) == [(None,)]
+    # That run started no engine: its row knows no dtype. It wrote none of the source's outputs,
+    # so the source names the dtype of the one that did, without an "unknown" beside it.
+    assert store_rows(db, "SELECT dtype, new FROM generation_runs WHERE run_id = ?", [run_id]) == [(None, 0)]
     from genre_local.store.results import load_source_summaries
 
     with open_store(db, read_only=True) as store:
-        assert [s.dtype for s in load_source_summaries(store)] == ["fake,unknown"]
+        assert [s.dtype for s in load_source_summaries(store)] == ["fake"]
+
+
+@pytest.mark.parametrize("method", ["label", "label-score"])
+def test_a_labelling_profilers_source_has_the_dtype_of_the_engine_that_made_its_labels(
+        tmp_path: Path, method: str) -> None:
+    """Regression: a labelling profiler's profiles are aggregated from stored labels without an
+    engine; round 2 (labels reused) recorded no dtype and `generations list` showed
+    "<dtype>,unknown" for a source every output of which an engine of one dtype decided."""
+    from genre_local.store.results import load_source_summaries
+
+    db = build_store(tmp_path / "s.duckdb")
+    run_fake(db, tasks=("profile",), profile_method=method, backend=OtherDtypeBackend())
+    stats, backend, run_id = run_fake(db, tasks=("profile",), profile_method=method, rounds=2)
+    assert not backend.calls and not backend.score_calls  # round 2 reused the labels: no engine started
+    assert store_rows(db, "SELECT round, new, dtype FROM generation_runs WHERE run_id = ?", [run_id]) == [
+        (1, 0, None), (2, stats[-1].new, None)]
+    assert stats[-1].new > 0
+    with open_store(db, read_only=True) as store:
+        dtypes = {(s.task, s.method): s.dtype for s in load_source_summaries(store)}
+    labels = "label" if method == "label" else "label_scores"
+    assert dtypes == {("profile", method): "other", (labels, method): "other"}
 
 
 def test_a_source_written_in_two_dtypes_names_both(tmp_path: Path) -> None:
@@ -57,7 +79,8 @@ def test_a_source_written_in_two_dtypes_names_both(tmp_path: Path) -> None:
     from genre_local.store.results import load_source_summaries
 
     with open_store(db, read_only=True) as store:
-        assert [s.dtype for s in load_source_summaries(store)] == ["fake,other,unknown"]
+        # The second run's round 1 skipped every stored output: it wrote none, and adds no "unknown".
+        assert [s.dtype for s in load_source_summaries(store)] == ["fake,other"]
 
 
 def test_an_old_store_migrates_with_unknown_dtypes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -257,11 +257,18 @@ def test_migration_records_dev_as_the_stopping_split_of_earlier_runs(tmp_path: P
             "train_samples_per_s, dev_auc, eval_impressions_per_s, processes, device, created_at) VALUES "
             "(?, 'e', 'din', 'ranking', 'd', 'original', 'title', 0, 1, '{}', 'f', '{}', 'test', 2, 2, false, "
             "[1.0, 1.0], [1.0, 1.0], ?, 1.0, 1, 'cpu', now())", [run_id, dev_auc])
+    conn.execute("INSERT INTO run_epochs VALUES ('stopped', 1, 1.0, 1.0, 0.0, 0.6), ('stopped', 2, 1.0, 1.0, 0.0, 0.7)")
     conn.close()
     with open_store(path) as store:
         rows = dict(store.conn.execute("SELECT run_id, stop_split FROM runs").fetchall())
         assert store.schema_version() >= 5
+        # Migration 013: the stopping split's AUC columns are named for what they hold, values kept.
+        aucs = dict(store.conn.execute("SELECT run_id, stop_auc FROM runs").fetchall())
+        epochs = store.conn.execute("SELECT epoch, stop_auc FROM run_epochs ORDER BY epoch").fetchall()
+        columns = {c[0] for t in ("runs", "run_epochs") for c in store.conn.execute(f"DESCRIBE {t}").fetchall()}
     assert rows == {"stopped": "dev", "unstopped": None}
+    assert aucs == {"stopped": [0.6, 0.7], "unstopped": []} and epochs == [(1, 0.6), (2, 0.7)]
+    assert "dev_auc" not in columns
 
 
 def test_paired_baseline_is_an_original_run_of_the_same_protocol(tmp_path: Path) -> None:
@@ -275,7 +282,7 @@ def test_paired_baseline_is_an_original_run_of_the_same_protocol(tmp_path: Path)
             store.conn.execute(
                 "INSERT INTO runs (run_id, experiment_id, model, kind, dataset, variant, features, ng_k, seed, "
                 "config, data_fingerprint, variant_stats, eval_split, epochs_run, best_epoch, stopped_early, "
-                "epoch_seconds, train_samples_per_s, dev_auc, eval_impressions_per_s, processes, device, "
+                "epoch_seconds, train_samples_per_s, stop_auc, eval_impressions_per_s, processes, device, "
                 "created_at, stop_split) VALUES (?, 'e', 'din', 'ranking', 'tiny', 'original', 'title', 0, ?, '{}', "
                 "'f', '{}', 'dev', 1, 1, false, [1.0], [1.0], [0.5], 1.0, 1, 'cpu', now(), ?)", [run_id, seed, stop_split])
             store.conn.execute("INSERT INTO run_metrics VALUES (?, 'dev', 'all', 'auc', ?)", [run_id, auc])

@@ -66,7 +66,7 @@ def test_tensorboard_gets_the_loss_per_step_and_dev_metrics_per_epoch(env) -> No
     scalars = read_scalars(runs[0])
     with open_store(db) as store:
         dev_auc = [r[0] for r in store.conn.execute(
-            "SELECT e.dev_auc FROM run_epochs e JOIN runs r USING (run_id) WHERE r.model = 'nrms' ORDER BY epoch"
+            "SELECT e.stop_auc FROM run_epochs e JOIN runs r USING (run_id) WHERE r.model = 'nrms' ORDER BY epoch"
         ).fetchall()]
         rates = [r[0] for r in store.conn.execute(
             "SELECT e.samples_per_s FROM run_epochs e JOIN runs r USING (run_id) WHERE r.model = 'nrms' ORDER BY epoch"

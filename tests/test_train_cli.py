@@ -266,6 +266,28 @@ def test_a_stored_run_is_not_trained_or_stored_again(tmp_path: Path, env) -> Non
         assert payload["stored_runs"] == [] and payload["already_stored"] == [run_id]
     with open_store(db) as store:
         assert store.conn.execute("SELECT list(run_id) FROM runs").fetchall()[0][0] == [run_id]
+    # Regression: with seed 1 stored and seed 2 not, the table and its JSON covered seed 2 only.
+    # They cover both seeds asked for, the kept run marked, with the numbers `report` counts.
+    both = runner.invoke(app, [*base, "--seeds", "2"])
+    assert both.exit_code == 0, both.output
+    payload = json.loads(both.stdout.strip().splitlines()[-1])
+    (seed2,) = payload["stored_runs"]
+    assert (payload["seeds"], payload["trained_seeds"], payload["already_stored"]) == (2, 1, [run_id])
+    assert payload["runs"] == [{"seed": 1, "run_id": run_id, "trained": False, "superseded_by": None},
+                               {"seed": 2, "run_id": seed2, "trained": True, "superseded_by": None}]
+    assert f"seed 1: run {run_id} (stored before, not trained again)" in both.stdout
+    assert f"seed 2: run {seed2} (trained now)" in both.stdout
+    from genre_local.report.runs import index_runs
+    from genre_local.store.results import load_metric_rows
+
+    with open_store(db) as store:
+        index = index_runs(load_metric_rows(store, "tiny"))
+        for table in ("run_metrics", "run_epochs", "run_checkpoints", "run_sources", "runs"):
+            store.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [seed2])  # the rest is about seed 1
+    (key,) = index.runs
+    reported = index.summary(key, "auc")
+    assert set(reported.values) == {1, 2}
+    assert payload["metrics"]["auc"] == pytest.approx(reported.mean, abs=1e-6)
     retrained = runner.invoke(app, [*base, "--retrain"])
     assert retrained.exit_code == 0, retrained.output
     (newer,) = json.loads(retrained.stdout.strip().splitlines()[-1])["stored_runs"]

@@ -189,42 +189,63 @@ def train(
         console.print(f"{request.model} on {dataset} / {request.spec.name}{f' from {source}' if source else ''} is "
                       f"finished and already stored ({finished}); "
                       "nothing trained or stored (--retrain trains it again)", soft_wrap=True)
-        if as_json:
-            emit_json({"model": request.model, "dataset": dataset, "variant": request.spec.name, "seeds": 0,
-                       "stored_runs": [], "already_stored": sorted(outcome.already_stored.values())})
-        return
-    if finished:
+    elif finished:
         console.print(f"already finished and stored, not trained again: {finished}", soft_wrap=True)
-
-    from rich.table import Table
-
-    result, spec = outcome.experiment, request.spec
-    summary = result.summary
-    stopped = f"stopped on {result.stop_split}" if result.stop_split else "no early stopping"
-    table = Table(title=f"{request.model} · {dataset} · {spec.name}{f' ({source})' if source else ''} · "
-                        f"reported on {result.eval_split} ({stopped}) · {len(result.runs)} seed(s)")
-    table.add_column("users")
-    for metric in METRICS:
-        table.add_column(metric, justify="right")
-    for group in USER_GROUPS:
-        if group in summary:  # "empty" only where some user has no history
-            table.add_row(group, *(_fmt(summary[group][m]) for m in METRICS))
-    out = stdout_console()
-    out.print(table)
-    out.print(f"stored runs {', '.join(outcome.run_ids)}"
-              + (f"; paired t-test vs original (AUC, {outcome.paired_seeds} seeds): "
-                 f"p = {outcome.p_value:.4g}" if outcome.p_value is not None else ""))
+    _print_seeds(request, dataset, source, outcome)
     if as_json:
+        table = outcome.table
+        summary = table.summary() if table is not None else {}
+
         def means(group: str) -> dict[str, float | None]:
             return {m: (None if math.isnan(v[0]) else round(v[0], 6)) for m, v in summary[group].items()}
 
         emit_json({
-            "model": request.model, "dataset": dataset, "variant": spec.name, "source": source,
-            "seeds": len(result.runs), "eval_split": result.eval_split, "stop_split": result.stop_split,
-            "metrics": means("all"), "groups": {g: means(g) for g in USER_GROUPS if g != "all" and g in summary},
-            "p_value": outcome.p_value, "stored_runs": outcome.run_ids,
+            "model": request.model, "dataset": dataset, "variant": request.spec.name, "source": source,
+            "seeds": len(table.seeds) if table is not None else 0,
+            "trained_seeds": len(outcome.experiment.runs) if outcome.experiment is not None else 0,
+            "eval_split": table.eval_split if table is not None else None,
+            "stop_split": table.stop_split if table is not None else None,
+            "metrics": means("all") if "all" in summary else {},
+            "groups": {g: means(g) for g in USER_GROUPS if g != "all" and g in summary},
+            "p_value": outcome.p_value, "paired_seeds": outcome.paired_seeds, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
+            "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained, "superseded_by": r.superseded_by}
+                     for r in table.seeds] if table else [],
         })
+
+
+def _print_seeds(request, dataset: str, source: str | None, outcome) -> None:
+    """The metrics over every seed asked for, stored runs kept included (the numbers `report`
+    counts for them), then one line per seed saying which run it is and whether it was trained now."""
+    from rich.table import Table
+
+    table = outcome.table
+    if table is None or not table.seeds:
+        return
+    summary = table.summary()
+    stopped = f"stopped on {table.stop_split}" if table.stop_split else "no early stopping"
+    kept = sum(not r.trained for r in table.seeds)
+    seeds = f"{len(table.seeds)} seed(s)" + (f", {kept} stored before" if kept else "")
+    out = Table(title=f"{request.model} · {dataset} · {request.spec.name}{f' ({source})' if source else ''} · "
+                      f"reported on {table.eval_split} ({stopped}) · {seeds}")
+    out.add_column("users")
+    for metric in METRICS:
+        out.add_column(metric, justify="right")
+    for group in USER_GROUPS:
+        if group in summary:  # "empty" only where some user has no history
+            out.add_row(group, *(_fmt(summary[group][m]) for m in METRICS))
+    console = stdout_console()
+    console.print(out)
+    for r in table.seeds:
+        auc = "n/a" if r.auc is None else f"{r.auc:.4f}"
+        how = "trained now" if r.trained else "stored before, not trained again"
+        if r.superseded_by is not None:
+            how += f"; report counts the newer run {r.superseded_by} of other settings instead"
+        console.print(f"seed {r.seed}: run {r.run_id} ({how}), {table.eval_split} auc {auc}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"stored runs {', '.join(outcome.run_ids) or 'none'}"
+                  + (f"; paired t-test vs original (AUC, {outcome.paired_seeds} seeds): "
+                     f"p = {outcome.p_value:.4g}" if outcome.p_value is not None else ""))
 
 
 @command_errors

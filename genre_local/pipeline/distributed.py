@@ -59,7 +59,10 @@ STARTUP_SUBDIR = "startup"
 
 @dataclass(frozen=True)
 class Startup:
-    stage: str  # "cluster": once before any engine (ray.init), "engine": one worker's backend
+    # "cluster": once before any engine (ray.init); "engine": one worker's backend; "processor":
+    # Ray's vLLM processor (GPU), whose engines start inside the pipeline, unmeasured (seconds 0):
+    # it tells the dtype only.
+    stage: str
     seconds: float
     dtype: str | None = None  # an engine's Backend.dtype, for the driver's generation_runs row
 
@@ -112,7 +115,7 @@ def startup_wall_seconds(startups: Sequence[Startup]) -> float:
 def engines_dtype(startups: Sequence[Startup]) -> str | None:
     """The dtype the workers' engines computed in: one name, or the distinct ones joined by ","
     where workers on different machines resolved "auto" differently; None: no engine started."""
-    names = sorted({s.dtype for s in startups if s.stage == "engine" and s.dtype is not None})
+    names = sorted({s.dtype for s in startups if s.stage in ("engine", "processor") and s.dtype is not None})
     return ",".join(names) or None
 
 

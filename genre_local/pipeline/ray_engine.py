@@ -184,6 +184,9 @@ class RayDispatch:
                 "--engine ray on GPUs cannot run the scored profilers (--profile-method score or label-score): "
                 "use --engine local with --gpus N, or --profile-method generate or label"
             )
+        # The replicas' dtype, as the other paths record their engines' (their start is not
+        # measured apart: it falls in the pipeline's wall time).
+        record_startup(job.folder, job.run_id, "driver", "processor", 0.0, processor_dtype(self.options))
         pending = todo
         for attempt in range(1, job.settings.retries + 2):
             if not pending:
@@ -226,19 +229,25 @@ def vllm_sampling(row: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def processor_dtype(options: EngineOptions) -> str:
+    """The dtype the processor's vLLM replicas compute in: [generate] dtype resolved for CUDA
+    (auto: bfloat16), by its torch name as a generation_runs row records it."""
+    from genre_local.llm.engine_sizing import resolve_dtype
+
+    return resolve_dtype(options.dtype, on_cuda=True)
+
+
 def vllm_processor_config(options: EngineOptions, cluster: RayCluster, batch_size: int) -> Any:
     """ray.data.llm's vLLMEngineProcessorConfig for `cluster.replicas` engines of
     `cluster.tensor_parallel` GPUs each. Builds without a GPU (it is a pydantic model)."""
     from ray.data.llm import vLLMEngineProcessorConfig
-
-    from genre_local.llm.engine_sizing import resolve_dtype
 
     return vLLMEngineProcessorConfig(
         model_source=str(options.model_dir),
         engine_kwargs={
             "tensor_parallel_size": cluster.tensor_parallel,
             "max_model_len": options.max_model_len,
-            "dtype": resolve_dtype(options.dtype, on_cuda=True),  # the GPU branch: auto is bfloat16
+            "dtype": processor_dtype(options),  # the GPU branch: auto is bfloat16
             "enable_prefix_caching": options.prefix_caching,
             **({} if options.max_num_seqs is None else {"max_num_seqs": options.max_num_seqs}),
             # Unset: vLLM's own default share of each replica's GPU.

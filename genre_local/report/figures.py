@@ -22,11 +22,16 @@ def model_label(model: str) -> str:
     return model.upper() if kind == "other" else f"{model.upper()}\n{kind}"
 
 
-def grouped_bars(ax, categories: Sequence[str], series: list[Series], zero_line: bool) -> None:
-    n = max(len(series), 1)
+def grouped_bars(ax, categories: Sequence[str], series: list[Series], zero_line: bool,
+                 empty_notes: Sequence[str] | None = None) -> list[str]:
+    """Bars per category, one per series; returns the labels of the series left out because
+    they have no value at all (a legend entry with no bar would claim one). A category with
+    no bar says why in its place: `empty_notes[j]`, else "not trained"."""
+    drawn = [s for s in series if any(v is not None for v in s[1])]
+    n = max(len(drawn), 1)
     width = 0.8 / n
     lows, highs = [], []
-    for i, (label, values, errors) in enumerate(series):
+    for i, (label, values, errors) in enumerate(drawn):
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(categories))]
         ys = [float("nan") if v is None else v for v in values]
         errs = [0.0 if e is None else e for e in errors]
@@ -40,7 +45,8 @@ def grouped_bars(ax, categories: Sequence[str], series: list[Series], zero_line:
     for j in range(len(categories)):
         if all(values[j] is None for _, values, _ in series):
             # Say so rather than leave a silent gap that reads as a zero.
-            ax.annotate("not trained", (j, 0), xycoords="data" if zero_line else ("data", "axes fraction"),
+            note = empty_notes[j] if empty_notes is not None else "not trained"
+            ax.annotate(note, (j, 0), xycoords="data" if zero_line else ("data", "axes fraction"),
                         xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=8,
                         color="gray")
     if zero_line:
@@ -51,11 +57,23 @@ def grouped_bars(ax, categories: Sequence[str], series: list[Series], zero_line:
         ax.set_ylim(min(lows) - 0.25 * span, max(highs) + 0.35 * span)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    return [label for label, values, _ in series if all(v is None for v in values)]
 
 
-def legend_outside(ax) -> None:
-    # Outside the axes, right of the plot: it never hides a bar, however many series.
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+def legend_outside(ax, notes: Sequence[str] = ()) -> None:
+    """The legend outside the axes, right of the plot: it never hides a bar, however many series.
+    `notes` (e.g. "ranking models: not trained") go below it, at the axes' lower right corner,
+    where the series that have no bars are named without a legend swatch."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if notes:
+        ax.annotate("\n".join(notes), (1.01, 0.0), xycoords="axes fraction", ha="left", va="bottom", fontsize=8,
+                    color="gray")
+
+
+def missing_notes(labels: Sequence[str], why: str = "not trained") -> list[str]:
+    """One note per series drawn without bars: "<label>: <why>"."""
+    return [f"{label}: {why}" for label in labels]
 
 
 def save(fig, path: Path) -> Path:

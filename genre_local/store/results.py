@@ -115,6 +115,11 @@ class FidelityRow:
         return generations.GenerationSource(self.model, self.prompt_set, self.method or DEFAULT_METHOD).label
 
 
+# GenerationSource.label of a run's source (run_sources s): LLM/SET, '+METHOD' for profiles not
+# generated (migration 010); NULL for a run that read no generations.
+_RUN_SOURCE_SQL = "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generate' THEN '' ELSE '+' || s.method END AS source"
+
+
 def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     """Every stored run's metrics on its reported split (view run_results, 003_training.sql).
 
@@ -124,9 +129,7 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     return _typed_rows(
         store, MetricRow,
         "SELECT r.model, r.variant, r.seed, r.ng_k, r.features, r.split, r.user_group AS \"group\", r.metric, "
-        "r.value, r.created_at, r.run_id, "
-        # GenerationSource.label: LLM/SET, '+METHOD' for profiles not generated (migration 010)
-        "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generate' THEN '' ELSE '+' || s.method END AS source "
+        "r.value, r.created_at, r.run_id, " + _RUN_SOURCE_SQL + " "
         "FROM run_results r LEFT JOIN run_sources s USING (run_id) "
         f"WHERE r.dataset = ? AND r.metric IN ({placeholders}) AND r.value IS NOT NULL "
         "ORDER BY r.created_at, r.run_id",
@@ -145,19 +148,21 @@ class EpochRow:
     features: str
     seed: int
     epoch: int  # 1-based
-    dev_auc: float | None  # AUC on the stopping split (stop_split); None without one
+    stop_auc: float | None  # AUC on the stopping split (stop_split); None without one
     samples_per_s: float
     seconds: float
     created_at: datetime | None = None
     stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
+    source: str | None = None  # the generation source's label (as MetricRow.source); None: none recorded
 
 
 def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
     """Every stored run's epochs, run by run in the order they were stored, epochs in order."""
     return _typed_rows(
         store, EpochRow,
-        "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.dev_auc, e.samples_per_s, "
-        "e.seconds, r.created_at, r.stop_split FROM run_epochs e JOIN runs r ON r.run_id = e.run_id WHERE r.dataset = ? "
+        "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.stop_auc, e.samples_per_s, "
+        "e.seconds, r.created_at, r.stop_split, " + _RUN_SOURCE_SQL + " FROM run_epochs e "
+        "JOIN runs r ON r.run_id = e.run_id LEFT JOIN run_sources s ON s.run_id = r.run_id WHERE r.dataset = ? "
         "ORDER BY r.created_at, r.run_id, e.epoch",
         [dataset],
     )
@@ -382,8 +387,11 @@ class SourceSummary:
     # the tasks whose run rows count its engine time and cost (profile, or chain when the chain
     # made the profiles first); None for a task with its own rows.
     charged_to: str | None = None
-    # The dtypes the engines computed in (generation_runs.dtype, migration 011), comma-separated,
-    # "unknown" among them for runs that did not record one; None: no run recorded one.
+    # The dtypes of the engines that decided the source's outputs (generation_runs.dtype,
+    # migration 011), comma-separated, "unknown" among them for runs that wrote outputs without
+    # recording one; None: no run recorded one. Runs that wrote nothing (a rerun that skipped
+    # everything) do not count; a labelling profiler's profiles (aggregated without an engine)
+    # have the dtype of the engines that made the labels.
     dtype: str | None = None
 
     @property
@@ -391,9 +399,13 @@ class SourceSummary:
         return generations.GenerationSource(self.llm, self.prompt_set, self.method).label
 
 
-# A source's engine dtypes over its runs (the labels': over the runs charged with them).
-_DTYPES_SQL = ("CASE WHEN bool_or({run}dtype IS NOT NULL) THEN string_agg(DISTINCT coalesce({run}dtype, 'unknown'), ','"
-               " ORDER BY coalesce({run}dtype, 'unknown')) END AS dtype")
+# A source's engine dtypes over its runs that wrote outputs (the labels': over the runs charged
+# with them, which wrote the labels).
+_DTYPES_SQL = ("CASE WHEN bool_or({run}dtype IS NOT NULL) FILTER (WHERE {run}new > 0) THEN string_agg(DISTINCT "
+               "coalesce({run}dtype, 'unknown'), ',' ORDER BY coalesce({run}dtype, 'unknown')) FILTER (WHERE {run}new > 0) "
+               "END AS dtype")
+# Profiles these methods aggregate from the labels of the task named, with no engine of their own.
+_AGGREGATED_PROFILES_SQL = "(o.task = 'profile' AND o.method IN ('label', 'label-score'))"
 
 
 def load_source_summaries(store: Store, dataset: str | None = None) -> list[SourceSummary]:
@@ -424,9 +436,15 @@ def load_source_summaries(store: Store, dataset: str | None = None) -> list[Sour
         " WHERE g.task IN ('label', 'label_scores') GROUP BY ALL"
         ") SELECT o.dataset, o.task, o.llm, o.prompt_set, o.method, o.provenance, o.inputs, o.valid, "
         "CAST(o.prompt_tokens AS BIGINT) AS prompt_tokens, CAST(o.completion_tokens AS BIGINT) AS completion_tokens, "
-        "c.engine_seconds, c.cost, h.charged_to, coalesce(c.dtype, h.dtype) AS dtype FROM outputs o "
+        "c.engine_seconds, c.cost, h.charged_to, "
+        # Aggregated profiles: their own run rows' dtype is that of whatever else the run did
+        # (or none, in a round that reused the labels); the labels' engines decided them.
+        "CASE WHEN " + _AGGREGATED_PROFILES_SQL + " THEN l.dtype ELSE coalesce(c.dtype, h.dtype) END AS dtype "
+        "FROM outputs o "
         "LEFT JOIN costs c USING (dataset, task, llm, prompt_set, method) "
         "LEFT JOIN charged h USING (dataset, task, llm, prompt_set, method) "
+        "LEFT JOIN charged l ON l.dataset = o.dataset AND l.llm = o.llm AND l.prompt_set = o.prompt_set "
+        " AND l.method = o.method AND l.task IN ('label', 'label_scores') "
         "ORDER BY o.dataset, o.task, o.llm, o.prompt_set, o.method",
         [dataset, dataset],
     )

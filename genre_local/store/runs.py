@@ -43,7 +43,7 @@ _RUNS_SCHEMA = pa.schema([
     ("seed", pa.int32()), ("config", pa.string()), ("data_fingerprint", pa.string()),
     ("variant_stats", pa.string()), ("eval_split", pa.string()), ("epochs_run", pa.int32()),
     ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
-    ("train_samples_per_s", pa.list_(pa.float64())), ("dev_auc", pa.list_(pa.float64())),
+    ("train_samples_per_s", pa.list_(pa.float64())), ("stop_auc", pa.list_(pa.float64())),
     ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
     ("created_at", pa.timestamp("us")), ("stop_split", pa.string()),
 ])
@@ -56,7 +56,7 @@ _METRICS_SCHEMA = pa.schema([
 ])
 _EPOCHS_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("epoch", pa.int32()), ("seconds", pa.float64()), ("samples_per_s", pa.float64()),
-    ("data_wait_seconds", pa.float64()), ("dev_auc", pa.float64()),
+    ("data_wait_seconds", pa.float64()), ("stop_auc", pa.float64()),
 ])
 
 
@@ -81,7 +81,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
             "data_fingerprint": fingerprint, "variant_stats": json.dumps(variant_stats, sort_keys=True),
             "eval_split": result.eval_split, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
             "stopped_early": result.stopped_early, "epoch_seconds": result.epoch_seconds,
-            "train_samples_per_s": result.train_samples_per_s, "dev_auc": result.dev_auc,
+            "train_samples_per_s": result.train_samples_per_s, "stop_auc": result.dev_auc,  # on stop_split
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
             "device": device, "created_at": created, "stop_split": result.stop_split,
         })
@@ -92,7 +92,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
                 "run_id": run_id, "epoch": epoch + 1, "seconds": seconds,
                 "samples_per_s": result.train_samples_per_s[epoch],
                 "data_wait_seconds": result.data_wait_seconds[epoch],
-                "dev_auc": _finite(result.dev_auc[epoch]) if epoch < len(result.dev_auc) else None,
+                "stop_auc": _finite(result.dev_auc[epoch]) if epoch < len(result.dev_auc) else None,
             })
         for split, groups in result.metrics.items():
             for group, values in groups.items():
@@ -132,6 +132,35 @@ def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str,
         [ident.model, ident.dataset, ident.features, eval_split, stop_split, eval_split],
     ).fetchall()
     return {int(seed): float(value) for seed, value in rows}
+
+
+@dataclass(frozen=True)
+class SeedMetrics:
+    """A stored run's metrics as `report` counts them: on the split it reported, NULLs left out."""
+
+    run_id: str
+    seed: int
+    eval_split: str
+    stop_split: str | None
+    metrics: dict[str, dict[str, float]]  # user group -> metric -> value
+
+
+def load_seed_metrics(store: Store, run_ids: list[str]) -> list[SeedMetrics]:
+    """The reported metrics of each run of `run_ids` (those stored), in the order given."""
+    from recsys.catalog import METRICS
+
+    rows = store.conn.execute(
+        "SELECT r.run_id, r.seed, r.eval_split, r.stop_split, m.user_group, m.metric, m.value FROM runs r "
+        "LEFT JOIN run_metrics m ON m.run_id = r.run_id AND m.split = r.eval_split AND m.value IS NOT NULL "
+        "AND list_contains(?, m.metric) WHERE list_contains(?, r.run_id)",
+        [list(METRICS), list(run_ids)],
+    ).fetchall()
+    found: dict[str, SeedMetrics] = {}
+    for run_id, seed, eval_split, stop_split, group, metric, value in rows:
+        entry = found.setdefault(run_id, SeedMetrics(run_id, int(seed), eval_split, stop_split, {}))
+        if group is not None:
+            entry.metrics.setdefault(group, {})[metric] = float(value)
+    return [found[r] for r in run_ids if r in found]
 
 
 def store_id(store: Store) -> str:

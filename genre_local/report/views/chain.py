@@ -148,12 +148,12 @@ def plot_chain(rows: Sequence[ChainRow], dataset: str, path: Path) -> Path:
     ]
     fig = figures.figure(max(6.0, 1.3 * len(keys) + 2.5), 4.2)
     ax = fig.add_subplot()
-    figures.grouped_bars(ax, labels, series, zero_line=False)
+    missing = figures.grouped_bars(ax, labels, series, zero_line=False)
     cohort = "Chain cohort" if all(auc[k].on_cohort for k in keys) else "Chain cohort where stored, else all users"
     ax.set_title(f"{dataset}: chain-based vs one-pass generation, {cohort} (Table 7)")
     ax.set_ylabel("AUC (mean ± std over seeds)")
     ax.set_xlabel("model")
-    figures.legend_outside(ax)
+    figures.legend_outside(ax, figures.missing_notes(missing))
     return figures.save(fig, path)
 
 

@@ -228,6 +228,19 @@ def _models(count: int) -> str:
 
 def plot_cost(rows: Sequence[CostRow], dataset: str, path: Path) -> Path:
     """Table 8: cost per scheme and the cost conversion rate for matching and ranking models."""
+    return figures.save(cost_figure(rows, dataset), path)
+
+
+def _no_ccr(improvements: Sequence[float | None], rows: Sequence[CostRow]) -> str:
+    """Why there is no CCR where there is none: nothing trained, an unknown cost, or a zero one."""
+    if all(v is None for v in improvements):
+        return "not trained"
+    if not any(r.has_cost for r, v in zip(rows, improvements) if v is not None):
+        return "cost unknown"
+    return "no CCR (cost 0)"
+
+
+def cost_figure(rows: Sequence[CostRow], dataset: str):  # -> matplotlib.figure.Figure
     unit = rows[0].unit if rows else "engine-hour"
     several = len({r.source for r in rows}) > len({r.scheme for r in rows}) or len({r.source for r in rows}) > 1
     schemes = [f"{r.scheme}\n{r.source}" if several else r.scheme for r in rows]
@@ -239,17 +252,20 @@ def plot_cost(rows: Sequence[CostRow], dataset: str, path: Path) -> Path:
     left.set_xlabel("GENRE scheme")
     left.grid(axis="y", alpha=0.3)
     left.set_axisbelow(True)
+    gains = {"matching models": [r.matching_improvement for r in rows],
+             "ranking models": [r.ranking_improvement for r in rows]}
     series: list[figures.Series] = [
         ("matching models", [r.matching_ccr for r in rows], [None] * len(rows)),
         ("ranking models", [r.ranking_ccr for r in rows], [None] * len(rows)),
     ]
-    figures.grouped_bars(right, schemes, series, zero_line=True)
+    per_scheme = [_no_ccr([r.matching_improvement, r.ranking_improvement], [r, r]) for r in rows]
+    missing = figures.grouped_bars(right, schemes, series, zero_line=True, empty_notes=per_scheme)
     right.set_title("cost conversion rate (CCR)")
     right.set_ylabel("AUC gain per " + ("price unit" if unit == "price" else "engine hour"))
     right.set_xlabel("GENRE scheme")
-    figures.legend_outside(right)
+    figures.legend_outside(right, [f"{label}: {_no_ccr(gains[label], rows)}" for label in missing])
     fig.suptitle(f"{dataset}: cost and cost conversion rate (Table 8)")
-    return figures.save(fig, path)
+    return fig
 
 
 VIEW = View(

@@ -91,11 +91,11 @@ def plot_variants(tables: Sequence[VariantTable], dataset: str, path: Path) -> P
     auc = [c for t in tables for c in t.comparisons if c.metric == "auc"]
     fig = figures.figure(max(6.0, 1.1 * len(models) + 2.5), 4.2)
     ax = fig.add_subplot()
-    figures.grouped_bars(ax, [figures.model_label(m) for m in models], series, zero_line=True)
+    missing = figures.grouped_bars(ax, [figures.model_label(m) for m in models], series, zero_line=True)
     ax.set_title(f"{dataset}: AUC gain over original per model (Tables 3–5)")
     ax.set_ylabel(f"AUC(variant) − AUC(original)\n({seeds_note(auc)})")
     ax.set_xlabel("model")
-    figures.legend_outside(ax)
+    figures.legend_outside(ax, figures.missing_notes(missing))
     return figures.save(fig, path)
 
 
