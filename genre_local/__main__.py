@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 
 def main() -> None:
     from genre_local.cli import app
@@ -9,7 +12,21 @@ def main() -> None:
     app()
 
 
+def spawned_children_import_the_package() -> None:
+    """Under `python -m genre_local` (the demo's steps, `accelerate launch -m`), make processes
+    started with multiprocessing's spawn (vLLM's engine) import `genre_local` first, as they do
+    under the `genre-local` script. multiprocessing never re-imports a main module named
+    `*.__main__` in a spawned child, so the child would import vLLM before `genre_local` could
+    apply a quiet parent's filters (vLLM's import-time Triton notice reached the terminal). Named
+    by its package, the main module is re-imported as `__mp_main__`: the package, then this file,
+    whose guard below keeps `main()` from running there."""
+    main_module = sys.modules["__main__"]
+    if getattr(main_module.__spec__, "name", None) == f"{__package__}.__main__":
+        main_module.__spec__ = importlib.util.find_spec(__package__)
+
+
 # vLLM and accelerate start worker processes that re-import the main module: run only when
 # executed, never on import.
 if __name__ == "__main__":
+    spawned_children_import_the_package()
     main()

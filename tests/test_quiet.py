@@ -112,6 +112,24 @@ def test_child_interpreters_read_the_warning_filters_from_the_environment():
     assert "FutureWarning: internals" in noisy.stderr and "shared_memory" in noisy.stderr
 
 
+def test_spawned_children_of_python_m_genre_local_import_the_package_first():
+    # vLLM's engine process is a spawned child; `python -m genre_local` (the demo's steps) leaves
+    # a main module named genre_local.__main__, which spawn would not re-import there, so the
+    # quiet filters of genre_local/__init__ were missing when the child imported vLLM.
+    code = (
+        "import importlib.util, multiprocessing, sys\n"
+        "sys.modules['__main__'].__spec__ = importlib.util.find_spec('genre_local.__main__')  # as -m leaves it\n"
+        "from genre_local.__main__ import spawned_children_import_the_package\n"
+        "spawned_children_import_the_package()\n"
+        "probe = \"import sys; print('child imported genre_local:', 'genre_local' in sys.modules, flush=True)\"\n"
+        "child = multiprocessing.get_context('spawn').Process(target=exec, args=(probe,))\n"
+        "child.start(); child.join(); sys.exit(child.exitcode)\n"
+    )
+    done = _python(code, _child_env(GENRE_VERBOSE="0"), timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "child imported genre_local: True" in done.stdout
+
+
 @pytest.mark.slow
 def test_vllm_import_time_triton_warning_is_silenced_in_quiet_children():
     if importlib.util.find_spec("vllm") is None:
