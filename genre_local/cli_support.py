@@ -1,11 +1,13 @@
 """What every CLI command shares: the global context and the error policy.
 
-User mistakes (UserError, and the recsys library's RecsysError) end as one line on stderr with exit code 2; anything else is an
+User mistakes (UserError, and the recsys library's RecsysError) and outputs the machine refuses
+(a full disk, a read-only folder) end as one line on stderr with exit code 2; anything else is an
 internal failure: one line with exit code 1, or the full traceback under --debug.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -81,6 +83,30 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+# Where an output cannot be written for reasons of the machine, not of genre-local: the user's to
+# fix (free space, pick a writable place), like a locked store.
+_FULL = "free space there or write elsewhere"
+_UNWRITABLE = "write elsewhere"
+_WRITE_ERRNOS = {
+    errno.ENOSPC: ("the disk is full", _FULL),
+    errno.EDQUOT: ("the disk quota is used up", _FULL),
+    errno.EFBIG: ("the file would exceed the file-size limit", "raise the limit (ulimit -f) or write elsewhere"),
+    errno.EROFS: ("the file system is read-only", _UNWRITABLE),
+    errno.EACCES: ("permission denied", _UNWRITABLE),
+    errno.EPERM: ("permission denied", _UNWRITABLE),
+}
+
+
+def write_error_line(exc: BaseException) -> str | None:
+    """The one line for an OSError that says the output could not be written (a full disk, a
+    read-only folder), naming the path where the error carries one; None for other errors."""
+    if not isinstance(exc, OSError) or exc.errno not in _WRITE_ERRNOS:
+        return None
+    reason, advice = _WRITE_ERRNOS[exc.errno]
+    where = f"cannot write {exc.filename}" if exc.filename else "cannot write an output file"
+    return f"{where}: {reason}; {advice} (--out, --db or [paths] in genre.toml) and rerun"
+
+
 def command_errors(func: F) -> F:
     """Apply the project's error policy to a Typer command function."""
 
@@ -110,6 +136,10 @@ def command_errors(func: F) -> F:
             if damaged is not None:  # a truncated store surfaces mid-query: the user's file, not a bug
                 print_error(str(damaged))
                 raise typer.Exit(damaged.exit_code) from None
+            unwritable = write_error_line(exc)
+            if unwritable is not None:
+                print_error(unwritable)
+                raise typer.Exit(2) from None
             text = str(exc).strip().splitlines()
             print_error(
                 f"internal error: {type(exc).__name__}: {text[0] if text else ''} "
