@@ -25,7 +25,7 @@ def show(
     llm: Annotated[
         Optional[str],
         typer.Option("--llm", help="Generation source: a label LLM/SET[+METHOD], a stored model id, or its folder "
-                     "name (the part before '@'), optionally +score or +label. Default: every source that "
+                     "name (the part before '@'), optionally +score, +label or +label-score. Default: every source that "
                      "generated the task.", show_default=False),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Outputs per source: valid ones, and as many invalid ones.")] = 5,

@@ -45,7 +45,7 @@ ImageOpt = Annotated[
 ]
 LlmOpt = Annotated[
     Optional[str], typer.Option("--llm", help="Generation source a non-original variant reads: a stored LLM id, its "
-                                "folder name, or LLM/prompt-set; add +score or +label for profiles (up, chain) of "
+                                "folder name, or LLM/prompt-set; add +score, +label or +label-score for profiles (up, chain) of "
                                 "that --profile-method (default: the only one stored; "
                                 "`genre-local generations list` shows them).", show_default=False)
 ]
