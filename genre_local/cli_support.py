@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer._click.core import Context as ClickContext  # typer vendors click (see cli.py)
 
 from genre_local.config import GenreConfig, load_config
 from genre_local.errors import UserError
 from genre_local.store import Store, open_store
-from genre_local.store.connection import damaged_store_error, resolve_db_path
+from genre_local.store.connection import damaged_store_error, interrupted_query, resolve_db_path
 from recsys.errors import RecsysError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +113,9 @@ def command_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, typer.Context)), None)
+        # The context typer hands a command is its vendored click Context, of which typer.Context
+        # is a subclass: checking for typer.Context would never find it (and --debug never apply).
+        ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, ClickContext)), None)
         debug = False
         if ctx is not None:
             root = ctx.find_root()
@@ -130,6 +133,9 @@ def command_errors(func: F) -> F:
             print_error("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:  # internal failure: keep the line, hide the traceback
+            if interrupted_query(exc):  # Ctrl-C inside a DuckDB query: the same as anywhere else
+                print_error("interrupted")
+                raise typer.Exit(130) from None
             if debug:
                 raise
             damaged = damaged_store_error(exc)
