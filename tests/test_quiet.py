@@ -114,21 +114,25 @@ def test_child_interpreters_read_the_warning_filters_from_the_environment():
 
 
 def test_spawned_children_of_python_m_genre_local_import_the_package_first():
-    # vLLM's engine process is a spawned child; `python -m genre_local` (the demo's steps) leaves
-    # a main module named genre_local.__main__, which spawn would not re-import there, so the
-    # quiet filters of genre_local/__init__ were missing when the child imported vLLM.
+    # vLLM's engine process is a spawned child, and it spawns its worker in turn; `python -m
+    # genre_local` (the demo's steps) leaves a main module named genre_local.__main__, which spawn
+    # would not re-import there, so the quiet filters of genre_local/__init__ were missing when
+    # the child imported vLLM.
+    probe = "import sys; print('imported genre_local:', 'genre_local' in sys.modules, flush=True)"
+    spawn = ("import multiprocessing, sys\n"
+             "child = multiprocessing.get_context('spawn').Process(target=exec, args=(PROBE,))\n"
+             "child.start(); child.join()\n")
     code = (
-        "import importlib.util, multiprocessing, sys\n"
+        "import importlib.util, sys\n"
         "sys.modules['__main__'].__spec__ = importlib.util.find_spec('genre_local.__main__')  # as -m leaves it\n"
         "from genre_local.__main__ import spawned_children_import_the_package\n"
-        "spawned_children_import_the_package()\n"
-        "probe = \"import sys; print('child imported genre_local:', 'genre_local' in sys.modules, flush=True)\"\n"
-        "child = multiprocessing.get_context('spawn').Process(target=exec, args=(probe,))\n"
-        "child.start(); child.join(); sys.exit(child.exitcode)\n"
+        "spawned_children_import_the_package(globals())\n"
+        f"PROBE = {probe + chr(10) + spawn.replace('PROBE', repr(probe))!r}\n"
+        + spawn
     )
     done = _python(code, _child_env(GENRE_VERBOSE="0"), timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "child imported genre_local: True" in done.stdout
+    assert done.stdout.splitlines() == ["imported genre_local: True"] * 2  # the child and its own child
 
 
 @pytest.mark.slow
