@@ -322,3 +322,30 @@ def test_a_batch_waits_for_a_reader_holding_the_store_instead_of_failing(db: Pat
     assert stats[0].new == stats[0].valid == len(NEWS) > 0
     assert _rows(db, "SELECT count(*) FROM generations WHERE task = 'summarize' AND valid")[0][0] == len(NEWS)
     assert _rows(db, "SELECT count(*) FROM generation_runs WHERE task = 'summarize'")[0][0] == 1
+
+
+class _CtrlCOnCall(FakeBackend):
+    """Ctrl-C arrives during engine call `n`."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def generate(self, requests):
+        if len(self.calls) + 1 == self.n:
+            raise KeyboardInterrupt
+        return super().generate(requests)
+
+
+def test_an_interrupted_task_keeps_the_cost_of_what_it_stored(db: Path):
+    # The rerun skips the stored outputs, so only the interrupted run's row can count their cost.
+    with pytest.raises(KeyboardInterrupt):
+        run_fake(db, tasks=("summarize",), batch_size=2, backend=_CtrlCOnCall(3))
+    (row,) = _rows(db, "SELECT new, valid, prompt_tokens, requests FROM generation_runs WHERE task = 'summarize'")
+    assert row == (4, 4, 400, len(NEWS))  # two batches of two, 100 prompt tokens each
+    stats, _, _ = run_fake(db, tasks=("summarize",), batch_size=2)
+    assert stats[0].new == len(NEWS) - 4
+    assert _rows(db, "SELECT sum(new), sum(prompt_tokens) FROM generation_runs WHERE task = 'summarize'")[0] == (
+        len(NEWS), 100 * len(NEWS))
+    assert _rows(db, "SELECT count(*), count(DISTINCT fingerprint) FROM generations WHERE task = 'summarize'")[0] == (
+        len(NEWS), len(NEWS))

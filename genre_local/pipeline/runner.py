@@ -10,6 +10,7 @@ REPLACE), so a rerun neither repeats stored work nor stores a key twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -269,22 +270,37 @@ class GenerationRun:
         started_at = now_utc()
         start = time.perf_counter()
         dataset = self.settings.plan.dataset
-        # Outputs the task had to make first (the chain's profiles) are charged to its row.
-        self._make_required(task, round_, stats, None, task.name)
-        with self._open() as store:
-            self._require_prior(store, task, round_)
-            items = self.planner.plan(store.conn, task, round_)
-            done = generations.valid_fingerprints(store.conn, dataset, task.name)
-        todo = [i for i in items if i.fingerprint not in done]
-        stats.requests += len(items)
-        stats.skipped += len(items) - len(todo)
-        self._execute(todo, stats, f"{task.name} r{round_}")
+        method = task.profile_method or DEFAULT_METHOD
+        try:
+            # Outputs the task had to make first (the chain's profiles) are charged to its row.
+            self._make_required(task, round_, stats, None, task.name)
+            with self._open() as store:
+                self._require_prior(store, task, round_)
+                items = self.planner.plan(store.conn, task, round_)
+                done = generations.valid_fingerprints(store.conn, dataset, task.name)
+            todo = [i for i in items if i.fingerprint not in done]
+            stats.requests += len(items)
+            stats.skipped += len(items) - len(todo)
+            self._execute(todo, stats, f"{task.name} r{round_}")
+        except BaseException:
+            self._record_interrupted(stats, started_at, start, method)
+            raise
         stats.wall_seconds = time.perf_counter() - start - stats.startup_seconds
         with self._open() as store:
             if task.scored_against_truth:
                 stats.fidelity = self._fidelity(store, items)
-            self._record(store, stats, started_at, task.profile_method or DEFAULT_METHOD)
+            self._record(store, stats, started_at, method)
         return stats
+
+    def _record_interrupted(self, stats: TaskStats, started_at: Any, start: float, method: str) -> None:
+        """The cost row of a task stopped part-way (Ctrl-C, a failed batch) that stored outputs: a
+        rerun skips them, so no later row would count the engine time that made them. Best effort:
+        a store that cannot be written now must not hide why the task stopped."""
+        if not stats.new:
+            return
+        stats.wall_seconds = time.perf_counter() - start - stats.startup_seconds
+        with contextlib.suppress(Exception), open_store(self.db_path) as store:  # no waiting: the user is stopping it
+            self._record(store, stats, started_at, method)
 
     def _make_required(self, task: GenerationTask, round_: int, stats: TaskStats, users: set[str] | None,
                        label: str) -> None:
