@@ -4,8 +4,9 @@ parse and retry, write each batch in one transaction, record the run's cost.
 The store is opened only for short reads and writes, never across an engine call, so other
 commands can use it while a long generation runs; once work has begun, an open that finds the
 store locked by another command (a `report` or `generations list` reading it) waits for it
-rather than throwing away the engine's batch. A killed run loses at most the batch in flight: a batch's rows land together or not at all, keyed by fingerprint (INSERT OR
-REPLACE), so a rerun neither repeats stored work nor stores a key twice.
+rather than throwing away the engine's batch. A killed run loses at most the batch in flight:
+a batch's rows land together or not at all, keyed by fingerprint (INSERT OR REPLACE), so a
+rerun neither repeats stored work nor stores a key twice.
 """
 
 from __future__ import annotations
