@@ -1,11 +1,13 @@
 """What every CLI command shares: the global context and the error policy.
 
-User mistakes (UserError, and the recsys library's RecsysError) end as one line on stderr with exit code 2; anything else is an
+User mistakes (UserError, and the recsys library's RecsysError) and outputs the machine refuses
+(a full disk, a read-only folder) end as one line on stderr with exit code 2; anything else is an
 internal failure: one line with exit code 1, or the full traceback under --debug.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -16,11 +18,12 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer._click.core import Context as ClickContext  # typer vendors click (see cli.py)
 
 from genre_local.config import GenreConfig, load_config
 from genre_local.errors import UserError
 from genre_local.store import Store, open_store
-from genre_local.store.connection import damaged_store_error, resolve_db_path
+from genre_local.store.connection import damaged_store_error, interrupted_query, resolve_db_path
 from recsys.errors import RecsysError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,12 +84,38 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+# Where an output cannot be written for reasons of the machine, not of genre-local: the user's to
+# fix (free space, pick a writable place), like a locked store.
+_FULL = "free space there or write elsewhere"
+_UNWRITABLE = "write elsewhere"
+_WRITE_ERRNOS = {
+    errno.ENOSPC: ("the disk is full", _FULL),
+    errno.EDQUOT: ("the disk quota is used up", _FULL),
+    errno.EFBIG: ("the file would exceed the file-size limit", "raise the limit (ulimit -f) or write elsewhere"),
+    errno.EROFS: ("the file system is read-only", _UNWRITABLE),
+    errno.EACCES: ("permission denied", _UNWRITABLE),
+    errno.EPERM: ("permission denied", _UNWRITABLE),
+}
+
+
+def write_error_line(exc: BaseException) -> str | None:
+    """The one line for an OSError that says the output could not be written (a full disk, a
+    read-only folder), naming the path where the error carries one; None for other errors."""
+    if not isinstance(exc, OSError) or exc.errno not in _WRITE_ERRNOS:
+        return None
+    reason, advice = _WRITE_ERRNOS[exc.errno]
+    where = f"cannot write {exc.filename}" if exc.filename else "cannot write an output file"
+    return f"{where}: {reason}; {advice} (--out, --db or [paths] in genre.toml) and rerun"
+
+
 def command_errors(func: F) -> F:
     """Apply the project's error policy to a Typer command function."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, typer.Context)), None)
+        # The context typer hands a command is its vendored click Context, of which typer.Context
+        # is a subclass: checking for typer.Context would never find it (and --debug never apply).
+        ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, ClickContext)), None)
         debug = False
         if ctx is not None:
             root = ctx.find_root()
@@ -104,12 +133,19 @@ def command_errors(func: F) -> F:
             print_error("interrupted")
             raise typer.Exit(130) from None
         except Exception as exc:  # internal failure: keep the line, hide the traceback
+            if interrupted_query(exc):  # Ctrl-C inside a DuckDB query: the same as anywhere else
+                print_error("interrupted")
+                raise typer.Exit(130) from None
             if debug:
                 raise
             damaged = damaged_store_error(exc)
             if damaged is not None:  # a truncated store surfaces mid-query: the user's file, not a bug
                 print_error(str(damaged))
                 raise typer.Exit(damaged.exit_code) from None
+            unwritable = write_error_line(exc)
+            if unwritable is not None:
+                print_error(unwritable)
+                raise typer.Exit(2) from None
             text = str(exc).strip().splitlines()
             print_error(
                 f"internal error: {type(exc).__name__}: {text[0] if text else ''} "

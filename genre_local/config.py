@@ -240,10 +240,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected in (int, float, str, bool):
-        if isinstance(value, bool) and expected is not bool:
-            raise UserError(f"{where}: expected {expected.__name__}, got {value!r}")
-        if not isinstance(value, expected):
-            raise UserError(f"{where}: expected {expected.__name__}, got {value!r}")
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+            raise UserError(f"{where}: expected {expected.__name__}, got {value!r}; fix the file")
     if expected is int and not INT64_MIN <= value <= INT64_MAX:
         raise UserError(f"{where} = {value}: out of range (TOML integers are 64-bit); fix the file")
     return value
@@ -282,12 +280,14 @@ def _read_config_text(path: Path) -> str:
 
 def load_config(path: Path | None = None) -> GenreConfig:
     """Read genre.toml (or `path`, or $GENRE_CONFIG) over the defaults; missing default file is fine."""
-    explicit = path is not None or "GENRE_CONFIG" in os.environ
+    path_given = path is not None
+    explicit = path_given or "GENRE_CONFIG" in os.environ
     if path is None:
         path = Path(os.environ.get("GENRE_CONFIG", DEFAULT_CONFIG_FILE))
     if not path.exists():
         if explicit:
-            raise UserError(f"config file {path} does not exist; create it or drop --config")
+            given = "--config" if path_given else "GENRE_CONFIG"
+            raise UserError(f"config file {path} does not exist; create it or drop {given}")
         return GenreConfig()
     try:
         data = tomllib.loads(_read_config_text(path))
@@ -299,8 +299,12 @@ def load_config(path: Path | None = None) -> GenreConfig:
         if key in section_types:
             sections[key] = _build_section(section_types[key], value, f"{path} [{key}]", path)
         elif key == "models":
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise UserError(f"{path} [models]: expected alias = \"/path/to/hf/folder\" lines")
+            if not isinstance(value, dict):
+                raise UserError(f"{path} [models]: expected a table of alias = \"/path/to/hf/folder\" lines; fix the file")
+            for alias, folder in value.items():
+                if not isinstance(folder, str):
+                    raise UserError(f"{path} [models].{alias}: expected a folder path in quotes "
+                                    f"({alias} = \"/path/to/hf/folder\"), got {folder!r}; fix the file")
             sections["models"] = dict(value)
         else:
             raise UserError(

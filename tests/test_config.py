@@ -35,7 +35,8 @@ def test_file_over_defaults_and_flags_over_file(tmp_path: Path) -> None:
     ("text", "phrase"),
     [
         ("[train]\nepoch = 3\n", "unknown key 'epoch'"),
-        ("[train]\nepochs = 'three'\n", "expected int"),
+        ("[train]\nepochs = 'three'\n", "[train].epochs: expected int, got 'three'; fix the file"),
+        ("[models]\nbig = 3\n", "[models].big: expected a folder path in quotes"),
         ("[trian]\n", "unknown section [trian]"),
         ("[train\n", "not valid TOML"),
         ("[synth]\nseed = true\n", "expected int"),
@@ -55,7 +56,9 @@ def test_bad_config_through_cli_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0 and "unknown key 'epoch'" in result.stderr
     missing = runner.invoke(app, ["--config", str(tmp_path / "none.toml"), "data", "stats", "--name", "x"])
-    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    assert missing.exit_code == 2 and missing.stderr.endswith("does not exist; create it or drop --config\n")
+    from_env = runner.invoke(app, ["data", "stats", "--name", "x"], env={"GENRE_CONFIG": str(tmp_path / "none.toml")})
+    assert from_env.exit_code == 2 and from_env.stderr.endswith("does not exist; create it or drop GENRE_CONFIG\n")
 
 
 def test_optional_bool_keys_default_to_automatic_and_accept_bools(tmp_path: Path) -> None:

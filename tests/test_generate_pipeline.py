@@ -13,7 +13,7 @@ import pytest
 from genre_local.llm.tasks import TASKS
 from genre_local.pipeline.plan import PlanSettings, Planner, fingerprint, sampling_key
 from genre_local.store import open_store
-from tests.support_generate import DATASET, FakeBackend, build_store, run_fake
+from tests.support_generate import DATASET, NEWS, FakeBackend, build_store, run_fake
 
 ALL = ("summarize", "profile", "news", "chain")
 
@@ -295,3 +295,57 @@ def test_meminfo_has_one_reader_shared_by_the_vllm_check_and_machine_info():
     assert 0 < memory.available_gib <= memory.total_gib
     assert machine.machine_info(packages=())["mem_total_gib"] == round(memory.total_gib, 1)
     assert vllm_backend.meminfo_gib is machine.meminfo_gib
+
+
+class _ReaderDuringFirstCall(FakeBackend):
+    """On its first engine call another process opens the store read-only (a `report` or
+    `generations list` running beside the generation) and holds it for `hold_s` seconds."""
+
+    def __init__(self, db: Path, hold_s: float):
+        super().__init__()
+        self.db, self.hold_s, self.reader = db, hold_s, None
+
+    def generate(self, requests):
+        if self.reader is None:
+            code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+                    "print('open', flush=True); time.sleep(float(sys.argv[2]))")
+            self.reader = subprocess.Popen([sys.executable, "-c", code, str(self.db), str(self.hold_s)],
+                                           stdout=subprocess.PIPE, text=True)
+            assert self.reader.stdout.readline().strip() == "open"
+        return super().generate(requests)
+
+
+def test_a_batch_waits_for_a_reader_holding_the_store_instead_of_failing(db: Path):
+    backend = _ReaderDuringFirstCall(db, hold_s=0.5)
+    stats, _, _ = run_fake(db, tasks=("summarize",), batch_size=100, backend=backend)
+    assert backend.reader.wait(timeout=30) == 0  # the reader really held the store during the write
+    assert stats[0].new == stats[0].valid == len(NEWS) > 0
+    assert _rows(db, "SELECT count(*) FROM generations WHERE task = 'summarize' AND valid")[0][0] == len(NEWS)
+    assert _rows(db, "SELECT count(*) FROM generation_runs WHERE task = 'summarize'")[0][0] == 1
+
+
+class _CtrlCOnCall(FakeBackend):
+    """Ctrl-C arrives during engine call `n`."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def generate(self, requests):
+        if len(self.calls) + 1 == self.n:
+            raise KeyboardInterrupt
+        return super().generate(requests)
+
+
+def test_an_interrupted_task_keeps_the_cost_of_what_it_stored(db: Path):
+    # The rerun skips the stored outputs, so only the interrupted run's row can count their cost.
+    with pytest.raises(KeyboardInterrupt):
+        run_fake(db, tasks=("summarize",), batch_size=2, backend=_CtrlCOnCall(3))
+    (row,) = _rows(db, "SELECT new, valid, prompt_tokens, requests FROM generation_runs WHERE task = 'summarize'")
+    assert row == (4, 4, 400, len(NEWS))  # two batches of two, 100 prompt tokens each
+    stats, _, _ = run_fake(db, tasks=("summarize",), batch_size=2)
+    assert stats[0].new == len(NEWS) - 4
+    assert _rows(db, "SELECT sum(new), sum(prompt_tokens) FROM generation_runs WHERE task = 'summarize'")[0] == (
+        len(NEWS), 100 * len(NEWS))
+    assert _rows(db, "SELECT count(*), count(DISTINCT fingerprint) FROM generations WHERE task = 'summarize'")[0] == (
+        len(NEWS), len(NEWS))

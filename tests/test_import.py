@@ -265,6 +265,19 @@ def test_empty_dataset_is_refused(tmp_path: Path, news: list, behaviors: list, p
     assert snapshot(db) == before
 
 
+def test_an_empty_train_behaviors_file_is_refused(tmp_path: Path) -> None:
+    # Imported, it stored a dataset `train` could only refuse later ("has no train split").
+    src = write_mind(tmp_path / "m")
+    write_tsv(src / "train" / "behaviors.tsv", [])
+    db = tmp_path / "g.duckdb"
+    result = run_cli(db, "data", "import", str(src), "--name", "d")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {src / 'train' / 'behaviors.tsv'} holds no impression; a dataset needs training " \
+                            "impressions (check that the file is the right one)\n"
+    with open_store(db) as store:
+        assert store.dataset_names() == []
+
+
 @pytest.mark.parametrize("name", [".", "..", "../x", "a/b", ".hidden", "-rf", "", "a b", "x" * 65, "caf\u00e9", "a\\b"])
 def test_unsafe_dataset_names_are_refused_before_writing(tmp_path: Path, name: str) -> None:
     from genre_local.data.names import check_dataset_name, is_dataset_name

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from genre_local import quiet
@@ -110,6 +111,28 @@ def test_child_interpreters_read_the_warning_filters_from_the_environment():
     assert "Invalid -W option" not in quiet_run.stderr  # the PYTHONWARNINGS value parses
     noisy = _python(code, _child_env())
     assert "FutureWarning: internals" in noisy.stderr and "shared_memory" in noisy.stderr
+
+
+def test_spawned_children_of_python_m_genre_local_import_the_package_first():
+    # vLLM's engine process is a spawned child, and it spawns its worker in turn; `python -m
+    # genre_local` (the demo's steps) leaves a main module named genre_local.__main__, which spawn
+    # would not re-import there, so the quiet filters of genre_local/__init__ were missing when
+    # the child imported vLLM.
+    probe = "import sys; print('imported genre_local:', 'genre_local' in sys.modules, flush=True)"
+    spawn = ("import multiprocessing, sys\n"
+             "child = multiprocessing.get_context('spawn').Process(target=exec, args=(PROBE,))\n"
+             "child.start(); child.join()\n")
+    code = (
+        "import importlib.util, sys\n"
+        "sys.modules['__main__'].__spec__ = importlib.util.find_spec('genre_local.__main__')  # as -m leaves it\n"
+        "from genre_local.__main__ import spawned_children_import_the_package\n"
+        "spawned_children_import_the_package(globals())\n"
+        f"PROBE = {probe + chr(10) + spawn.replace('PROBE', repr(probe))!r}\n"
+        + spawn
+    )
+    done = _python(code, _child_env(GENRE_VERBOSE="0"), timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["imported genre_local: True"] * 2  # the child and its own child
 
 
 @pytest.mark.slow
@@ -241,3 +264,44 @@ def test_vllm_weight_loading_bar_follows_the_progress_setting(monkeypatch: pytes
         monkeypatch.setenv("TQDM_DISABLE", tqdm_disable)
     VllmBackend(EngineOptions(model_dir=tmp_path, gpu_memory_utilization=0.001))
     assert seen["use_tqdm_on_load"] is shown and seen["model"] == str(tmp_path)
+
+
+# -- the error policy's edges --------------------------------------------------------------------------
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path):
+    args = ["--db", str(tmp_path / "none.duckdb"), "data", "stats", "--name", "x"]
+    plain = runner.invoke(app, args)
+    assert plain.exit_code == 2 and plain.stderr.startswith("error: store ") and plain.exception is not None
+    debug = runner.invoke(app, ["--debug", *args])
+    # raised, not turned into one line: the CLI runner catches it, a terminal shows its traceback
+    assert type(debug.exception).__name__ == "StoreError" and "error: store " not in debug.stderr
+
+
+def test_ctrl_c_inside_a_duckdb_query_is_interrupted_exit_130():
+    # DuckDB catches the KeyboardInterrupt of a Ctrl-C that lands in a query and raises its own
+    # RuntimeError("Query interrupted") (seen from `data import`); its interrupt() raises
+    # InterruptException. Either must end like any interrupted command, not as an internal error.
+    import threading
+
+    import duckdb
+
+    from genre_local.cli_support import command_errors
+    from genre_local.store.connection import interrupted_query
+
+    conn = duckdb.connect()
+    threading.Timer(0.2, conn.interrupt).start()
+    with pytest.raises(duckdb.Error) as raised:
+        conn.execute("SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3").fetchall()
+    assert interrupted_query(raised.value) and interrupted_query(RuntimeError("Query interrupted"))
+    assert not interrupted_query(RuntimeError("something else")) and not interrupted_query(duckdb.Error("x"))
+
+    demo = typer.Typer()
+
+    @demo.command()
+    @command_errors
+    def slow(ctx: typer.Context) -> None:
+        raise RuntimeError("Query interrupted")
+
+    result = runner.invoke(demo, [])
+    assert (result.exit_code, result.stderr) == (130, "error: interrupted\n")

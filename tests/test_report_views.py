@@ -265,3 +265,20 @@ def test_a_title_wider_than_its_figure_is_saved_whole(tmp_path: Path) -> None:
     # The canvas is 2.0 in x 110 dpi = 220 px; the title alone, ~70 characters at 12 pt, is
     # over 400 px, all of which the saved image must hold.
     assert width > 400
+
+
+def test_fig7_says_how_many_seeds_a_point_averages_and_marks_auc_chance() -> None:
+    """Regression: Fig. 7 named neither the seeds behind its points and error bars nor chance,
+    so an `ng` run below AUC 0.5 (as in the demo) looked like a mere dip."""
+    from genre_local.report.runs import ConfigKey
+    from genre_local.report.views.ng_k import CurvePoint, draw_ng_k
+
+    key = ConfigKey("nrms", "ng", 2, FEATURES)
+    points = [CurvePoint("nrms", k, metric, Summary({1: value, 2: value + 0.01}), "ng", key)
+              for k, value in ((0, 0.56), (2, 0.47)) for metric in ("auc", "ndcg@10")]
+    auc_axes, ndcg_axes = draw_ng_k(points, "d").axes
+    assert auc_axes.get_ylabel() == "AUC\n(mean ± std of 2 seeds)"
+    assert ndcg_axes.get_ylabel().endswith("\n(mean ± std of 2 seeds)")
+    chance = [line for line in auc_axes.get_lines() if list(line.get_ydata()) == [0.5, 0.5]]
+    assert len(chance) == 1 and "chance (AUC 0.5)" in [t.get_text() for t in auc_axes.texts]
+    assert not [line for line in ndcg_axes.get_lines() if list(line.get_ydata()) == [0.5, 0.5]]

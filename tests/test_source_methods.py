@@ -5,6 +5,7 @@ they never mix in a view or a variant, runs and costs name them, and --llm picks
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -273,3 +274,18 @@ def test_chain_cohorts_follow_the_profile_method(db: Path, tmp_path: Path) -> No
     assert groups("original", None) == groups("ng", GEN) == both
     assert groups("chain", SCORE) == ["chain-cohort:m/compact+score"]
     assert groups("up", SCORE) == []
+
+
+def test_every_llm_option_help_names_each_profile_method_suffix() -> None:
+    import typer.main
+
+    from genre_local.store.generations import DEFAULT_METHOD, PROFILE_METHODS
+
+    root = typer.main.get_command(app)
+    commands = {"train": root.commands["train"], "predict": root.commands["predict"],
+                "generations show": root.commands["generations"].commands["show"]}
+    for name, command in commands.items():
+        (llm,) = [p for p in command.params if "--llm" in p.opts]
+        named = set(re.findall(r"\+([a-z-]*[a-z])", llm.help))
+        missing = [m for m in PROFILE_METHODS if m != DEFAULT_METHOD and m not in named]
+        assert not missing, f"{name} --llm help does not name {missing}"

@@ -211,7 +211,8 @@ def demo(
 ) -> None:
     """Synthetic data -> import -> all four generation tasks -> train -> report, on the embedded models.
 
-    Steps already done (data written, dataset imported, generations stored) are skipped on a rerun.
+    Steps already done (data written, dataset imported, generations stored, seeds trained) are skipped on a
+    rerun.
     """
     from genre_local.llm.models import resolve_model
     from genre_local.llm.prompt_sets import resolve_prompt_set

@@ -25,7 +25,7 @@ def show(
     llm: Annotated[
         Optional[str],
         typer.Option("--llm", help="Generation source: a label LLM/SET[+METHOD], a stored model id, or its folder "
-                     "name (the part before '@'), optionally +score or +label. Default: every source that "
+                     "name (the part before '@'), optionally +score, +label or +label-score. Default: every source that "
                      "generated the task.", show_default=False),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Outputs per source: valid ones, and as many invalid ones.")] = 5,
@@ -96,9 +96,9 @@ def list_sources(
     else:
         table = Table(title="generation sources", title_justify="left")
         for name in ("dataset", "task", "source (--llm)", "provenance", "inputs", "valid", "tokens in",
-                     "tokens out", "engine s", "cost", "dtype"):
+                     "tokens out", "engine+start s", "cost", "dtype"):  # with start-up, unlike Table 8a's engine s
             table.add_column(name, no_wrap=True, justify="right" if name in (
-                "inputs", "valid", "tokens in", "tokens out", "engine s", "cost") else "left")
+                "inputs", "valid", "tokens in", "tokens out", "engine+start s", "cost") else "left")
 
         for r in rows:
             share = f"{r.valid:,} ({100.0 * r.valid / r.inputs:.0f}%)" if r.inputs else "0"

@@ -45,7 +45,7 @@ ImageOpt = Annotated[
 ]
 LlmOpt = Annotated[
     Optional[str], typer.Option("--llm", help="Generation source a non-original variant reads: a stored LLM id, its "
-                                "folder name, or LLM/prompt-set; add +score or +label for profiles (up, chain) of "
+                                "folder name, or LLM/prompt-set; add +score, +label or +label-score for profiles (up, chain) of "
                                 "that --profile-method (default: the only one stored; "
                                 "`genre-local generations list` shows them).", show_default=False)
 ]
@@ -260,7 +260,7 @@ def predict(
     features: FeaturesOpt = None,
     image_file: ImageOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Which trained seed's best weights to use (default 1).")] = None,
-    split: Annotated[str, typer.Option("--split", help="Split to rank (default test).")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Split to rank.")] = "test",
     checkpoint_dir: CheckpointOpt = None,
     encoder: EncoderOpt = None,
     run_id: Annotated[Optional[str], typer.Option("--run", help="Stored run whose weights to use (default: the newest "
@@ -270,6 +270,9 @@ def predict(
     candidates' ranks as a bracketed comma list) from a trained run."""
     from genre_local.training import predict_to_file
 
+    if out.exists() and not out.is_file():  # renaming the finished file over it would replace a folder or a device
+        raise UserError(f"--out {out} exists and is not a regular file (a folder or a device); pass the path of the "
+                        "prediction file to write")
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, False, run_id=run_id,
                        encoder=encoder, llm=llm, ng_k=ng_k, features=features, seed=seed)
     written, used = predict_to_file(request, out, split)

@@ -392,6 +392,9 @@ def import_mind(
             advance()
         if not sum(impression_counts.values()):
             raise UserError(f"{src}: every behaviors.tsv is empty; a dataset needs news and impressions")
+        if not impression_counts["train"]:  # nothing to train on: refused now, not at the first `train`
+            raise UserError(f"{folders['train'] / 'behaviors.tsv'} holds no impression; a dataset needs training "
+                            "impressions (check that the file is the right one)")
         advance()
 
         with store.transaction():

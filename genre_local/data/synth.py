@@ -48,6 +48,7 @@ from genre_local.data.synth_vocab import (
 )
 from genre_local.data.taxonomy import CATEGORIES, PROFILE_TOPICS, US_STATES
 from genre_local.config import SYNTH_NEWS_RANGE, SYNTH_USERS_RANGE, ConfigValueError, SynthConfig
+from genre_local.files import failures_name
 from genre_local.errors import UserError
 
 MIN_NEWS, MAX_NEWS = SYNTH_NEWS_RANGE
@@ -570,7 +571,7 @@ def _write_atomically(out: Path, files: dict[str, str]) -> None:
         for rel, text in files.items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", encoding="utf-8", newline="") as handle:
+            with failures_name(out / rel, path), open(path, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
         out.mkdir(exist_ok=True)
         trash = tmp / ".replaced"

@@ -2,13 +2,16 @@
 parse and retry, write each batch in one transaction, record the run's cost.
 
 The store is opened only for short reads and writes, never across an engine call, so other
-commands can use it while a long generation runs, and a killed run loses at most the batch
-in flight: a batch's rows land together or not at all, keyed by fingerprint (INSERT OR
-REPLACE), so a rerun neither repeats stored work nor stores a key twice.
+commands can use it while a long generation runs; once work has begun, an open that finds the
+store locked by another command (a `report` or `generations list` reading it) waits for it
+rather than throwing away the engine's batch. A killed run loses at most the batch in flight:
+a batch's rows land together or not at all, keyed by fingerprint (INSERT OR REPLACE), so a
+rerun neither repeats stored work nor stores a key twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -28,10 +31,13 @@ from genre_local.pipeline.plan import PlanSettings, Planner, WorkItem
 from genre_local.store import datasets, generations
 from genre_local.store.connection import Store, now_utc, open_store
 from genre_local.store.generations import DEFAULT_METHOD, FidelityRecord, GenerationRecord, GenerationRunRecord
+from genre_local.store.runs import open_store_waiting
 
 # Greedy decoding would repeat an invalid answer word for word; retries sample instead,
 # hotter each time (small models often repeat one title across items at low temperature).
 RETRY_TEMPERATURES = (0.7, 1.0)
+# How long a running generation waits for another command's lock on the store (as training does).
+STORE_WAIT_S = 120.0
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -249,6 +255,10 @@ class GenerationRun:
             store.require_dataset(settings.plan.dataset)
             self.planner = Planner(store.conn, settings.plan)
 
+    def _open(self) -> Store:
+        """The store, mid-run: waits out another command's lock (see the module docstring)."""
+        return open_store_waiting(self.db_path, wait_s=STORE_WAIT_S, poll_s=0.5)
+
     def run(self, tasks: Sequence[GenerationTask]) -> list[TaskStats]:
         results = []
         for round_ in range(1, self.settings.rounds + 1):
@@ -261,22 +271,37 @@ class GenerationRun:
         started_at = now_utc()
         start = time.perf_counter()
         dataset = self.settings.plan.dataset
-        # Outputs the task had to make first (the chain's profiles) are charged to its row.
-        self._make_required(task, round_, stats, None, task.name)
-        with open_store(self.db_path) as store:
-            self._require_prior(store, task, round_)
-            items = self.planner.plan(store.conn, task, round_)
-            done = generations.valid_fingerprints(store.conn, dataset, task.name)
-        todo = [i for i in items if i.fingerprint not in done]
-        stats.requests += len(items)
-        stats.skipped += len(items) - len(todo)
-        self._execute(todo, stats, f"{task.name} r{round_}")
+        method = task.profile_method or DEFAULT_METHOD
+        try:
+            # Outputs the task had to make first (the chain's profiles) are charged to its row.
+            self._make_required(task, round_, stats, None, task.name)
+            with self._open() as store:
+                self._require_prior(store, task, round_)
+                items = self.planner.plan(store.conn, task, round_)
+                done = generations.valid_fingerprints(store.conn, dataset, task.name)
+            todo = [i for i in items if i.fingerprint not in done]
+            stats.requests += len(items)
+            stats.skipped += len(items) - len(todo)
+            self._execute(todo, stats, f"{task.name} r{round_}")
+        except BaseException:
+            self._record_interrupted(stats, started_at, start, method)
+            raise
         stats.wall_seconds = time.perf_counter() - start - stats.startup_seconds
-        with open_store(self.db_path) as store:
+        with self._open() as store:
             if task.scored_against_truth:
                 stats.fidelity = self._fidelity(store, items)
-            self._record(store, stats, started_at, task.profile_method or DEFAULT_METHOD)
+            self._record(store, stats, started_at, method)
         return stats
+
+    def _record_interrupted(self, stats: TaskStats, started_at: Any, start: float, method: str) -> None:
+        """The cost row of a task stopped part-way (Ctrl-C, a failed batch) that stored outputs: a
+        rerun skips them, so no later row would count the engine time that made them. Best effort:
+        a store that cannot be written now must not hide why the task stopped."""
+        if not stats.new:
+            return
+        stats.wall_seconds = time.perf_counter() - start - stats.startup_seconds
+        with contextlib.suppress(Exception), open_store(self.db_path) as store:  # no waiting: the user is stopping it
+            self._record(store, stats, started_at, method)
 
     def _make_required(self, task: GenerationTask, round_: int, stats: TaskStats, users: set[str] | None,
                        label: str) -> None:
@@ -285,7 +310,7 @@ class GenerationRun:
         required = task.requires
         if required is None:
             return
-        with open_store(self.db_path) as store:
+        with self._open() as store:
             missing = self.planner.users_missing_required(store.conn, task, round_)
         if users is not None:
             missing &= users
@@ -294,7 +319,7 @@ class GenerationRun:
         self._make_required(required, round_, stats, missing, label)
         # A prior's outputs are made for its whole set (every user's window), whatever users ask.
         wanted = self.planner.prior_users() if task.reads_prior else missing
-        with open_store(self.db_path) as store:
+        with self._open() as store:
             self._require_prior(store, required, round_)
             pre = self.planner.plan(store.conn, required, round_, only_users=wanted)
             done = generations.valid_fingerprints(store.conn, self.settings.plan.dataset, required.name) if pre else set()
@@ -327,7 +352,7 @@ class GenerationRun:
                 stats.dtype = backend.dtype
             stats.startup_seconds += startup
             outcomes, engine_seconds, attempts = complete_batch(backend, batch, s.retries)
-            with open_store(self.db_path) as store:
+            with self._open() as store:
                 generations.write_generations(store, outcome_records(outcomes, s, self.run_id))
             stats.engine_seconds += engine_seconds
             stats.attempts += attempts

@@ -15,15 +15,18 @@ from genre_local.report.runs import ALL_USERS, ConfigKey, RunIndex, Summary, see
 from genre_local.report.view import Records
 
 
+def seed_count(counts: set[int]) -> str:
+    """'3 seeds', '1 seed', or '1-5 seeds' when the configurations behind a plot differ."""
+    low, high = min(counts), max(counts)
+    span = str(low) if low == high else f"{low}-{high}"
+    return f"{span} seed{'s' if high != 1 else ''}"
+
+
 def seeds_note(comparisons: Sequence[Comparison]) -> str:
     """How many seeds the means of `comparisons` average, for a plot's axis: 'mean of 3 seeds',
     'mean of 1-5 seeds' when configurations differ."""
     counts = {s.n for c in comparisons for s in (c.base, c.other)}
-    if not counts:
-        return "no seeds"
-    low, high = min(counts), max(counts)
-    span = str(low) if low == high else f"{low}-{high}"
-    return f"mean of {span} seed{'s' if high != 1 else ''}"
+    return f"mean of {seed_count(counts)}" if counts else "no seeds"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from genre_local.files import write_atomically
 from genre_local.report.naming import kind_of
 
 Series = tuple[str, list[float | None], list[float | None]]  # label, values, error bars
@@ -77,8 +78,6 @@ def missing_notes(labels: Sequence[str], why: str = "not trained") -> list[str]:
 
 
 def save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # "tight": an axes title wider than a narrow figure (one model, a legend beside it) would
     # otherwise be cut at the canvas edge; the saved image grows to hold every artist.
-    fig.savefig(path, bbox_inches="tight", pad_inches=0.1)
-    return path
+    return write_atomically(path, lambda target: fig.savefig(target, bbox_inches="tight", pad_inches=0.1))

@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from genre_local.files import write_atomically
 from genre_local.report.format import fmt_known
 from genre_local.report.naming import kind_of, variant_tasks
 from genre_local.report.runs import ConfigKey
@@ -317,9 +318,6 @@ def render_html(ctx: ReportContext, sections: Sequence[ViewSection]) -> str:
 
 
 def write_html(path: Path, ctx: ReportContext, sections: Sequence[ViewSection]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Write beside, then rename: a reader never sees half a page.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_html(ctx, sections), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    page = render_html(ctx, sections)
+    return write_atomically(path, lambda target: target.write_text(page, encoding="utf-8"))

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from rich.table import Table
 
+from genre_local.files import write_atomically
 from genre_local.report.runs import ConfigKey, RunIndex, index_runs, main_features
 from genre_local.report.samples import SampleSet
 from genre_local.store.enrichment import EnrichmentStats
@@ -80,13 +81,14 @@ class Records:
 
 
 def write_csv(path: Path, records: Records) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(records.header)
-        for row in records.rows:
-            writer.writerow(["" if v is None else v for v in row])
-    return path
+    def write(target: Path) -> None:
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(records.header)
+            for row in records.rows:
+                writer.writerow(["" if v is None else v for v in row])
+
+    return write_atomically(path, write)
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,14 @@ def _refuse_truncated(store: Store) -> None:
         )
 
 
+def interrupted_query(exc: BaseException) -> bool:
+    """Whether `exc` is a Ctrl-C that landed inside a DuckDB query: DuckDB catches the
+    KeyboardInterrupt and raises its own error ("Query interrupted") in its place."""
+    if isinstance(exc, duckdb.InterruptException):
+        return True
+    return type(exc) is RuntimeError and str(exc).strip() == "Query interrupted"
+
+
 def damaged_store_error(exc: BaseException) -> StoreError | None:
     """The one-line StoreError for a DuckDB failure that means a damaged (e.g. truncated) file.
 

@@ -11,7 +11,7 @@ from recsys.catalog import METRIC_LABELS, METRICS
 from rich.table import Table
 
 from genre_local.report import figures
-from genre_local.report.comparison import summary_cells
+from genre_local.report.comparison import seed_count, summary_cells
 from genre_local.report.format import add_metric_columns, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ConfigKey, RunIndex, Summary
@@ -99,25 +99,38 @@ def _tables(points: Sequence[CurvePoint], ctx: ReportContext) -> list[Table]:
 def plot_ng_k(points: Sequence[CurvePoint], dataset: str, path: Path,
               metrics: Sequence[str] = ("auc", "ndcg@10")) -> Path:
     """Fig. 7: metric vs number of synthetic news per cold user, one line per model."""
+    return figures.save(draw_ng_k(points, dataset, metrics), path)
+
+
+def draw_ng_k(points: Sequence[CurvePoint], dataset: str, metrics: Sequence[str] = ("auc", "ndcg@10")):
+    """The figure of Fig. 7. Its axes say how many seeds a point averages (the bars are their
+    std), and the AUC panel marks chance (0.5): a generator that hurts can sink below it."""
     fig = figures.figure(5.0 * len(metrics) + 1.5, 4.0)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     lines = sorted({(p.model, p.line) for p in points}, key=lambda m: (model_sort_key(m[0]), m[1]))
     ks = sorted({p.ng_k for p in points})
     for ax, metric in zip(axes, metrics):
+        drawn = []
         for _, label in lines:
             line = sorted((p for p in points if p.line == label and p.metric == metric), key=lambda p: p.ng_k)
             if not line:
                 continue
+            drawn += line
             ax.errorbar([p.ng_k for p in line], [p.summary.mean for p in line],
                         yerr=[p.summary.std or 0.0 for p in line], marker="o", capsize=3, label=label)
+        if metric == "auc":
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+            ax.text(0.99, 0.5, "chance (AUC 0.5)", transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                    fontsize=8, color="grey")
         ax.set_xticks(ks)
         ax.set_xlabel("synthetic news per cold user (K)")
-        ax.set_ylabel(METRIC_LABELS[metric])
+        seeds = f"\n(mean ± std of {seed_count({p.summary.n for p in drawn})})" if drawn else ""
+        ax.set_ylabel(METRIC_LABELS[metric] + seeds)
         ax.set_title(METRIC_LABELS[metric])
         ax.grid(alpha=0.3)
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.suptitle(f"{dataset}: effect of the number of generated news (Fig. 7)")
-    return figures.save(fig, path)
+    return fig
 
 
 VIEW = View(
