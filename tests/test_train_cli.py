@@ -335,3 +335,12 @@ def test_predict_uses_only_its_own_stores_checkpoints(tmp_path: Path, env) -> No
     shutil.rmtree(folder_b)
     shutil.copytree(folder_a, folder_b)
     one_line_error(cli("b", *predict), "belongs to other data")
+
+
+def test_the_seed_table_shows_no_spread_for_one_seed():
+    from genre_local.commands.train import _fmt
+
+    assert _fmt((0.61234, None)) == "0.6123"  # one seed: no sample std, none claimed
+    assert _fmt((0.61234, 0.0)) == "0.6123±0.0000"  # several seeds that agree
+    assert _fmt((0.61234, 0.01234)) == "0.6123±0.0123"
+    assert _fmt((float("nan"), None)) == "n/a"

@@ -19,7 +19,7 @@ app = typer.Typer(help="Create, import and inspect MIND-format datasets.", no_ar
 def synth(
     ctx: typer.Context,
     out: Annotated[Path, typer.Argument(help="Folder to write (train/, dev/, test/, truth.tsv).")],
-    news: Annotated[Optional[int], typer.Option(help="Number of news items (default 1500; genre.toml: synth.news).")] = None,
+    news: Annotated[Optional[int], typer.Option(help="News items drawn (default 1500; genre.toml: synth.news); those nobody clicked or was shown are not written, as in MIND, so news.tsv holds a few fewer.")] = None,
     users: Annotated[Optional[int], typer.Option(help="Number of users (default 600; genre.toml: synth.users).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed; same seed, same bytes (default 7).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a non-empty OUT folder.")] = False,

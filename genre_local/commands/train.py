@@ -117,7 +117,10 @@ def _progress():
 
 def _fmt(pair: tuple[float, float | None]) -> str:
     mean, std = pair
-    return "n/a" if math.isnan(mean) else f"{mean:.4f}±{std or 0.0:.4f}"  # narrow: fits 80 columns
+    if math.isnan(mean):
+        return "n/a"
+    # One seed has no spread: "±0.0000" would claim one was measured. Narrow: fits 80 columns.
+    return f"{mean:.4f}" if std is None else f"{mean:.4f}±{std:.4f}"
 
 
 @command_errors
