@@ -1,4 +1,5 @@
-"""Statistics over seeds: mean ± sample std and the paired t-test, as the paper reports them.
+"""Statistics over seeds: mean ± sample std and the paired t-test, as the paper reports them;
+the paired difference with its intervals and TOST equivalence test (benchmarks).
 
 The only implementation `train` (its summary line) and `report` (every table) use, so the two
 never disagree about a p-value.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def finite(values: Sequence[float | None]) -> list[float]:
@@ -49,3 +51,57 @@ def paired_p_value(ours: Sequence[float], theirs: Sequence[float]) -> float | No
         return 1.0 if np.allclose(left, right) else 0.0
     p = float(ttest_rel(left, right).pvalue)
     return None if math.isnan(p) else p
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """The paired mean difference (ours − theirs) over seeds, with its t intervals and the two
+    one-sided tests (TOST) of equivalence within ±margin."""
+
+    n: int
+    mean: float
+    std: float
+    p_value: float  # two-sided paired t-test (paired_p_value, same conventions)
+    ci95: tuple[float, float]
+    ci90: tuple[float, float]  # the TOST interval at alpha 0.05
+    margin: float
+    tost_p: float  # the larger of the two one-sided p-values
+
+    @property
+    def equivalent(self) -> bool:
+        """Equivalence shown at alpha 0.05: the 90 % interval lies inside (−margin, +margin)."""
+        return -self.margin < self.ci90[0] and self.ci90[1] < self.margin
+
+
+def paired_difference(ours: Sequence[float], theirs: Sequence[float], margin: float) -> PairedDifference | None:
+    """ours − theirs over aligned pairs (NaN pairs dropped, as paired_p_value); None below 2 pairs.
+
+    TOST: H0 is |true difference| ≥ margin; it is rejected at alpha 0.05 exactly when the 90 %
+    t interval lies inside ±margin (tost_p < 0.05). With constant differences the intervals
+    collapse to the mean and tost_p is 0 inside the margin, 1 outside.
+    """
+    if margin <= 0:
+        raise ValueError(f"equivalence margin must be > 0, got {margin}")
+    p_value = paired_p_value(ours, theirs)
+    if p_value is None:
+        return None
+    diffs = [float(a) - float(b) for a, b in zip(ours, theirs, strict=True)
+             if not (math.isnan(float(a)) or math.isnan(float(b)))]
+    mean, std = mean_std(diffs)
+    assert std is not None  # >= 2 pairs, checked by paired_p_value
+    from scipy.stats import t
+
+    n, df = len(diffs), len(diffs) - 1
+    se = std / math.sqrt(n)
+    if se == 0:
+        inside = abs(mean) < margin
+        return PairedDifference(n, mean, std, p_value, (mean, mean), (mean, mean), margin, 0.0 if inside else 1.0)
+
+    def interval(level: float) -> tuple[float, float]:
+        half = float(t.ppf(0.5 + level / 2, df)) * se
+        return mean - half, mean + half
+
+    # H0 below: difference <= -margin (rejected by a large t); H0 above: difference >= +margin
+    p_below = float(t.sf((mean + margin) / se, df))
+    p_above = float(t.cdf((mean - margin) / se, df))
+    return PairedDifference(n, mean, std, p_value, interval(0.95), interval(0.90), margin, max(p_below, p_above))

@@ -3,6 +3,7 @@
 Usage: .venv/bin/python scripts/bench_news_encoders.py [--news 400] [--users 200] [--epochs 2]
            [--steps 5] [--models nrms,plmnr,plmnr-nohist,plmnr-cached,dire] [--train-seeds 1,2]
            [--encoder PATH] [--step-bf16] [--out bench-results] [--smoke]
+       .venv/bin/python scripts/bench_news_encoders.py --compare RUN.json... [--compare-base plmnr] [--margin 0.01]
 Prints two tables and writes OUT/news_encoders.json.
 
 1. PLMNR step time, old vs new, side by side in this run on the same batches: the previous PLMNR
@@ -294,6 +295,46 @@ def render(report: dict) -> None:
               f"{row['wall_seconds']:>9.1f}")
 
 
+def seed_aucs(reports: list[dict]) -> dict[str, dict[int, float]]:
+    """Test AUC by arm and training seed from saved news_encoders.json reports (one seed per run,
+    or several as "name@seed"); the arm is the --models name, "+bf16" when trained with --bf16 on.
+    A seed run twice for one arm is an error: which one counts would be a choice after the fact."""
+    aucs: dict[str, dict[int, float]] = {}
+    for report in reports:
+        seeds = json.loads(report["args"]["train_seeds"])
+        for key, row in report["models"].items():
+            name, _, seed = key.partition("@")
+            arm = name + ("+bf16" if report["args"]["bf16"] == "on" else "")
+            seed_ = int(seed) if seed else seeds[0]
+            if seed_ in aucs.setdefault(arm, {}):
+                raise ValueError(f"--compare: {arm} seed {seed_} appears twice; keep one report per run")
+            aucs[arm][seed_] = row["auc"]
+    return aucs
+
+
+def compare_lines(aucs: dict[str, dict[int, float]], base: str, margin: float) -> list[str]:
+    """Every other arm against `base`, paired on the seeds both have: base − arm, its paired t
+    p-value, 95 % CI and TOST within ±margin (equivalent iff the 90 % CI is inside)."""
+    from recsys.stats import mean_std, paired_difference
+
+    if base not in aucs:
+        raise ValueError(f"--compare: no {base} runs among the reports (arms: {', '.join(sorted(aucs))})")
+    lines = []
+    for arm in [base, *sorted(a for a in aucs if a != base)]:
+        mean, std = mean_std(list(aucs[arm].values()))
+        lines.append(f"{arm:<16} n {len(aucs[arm]):>2}  AUC {mean:.4f} ± {std or 0:.4f}")
+    for arm in sorted(a for a in aucs if a != base):
+        seeds = sorted(set(aucs[base]) & set(aucs[arm]))
+        d = paired_difference([aucs[base][s] for s in seeds], [aucs[arm][s] for s in seeds], margin)
+        if d is None:
+            lines.append(f"{base} − {arm}: fewer than 2 paired seeds")
+            continue
+        lines.append(f"{base} − {arm} over {d.n} seeds: {d.mean:+.4f} (sd {d.std:.4f}), paired t p {d.p_value:.3g}, "
+                     f"95 % CI {d.ci95[0]:+.4f}..{d.ci95[1]:+.4f}, 90 % CI {d.ci90[0]:+.4f}..{d.ci90[1]:+.4f}, "
+                     f"TOST ±{margin:g} p {d.tost_p:.3g}: {'equivalent' if d.equivalent else 'equivalence not shown'}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--news", type=int, default=400)
@@ -319,7 +360,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    parser.add_argument("--compare", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="run nothing: per-arm AUC over seeds from saved reports and each arm against "
+                        "--compare-base (paired t, 95 %% CI, TOST within ±--margin)")
+    parser.add_argument("--compare-base", default="plmnr")
+    parser.add_argument("--margin", type=float, default=0.01, help="--compare's equivalence margin (AUC)")
     args = parser.parse_args(argv)
+    if args.compare:
+        missing = [str(p) for p in args.compare if not p.is_file()]
+        if missing:
+            parser.error(f"--compare: no such report {missing[0]}; give news_encoders.json files")
+        try:
+            aucs = seed_aucs([json.loads(p.read_text()) for p in args.compare])
+            lines = compare_lines(aucs, args.compare_base, args.margin)
+        except ValueError as err:
+            parser.error(str(err))
+        print("\n".join(lines))
+        return {"aucs": aucs}
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.train_seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     if args.smoke:
