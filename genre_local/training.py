@@ -13,7 +13,7 @@ the store; the others get the encoded data through the cache file and return Non
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,32 +109,34 @@ class SeedTable:
     paired_seeds: int
 
     def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
-        return summarize_seeds(self.seeds)
+        """group -> metric -> (mean, sample std; None with one seed) over the seeds that have the
+        value (recsys.stats.mean_std, as `report`); groups no seed reports are left out."""
+        from recsys.catalog import METRICS, USER_GROUPS
+        from recsys.stats import mean_std
 
-
-def summarize_seeds(seeds: Sequence[SeedResult]) -> dict[str, dict[str, tuple[float, float | None]]]:
-    """group -> metric -> (mean, sample std; None with one seed) over the seeds that have the
-    value (recsys.stats.mean_std, as `report`); groups no seed reports are left out."""
-    from recsys.catalog import METRICS, USER_GROUPS
-    from recsys.stats import mean_std
-
-    return {
-        group: {metric: mean_std([s.metrics[group][metric] for s in seeds if metric in s.metrics.get(group, {})])
-                for metric in METRICS}
-        for group in USER_GROUPS
-        if any(group in s.metrics for s in seeds)
-    }
+        return {
+            group: {metric: mean_std([s.metrics[group][metric] for s in self.seeds if metric in s.metrics.get(group, {})])
+                    for metric in METRICS}
+            for group in USER_GROUPS
+            if any(group in s.metrics for s in self.seeds)
+        }
 
 
 @dataclass
 class TrainOutcome:
     experiment: ExperimentResult | None  # None: every seed was finished and stored already
     run_ids: list[str]  # stored by this command
-    p_value: float | None  # over every seed asked for (table.p_value)
-    paired_seeds: int
+    table: SeedTable  # every seed asked for: the trained ones and those stored before
     already_stored: dict[int, str] = dataclasses.field(default_factory=dict)  # seed -> run id
     source: GenerationSource | None = None  # the generation source the variant read
-    table: SeedTable | None = None  # every seed asked for: the trained ones and those stored before
+
+    @property
+    def p_value(self) -> float | None:  # over every seed asked for
+        return self.table.p_value
+
+    @property
+    def paired_seeds(self) -> int:
+        return self.table.paired_seeds
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
             return None
         with open_existing_store(request.db_path, request.store_wait_s) as store:
             table = seed_table(store, request, [], plan.already_stored)
-        return TrainOutcome(None, [], table.p_value, table.paired_seeds, plan.already_stored, request.source, table)
+        return TrainOutcome(None, [], table, plan.already_stored, request.source)
     if accelerator.is_main_process:
         stats = ", ".join(f"{k} {v:,}" for k, v in data.stats.items() if v)
         by = f" from {request.source.label}" if request.source is not None else ""
@@ -321,7 +323,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         return None
 
     run_ids, table = store_experiment(request, data, result, plan.checkpoint_root, plan.already_stored)
-    return TrainOutcome(result, run_ids, table.p_value, table.paired_seeds, plan.already_stored, request.source, table)
+    return TrainOutcome(result, run_ids, table, plan.already_stored, request.source)
 
 
 def seed_table(store, request: TrainRequest, run_ids: list[str], already_stored: dict[int, str]) -> SeedTable:

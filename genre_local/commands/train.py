@@ -197,23 +197,23 @@ def train(
     _print_seeds(request, dataset, source, outcome)
     if as_json:
         table = outcome.table
-        summary = table.summary() if table is not None else {}
+        summary = table.summary()
 
         def means(group: str) -> dict[str, float | None]:
             return {m: (None if math.isnan(v[0]) else round(v[0], 6)) for m, v in summary[group].items()}
 
         emit_json({
             "model": request.model, "dataset": dataset, "variant": request.spec.name, "source": source,
-            "seeds": len(table.seeds) if table is not None else 0,
+            "seeds": len(table.seeds),
             "trained_seeds": len(outcome.experiment.runs) if outcome.experiment is not None else 0,
-            "eval_split": table.eval_split if table is not None else None,
-            "stop_split": table.stop_split if table is not None else None,
+            "eval_split": table.eval_split,
+            "stop_split": table.stop_split,
             "metrics": means("all") if "all" in summary else {},
             "groups": {g: means(g) for g in USER_GROUPS if g != "all" and g in summary},
             "p_value": outcome.p_value, "paired_seeds": outcome.paired_seeds, "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
             "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained, "superseded_by": r.superseded_by}
-                     for r in table.seeds] if table else [],
+                     for r in table.seeds],
         })
 
 
@@ -223,7 +223,7 @@ def _print_seeds(request, dataset: str, source: str | None, outcome) -> None:
     from rich.table import Table
 
     table = outcome.table
-    if table is None or not table.seeds:
+    if not table.seeds:
         return
     summary = table.summary()
     stopped = f"stopped on {table.stop_split}" if table.stop_split else "no early stopping"

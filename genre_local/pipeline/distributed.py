@@ -26,9 +26,8 @@ from genre_local.llm.prompt_sets import prompt_set_named
 from genre_local.llm.tasks import with_profile_method
 from genre_local.llm.news_scoring import NEWS_TOPICS_KIND, NewsTopicScoring
 from genre_local.llm.topic_scoring import ProfileScoring
-from genre_local.pipeline.runner import STORE_WAIT_S, RunSettings, TaskStats, complete_batch, outcome_records
+from genre_local.pipeline.runner import RunSettings, TaskStats, complete_batch, open_store_mid_run, outcome_records
 from genre_local.pipeline.shards import RunFolder, merge_ready, recover, write_shard
-from genre_local.store.runs import open_store_waiting
 from genre_local.store.generations import GENERATION_ARROW_SCHEMA, GenerationRecord
 
 
@@ -232,7 +231,7 @@ class ShardedExecutor:
         if not todo:
             return
         # Shards an earlier run left complete are merged first, so what they hold is skipped.
-        with open_store_waiting(self.db_path, wait_s=STORE_WAIT_S, poll_s=0.5) as store:
+        with open_store_mid_run(self.db_path) as store:
             self._report(recover(store, self.folder))
             stored = {
                 f for (f,) in store.conn.execute(
@@ -278,7 +277,7 @@ class ShardedExecutor:
     def _merge(self, shards: list[Path], stats: TaskStats, run_id: str, on_rows: Callable[[int], Any] | None) -> set[str]:
         if not shards:
             return set()
-        with open_store_waiting(self.db_path, wait_s=STORE_WAIT_S, poll_s=0.5) as store:
+        with open_store_mid_run(self.db_path) as store:
             report = merge_ready(store, self.folder, shards)
         self._report(report)
         done: set[str] = set()

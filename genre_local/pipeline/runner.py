@@ -39,6 +39,12 @@ RETRY_TEMPERATURES = (0.7, 1.0)
 # How long a running generation waits for another command's lock on the store (as training does).
 STORE_WAIT_S = 120.0
 
+
+def open_store_mid_run(db_path: Path) -> Store:
+    """The store, once a generation has begun: waits out another command's lock (see the module
+    docstring) instead of throwing away the engine's batch."""
+    return open_store_waiting(db_path, wait_s=STORE_WAIT_S, poll_s=0.5)
+
 @dataclass(frozen=True)
 class RunSettings:
     plan: PlanSettings
@@ -256,8 +262,7 @@ class GenerationRun:
             self.planner = Planner(store.conn, settings.plan)
 
     def _open(self) -> Store:
-        """The store, mid-run: waits out another command's lock (see the module docstring)."""
-        return open_store_waiting(self.db_path, wait_s=STORE_WAIT_S, poll_s=0.5)
+        return open_store_mid_run(self.db_path)
 
     def run(self, tasks: Sequence[GenerationTask]) -> list[TaskStats]:
         results = []
