@@ -241,11 +241,12 @@ def float32_minilm_folder(source: Path, target: Path) -> Path:
     import torch
     from transformers import BertModel
 
+    from recsys.errors import RecsysError
     from recsys.pretrained import minilm_path
 
     try:
         minilm_path(source)
-    except Exception as error:  # RecsysError: the folder lacks a file
+    except RecsysError as error:  # the folder lacks a file
         fail(f"--minilm {source}: {error}")
     _quiet_transformers()
     model = BertModel.from_pretrained(str(source), dtype=torch.float32, add_pooling_layer=False, local_files_only=True)
