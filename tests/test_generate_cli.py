@@ -88,6 +88,33 @@ def test_cost_column_and_stored_cost_use_one_formula(db: Path, tmp_path: Path):
     assert "cost" in result.stdout and row.split()[-1] == f"{cost:.4f}"
 
 
+def test_ctrl_c_keeps_the_stored_outputs_and_says_the_same_command_goes_on(db: Path, tmp_path: Path, monkeypatch):
+    from genre_local.llm import backend as backends
+    from tests.support_generate import FakeBackend, store_rows
+
+    class StoppedOnSecondCall(FakeBackend):
+        def generate(self, requests):
+            if self.calls:
+                raise KeyboardInterrupt
+            return super().generate(requests)
+
+    monkeypatch.setattr(backends, "open_backend", lambda name, options: StoppedOnSecondCall())
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    args = ("generate", "--dataset", DATASET, "--task", "summarize", "--model", str(model), "--batch-size", "2")
+    result = _invoke(db, *args)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.splitlines()[-2:] == [
+        "stopped: the outputs stored so far are kept; the same command goes on with the rest", "error: interrupted"]
+    assert store_rows(db, "SELECT count(*) FROM generations")[0][0] == 2  # the first batch
+    monkeypatch.setattr(backends, "open_backend", lambda name, options: FakeBackend())
+    rerun = _invoke(db, *args, "--json")
+    assert rerun.exit_code == 0, rerun.output
+    payload = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert (payload["new"], payload["skipped"]) == (5, 2)
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -166,6 +167,11 @@ def _run(context, cfg, dataset, tasks, limit, prefix_caching, constrained, as_js
             else:
                 run = ShardedGenerationRun(context.db_path, settings, executor, progress=progress)
             results = run.run(tasks)
+    except KeyboardInterrupt:
+        # Every batch is stored in its own transaction: what finished stays, and a rerun skips it.
+        print("stopped: the outputs stored so far are kept; the same command goes on with the rest",
+              file=sys.stderr, flush=True)
+        raise
     finally:
         engine.close()
     started = any(r.startup_seconds for r in results) or (executor is not None and any(r.new for r in results))
