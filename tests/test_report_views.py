@@ -226,7 +226,10 @@ def test_epoch_curves_leave_out_superseded_runs_as_the_main_tables_do(tmp_path: 
     assert ctx.index.superseded_runs() == 1
     result = render_view(CURVES, ctx, tmp_path / "out")
     with (tmp_path / "out" / "epoch_curves.csv").open(newline="") as handle:
-        assert [r["run_id"] for r in csv.DictReader(handle)] == [new, other, seed2]  # not `old`
+        records = list(csv.DictReader(handle))
+    assert [r["run_id"] for r in records] == [new, other, seed2]  # not `old`
+    # Regression: the CSV had no source column, so two LLMs' runs of one seed looked alike there.
+    assert [r["generation_source"] for r in records] == ["m/compact", "q/paper", "m/compact"]
     assert old not in [row[0] for row in result.records.rows]
     assert "1 older run(s) left out" in str(result.tables[0].caption)
     # Two sources' runs of one seed are two configurations, told apart in their labels.

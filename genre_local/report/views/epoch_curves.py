@@ -83,10 +83,10 @@ def _empty_note(ctx: ReportContext) -> str:
 def _records(rows: Sequence[EpochCurve]) -> Records:
     return Records(
         # "dev_auc": the CSV's column name from before the hold-out; it is the AUC on stop_split.
-        ("run_id", "model", "variant", "ng_k", "features", "seed", "epoch", "dev_auc", "stop_split", "samples_per_s",
-         "seconds"),
-        [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.features, c.seed, epoch, auc,
-          c.stop_split, rate, seconds)
+        ("run_id", "model", "variant", "ng_k", "generation_source", "features", "seed", "epoch", "dev_auc", "stop_split",
+         "samples_per_s", "seconds"),
+        [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.source, c.config.features, c.seed, epoch,
+          auc, c.stop_split, rate, seconds)
          for c in rows for epoch, auc, rate, seconds in zip(c.epochs, c.stop_auc, c.samples_per_s, c.seconds,
                                                              strict=True)],
     )
