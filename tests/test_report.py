@@ -363,6 +363,9 @@ def test_cost_plot_has_no_legend_entry_without_bars_and_says_what_was_not_traine
     unknown = [dataclasses.replace(r, provenance="imported") for r in rows]
     assert _plot_texts(ccr_panel(unknown)) == ([], ["cost unknown", "not trained", "not trained",
                                                     "matching models: cost unknown\nranking models: not trained"])
+    # Regression: the cost panel left an imported scheme's bar out without a word, as if it cost 0.
+    assert _plot_texts(drawn[-1].axes[0])[1] == ["cost unknown (imported)"] * 3
+    assert _plot_texts(drawn[-2].axes[0])[1] == []  # every generated scheme's cost is known
 
 
 def test_zero_cost_gives_no_ccr() -> None:

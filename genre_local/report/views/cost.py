@@ -247,6 +247,11 @@ def cost_figure(rows: Sequence[CostRow], dataset: str):  # -> matplotlib.figure.
     fig = figures.figure(11.0, 4.2)
     left, right = fig.subplots(1, 2)
     left.bar(schemes, [math.nan if r.cost_units is None else r.cost_units for r in rows], color="tab:gray")
+    for j, r in enumerate(rows):
+        if r.cost_units is None:  # a gap with no word reads as a zero cost
+            imported = "imported" in r.provenance.split(",")
+            left.annotate("cost unknown (imported)" if imported else "cost unknown", (j, 0), xytext=(0, 4),
+                          textcoords="offset points", ha="center", va="bottom", fontsize=8, color="gray")
     left.set_title("generation cost per scheme")
     left.set_ylabel("cost (price units)" if unit == "price" else "engine hours")
     left.set_xlabel("GENRE scheme")
