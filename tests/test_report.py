@@ -135,6 +135,37 @@ def test_trains_table_over_stored_and_new_seeds_equals_the_report(db: Path, tmp_
     assert [r.superseded_by for r in flagged.seeds] == [other, None, None]
 
 
+def test_trains_t_test_pairs_only_original_runs_trained_with_the_same_settings(db: Path, tmp_path: Path) -> None:
+    """Regression: train's paired t-test took the newest `original` run of each seed whatever its
+    settings: a newer original trained with another lr was the baseline of ns runs. It pairs the
+    original run of the variant's settings (interest fusion is the variant's own: not compared),
+    and says so when no original run of them is stored."""
+    from recsys.config import TrainConfig
+    from recsys.variants import parse_variant
+
+    from genre_local.training import TrainRequest, seed_table
+
+    same, other_lr = {"lr": 0.001, "epochs": 3}, {"lr": 0.0001, "epochs": 3}
+    with open_store(db) as store:
+        ns = {}
+        for seed, (orig, newer, value) in enumerate([(0.60, 0.90, 0.61), (0.62, 0.80, 0.64), (0.64, 0.85, 0.66)], start=1):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(orig), config=same | {"interest_fusion": "gated"})
+            add_run(store, "d", "nrms", "original", seed, all_metrics(newer), config=other_lr)  # newer, other lr
+            ns[seed] = add_run(store, "d", "nrms", "ns", seed, all_metrics(value),
+                               config=same | {"interest_fusion": "concat"})
+        longer = {seed: add_run(store, "d", "nrms", "ns", seed, all_metrics(0.7), config=same | {"epochs": 5})
+                  for seed in (1, 2, 3)}
+        request = TrainRequest(db_path=db, model="nrms", dataset="d", spec=parse_variant("ns", 2),
+                               config=TrainConfig(seeds=3), cache_dir=tmp_path, checkpoint_base=tmp_path)
+        table = seed_table(store, request, [ns[3]], {1: ns[1], 2: ns[2]})
+        unpaired = seed_table(store, request, list(longer.values()), {})
+    assert table.paired_seeds == 3 and table.unpaired_note is None
+    assert table.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)  # against 0.60, 0.62, 0.64
+    assert (unpaired.paired_seeds, unpaired.p_value) == (0, None)
+    assert unpaired.unpaired_note is not None
+    assert "seeds 1-3" in unpaired.unpaired_note and "differ in epochs, lr" in unpaired.unpaired_note
+
+
 def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:
     with open_store(db) as store:
         add_run(store, "d", "din", "original", 1, all_metrics(0.50), other_split=all_metrics(0.99))

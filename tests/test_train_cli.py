@@ -344,3 +344,18 @@ def test_the_seed_table_shows_no_spread_for_one_seed():
     assert _fmt((0.61234, 0.0)) == "0.6123±0.0000"  # several seeds that agree
     assert _fmt((0.61234, 0.01234)) == "0.6123±0.0123"
     assert _fmt((float("nan"), None)) == "n/a"
+
+
+def test_train_says_which_seeds_no_original_of_the_same_settings_pairs(capsys) -> None:
+    """The seed table's note on seeds left out of the t-test (original runs of other settings
+    only: genre_local.training.seed_table) is printed under the p-value line."""
+    from types import SimpleNamespace
+
+    from genre_local.commands.train import _print_seeds
+    from genre_local.training import SeedResult, SeedTable, TrainOutcome
+
+    note = "no stored original run trained with these settings for seeds 1-2 (those stored differ in lr): not paired"
+    seeds = [SeedResult(s, f"r{s}", True, {"all": {"auc": 0.6}}) for s in (1, 2)]
+    outcome = TrainOutcome(None, ["r1", "r2"], SeedTable(seeds, "dev", "dev", None, 0, note))
+    _print_seeds(SimpleNamespace(model="nrms", spec=SimpleNamespace(name="ns")), "d", None, outcome)
+    assert f"paired t-test vs original: {note}" in capsys.readouterr().out.replace("\n", " ")
