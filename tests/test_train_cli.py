@@ -102,6 +102,16 @@ def test_variant_run_gets_a_paired_p_value_against_original(env) -> None:
     assert all(llm is None for variant, llm, _ in sources if variant == "original")  # original reads no LLM
 
 
+def test_the_report_of_runs_trained_the_same_way_has_no_settings_note(env, tmp_path: Path) -> None:
+    """No noise: the original and ns+up+ng runs trained above with one config (their stored
+    configs differ in variant, seeds and nothing that counts) get no settings note."""
+    result = invoke(env, "report", "--dataset", "tiny", "--out", str(tmp_path / "rep"), "--no-plots", "--json")
+    assert result.exit_code == 0, result.output
+    views = json.loads(result.stdout.strip().splitlines()[-1])["datasets"]["tiny"]["views"]
+    assert views["variants"]["rows"] > 0 and views["variants"]["settings_differ"] == []
+    assert "not like for like" not in result.stdout
+
+
 def test_unknown_dataset_is_one_line_exit_2(env) -> None:
     one_line_error(invoke(env, "train", "--model", "nrms", "--dataset", "nope"), "dataset 'nope'")
 
