@@ -107,6 +107,8 @@ class SeedTable:
     stop_split: str | None
     p_value: float | None
     paired_seeds: int
+    # Seeds whose stored `original` runs were all trained with other settings, left unpaired: why.
+    unpaired_note: str | None = None
 
     def summary(self) -> dict[str, dict[str, tuple[float, float | None]]]:
         """group -> metric -> (mean, sample std; None with one seed) over the seeds that have the
@@ -329,8 +331,9 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
 def seed_table(store, request: TrainRequest, run_ids: list[str], already_stored: dict[int, str]) -> SeedTable:
     """Every seed of the command read back from the store: `run_ids` trained now and the runs of
     `already_stored` (seed -> run id) kept; the paired t-test of their AUC against the stored
-    `original` runs of the same protocol (none for `original` itself)."""
-    from genre_local.store.runs import latest_run, load_seed_metrics, original_auc_by_seed
+    `original` runs of the same protocol and settings (none for `original` itself), and why
+    seeds were left unpaired where the only original runs stored were trained otherwise."""
+    from genre_local.store.runs import OriginalBaseline, latest_run, load_seed_metrics, original_baseline
     from recsys.stats import paired_p_value
 
     trained = set(run_ids)
@@ -343,14 +346,28 @@ def seed_table(store, request: TrainRequest, run_ids: list[str], already_stored:
     seeds = sorted((SeedResult(r.seed, r.run_id, r.run_id in trained, r.metrics,
                                None if r.run_id in trained else newer(r.run_id, r.seed)) for r in read),
                    key=lambda r: r.seed)
-    # The runs trained now decide the protocol; kept runs are the same run, so they share it.
+    # The runs trained now decide the protocol and the settings; kept runs are the same run, so
+    # they share them.
     first = next((r for r in read if r.run_id in trained), read[0] if read else None)
     eval_split, stop_split = (first.eval_split, first.stop_split) if first is not None else (None, None)
-    baseline = (original_auc_by_seed(store, request.ident(), eval_split, stop_split)
-                if first is not None and request.spec.name != "original" else {})
-    pairs = [s for s in seeds if s.auc is not None and s.seed in baseline]
-    p_value = paired_p_value([s.auc for s in pairs], [baseline[s.seed] for s in pairs]) if pairs else None
-    return SeedTable(seeds, eval_split, stop_split, p_value, len(pairs))
+    baseline = (original_baseline(store, request.ident(), eval_split, stop_split, first.config)
+                if first is not None and request.spec.name != "original" else OriginalBaseline({}, {}))
+    pairs = [s for s in seeds if s.auc is not None and s.seed in baseline.auc_by_seed]
+    p_value = paired_p_value([s.auc for s in pairs], [baseline.auc_by_seed[s.seed] for s in pairs]) if pairs else None
+    return SeedTable(seeds, eval_split, stop_split, p_value, len(pairs), _unpaired_note(seeds, baseline))
+
+
+def _unpaired_note(seeds: list[SeedResult], baseline) -> str | None:
+    """Why seeds with stored `original` runs were left out of the t-test: none of those runs was
+    trained with the variant's settings (which settings differ). None when none was left out."""
+    from genre_local.run_match import seed_span
+
+    unpaired = {s.seed: baseline.other_settings[s.seed] for s in seeds if s.seed in baseline.other_settings}
+    if not unpaired:
+        return None
+    names = sorted({n for differ in unpaired.values() for n in differ})
+    return (f"no stored original run trained with these settings for {seed_span(sorted(unpaired))} (those stored "
+            f"differ in {', '.join(names)}): not paired; train --variant original with the same options to pair them")
 
 
 def store_experiment(request: TrainRequest, data: EncodedDataset, result: ExperimentResult, checkpoint_root: Path,

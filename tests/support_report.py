@@ -40,10 +40,12 @@ def add_run(
     stop_auc: tuple[float | None, ...] = (0.5,),
     source: tuple[str, ...] | None = None,
     stop_split: str | None = "dev",
+    config: dict | None = None,
 ) -> str:
     """One `runs` row, its `run_metrics`, and one `run_epochs` row per `stop_auc` value;
     metrics maps (user_group, metric) -> value. `source`: the (LLM, prompt set[, method]) the
-    run's variant read, stored in run_sources."""
+    run's variant read, stored in run_sources. `config`: the settings it was trained with (the
+stored config; `{}` by default, the same for every run)."""
     number = next(_ids)
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
@@ -52,7 +54,7 @@ def add_run(
     rates = [10.0 * (i + 1) for i in range(epochs)]
     run = {
         "run_id": run_id, "experiment_id": f"exp{number}", "model": model, "kind": kind, "dataset": dataset,
-        "variant": variant, "features": features, "ng_k": ng_k, "seed": seed, "config": json.dumps({}),
+        "variant": variant, "features": features, "ng_k": ng_k, "seed": seed, "config": json.dumps(config or {}),
         "data_fingerprint": "fp", "variant_stats": "{}", "eval_split": eval_split, "epochs_run": epochs,
         "best_epoch": 1, "stopped_early": False, "epoch_seconds": seconds, "train_samples_per_s": rates,
         "stop_auc": list(stop_auc), "eval_impressions_per_s": 100.0, "processes": 1, "device": "cpu",

@@ -135,6 +135,37 @@ def test_trains_table_over_stored_and_new_seeds_equals_the_report(db: Path, tmp_
     assert [r.superseded_by for r in flagged.seeds] == [other, None, None]
 
 
+def test_trains_t_test_pairs_only_original_runs_trained_with_the_same_settings(db: Path, tmp_path: Path) -> None:
+    """Regression: train's paired t-test took the newest `original` run of each seed whatever its
+    settings: a newer original trained with another lr was the baseline of ns runs. It pairs the
+    original run of the variant's settings (interest fusion is the variant's own: not compared),
+    and says so when no original run of them is stored."""
+    from recsys.config import TrainConfig
+    from recsys.variants import parse_variant
+
+    from genre_local.training import TrainRequest, seed_table
+
+    same, other_lr = {"lr": 0.001, "epochs": 3}, {"lr": 0.0001, "epochs": 3}
+    with open_store(db) as store:
+        ns = {}
+        for seed, (orig, newer, value) in enumerate([(0.60, 0.90, 0.61), (0.62, 0.80, 0.64), (0.64, 0.85, 0.66)], start=1):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(orig), config=same | {"interest_fusion": "gated"})
+            add_run(store, "d", "nrms", "original", seed, all_metrics(newer), config=other_lr)  # newer, other lr
+            ns[seed] = add_run(store, "d", "nrms", "ns", seed, all_metrics(value),
+                               config=same | {"interest_fusion": "concat"})
+        longer = {seed: add_run(store, "d", "nrms", "ns", seed, all_metrics(0.7), config=same | {"epochs": 5})
+                  for seed in (1, 2, 3)}
+        request = TrainRequest(db_path=db, model="nrms", dataset="d", spec=parse_variant("ns", 2),
+                               config=TrainConfig(seeds=3), cache_dir=tmp_path, checkpoint_base=tmp_path)
+        table = seed_table(store, request, [ns[3]], {1: ns[1], 2: ns[2]})
+        unpaired = seed_table(store, request, list(longer.values()), {})
+    assert table.paired_seeds == 3 and table.unpaired_note is None
+    assert table.p_value == pytest.approx(1 - 5 / math.sqrt(27), abs=1e-6)  # against 0.60, 0.62, 0.64
+    assert (unpaired.paired_seeds, unpaired.p_value) == (0, None)
+    assert unpaired.unpaired_note is not None
+    assert "seeds 1-3" in unpaired.unpaired_note and "differ in epochs, lr" in unpaired.unpaired_note
+
+
 def test_newest_run_of_a_seed_wins_and_only_the_eval_split_counts(db: Path) -> None:
     with open_store(db) as store:
         add_run(store, "d", "din", "original", 1, all_metrics(0.50), other_split=all_metrics(0.99))
@@ -402,12 +433,13 @@ EXPECTED_FILES = {
     "variants.csv": ("model", "kind", "variant", "generation_source", "ng_k", "features", "group", "metric",
                      "original_mean",
                      "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
-                     "improvement", "improvement_pct", "p_value"),
+                     "improvement", "improvement_pct", "p_value", "settings_differ"),
     "user_groups.csv": None,
-    "ng_k.csv": ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds"),
+    "ng_k.csv": ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds",
+                 "settings_differ"),
     "chain.csv": None,
     "feature_ablation.csv": ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std",
-                             "seeds"),
+                             "seeds", "settings_differ"),
     "cost.csv": None,
     "profile_fidelity.csv": ("run_id", "model", "generation_source", "round", "precision_at_3", "chance_precision_at_3",
                              "precision_at_3_ratio_to_chance", "recall", "chance_recall", "recall_ratio_to_chance",
@@ -452,6 +484,91 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
     assert all("skipped" not in v for v in views.values())
     assert views["ng_k"]["rows"] == 2 * 3 * 4  # two models, K = 0, 1, 2, four metrics
     assert payload["datasets"]["d"]["superseded_runs"] == 0 and "left out" not in result.stdout
+    # Every run trained the same way: no settings note anywhere (no noise), the column empty.
+    assert "not like for like" not in result.stdout and "Not like for like" not in (folder / "index.html").read_text()
+    assert all(v["settings_differ"] == [] for v in views.values() if "rows" in v)
+    for name in ("variants.csv", "user_groups.csv", "ng_k.csv", "chain.csv", "feature_ablation.csv", "cost.csv"):
+        with (folder / name).open(newline="") as handle:
+            assert {r["settings_differ"] for r in csv.DictReader(handle)} == {""}, name
+
+
+def test_report_says_where_the_runs_compared_were_trained_with_other_settings(db: Path, tmp_path: Path) -> None:
+    """Regression: the report mixed seeds trained with other settings in one configuration, and
+    compared a variant with an original trained otherwise, silently. It still counts the newest
+    run per configuration and seed, and names the configurations and the settings that differ
+    with their values: under the tables, in the HTML, in --json and in a CSV column to filter on.
+    Interest fusion is the variant's own (original reads no profile): no note for it."""
+    same = {"lr": 0.001, "epochs": 3, "interest_fusion": "gated"}
+    with open_store(db) as store:
+        for seed in range(1, 6):
+            add_run(store, "d", "nrms", "original", seed, all_metrics(0.60 + seed / 100), config=same)
+            add_run(store, "d", "nrms", "ns", seed, all_metrics(0.62 + seed / 100),
+                    config=same | {"lr": 0.001 if seed < 5 else 0.0001})
+            add_run(store, "d", "nrms", "up", seed, all_metrics(0.63 + seed / 100),
+                    config=same | {"interest_fusion": "concat"})
+        for seed in (1, 2):
+            add_run(store, "d", "din", "original", seed, all_metrics(0.65), config=same)
+            add_run(store, "d", "din", "ns", seed, all_metrics(0.70), config=same | {"epochs": 5})
+    index = load_index(db)
+    ns_key = ConfigKey("nrms", "ns", 0, FEATURES)
+    assert index.settings_note([ns_key]) == "nrms ns: lr 0.001 (seeds 1-4) vs 0.0001 (seed 5)"
+    notes = {(c.model, c.other_key.variant): c.settings_note
+             for t in variant_tables(index, FEATURES, default_k=2) for c in t.comparisons}
+    nrms_ns = "nrms original vs ns: lr 0.001 (original seeds 1-5, ns seeds 1-4) vs 0.0001 (ns seed 5)"
+    din_ns = "din original vs ns: epochs 3 (original seeds 1-2) vs 5 (ns seeds 1-2)"
+    assert notes == {("nrms", "ns"): nrms_ns, ("nrms", "up"): None, ("din", "ns"): din_ns}
+
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["--db", str(db), "report", "--dataset", "d", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.stdout.split())
+    assert "not like for like" in printed and nrms_ns in printed and din_ns in printed
+    assert printed.count("not like for like") == 1  # under the ns table only: the up table compares like with like
+    views = json.loads(result.stdout.strip().splitlines()[-1])["datasets"]["d"]["views"]
+    assert views["variants"]["settings_differ"] == [nrms_ns, din_ns]
+    with (out / "variants.csv").open(newline="") as handle:
+        flagged = {(r["model"], r["variant"]): r["settings_differ"] for r in csv.DictReader(handle)}
+    assert flagged == {("nrms", "ns"): nrms_ns, ("nrms", "up"): "", ("din", "ns"): din_ns}
+    html = (out / "index.html").read_text()
+    assert "Not like for like" in html and "lr 0.001 (original seeds 1-5, ns seeds 1-4)" in html
+
+
+def test_chain_ng_k_ablation_and_cost_rows_name_the_settings_their_runs_differ_in(db: Path) -> None:
+    """Each view that sets configurations side by side marks its rows whose runs were trained
+    with other settings (the settings_differ CSV column), and only those."""
+    same, longer, faster = {"lr": 0.001, "epochs": 3}, {"lr": 0.001, "epochs": 5}, {"lr": 0.01, "epochs": 3}
+    llm = ("llama", "compact")
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "din", "original", seed, all_metrics(0.60), config=same)
+            add_run(store, "d", "din", "original", seed, all_metrics(0.61), config=faster, features="title")
+            add_run(store, "d", "din", "ng", seed, all_metrics(0.62), config=same, ng_k=1, source=llm)
+            add_run(store, "d", "din", "ng", seed, all_metrics(0.63), config=longer, ng_k=2, source=llm)
+            add_run(store, "d", "din", "chain", seed, all_metrics(0.64), config=same, ng_k=2, source=llm)
+        add_generation_run(store, "d", "news")
+        runs = load_generation_runs(store, "d")
+    index = load_index(db)
+    epochs = "epochs 3 (original seeds 1-2, chain K=2 · llama/compact seeds 1-2) vs 5 (ng K=2 · llama/compact seeds 1-2)"
+    assert {r.settings_note for r in chain_table(index, FEATURES, default_k=2)} == {
+        f"din original vs chain K=2 · llama/compact vs ng K=2 · llama/compact: {epochs}"}
+    curve = {p.ng_k: p.settings_note for p in ng_k_curve(index, FEATURES)}
+    assert set(curve) == {0, 1, 2} and len(set(curve.values())) == 1 and "epochs 3 (" in curve[0]
+    assert "5 (ng K=2 · llama/compact seeds 1-2)" in curve[0]
+    ablation = {(r.variant, r.features): r.settings_note for r in feature_ablation(index, default_k=2)}
+    assert ablation == {(v, f): "din original [title] vs original [title,category]: lr 0.01 (original [title] "
+                                "seeds 1-2) vs 0.001 (original [title,category] seeds 1-2)"
+                        for v, f in (("original", "title"), ("original", FEATURES))}
+    ng_cost = [r for r in cost_table(runs, index, FEATURES, default_k=2) if r.variant == "ng"]
+    assert [r.settings_note for r in ng_cost] == [
+        "din original vs ng K=2 · llama/compact: epochs 3 (original seeds 1-2) vs 5 (ng K=2 · llama/compact seeds 1-2)"]
+    # The same runs with the longer ng retrained like the others: nothing to say.
+    with open_store(db) as store:
+        for seed in (1, 2):
+            add_run(store, "d", "din", "ng", seed, all_metrics(0.63), config=same, ng_k=2, source=llm)
+    index = load_index(db)
+    assert {r.settings_note for r in chain_table(index, FEATURES, default_k=2)} == {None}
+    assert {p.settings_note for p in ng_k_curve(index, FEATURES)} == {None}
+    assert {r.settings_note for r in cost_table(runs, index, FEATURES, default_k=2) if r.variant == "ng"} == {None}
 
 
 def test_views_without_data_are_skipped_with_one_line_notes(db: Path, tmp_path: Path) -> None:

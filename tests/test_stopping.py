@@ -274,7 +274,7 @@ def test_migration_records_dev_as_the_stopping_split_of_earlier_runs(tmp_path: P
 def test_paired_baseline_is_an_original_run_of_the_same_protocol(tmp_path: Path) -> None:
     """An original run reported on dev after stopping on dev (the old protocol) is no baseline
     for a run reported on dev after stopping on the train hold-out."""
-    from genre_local.store.runs import RunIdentity, original_auc_by_seed
+    from genre_local.store.runs import RunIdentity, original_baseline
 
     db = make_store(tmp_path / "s.duckdb", users=4, news_per_cat=2)
     with open_store(db) as store:
@@ -287,6 +287,6 @@ def test_paired_baseline_is_an_original_run_of_the_same_protocol(tmp_path: Path)
                 "'f', '{}', 'dev', 1, 1, false, [1.0], [1.0], [0.5], 1.0, 1, 'cpu', now(), ?)", [run_id, seed, stop_split])
             store.conn.execute("INSERT INTO run_metrics VALUES (?, 'dev', 'all', 'auc', ?)", [run_id, auc])
         ident = RunIdentity("din", "ranking", "tiny", "up", "title", 0)
-        assert original_auc_by_seed(store, ident, "dev", HOLDOUT_SPLIT) == {2: 0.6}
-        assert original_auc_by_seed(store, ident, "dev", "dev") == {1: 0.9}
-        assert original_auc_by_seed(store, ident, "dev", None) == {}
+        assert original_baseline(store, ident, "dev", HOLDOUT_SPLIT, {}).auc_by_seed == {2: 0.6}
+        assert original_baseline(store, ident, "dev", "dev", {}).auc_by_seed == {1: 0.9}
+        assert original_baseline(store, ident, "dev", None, {}).auc_by_seed == {}

@@ -102,6 +102,16 @@ def test_variant_run_gets_a_paired_p_value_against_original(env) -> None:
     assert all(llm is None for variant, llm, _ in sources if variant == "original")  # original reads no LLM
 
 
+def test_the_report_of_runs_trained_the_same_way_has_no_settings_note(env, tmp_path: Path) -> None:
+    """No noise: the original and ns+up+ng runs trained above with one config (their stored
+    configs differ in variant, seeds and nothing that counts) get no settings note."""
+    result = invoke(env, "report", "--dataset", "tiny", "--out", str(tmp_path / "rep"), "--no-plots", "--json")
+    assert result.exit_code == 0, result.output
+    views = json.loads(result.stdout.strip().splitlines()[-1])["datasets"]["tiny"]["views"]
+    assert views["variants"]["rows"] > 0 and views["variants"]["settings_differ"] == []
+    assert "not like for like" not in result.stdout
+
+
 def test_unknown_dataset_is_one_line_exit_2(env) -> None:
     one_line_error(invoke(env, "train", "--model", "nrms", "--dataset", "nope"), "dataset 'nope'")
 
@@ -344,3 +354,18 @@ def test_the_seed_table_shows_no_spread_for_one_seed():
     assert _fmt((0.61234, 0.0)) == "0.6123±0.0000"  # several seeds that agree
     assert _fmt((0.61234, 0.01234)) == "0.6123±0.0123"
     assert _fmt((float("nan"), None)) == "n/a"
+
+
+def test_train_says_which_seeds_no_original_of_the_same_settings_pairs(capsys) -> None:
+    """The seed table's note on seeds left out of the t-test (original runs of other settings
+    only: genre_local.training.seed_table) is printed under the p-value line."""
+    from types import SimpleNamespace
+
+    from genre_local.commands.train import _print_seeds
+    from genre_local.training import SeedResult, SeedTable, TrainOutcome
+
+    note = "no stored original run trained with these settings for seeds 1-2 (those stored differ in lr): not paired"
+    seeds = [SeedResult(s, f"r{s}", True, {"all": {"auc": 0.6}}) for s in (1, 2)]
+    outcome = TrainOutcome(None, ["r1", "r2"], SeedTable(seeds, "dev", "dev", None, 0, note))
+    _print_seeds(SimpleNamespace(model="nrms", spec=SimpleNamespace(name="ns")), "d", None, outcome)
+    assert f"paired t-test vs original: {note}" in capsys.readouterr().out.replace("\n", " ")

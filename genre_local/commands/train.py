@@ -210,7 +210,8 @@ def train(
             "stop_split": table.stop_split,
             "metrics": means("all") if "all" in summary else {},
             "groups": {g: means(g) for g in USER_GROUPS if g != "all" and g in summary},
-            "p_value": outcome.p_value, "paired_seeds": outcome.paired_seeds, "stored_runs": outcome.run_ids,
+            "p_value": outcome.p_value, "paired_seeds": outcome.paired_seeds, "unpaired_note": table.unpaired_note,
+            "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
             "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained, "superseded_by": r.superseded_by}
                      for r in table.seeds],
@@ -249,6 +250,8 @@ def _print_seeds(request, dataset: str, source: str | None, outcome) -> None:
     console.print(f"stored runs {', '.join(outcome.run_ids) or 'none'}"
                   + (f"; paired t-test vs original (AUC, {outcome.paired_seeds} seeds): "
                      f"p = {outcome.p_value:.4g}" if outcome.p_value is not None else ""))
+    if table.unpaired_note is not None:
+        console.print(f"paired t-test vs original: {table.unpaired_note}", highlight=False, soft_wrap=True)
 
 
 @command_errors

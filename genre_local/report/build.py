@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.table import Table
 
 from genre_local.report.html import ViewSection, write_html
-from genre_local.report.view import (Records, ReportContext, ReportInputs, Sources, View, plot_label, report_context,
-                                      write_csv)
+from genre_local.report.view import (Records, ReportContext, ReportInputs, Sources, View, caption_settings, plot_label,
+                                      report_context, write_csv)
 from genre_local.report.views import VIEWS
 
 __all__ = ["HTML_FILE", "Report", "ReportInputs", "ViewResult", "build_report", "render_view"]
@@ -31,6 +31,8 @@ class ViewResult:
     csv_file: Path | None = None
     plot: Path | None = None
     sources: Sources = field(default_factory=Sources)
+    # Where runs behind the numbers were trained with other settings (Records.settings_notes)
+    settings_notes: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> bool:
@@ -39,12 +41,13 @@ class ViewResult:
     def as_json(self) -> dict:
         if self.skipped:
             return {"title": self.title, "skipped": self.note}
-        return {"title": self.title, "rows": self.rows, "files": [str(p) for p in self.files]}
+        return {"title": self.title, "rows": self.rows, "files": [str(p) for p in self.files],
+                "settings_differ": self.settings_notes}
 
     def section(self) -> ViewSection:
         return ViewSection(self.name, self.title, self.note, self.tables, self.records,
                            self.csv_file.name if self.csv_file else None, self.plot,
-                           self.sources.configs, self.sources.generation_runs)
+                           self.sources.configs, self.sources.generation_runs, tuple(self.settings_notes))
 
 
 @dataclass
@@ -73,7 +76,12 @@ def render_view(view: View, ctx: ReportContext, out_dir: Path, with_plots: bool 
     result.rows = len(result.records.rows)
     result.csv_file = write_csv(out_dir / view.csv_file, result.records)
     result.files.append(result.csv_file)
+    result.settings_notes = result.records.settings_notes()
     result.tables.extend(view.tables(rows, ctx))
+    if result.settings_notes and result.tables and not any(t.caption for t in result.tables):
+        # A view whose tables did not caption their own notes (comparison_table does, per table):
+        # the last, under all of its numbers.
+        caption_settings(result.tables[-1], result.settings_notes)
     if with_plots and view.plot is not None:
         result.plot = view.plot.draw(rows, plot_label(ctx, view.plot), out_dir / view.plot.file)
         result.files.append(result.plot)

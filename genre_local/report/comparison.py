@@ -12,7 +12,7 @@ from rich.table import Table
 from genre_local.report.format import add_metric_columns, fmt_gain, fmt_p, fmt_summary
 from genre_local.report.naming import kind_of
 from genre_local.report.runs import ALL_USERS, ConfigKey, RunIndex, Summary, seed_p_value
-from genre_local.report.view import Records
+from genre_local.report.view import SETTINGS_COLUMN, Records, caption_settings
 
 
 def seed_count(counts: set[int]) -> str:
@@ -40,6 +40,8 @@ class Comparison:
     other_key: ConfigKey
     base: Summary
     other: Summary
+    # The settings the runs behind base and other differ in (RunIndex.settings_note); None: same
+    settings_note: str | None = None
 
     @property
     def kind(self) -> str:
@@ -60,11 +62,12 @@ class Comparison:
 
 def compare(index: RunIndex, base: ConfigKey, other: ConfigKey, group: str = ALL_USERS) -> list[Comparison]:
     out = []
+    note = index.settings_note([base, other])
     for metric in METRICS:
         b = index.summary(base, metric, group)
         o = index.summary(other, metric, group)
         if b is not None and o is not None:
-            out.append(Comparison(base.model, group, metric, base, other, b, o))
+            out.append(Comparison(base.model, group, metric, base, other, b, o, note))
     return out
 
 
@@ -82,7 +85,7 @@ def summary_cells(summary: Summary | None) -> tuple[object, object, object]:
 COMPARISON_HEADER = (
     "model", "kind", "variant", "generation_source", "ng_k", "features", "group", "metric",
     "original_mean", "original_std", "original_seeds", "variant_mean", "variant_std", "variant_seeds",
-    "improvement", "improvement_pct", "p_value",
+    "improvement", "improvement_pct", "p_value", SETTINGS_COLUMN,
 )
 
 
@@ -90,7 +93,8 @@ def comparison_records(comparisons: Sequence[Comparison]) -> Records:
     return Records(COMPARISON_HEADER, [
         (c.model, c.kind, c.other_key.variant, c.other_key.source, c.other_key.ng_k, c.other_key.features,
          c.group, c.metric,
-         *summary_cells(c.base), *summary_cells(c.other), c.improvement, c.improvement_pct, c.p_value)
+         *summary_cells(c.base), *summary_cells(c.other), c.improvement, c.improvement_pct, c.p_value,
+         c.settings_note)
         for c in comparisons
     ])
 
@@ -131,4 +135,5 @@ def comparison_table(title: str, comparisons: Sequence[Comparison], show_group: 
             if any(p is not None for p in p_values):
                 table.add_row(*blank, "p (paired t)", *[fmt_p(p) for p in p_values], "")
         table.rows[-1].end_section = True
+    caption_settings(table, list(dict.fromkeys(c.settings_note for c in comparisons if c.settings_note)))
     return table

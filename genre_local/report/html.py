@@ -110,6 +110,7 @@ class ViewSection:
     plot: Path | None
     configs: tuple[ConfigKey, ...]
     generation_runs: tuple[str, ...]
+    settings_notes: tuple[str, ...] = ()  # runs behind the numbers trained with other settings
 
 
 def llm_source(ctx: ReportContext, key: ConfigKey) -> str:
@@ -159,6 +160,10 @@ def _view_section(ctx: ReportContext, section: ViewSection) -> str:
     if section.note is not None:
         parts.append(f'<p class="note">skipped: {esc(section.note)}</p></section>')
         return "".join(parts)
+    if section.settings_notes:
+        parts.append('<div class="bad"><p>Not like for like: runs behind these numbers were trained with other '
+                     'settings (the CSV column <code>settings_differ</code> marks their rows):</p><ul>'
+                     + "".join(f"<li>{esc(n)}</li>" for n in section.settings_notes) + "</ul></div>")
     parts.extend(rich_table_html(t) for t in section.tables)
     if section.plot is not None:
         parts.append(png_html(section.plot, section.title))

@@ -4,12 +4,17 @@ A "configuration" of a run is (model, variant, ng_k, features, generation source
 are repeats. The source ("LLM/prompt set", empty for `original` and for runs stored before
 migration 006) keeps runs on two LLMs' outputs apart. Each
 view compares configurations over the seeds they have, on the split the run was evaluated on
-(test when stored, otherwise dev).
+(test when stored, otherwise dev). The settings a run was trained with (epochs, lr, ...) are not
+part of its configuration: the newest run of a seed counts whatever its settings, and
+`RunIndex.settings_note` says where the runs behind one number, or behind two numbers compared,
+were trained with other settings (genre_local/run_match.py compared_settings).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from recsys.catalog import USER_GROUPS
@@ -22,6 +27,7 @@ from genre_local.report.naming import (
     model_sort_key,
     variant_sort_key,
 )
+from genre_local.run_match import compared_settings, differing_settings, seed_span, setting_value
 from genre_local.store.results import MetricRow
 
 # Every impression; users with no history; a short history (1..5, GENRE Table 6); a longer one.
@@ -73,6 +79,8 @@ class RunIndex:
     seed_splits: dict[ConfigKey, dict[int, str]] = field(default_factory=dict)  # the split each seed reports
     # the older runs of a seed trained more than once (train --retrain, or other settings): left out
     superseded: dict[ConfigKey, dict[int, tuple[str, ...]]] = field(default_factory=dict)
+    # the settings each seed's run was trained with (run_match.compared_settings of its config)
+    settings: dict[ConfigKey, dict[int, dict]] = field(default_factory=dict)
 
     def summary(self, key: ConfigKey, metric: str, group: str = ALL_USERS) -> Summary | None:
         seeds = self.runs.get(key, {})
@@ -98,6 +106,17 @@ class RunIndex:
     def superseded_runs(self) -> int:
         """How many stored runs no number comes from: each configuration and seed counts its newest run."""
         return sum(len(runs) for seeds in self.superseded.values() for runs in seeds.values())
+
+    def settings_note(self, keys: Iterable[ConfigKey | None]) -> str | None:
+        """Where the runs behind `keys` (the configurations of one number, or of numbers compared
+        with each other, of one model) were not all trained with the same settings: each setting
+        that differs, its values and the runs of each, e.g. "nrms original vs ns: lr 0.001
+        (original seeds 1-5, ns seeds 1-4) vs 0.0001 (ns seed 5)". None when they all agree.
+        Configurations of several models get one such note per model, joined with " | "."""
+        chosen = [k for k in dict.fromkeys(keys) if k is not None and k in self.settings]
+        notes = [_model_settings_note(self, [k for k in chosen if k.model == model])
+                 for model in dict.fromkeys(k.model for k in chosen)]
+        return " | ".join(n for n in notes if n) or None
 
     def split_label(self) -> str:
         """Every evaluation split the indexed runs report, e.g. 'dev' or 'dev/test'; '-' for none."""
@@ -135,7 +154,37 @@ def index_runs(rows: list[MetricRow]) -> RunIndex:
         index.splits.setdefault(key, set()).add(split)
         index.run_ids.setdefault(key, {})[seed] = run_rows[0].run_id
         index.seed_splits.setdefault(key, {})[seed] = split
+        config = json.loads(run_rows[0].config) if run_rows[0].config else {}
+        index.settings.setdefault(key, {})[seed] = compared_settings(config, key.model)
     return index
+
+
+def _model_settings_note(index: RunIndex, keys: list[ConfigKey]) -> str | None:
+    """RunIndex.settings_note for configurations of one model."""
+    runs = [(key, seed, settings) for key in keys for seed, settings in sorted(index.settings[key].items())]
+    names = differing_settings([settings for _, _, settings in runs])
+    if not names:
+        return None
+    labels = _config_labels(keys)
+    one = len(keys) == 1
+    parts = []
+    for name in names:
+        by_value: dict[str, dict[ConfigKey, list[int]]] = {}
+        for key, seed, settings in runs:
+            by_value.setdefault(setting_value(settings, name), {}).setdefault(key, []).append(seed)
+        values = [f"{value} (" + ", ".join(seed_span(seeds) if one else f"{labels[key]} {seed_span(seeds)}"
+                                            for key, seeds in holders.items()) + ")"
+                  for value, holders in by_value.items()]
+        parts.append(f"{name} " + " vs ".join(values))
+    return f"{keys[0].model} {' vs '.join(labels[k] for k in keys)}: " + "; ".join(parts)
+
+
+def _config_labels(keys: list[ConfigKey]) -> dict[ConfigKey, str]:
+    """How a settings note names each configuration: its variant, K, generation source, and its
+    feature set where the configurations' feature sets differ."""
+    features = len({k.features for k in keys}) > 1
+    return {k: k.variant + (f" K={k.ng_k}" if k.ng_k else "") + (f" · {k.source}" if k.source else "")
+            + (f" [{k.features}]" if features else "") for k in keys}
 
 
 def _newest_run(rows: list[MetricRow]) -> list[MetricRow]:

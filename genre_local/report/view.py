@@ -79,6 +79,29 @@ class Records:
     header: tuple[str, ...]
     rows: list[tuple[object, ...]]
 
+    def settings_notes(self) -> list[str]:
+        """The distinct SETTINGS_COLUMN notes of the rows, in order: where the runs behind a
+        number were trained with other settings. Empty for a view without the column."""
+        if SETTINGS_COLUMN not in self.header:
+            return []
+        at = self.header.index(SETTINGS_COLUMN)
+        return list(dict.fromkeys(str(row[at]) for row in self.rows if row[at]))
+
+
+# The CSV column of the views that compare runs: empty where every run behind the row's numbers
+# was trained with the same settings, else which settings differ (RunIndex.settings_note), so a
+# script keeps the comparable rows by filtering on it being empty.
+SETTINGS_COLUMN = "settings_differ"
+
+
+def caption_settings(table: Table, notes: Sequence[str]) -> None:
+    """Caption `table` with `notes` (Records.settings_notes of its rows): the runs behind its
+    numbers were trained with other settings, so they do not compare like with like. None: no caption."""
+    if notes:
+        table.caption = "\n".join(["not like for like, runs behind these numbers were trained with other settings:",
+                                   *(f"  {note}" for note in notes)])
+        table.caption_justify, table.caption_style = "left", "yellow"
+
 
 def write_csv(path: Path, records: Records) -> Path:
     def write(target: Path) -> None:

@@ -52,6 +52,7 @@ class MetricRow:
     created_at: datetime | None = None  # newest run wins when a seed was trained twice
     run_id: str | None = None
     source: str | None = None  # the source's label the variant read (run_sources); None for original
+    config: str | None = None  # the run's stored config (JSON): the settings it was trained with
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ _RUN_SOURCE_SQL = "s.llm || '/' || s.prompt_set || CASE WHEN s.method = 'generat
 
 
 def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
-    """Every stored run's metrics on its reported split (view run_results, 003_training.sql).
+    """Every stored run's metrics on its reported split (view run_results, 003_training.sql),
+    each row with its run's stored config (the settings the report compares runs on).
 
     NULL values (no impression of a user group qualified) and non-metric counts are left out.
     """
@@ -129,8 +131,8 @@ def load_metric_rows(store: Store, dataset: str) -> list[MetricRow]:
     return _typed_rows(
         store, MetricRow,
         "SELECT r.model, r.variant, r.seed, r.ng_k, r.features, r.split, r.user_group AS \"group\", r.metric, "
-        "r.value, r.created_at, r.run_id, " + _RUN_SOURCE_SQL + " "
-        "FROM run_results r LEFT JOIN run_sources s USING (run_id) "
+        "r.value, r.created_at, r.run_id, " + _RUN_SOURCE_SQL + ", c.config "
+        "FROM run_results r JOIN runs c USING (run_id) LEFT JOIN run_sources s USING (run_id) "
         f"WHERE r.dataset = ? AND r.metric IN ({placeholders}) AND r.value IS NOT NULL "
         "ORDER BY r.created_at, r.run_id",
         [dataset, *METRICS],

@@ -11,7 +11,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,20 +118,42 @@ def _finite(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def original_auc_by_seed(store: Store, ident: RunIdentity, eval_split: str,
-                         stop_split: str | None) -> dict[int, float]:
-    """AUC (all users) of the latest stored `original` run per seed with the same model/data/features,
-    reported on `eval_split` after stopping on `stop_split` (the same protocol): the baseline of
-    the paired t-test."""
+@dataclass(frozen=True)
+class OriginalBaseline:
+    """The stored `original` runs a variant's runs are paired with in train's t-test."""
+
+    auc_by_seed: dict[int, float]  # seed -> AUC of the newest original run trained the same way
+    # seed -> the settings its newest original run differs in, for the seeds that have original
+    # runs of the same protocol but none trained with the variant's settings (not paired)
+    other_settings: dict[int, list[str]]
+
+
+def original_baseline(store: Store, ident: RunIdentity, eval_split: str, stop_split: str | None,
+                      config: dict) -> OriginalBaseline:
+    """Per seed, the AUC (all users) of the latest stored `original` run with the same
+    model/data/features, reported on `eval_split` after stopping on `stop_split` (the same
+    protocol) and trained with the same settings as a run of stored `config`
+    (run_match.compared_settings): the baseline of the paired t-test."""
+    from genre_local.run_match import compared_settings, differing_settings
+
     rows = store.conn.execute(
-        "SELECT r.seed, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.run_id "
+        "SELECT r.seed, m.value, r.config FROM runs r JOIN run_metrics m ON m.run_id = r.run_id "
         "WHERE r.model = ? AND r.dataset = ? AND r.features = ? AND r.variant = 'original' "
         "AND r.eval_split = ? AND r.stop_split IS NOT DISTINCT FROM ? "
         "AND m.split = ? AND m.user_group = 'all' AND m.metric = 'auc' AND m.value IS NOT NULL "
-        "QUALIFY row_number() OVER (PARTITION BY r.seed ORDER BY r.created_at DESC, r.run_id DESC) = 1",
+        "ORDER BY r.created_at DESC, r.run_id DESC",
         [ident.model, ident.dataset, ident.features, eval_split, stop_split, eval_split],
     ).fetchall()
-    return {int(seed): float(value) for seed, value in rows}
+    wanted = compared_settings(config, ident.model)
+    auc_by_seed: dict[int, float] = {}
+    other_settings: dict[int, list[str]] = {}
+    for seed, value, stored in rows:  # newest first
+        settings = compared_settings(json.loads(stored), ident.model)
+        if settings == wanted:
+            auc_by_seed.setdefault(int(seed), float(value))
+        else:
+            other_settings.setdefault(int(seed), differing_settings([wanted, settings]))
+    return OriginalBaseline(auc_by_seed, {s: d for s, d in other_settings.items() if s not in auc_by_seed})
 
 
 @dataclass(frozen=True)
@@ -143,6 +165,7 @@ class SeedMetrics:
     eval_split: str
     stop_split: str | None
     metrics: dict[str, dict[str, float]]  # user group -> metric -> value
+    config: dict = field(default_factory=dict)  # the run's stored config (the settings it was trained with)
 
 
 def load_seed_metrics(store: Store, run_ids: list[str]) -> list[SeedMetrics]:
@@ -150,14 +173,15 @@ def load_seed_metrics(store: Store, run_ids: list[str]) -> list[SeedMetrics]:
     from recsys.catalog import METRICS
 
     rows = store.conn.execute(
-        "SELECT r.run_id, r.seed, r.eval_split, r.stop_split, m.user_group, m.metric, m.value FROM runs r "
+        "SELECT r.run_id, r.seed, r.eval_split, r.stop_split, r.config, m.user_group, m.metric, m.value FROM runs r "
         "LEFT JOIN run_metrics m ON m.run_id = r.run_id AND m.split = r.eval_split AND m.value IS NOT NULL "
         "AND list_contains(?, m.metric) WHERE list_contains(?, r.run_id)",
         [list(METRICS), list(run_ids)],
     ).fetchall()
     found: dict[str, SeedMetrics] = {}
-    for run_id, seed, eval_split, stop_split, group, metric, value in rows:
-        entry = found.setdefault(run_id, SeedMetrics(run_id, int(seed), eval_split, stop_split, {}))
+    for run_id, seed, eval_split, stop_split, config, group, metric, value in rows:
+        entry = found.setdefault(run_id, SeedMetrics(run_id, int(seed), eval_split, stop_split, {},
+                                                     json.loads(config)))
         if group is not None:
             entry.metrics.setdefault(group, {})[metric] = float(value)
     return [found[r] for r in run_ids if r in found]

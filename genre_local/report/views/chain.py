@@ -21,7 +21,7 @@ from genre_local.report.comparison import summary_cells
 from genre_local.report.format import add_metric_columns, fmt_p, fmt_signed, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ALL_USERS, ConfigKey, RunIndex, Summary, main_key, seed_p_value
-from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
+from genre_local.report.view import SETTINGS_COLUMN, Plot, Records, ReportContext, View, config_sources
 from genre_local.store.enrichment import chain_cohort_group
 from genre_local.store.generations import split_method
 
@@ -37,6 +37,7 @@ class ChainRow:
     source: str = ""  # the generation source of the chain (and one-pass) runs
     group: str = ALL_USERS  # the metric group compared: the source's Chain cohort, or all users
     cohort_users: int | None = None  # users in the Chain cohort (Table 1's valid profiles)
+    settings_note: str | None = None  # the settings the runs of `keys` differ in; None: the same
 
     @property
     def on_cohort(self) -> bool:
@@ -85,7 +86,7 @@ def chain_table(index: RunIndex, features: str, default_k: int,
                 o = index.summary(one_pass, metric, group) if one_pass else None
                 keys = (base, chain) + ((one_pass,) if o is not None else ())
                 out.append(ChainRow(model, metric, b, o, c, keys, source, group,
-                                    (cohort_sizes or {}).get(source)))
+                                    (cohort_sizes or {}).get(source), index.settings_note(keys)))
     return out
 
 
@@ -102,9 +103,9 @@ def _records(rows: Sequence[ChainRow]) -> Records:
     return Records(
         ("model", "kind", "generation_source", "users", "cohort_users", "metric", "original_mean", "original_std", "original_seeds",
          "one_pass_mean", "one_pass_std", "one_pass_seeds", "chain_mean", "chain_std", "chain_seeds",
-         "one_pass_improvement", "chain_improvement", "chain_vs_one_pass_p"),
+         "one_pass_improvement", "chain_improvement", "chain_vs_one_pass_p", SETTINGS_COLUMN),
         [(r.model, kind_of(r.model), r.source, r.group, r.cohort_users, r.metric, *summary_cells(r.original), *summary_cells(r.one_pass),
-          *summary_cells(r.chain), r.one_pass_improvement, r.chain_improvement, r.chain_vs_one_pass_p)
+          *summary_cells(r.chain), r.one_pass_improvement, r.chain_improvement, r.chain_vs_one_pass_p, r.settings_note)
          for r in rows],
     )
 

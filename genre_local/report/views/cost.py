@@ -20,7 +20,7 @@ from genre_local.report import figures
 from genre_local.report.format import UNKNOWN, fmt_known, fmt_ratio, fmt_signed
 from genre_local.report.naming import SCHEMES, kind_of
 from genre_local.report.runs import RunIndex, main_key
-from genre_local.report.view import Plot, Records, ReportContext, Sources, View
+from genre_local.report.view import SETTINGS_COLUMN, Plot, Records, ReportContext, Sources, View
 from genre_local.store.results import GenerationRunRow
 
 
@@ -48,6 +48,8 @@ class CostRow:
     run_ids: tuple[str, ...] = ()  # the generation runs whose cost the row sums
     source: str = ""  # the generation source (LLM/prompt set); "" when runs recorded none
     provenance: str = "generated"  # generated | imported (comma-separated when a source has both)
+    # The settings the runs behind a gain (a model's original and variant) differ in; None: the same
+    settings_note: str | None = None
 
     @property
     def has_cost(self) -> bool:
@@ -84,10 +86,12 @@ class CostRow:
 
 
 def _mean_auc_gain(index: RunIndex, variant: str, kind: str, features: str | None,
-                   default_k: int, source: str | None = None) -> tuple[float | None, int]:
+                   default_k: int, source: str | None = None) -> tuple[float | None, int, list[str]]:
+    """The mean AUC gain of `variant` over original among the models of `kind`, how many models
+    it averages, and the settings notes of the models whose runs compared were trained otherwise."""
     if features is None:
-        return None, 0
-    gains = []
+        return None, 0, []
+    gains, notes = [], []
     for model in index.models():
         if kind_of(model) != kind:
             continue
@@ -97,7 +101,10 @@ def _mean_auc_gain(index: RunIndex, variant: str, kind: str, features: str | Non
         o = index.summary(other, "auc") if other else None
         if b is not None and o is not None:
             gains.append(o.mean - b.mean)
-    return (math.fsum(gains) / len(gains) if gains else None), len(gains)
+            note = index.settings_note([base, other])
+            if note:
+                notes.append(note)
+    return (math.fsum(gains) / len(gains) if gains else None), len(gains), notes
 
 
 def cost_table(
@@ -121,8 +128,8 @@ def cost_table(
         for source in sources:
             picked = [r for r in generated if r.source == source]
             gain_source = "" if legacy else source
-            m_gain, m_n = _mean_auc_gain(index, variant, "matching", features, default_k, gain_source)
-            r_gain, r_n = _mean_auc_gain(index, variant, "ranking", features, default_k, gain_source)
+            m_gain, m_n, m_notes = _mean_auc_gain(index, variant, "matching", features, default_k, gain_source)
+            r_gain, r_n, r_notes = _mean_auc_gain(index, variant, "ranking", features, default_k, gain_source)
             out.append(CostRow(
                 scheme=scheme,
                 tasks=tuple(t for t in tasks if any(r.task == t for r in picked)) or tasks,
@@ -146,6 +153,7 @@ def cost_table(
                 run_ids=tuple(dict.fromkeys(r.run_id for r in picked)),
                 source=source,
                 provenance=",".join(sorted({r.provenance for r in picked})) or "none",
+                settings_note=" | ".join([*m_notes, *r_notes]) or None,
             ))
     return out
 
@@ -172,12 +180,12 @@ def _records(rows: Sequence[CostRow]) -> Records:
         ("scheme", "tasks", "variant", "generation_source", "runs", "llm", "requests", "valid", "invalid", "prompt_tokens",
          "completion_tokens", "engine_seconds", "wall_seconds", "cost", "cost_unit", "cost_units",
          "matching_auc_improvement", "matching_models", "matching_ccr",
-         "ranking_auc_improvement", "ranking_models", "ranking_ccr", "provenance"),
+         "ranking_auc_improvement", "ranking_models", "ranking_ccr", "provenance", SETTINGS_COLUMN),
         [(r.scheme, "+".join(r.tasks), r.variant, r.source, r.runs, " ".join(r.models), r.requests, r.valid,
           r.invalid, r.prompt_tokens, r.completion_tokens, r.engine_seconds, r.wall_seconds, r.money, r.unit,
           r.cost_units,
           r.matching_improvement, r.matching_models, r.matching_ccr,
-          r.ranking_improvement, r.ranking_models, r.ranking_ccr, r.provenance) for r in rows],
+          r.ranking_improvement, r.ranking_models, r.ranking_ccr, r.provenance, r.settings_note) for r in rows],
     )
 
 

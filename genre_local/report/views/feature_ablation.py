@@ -15,7 +15,7 @@ from genre_local.report.comparison import summary_cells
 from genre_local.report.format import add_metric_columns, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ConfigKey, RunIndex, Summary, main_key
-from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
+from genre_local.report.view import SETTINGS_COLUMN, Plot, Records, ReportContext, View, config_sources
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class AblationRow:
     metric: str
     summary: Summary
     key: ConfigKey | None = None  # the configuration the row was read from
+    settings_note: str | None = None  # the settings the runs of its feature sets differ in; None: the same
 
     @property
     def source(self) -> str:
@@ -47,14 +48,15 @@ def feature_ablation(index: RunIndex, default_k: int) -> list[AblationRow]:
             if len(feature_sets) < 2:
                 continue
             for source in index.sources(variant):  # one row group per generation source
-                for features in feature_sets:
-                    key = main_key(index, model, variant, features, default_k, source)
+                keys = [main_key(index, model, variant, features, default_k, source) for features in feature_sets]
+                note = index.settings_note(keys)
+                for features, key in zip(feature_sets, keys):
                     if key is None:
                         continue
                     for metric in METRICS:
                         summary = index.summary(key, metric)
                         if summary is not None:
-                            out.append(AblationRow(model, variant, features, metric, summary, key))
+                            out.append(AblationRow(model, variant, features, metric, summary, key, note))
     return out
 
 
@@ -68,8 +70,9 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(rows: Sequence[AblationRow]) -> Records:
     return Records(
-        ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std", "seeds"),
-        [(r.model, kind_of(r.model), r.variant, r.source, r.features, r.metric, *summary_cells(r.summary))
+        ("model", "kind", "variant", "generation_source", "features", "metric", "mean", "std", "seeds", SETTINGS_COLUMN),
+        [(r.model, kind_of(r.model), r.variant, r.source, r.features, r.metric, *summary_cells(r.summary),
+          r.settings_note)
          for r in rows],
     )
 

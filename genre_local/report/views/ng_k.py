@@ -15,7 +15,7 @@ from genre_local.report.comparison import seed_count, summary_cells
 from genre_local.report.format import add_metric_columns, fmt_summary
 from genre_local.report.naming import kind_of, model_sort_key
 from genre_local.report.runs import ConfigKey, RunIndex, Summary
-from genre_local.report.view import Plot, Records, ReportContext, View, config_sources
+from genre_local.report.view import SETTINGS_COLUMN, Plot, Records, ReportContext, View, config_sources
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class CurvePoint:
     source: str  # 'ng' or 'original' (K = 0 taken from the original runs)
     key: ConfigKey | None = None  # the configuration the point was read from
     generation_source: str = ""  # the LLM/prompt set the ng runs read: one curve per source
+    settings_note: str | None = None  # the settings the runs of the curve's points differ in; None: the same
 
     @property
     def line(self) -> str:
@@ -52,12 +53,13 @@ def ng_k_curve(index: RunIndex, features: str) -> list[CurvePoint]:
                 points[0] = (original, "original")
             if len(points) < 2:
                 continue
+            note = index.settings_note(key for key, _ in points.values())
             for k in sorted(points):
                 key, source = points[k]
                 for metric in METRICS:
                     summary = index.summary(key, metric)
                     if summary is not None:
-                        out.append(CurvePoint(model, k, metric, summary, source, key, generation_source))
+                        out.append(CurvePoint(model, k, metric, summary, source, key, generation_source, note))
     return out
 
 
@@ -71,8 +73,9 @@ def _empty_note(ctx: ReportContext) -> str:
 
 def _records(points: Sequence[CurvePoint]) -> Records:
     return Records(
-        ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds"),
-        [(p.model, kind_of(p.model), p.ng_k, p.source, p.generation_source, p.metric, *summary_cells(p.summary))
+        ("model", "kind", "ng_k", "source", "generation_source", "metric", "mean", "std", "seeds", SETTINGS_COLUMN),
+        [(p.model, kind_of(p.model), p.ng_k, p.source, p.generation_source, p.metric, *summary_cells(p.summary),
+          p.settings_note)
          for p in points],
     )
 
