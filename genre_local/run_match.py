@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # other values of these still counts. seed/seeds are the run's own; features and ng_k are
 # compared through the run's identity columns.
 NOT_SETTINGS = frozenset({"seed", "seeds", "threads", "num_workers", "checkpoint_every", "fast_eval",
-                          "features", "ng_k", "track"})
+                          "eval_batch_size", "features", "ng_k", "track"})
 _FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 _UNRECORDED = "<unrecorded>"  # a setting a run's config lacks (stored before the setting existed)
 
