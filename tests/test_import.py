@@ -213,6 +213,8 @@ def test_stats_json(tmp_path: Path) -> None:
     # U1: 2 items, U3: 1 item -> cold; U2: history "" in train, "N1" in test -> longest is 1 -> cold
     assert stats["cold_users"] == 3
     assert stats["empty_history_users"] == 0
+    # Regression: percentiles were interpolated (p90 1.8 clicks); they are history lengths users have.
+    assert stats["history_percentiles"] == {"p50": 1, "p90": 2, "p99": 2}
     assert stats["categories"]["sports"] == 1
     missing = run_cli(db, "data", "stats", "--name", "nope")
     assert missing.exit_code == 2 and "dataset 'nope' is not in store" in missing.stderr

@@ -126,9 +126,9 @@ def read_dataset_stats(conn: duckdb.DuckDBPyConnection, name: str) -> DatasetSta
                count(*) FILTER (WHERE n BETWEEN 1 AND ?),
                count(*) FILTER (WHERE n > ?),
                count(*) FILTER (WHERE n = 0),
-               coalesce(quantile_cont(n, 0.5), 0),
-               coalesce(quantile_cont(n, 0.9), 0),
-               coalesce(quantile_cont(n, 0.99), 0)
+               coalesce(quantile_disc(n, 0.5), 0),
+               coalesce(quantile_disc(n, 0.9), 0),
+               coalesce(quantile_disc(n, 0.99), 0)
         FROM per_user
         """,
         [name, NEW_USER_MAX_HISTORY, NEW_USER_MAX_HISTORY],
