@@ -65,8 +65,10 @@ def app_context(ctx: typer.Context) -> AppContext:
     return built
 
 
-def stdout_console() -> Console:
-    return Console(soft_wrap=True)
+def stdout_console(markup: bool = True) -> Console:
+    """Standard output's console; `markup=False` where what is printed holds data (labels such as
+    "[title,category]", news titles) that Rich would otherwise read as markup and drop."""
+    return Console(soft_wrap=True, markup=markup)
 
 
 def stderr_console() -> Console:

@@ -463,6 +463,8 @@ def test_report_command_writes_every_view(db: Path, tmp_path: Path) -> None:
     # din original AUC over seeds 0.655 and 0.66: mean 0.6575, sample std 0.0035355
     assert "0.6575 ± 0.0035" in result.stdout
     assert "Table 8a" in result.stdout and "Table 7" in result.stdout and "Fig. 7" in result.stdout
+    # Regression: Rich read "[title,category]" in the training curves' labels as markup and dropped it.
+    assert "[title,category] seed 1" in result.stdout
     for name, header in EXPECTED_FILES.items():
         with (folder / name).open(newline="") as handle:
             rows = list(csv.reader(handle))

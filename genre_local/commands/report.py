@@ -83,7 +83,7 @@ def report(
     root = (out if out is not None else resolve_relative(context.db_path, context.config.paths.reports_dir)).absolute()
     if root.exists() and not root.is_dir():
         raise UserError(f"--out {root} is a file; pass a folder")
-    console = stdout_console()
+    console = stdout_console(markup=False)  # the tables hold labels like "[title,category]"
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped into a file, Rich would squeeze the tables into 80 columns; the report's
         # tables need about 100.
