@@ -48,11 +48,12 @@ MIND_SMALL = GridData("MIND-small", 170_129, 221_422 / 170_129, 12.5, 32_884)
 # same dev:train ratio as the synthetic MIND-small set.
 MIND_LARGE = GridData("MIND-large", 2_200_000, 221_422 / 170_129, 12.5, round(2_200_000 * 32_884 / 170_129))
 
-# BENCHMARKS.md section 2 (bench_train.py, 2-core CPU, batch 64, 4 negatives, title 30, history 50).
+# BENCHMARKS.md section 2, session 8's run (bench_train.py, 2-core Intel Xeon, 2 torch threads,
+# float32, batch 64, 4 negatives, title 30, history 50; PLMNR with its default exact history).
 CPU_RATES = {
-    "naml": ModelRate(537, 13_811), "lstur": ModelRate(504, 19_763), "nrms": ModelRate(353, 9_701),
-    "plmnr": ModelRate(9, 396), "bst": ModelRate(702, 415), "dcn": ModelRate(5_671, 19_287),
-    "pnn": ModelRate(5_335, 10_875), "din": ModelRate(4_021, 3_308),
+    "naml": ModelRate(602, 19_204), "lstur": ModelRate(524, 17_891), "nrms": ModelRate(385, 13_251),
+    "plmnr": ModelRate(71, 1_855), "bst": ModelRate(777, 415), "dcn": ModelRate(9_210, 16_071),
+    "pnn": ModelRate(8_603, 10_967), "din": ModelRate(7_460, 6_848),
 }
 # ASSUMED GPU / 2-core-CPU speed-ups where no gpu_check measurement exists: the light models
 # (about 2 M parameters, batch 64) are kernel-launch bound on a GPU, so their gain is modest;

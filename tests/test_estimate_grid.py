@@ -46,17 +46,19 @@ def test_grid_multiplies_by_variants_and_seeds(grid):
 
 
 def test_a_cuda_gpu_check_replaces_the_assumption_for_the_models_it_measured(grid):
-    measured = {"environment": {"device": "cuda"}, "train": [{"model": "nrms", "train_samples_per_s": 353 * 40}]}
+    nrms = grid.CPU_RATES["nrms"].train_samples_per_s
+    measured = {"environment": {"device": "cuda"}, "train": [{"model": "nrms", "train_samples_per_s": nrms * 40}]}
     factors, sources = grid.speedups(measured)
     assert factors["nrms"] == pytest.approx(40.0) and sources["nrms"] == "measured (gpu_check)"
     assert factors["din"] == grid.ASSUMED_SPEEDUP["light"] and sources["din"] == "assumed"
-    on_cpu = {"environment": {"device": "cpu"}, "train": [{"model": "nrms", "train_samples_per_s": 353 * 40}]}
+    on_cpu = {"environment": {"device": "cpu"}, "train": [{"model": "nrms", "train_samples_per_s": nrms * 40}]}
     assert grid.speedups(on_cpu)[1]["nrms"] == "assumed"  # a CPU run of gpu_check says nothing about GPUs
 
 
 def test_the_gpu_checks_plmnr_row_of_the_default_mode_is_the_grids_plmnr(grid):
+    plmnr = grid.CPU_RATES["plmnr"].train_samples_per_s
     measured = {"environment": {"device": "cuda"}, "train": [
-        {"model": "plmnr-cached", "train_samples_per_s": 9 * 900}, {"model": "plmnr-exact", "train_samples_per_s": 9 * 300}]}
+        {"model": "plmnr-cached", "train_samples_per_s": plmnr * 900}, {"model": "plmnr-exact", "train_samples_per_s": plmnr * 300}]}
     factors, sources = grid.speedups(measured)
     assert factors["plmnr"] == pytest.approx(300.0) and sources["plmnr"] == "measured (gpu_check)"
 
