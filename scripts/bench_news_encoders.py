@@ -11,8 +11,9 @@ Prints two tables and writes OUT/news_encoders.json.
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
    layer cache, the top layer tuned with LoRA), with plmnr_history exact ("new"), no-grad
    ("new-nohist") and cached ("new-cached"; its table refresh, once per epoch, is timed apart and
-   also shown spread over an epoch's steps). --step-bf16 adds new-cached under bf16 autocast
-   where the CPU has native bf16 (avx512_bf16/amx_bf16) or on CUDA. All use the trainer's step
+   also shown spread over an epoch's steps). --step-bf16 adds old, new and new-cached under bf16
+   autocast (old-bf16, new-bf16, new-cached-bf16) where the CPU has native bf16 (avx512_bf16/
+   amx_bf16) or on CUDA; their speed-ups are shown against old (float32) and old-bf16. All use the trainer's step
    (TrainStep under accelerate, the default optimizer) on the trainer's batches, their steps
    interleaved round by round; --warmup steps are not timed.
 2. NRMS, the old PLMNR, PLMNR and DIRE (the embedded SmolLM2, or --encoder) trained with the trainer
@@ -150,9 +151,10 @@ class StepTimer:
                 "samples_per_s": self.samples / total if total else 0.0, "per_step": self.seconds}
 
 
-# label -> (plmnr_history, bf16 autocast); "old" is LegacyPLMNR
+# label -> (plmnr_history, bf16 autocast); "old" and "old-bf16" are LegacyPLMNR
 STEP_VARIANTS = {"new": ("exact", False), "new-nohist": ("no-grad", False), "new-cached": ("cached", False),
-                 "new-cached-bf16": ("cached", True)}
+                 "new-bf16": ("exact", True), "new-cached-bf16": ("cached", True)}
+BF16_LABELS = ("old-bf16", "new-bf16", "new-cached-bf16")
 
 
 def step_labels(args: argparse.Namespace) -> list[str]:
@@ -164,17 +166,19 @@ def step_labels(args: argparse.Namespace) -> list[str]:
     labels = ["old", "new", "new-nohist", "new-cached"]
     if args.step_bf16:
         if torch.cuda.is_available() or cpu_has_native_bf16():
-            labels.append("new-cached-bf16")
+            labels.extend(BF16_LABELS)
         else:
-            print("--step-bf16: this CPU has no avx512_bf16/amx_bf16; the bf16 variant is skipped", file=sys.stderr)
+            print("--step-bf16: this CPU has no avx512_bf16/amx_bf16; the bf16 variants are skipped", file=sys.stderr)
     return labels
 
 
 def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
     """Old and the new PLMNR's history modes on the same batches, their steps interleaved (round r
     runs step r of each, in rotating order) so the load of a shared machine falls on all alike;
-    ratios are of the mean step time and the median of per-round ratios. The cached variants'
-    table refresh (once per epoch in the trainer) is timed once before the rounds."""
+    ratios are of the mean step time and the median of per-round ratios, against "old" (float32;
+    with --step-bf16 also against "old-bf16", the old model under the same autocast: a speed-up
+    of bf16 alone is the hardware's, not the layer cache's). The cached variants' table refresh
+    (once per epoch in the trainer) is timed once before the rounds."""
     import math
     import statistics
 
@@ -188,7 +192,12 @@ def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
     timers, extra = {}, {}
     torch.manual_seed(0)
     timers["old"] = StepTimer(legacy_plmnr_class()(model_config(args), sizes), data, args)
+    if "old-bf16" in labels:
+        torch.manual_seed(0)
+        timers["old-bf16"] = StepTimer(legacy_plmnr_class()(model_config(args), sizes), data, args, bf16=True)
     for label in labels[1:]:
+        if label == "old-bf16":
+            continue
         history, bf16 = STEP_VARIANTS[label]
         torch.manual_seed(0)
         model = build_model("plmnr", model_config(args, plmnr_history=history), sizes)
@@ -208,14 +217,16 @@ def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
     out = {label: timer.summary() for label, timer in timers.items()}
     out["steps_per_epoch"] = steps_per_epoch
     for label in labels[1:]:
-        out[label] |= extra[label]
-        if "refresh_seconds" in extra[label]:
+        out[label] |= extra.get(label, {})
+        if "refresh_seconds" in out[label]:
             # the refresh spread over one epoch's steps: what a trained epoch pays per step
-            with_refresh = out[label]["step_seconds"] + extra[label]["refresh_seconds"] / steps_per_epoch
+            with_refresh = out[label]["step_seconds"] + out[label]["refresh_seconds"] / steps_per_epoch
             out[f"speedup_{label}_with_refresh"] = out["old"]["step_seconds"] / max(with_refresh, 1e-12)
         out[f"speedup_{label}"] = out["old"]["step_seconds"] / max(out[label]["step_seconds"], 1e-12)
         out[f"median_round_speedup_{label}"] = statistics.median(
             o / max(n, 1e-12) for o, n in zip(out["old"]["per_step"], out[label]["per_step"]))
+        if "old-bf16" in out and label in BF16_LABELS[1:]:
+            out[f"speedup_{label}_vs_old-bf16"] = out["old-bf16"]["step_seconds"] / max(out[label]["step_seconds"], 1e-12)
     out["speedup"] = out["speedup_new"]
     return out
 
@@ -278,7 +289,7 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
 def render(report: dict) -> None:
     step = report.get("plmnr_steps")
     if step:
-        labels = [label for label in ("old", *STEP_VARIANTS) if label in step]
+        labels = [label for label in ("old", "old-bf16", *STEP_VARIANTS) if label in step]
         print("PLMNR trainer step (same batches)      s/step   samples/s   CPU s/step")
         for label in labels:
             row = step[label]
@@ -288,7 +299,9 @@ def render(report: dict) -> None:
             print(f"  speed-up {label} vs old: {step[f'speedup_{label}']:.1f}x on mean step time, "
                   f"{step[f'median_round_speedup_{label}']:.1f}x median of {step[label]['steps']} rounds"
                   + (f"; {step[f'speedup_{label}_with_refresh']:.1f}x with its {refresh:.2f} s table refresh "
-                     f"spread over {step['steps_per_epoch']} steps" if refresh is not None else ""))
+                     f"spread over {step['steps_per_epoch']} steps" if refresh is not None else "")
+                  + (f"; {step[f'speedup_{label}_vs_old-bf16']:.1f}x vs old-bf16"
+                     if f"speedup_{label}_vs_old-bf16" in step else ""))
     print("model          test AUC   train samples/s   train s   wall s (incl. cache, eval)")
     for name, row in report["models"].items():
         print(f"  {name:<12} {row['auc']:>8.4f} {row['samples_per_s']:>17.1f} {row['train_seconds']:>9.1f} "
