@@ -517,6 +517,11 @@ def main() -> None:
     if args.auc_seeds < 1 or args.auc_epochs < 0:
         parser.error("--auc-seeds must be >= 1 and --auc-epochs >= 0")
 
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in ("nrms", "naml", *RANKING)]
+    if unknown:  # before any data or training, not after the models before it have run
+        parser.error(f"--models: {unknown[0]!r} has no reference; choose from nrms, naml, {', '.join(RANKING)}")
+
     from recsys.cpu import auto_threads, cpu_has_native_bf16, machine_load, use_bf16
 
     threads = args.threads or auto_threads(os.cpu_count() or 1, machine_load())
@@ -525,9 +530,7 @@ def main() -> None:
     mind = read_mind(folder, args.title_len)
     load_start = machine_load()
     rows = []
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        if name not in ("nrms", "naml", *RANKING):
-            parser.error(f"--models: {name!r} has no reference; choose from nrms, naml, {', '.join(RANKING)}")
+    for name in models:
         steps = auc_steps(name, data, mind, args) if args.auc_steps >= 0 else 0
         rows.append(compare(name, pair_sides(name, data, mind, args), steps, args))
     result = {

@@ -235,6 +235,13 @@ def test_bench_reference_refuses_bad_seed_and_epoch_counts(tmp_path: Path):
     assert proc.returncode == 2 and "--auc-seeds must be >= 1" in proc.stderr
 
 
+def test_bench_reference_refuses_an_unknown_model_before_any_work(tmp_path: Path):
+    """A model without a reference, listed after good ones, is refused before data or training."""
+    proc = _run("bench_reference.py", "--smoke", "--models", "nrms,lstur", "--out", str(tmp_path), timeout=200)
+    assert proc.returncode == 2 and "'lstur' has no reference" in proc.stderr
+    assert "round 1" not in proc.stdout + proc.stderr and not list(tmp_path.iterdir())
+
+
 def test_plain_din_activation_is_ours_in_value():
     """The DIN reference's activation unit (every slot, then masked) computes ours (real items only)."""
     import torch
