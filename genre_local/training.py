@@ -282,6 +282,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     """Train every seed, store the runs (rank 0), and test against the stored `original` runs.
     Returns None on the other ranks."""
     from recsys import experiment
+    from recsys.cpu import use_bf16
     from recsys.train import make_accelerator, set_threads
 
     accelerator = accelerator or make_accelerator(tracking=request.tracking())
@@ -299,8 +300,12 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
     if accelerator.is_main_process:
         stats = ", ".join(f"{k} {v:,}" for k, v in data.stats.items() if v)
         by = f" from {request.source.label}" if request.source is not None else ""
+        autocast = ""
+        if use_bf16(cfg.bf16, accelerator.device.type, model=request.model):
+            native = " (bf16 auto: this CPU has native bf16)" if cfg.bf16 == "auto" and accelerator.device.type == "cpu" else ""
+            autocast = f", bfloat16 autocast{native}"
         say(f"[bold]{request.model}[/] on {request.dataset} / {spec.name}{by} ({stats}); "
-            f"{accelerator.num_processes} process(es) on {accelerator.device}")
+            f"{accelerator.num_processes} process(es) on {accelerator.device}{autocast}")
 
     def on_seed(result) -> None:
         if accelerator.is_main_process:

@@ -93,7 +93,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes assembling batches
     fast_eval: bool = True  # encode each news/user once per evaluation (same scores as the naive path)
     threads: int = 0  # torch CPU threads per process; 0 = picked from the cores and the machine's load
-    bf16: str = "auto"  # bfloat16 autocast in training: auto (CUDA only: measured slower on CPUs), on, off
+    bf16: str = "auto"  # bfloat16 autocast in training: auto (CUDA, and PLMNR on CPUs with native bf16: recsys/cpu.py), on, off
     encoder: str = ""  # DIRE's news encoder: a local LLaMA-family Hugging Face folder ("" = none given)
     # When dev is the reported split (no labelled test), this share of the train impressions,
     # picked by a hash of the impression id, is held out for early stopping (recsys/stopping.py).

@@ -31,19 +31,30 @@ def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
     return bool(NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags))
 
 
-def use_bf16(choice: str, device_type: str, flags: frozenset[str] | None = None) -> bool:
-    """Whether training runs under bfloat16 autocast: `on`/`off` force it; `auto` takes it on
-    CUDA only.
+# The models `auto` trains under bf16 autocast on a CPU with native bf16 (BENCHMARKS.md §2c'):
+# PLMNR's tuned BERT layer (384-wide matmuls over every token of ~280 news a step) ran 1.39x
+# faster under autocast on an AMX Xeon, and a pre-registered 20-seed test found its test AUC
+# equivalent to float32's. The light models' small matmuls gained 1.0-1.15x there and DIN lost
+# 2.6x (§2b), and DIRE was not measured: they stay float32 on CPUs.
+BF16_AUTO_CPU_MODELS = frozenset({"plmnr"})
 
-    Not on CPUs, even with native bf16: on an AMD EPYC with avx512_bf16 (BENCHMARKS.md §2b),
-    autocast made DIN's steps about half as fast (the casts around every small matmul cost more
-    than the bf16 arithmetic saves at these sizes) and NRMS's no faster. CPUs with AMX were not
-    measured; `on` forces it there. `flags` stays for the callers that report the CPU."""
+
+def use_bf16(choice: str, device_type: str, flags: frozenset[str] | None = None, model: str | None = None) -> bool:
+    """Whether training runs under bfloat16 autocast: `on`/`off` force it; `auto` takes it on
+    CUDA, and on a CPU with native bf16 (`flags`, default this machine's) for the models of
+    BF16_AUTO_CPU_MODELS only.
+
+    Not for the other models on CPUs, even with native bf16: on an AMD EPYC with avx512_bf16
+    (BENCHMARKS.md §2b), autocast made DIN's steps about half as fast (the casts around every
+    small matmul cost more than the bf16 arithmetic saves at these sizes) and NRMS's no faster;
+    on an AMX Xeon DIN ran at 0.38x and the others at 1.0-1.15x."""
     if choice not in BF16_CHOICES:
         raise ValueError(f"bf16 must be one of {', '.join(BF16_CHOICES)}, got {choice!r}")
     if choice != "auto":
         return choice == "on"
-    return device_type == "cuda"
+    if device_type == "cuda":
+        return True
+    return device_type == "cpu" and model in BF16_AUTO_CPU_MODELS and cpu_has_native_bf16(flags)
 
 
 def auto_threads(cores: int, load1: float, processes: int = 1) -> int:

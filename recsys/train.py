@@ -116,6 +116,7 @@ class RunResult:
     stopped_early: bool = False
     interrupted: bool = False
     stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping); never eval_split
+    autocast: str = "float32"  # "bfloat16" when the forward ran under bf16 autocast (recsys/cpu.py use_bf16)
 
 
 @dataclass
@@ -387,7 +388,7 @@ class Trainer:
         # The last epoch's metrics (all users) on the stopping split, and its name, for the trackers.
         self.epoch_dev: dict[str, float] = {}
         self.epoch_split = "dev"
-        self.bf16 = use_bf16(settings.bf16, accelerator.device.type)
+        self.bf16 = use_bf16(settings.bf16, accelerator.device.type, model=settings.model)
 
     def train_epoch(self) -> bool:
         """The rest of the current epoch; False when paused mid-epoch (checkpoint written)."""
@@ -547,7 +548,7 @@ class Trainer:
             train_samples_per_s=list(state.samples_per_s), data_wait_seconds=list(state.data_wait),
             dev_auc=list(state.dev_auc), eval_impressions_per_s=eval_rate,
             processes=self.accelerator.num_processes, stopped_early=state.done, interrupted=interrupted,
-            stop_split=self.plan.stop_split,
+            stop_split=self.plan.stop_split, autocast="bfloat16" if self.bf16 else "float32",
         )
 
 

@@ -282,6 +282,7 @@ def train_models(data, work: Path, args: argparse.Namespace) -> dict:
             "cpu_seconds": cpu,  # this process's CPU time for the whole run (cache, training, evaluation)
             "best_epoch": result.best_epoch,
             "dev_auc": result.dev_auc,
+            "autocast": result.autocast,
         }
     return results
 
@@ -310,14 +311,16 @@ def render(report: dict) -> None:
 
 def seed_aucs(reports: list[dict]) -> dict[str, dict[int, float]]:
     """Test AUC by arm and training seed from saved news_encoders.json reports (one seed per run,
-    or several as "name@seed"); the arm is the --models name, "+bf16" when trained with --bf16 on.
+    or several as "name@seed"); the arm is the --models name, "+bf16" when trained under bf16
+    autocast (the run's `autocast`; reports from before it was recorded: --bf16 on).
     A seed run twice for one arm is an error: which one counts would be a choice after the fact."""
     aucs: dict[str, dict[int, float]] = {}
     for report in reports:
         seeds = json.loads(report["args"]["train_seeds"])
         for key, row in report["models"].items():
             name, _, seed = key.partition("@")
-            arm = name + ("+bf16" if report["args"]["bf16"] == "on" else "")
+            bf16 = row["autocast"] == "bfloat16" if "autocast" in row else report["args"]["bf16"] == "on"
+            arm = name + ("+bf16" if bf16 else "")
             seed_ = int(seed) if seed else seeds[0]
             if seed_ in aucs.setdefault(arm, {}):
                 raise ValueError(f"--compare: {arm} seed {seed_} appears twice; keep one report per run")
@@ -362,8 +365,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
                         help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one; "
                         "plmnr-nohist / plmnr-cached: PLMNR with plmnr_history no-grad / cached")
-    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
-                        help="[train] bf16 of part 2's trainings (auto: CUDA only)")
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default="off",
+                        help="[train] bf16 of part 2's trainings (default off: float32, as the stored AUC runs; "
+                        "auto: the trainer's choice, which for PLMNR on a native-bf16 CPU is bf16)")
     parser.add_argument("--step-bf16", action="store_true",
                         help="part 1 also times new-cached under bf16 autocast (CPUs with native bf16, CUDA)")
     parser.add_argument("--train-seeds", default="1", help="comma-separated training seeds of part 2")

@@ -284,7 +284,7 @@ class Ours(Side):
         self.model = build_model(self.name, model_config(config, False), feature_sizes(self.data))
         optimizer = make_optimizer(self.model, config.lr, config.weight_decay, config.optimizer, config.decay_scope)
         self.step_module, self.optimizer = self.accelerator.prepare(TrainStep(self.model), optimizer)
-        self.bf16 = use_bf16(config.bf16, self.accelerator.device.type)
+        self.bf16 = use_bf16(config.bf16, self.accelerator.device.type, model=self.name)
         samples = TrainSamples(self.data, self.data.split("train"), self.model.kind, config.negatives, config.history_len)
         self.stream = lambda epoch: iter(BatchStream(samples, epoch_batches(len(samples), config.batch_size, seed, epoch),
                                                      seed, epoch))

@@ -219,7 +219,7 @@ def train_steps(model, data, args: argparse.Namespace) -> dict:
     accelerator = make_accelerator()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.decay_scope)  # the trainer's own (fused, trainable only)
     step_module, optimizer = accelerator.prepare(TrainStep(model), optimizer)
-    bf16 = use_bf16(cfg.bf16, accelerator.device.type)  # the trainer's autocast choice
+    bf16 = use_bf16(cfg.bf16, accelerator.device.type, model=model.name)  # the trainer's autocast choice
     samples = TrainSamples(data, data.split("train"), model.kind, cfg.negatives, cfg.history_len)
     batches = epoch_batches(len(samples), args.batch_size, 1, 0)
     loader = torch.utils.data.DataLoader(BatchStream(samples, batches, 1, 0), batch_size=None, num_workers=0)

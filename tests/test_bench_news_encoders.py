@@ -39,6 +39,7 @@ def test_smoke_run_compares_old_and_new_plmnr_and_trains_the_models(tmp_path: Pa
         assert "old-bf16" not in steps and "new-bf16" not in steps
         assert "no avx512_bf16/amx_bf16" in done.stderr
     assert set(report["models"]) == {"nrms", "plmnr"}
+    assert all(row["autocast"] == "float32" for row in report["models"].values())  # --bf16 off by default
     assert all(0.0 <= row["auc"] <= 1.0 and row["samples_per_s"] > 0 and row["cpu_seconds"] > 0
                for row in report["models"].values())
     assert "speed-up new vs old" in done.stdout
@@ -76,6 +77,10 @@ def test_compare_pairs_saved_runs_by_seed_and_tests_equivalence(tmp_path: Path, 
     assert line.endswith("equivalence not shown") and not d.equivalent
     with pytest.raises(ValueError, match="plmnr-cached seed 1 appears twice"):
         bench.seed_aucs([*reports, saved_report("plmnr-cached", 1, 0.6)])
+    # a run that records its autocast is labelled by it, whatever --bf16 said ("auto" resolves per machine)
+    resolved = [{"args": {"train_seeds": "[7]", "bf16": "auto"}, "models": {"plmnr": {"auc": 0.6, "autocast": "bfloat16"}}},
+                {"args": {"train_seeds": "[7]", "bf16": "on"}, "models": {"plmnr": {"auc": 0.61, "autocast": "float32"}}}]
+    assert bench.seed_aucs(resolved) == {"plmnr+bf16": {7: 0.6}, "plmnr": {7: 0.61}}
     # the CLI: saved files in, the lines out; a missing file or base is a one-line usage error
     paths = []
     for i, report in enumerate(reports):

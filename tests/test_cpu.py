@@ -42,9 +42,14 @@ def test_native_bf16_needs_avx512_bf16_or_amx(flags, native) -> None:
 
 def test_use_bf16_auto_on_off() -> None:
     native, plain = frozenset({"avx512_bf16"}), frozenset({"avx2"})
-    # auto: never on a CPU, native bf16 or not (measured slower on avx512_bf16: BENCHMARKS.md §2b)
+    # auto on a CPU: off for the light models, native bf16 or not (DIN measured 2-2.6x slower: §2b)
     assert not use_bf16("auto", "cpu", native) and not use_bf16("auto", "cpu", plain)
-    assert not use_bf16("auto", "cpu")  # this machine's own flags, whatever they are
+    assert not use_bf16("auto", "cpu", native, model="din") and not use_bf16("auto", "cpu", native, model="dire")
+    assert not use_bf16("auto", "cpu", model="nrms")  # this machine's own flags, whatever they are
+    # ... on for PLMNR where the CPU multiplies bf16 natively (avx512_bf16 or amx_bf16), off elsewhere
+    assert use_bf16("auto", "cpu", native, model="plmnr") and use_bf16("auto", "cpu", frozenset({"amx_bf16"}), model="plmnr")
+    assert not use_bf16("auto", "cpu", plain, model="plmnr")
+    assert not use_bf16("off", "cpu", native, model="plmnr") and use_bf16("on", "cpu", plain, model="din")
     assert use_bf16("auto", "cuda", plain) and use_bf16("auto", "cuda", native)  # always on CUDA
     assert use_bf16("on", "cpu", plain) and not use_bf16("off", "cuda", native)
     assert not use_bf16("auto", "mps", native)

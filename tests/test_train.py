@@ -132,6 +132,23 @@ def test_learns_on_a_small_synthetic_dataset(data, accelerator, model: str) -> N
     assert first.dev_auc[first.best_epoch - 1] == max(first.dev_auc)
 
 
+def test_the_run_says_whether_it_trained_under_bf16_autocast(data, accelerator, monkeypatch) -> None:
+    """RunResult.autocast is the trainer's resolved choice: `on` forces it, `auto` on a CPU takes
+    it for the models of BF16_AUTO_CPU_MODELS where the CPU has native bf16 (the trainer passes
+    its model; here NRMS stands in for PLMNR, which would need the embedded MiniLM)."""
+    import recsys.cpu
+
+    one_step = {"epochs": 1, "max_steps": 1}
+    assert run_training(accelerator, data, settings("nrms", bf16="on", **one_step)).autocast == "bfloat16"
+    assert run_training(accelerator, data, settings("nrms", bf16="off", **one_step)).autocast == "float32"
+    monkeypatch.setattr(recsys.cpu, "cpu_flags", lambda *a: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(recsys.cpu, "BF16_AUTO_CPU_MODELS", frozenset({"nrms"}))
+    assert run_training(accelerator, data, settings("nrms", bf16="auto", **one_step)).autocast == "bfloat16"
+    assert run_training(accelerator, data, settings("din", bf16="auto", **one_step)).autocast == "float32"
+    monkeypatch.setattr(recsys.cpu, "cpu_flags", lambda *a: frozenset({"avx2"}))
+    assert run_training(accelerator, data, settings("nrms", bf16="auto", **one_step)).autocast == "float32"
+
+
 def test_deterministic_for_a_seed(data, accelerator) -> None:
     first = run_training(accelerator, data, settings("nrms", epochs=1))
     again = run_training(accelerator, data, settings("nrms", epochs=1))

@@ -59,6 +59,8 @@ def test_train_stores_runs_and_prints_json(env) -> None:
             "SELECT seed, variant, features, ng_k, eval_split, epochs_run, len(epoch_seconds), "
             "len(train_samples_per_s), eval_impressions_per_s, config FROM runs WHERE model = 'din' ORDER BY seed"
         ).fetchall()
+        # bf16 "auto" on a CPU: DIN trains in float32 on any CPU, and the run says so
+        assert store.conn.execute("SELECT DISTINCT autocast FROM runs WHERE model = 'din'").fetchall() == [("float32",)]
         assert [r[0] for r in runs] == [1, 2]
         for seed, variant, features, ng_k, split, epochs, n_sec, n_rate, eval_rate, config in runs:
             assert (variant, features, ng_k, split) == ("original", "title,category", 0, "test")

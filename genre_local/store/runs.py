@@ -45,7 +45,7 @@ _RUNS_SCHEMA = pa.schema([
     ("best_epoch", pa.int32()), ("stopped_early", pa.bool_()), ("epoch_seconds", pa.list_(pa.float64())),
     ("train_samples_per_s", pa.list_(pa.float64())), ("stop_auc", pa.list_(pa.float64())),
     ("eval_impressions_per_s", pa.float64()), ("processes", pa.int32()), ("device", pa.string()),
-    ("created_at", pa.timestamp("us")), ("stop_split", pa.string()),
+    ("created_at", pa.timestamp("us")), ("stop_split", pa.string()), ("autocast", pa.string()),
 ])
 _CHECKPOINTS_SCHEMA = pa.schema([("run_id", pa.string()), ("checkpoint", pa.string())])
 _SOURCES_SCHEMA = pa.schema([("run_id", pa.string()), ("llm", pa.string()), ("prompt_set", pa.string()),
@@ -84,6 +84,7 @@ def write_runs(store: Store, experiment_id: str, ident: RunIdentity, config: dic
             "train_samples_per_s": result.train_samples_per_s, "stop_auc": result.dev_auc,  # on stop_split
             "eval_impressions_per_s": result.eval_impressions_per_s, "processes": result.processes,
             "device": device, "created_at": created, "stop_split": result.stop_split,
+            "autocast": result.autocast,
         })
         if folder is not None:
             checkpoint_rows.append({"run_id": run_id, "checkpoint": str(folder)})
