@@ -92,6 +92,7 @@ class SeedResult:
     # A kept run that a newer run of its configuration and seed (other settings) supersedes:
     # `report` counts that newer run instead (report/runs.py).
     superseded_by: str | None = None
+    autocast: str | None = None  # "bfloat16" | "float32" as trained; None: stored before it was recorded
 
     @property
     def auc(self) -> float | None:
@@ -349,7 +350,7 @@ def seed_table(store, request: TrainRequest, run_ids: list[str], already_stored:
         return latest.run_id if latest is not None and latest.run_id != run_id else None
 
     seeds = sorted((SeedResult(r.seed, r.run_id, r.run_id in trained, r.metrics,
-                               None if r.run_id in trained else newer(r.run_id, r.seed)) for r in read),
+                               None if r.run_id in trained else newer(r.run_id, r.seed), r.autocast) for r in read),
                    key=lambda r: r.seed)
     # The runs trained now decide the protocol and the settings; kept runs are the same run, so
     # they share them.

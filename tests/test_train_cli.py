@@ -261,6 +261,21 @@ def torch_nan():
     return torch.tensor(float("nan"), requires_grad=True)
 
 
+def test_train_says_which_runs_trained_under_bf16_autocast(tmp_path: Path) -> None:
+    """[train] bf16 = "on": the run is stored as a bfloat16 one, and train's table and JSON say so."""
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    config = tmp_path / "genre.toml"
+    config.write_text(small_train_toml(bf16="on", epochs=1))
+    result = runner.invoke(app, ["--db", str(db), "--config", str(config), "train", "--model", "nrms",
+                                 "--dataset", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.stdout.strip().splitlines()[-1])["runs"]
+    assert run["autocast"] == "bfloat16" and "bfloat16 autocast" in result.stdout
+    assert f"seed 1: run {run['run_id']} (trained now, under bfloat16 autocast)" in result.stdout
+    with open_store(db) as store:
+        assert store.conn.execute("SELECT autocast FROM runs").fetchall() == [("bfloat16",)]
+
+
 def test_a_stored_run_is_not_trained_or_stored_again(tmp_path: Path, env) -> None:
     """The same command again (with or without --resume, other threads) stores no second copy of
     the run; a seed not stored yet is trained; --retrain trains the stored one again."""
@@ -285,8 +300,8 @@ def test_a_stored_run_is_not_trained_or_stored_again(tmp_path: Path, env) -> Non
     payload = json.loads(both.stdout.strip().splitlines()[-1])
     (seed2,) = payload["stored_runs"]
     assert (payload["seeds"], payload["trained_seeds"], payload["already_stored"]) == (2, 1, [run_id])
-    assert payload["runs"] == [{"seed": 1, "run_id": run_id, "trained": False, "superseded_by": None},
-                               {"seed": 2, "run_id": seed2, "trained": True, "superseded_by": None}]
+    assert payload["runs"] == [{"seed": 1, "run_id": run_id, "trained": False, "superseded_by": None, "autocast": "float32"},
+                               {"seed": 2, "run_id": seed2, "trained": True, "superseded_by": None, "autocast": "float32"}]
     assert f"seed 1: run {run_id} (stored before, not trained again)" in both.stdout
     assert f"seed 2: run {seed2} (trained now)" in both.stdout
     from genre_local.report.runs import index_runs

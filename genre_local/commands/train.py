@@ -213,8 +213,8 @@ def train(
             "p_value": outcome.p_value, "paired_seeds": outcome.paired_seeds, "unpaired_note": table.unpaired_note,
             "stored_runs": outcome.run_ids,
             "already_stored": sorted(outcome.already_stored.values()),
-            "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained, "superseded_by": r.superseded_by}
-                     for r in table.seeds],
+            "runs": [{"seed": r.seed, "run_id": r.run_id, "trained": r.trained, "superseded_by": r.superseded_by,
+                      "autocast": r.autocast} for r in table.seeds],
         })
 
 
@@ -243,6 +243,8 @@ def _print_seeds(request, dataset: str, source: str | None, outcome) -> None:
     for r in table.seeds:
         auc = "n/a" if r.auc is None else f"{r.auc:.4f}"
         how = "trained now" if r.trained else "stored before, not trained again"
+        if r.autocast == "bfloat16":
+            how += ", under bfloat16 autocast"
         if r.superseded_by is not None:
             how += f"; report counts the newer run {r.superseded_by} of other settings instead"
         console.print(f"seed {r.seed}: run {r.run_id} ({how}), {table.eval_split} auc {auc}", highlight=False,

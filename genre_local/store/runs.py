@@ -167,6 +167,7 @@ class SeedMetrics:
     stop_split: str | None
     metrics: dict[str, dict[str, float]]  # user group -> metric -> value
     config: dict = field(default_factory=dict)  # the run's stored config (the settings it was trained with)
+    autocast: str | None = None  # "bfloat16" | "float32" (runs.autocast); None: stored before it was recorded
 
 
 def load_seed_metrics(store: Store, run_ids: list[str]) -> list[SeedMetrics]:
@@ -174,15 +175,15 @@ def load_seed_metrics(store: Store, run_ids: list[str]) -> list[SeedMetrics]:
     from recsys.catalog import METRICS
 
     rows = store.conn.execute(
-        "SELECT r.run_id, r.seed, r.eval_split, r.stop_split, r.config, m.user_group, m.metric, m.value FROM runs r "
+        "SELECT r.run_id, r.seed, r.eval_split, r.stop_split, r.config, r.autocast, m.user_group, m.metric, m.value FROM runs r "
         "LEFT JOIN run_metrics m ON m.run_id = r.run_id AND m.split = r.eval_split AND m.value IS NOT NULL "
         "AND list_contains(?, m.metric) WHERE list_contains(?, r.run_id)",
         [list(METRICS), list(run_ids)],
     ).fetchall()
     found: dict[str, SeedMetrics] = {}
-    for run_id, seed, eval_split, stop_split, config, group, metric, value in rows:
+    for run_id, seed, eval_split, stop_split, config, autocast, group, metric, value in rows:
         entry = found.setdefault(run_id, SeedMetrics(run_id, int(seed), eval_split, stop_split, {},
-                                                     json.loads(config)))
+                                                     json.loads(config), autocast))
         if group is not None:
             entry.metrics.setdefault(group, {})[metric] = float(value)
     return [found[r] for r in run_ids if r in found]
