@@ -303,7 +303,7 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         by = f" from {request.source.label}" if request.source is not None else ""
         autocast = ""
         if use_bf16(cfg.bf16, accelerator.device.type, model=request.model):
-            native = " (bf16 auto: this CPU has native bf16)" if cfg.bf16 == "auto" and accelerator.device.type == "cpu" else ""
+            native = " (auto: native bf16 CPU)" if cfg.bf16 == "auto" and accelerator.device.type == "cpu" else ""
             autocast = f", bfloat16 autocast{native}"
         say(f"[bold]{request.model}[/] on {request.dataset} / {spec.name}{by} ({stats}); "
             f"{accelerator.num_processes} process(es) on {accelerator.device}{autocast}")

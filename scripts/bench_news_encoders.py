@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="[train] bf16 of part 2's trainings (default off: float32, as the stored AUC runs; "
                         "auto: the trainer's choice, which for PLMNR on a native-bf16 CPU is bf16)")
     parser.add_argument("--step-bf16", action="store_true",
-                        help="part 1 also times new-cached under bf16 autocast (CPUs with native bf16, CUDA)")
+                        help="part 1 also times the old PLMNR, exact and cached under bf16 autocast "
+                        "(CPUs with native bf16, CUDA)")
     parser.add_argument("--train-seeds", default="1", help="comma-separated training seeds of part 2")
     parser.add_argument("--encoder", type=Path, default=None,
                         help="DIRE's LLaMA-family folder (default: the embedded SmolLM2, prepared under OUT)")
