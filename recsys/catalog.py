@@ -76,11 +76,13 @@ def unread_settings(model: str, profile: bool) -> set[str]:
         unread.add("interest_fusion")
     return unread
 
-PLMNR_HISTORY: tuple[str, ...] = ("exact", "no-grad", "cached")
+PLMNR_HISTORY: tuple[str, ...] = ("exact", "no-grad", "cached", "states")
 """How a PLMNR training step encodes the batch's history-only news: exact (through the tuned top
 layer with gradient, like candidates); no-grad (through the top layer without gradient); cached
 (pooled top-layer vectors from a table of the whole catalogue, refreshed at each epoch start,
-through the trainable projection). Evaluation always encodes every news afresh."""
+through the trainable projection); states (the top layer's token states from such a table,
+through dropout, the trainable attention pooling and projection). Evaluation always encodes
+every news afresh."""
 
 VARIANT_PARTS: tuple[str, ...] = ("original", "ns", "up", "ng", "chain")
 """Dataset variants: the imported data, and GENRE's enrichments (combined with '+')."""

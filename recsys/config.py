@@ -82,8 +82,8 @@ class TrainConfig:
     ng_k: int = 2
     features: str = "title,category"
     lora_rank: int = 8
-    # PLMNR: how a training step encodes history-only news: exact | no-grad | cached
-    # (catalog.PLMNR_HISTORY; the two approximations are faster per step).
+    # PLMNR: how a training step encodes history-only news: exact | no-grad | cached | states
+    # (catalog.PLMNR_HISTORY; the three approximations are faster per step).
     plmnr_history: str = "exact"
     seed: int = 1  # first seed; seeds N runs seed, seed+1, ..., seed+N-1
     # Training steps per epoch at most (0 = every batch): with epochs = 1 it bounds a whole

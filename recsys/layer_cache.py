@@ -34,7 +34,7 @@ SHARD_BYTES = 256 * 2**20  # one memory-mapped file per ~256 MiB: MIND-large x 7
 DISK_MARGIN = 1.05  # the manifest, the file system's own overhead
 
 # numpy has no bfloat16: those shards hold the raw 16 bits and are viewed as bfloat16 in torch.
-_STORAGE = {"float16": (np.float16, torch.float16), "bfloat16": (np.uint16, torch.bfloat16)}
+STORAGE_DTYPES = {"float16": (np.float16, torch.float16), "bfloat16": (np.uint16, torch.bfloat16)}
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class CacheSpec:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        if self.dtype not in _STORAGE:
-            raise ValueError(f"cache dtype {self.dtype!r} is not one of {', '.join(_STORAGE)}")
+        if self.dtype not in STORAGE_DTYPES:
+            raise ValueError(f"cache dtype {self.dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
 
 
 def text_fingerprint(segments: dict[str, TokenSegment]) -> str:
@@ -79,7 +79,7 @@ def text_fingerprint(segments: dict[str, TokenSegment]) -> str:
 
 def cache_bytes(spec: CacheSpec, segments: dict[str, TokenSegment]) -> int:
     """Bytes the cache of `segments` takes on disk."""
-    item = np.dtype(_STORAGE[spec.dtype][0]).itemsize
+    item = np.dtype(STORAGE_DTYPES[spec.dtype][0]).itemsize
     return sum(int(s.ids.shape[0]) * s.width * spec.hidden_size * item for s in segments.values())
 
 
@@ -113,17 +113,26 @@ class LayerCache:
     def gather(self, segment: str, rows: torch.Tensor, columns: int | None = None) -> torch.Tensor:
         """States [n, columns, hidden] (the stored 16-bit dtype, on the CPU) of catalogue `rows`:
         their first `columns` token positions (all: None), the others are not read."""
-        index = rows.detach().reshape(-1).cpu().numpy().astype(np.int64)
-        if index.size and (index.min() < 0 or index.max() >= self.rows):
-            raise IndexError(f"layer cache rows {index.min()}..{index.max()} outside 0..{self.rows - 1}")
-        shards, per = self._shards[segment], self._rows_per_shard[segment]
+        shards = self._shards[segment]
         width = shards[0].shape[1] if columns is None else min(columns, shards[0].shape[1])
-        out = np.empty((index.size, width, shards[0].shape[2]), dtype=shards[0].dtype)
-        shard_of = index // per
-        for shard in np.unique(shard_of):
-            picked = shard_of == shard
-            out[picked] = shards[int(shard)][index[picked] - int(shard) * per, :width]
-        return torch.from_numpy(out).view(_STORAGE[self.spec.dtype][1])
+        states = gather_rows(shards, self._rows_per_shard[segment], rows, width, self.rows)
+        return states.view(STORAGE_DTYPES[self.spec.dtype][1])
+
+
+def gather_rows(shards: list[np.ndarray], rows_per_shard: int, rows: torch.Tensor, columns: int,
+                total_rows: int) -> torch.Tensor:
+    """Rows `rows` (global numbers over `shards`, each [rows_per_shard, width, hidden] but the
+    last) with their first `columns` positions, as a CPU tensor of the shards' numpy dtype
+    (uint16 for bfloat16: view it); only those rows and columns are read."""
+    index = rows.detach().reshape(-1).cpu().numpy().astype(np.int64)
+    if index.size and (index.min() < 0 or index.max() >= total_rows):
+        raise IndexError(f"rows {index.min()}..{index.max()} outside 0..{total_rows - 1}")
+    out = np.empty((index.size, columns, shards[0].shape[2]), dtype=shards[0].dtype)
+    shard_of = index // rows_per_shard
+    for shard in np.unique(shard_of):
+        picked = shard_of == shard
+        out[picked] = shards[int(shard)][index[picked] - int(shard) * rows_per_shard, :columns]
+    return torch.from_numpy(out)
 
 
 def cache_folder(root: Path, prefix: str, spec: CacheSpec, text: str) -> Path:
@@ -188,8 +197,8 @@ def layer_cache(
 
 def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, batch_size: int,
              shard_bytes: int) -> LayerCache:
-    numpy_dtype = _STORAGE[spec.dtype][0]
-    torch_dtype = _STORAGE[spec.dtype][1]
+    numpy_dtype = STORAGE_DTYPES[spec.dtype][0]
+    torch_dtype = STORAGE_DTYPES[spec.dtype][1]
     rows = int(next(iter(segments.values())).ids.shape[0])
     shards: dict[str, list[np.ndarray]] = {}
     per_shard: dict[str, int] = {}

@@ -406,7 +406,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(settings.seed),
         )
         self.step_module.train()
-        # PLMNR with plmnr_history "cached" rebuilds its history table from the current weights
+        # PLMNR with plmnr_history "cached"/"states" rebuilds its history table from the current weights
         # (a resumed epoch: from the checkpoint's, not the epoch start's as uninterrupted)
         accelerator.unwrap_model(self.step_module).model.start_epoch()
         self.steps_per_epoch = len(batches)

@@ -1,7 +1,7 @@
 """Language-model news encoders on a small synthetic dataset (issue 11 items 2-3).
 
 Usage: .venv/bin/python scripts/bench_news_encoders.py [--news 400] [--users 200] [--epochs 2]
-           [--steps 5] [--models nrms,plmnr,plmnr-nohist,plmnr-cached,dire] [--train-seeds 1,2]
+           [--steps 5] [--models nrms,plmnr,plmnr-nohist,plmnr-cached,plmnr-states,dire] [--train-seeds 1,2]
            [--encoder PATH] [--step-bf16] [--out bench-results] [--smoke]
        .venv/bin/python scripts/bench_news_encoders.py --compare RUN.json... [--compare-base plmnr] [--margin 0.01]
 Prints two tables and writes OUT/news_encoders.json.
@@ -10,9 +10,10 @@ Prints two tables and writes OUT/news_encoders.json.
    (every news through all `transformer_layers` MiniLM layers, forward and backward, LoRA on
    each; kept below as LegacyPLMNR) against the new one (frozen lower layers read from the
    layer cache, the top layer tuned with LoRA), with plmnr_history exact ("new"), no-grad
-   ("new-nohist") and cached ("new-cached"; its table refresh, once per epoch, is timed apart and
-   also shown spread over an epoch's steps). --step-bf16 adds old, new and new-cached under bf16
-   autocast (old-bf16, new-bf16, new-cached-bf16) where the CPU has native bf16 (avx512_bf16/
+   ("new-nohist"), cached ("new-cached") and states ("new-states"; the tables' refresh, once per
+   epoch, is timed apart and also shown spread over an epoch's steps). --step-bf16 adds old, new,
+   new-cached and new-states under bf16 autocast (old-bf16, new-bf16, new-cached-bf16,
+   new-states-bf16) where the CPU has native bf16 (avx512_bf16/
    amx_bf16) or on CUDA; their speed-ups are shown against old (float32) and old-bf16. All use the trainer's step
    (TrainStep under accelerate, the default optimizer) on the trainer's batches, their steps
    interleaved round by round; --warmup steps are not timed.
@@ -153,8 +154,9 @@ class StepTimer:
 
 # label -> (plmnr_history, bf16 autocast); "old" and "old-bf16" are LegacyPLMNR
 STEP_VARIANTS = {"new": ("exact", False), "new-nohist": ("no-grad", False), "new-cached": ("cached", False),
-                 "new-bf16": ("exact", True), "new-cached-bf16": ("cached", True)}
-BF16_LABELS = ("old-bf16", "new-bf16", "new-cached-bf16")
+                 "new-states": ("states", False), "new-bf16": ("exact", True), "new-cached-bf16": ("cached", True),
+                 "new-states-bf16": ("states", True)}
+BF16_LABELS = ("old-bf16", "new-bf16", "new-cached-bf16", "new-states-bf16")
 
 
 def step_labels(args: argparse.Namespace) -> list[str]:
@@ -163,7 +165,7 @@ def step_labels(args: argparse.Namespace) -> list[str]:
 
     from recsys.cpu import cpu_has_native_bf16
 
-    labels = ["old", "new", "new-nohist", "new-cached"]
+    labels = ["old", "new", "new-nohist", "new-cached", "new-states"]
     if args.step_bf16:
         if torch.cuda.is_available() or cpu_has_native_bf16():
             labels.extend(BF16_LABELS)
@@ -177,8 +179,8 @@ def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
     runs step r of each, in rotating order) so the load of a shared machine falls on all alike;
     ratios are of the mean step time and the median of per-round ratios, against "old" (float32;
     with --step-bf16 also against "old-bf16", the old model under the same autocast: a speed-up
-    of bf16 alone is the hardware's, not the layer cache's). The cached variants' table refresh
-    (once per epoch in the trainer) is timed once before the rounds."""
+    of bf16 alone is the hardware's, not the layer cache's). The cached and states variants'
+    table refresh (once per epoch in the trainer) is timed once before the rounds."""
     import math
     import statistics
 
@@ -205,7 +207,7 @@ def plmnr_step_ratio(data, args: argparse.Namespace) -> dict:
         model.prepare_news(data.news, args.out / "news-encoders" / "layers")
         extra[label] = {"cache_seconds": time.perf_counter() - started}
         timers[label] = StepTimer(model, data, args, bf16=bf16)
-        if history == "cached":
+        if history in ("cached", "states"):
             started = time.perf_counter()
             model.start_epoch()
             extra[label]["refresh_seconds"] = time.perf_counter() - started
@@ -254,7 +256,7 @@ class _LegacyBuild:
         models.build_model = self.original
 
 
-TRAIN_HISTORY = {"plmnr-nohist": "no-grad", "plmnr-cached": "cached"}  # --models name -> plmnr_history
+TRAIN_HISTORY = {"plmnr-nohist": "no-grad", "plmnr-cached": "cached", "plmnr-states": "states"}  # --models name -> plmnr_history
 
 
 def train_models(data, work: Path, args: argparse.Namespace) -> dict:
@@ -364,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--title-len", type=int, default=30)
     parser.add_argument("--models", default="nrms,plmnr-old,plmnr,dire",
                         help="plmnr-old: the PLMNR before the layer cache, for its AUC beside the new one; "
-                        "plmnr-nohist / plmnr-cached: PLMNR with plmnr_history no-grad / cached")
+                        "plmnr-nohist / plmnr-cached / plmnr-states: PLMNR with plmnr_history no-grad / cached / states")
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="off",
                         help="[train] bf16 of part 2's trainings (default off: float32, as the stored AUC runs; "
                         "auto: the trainer's choice, which for PLMNR on a native-bf16 CPU is bf16)")

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_smoke_run_compares_old_and_new_plmnr_and_trains_the_models(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_news_encoders.py"), "--smoke", "--models", "nrms,plmnr",
+        [sys.executable, str(ROOT / "scripts" / "bench_news_encoders.py"), "--smoke", "--models", "nrms,plmnr,plmnr-states",
          "--threads", "1", "--step-bf16", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
     )
@@ -28,17 +28,19 @@ def test_smoke_run_compares_old_and_new_plmnr_and_trains_the_models(tmp_path: Pa
     assert steps["new-cached"]["refresh_seconds"] > 0 and steps["new-cached"]["cpu_seconds"] > 0
     cached = steps["new-cached"]["step_seconds"] + steps["new-cached"]["refresh_seconds"] / steps["steps_per_epoch"]
     assert steps["speedup_new-cached_with_refresh"] == steps["old"]["step_seconds"] / cached
+    assert steps["new-states"]["refresh_seconds"] > 0 and "speedup_new-states_with_refresh" in steps
     from recsys.cpu import cpu_has_native_bf16
 
     if cpu_has_native_bf16():  # the bf16 steps are compared with the old model under the same autocast too
         assert steps["speedup_new-bf16_vs_old-bf16"] == steps["old-bf16"]["step_seconds"] / steps["new-bf16"]["step_seconds"]
         assert steps["speedup_new-bf16"] == steps["old"]["step_seconds"] / steps["new-bf16"]["step_seconds"]
         assert "speedup_old-bf16_vs_old-bf16" not in steps and "new-cached-bf16" in steps
+        assert "new-states-bf16" in steps
         assert "x vs old-bf16" in done.stdout
     else:
         assert "old-bf16" not in steps and "new-bf16" not in steps
         assert "no avx512_bf16/amx_bf16" in done.stderr
-    assert set(report["models"]) == {"nrms", "plmnr"}
+    assert set(report["models"]) == {"nrms", "plmnr", "plmnr-states"}
     assert all(row["autocast"] == "float32" for row in report["models"].values())  # --bf16 off by default
     assert all(0.0 <= row["auc"] <= 1.0 and row["samples_per_s"] > 0 and row["cpu_seconds"] > 0
                for row in report["models"].values())

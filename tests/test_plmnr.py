@@ -118,15 +118,18 @@ def test_learns_the_click_task_from_the_cache() -> None:
 
 
 # "no-grad" differs from "exact" only in which rows encode_step_news differentiates (pinned by the
-# unit tests below); "cached" also needs the trainer's start_epoch call, so it is the one run here.
-@pytest.mark.parametrize("history", ["exact", pytest.param("cached", marks=pytest.mark.slow)])
+# unit tests below); "cached" and "states" also need the trainer's start_epoch call, so they run here.
+@pytest.mark.parametrize("history", ["exact", pytest.param("cached", marks=pytest.mark.slow), "states"])
 def test_trains_through_the_trainer_with_a_disk_cache(tmp_path, monkeypatch, history) -> None:
     from recsys.models.lm_news import LayerCachedNewsEncoder
 
     refreshes = []
-    refresh = LayerCachedNewsEncoder.refresh_table
-    monkeypatch.setattr(LayerCachedNewsEncoder, "refresh_table",
-                        lambda self, *a, **k: (refreshes.append(self.training), refresh(self, *a, **k))[1])
+    for name, kind in (("refresh_table", "cached"), ("refresh_state_table", "states")):
+        def spy(self, *a, _kind=kind, _refresh=getattr(LayerCachedNewsEncoder, name), **k):
+            refreshes.append((_kind, self.training))
+            return _refresh(self, *a, **k)
+
+        monkeypatch.setattr(LayerCachedNewsEncoder, name, spy)
     db = make_store(tmp_path / "s.duckdb", users=32, news_per_cat=10)
     with open_store(db) as store:
         data, _ = fetch_encoded(store.conn, "tiny", parse_variant("original"), ("title", "category"),
@@ -141,8 +144,10 @@ def test_trains_through_the_trainer_with_a_disk_cache(tmp_path, monkeypatch, his
     assert result.metrics["test"]["all"]["auc"] > 0.7, result.metrics["test"]["all"]
     assert len(list((tmp_path / "layers").glob("plmnr-minilm-*/title-*.bin"))) == 1
     # the history table is rebuilt at each epoch start, in training mode (refresh_table itself
-    # switches to eval for the pass); the exact path never builds it
-    assert refreshes == ([True] * len(result.epoch_seconds) if history == "cached" else [])
+    # switches to eval for the pass); the exact path never builds one
+    assert refreshes == ([] if history == "exact" else [(history, True)] * len(result.epoch_seconds))
+    # the state table's memory-mapped scratch is unlinked at once: nothing of it stays on disk
+    assert not [f for f in (tmp_path / "layers").iterdir() if f.is_file()]
 
 
 def _lora_grads(model) -> dict[str, torch.Tensor]:
@@ -227,7 +232,60 @@ def test_cached_history_reads_the_table_of_the_last_refresh(tmp_path) -> None:
         model.news_encoder.table_rows(news, torch.tensor([0]))  # the catalogue itself: no rows to look up
 
 
-@pytest.mark.parametrize("history", ["no-grad", "cached"])
+def test_states_history_pools_the_token_states_of_the_last_refresh(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, plmnr_history="states"), SIZES)
+    news = catalogue(count=23)
+    news.category[5] = 0  # a news without category: one position fewer in its table row
+    model.prepare_news(news, tmp_path)
+    batch = news.select(torch.tensor([3, 8, 12, 19, 20, 4, 5]))
+    candidates = torch.tensor([[0, 1], [1, 2]])  # catalogue rows 3, 8, 12; rows 19, 20, 4, 5 history only
+    model.train()
+    model.start_epoch()
+    assert model.training  # refresh_state_table restored the mode
+    model.eval()  # no dropout: fresh and table vectors must then agree (up to the 16-bit states)
+    assert torch.allclose(model.encode_step_news(batch, candidates), model.encode_news(batch), atol=2e-3)
+    # a loss on history-only rows trains pooling and projection, not LoRA nor the special tokens
+    model.encode_step_news(batch, candidates)[3:].sum().backward()
+    reached = {n for n, p in model.news_encoder.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached == {"project.weight", "project.bias", "pool.project.weight", "pool.project.bias", "pool.query"}
+    model.zero_grad(set_to_none=True)
+    # the weights move: history rows see the new pooling and projection on the refresh's token
+    # states, so they differ from both the old vectors and fresh ones until the next refresh
+    before = model.encode_step_news(batch, candidates).detach()
+    with torch.no_grad():
+        for name, p in model.news_encoder.named_parameters():
+            if "lora_B" in name or name.startswith(("pool", "category")):
+                p.add_(0.05 * torch.randn_like(p))
+    fresh, step = model.encode_news(batch), model.encode_step_news(batch, candidates)
+    assert torch.allclose(step[:3], fresh[:3], atol=1e-5)
+    assert not torch.allclose(step[3:], before[3:], atol=1e-3) and not torch.allclose(step[3:], fresh[3:], atol=1e-3)
+    model.start_epoch()
+    assert torch.allclose(model.encode_step_news(batch, candidates), fresh, atol=2e-3)
+    # with dropout (training mode) history rows are pooled through it: two draws differ
+    model.train()
+    assert not torch.equal(model.encode_step_news(batch, candidates)[3:], model.encode_step_news(batch, candidates)[3:])
+    with pytest.raises(ValueError, match="NewsInputs.index"):
+        model.news_encoder.state_rows(news, torch.tensor([0]))
+
+
+def test_the_memory_mapped_state_table_equals_the_in_memory_one(tmp_path) -> None:
+    news = catalogue(count=40, seed=3)
+    batch = news.select(torch.tensor([0, 7, 33, 39, 12]))
+    vectors = []
+    for folder in (tmp_path, None):
+        torch.manual_seed(0)  # the same weights
+        model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, plmnr_history="states"), SIZES)
+        model.prepare_news(news, folder)
+        model.start_epoch()
+        model.eval()
+        with torch.no_grad():
+            vectors.append(model.encode_step_news(batch, torch.tensor([[0]])))
+    # not bit-equal: the CPU kernels' results depend on where their buffers lie in memory (1e-6)
+    assert torch.allclose(vectors[0], vectors[1], atol=1e-5), (vectors[0] - vectors[1]).abs().max()
+
+
+@pytest.mark.parametrize("history", ["no-grad", "cached", "states"])
 def test_history_approximations_are_part_of_the_checkpoint_identity(history) -> None:
     base = RunSettings(model="plmnr", seed=1, epochs=1, batch_size=8, eval_batch_size=8, lr=1e-3, weight_decay=0.0,
                        negatives=4, patience=1, history_len=10, model_config=ModelConfig())
@@ -246,7 +304,7 @@ def test_an_unknown_history_mode_is_a_one_line_error() -> None:
             make()
         message = str(error.value)
         assert "\n" not in message and "plmnr_history" in message and "'cache'" in message
-        assert "exact, no-grad, cached" in message
+        assert "exact, no-grad, cached, states" in message
 
 
 def test_the_tuned_layers_use_the_cheap_dropout() -> None:

@@ -75,9 +75,10 @@ class ModelConfig:
     # on v_u and learns how much profile to add; "paper" is GENRE eq. 2 as written (MLP replaces v_u).
     interest_fusion: str = "gated"
     # PLMNR: how a training step encodes history-only news (catalog.PLMNR_HISTORY): "exact" (the
-    # tuned top layer with gradient), "no-grad" (the top layer without gradient) or "cached" (a
-    # per-epoch table of pooled vectors, then the projection); approximations of the training
-    # gradient, cheaper per step; evaluation is the same for all three.
+    # tuned top layer with gradient), "no-grad" (the top layer without gradient), "cached" (a
+    # per-epoch table of pooled vectors, then the projection) or "states" (a per-epoch table of
+    # the top layer's token states, then pooling and projection); approximations of the training
+    # gradient, cheaper per step; evaluation is the same for all four.
     plmnr_history: str = "exact"
 
     def __post_init__(self) -> None:
@@ -131,8 +132,8 @@ class NewsRecommender(nn.Module):
 
     def start_epoch(self) -> None:
         """Called by the trainer before each training epoch, a resumed one included, after the
-        model is in training mode. PLMNR with plmnr_history "cached" refreshes its history
-        table here; the others need nothing."""
+        model is in training mode. PLMNR with plmnr_history "cached" or "states" refreshes its
+        history table here; the others need nothing."""
 
     def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
         """Called once with the whole news catalogue before training or evaluating on it.

@@ -22,9 +22,11 @@ from recsys.layer_cache import CacheSpec, LayerCache, TokenSegment, layer_cache
 from recsys.layers import AdditiveAttention
 from recsys.layers.dropout import Dropout
 from recsys.lm_split import SplitEncoder
+from recsys.state_table import TokenStateTable
 
 SPECIAL_FIELDS = ("category", "subcategory", "image")
 SegmentBuilder = Callable[[NewsInputs], dict[str, TokenSegment]]
+HISTORY_TABLES = ("pooled", "states")  # what forward_grad_rows reads history-only rows from
 
 
 class LayerCachedNewsEncoder(nn.Module):
@@ -52,6 +54,10 @@ class LayerCachedNewsEncoder(nn.Module):
         # [catalogue rows, hidden] pooled top-layer vectors (refresh_table); no state_dict entry:
         # weights-only, it is rebuilt from the weights whenever needed
         self._table: torch.Tensor | None = None
+        # the tuned layer's token states of every catalogue row (refresh_state_table), for the
+        # same use, through pooling and projection; where prepare() was told to keep the cache
+        self._states: TokenStateTable | None = None
+        self._scratch_dir: Path | None = None
         # the cache copied onto an accelerator (segment -> (states, masks)), and which one
         self._resident: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._resident_device: torch.device | None = None
@@ -75,7 +81,8 @@ class LayerCachedNewsEncoder(nn.Module):
         self.split.offload_frozen()
         self._cache_masks = {name: s.mask[:, : self._cache.width(name)].to(torch.bool) for name, s in segments.items()}
         self._resident, self._resident_device = {}, None
-        self._catalogue, self._table = news, None
+        self._catalogue, self._table, self._states = news, None, None
+        self._scratch_dir = None if cache_dir is None else Path(cache_dir)
         return self._cache
 
     def _resident_states(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
@@ -142,6 +149,12 @@ class LayerCachedNewsEncoder(nn.Module):
         return self.project(self.pooled(news))
 
     def pooled(self, news: NewsInputs) -> torch.Tensor:  # [N, H], before the projection
+        top, mask = self.top_states(news)
+        return self.pool(self.dropout(top), mask)
+
+    def top_states(self, news: NewsInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tuned layer's output [N, W, H] over [text; category; subcategory; image] and the
+        mask [N, W] of the positions the pooling reads."""
         text = self._text_states(news)
         parts = text + self._special_tokens(news)
         if not parts:
@@ -151,21 +164,24 @@ class LayerCachedNewsEncoder(nn.Module):
         # a news with no real token at all (all features empty) still pools to a finite vector
         mask = mask | ~mask.any(dim=1, keepdim=True)
         # the text states come from the frozen layers (cache or lower()): constants for upper()
-        top = self.split.upper(states, mask, constant_width=sum(p[0].shape[1] for p in text))
-        return self.pool(self.dropout(top), mask)
+        return self.split.upper(states, mask, constant_width=sum(p[0].shape[1] for p in text)), mask
 
-    def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor, table: bool = False) -> torch.Tensor:  # [N, D]
+    def forward_grad_rows(self, news: NewsInputs, grad_rows: torch.Tensor, table: str | None = None) -> torch.Tensor:  # [N, D]
         """forward(news) in which only rows `grad_rows` (positions into `news`, any shape, repeats
         allowed) are encoded with autograd. The other rows run under torch.no_grad(), so they
-        store no activations and get no backward pass; or, with `table`, their pooled vectors
-        are read from the history table (refresh_table(), built on first use) and only the
-        projection runs, with gradient. Each encoded part runs in LENGTH_BUCKETS groups of
+        store no activations and get no backward pass; or, with `table` "pooled", their pooled
+        vectors are read from the history table (refresh_table(), built on first use) and only
+        the projection runs, with gradient; with "states", their top-layer token states are read
+        from the state table (refresh_state_table()) and the dropout, attention pooling and
+        projection run, with gradient. Each encoded part runs in LENGTH_BUCKETS groups of
         similar text length, each trimmed to its own padded width, so fewer padding tokens go
         through the top layer's matrix multiplies; in one group where the split runs only the
         real tokens anyway (SplitEncoder.packs_tokens: PLMNR's BERT on a CPU). Values equal
         forward()'s up to dropout draws and float rounding (padding is masked out of attention
         and pooling); table rows equal them without dropout as long as the weights are those of
-        the last refresh."""
+        the last refresh (state rows: up to 16-bit rounding of the stored states)."""
+        if table is not None and table not in HISTORY_TABLES:
+            raise ValueError(f"history table {table!r} is not one of {', '.join(HISTORY_TABLES)}")
         wanted = torch.zeros(len(news), dtype=torch.bool, device=grad_rows.device)
         wanted[grad_rows.reshape(-1)] = True
         lengths = self._text_lengths(news)
@@ -173,10 +189,11 @@ class LayerCachedNewsEncoder(nn.Module):
         groups = 1 if self.split.packs_tokens(self.project.weight.device) else LENGTH_BUCKETS
         rows, vectors = [], []
         for part, grad in ((torch.nonzero(wanted).squeeze(1), True), (torch.nonzero(~wanted).squeeze(1), False)):
-            if table and not grad:
+            if table is not None and not grad:
                 if part.numel():
                     rows.append(part)
-                    vectors.append(self.project(self.table_rows(news, part)))
+                    pooled = self.table_rows(news, part) if table == "pooled" else self.state_rows(news, part)
+                    vectors.append(self.project(pooled))
                 continue
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
                 for bucket in length_buckets(part, lengths, groups):
@@ -195,26 +212,82 @@ class LayerCachedNewsEncoder(nn.Module):
         table = self._table
         return table[news.index[positions].to(table.device)].to(self.project.weight.dtype)
 
+    def state_rows(self, news: NewsInputs, positions: torch.Tensor) -> torch.Tensor:  # [P, H]
+        """`news`' rows `positions` pooled from the state table's token states (with the
+        module's dropout and gradient through pooling; news must be selected from the prepared
+        catalogue); the table is built first when there is none."""
+        if news.index is None:
+            raise ValueError("the state table needs news selected from the prepared catalogue (NewsInputs.index)")
+        if self._states is None:
+            self.refresh_state_table()
+        states, mask = self._states.gather(news.index[positions])
+        device, dtype = self.project.weight.device, self.project.weight.dtype
+        return self.pool(self.dropout(states.to(device=device, dtype=dtype)), mask.to(device))
+
     def refresh_table(self, batch_size: int = 256) -> None:
         """The history table: the pooled top-layer vector [hidden] of every catalogue news under
         the current weights, without dropout and without gradient (news x hidden float32; e.g.
         MIND-large's 161k news x 384 = 0.25 GB). Runs the top layer once per catalogue news, in
         groups of similar length; the module's training mode is restored afterwards."""
+        device = self.project.weight.device
+        table = torch.empty(self._catalogue_rows("history table"), self.split.hidden_size, device=device)
+
+        def store(chunk: torch.Tensor, news: NewsInputs) -> None:
+            table[chunk.to(device)] = self.pooled(news).float()
+
+        self._over_catalogue(store, batch_size)
+        self._table = table
+
+    def refresh_state_table(self, batch_size: int = 256) -> None:
+        """The state table: the tuned layer's output token states of every catalogue news under
+        the current weights, without dropout and without gradient (recsys/state_table.py: 16-bit,
+        memory-mapped scratch beside the layer cache when prepare() had a folder). Allocated on
+        the first call, rewritten in place by the later ones; training mode is restored."""
+        self._catalogue_rows("state table")
+        if self._states is None:
+            capacity = self._pooled_positions()
+            device = self.project.weight.device
+            itemsize = 2  # both storage dtypes are 16-bit
+            on_device = device.type != "cpu" and _fits_on(device, int(capacity.max()) * len(capacity) * self.split.hidden_size * itemsize)
+            self._states = TokenStateTable(capacity, self.split.hidden_size, self.split.cache_dtype, self._scratch_dir,
+                                           device=device if on_device else None, label=self.cache_prefix)
+        states = self._states
+
+        def store(chunk: torch.Tensor, news: NewsInputs) -> None:
+            top, mask = self.top_states(news)
+            states.write(chunk, top, mask)
+
+        self._over_catalogue(store, batch_size)
+
+    def _catalogue_rows(self, what: str) -> int:
         if self._cache is None or self._catalogue is None:
-            raise RuntimeError("the history table needs prepare() first (the catalogue's cached lower layers)")
+            raise RuntimeError(f"the {what} needs prepare() first (the catalogue's cached lower layers)")
+        return self._cache.rows
+
+    def _over_catalogue(self, store: Callable[[torch.Tensor, NewsInputs], None], batch_size: int) -> None:
+        """store(rows, news) for every catalogue row, in groups of similar length, in eval mode
+        and without gradient; the module's training mode is restored afterwards."""
         device = self.project.weight.device
         total = sum(self._cache_masks[name].sum(dim=1) for name in self._cache.segments)
         order = torch.sort(torch.as_tensor(total), stable=True).indices
-        table = torch.empty(len(order), self.split.hidden_size, device=device)
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
                 for chunk in torch.split(order, batch_size):
-                    table[chunk.to(device)] = self.pooled(self._catalogue.select(chunk).to(device)).float()
+                    store(chunk, self._catalogue.select(chunk).to(device))
         finally:
             self.train(was_training)
-        self._table = table
+
+    def _pooled_positions(self) -> torch.Tensor:
+        """[catalogue rows] the most positions top_states() can let the pooling read for each
+        news: its real text tokens and present special tokens; a news with none pools over every
+        position of its batch, at most all the cached text columns and the special tokens."""
+        text = [self._cache_masks[name] for name in self._cache.segments]
+        counts = sum(mask.sum(dim=1) for mask in text)
+        for field in self.special_fields:
+            counts = counts + (1 if field == "image" else (getattr(self._catalogue, field).cpu() != 0).long())
+        return torch.where(counts > 0, counts, sum(mask.shape[1] for mask in text) + len(self.special_fields))
 
     def _text_lengths(self, news: NewsInputs) -> torch.Tensor | None:
         """[N] real text tokens of each news (all segments), on news' device; None when its rows

@@ -16,10 +16,15 @@ candidate news. The other news of the batch (history only) are
   catalogue (LayerCachedNewsEncoder.refresh_table), rebuilt at each epoch start from the weights
   of that moment without dropout, and only the projection to embed_dim runs on them, with
   gradient. Within an epoch the table is stale: it lags LoRA, the category tokens and the
-  attention pooling by up to one epoch of steps (the projection is always current).
+  attention pooling by up to one epoch of steps (the projection is always current);
+- "states": as "cached", but the table holds the top layer's token states (16-bit,
+  recsys/state_table.py; refresh_state_table), so their dropout, attention pooling and
+  projection run at every step with gradient: only LoRA and the category/subcategory/image
+  tokens get nothing from history rows, and only they lag. On BENCHMARKS.md §2c''s synthetic
+  set this got back most of what "cached" loses against "exact" (session 9 there).
 A news that is both a candidate and in some history carries its gradient through both uses. On
 the synthetic set of BENCHMARKS.md §2c' about 100 of a batch's ~280 distinct news are candidates.
-Evaluation is the same for all three (encode_news: every news afresh, never the table). On a
+Evaluation is the same for all four (encode_news: every news afresh, never a table). On a
 CPU the tuned layer runs only the real tokens (BertSplit.upper_packed); elsewhere a training
 forward runs the encoded news in groups of similar text length (fewer padding tokens).
 """
@@ -40,6 +45,7 @@ from recsys.pretrained import minilm_path
 
 TEXT_FIELDS = ("title", "abstract")
 TUNED_LAYERS = 1  # the issue's recipe: lower layers frozen and cached, the top one tuned
+HISTORY_TABLE = {"cached": "pooled", "states": "states"}  # plmnr_history -> the table history rows read
 
 
 def wordpiece_segments(fields: tuple[str, ...]):
@@ -87,11 +93,15 @@ class PLMNR(MatchingModel):
         when plmnr_history is "exact", else the candidates' rows only."""
         history = self.config.plmnr_history
         rows = torch.arange(len(news), device=candidates.device) if history == "exact" else candidates
-        return self.news_encoder.forward_grad_rows(news, rows, table=history == "cached")
+        return self.news_encoder.forward_grad_rows(news, rows, table=HISTORY_TABLE.get(history))
 
     def start_epoch(self) -> None:
-        if self.config.plmnr_history == "cached" and self.news_encoder.cache is not None:
+        if self.news_encoder.cache is None:
+            return
+        if self.config.plmnr_history == "cached":
             self.news_encoder.refresh_table()
+        elif self.config.plmnr_history == "states":
+            self.news_encoder.refresh_state_table()
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
