@@ -48,8 +48,8 @@ class TokenStateTable:
                  device: torch.device | None = None, label: str = "plmnr",
                  shard_bytes: int = SHARD_BYTES, announce: Callable[[str], None] = _announce) -> None:
         """`capacity` [rows]: the most positions each row will hold (the table's width is their
-        maximum). `device`: an accelerator to keep the whole table on (None: host memory, or
-        memory-mapped shards in `folder`)."""
+        maximum). `device`: keep the whole table there as one tensor (an accelerator with room
+        for it); None: numpy shards in host memory, or memory-mapped in `folder`."""
         if dtype not in STORAGE_DTYPES:
             raise ValueError(f"state table dtype {dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
         self.rows = int(capacity.numel())
@@ -60,7 +60,7 @@ class TokenStateTable:
         self.nbytes = self.rows * self.width * hidden * np.dtype(numpy_dtype).itemsize
         self._device_states: torch.Tensor | None = None
         self._shards: list[np.ndarray] = []
-        if device is not None and device.type != "cpu":
+        if device is not None:
             self._device_states = torch.zeros(self.rows, self.width, hidden, dtype=torch_dtype, device=device)
             return
         row_bytes = self.width * hidden * np.dtype(numpy_dtype).itemsize

@@ -18,8 +18,10 @@ def test_packed_positions_put_each_rows_true_columns_first_in_order() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("on_disk", [False, True])
-def test_rows_come_back_packed_across_shards(tmp_path, dtype, on_disk) -> None:
+@pytest.mark.parametrize("where", ["memory", "disk", "device"])
+def test_rows_come_back_packed_across_shards(tmp_path, dtype, where) -> None:
+    """Host shards in memory or memory-mapped, or one tensor on a device (an accelerator's path;
+    the CPU stands in for it here)."""
     torch.manual_seed(0)
     rows, width, hidden = 11, 6, 8
     mask = torch.rand(rows, width) < 0.6
@@ -27,7 +29,8 @@ def test_rows_come_back_packed_across_shards(tmp_path, dtype, on_disk) -> None:
     mask[4, 5] = True  # one position, in the last column
     capacity = mask.sum(dim=1)
     # 3 rows per shard: 4 shards, the last one short
-    table = TokenStateTable(capacity, hidden, dtype, tmp_path if on_disk else None,
+    table = TokenStateTable(capacity, hidden, dtype, tmp_path if where == "disk" else None,
+                            device=torch.device("cpu") if where == "device" else None,
                             shard_bytes=3 * int(capacity.max()) * hidden * 2, announce=lambda _: None)
     assert table.width == int(capacity.max())
     states = torch.randn(rows, width, hidden)
@@ -43,7 +46,7 @@ def test_rows_come_back_packed_across_shards(tmp_path, dtype, on_disk) -> None:
         want = states[r][mask[r]].to(getattr(torch, dtype))
         assert torch.equal(got[k, : len(want)], want)
         assert not got[k, len(want):].any()  # padding is zero, never an older write's values
-    if on_disk:
+    if where == "disk":
         assert not list(tmp_path.iterdir())  # the shards' files are unlinked as soon as they are mapped
 
 
