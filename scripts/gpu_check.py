@@ -3,7 +3,7 @@
 It needs only torch, transformers, accelerate and peft (the GPU image's packages): no vLLM, DuckDB,
 pyarrow, typer, Ray or TensorBoard, and no network. It
 
-1. trains recommenders (default NRMS, DIN, PLMNR in its `exact` and `cached` modes, and DIRE)
+1. trains recommenders (default NRMS, DIN, PLMNR in its `exact`, `cached` and `states` modes, and DIRE)
    under accelerate through `recsys` alone, on a synthetic dataset built in memory
    (recsys/synthetic.py), and reports train samples/s, evaluation impressions/s and the reported
    split's AUC. PLMNR reads the embedded MiniLM when it is installed, or a MiniLM folder given
@@ -95,8 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
     parser.add_argument("--models", default="nrms,din,plmnr,dire", help="recommenders to train, comma-separated")
-    parser.add_argument("--plmnr-history", default="exact,cached",
-                        help="PLMNR modes to train (exact, no-grad, cached), comma-separated; the cached/exact step ratio is printed")
+    parser.add_argument("--plmnr-history", default="exact,cached,states",
+                        help="PLMNR modes to train (exact, no-grad, cached, states), comma-separated; each mode's "
+                        "train samples/s over exact's is printed")
     parser.add_argument("--minilm", default="auto",
                         help="PLMNR's MiniLM: auto (the installed package, else random) | embedded | random | PATH to a folder")
     parser.add_argument("--export-minilm", type=Path, default=None, metavar="DIR",

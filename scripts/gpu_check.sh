@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short (< 10 min) check for a lent GPU machine, from a clean checkout with the machine's own
 # packages (torch, transformers, accelerate, peft; no vLLM, DuckDB, typer, Ray): trains NRMS, DIN,
-# PLMNR (exact, cached) and DIRE on CUDA under accelerate and generates through the transformers
+# PLMNR (exact, cached, states) and DIRE on CUDA under accelerate and generates through the transformers
 # backend in bfloat16, printing the rates beside this project's CPU figures; JSON to
 # $OUT/gpu_check.json when $OUT is set.
 #   scripts/gpu_check.sh                      # defaults (see scripts/gpu_check.py --help)

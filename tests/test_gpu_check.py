@@ -65,23 +65,24 @@ def test_runs_end_to_end_on_cpu_without_duckdb_typer_vllm_ray_pyarrow(tmp_path):
 def test_plmnr_modes_and_dire_train_without_the_packages_the_gpu_image_lacks(tmp_path):
     """The language-model recommenders on random weights of their encoders' shapes (the GPU
     image has neither the MiniLM package nor the GGUF): each PLMNR mode and DIRE train, evaluate
-    and say which weights they read, and the cached/exact ratio is reported."""
+    and say which weights they read, and each mode's ratio to exact is reported."""
     out = tmp_path / "check.json"
     done = _run_without_absent(
-        "--device", "cpu", "--models", "plmnr,dire", "--plmnr-history", "exact,cached", "--minilm", "random",
+        "--device", "cpu", "--models", "plmnr,dire", "--plmnr-history", "exact,cached,states", "--minilm", "random",
         "--news", "200", "--users", "64", "--title-len", "8", "--history-len", "5", "--tiny-llm", "--skip-generate",
         "--out", str(out),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     figures = {f["model"]: f for f in result["train"]}
-    assert list(figures) == ["plmnr-exact", "plmnr-cached", "dire"]
+    assert list(figures) == ["plmnr-exact", "plmnr-cached", "plmnr-states", "dire"]
     for figure in figures.values():
         assert figure["train_samples_per_s"] > 0 and figure["epochs_run"] == 1 and 0 <= figure["auc"] <= 1
         assert figure["weights"].startswith("random weights: throughput only")
     assert "MiniLM-L6-v2's shape" in figures["plmnr-exact"]["weights"]
     ratio = figures["plmnr-cached"]["train_samples_per_s"] / figures["plmnr-exact"]["train_samples_per_s"]
-    assert result["plmnr_ratios"] == {"plmnr-cached": pytest.approx(ratio)}
+    states = figures["plmnr-states"]["train_samples_per_s"] / figures["plmnr-exact"]["train_samples_per_s"]
+    assert result["plmnr_ratios"] == {"plmnr-cached": pytest.approx(ratio), "plmnr-states": pytest.approx(states)}
     assert "plmnr-cached: " in done.stdout and "x plmnr-exact's train samples/s on cpu" in done.stdout
 
 
