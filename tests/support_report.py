@@ -41,11 +41,13 @@ def add_run(
     source: tuple[str, ...] | None = None,
     stop_split: str | None = "dev",
     config: dict | None = None,
+    autocast: str | None = None,
 ) -> str:
     """One `runs` row, its `run_metrics`, and one `run_epochs` row per `stop_auc` value;
     metrics maps (user_group, metric) -> value. `source`: the (LLM, prompt set[, method]) the
     run's variant read, stored in run_sources. `config`: the settings it was trained with (the
-stored config; `{}` by default, the same for every run)."""
+stored config; `{}` by default, the same for every run). `autocast`: runs.autocast (None: not
+    recorded, as runs stored before migration 014)."""
     number = next(_ids)
     run_id = f"run{number:04d}"
     kind = "matching" if model in ("naml", "lstur", "nrms", "plmnr") else "ranking"
@@ -60,6 +62,8 @@ stored config; `{}` by default, the same for every run)."""
         "stop_auc": list(stop_auc), "eval_impressions_per_s": 100.0, "processes": 1, "device": "cpu",
         "created_at": created_at or BASE_TIME + timedelta(seconds=number), "stop_split": stop_split,
     }
+    if autocast is not None:
+        run["autocast"] = autocast
     # A test may build a store of an older schema: the AUC columns were dev_auc before migration 013.
     auc_column = "stop_auc" if "stop_auc" in {c[0] for c in store.conn.execute("DESCRIBE runs").fetchall()} else "dev_auc"
     run[auc_column] = run.pop("stop_auc")

@@ -446,7 +446,7 @@ EXPECTED_FILES = {
                              "region_accuracy", "chance_region_accuracy", "region_accuracy_ratio_to_chance",
                              "users", "created_at"),
     "epoch_curves.csv": ("run_id", "model", "variant", "ng_k", "generation_source", "features", "seed", "epoch", "dev_auc",
-                         "stop_split", "samples_per_s", "seconds"),
+                         "stop_split", "samples_per_s", "seconds", "autocast"),
 }
 PLOTS = ("variants_auc.png", "user_groups.png", "ng_k.png", "chain.png", "feature_ablation.png", "cost.png",
          "epoch_curves.png")

@@ -181,8 +181,10 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
     with open_store(tmp_path / "s.duckdb") as store:
         add_dataset(store, "d")
         add_dataset(store, "other")
-        first = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), stop_auc=(0.55, 0.61, 0.6))
-        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), stop_auc=(None, None), stop_split=None)
+        first = add_run(store, "d", "nrms", "original", 1, all_metrics(0.6), stop_auc=(0.55, 0.61, 0.6),
+                        autocast="bfloat16")
+        second = add_run(store, "d", "din", "ns+up", 2, all_metrics(0.7), stop_auc=(None, None), stop_split=None,
+                         autocast="float32")
         holdout = add_run(store, "d", "nrms", "ns", 1, all_metrics(0.6), stop_auc=(0.7,), stop_split="train-holdout")
         add_run(store, "other", "nrms", "original", 1, all_metrics(0.6), stop_auc=(0.9,))
         rows = load_epoch_rows(store, "d")
@@ -197,9 +199,14 @@ def test_epoch_curves_read_every_runs_epochs_from_the_store(tmp_path: Path) -> N
     result = render_view(CURVES, ctx, tmp_path / "out")
     with (tmp_path / "out" / "epoch_curves.csv").open(newline="") as handle:
         records = list(csv.DictReader(handle))
-    assert [(r["run_id"], r["epoch"], r["dev_auc"], r["stop_split"]) for r in records] == [
-        (first, "1", "0.55", "dev"), (first, "2", "0.61", "dev"), (first, "3", "0.6", "dev"), (second, "1", "", ""),
-        (second, "2", "", ""), (holdout, "1", "0.7", "train-holdout")]
+    assert [(r["run_id"], r["epoch"], r["dev_auc"], r["stop_split"], r["autocast"]) for r in records] == [
+        (first, "1", "0.55", "dev", "bfloat16"), (first, "2", "0.61", "dev", "bfloat16"),
+        (first, "3", "0.6", "dev", "bfloat16"), (second, "1", "", "", "float32"), (second, "2", "", "", "float32"),
+        (holdout, "1", "0.7", "train-holdout", "")]
+    # the throughput depends on it: each run says whether it trained under bf16 autocast
+    assert [c.autocast for c in curves] == ["bfloat16", "float32", None]
+    autocast_cells = list(result.tables[0].columns[-1].cells)
+    assert result.tables[0].columns[-1].header == "autocast" and autocast_cells == ["bfloat16", "float32", "not recorded"]
     assert "(dev/train-holdout)" in str(result.tables[0].title)
     png = (tmp_path / "out" / "epoch_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 15_000

@@ -156,6 +156,7 @@ class EpochRow:
     created_at: datetime | None = None
     stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
     source: str | None = None  # the generation source's label (as MetricRow.source); None: none recorded
+    autocast: str | None = None  # "bfloat16" | "float32" (runs.autocast); None: stored before it was recorded
 
 
 def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
@@ -163,7 +164,7 @@ def load_epoch_rows(store: Store, dataset: str) -> list[EpochRow]:
     return _typed_rows(
         store, EpochRow,
         "SELECT r.run_id, r.model, r.variant, r.ng_k, r.features, r.seed, e.epoch, e.stop_auc, e.samples_per_s, "
-        "e.seconds, r.created_at, r.stop_split, " + _RUN_SOURCE_SQL + " FROM run_epochs e "
+        "e.seconds, r.created_at, r.stop_split, " + _RUN_SOURCE_SQL + ", r.autocast FROM run_epochs e "
         "JOIN runs r ON r.run_id = e.run_id LEFT JOIN run_sources s ON s.run_id = r.run_id WHERE r.dataset = ? "
         "ORDER BY r.created_at, r.run_id, e.epoch",
         [dataset],

@@ -34,6 +34,7 @@ class EpochCurve:
     samples_per_s: tuple[float, ...]
     seconds: tuple[float, ...]
     stop_split: str | None = None  # "dev" | "train-holdout" | None (no early stopping)
+    autocast: str | None = None  # "bfloat16" | "float32": how its training forward ran; None: not recorded
 
     @property
     def label(self) -> str:
@@ -62,6 +63,7 @@ def epoch_curves(rows: Sequence[EpochRow], left_out: Collection[str] = ()) -> li
             samples_per_s=tuple(r.samples_per_s for r in epochs),
             seconds=tuple(r.seconds for r in epochs),
             stop_split=first.stop_split,
+            autocast=first.autocast,
         ))
     return curves
 
@@ -84,9 +86,9 @@ def _records(rows: Sequence[EpochCurve]) -> Records:
     return Records(
         # "dev_auc": the CSV's column name from before the hold-out; it is the AUC on stop_split.
         ("run_id", "model", "variant", "ng_k", "generation_source", "features", "seed", "epoch", "dev_auc", "stop_split",
-         "samples_per_s", "seconds"),
+         "samples_per_s", "seconds", "autocast"),
         [(c.run_id, c.config.model, c.config.variant, c.config.ng_k, c.config.source, c.config.features, c.seed, epoch,
-          auc, c.stop_split, rate, seconds)
+          auc, c.stop_split, rate, seconds, c.autocast)
          for c in rows for epoch, auc, rate, seconds in zip(c.epochs, c.stop_auc, c.samples_per_s, c.seconds,
                                                              strict=True)],
     )
@@ -104,7 +106,7 @@ def stop_splits(rows: Sequence[EpochCurve]) -> str:
 def _tables(rows: Sequence[EpochCurve], ctx: ReportContext) -> list[Table]:
     table = Table(title=f"Training curves: AUC on the stopping split ({stop_splits(rows)}) and samples/s per epoch "
                         f"({ctx.dataset})", title_justify="left")
-    for name in ("run", "configuration", "stopped on", "epochs", "AUC per epoch", "samples/s per epoch"):
+    for name in ("run", "configuration", "stopped on", "epochs", "AUC per epoch", "samples/s per epoch", "autocast"):
         table.add_column(name, justify="right" if name == "epochs" else "left")
     left_out = len(superseded_curves(ctx))
     if left_out:
@@ -112,7 +114,7 @@ def _tables(rows: Sequence[EpochCurve], ctx: ReportContext) -> list[Table]:
                          "features and source) shows its newest run, as in the other tables")
     for c in rows:
         table.add_row(c.run_id, c.label, c.stop_split or "—", str(len(c.epochs)), " ".join(_auc(v) for v in c.stop_auc),
-                      " ".join(f"{v:,.0f}" for v in c.samples_per_s))
+                      " ".join(f"{v:,.0f}" for v in c.samples_per_s), c.autocast or "not recorded")
     return [table]
 
 
