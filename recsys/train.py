@@ -136,16 +136,21 @@ class LoopState:
     partial_seconds: float = 0.0
     partial_samples: int = 0
     best_weights: dict[str, torch.Tensor] | None = None
+    # the weights the epoch in progress built its history table from (MatchingModel.start_epoch;
+    # PLMNR cached/states), so that a resumed epoch rebuilds the very same table
+    table_weights: dict[str, torch.Tensor] | None = None
     done: bool = False
 
     def state_dict(self) -> dict:
-        data = {k: v for k, v in self.__dict__.items() if k != "best_weights"}
-        return {"meta": json.dumps(data), "best_weights": self.best_weights or {}}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("best_weights", "table_weights")}
+        return {"meta": json.dumps(data), "best_weights": self.best_weights or {},
+                "table_weights": self.table_weights or {}}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in json.loads(state["meta"]).items():
             setattr(self, key, value)
         self.best_weights = dict(state["best_weights"]) or None
+        self.table_weights = dict(state.get("table_weights") or {}) or None  # checkpoints from before it: none
 
     def finished(self, epochs: int) -> bool:
         """No epoch left to train: early-stopped, or `epochs` epochs done."""
@@ -406,9 +411,11 @@ class Trainer:
             generator=torch.Generator().manual_seed(settings.seed),
         )
         self.step_module.train()
-        # PLMNR with plmnr_history "cached"/"states" rebuilds its history table from the current weights
-        # (a resumed epoch: from the checkpoint's, not the epoch start's as uninterrupted)
-        accelerator.unwrap_model(self.step_module).model.start_epoch()
+        # PLMNR with plmnr_history "cached"/"states" rebuilds its history table from the current
+        # weights; a resumed epoch from the weights its table had (saved with the checkpoint), not
+        # the checkpoint's, so that it goes on exactly as the uninterrupted run
+        resumed_table = state.table_weights if state.step > 0 else None
+        state.table_weights = accelerator.unwrap_model(self.step_module).model.start_epoch(resumed_table)
         self.steps_per_epoch = len(batches)
         self.task = None
         if self.progress is not None and accelerator.is_main_process:

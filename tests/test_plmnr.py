@@ -269,6 +269,63 @@ def test_states_history_pools_the_token_states_of_the_last_refresh(tmp_path) -> 
         model.news_encoder.state_rows(news, torch.tensor([0]))
 
 
+@pytest.mark.parametrize("history", ["cached", "states"])
+def test_a_table_rebuilt_from_saved_weights_is_the_one_built_then(tmp_path, history) -> None:
+    """What the trainer keeps in a checkpoint (start_epoch's return) rebuilds the same table
+    later, after the weights moved, and leaves the current weights as they are."""
+    torch.manual_seed(0)
+    model = build_model("plmnr", tiny_config(transformer_layers=2, features=ALL_FEATURES, plmnr_history=history), SIZES)
+    news = catalogue(count=23)
+    model.prepare_news(news, tmp_path)
+    batch = news.select(torch.tensor([3, 8, 12, 19, 20, 4]))
+    candidates = torch.tensor([[0, 1], [1, 2]])
+    model.train()
+    saved = model.start_epoch()
+    assert saved and all(not t.requires_grad for t in saved.values())
+    assert {n for n, p in model.news_encoder.named_parameters() if p.requires_grad} == saved.keys()
+    model.eval()
+    with torch.no_grad():
+        then = model.encode_step_news(batch, candidates)
+        for name, p in model.news_encoder.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+        moved = {n: p.detach().clone() for n, p in model.news_encoder.named_parameters()}
+        model.start_epoch()  # from the moved weights: another table
+        assert not torch.allclose(model.news_encoder.forward_grad_rows(batch, candidates, None)[3:],
+                                  then[3:], atol=1e-3)
+        again = model.start_epoch(saved)
+        assert all(torch.equal(p, moved[n]) for n, p in model.news_encoder.named_parameters())  # put back
+        assert all(torch.equal(again[n], saved[n]) for n in saved)
+        # history rows read the old table through the current (moved) head: compare the pooled rows
+        if history == "cached":
+            assert torch.equal(model.news_encoder._table, _table_of(model, saved))
+        else:
+            rows = torch.arange(len(news))
+            states, _ = model.news_encoder._states.gather(rows)
+            old_states, _ = _state_table_of(model, saved).gather(rows)
+            assert torch.equal(states, old_states)
+    with pytest.raises(ValueError, match="do not match"):
+        model.start_epoch({"project.weight": saved["project.weight"]})
+
+
+def _table_of(model, weights):
+    """The pooled table a fresh copy of `model` builds from `weights`."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    twin.news_encoder.rebuild_table("pooled", weights)
+    return twin.news_encoder._table
+
+
+def _state_table_of(model, weights):
+    import copy
+
+    twin = copy.deepcopy(model)
+    twin.news_encoder._states = None
+    twin.news_encoder.rebuild_table("states", weights)
+    return twin.news_encoder._states
+
+
 def test_the_memory_mapped_state_table_equals_the_in_memory_one(tmp_path) -> None:
     news = catalogue(count=40, seed=3)
     batch = news.select(torch.tensor([0, 7, 33, 39, 12]))

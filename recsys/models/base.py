@@ -130,10 +130,13 @@ class NewsRecommender(nn.Module):
         Every row with gradient unless a model says otherwise (PLMNR's plmnr_history)."""
         return self.encode_news(news)
 
-    def start_epoch(self) -> None:
+    def start_epoch(self, table_weights: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor] | None:
         """Called by the trainer before each training epoch, a resumed one included, after the
-        model is in training mode. PLMNR with plmnr_history "cached" or "states" refreshes its
-        history table here; the others need nothing."""
+        model is in training mode. PLMNR with plmnr_history "cached" or "states" rebuilds its
+        history table here, from `table_weights` when given (a resumed epoch: what the table was
+        built from before), and returns the weights it was built from, for the checkpoint. The
+        others need nothing and return None."""
+        return None
 
     def prepare_news(self, news: NewsInputs, cache_dir: Path | None = None) -> None:
         """Called once with the whole news catalogue before training or evaluating on it.

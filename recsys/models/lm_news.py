@@ -224,6 +224,31 @@ class LayerCachedNewsEncoder(nn.Module):
         device, dtype = self.project.weight.device, self.project.weight.dtype
         return self.pool(self.dropout(states.to(device=device, dtype=dtype)), mask.to(device))
 
+    def rebuild_table(self, table: str, weights: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Rebuild history table `table` ("pooled": refresh_table, "states": refresh_state_table)
+        from the current weights, or from `weights` (this module's trainable parameters by name,
+        as an earlier call returned them; the current ones are put back afterwards). Returns
+        copies of the trainable parameters it was built from, small next to the model (LoRA,
+        special tokens, pooling, projection): what a checkpoint keeps to rebuild the same table."""
+        if table not in HISTORY_TABLES:
+            raise ValueError(f"history table {table!r} is not one of {', '.join(HISTORY_TABLES)}")
+        trainable = {name: p for name, p in self.named_parameters() if p.requires_grad}
+        current = None
+        if weights is not None:
+            if weights.keys() != trainable.keys():
+                raise ValueError("the saved history-table weights do not match this model's trainable parameters")
+            current = {name: p.detach().clone() for name, p in trainable.items()}
+        try:
+            with torch.no_grad():
+                for name, value in (weights or {}).items():
+                    trainable[name].copy_(value)
+            (self.refresh_table if table == "pooled" else self.refresh_state_table)()
+            return {name: p.detach().clone() for name, p in trainable.items()}
+        finally:
+            with torch.no_grad():
+                for name, value in (current or {}).items():
+                    trainable[name].copy_(value)
+
     def refresh_table(self, batch_size: int = 256) -> None:
         """The history table: the pooled top-layer vector [hidden] of every catalogue news under
         the current weights, without dropout and without gradient (news x hidden float32; e.g.

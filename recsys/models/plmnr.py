@@ -95,13 +95,11 @@ class PLMNR(MatchingModel):
         rows = torch.arange(len(news), device=candidates.device) if history == "exact" else candidates
         return self.news_encoder.forward_grad_rows(news, rows, table=HISTORY_TABLE.get(history))
 
-    def start_epoch(self) -> None:
-        if self.news_encoder.cache is None:
-            return
-        if self.config.plmnr_history == "cached":
-            self.news_encoder.refresh_table()
-        elif self.config.plmnr_history == "states":
-            self.news_encoder.refresh_state_table()
+    def start_epoch(self, table_weights: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor] | None:
+        table = HISTORY_TABLE.get(self.config.plmnr_history)
+        if table is None or self.news_encoder.cache is None:
+            return None
+        return self.news_encoder.rebuild_table(table, table_weights)
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
