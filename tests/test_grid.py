@@ -211,6 +211,16 @@ def test_dry_run_plans_and_trains_nothing(tmp_path: Path, template: Path) -> Non
     assert cell_counts(env[0]) == {}
 
 
+def test_first_seed_moves_the_grids_seeds(tmp_path: Path, template: Path) -> None:
+    env = _env(tmp_path, template)
+    result = invoke(env, "grid", "--dataset", "tiny", "--models", "din", "--variants", "original",
+                    "--seeds", "2", "--first-seed", "6", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [cell["seed"] for cell in payload["planned"]] == [6, 7]
+    one_line_error(invoke(env, "grid", "--dataset", "tiny", "--first-seed", "-1", "--dry-run"), "--first-seed must be")
+
+
 def test_report_split_flag_reaches_the_grid_settings(tmp_path: Path, template: Path) -> None:
     """`grid --report-split dev` as `train --report-split dev`: the cell stored with dev reported
     counts only under the flag (or [train] report_split), and a bad value is a one-line error."""

@@ -133,6 +133,7 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
     (["--resume", "--checkpoint-dir", "/nonexistent-dir"], "no checkpoint"),
     (["--resume", "--retrain"], "--resume continues a checkpoint and --retrain"),
     (["--seeds", "1000000000000"], "--seeds must be between 1 and 1000, got 1000000000000"),
+    (["--first-seed", "-3"], "--first-seed must be between 0 and"),
     (["--lr", "nan"], "--lr must be a finite number above 0"),
     (["--lr", "-0.5"], "--lr must be a finite number above 0"),
     (["--batch-size", "0"], "--batch-size must be between 1 and"),
@@ -143,6 +144,16 @@ def test_missing_generations_name_the_generate_command(tmp_path: Path, env) -> N
 ])
 def test_bad_flags_are_one_line_exit_2(env, args: list[str], needle: str) -> None:
     one_line_error(invoke(env, "train", "--model", "din", "--dataset", "tiny", *args), needle)
+
+
+def test_first_seed_picks_which_seeds_train(env) -> None:
+    result = invoke(env, "train", "--model", "dcn", "--dataset", "tiny", "--seeds", "2", "--first-seed", "4", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [r["seed"] for r in payload["runs"]] == [4, 5]
+    with open_store(env[0]) as store:
+        seeds = store.conn.execute("SELECT seed FROM runs WHERE model = 'dcn' ORDER BY seed").fetchall()
+    assert seeds == [(4,), (5,)]
 
 
 def test_unknown_optimizer_decay_scope_or_fusion_is_rejected(tmp_path: Path, env) -> None:

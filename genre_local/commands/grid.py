@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from genre_local.cli_support import app_context, command_errors, emit_json, stderr_console, stdout_console
-from genre_local.commands.train import CheckpointOpt, DatasetOpt, FeaturesOpt, NgKOpt, ReportSplitOpt
+from genre_local.commands.train import CheckpointOpt, DatasetOpt, FeaturesOpt, FirstSeedOpt, NgKOpt, ReportSplitOpt, flag_name
 from genre_local.config import resolve_relative, with_overrides
 from genre_local.errors import UserError
 from recsys.errors import ConfigError
@@ -44,6 +44,7 @@ def grid(
         "generations list` shows them).", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per (model, variant, source) (default [train] seeds; "
                                                  "the paper used 5).")] = None,
+    first_seed: FirstSeedOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="Cells trained at once: processes on this machine "
                                          "(one GPU each where there are GPUs), or Ray tasks with --engine ray.")] = 1,
     engine: Annotated[str, typer.Option("--engine", help="local (this machine) or ray (the running Ray cluster, "
@@ -63,12 +64,13 @@ def grid(
     from genre_local.training import TrainRequest, open_existing_store
 
     context = app_context(ctx)
-    flags = {"epochs": epochs, "seeds": seeds, "ng_k": ng_k, "features": features, "report_split": report_split}
+    flags = {"epochs": epochs, "seeds": seeds, "seed": first_seed, "ng_k": ng_k, "features": features,
+             "report_split": report_split}
     try:
         cfg = with_overrides(context.config.train, **flags)
     except ConfigError as exc:
         given = exc.key in flags and flags[exc.key] is not None
-        raise UserError(f"--{exc.key.replace('_', '-')} {exc.problem}" if given else f"[train] {exc}") from exc
+        raise UserError(f"{flag_name(exc.key)} {exc.problem}" if given else f"[train] {exc}") from exc
     if engine not in grid_lib.ENGINES:
         raise UserError(f"--engine {engine} is unknown; use one of {', '.join(grid_lib.ENGINES)}")
     if workers < 1:

@@ -36,6 +36,8 @@ VariantOpt = Annotated[
     str, typer.Option("--variant", help="original | ns | up | ng | chain, or a combination like ns+up+ng.")
 ]
 NgKOpt = Annotated[Optional[int], typer.Option("--ng-k", help="Synthetic news per cold user for ng/chain (default 2).")]
+FirstSeedOpt = Annotated[Optional[int], typer.Option(
+    "--first-seed", help="The first seed: --seeds N runs seeds first-seed .. first-seed+N-1 (default 1, or [train] seed).")]
 FeaturesOpt = Annotated[
     Optional[str],
     typer.Option("--features", help="News features: subset of title,abstract,category,subcategory,image (default title,category)."),
@@ -59,6 +61,12 @@ CheckpointOpt = Annotated[
 EncoderOpt = Annotated[Optional[str], typer.Option(
     "--encoder", help="DIRE's news encoder: llama (the embedded SmolLM2, default), a [models] alias, or a local "
     "LLaMA-family Hugging Face folder.")]
+
+
+def flag_name(setting: str) -> str:
+    """The command-line flag of a [train] setting, for its error messages: --ng-k for ng_k,
+    --first-seed for seed."""
+    return "--" + {"seed": "first-seed"}.get(setting, setting).replace("_", "-")
 
 
 def _dire_encoder(context, model: str, encoder: str | None) -> str:
@@ -93,7 +101,7 @@ def _request(ctx: typer.Context, model: str, dataset: str, variant: str, image_f
             require_installed(cfg.track)
     except ConfigError as exc:
         given = exc.key in flags and flags[exc.key] is not None or exc.key == "variant"
-        raise UserError(f"--{exc.key.replace('_', '-')} {exc.problem}" if given else f"[train] {exc}") from exc
+        raise UserError(f"{flag_name(exc.key)} {exc.problem}" if given else f"[train] {exc}") from exc
     if image_file is not None and not image_file.exists():
         raise UserError(f"--image-file {image_file} does not exist")
     if "image" in cfg.feature_names and image_file is None:
@@ -132,6 +140,7 @@ def train(
     llm: LlmOpt = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 3; early stopping on dev AUC, or on a held-out train slice when dev is reported).")] = None,
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds (default 1; the paper used 5).")] = None,
+    first_seed: FirstSeedOpt = None,
     ng_k: NgKOpt = None,
     features: FeaturesOpt = None,
     image_file: ImageOpt = None,
@@ -174,7 +183,7 @@ def train(
     if resume and retrain:
         raise UserError("--resume continues a checkpoint and --retrain trains a stored run from scratch; pass one")
     request = _request(ctx, model.value, dataset, variant, image_file, checkpoint_dir, resume, tracked=True,
-                       encoder=encoder, llm=llm, retrain=retrain, epochs=epochs, seeds=seeds, ng_k=ng_k, features=features,
+                       encoder=encoder, llm=llm, retrain=retrain, epochs=epochs, seeds=seeds, seed=first_seed, ng_k=ng_k, features=features,
                        batch_size=batch_size, lr=lr, max_steps=max_steps, report_split=report_split, track=track.value if track is not None else None,
                        optimizer=optimizer.value if optimizer is not None else None,
                        decay_scope=decay_scope.value if decay_scope is not None else None,
