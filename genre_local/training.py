@@ -305,8 +305,10 @@ def train_and_store(request: TrainRequest, *, accelerator=None, progress=None,
         if use_bf16(cfg.bf16, accelerator.device.type, model=request.model):
             native = " (auto: native bf16 CPU)" if cfg.bf16 == "auto" and accelerator.device.type == "cpu" else ""
             autocast = f", bfloat16 autocast{native}"
+        # an approximation of the training gradient is said, never left to the config file
+        history = f", history news {cfg.plmnr_history}" if request.model == "plmnr" and cfg.plmnr_history != "exact" else ""
         say(f"[bold]{request.model}[/] on {request.dataset} / {spec.name}{by} ({stats}); "
-            f"{accelerator.num_processes} process(es) on {accelerator.device}{autocast}")
+            f"{accelerator.num_processes} process(es) on {accelerator.device}{autocast}{history}")
 
     def on_seed(result) -> None:
         if accelerator.is_main_process:

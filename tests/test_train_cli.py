@@ -287,6 +287,25 @@ def test_train_says_which_runs_trained_under_bf16_autocast(tmp_path: Path) -> No
         assert store.conn.execute("SELECT autocast FROM runs").fetchall() == [("bfloat16",)]
 
 
+def test_plmnr_trains_with_the_states_history_through_the_command(tmp_path: Path) -> None:
+    """[train] plmnr_history = "states": train says it, stores it in the run's config, and
+    report reads the run."""
+    db = make_store(tmp_path / "s.duckdb", users=8, news_per_cat=4)
+    config = tmp_path / "genre.toml"
+    config.write_text(small_train_toml(plmnr_history="states", epochs=1, bf16="off"))
+    base = ["--db", str(db), "--config", str(config)]
+    result = runner.invoke(app, [*base, "train", "--model", "plmnr", "--dataset", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "history news states" in result.stderr.replace("\n", " ")
+    (run,) = json.loads(result.stdout.strip().splitlines()[-1])["runs"]
+    with open_store(db) as store:
+        (stored,) = store.conn.execute("SELECT config FROM runs").fetchall()
+    assert json.loads(stored[0])["plmnr_history"] == "states" and run["trained"]
+    report = runner.invoke(app, [*base, "report", "--dataset", "tiny", "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert run["run_id"] in (tmp_path / "report" / "epoch_curves.csv").read_text()
+
+
 def test_a_stored_run_is_not_trained_or_stored_again(tmp_path: Path, env) -> None:
     """The same command again (with or without --resume, other threads) stores no second copy of
     the run; a seed not stored yet is trained; --retrain trains the stored one again."""
