@@ -79,7 +79,8 @@ class TokenStateTable:
                      f"memory-mapped in {folder}, rewritten at each epoch start, removed when training ends")
         for start in range(0, self.rows, self._per_shard):
             shape = (min(self._per_shard, self.rows - start), self.width, hidden)
-            self._shards.append(np.zeros(shape, dtype=numpy_dtype) if folder is None else _scratch_map(folder, shape, numpy_dtype))
+            self._shards.append(np.zeros(shape, dtype=numpy_dtype) if folder is None
+                                else _scratch_map(folder, shape, numpy_dtype, label))
 
     def write(self, rows: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> None:
         """Store `states` [n, L, hidden] at catalogue `rows` [n], keeping the positions where
@@ -128,12 +129,21 @@ class TokenStateTable:
         return states.view(STORAGE_DTYPES[self.dtype][1]), torch.arange(used) < counts.unsqueeze(1)
 
 
-def _scratch_map(folder: Path, shape: tuple[int, ...], dtype) -> np.ndarray:
+def _scratch_map(folder: Path, shape: tuple[int, ...], dtype, label: str) -> np.ndarray:
     """A writable memory map of `shape` in a file of `folder` that is unlinked at once: the
-    mapping keeps the space until it is closed, then the system frees it."""
+    mapping keeps the space until it is closed, then the system frees it. The file's blocks are
+    reserved first: writing into a sparse map on a full disk would kill the process (SIGBUS)
+    instead of saying why."""
     handle, path = tempfile.mkstemp(prefix=".state-table-", suffix=".bin", dir=folder)
     try:
-        os.close(handle)
-        return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
+        try:
+            os.posix_fallocate(handle, 0, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        except OSError as exc:
+            raise RecsysError(
+                f"the {label} token-state table could not reserve its space in {folder} ({exc.strerror}); "
+                "free disk space, give the layer cache another folder, or train with plmnr_history cached"
+            ) from None
+        return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
     finally:
+        os.close(handle)
         os.unlink(path)

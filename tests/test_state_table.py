@@ -85,3 +85,19 @@ def test_the_size_is_announced_and_a_full_disk_refused_before_anything_is_writte
     message = str(error.value)
     assert "\n" not in message and "375.0 KiB" in message and "1000 B free" in message and "cached" in message
     assert len(said) == 1 and not list((tmp_path / "sub").iterdir())
+
+
+def test_a_disk_that_fills_up_is_refused_when_the_space_is_reserved(tmp_path, monkeypatch) -> None:
+    """The free-space check passes, but the space is gone by the time a shard is reserved
+    (another process wrote meanwhile): a clear error, not a SIGBUS at the first write."""
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(RecsysError) as error:
+        TokenStateTable(torch.tensor([5] * 10), 8, "float16", tmp_path, announce=lambda _: None)
+    assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
+    assert not list(tmp_path.iterdir())
