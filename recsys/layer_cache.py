@@ -217,6 +217,7 @@ def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, 
             else:
                 file = f"{name}-{number:05d}.bin"
                 array = np.lib.format.open_memmap(folder / file, mode="w+", dtype=numpy_dtype, shape=shape)
+                reserve_blocks(folder / file)
                 files.append({"file": file, "rows": count})
             with torch.no_grad():
                 for lo in range(0, count, batch_size):
@@ -236,6 +237,17 @@ def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, 
                     "segments": manifest_segments}
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return LayerCache(spec, text, shards, rows, per_shard, folder)
+
+
+def reserve_blocks(path: Path) -> None:
+    """Allocate a freshly created (sparse) file's blocks now. Writing through a memory map into
+    a sparse file on a disk that filled up since the free-space check kills the process with
+    SIGBUS; reserving first turns that into a RecsysError naming the file."""
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as exc:
+            raise RecsysError(f"could not reserve {path}'s space ({exc.strerror}); free disk space and retry") from None
 
 
 def open_layer_cache(folder: Path, spec: CacheSpec, text: str) -> LayerCache:

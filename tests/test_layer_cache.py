@@ -110,6 +110,22 @@ def test_not_enough_disk_is_refused_before_anything_is_written(tmp_path, monkeyp
     assert not any(tmp_path.iterdir())
 
 
+def test_a_disk_that_fills_up_while_writing_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """The free-space check passed but the space is gone when a shard is created: a one-line
+    error (not a SIGBUS at the first write into the sparse map), no cache and no staging left."""
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lc.os, "posix_fallocate", full)
+    with pytest.raises(RecsysError) as raised:
+        layer_cache(segments(), SPEC, fake_states, tmp_path, "t", announce=lambda _: None)
+    message = str(raised.value)
+    assert "\n" not in message and "No space left on device" in message and "title-00000.bin" in message
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_size_is_announced_before_writing(tmp_path) -> None:
     said = []
     layer_cache(segments(), SPEC, fake_states, tmp_path, "t", announce=said.append)
