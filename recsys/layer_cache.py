@@ -15,10 +15,12 @@ half cache. Its size is announced before writing and checked against the free di
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +172,7 @@ def layer_cache(
     if (folder / "manifest.json").is_file():
         return open_layer_cache(folder, spec, text)
     Path(root).mkdir(parents=True, exist_ok=True)
+    remove_dead_staging(folder)  # before the free-space check: what it frees counts
     needed = cache_bytes(spec, segments)
     free = shutil.disk_usage(root).free
     if needed * DISK_MARGIN > free:
@@ -178,7 +181,7 @@ def layer_cache(
             "free disk space or give the layer cache another folder"
         )
     announce(f"{prefix}: caching layer-{spec.layer} hidden states ({human_bytes(needed)}, {spec.dtype}) in {folder}")
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    staging = _staging(folder, os.getpid())
     if staging.exists():
         shutil.rmtree(staging)
     try:
@@ -193,6 +196,34 @@ def layer_cache(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return open_layer_cache(folder, spec, text)
+
+
+def _staging(folder: Path, pid: int) -> Path:
+    """Where process `pid` of this host writes `folder` before renaming it into place."""
+    return folder.with_name(f".{folder.name}.{socket.gethostname()}.{pid}.tmp")
+
+
+def remove_dead_staging(folder: Path) -> list[Path]:
+    """Delete the staging folders of `folder` left by processes of this host that are gone (a
+    SIGKILL or power cut skips the cleanup; with a 7B model one is tens of GB). Another host's
+    (a shared file system) and a live process's are left alone. Returns what it deleted."""
+    removed = []
+    for staging in folder.parent.glob(glob.escape(f".{folder.name}.{socket.gethostname()}.") + "*.tmp"):
+        pid = staging.name.removesuffix(".tmp").rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _compute(segments, spec: CacheSpec, text: str, encode, folder: Path | None, batch_size: int,

@@ -126,6 +126,28 @@ def test_a_disk_that_fills_up_while_writing_is_a_clear_error_and_leaves_nothing(
     assert not any(tmp_path.iterdir())
 
 
+def test_staging_left_by_a_killed_process_of_this_host_is_removed(tmp_path) -> None:
+    """A SIGKILL skips the cleanup: the next build deletes that staging folder (its process is
+    gone), but not a live process's nor another host's (a shared file system)."""
+    import socket
+    import subprocess
+    import sys
+
+    parts = segments()
+    folder = lc.cache_folder(tmp_path, "t", SPEC, lc.text_fingerprint(parts))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    dead = tmp_path / f".{folder.name}.{host}.{int(gone.stdout)}.tmp"
+    live = tmp_path / f".{folder.name}.{host}.{os.getppid()}.tmp"
+    other_host = tmp_path / f".{folder.name}.elsewhere-{host}.{int(gone.stdout)}.tmp"
+    for staging in (dead, live, other_host):
+        (staging / "title-00000.bin").parent.mkdir()
+        (staging / "title-00000.bin").write_bytes(b"half")
+    layer_cache(parts, SPEC, fake_states, tmp_path, "t", announce=lambda _: None)
+    assert not dead.exists() and live.exists() and other_host.exists()
+    assert (folder / "manifest.json").is_file()
+
+
 def test_the_size_is_announced_before_writing(tmp_path) -> None:
     said = []
     layer_cache(segments(), SPEC, fake_states, tmp_path, "t", announce=said.append)
