@@ -107,6 +107,7 @@ def run_child(args: argparse.Namespace, model: str, cache: Path) -> dict:
         "--naive-impressions", str(args.naive_impressions), "--features", args.features,
         "--title-len", str(args.title_len), "--bf16", args.bf16, "--encoder", str(args.encoder or ""),
         "--threads", str(args.threads), "--warmup", str(args.warmup), "--profile-steps", str(args.profile_steps),
+        "--plmnr-history", args.plmnr_history,
     ]
     print(f"[{model}] ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -138,8 +139,9 @@ def render(results: list[dict], title: str) -> None:
             table.add_row(r["model"], "FAILED", r["error"])
             continue
         t, e = r["train"], r["eval"]
+        history = r.get("plmnr_history")
         table.add_row(
-            r["model"], r["kind"], f"{r['parameters'] / 1e6:.2f}M", str(t["steps"]), f"{t['samples_per_s']:,.0f}",
+            r["model"] + (f" ({history})" if history not in (None, "exact") else ""), r["kind"], f"{r['parameters'] / 1e6:.2f}M", str(t["steps"]), f"{t['samples_per_s']:,.0f}",
             f"{100 * t['data_share']:.1f}", f"{100 * t['forward_share']:.1f}", f"{100 * t['backward_share']:.1f}",
             f"{e['fast_impressions_per_s']:,.0f}", f"{e['naive_impressions_per_s']:,.0f}", f"{e['speedup']:.1f}",
             f"{e['max_abs_diff']:.1e}", f"{r['memory']['peak_rss_mb']:,.0f}", f"{r['memory']['model_growth_mb']:,.0f}",
@@ -361,7 +363,7 @@ def eval_paths(model, data, args: argparse.Namespace) -> dict:
 def bench_config(args: argparse.Namespace) -> TrainConfig:
     """The [train] defaults with the benchmark's flags: the same checks as `genre-local train`."""
     return TrainConfig(batch_size=args.batch_size, features=args.features, title_len=args.title_len, bf16=args.bf16,
-                       threads=args.threads)
+                       threads=args.threads, plmnr_history=args.plmnr_history)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -390,10 +392,17 @@ def child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     model.prepare_news(data.news, Path(args.cache).parent / "layers")
     prepare_seconds = time.perf_counter() - started
-    train = train_steps(model, data, args) | {"prepare_news_seconds": round(prepare_seconds, 2)}
+    # PLMNR cached/states: the history table the trainer builds at each epoch start (timed apart)
+    started = time.perf_counter()
+    model.train()
+    table = model.start_epoch() is not None
+    table_seconds = time.perf_counter() - started
+    train = train_steps(model, data, args) | {"prepare_news_seconds": round(prepare_seconds, 2),
+                                               "epoch_table_seconds": round(table_seconds, 2) if table else None}
     evaluation = eval_paths(model, data, args)
     Path(args.result).write_text(json.dumps({
         "model": args.child,
+        "plmnr_history": config.plmnr_history if args.child == "plmnr" else None,
         "kind": model.kind,
         "parameters": parameters,
         "train": train,
@@ -425,6 +434,7 @@ def main() -> None:
                         help="the same for ranking models, whose fast path saves less than the matching models'")
     parser.add_argument("--naive-impressions", type=int, default=500, help="of those, also scored by the naive path (spread evenly)")
     parser.add_argument("--features", default="title,category")
+    parser.add_argument("--plmnr-history", default="exact", help="[train] plmnr_history of PLMNR: exact | no-grad | cached | states")
     parser.add_argument("--bf16", default="auto", choices=("auto", "on", "off"), help="[train] bf16: autocast of the forward")
     parser.add_argument("--threads", type=int, default=0, help="[train] threads (0: chosen from cores and load)")
     parser.add_argument("--title-len", type=int, default=30)

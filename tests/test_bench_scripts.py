@@ -183,6 +183,15 @@ def test_bench_train_runs_the_language_model_encoders_on_their_layer_cache(tmp_p
         assert len(list(tmp_path.rglob(f"layers/{name}-*/manifest.json"))) == 1
 
 
+def test_bench_train_times_plmnr_with_a_history_table(tmp_path: Path):
+    """--plmnr-history states: the epoch-start table is built (and timed) before the steps."""
+    proc = _run("bench_train.py", "--smoke", "--models", "plmnr", "--plmnr-history", "states", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (result,) = json.loads((tmp_path / "train-smoke.json").read_text())["results"]
+    assert result["plmnr_history"] == "states" and result["train"]["epoch_table_seconds"] > 0
+    assert result["train"]["samples_per_s"] > 0 and "(states)" in proc.stdout
+
+
 def test_bench_train_refuses_unknown_model(tmp_path: Path):
     proc = _run("bench_train.py", "--models", "nrms,gpt", "--out", str(tmp_path), timeout=60)
     assert proc.returncode != 0 and "--models: unknown ['gpt']" in proc.stderr
