@@ -1,7 +1,8 @@
 """Our NRMS and NAML against a plain PyTorch reference, side by side on one MIND-format folder.
 
 Usage: .venv/bin/python scripts/bench_reference.py [--mind FOLDER] [--models nrms,naml] [--rounds 3]
-           [--auc-epochs E --auc-seeds S] [--versus reference|bf16]
+           [--auc-epochs E --auc-seeds S --auc-first-seed N --auc-split auto|dev|test]
+           [--versus reference|bf16]
 Prints a table and writes bench-results/reference.json (bench-results/bf16.json with --versus bf16).
 
 The reference is written here in the style of the popular public implementations: a word
@@ -14,9 +15,11 @@ size, heads and dropout, and the same torch thread count.
 Method: throughput rounds alternate ours / reference (which goes first alternates too), each a
 fresh model trained for --seconds after --warmup steps; the table shows the medians and the
 median ratio. Then each side trains a fresh model for the same number of samples (--auc-steps
-batches, default one epoch) and is scored on the folder's dev split with the same metric code
-(recsys.metrics.impression_metrics); with --auc-seeds S, seeds 1..S each train a fresh model
-and the table shows the mean ± sample std. `--versus bf16` compares ours with bf16 autocast on
+batches, default one epoch) and is scored with the same metric code
+(recsys.metrics.impression_metrics) on --auc-split: the folder's test split when it has one
+(`auto`), else dev; no side selects anything on it (fixed step count, no early stopping). With
+--auc-seeds S, seeds N..N+S-1 (--auc-first-seed N, default 1) each train a fresh model and the
+table shows the mean ± sample std; `--rounds 0` skips the throughput rounds (an AUC-only run). `--versus bf16` compares ours with bf16 autocast on
 against off the same way (speed and AUC). Without --mind a synthetic folder is generated
 (`data synth`, --news/--users).
 
@@ -55,17 +58,27 @@ class MindFolder:
     categories: torch.Tensor  # [N+1]
     num_categories: int
     train: list[tuple[list[int], list[int], list[int]]]  # (history rows, candidate rows, labels)
-    dev: list[tuple[list[int], list[int], list[int]]]
+    scored: list[tuple[list[int], list[int], list[int]]]  # the --auc-split's impressions
 
 
-def read_mind(folder: Path, title_len: int) -> MindFolder:
+def scored_split(folder: Path, choice: str) -> str:
+    """The split both sides are scored on: `auto` takes test when the folder has one."""
+    if choice == "auto":
+        return "test" if (folder / "test" / "behaviors.tsv").exists() else "dev"
+    if not (folder / choice / "behaviors.tsv").exists():
+        raise SystemExit(f"bench_reference: --auc-split {choice}: {folder / choice / 'behaviors.tsv'} does not exist; "
+                         "pick a split the folder has (or auto)")
+    return choice
+
+
+def read_mind(folder: Path, title_len: int, split: str = "dev") -> MindFolder:
     from recsys.features import load_tokenizer
 
     csv.field_size_limit(sys.maxsize)
     nids, titles, cats = [], [], []
     seen = set()
-    for split in ("train", "dev"):
-        path = folder / split / "news.tsv"
+    for news_split in ("train", "dev", "test"):
+        path = folder / news_split / "news.tsv"
         if not path.exists():
             continue
         with path.open(newline="", encoding="utf-8") as handle:
@@ -97,7 +110,7 @@ def read_mind(folder: Path, title_len: int) -> MindFolder:
                 rows.append((history, cands, labels))
         return rows
 
-    return MindFolder(index, title_ids, categories, len(cat_index) + 1, behaviors("train"), behaviors("dev"))
+    return MindFolder(index, title_ids, categories, len(cat_index) + 1, behaviors("train"), behaviors(split))
 
 
 class ReferenceSamples(torch.utils.data.Dataset):
@@ -204,7 +217,7 @@ def ref_auc(model, mind: MindFolder, history_len: int) -> float:
     vectors = torch.cat([model.news(mind.titles[i:i + 1024], mind.categories[i:i + 1024])
                          for i in range(0, len(mind.titles), 1024)])
     labels, scores = [], []
-    for history, cands, y in mind.dev:
+    for history, cands, y in mind.scored:
         recent = history[-history_len:]
         h = torch.tensor([0] * (history_len - len(recent)) + recent)
         user = model.user(vectors[h].unsqueeze(0), (h != 0).unsqueeze(0))[0]
@@ -309,7 +322,7 @@ class Ours(Side):
         from recsys.train import evaluate
 
         self.model.eval()
-        metrics, _ = evaluate(self.accelerator, self.model, self.data, "dev", self.settings)
+        metrics, _ = evaluate(self.accelerator, self.model, self.data, self.args.auc_split, self.settings)
         return metrics["all"]["auc"]
 
 
@@ -453,13 +466,15 @@ def compare(name: str, sides: dict[str, Side], steps: int, args) -> dict:
         print(f"[{name}] round {r + 1}: " + ", ".join(f"{k} {rates[k][-1]:,.0f}" for k in sides) + " samples/s",
               file=sys.stderr, flush=True)
     ratios = [a / b for a, b in zip(rates[first], rates[second], strict=True)]
-    row = {"model": name, "sides": [first, second], "ratios": ratios, "ratio_median": statistics.median(ratios)}
+    row = {"model": name, "sides": [first, second], "ratios": ratios,
+           "ratio_median": statistics.median(ratios) if ratios else None}
     for key in sides:
         row[key] = rates[key]
-        row[f"{key}_median"] = statistics.median(rates[key])
+        row[f"{key}_median"] = statistics.median(rates[key]) if rates[key] else None
     if args.auc_steps < 0:
         return row
-    row["auc_steps"], row["auc_seeds"] = steps, list(range(1, args.auc_seeds + 1))
+    row["auc_steps"], row["auc_split"] = steps, args.auc_split
+    row["auc_seeds"] = list(range(args.auc_first_seed, args.auc_first_seed + args.auc_seeds))
     for key in sides:
         aucs, seconds = [], []
         for seed in row["auc_seeds"]:
@@ -470,7 +485,7 @@ def compare(name: str, sides: dict[str, Side], steps: int, args) -> dict:
                 side.step()
             seconds.append(round(time.perf_counter() - started, 1))
             aucs.append(side.auc())
-            print(f"[{name}] {key} seed {seed}: dev AUC {aucs[-1]:.4f} after {steps} batches ({seconds[-1]} s)",
+            print(f"[{name}] {key} seed {seed}: {args.auc_split} AUC {aucs[-1]:.4f} after {steps} batches ({seconds[-1]} s)",
                   file=sys.stderr, flush=True)
         row[f"{key}_aucs"], row[f"{key}_auc_seconds"] = aucs, seconds
         row[f"{key}_auc"], row[f"{key}_auc_std"] = mean_std(aucs)
@@ -490,12 +505,15 @@ def main() -> None:
     parser.add_argument("--news", type=int, default=3000)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--models", default="nrms,naml")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating throughput rounds per side")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating throughput rounds per side (0: none)")
     parser.add_argument("--seconds", type=float, default=15.0, help="timed training per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--auc-steps", type=int, default=0, help="batches trained before the AUC (0: one epoch; -1: skip)")
     parser.add_argument("--auc-epochs", type=int, default=0, help="whole epochs trained before the AUC (overrides --auc-steps)")
-    parser.add_argument("--auc-seeds", type=int, default=1, help="seeds 1..N, a fresh model each, for the AUC mean ± std")
+    parser.add_argument("--auc-seeds", type=int, default=1, help="how many seeds, a fresh model each, for the AUC mean ± std")
+    parser.add_argument("--auc-first-seed", type=int, default=1, help="the first of the --auc-seeds consecutive seeds")
+    parser.add_argument("--auc-split", default="auto", choices=("auto", "dev", "test"),
+                        help="the split both sides are scored on (auto: test when the folder has one, else dev)")
     parser.add_argument("--versus", default="reference", choices=("reference", "bf16"),
                         help="compare ours with the reference, or ours with bf16 autocast on vs off")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -512,10 +530,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args()
     if args.smoke:
-        args.news, args.users, args.rounds, args.seconds, args.warmup, args.auc_steps = 300, 120, 1, 1.0, 1, 5
+        args.news, args.users, args.seconds, args.warmup, args.auc_steps = 300, 120, 1.0, 1, 5
+        args.rounds = min(args.rounds, 1)  # an explicit --rounds 0 stays AUC-only
         args.auc_epochs = 0
-    if args.auc_seeds < 1 or args.auc_epochs < 0:
-        parser.error("--auc-seeds must be >= 1 and --auc-epochs >= 0")
+    if args.auc_seeds < 1 or args.auc_epochs < 0 or args.rounds < 0:
+        parser.error("--auc-seeds must be >= 1, --auc-epochs and --rounds >= 0")
+    if args.rounds == 0 and args.auc_steps < 0:
+        parser.error("--rounds 0 with --auc-steps -1 leaves nothing to measure")
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in ("nrms", "naml", *RANKING)]
@@ -526,8 +547,11 @@ def main() -> None:
 
     threads = args.threads or auto_threads(os.cpu_count() or 1, machine_load())
     torch.set_num_threads(threads)
+    if args.mind is not None:  # a split the folder lacks is refused before the import
+        args.auc_split = scored_split(args.mind, args.auc_split)
     folder, data = prepare(args)
-    mind = read_mind(folder, args.title_len)
+    args.auc_split = scored_split(folder, args.auc_split)
+    mind = read_mind(folder, args.title_len, args.auc_split)
     load_start = machine_load()
     rows = []
     for name in models:
@@ -536,7 +560,8 @@ def main() -> None:
     result = {
         "versus": args.versus, "cpu_native_bf16": cpu_has_native_bf16(),
         "threads": threads, "bf16_ours": use_bf16(args.bf16, "cpu"), "load_start": load_start, "load_end": machine_load(),
-        "train_impressions": len(mind.train), "dev_impressions": len(mind.dev), "news": len(mind.titles) - 1,
+        "train_impressions": len(mind.train), "auc_split": args.auc_split, "scored_impressions": len(mind.scored),
+        "news": len(mind.titles) - 1,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -546,11 +571,12 @@ def main() -> None:
         first, second = row["sides"]
         if row is rows[0]:
             print(f"| model | {first} samples/s | {second} samples/s | {first} ÷ {second} (median of rounds) | rounds "
-                  f"| {first} dev AUC | {second} dev AUC | AUC seeds × batches |")
+                  f"| {first} {args.auc_split} AUC | {second} {args.auc_split} AUC | AUC seeds × batches |")
             print("|---|--:|--:|--:|--:|--:|--:|--:|")
         runs = f"{len(row['auc_seeds'])} × {row['auc_steps']}" if "auc_seeds" in row else "–"
-        print(f"| {row['model'].upper()} | {row[f'{first}_median']:,.0f} | {row[f'{second}_median']:,.0f} | "
-              f"**{row['ratio_median']:.2f}×** | {len(row['ratios'])} | {auc_cell(row, first)} | "
+        rates = ([f"{row[f'{first}_median']:,.0f}", f"{row[f'{second}_median']:,.0f}", f"**{row['ratio_median']:.2f}×**"]
+                 if row["ratios"] else ["–", "–", "–"])
+        print(f"| {row['model'].upper()} | {' | '.join(rates)} | {len(row['ratios'])} | {auc_cell(row, first)} | "
               f"{auc_cell(row, second)} | {runs} |")
 
 

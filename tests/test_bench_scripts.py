@@ -251,6 +251,33 @@ def test_bench_reference_refuses_an_unknown_model_before_any_work(tmp_path: Path
     assert "round 1" not in proc.stdout + proc.stderr and not list(tmp_path.iterdir())
 
 
+def test_bench_reference_auc_only_on_chosen_seeds_and_the_test_split(tmp_path: Path):
+    """--rounds 0 skips the throughput rounds; --auc-first-seed picks new seeds; `auto` scores
+    on the folder's test split when it has one, the same impressions on both sides."""
+    proc = _run("bench_reference.py", "--smoke", "--models", "nrms", "--rounds", "0", "--auc-seeds", "2",
+                "--auc-first-seed", "41", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "reference.json").read_text())
+    (row,) = payload["rows"]
+    assert payload["auc_split"] == "test" and row["auc_split"] == "test"
+    test_lines = (tmp_path / "synth-300n-120u-s7" / "test" / "behaviors.tsv").read_text().splitlines()
+    assert payload["scored_impressions"] == len(test_lines)
+    assert row["ratios"] == [] and row["ratio_median"] is None
+    assert row["auc_seeds"] == [41, 42] and len(row["ours_aucs"]) == len(row["reference_aucs"]) == 2
+    assert "test AUC" in proc.stdout and "seed 41: test AUC" in proc.stderr
+
+
+def test_bench_reference_refuses_a_split_the_folder_lacks(tmp_path: Path):
+    folder = tmp_path / "mind"
+    for split in ("train", "dev"):
+        (folder / split).mkdir(parents=True)
+        (folder / split / "behaviors.tsv").write_text("")
+    proc = _run("bench_reference.py", "--mind", str(folder), "--auc-split", "test", "--out", str(tmp_path / "out"),
+                timeout=200)
+    assert proc.returncode != 0 and "--auc-split test" in proc.stderr and "does not exist" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_plain_din_activation_is_ours_in_value():
     """The DIN reference's activation unit (every slot, then masked) computes ours (real items only)."""
     import torch
