@@ -4,7 +4,8 @@ scaled by a GPU speed-up: measured by scripts/gpu_check.sh (`--gpu-check FILE`) 
 ran it, otherwise the assumed factors below. Every input is a named constant or an option, and
 BENCHMARKS.md ("At scale") states where each comes from. Pure arithmetic: no data, no torch.
 
-    python scripts/estimate_grid.py [--variants 6] [--seeds 5] [--epochs 3] [--gpu-check gpu_check.json]
+    python scripts/estimate_grid.py [--variants 6] [--seeds 5] [--epochs 3] [--plmnr-history exact|states]
+                                    [--gpu-check gpu_check.json]
 """
 
 from __future__ import annotations
@@ -59,7 +60,25 @@ CPU_RATES = {
 # (about 2 M parameters, batch 64) are kernel-launch bound on a GPU, so their gain is modest;
 # PLMNR runs MiniLM's dense matrix multiplies, where a GPU's gain is largest.
 ASSUMED_SPEEDUP = {"light": 20.0, "plmnr": 200.0}
-GPU_CHECK_LABELS = {"plmnr-exact": "plmnr"}  # gpu_check names each PLMNR mode; the grid trains exact
+# PLMNR with `plmnr_history = "states"` (BENCHMARKS.md section 2c', session 10): bench_train.py at
+# MIND-small size, one thread, float32: 91.3 train samples/s (two runs) against exact's 26.6, with
+# the token-state table's build at each epoch start timed apart (47-49 s, about 2 % of that epoch).
+# Evaluation encodes every news afresh in every mode, so its rate does not change.
+STATES_TRAIN_SPEEDUP = 91.3 / 26.6
+STATES_TABLE_BUILD_SHARE = 0.02
+PLMNR_HISTORIES = ("exact", "states")
+
+
+def cpu_rates(plmnr_history: str) -> dict[str, ModelRate]:
+    """CPU_RATES with PLMNR's training rate for its history mode: the measured exact rate, or
+    that rate times the measured states/exact ratio, less the per-epoch table build."""
+    if plmnr_history not in PLMNR_HISTORIES:
+        raise ValueError(f"plmnr_history must be one of {', '.join(PLMNR_HISTORIES)}, got {plmnr_history!r}")
+    if plmnr_history == "exact":
+        return dict(CPU_RATES)
+    exact = CPU_RATES["plmnr"]
+    train = exact.train_samples_per_s * STATES_TRAIN_SPEEDUP / (1 + STATES_TABLE_BUILD_SHARE)
+    return {**CPU_RATES, "plmnr": ModelRate(train, exact.eval_impressions_per_s)}
 
 
 def samples_per_epoch(data: GridData, model: str, holdout_fraction: float) -> float:
@@ -81,15 +100,16 @@ def run_hours(data: GridData, model: str, rate: ModelRate, speedup: float, epoch
     return (train_s + eval_s) / 3600
 
 
-def speedups(gpu_check: dict | None) -> tuple[dict[str, float], dict[str, str]]:
+def speedups(gpu_check: dict | None, plmnr_history: str = "exact") -> tuple[dict[str, float], dict[str, str]]:
     """Per model: the GPU / CPU factor and where it comes from (measured train samples/s in a
-    gpu_check.json on CUDA, else the assumption). Evaluation is scaled by the same factor."""
+    gpu_check.json on CUDA, else the assumption). Evaluation is scaled by the same factor.
+    gpu_check names each PLMNR mode (plmnr-exact, plmnr-states, ...): the grid's mode is PLMNR's."""
     factors, sources = {}, {}
     measured = {}
     if gpu_check and gpu_check.get("environment", {}).get("device") == "cuda":
-        measured = {GPU_CHECK_LABELS.get(f["model"], f["model"]): f["train_samples_per_s"]
+        measured = {("plmnr" if f["model"] == f"plmnr-{plmnr_history}" else f["model"]): f["train_samples_per_s"]
                     for f in gpu_check.get("train", []) if f.get("train_samples_per_s")}
-    for model, rate in CPU_RATES.items():
+    for model, rate in cpu_rates(plmnr_history).items():
         if model in measured:
             factors[model] = measured[model] / rate.train_samples_per_s
             sources[model] = "measured (gpu_check)"
@@ -100,10 +120,10 @@ def speedups(gpu_check: dict | None) -> tuple[dict[str, float], dict[str, str]]:
 
 
 def grid_rows(datasets: tuple[GridData, ...], variants: int, seeds: int, epochs: int, holdout_fraction: float,
-              factors: dict[str, float], sources: dict[str, str]) -> list[dict]:
+              factors: dict[str, float], sources: dict[str, str], plmnr_history: str = "exact") -> list[dict]:
     rows = []
     for data in datasets:
-        for model, rate in CPU_RATES.items():
+        for model, rate in cpu_rates(plmnr_history).items():
             runs = variants * seeds
             cpu = run_hours(data, model, rate, 1.0, epochs, holdout_fraction)
             gpu = run_hours(data, model, rate, factors[model], epochs, holdout_fraction)
@@ -122,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="the paper: five runs per model")
     parser.add_argument("--epochs", type=int, default=3, help="[train] epochs default")
     parser.add_argument("--holdout-fraction", type=float, default=0.1, help="[train] holdout_fraction default")
+    parser.add_argument("--plmnr-history", default="exact", choices=PLMNR_HISTORIES,
+                        help="PLMNR's [model] plmnr_history for the grid (states: its measured CPU speed-up)")
     parser.add_argument("--gpu-check", type=Path, default=None, help="a gpu_check.json measured on CUDA")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the rows")
     args = parser.parse_args(argv)
@@ -133,15 +155,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"estimate_grid: --gpu-check {args.gpu_check}: cannot read it ({exc}); pass the gpu_check.json that "
                   "scripts/gpu_check.sh wrote", file=sys.stderr)
             return 2
-    factors, sources = speedups(gpu_check)
-    rows = grid_rows((MIND_SMALL, MIND_LARGE), args.variants, args.seeds, args.epochs, args.holdout_fraction, factors, sources)
+    factors, sources = speedups(gpu_check, args.plmnr_history)
+    rows = grid_rows((MIND_SMALL, MIND_LARGE), args.variants, args.seeds, args.epochs, args.holdout_fraction, factors, sources,
+                     args.plmnr_history)
     print(f"{'dataset':<11}{'model':<7}{'runs':>5}{'samples/epoch':>15}{'CPU h/run':>11}{'speed-up':>10}{'GPU h/run':>11}{'GPU h':>9}")
     for r in rows:
         print(f"{r['dataset']:<11}{r['model']:<7}{r['runs']:>5}{r['samples_per_epoch']:>15,.0f}{r['cpu_hours_per_run']:>11.2f}"
               f"{r['speedup']:>9.0f}x{r['gpu_hours_per_run']:>11.3f}{r['gpu_hours']:>9.1f}  {r['speedup_source']}")
     for name in (MIND_SMALL.name, MIND_LARGE.name):
         total = sum(r["gpu_hours"] for r in rows if r["dataset"] == name)
-        print(f"{name}: {total:,.1f} GPU-hours for {len(CPU_RATES)} models x {args.variants} variants x {args.seeds} seeds")
+        print(f"{name}: {total:,.1f} GPU-hours for {len(CPU_RATES)} models x {args.variants} variants x {args.seeds} seeds"
+              f" (PLMNR history {args.plmnr_history})")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"rows": rows, "datasets": [asdict(MIND_SMALL), asdict(MIND_LARGE)],

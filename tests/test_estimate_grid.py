@@ -63,6 +63,25 @@ def test_the_gpu_checks_plmnr_row_of_the_default_mode_is_the_grids_plmnr(grid):
     assert factors["plmnr"] == pytest.approx(300.0) and sources["plmnr"] == "measured (gpu_check)"
 
 
+def test_plmnr_states_grid_uses_the_measured_ratio_and_its_own_gpu_row(grid):
+    exact, states = grid.cpu_rates("exact")["plmnr"], grid.cpu_rates("states")["plmnr"]
+    # 71 x (91.3 / 26.6) / 1.02 = 238.9 samples/s; evaluation encodes afresh in both modes
+    assert states.train_samples_per_s == pytest.approx(71 * 91.3 / 26.6 / 1.02)
+    assert states.eval_impressions_per_s == exact.eval_impressions_per_s
+    assert grid.cpu_rates("states")["nrms"] == grid.CPU_RATES["nrms"]
+    with pytest.raises(ValueError, match="cached"):
+        grid.cpu_rates("cached")
+    factors, sources = grid.speedups(None, "states")
+    exact_rows = grid.grid_rows((grid.MIND_SMALL,), 6, 5, 3, 0.1, *grid.speedups(None))
+    states_rows = grid.grid_rows((grid.MIND_SMALL,), 6, 5, 3, 0.1, factors, sources, "states")
+    cpu = {r["model"]: (e["cpu_hours_per_run"], r["cpu_hours_per_run"]) for e, r in zip(exact_rows, states_rows)}
+    assert cpu["plmnr"][1] < cpu["plmnr"][0] / 2 and cpu["nrms"][0] == cpu["nrms"][1]
+    measured = {"environment": {"device": "cuda"}, "train": [
+        {"model": "plmnr-exact", "train_samples_per_s": 71 * 300}, {"model": "plmnr-states", "train_samples_per_s": 71 * 900}]}
+    factors, _ = grid.speedups(measured, "states")
+    assert factors["plmnr"] == pytest.approx(71 * 900 / states.train_samples_per_s)
+
+
 def test_unreadable_gpu_check_is_one_line_and_exit_2(grid, tmp_path, capsys):
     assert grid.main(["--gpu-check", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
