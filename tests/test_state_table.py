@@ -28,11 +28,11 @@ def test_rows_come_back_packed_across_shards(tmp_path, dtype, where) -> None:
     mask[4] = False
     mask[4, 5] = True  # one position, in the last column
     capacity = mask.sum(dim=1)
-    # 3 rows per shard: 4 shards, the last one short
     table = TokenStateTable(capacity, hidden, dtype, tmp_path if where == "disk" else None,
                             device=torch.device("cpu") if where == "device" else None,
-                            shard_bytes=3 * int(capacity.max()) * hidden * 2, announce=lambda _: None)
-    assert table.width == int(capacity.max())
+                            shard_bytes=7 * hidden * 2, announce=lambda _: None)
+    # back to back: each row takes its own positions only, and rows span the 7-position shards
+    assert table.nbytes == int(capacity.sum()) * hidden * 2 < rows * int(capacity.max()) * hidden * 2
     states = torch.randn(rows, width, hidden)
     order = torch.randperm(rows)
     for chunk in torch.split(order, 4):  # written in groups, out of row order, like a refresh
@@ -50,8 +50,9 @@ def test_rows_come_back_packed_across_shards(tmp_path, dtype, where) -> None:
         assert not list(tmp_path.iterdir())  # the shards' files are unlinked as soon as they are mapped
 
 
-def test_a_rewrite_replaces_a_rows_states_and_its_count() -> None:
-    table = TokenStateTable(torch.tensor([3, 3]), 2, "float16", None)
+@pytest.mark.parametrize("device", [None, torch.device("cpu")])
+def test_a_rewrite_replaces_a_rows_states_and_its_count(device) -> None:
+    table = TokenStateTable(torch.tensor([3, 3]), 2, "float16", None, device=device)
     table.write(torch.tensor([0, 1]), torch.ones(2, 3, 2), torch.ones(2, 3, dtype=torch.bool))
     table.write(torch.tensor([1]), torch.full((1, 3, 2), 2.0), torch.tensor([[True, False, False]]))
     states, mask = table.gather(torch.tensor([1]))

@@ -273,7 +273,7 @@ class LayerCachedNewsEncoder(nn.Module):
             capacity = self._pooled_positions()
             device = self.project.weight.device
             itemsize = 2  # both storage dtypes are 16-bit
-            on_device = device.type != "cpu" and _fits_on(device, int(capacity.max()) * len(capacity) * self.split.hidden_size * itemsize)
+            on_device = device.type != "cpu" and _fits_on(device, int(capacity.sum()) * self.split.hidden_size * itemsize)
             self._states = TokenStateTable(capacity, self.split.hidden_size, self.split.cache_dtype, self._scratch_dir,
                                            device=device if on_device else None, label=self.cache_prefix)
         states = self._states
