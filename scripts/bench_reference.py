@@ -10,7 +10,9 @@ embedding over the full 30,522-id BERT vocabulary, nn.MultiheadAttention / nn.Co
 plain torch.optim.Adam, and a straightforward Dataset + DataLoader that collates per-sample
 tensors. Both sides get the same data (the folder's train split; one sample = a click and
 --negatives non-clicks of its impression), batch size, title length, history length, embedding
-size, heads and dropout, and the same torch thread count.
+size, heads and dropout, and the same torch thread count. The optimizers differ unless told:
+the reference runs plain torch.optim.Adam without decay, ours its [train] default, Adam with L2
+weight decay 0.01 on weight matrices (the paper's text); `--weight-decay 0` gives ours none.
 
 Method: throughput rounds alternate ours / reference (which goes first alternates too), each a
 fresh model trained for --seconds after --warmup steps; the table shows the medians and the
@@ -279,9 +281,10 @@ class Ours(Side):
 
         a = self.args
         features = "title" if self.name == "nrms" else "title,category"  # NAML and the ranking models
+        decay = {} if a.weight_decay is None else {"weight_decay": a.weight_decay}  # None: [train]'s default
         return TrainConfig(embed_dim=a.embed_dim, num_heads=a.heads, dropout=a.dropout, lr=a.lr,
                            batch_size=a.batch_size, negatives=a.negatives, history_len=a.history_len,
-                           title_len=a.title_len, features=features, bf16=self.bf16_choice)
+                           title_len=a.title_len, features=features, bf16=self.bf16_choice, **decay)
 
     def fresh(self, seed: int) -> None:
         from recsys.cpu import use_bf16
@@ -476,6 +479,8 @@ def compare(name: str, sides: dict[str, Side], steps: int, args) -> dict:
     row["auc_steps"], row["auc_split"] = steps, args.auc_split
     row["auc_seeds"] = list(range(args.auc_first_seed, args.auc_first_seed + args.auc_seeds))
     for key in sides:
+        if args.auc_sides != "both" and key != args.auc_sides:
+            continue
         aucs, seconds = [], []
         for seed in row["auc_seeds"]:
             side = sides[key]
@@ -512,6 +517,8 @@ def main() -> None:
     parser.add_argument("--auc-epochs", type=int, default=0, help="whole epochs trained before the AUC (overrides --auc-steps)")
     parser.add_argument("--auc-seeds", type=int, default=1, help="how many seeds, a fresh model each, for the AUC mean ± std")
     parser.add_argument("--auc-first-seed", type=int, default=1, help="the first of the --auc-seeds consecutive seeds")
+    parser.add_argument("--auc-sides", default="both",
+                        help="score both sides, or only the one named (ours, reference, bf16_on, bf16_off)")
     parser.add_argument("--auc-split", default="auto", choices=("auto", "dev", "test"),
                         help="the split both sides are scored on (auto: test when the folder has one, else dev)")
     parser.add_argument("--versus", default="reference", choices=("reference", "bf16"),
@@ -524,6 +531,9 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="ours only: [train] weight_decay (default: its default, L2 0.01 on weight matrices; "
+                             "the reference uses none)")
     parser.add_argument("--bf16", default="auto", choices=("auto", "on", "off"), help="ours only ([train] bf16)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: recsys's auto choice)")
     parser.add_argument("--smoke", action="store_true", help="tiny run: small data, short rounds")
@@ -538,6 +548,9 @@ def main() -> None:
     if args.rounds == 0 and args.auc_steps < 0:
         parser.error("--rounds 0 with --auc-steps -1 leaves nothing to measure")
 
+    side_names = ("bf16_on", "bf16_off") if args.versus == "bf16" else ("ours", "reference")
+    if args.auc_sides not in ("both", *side_names):
+        parser.error(f"--auc-sides {args.auc_sides!r}: choose both, {side_names[0]} or {side_names[1]}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in ("nrms", "naml", *RANKING)]
     if unknown:  # before any data or training, not after the models before it have run

@@ -267,6 +267,29 @@ def test_bench_reference_auc_only_on_chosen_seeds_and_the_test_split(tmp_path: P
     assert "test AUC" in proc.stdout and "seed 41: test AUC" in proc.stderr
 
 
+def test_bench_reference_scores_one_side_with_our_decay_off(tmp_path: Path):
+    proc = _run("bench_reference.py", "--smoke", "--models", "naml", "--rounds", "0", "--auc-sides", "ours",
+                "--weight-decay", "0", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads((tmp_path / "reference.json").read_text())
+    (row,) = payload["rows"]
+    assert len(row["ours_aucs"]) == 1 and "reference_aucs" not in row
+    assert payload["settings"]["weight_decay"] == 0.0 and "reference seed" not in proc.stderr
+    bad = _run("bench_reference.py", "--smoke", "--auc-sides", "bf16_on", "--out", str(tmp_path / "bad"), timeout=200)
+    assert bad.returncode == 2 and "--auc-sides 'bf16_on'" in bad.stderr
+
+
+def test_bench_reference_passes_its_weight_decay_to_ours_only():
+    import argparse
+
+    bench = _load("bench_reference")
+    base = dict(embed_dim=16, heads=2, dropout=0.1, lr=1e-3, batch_size=8, negatives=2, history_len=5, title_len=6,
+                bf16="off")
+    default = bench.Ours("nrms", None, argparse.Namespace(**base, weight_decay=None)).config()
+    off = bench.Ours("nrms", None, argparse.Namespace(**base, weight_decay=0.0)).config()
+    assert default.weight_decay == 0.01 and off.weight_decay == 0.0
+
+
 def test_bench_reference_refuses_a_split_the_folder_lacks(tmp_path: Path):
     folder = tmp_path / "mind"
     for split in ("train", "dev"):
