@@ -327,7 +327,7 @@ def test_reference_models_stay_finite_on_padding_news_and_samples_put_the_click_
     bench = _load("bench_reference")
     titles = torch.tensor([[0, 0, 0], [101, 7, 102], [101, 9, 102]])
     mind = bench.MindFolder({"N1": 1, "N2": 2}, titles, torch.tensor([0, 1, 1]), 2,
-                            train=[([1], [1, 2], [1, 0]), ([], [2, 1], [1, 1])], dev=[])
+                            train=[([1], [1, 2], [1, 0]), ([], [2, 1], [1, 1])], scored=[])
     torch.manual_seed(0)
     for model in (bench.RefNRMS(8, 2, 0.0, vocab=200), bench.RefNAML(8, 2, 0.0, 2, vocab=200)):
         model.eval()
