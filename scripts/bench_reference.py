@@ -21,8 +21,8 @@ batches, default one epoch) and is scored with the same metric code
 (recsys.metrics.impression_metrics) on --auc-split: the folder's test split when it has one
 (`auto`), else dev; no side selects anything on it (fixed step count, no early stopping). With
 --auc-seeds S, seeds N..N+S-1 (--auc-first-seed N, default 1) each train a fresh model and the
-table shows the mean ± sample std; `--rounds 0` skips the throughput rounds (an AUC-only run). `--versus bf16` compares ours with bf16 autocast on
-against off the same way (speed and AUC). Without --mind a synthetic folder is generated
+table shows the mean ± sample std; `--rounds 0` skips the throughput rounds (an AUC-only run).
+`--versus bf16` compares ours with bf16 autocast on against off the same way (speed and AUC). Without --mind a synthetic folder is generated
 (`data synth`, --news/--users).
 
 DIN, DCN, PNN and BST have no popular public implementation to mirror; their reference
