@@ -100,8 +100,7 @@ class TokenStateTable:
         used = int(counts.max()) if counts.numel() else 0
         order = packed_positions(mask)[:, :used]
         packed = states.gather(1, order.unsqueeze(-1).expand(-1, -1, states.shape[-1]))
-        keep = torch.arange(used) < counts.unsqueeze(1)  # [n, used]: each row's first counts[i] positions
-        targets = (self.offsets[rows].unsqueeze(1) + torch.arange(used))[keep]
+        targets, keep = self._flat_positions(rows, counts, used)
         values = packed[keep.to(packed.device)].to(STORAGE_DTYPES[self.dtype][1])  # [their sum, hidden]
         self.counts[rows] = counts
         if self._device_states is not None:
@@ -109,11 +108,8 @@ class TokenStateTable:
             return
         values = values.cpu()
         values = values.view(torch.int16).numpy().view(np.uint16) if self.dtype == "bfloat16" else values.numpy()
-        flat = targets.numpy()
-        shard_of = flat // self._per_shard
-        for shard in np.unique(shard_of):
-            picked = shard_of == shard
-            self._shards[int(shard)][flat[picked] - int(shard) * self._per_shard] = values[picked]
+        for shard, picked, local in self._by_shard(targets.numpy()):
+            shard[local] = values[picked]
 
     def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(states [n, k, hidden] in the stored dtype, mask [n, k]) of catalogue `rows`, k their
@@ -125,23 +121,34 @@ class TokenStateTable:
         if counts.numel() and int(counts.min()) == 0:
             raise RuntimeError("the state table has rows never written: refresh it before reading")
         used = max(int(counts.max()) if counts.numel() else 1, 1)
-        valid = torch.arange(used) < counts.unsqueeze(1)  # [n, used]
-        sources = (self.offsets[index].unsqueeze(1) + torch.arange(used))[valid]
+        sources, valid = self._flat_positions(index, counts, used)
         if self._device_states is not None:
             device = self._device_states.device
             valid = valid.to(device)
             states = torch.zeros(len(index), used, self.hidden, dtype=self._device_states.dtype, device=device)
             states[valid] = self._device_states[sources.to(device)]
             return states, valid
-        flat = sources.numpy()
         out = np.zeros((len(index), used, self.hidden), dtype=self._shards[0].dtype)
-        picked_values = np.empty((flat.size, self.hidden), dtype=out.dtype)
-        shard_of = flat // self._per_shard
-        for shard in np.unique(shard_of):
-            picked = shard_of == shard
-            picked_values[picked] = self._shards[int(shard)][flat[picked] - int(shard) * self._per_shard]
+        picked_values = np.empty((sources.numel(), self.hidden), dtype=out.dtype)
+        for shard, picked, local in self._by_shard(sources.numpy()):
+            picked_values[picked] = shard[local]
         out[valid.numpy()] = picked_values
         return torch.from_numpy(out).view(STORAGE_DTYPES[self.dtype][1]), valid
+
+    def _flat_positions(self, rows: torch.Tensor, counts: torch.Tensor,
+                        used: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(table positions of each row's first counts[i] positions, flattened row after row;
+        the [n, used] mask saying which of a row's `used` slots they fill)."""
+        valid = torch.arange(used) < counts.unsqueeze(1)
+        return (self.offsets[rows].unsqueeze(1) + torch.arange(used))[valid], valid
+
+    def _by_shard(self, flat: np.ndarray):
+        """For each host shard that table positions `flat` touch: (the shard, which entries of
+        `flat` fall in it, their indices inside it)."""
+        shard_of = flat // self._per_shard
+        for number in np.unique(shard_of):
+            picked = shard_of == number
+            yield self._shards[int(number)], picked, flat[picked] - int(number) * self._per_shard
 
 
 def _scratch_map(folder: Path, shape: tuple[int, ...], dtype, label: str) -> np.ndarray:
