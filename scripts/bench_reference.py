@@ -288,7 +288,6 @@ class Ours(Side):
 
     def fresh(self, seed: int) -> None:
         from recsys.cpu import use_bf16
-        from recsys.data import BatchStream, TrainSamples, epoch_batches
         from recsys.experiment import model_config, run_settings
         from recsys.models import build_model
         from recsys.train import TrainStep, feature_sizes, make_accelerator, make_optimizer
@@ -301,25 +300,34 @@ class Ours(Side):
         optimizer = make_optimizer(self.model, config.lr, config.weight_decay, config.optimizer, config.decay_scope)
         self.step_module, self.optimizer = self.accelerator.prepare(TrainStep(self.model), optimizer)
         self.bf16 = use_bf16(config.bf16, self.accelerator.device.type, model=self.name)
-        samples = TrainSamples(self.data, self.data.split("train"), self.model.kind, config.negatives, config.history_len)
-        self.stream = lambda epoch: iter(BatchStream(samples, epoch_batches(len(samples), config.batch_size, seed, epoch),
-                                                     seed, epoch))
-        self.epoch, self.batches = 0, self.stream(0)
-        self.step_module.train()
+        self._start_batches(config, seed)
 
     def step(self) -> int:
-        try:
-            batch = next(self.batches)
-        except StopIteration:
-            self.epoch += 1
-            self.batches = self.stream(self.epoch)
-            batch = next(self.batches)
+        batch = self._next_batch()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.step_module(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         self.optimizer.step()
         return len(batch)
+
+    def _start_batches(self, config, seed: int) -> None:
+        """Our training batches of `seed`, epoch after epoch, as `train` draws them."""
+        from recsys.data import BatchStream, TrainSamples, epoch_batches
+
+        samples = TrainSamples(self.data, self.data.split("train"), self.model.kind, config.negatives, config.history_len)
+        self.stream = lambda epoch: iter(BatchStream(samples, epoch_batches(len(samples), config.batch_size, seed, epoch),
+                                                     seed, epoch))
+        self.epoch, self.batches = 0, self.stream(0)
+        self.step_module.train()
+
+    def _next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.epoch += 1
+            self.batches = self.stream(self.epoch)
+            return next(self.batches)
 
     def auc(self) -> float:
         from recsys.train import evaluate
@@ -354,7 +362,6 @@ class PlainLoop(Ours):
     def fresh(self, seed: int) -> None:
         import dataclasses
 
-        from recsys.data import BatchStream, TrainSamples, epoch_batches
         from recsys.experiment import model_config, run_settings
         from recsys.layers import DINActivationUnit
         from recsys.layers.dropout import Dropout
@@ -376,19 +383,10 @@ class PlainLoop(Ours):
         self.step_module = TrainStep(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.bf16 = False
-        samples = TrainSamples(self.data, self.data.split("train"), self.model.kind, config.negatives, config.history_len)
-        self.stream = lambda epoch: iter(BatchStream(samples, epoch_batches(len(samples), config.batch_size, seed, epoch),
-                                                     seed, epoch))
-        self.epoch, self.batches = 0, self.stream(0)
-        self.step_module.train()
+        self._start_batches(config, seed)
 
     def step(self) -> int:
-        try:
-            batch = next(self.batches)
-        except StopIteration:
-            self.epoch += 1
-            self.batches = self.stream(self.epoch)
-            batch = next(self.batches)
+        batch = self._next_batch()
         loss = self.step_module(batch)
         self.optimizer.zero_grad()
         loss.backward()
