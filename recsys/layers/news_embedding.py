@@ -15,6 +15,17 @@ from recsys.inputs import NewsInputs
 from recsys.layers.word_embedding import WordEmbedding
 
 
+def image_token(project: nn.Linear, default: torch.Tensor, news: NewsInputs) -> torch.Tensor:
+    """Each news item's image token [N, D]: its 512-d vector through `project`, or the learned
+    `default` [D] where the item has no image (NewsInputs.image_present False)."""
+    if news.image is None:
+        raise ValueError("the image feature is on but NewsInputs.image is None")
+    projected = project(news.image.to(project.weight.dtype))
+    if news.image_present is None:
+        return projected
+    return torch.where(news.image_present.to(torch.bool).unsqueeze(-1), projected, default.expand_as(projected))
+
+
 class NewsFeatureEmbedder(nn.Module):
     def __init__(
         self,
@@ -52,14 +63,8 @@ class NewsFeatureEmbedder(nn.Module):
     def special(self, news: NewsInputs, field: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One token [N, D] and its mask [N] for category, subcategory or image."""
         if field == "image":
-            if news.image is None:
-                raise ValueError("the image feature is on but NewsInputs.image is None")
-            present = news.image_present
-            if present is None:
-                present = torch.ones(news.image.shape[0], dtype=torch.bool, device=news.image.device)
-            projected = self.image(news.image.to(self.image.weight.dtype))
-            token = torch.where(present.to(torch.bool).unsqueeze(-1), projected, self.image_default.expand_as(projected))
-            return token, torch.ones_like(present, dtype=torch.bool)
+            token = image_token(self.image, self.image_default, news)
+            return token, torch.ones(token.shape[0], dtype=torch.bool, device=token.device)
         ids = getattr(news, field)
         return getattr(self, field)(ids), ids != 0
 

@@ -21,6 +21,7 @@ from recsys.inputs import NewsInputs
 from recsys.layer_cache import CacheSpec, LayerCache, TokenSegment, layer_cache
 from recsys.layers import AdditiveAttention
 from recsys.layers.dropout import Dropout
+from recsys.layers.news_embedding import image_token
 from recsys.lm_split import SplitEncoder
 from recsys.state_table import TokenStateTable
 
@@ -132,14 +133,8 @@ class LayerCachedNewsEncoder(nn.Module):
         out = []
         for field in self.special_fields:
             if field == "image":
-                if news.image is None:
-                    raise ValueError("the image feature is on but NewsInputs.image is None")
-                present = news.image_present
-                if present is None:
-                    present = torch.ones(news.image.shape[0], dtype=torch.bool, device=news.image.device)
-                projected = self.image(news.image.to(self.image.weight.dtype))
-                token = torch.where(present.to(torch.bool).unsqueeze(-1), projected, self.image_default.expand_as(projected))
-                out.append((token.unsqueeze(1), torch.ones_like(present, dtype=torch.bool).unsqueeze(1)))
+                token = image_token(self.image, self.image_default, news)
+                out.append((token.unsqueeze(1), torch.ones(token.shape[0], 1, dtype=torch.bool, device=token.device)))
             else:
                 ids = getattr(news, field)
                 out.append((getattr(self, field)(ids).unsqueeze(1), (ids != 0).unsqueeze(1)))
