@@ -354,9 +354,19 @@ class PlainDINActivation(nn.Module):
         return torch.einsum("bh,bhd->bd", weights, history)
 
 
+def plain_attention(attention: nn.MultiheadAttention) -> nn.MultiheadAttention:
+    """BST's attention as torch's own nn.MultiheadAttention (native dropout mask), same weights."""
+    with torch.random.fork_rng(devices=[]):  # the throwaway initialisation leaves the seeded stream alone
+        plain = nn.MultiheadAttention(attention.embed_dim, attention.num_heads, dropout=attention.dropout,
+                                      batch_first=attention.batch_first)
+    plain.load_state_dict(attention.state_dict())
+    return plain
+
+
 class PlainLoop(Ours):
     """The ranking models' plain PyTorch loop: the same architecture and batches, but what a plain
-    loop does by default: a full-vocabulary word table, nn.Dropout, torch.optim.Adam, float32,
+    loop does by default: a full-vocabulary word table, nn.Dropout and nn.MultiheadAttention's own
+    attention dropout, torch.optim.Adam, float32,
     and DIN's activation unit over every history slot (PlainDINActivation)."""
 
     def fresh(self, seed: int) -> None:
@@ -364,6 +374,7 @@ class PlainLoop(Ours):
 
         from recsys.experiment import model_config, run_settings
         from recsys.layers import DINActivationUnit
+        from recsys.layers.attention import CheapDropoutMultiheadAttention
         from recsys.layers.dropout import Dropout
         from recsys.models import build_model
         from recsys.train import TrainStep, feature_sizes, make_accelerator
@@ -380,6 +391,8 @@ class PlainLoop(Ours):
                     setattr(module, child_name, nn.Dropout(child.p))
                 elif isinstance(child, DINActivationUnit):
                     setattr(module, child_name, PlainDINActivation(child.mlp))
+                elif isinstance(child, CheapDropoutMultiheadAttention):
+                    setattr(module, child_name, plain_attention(child))
         self.step_module = TrainStep(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.bf16 = False

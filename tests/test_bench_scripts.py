@@ -221,6 +221,20 @@ def test_bench_reference_smoke(tmp_path: Path):
     assert "| NRMS |" in proc.stdout and "| DCN |" in proc.stdout
 
 
+def test_bench_reference_plain_loop_gives_bst_torchs_own_attention():
+    """The plain loop must not inherit our cheap attention dropout: BST's attention goes back to
+    nn.MultiheadAttention itself, with the same weights."""
+    import torch
+
+    from recsys.layers.attention import with_cheap_attention_dropout
+
+    bench = _load("bench_reference")
+    cheap = with_cheap_attention_dropout(torch.nn.MultiheadAttention(8, 2, dropout=0.2, batch_first=True))
+    plain = bench.plain_attention(cheap)
+    assert type(plain) is torch.nn.MultiheadAttention and plain.batch_first and plain.dropout == 0.2
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), cheap.state_dict().values()))
+
+
 def test_bench_reference_compares_bf16_on_with_off(tmp_path: Path):
     proc = _run("bench_reference.py", "--smoke", "--versus", "bf16", "--models", "dcn", "--auc-seeds", "2",
                 "--out", str(tmp_path))

@@ -88,3 +88,47 @@ class MultiHeadSelfAttention(nn.Module):
                 q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
             )  # [B, h, L, hd]
         return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+
+
+class CheapDropoutMultiheadAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (same parameters, same state-dict keys) whose attention-weight dropout
+    draws the cheap CPU mask (recsys/layers/dropout.py) while training self-attention on the CPU:
+    inside nn.MultiheadAttention that dropout is a native `bernoulli_`, 12 % of a BST step.
+    Everywhere else (evaluation, CUDA, p = 0, cross-attention, weights asked for) it is
+    nn.MultiheadAttention itself."""
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
+                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cheap = (self.training and self.dropout > 0 and query.device.type == "cpu" and self.batch_first
+                 and query is key and key is value and attn_mask is None and not need_weights and not is_causal
+                 and self._qkv_same_embed_dim and self.bias_k is None and not self.add_zero_attn)
+        if not cheap:
+            return super().forward(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
+                                   attn_mask=attn_mask, average_attn_weights=average_attn_weights,
+                                   is_causal=is_causal)
+        batch, length, dim = query.shape
+        head_dim = dim // self.num_heads
+        q, k, v = (F.linear(query, self.in_proj_weight, self.in_proj_bias)
+                   .view(batch, length, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4))
+        scores = (q @ k.transpose(-2, -1)) * head_dim**-0.5
+        if key_padding_mask is not None:  # bool (True: padding) or additive float, as nn.MultiheadAttention takes
+            padding = key_padding_mask[:, None, None, :]
+            scores = (scores.masked_fill(padding, float("-inf")) if padding.dtype == torch.bool
+                      else scores + padding.to(scores.dtype))
+        weights = cheap_dropout(torch.softmax(scores, dim=-1), self.dropout, True)
+        attended = (weights @ v).transpose(1, 2).reshape(batch, length, dim)
+        return self.out_proj(attended), None
+
+
+def with_cheap_attention_dropout(attention: nn.MultiheadAttention) -> CheapDropoutMultiheadAttention:
+    """The same attention (its weights copied) as a CheapDropoutMultiheadAttention. The throwaway
+    initialisation draws from a forked generator, so a model seeded as before gets the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        cheap = CheapDropoutMultiheadAttention(
+            attention.embed_dim, attention.num_heads, dropout=attention.dropout,
+            bias=attention.in_proj_bias is not None, batch_first=attention.batch_first,
+            device=attention.in_proj_weight.device, dtype=attention.in_proj_weight.dtype)
+    cheap.load_state_dict(attention.state_dict())
+    return cheap

@@ -11,6 +11,7 @@ from torch import nn
 from recsys.layers.dropout import Dropout
 from recsys.inputs import UserInputs
 from recsys.layers import MLP
+from recsys.layers.attention import with_cheap_attention_dropout
 from recsys.models.base import FeatureSizes, ModelConfig, RankingModel
 
 
@@ -27,8 +28,9 @@ class BST(RankingModel):
             activation=F.leaky_relu, batch_first=True,
         )
         self.transformer = nn.TransformerEncoder(layer, config.transformer_layers, enable_nested_tensor=False)
-        for block in self.transformer.layers:  # the cheap CPU mask for the layers' own dropouts
+        for block in self.transformer.layers:  # the cheap CPU mask for the layers' dropouts
             block.dropout, block.dropout1, block.dropout2 = (Dropout(config.dropout) for _ in range(3))
+            block.self_attn = with_cheap_attention_dropout(block.self_attn)
         self.mlp = MLP(self.length * dim + 2 * dim, (256, 128), out_dim=1, dropout=config.dropout)
 
     def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
