@@ -77,17 +77,24 @@ class MultiHeadSelfAttention(nn.Module):
             key_mask = mask.to(torch.bool)[:, None, None, :]
             key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
         if self.training and self.dropout > 0 and values.device.type == "cpu":
-            # SDPA's math path with the cheap CPU dropout mask (recsys/layers/dropout.py)
-            scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
-            if key_mask is not None:
-                scores = scores.masked_fill(~key_mask, float("-inf"))
-            weights = cheap_dropout(torch.softmax(scores, dim=-1), self.dropout, True)
-            attended = weights @ v
+            attended = _cheap_dropout_attention(q, k, v, self.dropout, None if key_mask is None else ~key_mask)
         else:
             attended = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
             )  # [B, h, L, hd]
         return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+
+
+def _cheap_dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
+                             blocked: torch.Tensor | None) -> torch.Tensor:
+    """SDPA's math path [B, h, L, hd] with the cheap CPU dropout mask (recsys/layers/dropout.py) on
+    the attention weights. `blocked`: keys to leave out, bool (True: left out) or additive float,
+    broadcastable to the [B, h, L, L] scores."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if blocked is not None:
+        scores = (scores.masked_fill(blocked, float("-inf")) if blocked.dtype == torch.bool
+                  else scores + blocked.to(scores.dtype))
+    return cheap_dropout(torch.softmax(scores, dim=-1), p, True) @ v
 
 
 class CheapDropoutMultiheadAttention(nn.MultiheadAttention):
@@ -112,14 +119,9 @@ class CheapDropoutMultiheadAttention(nn.MultiheadAttention):
         head_dim = dim // self.num_heads
         q, k, v = (F.linear(query, self.in_proj_weight, self.in_proj_bias)
                    .view(batch, length, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4))
-        scores = (q @ k.transpose(-2, -1)) * head_dim**-0.5
-        if key_padding_mask is not None:  # bool (True: padding) or additive float, as nn.MultiheadAttention takes
-            padding = key_padding_mask[:, None, None, :]
-            scores = (scores.masked_fill(padding, float("-inf")) if padding.dtype == torch.bool
-                      else scores + padding.to(scores.dtype))
-        weights = cheap_dropout(torch.softmax(scores, dim=-1), self.dropout, True)
-        attended = (weights @ v).transpose(1, 2).reshape(batch, length, dim)
-        return self.out_proj(attended), None
+        padding = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        attended = _cheap_dropout_attention(q, k, v, self.dropout, padding)
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, dim)), None
 
 
 def with_cheap_attention_dropout(attention: nn.MultiheadAttention) -> CheapDropoutMultiheadAttention:
