@@ -27,7 +27,8 @@ table shows the mean ± sample std; `--rounds 0` skips the throughput rounds (an
 
 DIN, DCN, PNN and BST have no popular public implementation to mirror; their reference
 (`PlainLoop`) is our own architecture on our own batches in the loop a plain PyTorch user would
-write: a full-vocabulary word table, nn.Dropout, torch.optim.Adam, float32.
+write: a full-vocabulary word table, nn.Dropout, torch.optim.Adam, float32, DIN's activation unit
+over every history slot and BST's transformer as torch's nn.TransformerEncoder over every slot.
 """
 
 from __future__ import annotations
@@ -354,12 +355,13 @@ class PlainDINActivation(nn.Module):
         return torch.einsum("bh,bhd->bd", weights, history)
 
 
-def plain_attention(attention: nn.MultiheadAttention) -> nn.MultiheadAttention:
-    """BST's attention as torch's own nn.MultiheadAttention (native dropout mask), same weights."""
-    with torch.random.fork_rng(devices=[]):  # the throwaway initialisation leaves the seeded stream alone
-        plain = nn.MultiheadAttention(attention.embed_dim, attention.num_heads, dropout=attention.dropout,
-                                      batch_first=attention.batch_first)
-    plain.load_state_dict(attention.state_dict())
+def plain_encoder(encoder: nn.TransformerEncoder) -> nn.TransformerEncoder:
+    """BST's transformer as torch's own nn.TransformerEncoder (every slot, padding included, and
+    torch's dropout masks), the same layers and weights."""
+    import copy
+
+    plain = nn.TransformerEncoder(copy.deepcopy(encoder.layers[0]), len(encoder.layers), enable_nested_tensor=False)
+    plain.load_state_dict(encoder.state_dict())
     return plain
 
 
@@ -374,8 +376,8 @@ class PlainLoop(Ours):
 
         from recsys.experiment import model_config, run_settings
         from recsys.layers import DINActivationUnit
-        from recsys.layers.attention import CheapDropoutMultiheadAttention
         from recsys.layers.dropout import Dropout
+        from recsys.layers.transformer import PackedTransformerEncoder
         from recsys.models import build_model
         from recsys.train import TrainStep, feature_sizes, make_accelerator
 
@@ -391,8 +393,8 @@ class PlainLoop(Ours):
                     setattr(module, child_name, nn.Dropout(child.p))
                 elif isinstance(child, DINActivationUnit):
                     setattr(module, child_name, PlainDINActivation(child.mlp))
-                elif isinstance(child, CheapDropoutMultiheadAttention):
-                    setattr(module, child_name, plain_attention(child))
+                elif isinstance(child, PackedTransformerEncoder):
+                    setattr(module, child_name, plain_encoder(child))
         self.step_module = TrainStep(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.bf16 = False

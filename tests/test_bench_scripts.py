@@ -221,18 +221,24 @@ def test_bench_reference_smoke(tmp_path: Path):
     assert "| NRMS |" in proc.stdout and "| DCN |" in proc.stdout
 
 
-def test_bench_reference_plain_loop_gives_bst_torchs_own_attention():
-    """The plain loop must not inherit our cheap attention dropout: BST's attention goes back to
-    nn.MultiheadAttention itself, with the same weights."""
+def test_bench_reference_plain_loop_gives_bst_torchs_own_transformer():
+    """The plain loop must not inherit our packed transformer: BST's encoder goes back to
+    nn.TransformerEncoder itself, torch's own layers, the same weights and the same real outputs."""
     import torch
 
-    from recsys.layers.attention import with_cheap_attention_dropout
+    from recsys.layers.transformer import PackedTransformerEncoder
 
     bench = _load("bench_reference")
-    cheap = with_cheap_attention_dropout(torch.nn.MultiheadAttention(8, 2, dropout=0.2, batch_first=True))
-    plain = bench.plain_attention(cheap)
-    assert type(plain) is torch.nn.MultiheadAttention and plain.batch_first and plain.dropout == 0.2
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), cheap.state_dict().values()))
+    layer = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.2, batch_first=True)
+    packed = PackedTransformerEncoder(layer, 2, enable_nested_tensor=False)
+    plain = bench.plain_encoder(packed)
+    assert type(plain) is torch.nn.TransformerEncoder and len(plain.layers) == 2
+    assert all(type(block) is torch.nn.TransformerEncoderLayer for block in plain.layers)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), packed.state_dict().values()))
+    x, padding = torch.randn(3, 5, 8), torch.tensor([[True, True, False, False, False]] * 3)
+    packed.eval(), plain.eval()
+    assert torch.allclose(plain(x, src_key_padding_mask=padding)[:, 2:], packed(x, src_key_padding_mask=padding)[:, 2:],
+                          atol=1e-6)
 
 
 def test_bench_reference_compares_bf16_on_with_off(tmp_path: Path):

@@ -239,38 +239,3 @@ def test_embedder_mean_reports_a_missing_text() -> None:
     news.title_mask = None
     with pytest.raises(ValueError, match="title"):
         embedder.mean(news)
-
-
-def test_cheap_dropout_attention_is_multihead_attention_with_the_cheap_mask():
-    """BST's attention: while training on the CPU its weights' dropout is the cheap mask, the rest
-    is nn.MultiheadAttention's arithmetic (bool or additive padding mask); in eval it is torch's."""
-    import torch.nn.functional as F
-
-    from recsys.layers.attention import CheapDropoutMultiheadAttention, with_cheap_attention_dropout
-    from recsys.layers.dropout import keep_mask
-
-    torch.manual_seed(0)
-    plain = torch.nn.MultiheadAttention(16, 4, dropout=0.3, batch_first=True).double()
-    state = torch.random.get_rng_state()
-    cheap = with_cheap_attention_dropout(plain)
-    assert torch.equal(torch.random.get_rng_state(), state)  # seeded models keep their weights
-    assert isinstance(cheap, CheapDropoutMultiheadAttention)
-    assert cheap.state_dict().keys() == plain.state_dict().keys()
-    x = torch.randn(3, 7, 16, dtype=torch.float64)
-    pad = torch.zeros(3, 7, dtype=torch.bool)
-    pad[0, 5:] = True
-    pad[2, 1:3] = True
-    plain.eval()
-    weights = plain(x, x, x, key_padding_mask=pad, need_weights=True, average_attn_weights=False)[1]
-    values = F.linear(x, plain.in_proj_weight[32:], plain.in_proj_bias[32:]).view(3, 7, 4, 4).transpose(1, 2)
-    additive = torch.zeros(3, 7, dtype=torch.float64).masked_fill(pad, float("-inf"))
-    for mask in (pad, additive):
-        cheap.train()
-        torch.manual_seed(5)
-        out = cheap(x, x, x, key_padding_mask=mask, need_weights=False)[0]
-        torch.manual_seed(5)
-        keep = keep_mask((3, 4, 7, 7), 0.3)
-        expected = plain.out_proj(((weights * keep / 0.7) @ values).transpose(1, 2).reshape(3, 7, 16))
-        assert torch.allclose(out, expected, atol=1e-12)
-    cheap.eval()
-    assert torch.equal(cheap(x, x, x, key_padding_mask=pad)[0], plain(x, x, x, key_padding_mask=pad)[0])

@@ -88,49 +88,8 @@ class MultiHeadSelfAttention(nn.Module):
 def _cheap_dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
                              blocked: torch.Tensor | None) -> torch.Tensor:
     """SDPA's math path [B, h, L, hd] with the cheap CPU dropout mask (recsys/layers/dropout.py) on
-    the attention weights. `blocked`: keys to leave out, bool (True: left out) or additive float,
-    broadcastable to the [B, h, L, L] scores."""
+    the attention weights. `blocked`: bool keys to leave out (True), broadcastable to the scores."""
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
     if blocked is not None:
-        scores = (scores.masked_fill(blocked, float("-inf")) if blocked.dtype == torch.bool
-                  else scores + blocked.to(scores.dtype))
+        scores = scores.masked_fill(blocked, float("-inf"))
     return cheap_dropout(torch.softmax(scores, dim=-1), p, True) @ v
-
-
-class CheapDropoutMultiheadAttention(nn.MultiheadAttention):
-    """nn.MultiheadAttention (same parameters, same state-dict keys) whose attention-weight dropout
-    draws the cheap CPU mask (recsys/layers/dropout.py) while training self-attention on the CPU:
-    inside nn.MultiheadAttention that dropout is a native `bernoulli_`, 12 % of a BST step.
-    Everywhere else (evaluation, CUDA, p = 0, cross-attention, weights asked for) it is
-    nn.MultiheadAttention itself."""
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
-                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cheap = (self.training and self.dropout > 0 and query.device.type == "cpu" and self.batch_first
-                 and query is key and key is value and attn_mask is None and not need_weights and not is_causal
-                 and self._qkv_same_embed_dim and self.bias_k is None and not self.add_zero_attn)
-        if not cheap:
-            return super().forward(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                                   attn_mask=attn_mask, average_attn_weights=average_attn_weights,
-                                   is_causal=is_causal)
-        batch, length, dim = query.shape
-        head_dim = dim // self.num_heads
-        q, k, v = (F.linear(query, self.in_proj_weight, self.in_proj_bias)
-                   .view(batch, length, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4))
-        padding = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        attended = _cheap_dropout_attention(q, k, v, self.dropout, padding)
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, dim)), None
-
-
-def with_cheap_attention_dropout(attention: nn.MultiheadAttention) -> CheapDropoutMultiheadAttention:
-    """The same attention (its weights copied) as a CheapDropoutMultiheadAttention. The throwaway
-    initialisation draws from a forked generator, so a model seeded as before gets the same weights."""
-    with torch.random.fork_rng(devices=[]):
-        cheap = CheapDropoutMultiheadAttention(
-            attention.embed_dim, attention.num_heads, dropout=attention.dropout,
-            bias=attention.in_proj_bias is not None, batch_first=attention.batch_first,
-            device=attention.in_proj_weight.device, dtype=attention.in_proj_weight.dtype)
-    cheap.load_state_dict(attention.state_dict())
-    return cheap

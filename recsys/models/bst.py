@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.layers.dropout import Dropout
 from recsys.inputs import UserInputs
 from recsys.layers import MLP
-from recsys.layers.attention import with_cheap_attention_dropout
+from recsys.layers.transformer import PackedTransformerEncoder
 from recsys.models.base import FeatureSizes, ModelConfig, RankingModel
 
 
@@ -27,10 +26,8 @@ class BST(RankingModel):
             dim, config.num_heads, dim_feedforward=4 * dim, dropout=config.dropout,
             activation=F.leaky_relu, batch_first=True,
         )
-        self.transformer = nn.TransformerEncoder(layer, config.transformer_layers, enable_nested_tensor=False)
-        for block in self.transformer.layers:  # the cheap CPU mask for the layers' dropouts
-            block.dropout, block.dropout1, block.dropout2 = (Dropout(config.dropout) for _ in range(3))
-            block.self_attn = with_cheap_attention_dropout(block.self_attn)
+        # only the real history slots (and the target) go through the position-wise parts
+        self.transformer = PackedTransformerEncoder(layer, config.transformer_layers, enable_nested_tensor=False)
         self.mlp = MLP(self.length * dim + 2 * dim, (256, 128), out_dim=1, dropout=config.dropout)
 
     def score(self, history: torch.Tensor, user: UserInputs, candidate: torch.Tensor) -> torch.Tensor:
