@@ -131,3 +131,20 @@ def test_bst_scores_what_torchs_encoder_scores() -> None:
     plain.load_state_dict(model.transformer.state_dict())
     model.transformer = plain.double().eval()
     assert torch.allclose(packed_logits, model_forward(model, news, history, user, candidates), atol=1e-10)
+
+
+def test_packed_encoder_trains_under_bf16_autocast() -> None:
+    """Under CPU bf16 autocast (`[train] bf16 = "on"`) the packed path keeps its dtypes straight
+    and stays close to torch's encoder under the same autocast."""
+    plain, packed = _pair(norm_first=False, dropout=0.2)
+    plain.float().eval(), packed.float().train()
+    x = torch.randn(4, 7, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = packed(x, src_key_padding_mask=PADDING)
+    out.float().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in packed.parameters())
+    packed.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = plain(x, src_key_padding_mask=PADDING)[~PADDING].float()
+        assert torch.allclose(packed(x, src_key_padding_mask=PADDING)[~PADDING].float(), expected, atol=0.1)
