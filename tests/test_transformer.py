@@ -147,4 +147,4 @@ def test_packed_encoder_trains_under_bf16_autocast() -> None:
     packed.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         expected = plain(x, src_key_padding_mask=PADDING)[~PADDING].float()
-        assert torch.allclose(packed(x, src_key_padding_mask=PADDING)[~PADDING].float(), expected, atol=0.1)
+        assert torch.allclose(packed(x, src_key_padding_mask=PADDING)[~PADDING].float(), expected, atol=0.03)
