@@ -85,6 +85,31 @@ def candidate_logprobs(
 
 
 @dataclass(frozen=True)
+class CandidateQueries:
+    """What one ScoreRequest asks a backend: its prompt's token ids, each candidate's (cut to its
+    first token when the request says so) and their continuation_branches."""
+
+    prompt_ids: list[int]
+    candidates: list[list[int]]
+    branches: dict[tuple[int, ...], tuple[int, ...]]
+
+    @classmethod
+    def of(cls, tokenizer, request: ScoreRequest) -> CandidateQueries:
+        """The same tokenization for every backend (a Hugging Face tokenizer with a chat template)."""
+        text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        prompt_ids = list(tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
+        candidates = [list(tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
+        candidates = [ids[:1] for ids in candidates] if request.first_token else candidates
+        return cls(prompt_ids, candidates, continuation_branches(candidates))
+
+    def result(self, next_logprobs: dict[tuple[int, ...], dict[int, float]]) -> ScoreResult:
+        """The request's ScoreResult from the answers to its branches' next-token queries."""
+        return ScoreResult(logprobs=candidate_logprobs(self.candidates, next_logprobs),
+                           prompt_tokens=len(self.prompt_ids),
+                           scored_tokens=sum(len(nexts) for nexts in self.branches.values()))
+
+
+@dataclass(frozen=True)
 class GenResult:
     text: str
     prompt_tokens: int

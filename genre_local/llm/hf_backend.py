@@ -13,7 +13,7 @@ from typing import Any
 
 from genre_local.errors import UserError
 from genre_local.llm.backend import (
-    EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult, candidate_logprobs, continuation_branches,
+    CandidateQueries, EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult,
 )
 from genre_local.llm.engine_sizing import resolve_dtype
 
@@ -159,16 +159,12 @@ class TransformersBackend:
         results = []
         step = max(1, self.options.micro_batch)
         for request in requests:
-            text = self._tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
-            prompt_ids = list(self._tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
-            candidates = [list(self._tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
-            candidates = [ids[:1] for ids in candidates] if request.first_token else candidates
-            branches = continuation_branches(candidates)
+            asked = CandidateQueries.of(self._tokenizer, request)
             found: dict[tuple[int, ...], dict[int, float]] = {}
-            paths = list(branches)
+            paths = list(asked.branches)
             for begin in range(0, len(paths), step):
                 chunk = paths[begin : begin + step]
-                rows = [prompt_ids + list(path) for path in chunk]
+                rows = [asked.prompt_ids + list(path) for path in chunk]
                 width = max(len(r) for r in rows)
                 pad = self._tokenizer.pad_token_id
                 ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self._device)
@@ -177,12 +173,8 @@ class TransformersBackend:
                     logits = self._model(input_ids=ids, attention_mask=mask).logits
                 for row, path in enumerate(chunk):
                     last = torch.log_softmax(logits[row, len(rows[row]) - 1].float(), dim=-1)
-                    found[path] = {token: float(last[token]) for token in branches[path]}
-            results.append(ScoreResult(
-                logprobs=candidate_logprobs(candidates, found),
-                prompt_tokens=len(prompt_ids),
-                scored_tokens=sum(len(nexts) for nexts in branches.values()),
-            ))
+                    found[path] = {token: float(last[token]) for token in asked.branches[path]}
+            results.append(asked.result(found))
         return results
 
     def close(self) -> None:

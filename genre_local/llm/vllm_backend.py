@@ -15,7 +15,7 @@ from typing import Any
 
 from genre_local.errors import UserError
 from genre_local.llm.backend import (
-    EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult, candidate_logprobs, continuation_branches,
+    CandidateQueries, EngineOptions, GenRequest, GenResult, ScoreRequest, ScoreResult,
 )
 from genre_local.llm.engine_sizing import CPU_MAX_NUM_SEQS, cpu_threads_bind, engine_memory, resolve_dtype
 from genre_local.machine import meminfo_gib
@@ -188,18 +188,13 @@ class VllmBackend:
             return []
         tokenizer = self._llm.get_tokenizer()
         queries: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []  # (request, path, tokens asked)
-        prompts, per_request = [], []
-        for index, request in enumerate(requests):
-            text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
-            prompt_ids = list(tokenizer.encode(text + request.answer_prefix, add_special_tokens=False))
-            candidates = [list(tokenizer.encode(c, add_special_tokens=False)) for c in request.candidates]
-            candidates = [ids[:1] for ids in candidates] if request.first_token else candidates
-            branches = continuation_branches(candidates)
-            per_request.append((prompt_ids, candidates, branches))
-            for path, nexts in branches.items():
+        prompts = []
+        per_request = [CandidateQueries.of(tokenizer, request) for request in requests]
+        for index, asked in enumerate(per_request):
+            for path, nexts in asked.branches.items():
                 for begin in range(0, len(nexts), MAX_LOGPROB_TOKEN_IDS):
                     queries.append((index, path, nexts[begin : begin + MAX_LOGPROB_TOKEN_IDS]))
-                    prompts.append({"prompt_token_ids": prompt_ids + list(path)})
+                    prompts.append({"prompt_token_ids": asked.prompt_ids + list(path)})
         params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(asked)) for _, _, asked in queries]
         outputs = self._llm.generate(prompts, params, use_tqdm=False)
         answers: list[dict[tuple[int, ...], dict[int, float]]] = [{} for _ in requests]
@@ -208,14 +203,7 @@ class VllmBackend:
             found = answers[index].setdefault(path, {})
             for token in asked:
                 found[token] = float(position[token].logprob)
-        results = []
-        for (prompt_ids, candidates, branches), found in zip(per_request, answers):
-            results.append(ScoreResult(
-                logprobs=candidate_logprobs(candidates, found),
-                prompt_tokens=len(prompt_ids),
-                scored_tokens=sum(len(nexts) for nexts in branches.values()),
-            ))
-        return results
+        return [asked.result(found) for asked, found in zip(per_request, answers, strict=True)]
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
