@@ -51,10 +51,15 @@ MIND_LARGE = GridData("MIND-large", 2_200_000, 221_422 / 170_129, 12.5, round(2_
 
 # BENCHMARKS.md section 2, session 8's run (bench_train.py, 2-core Intel Xeon, 2 torch threads,
 # float32, batch 64, 4 negatives, title 30, history 50; PLMNR with its default exact history).
+# BST: session 8's 777 samples/s and 415 impressions/s times the packed transformer's gain
+# (session 13, section 5b: bench_train.py at this size, old and new code alternately, 4 rounds,
+# 1 thread): median ratio 1.71 in training, 1.66 in evaluation.
+BST_PACKED_GAIN = ModelRate(1.71, 1.66)
 CPU_RATES = {
     "naml": ModelRate(602, 19_204), "lstur": ModelRate(524, 17_891), "nrms": ModelRate(385, 13_251),
-    "plmnr": ModelRate(71, 1_855), "bst": ModelRate(777, 415), "dcn": ModelRate(9_210, 16_071),
-    "pnn": ModelRate(8_603, 10_967), "din": ModelRate(7_460, 6_848),
+    "plmnr": ModelRate(71, 1_855),
+    "bst": ModelRate(777 * BST_PACKED_GAIN.train_samples_per_s, 415 * BST_PACKED_GAIN.eval_impressions_per_s),
+    "dcn": ModelRate(9_210, 16_071), "pnn": ModelRate(8_603, 10_967), "din": ModelRate(7_460, 6_848),
 }
 # ASSUMED GPU / 2-core-CPU speed-ups where no gpu_check measurement exists: the light models
 # (about 2 M parameters, batch 64) are kernel-launch bound on a GPU, so their gain is modest;
