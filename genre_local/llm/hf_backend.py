@@ -159,12 +159,12 @@ class TransformersBackend:
         results = []
         step = max(1, self.options.micro_batch)
         for request in requests:
-            asked = CandidateQueries.of(self._tokenizer, request)
+            request_queries = CandidateQueries.of(self._tokenizer, request)
             found: dict[tuple[int, ...], dict[int, float]] = {}
-            paths = list(asked.branches)
+            paths = list(request_queries.branches)
             for begin in range(0, len(paths), step):
                 chunk = paths[begin : begin + step]
-                rows = [asked.prompt_ids + list(path) for path in chunk]
+                rows = [request_queries.prompt_ids + list(path) for path in chunk]
                 width = max(len(r) for r in rows)
                 pad = self._tokenizer.pad_token_id
                 ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self._device)
@@ -173,8 +173,8 @@ class TransformersBackend:
                     logits = self._model(input_ids=ids, attention_mask=mask).logits
                 for row, path in enumerate(chunk):
                     last = torch.log_softmax(logits[row, len(rows[row]) - 1].float(), dim=-1)
-                    found[path] = {token: float(last[token]) for token in asked.branches[path]}
-            results.append(asked.result(found))
+                    found[path] = {token: float(last[token]) for token in request_queries.branches[path]}
+            results.append(request_queries.result(found))
         return results
 
     def close(self) -> None:

@@ -190,11 +190,11 @@ class VllmBackend:
         queries: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []  # (request, path, tokens asked)
         prompts = []
         per_request = [CandidateQueries.of(tokenizer, request) for request in requests]
-        for index, asked in enumerate(per_request):
-            for path, nexts in asked.branches.items():
+        for index, request_queries in enumerate(per_request):
+            for path, nexts in request_queries.branches.items():
                 for begin in range(0, len(nexts), MAX_LOGPROB_TOKEN_IDS):
                     queries.append((index, path, nexts[begin : begin + MAX_LOGPROB_TOKEN_IDS]))
-                    prompts.append({"prompt_token_ids": asked.prompt_ids + list(path)})
+                    prompts.append({"prompt_token_ids": request_queries.prompt_ids + list(path)})
         params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(asked)) for _, _, asked in queries]
         outputs = self._llm.generate(prompts, params, use_tqdm=False)
         answers: list[dict[tuple[int, ...], dict[int, float]]] = [{} for _ in requests]
@@ -203,7 +203,7 @@ class VllmBackend:
             found = answers[index].setdefault(path, {})
             for token in asked:
                 found[token] = float(position[token].logprob)
-        return [asked.result(found) for asked, found in zip(per_request, answers, strict=True)]
+        return [request_queries.result(found) for request_queries, found in zip(per_request, answers, strict=True)]
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
