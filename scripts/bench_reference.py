@@ -367,9 +367,9 @@ def plain_encoder(encoder: nn.TransformerEncoder) -> nn.TransformerEncoder:
 
 class PlainLoop(Ours):
     """The ranking models' plain PyTorch loop: the same architecture and batches, but what a plain
-    loop does by default: a full-vocabulary word table, nn.Dropout and nn.MultiheadAttention's own
-    attention dropout, torch.optim.Adam, float32,
-    and DIN's activation unit over every history slot (PlainDINActivation)."""
+    loop does by default: a full-vocabulary word table, nn.Dropout, torch.optim.Adam, float32,
+    DIN's activation unit over every history slot (PlainDINActivation) and BST's transformer as
+    torch's nn.TransformerEncoder over every slot (plain_encoder)."""
 
     def fresh(self, seed: int) -> None:
         import dataclasses

@@ -77,19 +77,14 @@ class MultiHeadSelfAttention(nn.Module):
             key_mask = mask.to(torch.bool)[:, None, None, :]
             key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
         if self.training and self.dropout > 0 and values.device.type == "cpu":
-            attended = _cheap_dropout_attention(q, k, v, self.dropout, None if key_mask is None else ~key_mask)
+            # SDPA's math path with the cheap CPU dropout mask (recsys/layers/dropout.py)
+            scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
+            if key_mask is not None:
+                scores = scores.masked_fill(~key_mask, float("-inf"))
+            weights = cheap_dropout(torch.softmax(scores, dim=-1), self.dropout, True)
+            attended = weights @ v
         else:
             attended = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
             )  # [B, h, L, hd]
         return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
-
-
-def _cheap_dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float,
-                             blocked: torch.Tensor | None) -> torch.Tensor:
-    """SDPA's math path [B, h, L, hd] with the cheap CPU dropout mask (recsys/layers/dropout.py) on
-    the attention weights. `blocked`: bool keys to leave out (True), broadcastable to the scores."""
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-    if blocked is not None:
-        scores = scores.masked_fill(blocked, float("-inf"))
-    return cheap_dropout(torch.softmax(scores, dim=-1), p, True) @ v
