@@ -3,7 +3,7 @@
 It needs only torch, transformers, accelerate and peft (the GPU image's packages): no vLLM, DuckDB,
 pyarrow, typer, Ray or TensorBoard, and no network. It
 
-1. trains recommenders (default NRMS, DIN, PLMNR in its `exact`, `cached` and `states` modes, and DIRE)
+1. trains recommenders (default NRMS, DIN, BST, PLMNR in its `exact`, `cached` and `states` modes, and DIRE)
    under accelerate through `recsys` alone, on a synthetic dataset built in memory
    (recsys/synthetic.py), and reports train samples/s, evaluation impressions/s and the reported
    split's AUC. PLMNR reads the embedded MiniLM when it is installed, or a MiniLM folder given
@@ -15,7 +15,11 @@ pyarrow, typer, Ray or TensorBoard, and no network. It
    installed, otherwise with a randomly initialised model of the same architecture
    (scripts/smollm2-135m-config.json) and a stand-in tokenizer, labelled
    "random weights: throughput only";
-3. prints each rate beside this project's CPU figure (BENCHMARKS.md) and writes a JSON of
+3. checks the device's kernels where our code takes its own path: BST's packed transformer
+   encoder (recsys/layers/transformer.py) against torch's nn.TransformerEncoder with the same
+   weights, in float32 (outputs and gradients) and under bfloat16 autocast; a check outside its
+   tolerance makes the exit status 1;
+4. prints each rate beside this project's CPU figure (BENCHMARKS.md) and writes a JSON of
    everything under $OUT (or --out).
 
 `--device cpu` (or no CUDA) runs the same on CPU; the tests run it that way with tiny sizes.
@@ -91,10 +95,19 @@ class GenerateFigure:
     constrained: bool = False  # no xgrammar in the GPU image: free decoding
 
 
+@dataclass
+class KernelCheck:
+    name: str
+    device: str
+    difference: float  # max |ours - reference| over max |reference| (0 for the padding check: absolute)
+    tolerance: float
+    passed: bool
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="auto: CUDA when present")
-    parser.add_argument("--models", default="nrms,din,plmnr,dire", help="recommenders to train, comma-separated")
+    parser.add_argument("--models", default="nrms,din,bst,plmnr,dire", help="recommenders to train, comma-separated")
     parser.add_argument("--plmnr-history", default="exact,cached,states",
                         help="PLMNR modes to train (exact, no-grad, cached, states), comma-separated; each mode's "
                         "train samples/s over exact's is printed")
@@ -115,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--micro-batches", default="16,64", help="transformers rows per generate() call; 16 is the CPU figure's")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--skip-kernels", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: $OUT/gpu_check.json when $OUT is set)")
     args = parser.parse_args(argv)
     args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -443,6 +457,72 @@ def generate_figures(args: argparse.Namespace, device: str, work: Path) -> list[
     return figures
 
 
+# -- kernels ---------------------------------------------------------------------------------------
+
+
+def kernel_checks(device: str, batch: int = 256, length: int = 51, dim: int = 64) -> list[KernelCheck]:
+    """BST's packed encoder against torch's encoder with the same weights on `device`, at BST's
+    shapes (left-padded histories of 1..length-1 items plus the candidate, 2 layers, 4 heads).
+
+    Differences are relative to the largest magnitude of torch's float32 result. float32 runs
+    with dropout 0 (train mode is then deterministic), so outputs and gradients must agree to
+    float32 rounding; under bfloat16 autocast the packed output may stray from torch's float32
+    output at most twice as far as torch's own autocast output does, plus 1 %."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from recsys.layers.transformer import PackedTransformerEncoder
+
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(dim, 4, dim_feedforward=4 * dim, dropout=0.0, activation=F.leaky_relu,
+                                       batch_first=True)
+    plain = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(device)
+    packed = PackedTransformerEncoder(layer, 2, enable_nested_tensor=False).to(device)
+    packed.load_state_dict(plain.state_dict())
+    items = torch.randint(1, length, (batch,), generator=generator) + 1  # the candidate is always real
+    padding = (torch.arange(length) < (length - items)[:, None]).to(device)  # left-padded, as BST's
+    real = ~padding
+    x = torch.randn(batch, length, dim, generator=generator).to(device)
+    weights = torch.randn(batch, length, dim, generator=generator).to(device)
+    checks: list[KernelCheck] = []
+
+    def relative(ours: torch.Tensor, reference: torch.Tensor) -> float:
+        ours, reference = ours.detach().float(), reference.detach()
+        return float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+
+    def add(name: str, value: float, tolerance: float) -> None:
+        checks.append(KernelCheck(name, device, value, tolerance, value <= tolerance))
+
+    def grads(module: nn.Module, out: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad((out * weights).sum(), [inputs, *module.parameters()])
+
+    plain.train(), packed.train()
+    x_plain, x_packed = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected = plain(x_plain, src_key_padding_mask=padding) * real[..., None]
+    out = packed(x_packed, src_key_padding_mask=padding)
+    add("packed encoder, float32 output (train)", relative(out, expected), 1e-4)
+    add("packed encoder, padding slots are zero", float(out.detach()[padding].abs().max()), 0.0)
+    add("packed encoder, float32 gradients (input and every parameter)",
+        max(relative(a, b) for a, b in zip(grads(packed, out, x_packed), grads(plain, expected, x_plain), strict=True)),
+        1e-4)
+    plain.eval(), packed.eval()
+    with torch.no_grad():
+        expected = plain(x, src_key_padding_mask=padding) * real[..., None]
+        add("packed encoder, float32 output (eval)", relative(packed(x, src_key_padding_mask=padding), expected), 1e-4)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            ours_bf16 = packed(x, src_key_padding_mask=padding)
+            torchs_bf16 = plain(x, src_key_padding_mask=padding) * real[..., None]
+        torchs_error = relative(torchs_bf16, expected)
+        add(f"packed encoder, bfloat16 autocast output against float32 (eval; torch's own: {torchs_error:.2e})",
+            relative(ours_bf16, expected), 2 * torchs_error + 0.01)
+    for check in checks:
+        print(f"kernel check {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.difference:.2e} "
+              f"(tolerance {check.tolerance:.2e})", flush=True)
+    return checks
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -506,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         train = [] if args.skip_train else train_figures(args, device, Path(work))
         generate = [] if args.skip_generate else generate_figures(args, device, Path(work))
+    kernels = [] if args.skip_kernels else kernel_checks(device)
     print()
     print(table(train, generate))
     ratios = plmnr_ratios(train)
@@ -513,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mode}: {ratio:.1f}x plmnr-exact's train samples/s on {device}")
     result = {"environment": environment(device), "seconds": time.perf_counter() - started,
               "train": [asdict(f) for f in train], "plmnr_ratios": ratios, "generate": [asdict(g) for g in generate],
+              "kernels": [asdict(k) for k in kernels],
               "cpu_reference": {"train_samples_per_s": CPU_TRAIN_SAMPLES_PER_S, "generate": CPU_GENERATE},
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     out = args.out or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
@@ -520,6 +602,10 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         print(f"\nwrote {out}")
+    failed = [k.name for k in kernels if not k.passed]
+    if failed:
+        print(f"gpu_check: kernel checks outside their tolerance on {device}: {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
