@@ -80,6 +80,23 @@ def test_training_with_dropout_leaves_padding_out_of_everything() -> None:
     assert torch.equal(first[PADDING], torch.zeros_like(first[PADDING]))
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_a_row_without_a_real_slot_is_zeros_and_no_nan_reaches_a_gradient(autocast: bool) -> None:
+    """A row whose every slot is padding (beside a row with real slots) has all its attention keys
+    masked: its outputs are zeros, and nothing in the input or parameter gradients is NaN, in
+    float32 and under bfloat16 autocast."""
+    _, packed = _pair(norm_first=False)
+    packed.float().train()
+    padding = torch.tensor([[True] * 5, [True, False, False, True, True]])
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = packed(x, src_key_padding_mask=padding)
+    assert torch.equal(out[0], torch.zeros_like(out[0])) and torch.isfinite(out).all()
+    out.float().pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.equal(x.grad[0], torch.zeros_like(x.grad[0]))
+    assert all(torch.isfinite(p.grad).all() for p in packed.parameters())
+
+
 def test_without_a_padding_mask_or_a_real_slot_it_is_torchs_encoder() -> None:
     plain, packed = _pair(norm_first=False)
     plain.eval(), packed.eval()
