@@ -41,10 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_JSON = ROOT / "scripts" / "smollm2-135m-config.json"
 RANDOM_LABEL = "random weights: throughput only"
 
-# The CPU figures these rates are printed beside: BENCHMARKS.md section 2 (bench_train.py,
-# MIND-small-sized synthetic data, batch 64, 4 negatives, title 30, history 50, 2 cores) and
-# section 1 (bench_generate.py, config (b) = transformers, micro-batch 16, float32, 2 cores).
-CPU_TRAIN_SAMPLES_PER_S = {"naml": 537, "lstur": 504, "nrms": 353, "plmnr": 9, "bst": 702, "dcn": 5671, "pnn": 5335, "din": 4021}
+# The CPU figure the generation rates are printed beside: BENCHMARKS.md section 1
+# (bench_generate.py, config (b) = transformers, micro-batch 16, float32, 2 cores). The training
+# rates' CPU figures are estimate_grid.py's (cpu_train_reference below).
 CPU_GENERATE = {"source": "BENCHMARKS.md 1, config (b), summarize: 2-core CPU, float32, micro-batch 16, constrained",
                 "requests_per_s": 1.38, "prompt_tokens_per_s": 249.0, "generated_tokens_per_s": 23.6}
 
@@ -145,6 +144,22 @@ def fail(message: str) -> None:
 # -- training --------------------------------------------------------------------------------------
 
 
+def cpu_train_reference() -> dict[str, float]:
+    """The CPU train samples/s each trained row is printed beside, by row label: the rates
+    scripts/estimate_grid.py divides a measured GPU rate by (BENCHMARKS.md section 2, MIND-small-
+    sized synthetic data, batch 64, 4 negatives, title 30, history 50; BST with its packed
+    encoder's measured gain), so the printed ratio is the speed-up the grid estimate uses. PLMNR
+    per history mode: exact measured, states from the measured states/exact ratio; plmnr-cached,
+    plmnr-no-grad and DIRE have no CPU figure at that size."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from estimate_grid import cpu_rates
+
+    rates = {model: rate.train_samples_per_s for model, rate in cpu_rates("exact").items() if model != "plmnr"}
+    for mode in ("exact", "states"):
+        rates[f"plmnr-{mode}"] = cpu_rates(mode)["plmnr"].train_samples_per_s
+    return rates
+
+
 def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[TrainFigure]:
     from dataclasses import replace
 
@@ -181,6 +196,7 @@ def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[Tra
             runs.append((model, model, replace(config, encoder=str(folder)), weights))
         else:
             runs.append((model, model, config, ""))
+    cpu_reference = cpu_train_reference()
     figures = []
     for label, model, run_config, weights in runs:
         started = time.perf_counter()
@@ -195,7 +211,7 @@ def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[Tra
             train_samples_per_s=sum(rates) / len(rates) if rates else 0.0,
             eval_impressions_per_s=run.eval_impressions_per_s, eval_split=run.eval_split,
             auc=float(run.metrics[run.eval_split]["all"]["auc"]), seconds=seconds,
-            cpu_reference_samples_per_s=CPU_TRAIN_SAMPLES_PER_S.get(label), weights=weights,
+            cpu_reference_samples_per_s=cpu_reference.get(label), weights=weights,
         ))
         print(f"trained {label}: {figures[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
               f"{figures[-1].auc:.3f} ({seconds:.1f} s){f'; {weights}' if weights else ''}", flush=True)
@@ -533,11 +549,11 @@ def _ratio(value: float, reference: float | None) -> str:
 def table(train: list[TrainFigure], generate: list[GenerateFigure]) -> str:
     lines = []
     if train:
-        lines += ["| model | device | train samples/s | CPU samples/s (BENCHMARKS 2) | ratio | eval imp/s | AUC (split) |",
+        lines += ["| model | device | train samples/s | CPU samples/s (estimate_grid) | ratio | eval imp/s | AUC (split) |",
                   "|---|---|--:|--:|--:|--:|---|"]
         for f in train:
             lines.append(f"| {f.model.upper()}{f' ({f.weights})' if f.weights else ''} | {f.device} | {f.train_samples_per_s:,.0f} | "
-                         f"{f'{f.cpu_reference_samples_per_s:,}' if f.cpu_reference_samples_per_s else '-'} | "
+                         f"{f'{f.cpu_reference_samples_per_s:,.0f}' if f.cpu_reference_samples_per_s else '-'} | "
                          f"{_ratio(f.train_samples_per_s, f.cpu_reference_samples_per_s)} | "
                          f"{f.eval_impressions_per_s:,.0f} | {f.auc:.3f} ({f.eval_split}) |")
     if generate:
@@ -595,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"environment": environment(device), "seconds": time.perf_counter() - started,
               "train": [asdict(f) for f in train], "plmnr_ratios": ratios, "generate": [asdict(g) for g in generate],
               "kernels": [asdict(k) for k in kernels],
-              "cpu_reference": {"train_samples_per_s": CPU_TRAIN_SAMPLES_PER_S, "generate": CPU_GENERATE},
+              "cpu_reference": {"train_samples_per_s": cpu_train_reference(), "generate": CPU_GENERATE},
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     out = args.out or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
     if out is not None:

@@ -198,6 +198,24 @@ def test_rate_table_shows_the_cpu_reference_and_ratio():
     assert row.startswith("| DIRE (random weights: throughput only) | cuda:0 | 900 | - | - |")
 
 
+def test_cpu_reference_is_the_grid_estimates_rates_so_the_printed_ratio_is_its_speedup():
+    check = _load()
+    reference = check.cpu_train_reference()
+    from estimate_grid import cpu_rates, speedups  # on the path now: cpu_train_reference put it there
+
+    for model, rate in cpu_rates("exact").items():
+        label = "plmnr-exact" if model == "plmnr" else model
+        assert reference[label] == rate.train_samples_per_s
+    assert reference["plmnr-states"] == cpu_rates("states")["plmnr"].train_samples_per_s
+    assert "plmnr-cached" not in reference and "dire" not in reference
+    # a row printed at ratio r is the speed-up estimate_grid takes from the same gpu_check.json
+    measured = {"environment": {"device": "cuda"},
+                "train": [{"model": "bst", "train_samples_per_s": 10 * reference["bst"]},
+                          {"model": "plmnr-states", "train_samples_per_s": 40 * reference["plmnr-states"]}]}
+    assert speedups(measured)[0]["bst"] == pytest.approx(10)
+    assert speedups(measured, "states")[0]["plmnr"] == pytest.approx(40)
+
+
 def test_the_shell_wrapper_runs_the_script_from_the_repository_root(tmp_path):
     import os
 
