@@ -22,6 +22,11 @@ pyarrow, typer, Ray or TensorBoard, and no network. It
 4. prints each rate beside this project's CPU figure (BENCHMARKS.md) and writes a JSON of
    everything under $OUT (or --out).
 
+The kernel checks run first (seconds); the JSON is rewritten after every part ("complete": false
+until the end), so a check stopped by its time limit keeps what it measured; a part that fails on
+the device (an out-of-memory, a device-placement bug) is recorded under "failures" and the next
+part runs; any failure or failed kernel check makes the exit status 1.
+
 `--device cpu` (or no CUDA) runs the same on CPU; the tests run it that way with tiny sizes.
 """
 
@@ -34,7 +39,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +97,51 @@ class GenerateFigure:
     prompt_tokens_per_s: float
     generated_tokens_per_s: float
     constrained: bool = False  # no xgrammar in the GPU image: free decoding
+
+
+@dataclass
+class Failure:
+    part: str  # "train plmnr-cached", "generate micro-batch 64", "kernels"
+    error: str  # the exception's type and first line
+
+
+@dataclass
+class CheckResults:
+    """Everything measured so far. It is written after every part, so a check stopped by its time
+    limit (or a part that fails on the device) still leaves what the parts before it measured."""
+
+    device: str
+    out: Path | None
+    args: dict
+    started: float = field(default_factory=time.perf_counter)
+    kernels: list[KernelCheck] = field(default_factory=list)
+    train: list[TrainFigure] = field(default_factory=list)
+    generate: list[GenerateFigure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def fail(self, part: str, exc: BaseException) -> None:
+        text = str(exc).strip().splitlines()
+        self.failures.append(Failure(part, f"{type(exc).__name__}: {text[0] if text else ''}"))
+        print(f"gpu_check: {part} failed: {self.failures[-1].error}", file=sys.stderr, flush=True)
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def save(self, complete: bool = False) -> None:
+        if self.out is None:
+            return
+        result = {"complete": complete, "environment": environment(self.device),
+                  "seconds": time.perf_counter() - self.started,
+                  "train": [asdict(f) for f in self.train], "plmnr_ratios": plmnr_ratios(self.train),
+                  "generate": [asdict(g) for g in self.generate], "kernels": [asdict(k) for k in self.kernels],
+                  "failures": [asdict(f) for f in self.failures],
+                  "cpu_reference": {"train_samples_per_s": cpu_train_reference(), "generate": CPU_GENERATE},
+                  "args": self.args}
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.out.with_name(self.out.name + ".partial")
+        partial.write_text(json.dumps(result, indent=2))
+        partial.replace(self.out)
 
 
 @dataclass
@@ -160,7 +210,9 @@ def cpu_train_reference() -> dict[str, float]:
     return rates
 
 
-def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[TrainFigure]:
+def train_figures(args: argparse.Namespace, device: str, work: Path, results: CheckResults) -> None:
+    """Train each model (PLMNR once per history mode) into results.train, saving after each; a run
+    that fails is recorded in results.failures and the next one runs."""
     from dataclasses import replace
 
     from recsys import experiment
@@ -197,14 +249,18 @@ def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[Tra
         else:
             runs.append((model, model, config, ""))
     cpu_reference = cpu_train_reference()
-    figures = []
     for label, model, run_config, weights in runs:
         started = time.perf_counter()
-        result = experiment.run(model, data, run_config, accelerator=accelerator)
+        try:
+            result = experiment.run(model, data, run_config, accelerator=accelerator)
+        except Exception as exc:  # noqa: BLE001 - recorded; the other models still get measured
+            results.fail(f"train {label}", exc)
+            results.save()
+            continue
         seconds = time.perf_counter() - started
         run = result.runs[0]
         rates = run.train_samples_per_s
-        figures.append(TrainFigure(
+        results.train.append(TrainFigure(
             model=label, device=str(accelerator.device), processes=accelerator.num_processes,
             train_samples=int(sum(r * s for r, s in zip(rates, run.epoch_seconds, strict=True))),
             batch_size=args.batch_size, epochs_run=run.epochs_run,
@@ -213,13 +269,13 @@ def train_figures(args: argparse.Namespace, device: str, work: Path) -> list[Tra
             auc=float(run.metrics[run.eval_split]["all"]["auc"]), seconds=seconds,
             cpu_reference_samples_per_s=cpu_reference.get(label), weights=weights,
         ))
-        print(f"trained {label}: {figures[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
-              f"{figures[-1].auc:.3f} ({seconds:.1f} s){f'; {weights}' if weights else ''}", flush=True)
+        print(f"trained {label}: {results.train[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
+              f"{results.train[-1].auc:.3f} ({seconds:.1f} s){f'; {weights}' if weights else ''}", flush=True)
+        results.save()
         if device == "cuda":
             import torch
 
             torch.cuda.empty_cache()
-    return figures
 
 
 def plmnr_ratios(figures: list[TrainFigure]) -> dict[str, float]:
@@ -433,7 +489,9 @@ def requests(count: int, max_tokens: int):
     return made
 
 
-def generate_figures(args: argparse.Namespace, device: str, work: Path) -> list[GenerateFigure]:
+def generate_figures(args: argparse.Namespace, device: str, work: Path, results: CheckResults) -> None:
+    """Generate at each micro-batch size into results.generate, saving after each; a size that
+    fails is recorded in results.failures and the next one runs."""
     import torch
 
     from genre_local.llm.backend import EngineOptions
@@ -443,34 +501,38 @@ def generate_figures(args: argparse.Namespace, device: str, work: Path) -> list[
     started = time.perf_counter()
     folder, weights = model_folder(args, work)
     print(f"generation model: {weights} ({time.perf_counter() - started:.1f} s to prepare)", flush=True)
-    figures = []
     batch = requests(args.requests, args.max_tokens)
     for micro_batch in args.micro_batch_list:
-        backend = TransformersBackend(EngineOptions(model_dir=folder, dtype="auto", micro_batch=micro_batch))
         try:
-            backend.generate(batch[: min(len(batch), micro_batch)])  # warm-up: kernels, allocator
-            if device == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            results = backend.generate(batch)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - started
-        finally:
-            backend.close()
-        prompt = sum(r.prompt_tokens for r in results)
-        generated = sum(r.completion_tokens for r in results)
-        figures.append(GenerateFigure(
+            backend = TransformersBackend(EngineOptions(model_dir=folder, dtype="auto", micro_batch=micro_batch))
+            try:
+                backend.generate(batch[: min(len(batch), micro_batch)])  # warm-up: kernels, allocator
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                answers = backend.generate(batch)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - started
+            finally:
+                backend.close()
+        except Exception as exc:  # noqa: BLE001 - recorded; the other sizes still get measured
+            results.fail(f"generate micro-batch {micro_batch}", exc)
+            results.save()
+            continue
+        prompt = sum(r.prompt_tokens for r in answers)
+        generated = sum(r.completion_tokens for r in answers)
+        results.generate.append(GenerateFigure(
             weights=weights, device=device, dtype=resolve_dtype("auto", device == "cuda"), micro_batch=micro_batch,
-            requests=len(results), max_tokens=args.max_tokens, prompt_tokens=prompt, completion_tokens=generated,
-            seconds=seconds, requests_per_s=len(results) / seconds, prompt_tokens_per_s=prompt / seconds,
+            requests=len(answers), max_tokens=args.max_tokens, prompt_tokens=prompt, completion_tokens=generated,
+            seconds=seconds, requests_per_s=len(answers) / seconds, prompt_tokens_per_s=prompt / seconds,
             generated_tokens_per_s=generated / seconds,
         ))
-        print(f"generated {len(results)} requests, micro-batch {micro_batch}: {len(results) / seconds:.2f} req/s, "
+        print(f"generated {len(answers)} requests, micro-batch {micro_batch}: {len(answers) / seconds:.2f} req/s, "
               f"{generated / seconds:,.0f} generated tok/s ({seconds:.1f} s)", flush=True)
+        results.save()
         if device == "cuda":
             torch.cuda.empty_cache()
-    return figures
 
 
 # -- kernels ---------------------------------------------------------------------------------------
@@ -597,32 +659,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         fail("--device cuda: torch sees no CUDA device here; use --device cpu or auto")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    started = time.perf_counter()
-    print(f"gpu_check on {device}: torch {torch.__version__}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
-        train = [] if args.skip_train else train_figures(args, device, Path(work))
-        generate = [] if args.skip_generate else generate_figures(args, device, Path(work))
-    kernels = [] if args.skip_kernels else kernel_checks(device)
-    print()
-    print(table(train, generate))
-    ratios = plmnr_ratios(train)
-    for mode, ratio in ratios.items():
-        print(f"{mode}: {ratio:.1f}x plmnr-exact's train samples/s on {device}")
-    result = {"environment": environment(device), "seconds": time.perf_counter() - started,
-              "train": [asdict(f) for f in train], "plmnr_ratios": ratios, "generate": [asdict(g) for g in generate],
-              "kernels": [asdict(k) for k in kernels],
-              "cpu_reference": {"train_samples_per_s": cpu_train_reference(), "generate": CPU_GENERATE},
-              "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     out = args.out or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
+    results = CheckResults(device, out, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    print(f"gpu_check on {device}: torch {torch.__version__}", flush=True)
+    if not args.skip_kernels:  # first: seconds long, and what no other part checks
+        try:
+            results.kernels = kernel_checks(device)
+        except Exception as exc:  # noqa: BLE001 - recorded like a failed check
+            results.fail("kernels", exc)
+        results.save()
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
+        if not args.skip_train:
+            train_figures(args, device, Path(work), results)
+        if not args.skip_generate:
+            generate_figures(args, device, Path(work), results)
+    print()
+    print(table(results.train, results.generate))
+    for mode, ratio in plmnr_ratios(results.train).items():
+        print(f"{mode}: {ratio:.1f}x plmnr-exact's train samples/s on {device}")
+    results.save(complete=True)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
         print(f"\nwrote {out}")
-    failed = [k.name for k in kernels if not k.passed]
+    failed = [k.name for k in results.kernels if not k.passed]
     if failed:
         print(f"gpu_check: kernel checks outside their tolerance on {device}: {'; '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    if results.failures:
+        print(f"gpu_check: {len(results.failures)} part(s) failed on {device}: "
+              f"{'; '.join(f'{f.part} ({f.error})' for f in results.failures)}", file=sys.stderr)
+    return 1 if failed or results.failures else 0
 
 
 if __name__ == "__main__":

@@ -256,3 +256,56 @@ def test_a_failed_kernel_check_is_exit_status_1_with_the_json_written(tmp_path, 
     assert check.main(["--device", "cpu", "--skip-train", "--skip-generate", "--out", str(out)]) == 1
     assert json.loads(out.read_text())["kernels"][0]["passed"] is False
     assert "kernel checks outside their tolerance on cpu: packed encoder, float32 output (train)" in capsys.readouterr().err
+
+
+KILLED_AT_DIN = (
+    "import os, runpy, signal, sys\n"
+    "import recsys.experiment as experiment\n"
+    "real = experiment.run\n"
+    "def run(model, *args, **kwargs):\n"
+    "    if model == 'din':\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)  # as `timeout` ends a check that ran past its limit\n"
+    "    return real(model, *args, **kwargs)\n"
+    "experiment.run = run\n"
+    "sys.argv = {argv!r}\n"
+    "runpy.run_path({script!r}, run_name='__main__')\n"
+)
+TINY = ("--device", "cpu", "--news", "200", "--users", "64", "--title-len", "8", "--history-len", "5", "--skip-generate")
+
+
+@pytest.mark.slow
+def test_a_check_killed_mid_way_leaves_what_it_measured_before(tmp_path):
+    out = tmp_path / "check.json"
+    code = KILLED_AT_DIN.format(argv=[str(SCRIPT), *TINY, "--models", "nrms,din,bst", "--out", str(out)],
+                                script=str(SCRIPT))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == -9, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["complete"] is False
+    assert [f["model"] for f in result["train"]] == ["nrms"]
+    assert len(result["kernels"]) == 5 and all(k["passed"] for k in result["kernels"])
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_part_that_fails_is_recorded_the_rest_runs_and_the_exit_status_is_1(tmp_path, monkeypatch, capsys):
+    check = _load()
+    import recsys.experiment as experiment
+
+    real = experiment.run
+
+    def run(model, *args, **kwargs):
+        if model == "din":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "run", run)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # main sets it for --device cpu: restored after the test
+    out = tmp_path / "check.json"
+    assert check.main([*TINY, "--models", "din,nrms", "--skip-kernels", "--out", str(out)]) == 1
+    result = json.loads(out.read_text())
+    assert result["complete"] is True
+    assert [f["model"] for f in result["train"]] == ["nrms"]
+    assert result["failures"] == [{"part": "train din", "error": "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"}]
+    err = capsys.readouterr().err
+    assert "gpu_check: train din failed: RuntimeError: CUDA out of memory" in err
+    assert "1 part(s) failed on cpu: train din (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB)" in err
