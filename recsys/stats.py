@@ -1,5 +1,6 @@
 """Statistics over seeds: mean ± sample std and the paired t-test, as the paper reports them;
-the paired difference with its intervals and TOST equivalence test (benchmarks).
+the paired difference with its intervals, TOST equivalence test and non-inferiority verdict
+(benchmarks).
 
 The only implementation `train` (its summary line) and `report` (every table) use, so the two
 never disagree about a p-value.
@@ -105,3 +106,14 @@ def paired_difference(ours: Sequence[float], theirs: Sequence[float], margin: fl
     p_below = float(t.sf((mean + margin) / se, df))
     p_above = float(t.cdf((mean - margin) / se, df))
     return PairedDifference(n, mean, std, p_value, interval(0.95), interval(0.90), margin, max(p_below, p_above))
+
+
+def verdict(difference: PairedDifference) -> str:
+    """The non-inferiority reading of a paired difference (ours − theirs) at its margin: "better" or
+    "worse" when the 95 % interval excludes 0 on that side, else "non-inferior" when the 90 %
+    interval's lower bound is above −margin, else "inconclusive"."""
+    if difference.ci95[1] < 0:
+        return "worse"
+    if difference.ci95[0] > 0:
+        return "better"
+    return "non-inferior" if difference.ci90[0] > -difference.margin else "inconclusive"

@@ -285,6 +285,14 @@ def test_bench_reference_auc_only_on_chosen_seeds_and_the_test_split(tmp_path: P
     assert row["ratios"] == [] and row["ratio_median"] is None
     assert row["auc_seeds"] == [41, 42] and len(row["ours_aucs"]) == len(row["reference_aucs"]) == 2
     assert "test AUC" in proc.stdout and "seed 41: test AUC" in proc.stderr
+    # the paired comparison reads the file as written: both seeds, each side's AUCs, a verdict
+    paired = _run("paired_auc.py", str(tmp_path / "reference.json"), "--out", str(tmp_path / "paired.json"), timeout=60)
+    assert paired.returncode == 0, paired.stderr
+    (model,) = json.loads((tmp_path / "paired.json").read_text())["models"]
+    assert model["model"] == "nrms" and model["seeds"] == [41, 42] and model["sides"] == ["ours", "reference"]
+    assert [(p["first"], p["second"]) for p in model["per_seed"]] == list(zip(row["ours_aucs"], row["reference_aucs"]))
+    assert model["verdict"] in ("better", "worse", "non-inferior", "inconclusive")
+    assert "NRMS: n 2, ours " in paired.stdout and "test split after 5 batches" in paired.stdout
 
 
 def test_bench_reference_scores_one_side_with_our_decay_off(tmp_path: Path):

@@ -58,3 +58,16 @@ def test_edge_cases() -> None:
     assert not outside.equivalent and outside.tost_p == 1.0
     with pytest.raises(ValueError, match="margin"):
         paired_difference([0.6, 0.7], [0.5, 0.6], margin=0)
+
+
+def test_verdict_reads_the_intervals_as_the_pre_registered_rule() -> None:
+    from recsys.stats import PairedDifference, verdict
+
+    def diff(ci90, ci95, margin=0.01):
+        return PairedDifference(10, sum(ci90) / 2, 0.01, 0.5, ci95, ci90, margin, 0.5)
+
+    assert verdict(diff((-0.02, -0.012), (-0.021, -0.001))) == "worse"  # 95 % CI below 0 wins over the margin
+    assert verdict(diff((0.002, 0.01), (0.001, 0.011))) == "better"
+    assert verdict(diff((-0.009, 0.01), (-0.011, 0.012))) == "non-inferior"  # 90 % lower bound above -margin
+    assert verdict(diff((-0.0101, 0.01), (-0.012, 0.012))) == "inconclusive"
+    assert verdict(diff((-0.0101, 0.01), (-0.012, 0.012), margin=0.02)) == "non-inferior"
