@@ -124,6 +124,24 @@ def speedups(gpu_check: dict | None, plmnr_history: str = "exact") -> tuple[dict
     return factors, sources
 
 
+def gpu_check_notes(gpu_check: dict | None) -> list[str]:
+    """What a gpu_check.json leaves out, one line each: a run not on CUDA (nothing of it is used),
+    one stopped before its end, parts that failed. The models it lacks keep the assumed speed-up."""
+    if gpu_check is None:
+        return []
+    device = gpu_check.get("environment", {}).get("device")
+    if device != "cuda":
+        return [f"gpu_check.json ran on {device or 'an unknown device'}, not CUDA: none of its rates is used"]
+    notes = []
+    if gpu_check.get("complete") is False:
+        notes.append("gpu_check.json is from a check stopped before its end: the models it did not reach keep "
+                     "the assumed speed-up")
+    for failure in gpu_check.get("failures", []):
+        notes.append(f"gpu_check.json: {failure.get('part')} failed ({failure.get('error')}): "
+                     "that model keeps the assumed speed-up")
+    return notes
+
+
 def grid_rows(datasets: tuple[GridData, ...], variants: int, seeds: int, epochs: int, holdout_fraction: float,
               factors: dict[str, float], sources: dict[str, str], plmnr_history: str = "exact") -> list[dict]:
     rows = []
@@ -161,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                   "scripts/gpu_check.sh wrote", file=sys.stderr)
             return 2
     factors, sources = speedups(gpu_check, args.plmnr_history)
+    for note in gpu_check_notes(gpu_check):
+        print(f"note: {note}")
     rows = grid_rows((MIND_SMALL, MIND_LARGE), args.variants, args.seeds, args.epochs, args.holdout_fraction, factors, sources,
                      args.plmnr_history)
     print(f"{'dataset':<11}{'model':<7}{'runs':>5}{'samples/epoch':>15}{'CPU h/run':>11}{'speed-up':>10}{'GPU h/run':>11}{'GPU h':>9}")

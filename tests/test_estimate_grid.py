@@ -89,3 +89,21 @@ def test_unreadable_gpu_check_is_one_line_and_exit_2(grid, tmp_path, capsys):
     out = tmp_path / "grid.json"
     assert grid.main(["--out", str(out)]) == 0
     assert len(json.loads(out.read_text())["rows"]) == 16
+
+
+def test_what_a_gpu_check_leaves_out_is_said_and_keeps_the_assumption(grid, tmp_path, capsys):
+    partial = {"complete": False, "environment": {"device": "cuda"},
+               "train": [{"model": "nrms", "train_samples_per_s": 20_000.0}],
+               "failures": [{"part": "train din", "error": "RuntimeError: CUDA out of memory."}]}
+    path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps(partial))
+    assert grid.main(["--gpu-check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: gpu_check.json is from a check stopped before its end" in out
+    assert "note: gpu_check.json: train din failed (RuntimeError: CUDA out of memory.): that model keeps the assumed" in out
+    factors, sources = grid.speedups(partial)
+    assert sources["nrms"] == "measured (gpu_check)" and sources["din"] == "assumed"
+    assert grid.gpu_check_notes({"environment": {"device": "cpu"}, "train": partial["train"]}) == [
+        "gpu_check.json ran on cpu, not CUDA: none of its rates is used"]
+    assert grid.gpu_check_notes({"complete": True, "environment": {"device": "cuda"}, "failures": []}) == []
+    assert grid.gpu_check_notes(None) == []
