@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--micro-batches", default="16,64", help="transformers rows per generate() call; 16 is the CPU figure's")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-generate", action="store_true")
-    parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-kernels", action="store_true", help="skip the packed-encoder checks against torch's")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: $OUT/gpu_check.json when $OUT is set)")
     args = parser.parse_args(argv)
     args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
