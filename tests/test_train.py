@@ -248,8 +248,9 @@ def test_resume_refuses_other_settings_or_no_checkpoint(data, accelerator, tmp_p
 
 
 def test_early_stopping_keeps_the_best_epoch(data, accelerator) -> None:
-    # a learning rate this large makes dev AUC fall after the first epoch
-    result = run_training(accelerator, data, settings("nrms", epochs=4, patience=1, lr=1.0))
+    # a learning rate this large makes dev AUC fall after the first epoch (1.0 did for most seeds
+    # and thread counts, not all: 3.0 for seeds 1-3 here)
+    result = run_training(accelerator, data, settings("nrms", epochs=4, patience=1, lr=3.0))
     assert result.stopped_early and result.epochs_run == result.best_epoch + 1 < 4
     assert result.dev_auc[result.best_epoch - 1] == max(result.dev_auc)
     # the reported metrics come from the best epoch's weights, not the last epoch's

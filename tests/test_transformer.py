@@ -112,6 +112,7 @@ def test_without_a_padding_mask_or_a_real_slot_it_is_torchs_encoder() -> None:
 def test_every_dropout_site_draws_its_own_rate_on_the_packed_shapes(monkeypatch) -> None:
     """The four dropouts of a layer (attention weights, after attention, inside and after the
     feed-forward block) each run, on the packed or windowed shapes, with their own p."""
+    import recsys.layers.packing as packing_module
     import recsys.layers.transformer as packed_module
 
     torch.manual_seed(0)
@@ -120,8 +121,9 @@ def test_every_dropout_site_draws_its_own_rate_on_the_packed_shapes(monkeypatch)
     packed = PackedTransformerEncoder(layer, 1, enable_nested_tensor=False)
     calls = []
     real_dropout = packed_module.dropout
-    monkeypatch.setattr(packed_module, "dropout",
-                        lambda x, p, training: calls.append((p, tuple(x.shape), training)) or real_dropout(x, p, training))
+    for module in (packed_module, packing_module):  # the attention weights' dropout lives in packing
+        monkeypatch.setattr(module, "dropout",
+                            lambda x, p, training: calls.append((p, tuple(x.shape), training)) or real_dropout(x, p, training))
     packed.train()
     packed(torch.randn(4, 7, 16), src_key_padding_mask=PADDING)
     real = int((~PADDING).sum())

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.layers.dropout import dropout as cheap_dropout
+from recsys.layers.packing import Packing, packed_self_attention
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
@@ -50,6 +51,17 @@ class AdditiveAttention(nn.Module):
         """values [B, L, D], mask [B, L] -> [B, D]."""
         return torch.einsum("bl,bld->bd", self.weights(values, mask), values)
 
+    def forward_packed(self, values: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """forward on the real positions only: values [T, D] packed by `packing` -> [N, D] (zeros
+        for a row without a real position, as forward's all-masked rows)."""
+        projected = F.linear(values, 2 * self.project.weight, 2 * self.project.bias)
+        scores = torch.sigmoid(projected) @ (2 * self.query)  # [T]
+        laid_out = scores.new_zeros(packing.padding.shape)
+        laid_out[packing.rows, packing.slots] = scores
+        weights = masked_softmax(laid_out, ~packing.padding)[packing.rows, packing.slots]
+        weighted = weights.unsqueeze(-1) * values
+        return weighted.new_zeros(packing.batch, values.shape[-1]).index_add_(0, packing.rows, weighted)
+
 
 class MultiHeadSelfAttention(nn.Module):
     """Scaled dot-product self-attention with h heads (NRMS), keys restricted to the mask.
@@ -88,3 +100,10 @@ class MultiHeadSelfAttention(nn.Module):
                 q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
             )  # [B, h, L, hd]
         return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+
+    def forward_packed(self, values: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """forward on the real positions only: values [T, D] packed by `packing` -> [T, D], each
+        attending to its own row's real positions."""
+        heads = packed_self_attention(values, packing, self.qkv.weight, self.qkv.bias, self.num_heads, self.dropout,
+                                      self.training)
+        return self.out(heads)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.layers.dropout import dropout
+from recsys.layers.packing import Packing, packed_self_attention
 
 
 class PackedTransformerEncoder(nn.TransformerEncoder):
@@ -34,17 +35,12 @@ class PackedTransformerEncoder(nn.TransformerEncoder):
         padding = src_key_padding_mask
         if not self._packable(src, mask, padding, is_causal):
             return super().forward(src, mask=mask, src_key_padding_mask=padding, is_causal=is_causal)
-        real = ~padding
-        columns = real.any(dim=0).nonzero().squeeze(1)
-        start, stop = int(columns[0]), int(columns[-1]) + 1
-        window = real[:, start:stop]  # the attention's columns: each holds a real slot in some row
-        rows, slots = window.nonzero(as_tuple=True)
-        packed = src[:, start:stop][rows, slots]  # [N, D]
+        packing = Packing.of(~padding)
+        assert packing is not None  # _packable: some real slot
+        x = packing.pack(src)  # [N, D]
         for layer in self.layers:
-            packed = _packed_layer(layer, packed, rows, slots, ~window)
-        out = src.new_zeros(src.shape[0], src.shape[1], packed.shape[-1], dtype=packed.dtype)
-        out[rows, slots + start] = packed
-        return out
+            x = _packed_layer(layer, x, packing)
+        return packing.unpack(x, src.shape[1])
 
     def _packable(self, src: torch.Tensor, mask: torch.Tensor | None, padding: torch.Tensor | None,
                   is_causal: bool | None) -> bool:
@@ -56,16 +52,13 @@ class PackedTransformerEncoder(nn.TransformerEncoder):
                         for layer in self.layers))
 
 
-def _packed_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor,
-                  padding: torch.Tensor) -> torch.Tensor:
+def _packed_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, packing: Packing) -> torch.Tensor:
     """One post- or pre-norm encoder layer on the packed real positions x [N, D]."""
     training = layer.training
     if layer.norm_first:
-        x = x + dropout(_packed_attention(layer.self_attn, layer.norm1(x), rows, slots, padding),
-                        layer.dropout1.p, training)
+        x = x + dropout(_packed_attention(layer.self_attn, layer.norm1(x), packing), layer.dropout1.p, training)
         return x + _feed_forward(layer, layer.norm2(x))
-    x = layer.norm1(x + dropout(_packed_attention(layer.self_attn, x, rows, slots, padding),
-                                layer.dropout1.p, training))
+    x = layer.norm1(x + dropout(_packed_attention(layer.self_attn, x, packing), layer.dropout1.p, training))
     return layer.norm2(x + _feed_forward(layer, x))
 
 
@@ -74,23 +67,8 @@ def _feed_forward(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.T
     return dropout(layer.linear2(hidden), layer.dropout2.p, layer.training)
 
 
-def _packed_attention(attention: nn.MultiheadAttention, x: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor,
-                      padding: torch.Tensor) -> torch.Tensor:
-    """nn.MultiheadAttention's self-attention for the packed positions: projections on [N, D],
-    scores and weights on the padded [B*h, W, W] window (`padding` [B, W]: True where no real
-    slot), padding keys left out."""
-    batch, width = padding.shape
-    heads, dim = attention.num_heads, x.shape[-1]
-    head_dim = dim // heads
-    qkv = F.linear(x, attention.in_proj_weight, attention.in_proj_bias)  # [N, 3D]
-    laid_out = qkv.new_zeros(3, batch, heads, width, head_dim)
-    laid_out[:, rows, :, slots] = qkv.view(-1, 3, heads, head_dim)
-    q, k, v = (part.view(batch * heads, width, head_dim) for part in laid_out)
-    # a very negative finite bias, not -inf: the padding rows' own (discarded) softmax stays finite,
-    # so no NaN can reach the gradient through them
-    bias = torch.zeros(padding.shape, dtype=q.dtype, device=q.device).masked_fill(padding, torch.finfo(q.dtype).min)
-    bias = bias[:, None, None, :].expand(batch, heads, 1, width).reshape(batch * heads, 1, width)
-    scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=head_dim ** -0.5)
-    weights = dropout(torch.softmax(scores, dim=-1), attention.dropout, attention.training)
-    attended = torch.bmm(weights, v).view(batch, heads, width, head_dim)[rows, :, slots]  # [N, h, hd]
-    return attention.out_proj(attended.reshape(-1, dim))
+def _packed_attention(attention: nn.MultiheadAttention, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+    """nn.MultiheadAttention's self-attention for the packed positions (padding keys left out)."""
+    heads = packed_self_attention(x, packing, attention.in_proj_weight, attention.in_proj_bias, attention.num_heads,
+                                  attention.dropout, attention.training)
+    return attention.out_proj(heads)

@@ -8,7 +8,23 @@ from torch import nn
 from recsys.layers.dropout import Dropout
 from recsys.inputs import NewsInputs, UserInputs
 from recsys.layers import AdditiveAttention, MultiHeadSelfAttention
+from recsys.layers.packing import Packing
 from recsys.models.base import FeatureSizes, MatchingModel, ModelConfig
+
+
+def attend_and_pool(values: torch.Tensor, mask: torch.Tensor, attention: MultiHeadSelfAttention,
+                    pool: AdditiveAttention, dropout: nn.Module, input_dropout: nn.Module | None = None) -> torch.Tensor:
+    """pool(dropout(attention(input_dropout(values), mask)), mask): values [N, L, D], mask [N, L]
+    -> [N, D], computed on the real positions only (recsys/layers/packing.py): the same function
+    as the padded form up to float rounding, and a row without a real position is zeros as there."""
+    mask = mask.to(torch.bool)
+    packing = Packing.of(mask)
+    if packing is None:
+        return values.new_zeros(values.shape[0], values.shape[-1])
+    x = packing.pack(values)
+    if input_dropout is not None:
+        x = input_dropout(x)
+    return pool.forward_packed(dropout(attention.forward_packed(x, packing)), packing)
 
 
 class NRMSUserEncoder(nn.Module):
@@ -21,8 +37,7 @@ class NRMSUserEncoder(nn.Module):
         self.dropout = Dropout(config.dropout)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        mask = mask.to(torch.bool)
-        return self.pool(self.dropout(self.attention(history, mask)), mask)
+        return attend_and_pool(history, mask, self.attention, self.pool, self.dropout)
 
 
 class NRMS(MatchingModel):
@@ -39,8 +54,7 @@ class NRMS(MatchingModel):
 
     def encode_news(self, news: NewsInputs) -> torch.Tensor:
         tokens, mask = self.embedder.sequence(news)
-        contextual = self.news_attention(self.dropout(tokens), mask)
-        return self.news_pool(self.dropout(contextual), mask)
+        return attend_and_pool(tokens, mask, self.news_attention, self.news_pool, self.dropout, self.dropout)
 
     def encode_user(self, history: torch.Tensor, user: UserInputs) -> torch.Tensor:
         return self.fuse(self.user_encoder(history, user.history_mask), user)
