@@ -17,8 +17,9 @@ pyarrow, typer, Ray or TensorBoard, and no network. It
    "random weights: throughput only";
 3. checks the device's kernels where our code takes its own path: BST's packed transformer
    encoder (recsys/layers/transformer.py) against torch's nn.TransformerEncoder with the same
-   weights, in float32 (outputs and gradients) and under bfloat16 autocast; a check outside its
-   tolerance makes the exit status 1;
+   weights, in float32 (outputs and gradients) and under bfloat16 autocast, and NRMS's packed
+   self-attention and pooling against their padded forms (float32 outputs and gradients); a
+   check outside its tolerance makes the exit status 1;
 4. prints each rate beside this project's CPU figure (BENCHMARKS.md) and writes a JSON of
    everything under $OUT (or --out).
 
@@ -596,10 +597,40 @@ def kernel_checks(device: str, batch: int = 256, length: int = 51, dim: int = 64
         torchs_error = relative(torchs_bf16, expected)
         add(f"packed encoder, bfloat16 autocast output against float32 (eval; torch's own: {torchs_error:.2e})",
             relative(ours_bf16, expected), 2 * torchs_error + 0.01)
+    checks += _nrms_checks(device, batch, dim, relative)
     for check in checks:
         print(f"kernel check {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.difference:.2e} "
               f"(tolerance {check.tolerance:.2e})", flush=True)
     return checks
+
+
+def _nrms_checks(device: str, batch: int, dim: int, relative) -> list[KernelCheck]:
+    """NRMS's packed self-attention and pooling (recsys/models/nrms.py attend_and_pool) against
+    the padded forms with the same layers, float32, train mode with dropout 0: right-padded titles
+    of 0..29 tokens in 30 slots (a row of none pools to zeros in both)."""
+    import torch
+
+    from recsys.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
+    from recsys.models.nrms import attend_and_pool
+
+    generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    attention, pool, no_dropout = MultiHeadSelfAttention(dim, 4).to(device), AdditiveAttention(dim).to(device), Dropout(0.0)
+    length = 30
+    tokens = torch.randint(0, length, (batch,), generator=generator)
+    mask = (torch.arange(length) < tokens[:, None]).to(device)
+    x = torch.randn(batch, length, dim, generator=generator).to(device)
+    weights = torch.randn(batch, dim, generator=generator).to(device)
+    parameters = [*attention.parameters(), *pool.parameters()]
+    x_padded, x_packed = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected = pool(attention(x_padded, mask), mask)
+    out = attend_and_pool(x_packed, mask, attention, pool, no_dropout)
+    grads = zip(torch.autograd.grad((out * weights).sum(), [x_packed, *parameters]),
+                torch.autograd.grad((expected * weights).sum(), [x_padded, *parameters]), strict=True)
+    differences = {"output": relative(out, expected), "gradients (input and every parameter)":
+                   max(relative(a, b) for a, b in grads)}
+    return [KernelCheck(f"NRMS packed attention and pooling, float32 {what} (train)", device, value, 1e-4, value <= 1e-4)
+            for what, value in differences.items()]
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_runs_end_to_end_on_cpu_without_duckdb_typer_vllm_ray_pyarrow(tmp_path):
     assert 0 < generated["completion_tokens"] <= 6 * 6 and generated["prompt_tokens"] > 6 * 50
     assert "NRMS" in done.stdout and "random weights: throughput only" in done.stdout
     kernels = result["kernels"]
-    assert len(kernels) == 5 and all(k["passed"] and k["device"] == "cpu" for k in kernels), kernels
+    assert len(kernels) == 7 and all(k["passed"] and k["device"] == "cpu" for k in kernels), kernels
 
 
 @pytest.mark.slow
@@ -232,7 +232,7 @@ def test_kernel_checks_pass_for_the_packed_encoder_and_catch_a_wrong_one(monkeyp
     check = _load()
     sizes = {"batch": 12, "length": 9, "dim": 16}
     passed = check.kernel_checks("cpu", **sizes)
-    assert len(passed) == 5 and all(k.passed for k in passed), passed
+    assert len(passed) == 7 and all(k.passed for k in passed), passed
     assert all(k.difference < 1e-5 for k in passed[:4])
 
     import recsys.layers.transformer as transformer
@@ -245,6 +245,15 @@ def test_kernel_checks_pass_for_the_packed_encoder_and_catch_a_wrong_one(monkeyp
     assert not wrong["packed encoder, float32 gradients (input and every parameter)"].passed
     assert not wrong["packed encoder, float32 output (eval)"].passed
     assert wrong["packed encoder, padding slots are zero"].passed
+    assert wrong["NRMS packed attention and pooling, float32 output (train)"].passed
+
+    from recsys.layers.attention import AdditiveAttention
+
+    pooled = AdditiveAttention.forward_packed
+    monkeypatch.setattr(AdditiveAttention, "forward_packed", lambda self, x, packing: pooled(self, x, packing) * 1.001)
+    wrong = {k.name: k for k in check.kernel_checks("cpu", **sizes)}
+    assert not wrong["NRMS packed attention and pooling, float32 output (train)"].passed
+    assert not wrong["NRMS packed attention and pooling, float32 gradients (input and every parameter) (train)"].passed
 
 
 def test_a_failed_kernel_check_is_exit_status_1_with_the_json_written(tmp_path, monkeypatch, capsys):
@@ -283,7 +292,7 @@ def test_a_check_killed_mid_way_leaves_what_it_measured_before(tmp_path):
     result = json.loads(out.read_text())
     assert result["complete"] is False
     assert [f["model"] for f in result["train"]] == ["nrms"]
-    assert len(result["kernels"]) == 5 and all(k["passed"] for k in result["kernels"])
+    assert len(result["kernels"]) == 7 and all(k["passed"] for k in result["kernels"])
     assert not list(tmp_path.glob("*.partial"))
 
 
