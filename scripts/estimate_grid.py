@@ -55,8 +55,13 @@ MIND_LARGE = GridData("MIND-large", 2_200_000, 221_422 / 170_129, 12.5, round(2_
 # (session 13, section 5b: bench_train.py at this size, old and new code alternately, 4 rounds,
 # 1 thread): median ratio 1.71 in training, 1.66 in evaluation.
 BST_PACKED_GAIN = ModelRate(1.71, 1.66)
+# NRMS: session 8's 385 samples/s and 13,251 impressions/s times the gain of its packed attention
+# and pooling (session 14, section 2b: bench_train.py at this size, old and new code alternately,
+# 4 rounds, 1 thread, load ~3): median ratio 1.56 in training, 1.29 in evaluation.
+NRMS_PACKED_GAIN = ModelRate(1.56, 1.29)
 CPU_RATES = {
-    "naml": ModelRate(602, 19_204), "lstur": ModelRate(524, 17_891), "nrms": ModelRate(385, 13_251),
+    "naml": ModelRate(602, 19_204), "lstur": ModelRate(524, 17_891),
+    "nrms": ModelRate(385 * NRMS_PACKED_GAIN.train_samples_per_s, 13_251 * NRMS_PACKED_GAIN.eval_impressions_per_s),
     "plmnr": ModelRate(71, 1_855),
     "bst": ModelRate(777 * BST_PACKED_GAIN.train_samples_per_s, 415 * BST_PACKED_GAIN.eval_impressions_per_s),
     "dcn": ModelRate(9_210, 16_071), "pnn": ModelRate(8_603, 10_967), "din": ModelRate(7_460, 6_848),
