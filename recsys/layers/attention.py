@@ -67,7 +67,8 @@ class MultiHeadSelfAttention(nn.Module):
     """Scaled dot-product self-attention with h heads (NRMS), keys restricted to the mask.
 
     Rows with no real key at all (an empty history) attend everywhere instead, which keeps them
-    finite; their outputs are padding that the following masked pooling ignores.
+    finite; their outputs are padding that the following masked pooling ignores. NRMS runs
+    `forward_packed` (the real positions only); `forward` is the padded form it equals.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:

@@ -16,7 +16,6 @@ elsewhere. Padding slots come back as zeros.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from recsys.layers.dropout import dropout
