@@ -119,6 +119,7 @@ class CheckResults:
     train: list[TrainFigure] = field(default_factory=list)
     generate: list[GenerateFigure] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    cpu_reference: dict[str, float] = field(default_factory=lambda: cpu_train_reference())
 
     def fail(self, part: str, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()
@@ -137,7 +138,7 @@ class CheckResults:
                   "train": [asdict(f) for f in self.train], "plmnr_ratios": plmnr_ratios(self.train),
                   "generate": [asdict(g) for g in self.generate], "kernels": [asdict(k) for k in self.kernels],
                   "failures": [asdict(f) for f in self.failures],
-                  "cpu_reference": {"train_samples_per_s": cpu_train_reference(), "generate": CPU_GENERATE},
+                  "cpu_reference": {"train_samples_per_s": self.cpu_reference, "generate": CPU_GENERATE},
                   "args": self.args}
         self.out.parent.mkdir(parents=True, exist_ok=True)
         partial = self.out.with_name(self.out.name + ".partial")
@@ -249,7 +250,6 @@ def train_figures(args: argparse.Namespace, device: str, work: Path, results: Ch
             runs.append((model, model, replace(config, encoder=str(folder)), weights))
         else:
             runs.append((model, model, config, ""))
-    cpu_reference = cpu_train_reference()
     for label, model, run_config, weights in runs:
         started = time.perf_counter()
         try:
@@ -268,7 +268,7 @@ def train_figures(args: argparse.Namespace, device: str, work: Path, results: Ch
             train_samples_per_s=sum(rates) / len(rates) if rates else 0.0,
             eval_impressions_per_s=run.eval_impressions_per_s, eval_split=run.eval_split,
             auc=float(run.metrics[run.eval_split]["all"]["auc"]), seconds=seconds,
-            cpu_reference_samples_per_s=cpu_reference.get(label), weights=weights,
+            cpu_reference_samples_per_s=results.cpu_reference.get(label), weights=weights,
         ))
         print(f"trained {label}: {results.train[-1].train_samples_per_s:,.0f} samples/s, {run.eval_split} AUC "
               f"{results.train[-1].auc:.3f} ({seconds:.1f} s){f'; {weights}' if weights else ''}", flush=True)
